@@ -1,0 +1,116 @@
+-- hookd schema. Applied by numbered migrations: each section headed by a migration marker line runs once, in
+-- order, and PRAGMA user_version records the last one applied. Never edit an applied section;
+-- add a new one. Times are unix milliseconds; every table is STRICT.
+
+-- migration: 1
+
+-- Settings hookd keeps for itself, such as the operator token's hash.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE tenants (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+-- Tenant API keys. Only the SHA-256 of the secret part is stored.
+CREATE TABLE api_keys (
+    id          INTEGER PRIMARY KEY,
+    tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'publisher', 'viewer')),
+    secret_hash BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX api_keys_by_tenant ON api_keys(tenant_id, id);
+
+CREATE TABLE event_types (
+    tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    category    TEXT,
+    description TEXT,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) STRICT, WITHOUT ROWID;
+
+-- Outgoing endpoints: settings, state, and the running counters behind the stats route.
+CREATE TABLE endpoints (
+    id                   INTEGER PRIMARY KEY,
+    tenant_id            INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name                 TEXT NOT NULL,
+    url                  TEXT NOT NULL,
+    events               TEXT NOT NULL,              -- JSON array of patterns
+    secret               TEXT NOT NULL,
+    signature_scheme     TEXT NOT NULL,
+    signature_header     TEXT,
+    format               TEXT NOT NULL,
+    headers              TEXT NOT NULL,              -- JSON object
+    retry_schedule       TEXT NOT NULL,              -- JSON array of milliseconds
+    disable_after        INTEGER NOT NULL,
+    timeout_ms           INTEGER NOT NULL,
+    rate_limit           INTEGER,
+    ordering             TEXT NOT NULL,
+    is_active            INTEGER NOT NULL,
+    disabled_at          INTEGER,
+    disabled_reason      TEXT,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    succeeded            INTEGER NOT NULL DEFAULT 0,
+    failed               INTEGER NOT NULL DEFAULT 0,
+    pending              INTEGER NOT NULL DEFAULT 0,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_delivery_at     INTEGER,
+    last_delivery_status TEXT,
+    last_response_code   INTEGER
+) STRICT;
+CREATE INDEX endpoints_by_tenant ON endpoints(tenant_id, id);
+
+-- One row per published event; the payload is stored once, not per delivery.
+CREATE TABLE events (
+    id              INTEGER PRIMARY KEY,
+    tenant_id       INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    type            TEXT NOT NULL,
+    data            TEXT NOT NULL,                   -- JSON
+    idempotency_key TEXT,
+    deliveries      INTEGER NOT NULL,                -- how many endpoints it fanned out to
+    created_at      INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX events_by_idempotency_key ON events(tenant_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX events_by_tenant ON events(tenant_id, id);
+CREATE INDEX events_by_tenant_type ON events(tenant_id, type, id);
+
+-- One row per event x endpoint. status: 0 pending, 1 succeeded, 2 failed.
+-- A claim sets lease_until and moves next_attempt_at to the same instant, so a lease that
+-- expires makes the row due again without anyone clearing it.
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    event_id        INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    endpoint_id     INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    status          INTEGER NOT NULL DEFAULT 0 CHECK (status IN (0, 1, 2)),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    lease_until     INTEGER,
+    created_at      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at) WHERE status = 0;
+CREATE INDEX deliveries_leased ON deliveries(lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, id);
+CREATE INDEX deliveries_by_endpoint_status ON deliveries(endpoint_id, status, id);
+CREATE INDEX deliveries_by_event ON deliveries(event_id);
+
+-- One row per HTTP attempt.
+CREATE TABLE attempts (
+    delivery_id   INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    number        INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    response_code INTEGER,
+    latency_ms    INTEGER NOT NULL,
+    error         TEXT,
+    error_message TEXT,
+    response_body TEXT,
+    PRIMARY KEY (delivery_id, number)
+) STRICT, WITHOUT ROWID;

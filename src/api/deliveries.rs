@@ -1,0 +1,79 @@
+//! The delivery log: one endpoint's deliveries, and one delivery with its attempts.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::extract::{Auth, Query};
+use super::tenants::{not_found, page_json};
+use super::{ApiError, AppState};
+use crate::model::{DeliveryId, DeliveryStatus, EndpointId, Role, rfc3339};
+use crate::store::DeliverySummary;
+
+/// A delivery as listed.
+pub(super) fn summary_json(d: &DeliverySummary) -> Value {
+    json!({
+        "id": d.id,
+        "eventId": d.event_id,
+        "eventType": d.event_type,
+        "endpointId": d.endpoint_id,
+        "status": d.status.as_str(),
+        "attemptCount": d.attempts,
+        "nextAttemptAt": d.next_attempt_at.map(rfc3339),
+        "createdAt": rfc3339(d.created_at),
+    })
+}
+
+pub(super) async fn list_for_endpoint(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let id = EndpointId::parse(&id).ok_or_else(|| ApiError::not_found("endpoint"))?;
+    let status = match query.get("status") {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid("status must be one of pending, succeeded, failed")
+        })?),
+    };
+    let page = state
+        .store
+        .list_endpoint_deliveries(tenant, id, status, query.page()?)
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(Json(page_json(page, summary_json)))
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let id = DeliveryId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;
+    let detail = state
+        .store
+        .get_delivery(tenant, id)
+        .await
+        .map_err(not_found("delivery"))?;
+    let mut out = summary_json(&detail.summary);
+    out["attempts"] = detail
+        .attempts
+        .iter()
+        .map(|a| {
+            let o = &a.outcome;
+            json!({
+                "number": a.number,
+                "at": rfc3339(o.at),
+                "responseCode": o.response_code,
+                "latencyMs": o.latency_ms,
+                "error": o.error.map(|e| e.as_str()),
+                "errorMessage": o.error_message,
+                "responseBody": o.response_body,
+            })
+        })
+        .collect();
+    Ok(Json(out))
+}

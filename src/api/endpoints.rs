@@ -1,0 +1,389 @@
+//! Endpoints: create, read, change, delete, stats, enable, and the synchronous test send.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use super::extract::{Auth, JsonBody, OptionalJson, Query};
+use super::tenants::{check_name, not_found, page_json};
+use super::{ApiError, AppState};
+use crate::model::endpoint::{DEFAULT_RETRY_SCHEDULE, parse_url};
+use crate::model::{
+    Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Role, SignatureScheme,
+    duration, now_ms, rfc3339,
+};
+use crate::outbound::Message;
+use crate::signing::{self, Signer};
+use crate::store::NewEndpoint;
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The fields of a create or PATCH body; absent fields keep their value (or default).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct EndpointIn {
+    name: Option<String>,
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    secret: Option<String>,
+    is_active: Option<bool>,
+    signature_scheme: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    signature_header_name: Option<Option<String>>,
+    format: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    retry_schedule: Option<Vec<String>>,
+    disable_after: Option<u32>,
+    timeout_ms: Option<u32>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limit: Option<Option<u32>>,
+    ordering: Option<String>,
+}
+
+impl EndpointIn {
+    /// Applies every present field to `s`; the error names the field.
+    fn apply(self, s: &mut EndpointSettings) -> Result<(), String> {
+        if let Some(name) = self.name {
+            s.name = name;
+        }
+        if let Some(url) = self.url {
+            s.url = parse_url(&url)?;
+        }
+        if let Some(events) = self.events {
+            s.events = events
+                .iter()
+                .map(|e| EventPattern::parse(e))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("events: {e}"))?;
+        }
+        if let Some(active) = self.is_active {
+            s.is_active = active;
+        }
+        if let Some(scheme) = self.signature_scheme {
+            s.signature_scheme = SignatureScheme::parse(&scheme)
+                .ok_or("signatureScheme must be 'standard' or 'github'")?;
+        }
+        if let Some(name) = self.signature_header_name {
+            s.signature_header_name = name.map(|n| n.to_ascii_lowercase());
+        }
+        if let Some(format) = self.format {
+            s.format =
+                Format::parse(&format).ok_or("format must be 'json', 'slack' or 'discord'")?;
+        }
+        if let Some(headers) = self.headers {
+            s.headers = headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+        }
+        if let Some(schedule) = self.retry_schedule {
+            s.retry_schedule = schedule
+                .iter()
+                .map(|d| duration::parse(d))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("retrySchedule: {e}"))?;
+        }
+        if let Some(n) = self.disable_after {
+            s.disable_after = n;
+        }
+        if let Some(ms) = self.timeout_ms {
+            s.timeout_ms = ms;
+        }
+        if let Some(limit) = self.rate_limit {
+            s.rate_limit = limit;
+        }
+        if let Some(ordering) = self.ordering {
+            s.ordering = Ordering::parse(&ordering).ok_or("ordering must be 'none' or 'fifo'")?;
+        }
+        Ok(())
+    }
+}
+
+fn defaults(name: String, url: url::Url, events: Vec<EventPattern>) -> EndpointSettings {
+    EndpointSettings {
+        name,
+        url,
+        events,
+        signature_scheme: SignatureScheme::Standard,
+        signature_header_name: None,
+        format: Format::Json,
+        headers: BTreeMap::new(),
+        retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
+        disable_after: 5,
+        timeout_ms: 10_000,
+        rate_limit: None,
+        ordering: Ordering::None,
+        is_active: true,
+    }
+}
+
+fn endpoint_json(e: &Endpoint) -> Value {
+    let s = &e.settings;
+    json!({
+        "id": e.id,
+        "name": s.name,
+        "url": s.url.as_str(),
+        "events": s.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "isActive": s.is_active,
+        "signatureScheme": s.signature_scheme.as_str(),
+        "signatureHeaderName": s.signature_header(),
+        "format": s.format.as_str(),
+        "headers": s.headers,
+        "retrySchedule": s.retry_schedule.iter().map(|d| duration::format(*d)).collect::<Vec<_>>(),
+        "disableAfter": s.disable_after,
+        "timeoutMs": s.timeout_ms,
+        "rateLimit": s.rate_limit,
+        "ordering": s.ordering.as_str(),
+        "createdAt": rfc3339(e.created_at),
+        "updatedAt": rfc3339(e.updated_at),
+        "disabledAt": e.disabled_at.map(rfc3339),
+        "disabledReason": e.disabled_reason,
+    })
+}
+
+fn endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
+    EndpointId::parse(id).ok_or_else(|| ApiError::not_found("endpoint"))
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(mut body): JsonBody<EndpointIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let name = body
+        .name
+        .take()
+        .ok_or_else(|| ApiError::invalid("name is required"))?;
+    check_name(&name)?;
+    let url = body
+        .url
+        .take()
+        .ok_or_else(|| ApiError::invalid("url is required"))?;
+    let url = parse_url(&url).map_err(ApiError::invalid)?;
+    let events = body
+        .events
+        .take()
+        .ok_or_else(|| ApiError::invalid("events is required: list at least one event type"))?;
+    let events = events
+        .iter()
+        .map(|e| EventPattern::parse(e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::invalid(format!("events: {e}")))?;
+    let secret = body.secret.take();
+    let mut settings = defaults(name, url, events);
+    body.apply(&mut settings).map_err(ApiError::invalid)?;
+    settings.check().map_err(ApiError::invalid)?;
+    state
+        .policy
+        .check_url(&settings.url)
+        .await
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let secret = match secret {
+        Some(s) => {
+            signing::check_secret(settings.signature_scheme, &s)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            s
+        }
+        None => signing::generate_secret(),
+    };
+    let endpoint = state
+        .store
+        .create_endpoint(
+            tenant,
+            NewEndpoint {
+                settings,
+                secret: secret.clone(),
+            },
+        )
+        .await?;
+    let mut out = endpoint_json(&endpoint);
+    out["secret"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let page = state.store.list_endpoints(tenant, query.page()?).await?;
+    Ok(Json(page_json(page, endpoint_json)))
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let endpoint = state
+        .store
+        .get_endpoint(tenant, endpoint_id(&id)?)
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(Json(endpoint_json(&endpoint)))
+}
+
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<EndpointIn>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let id = endpoint_id(&id)?;
+    if body.secret.is_some() {
+        return Err(ApiError::invalid(
+            "secret cannot be changed with PATCH; rotate it with POST /v1/endpoints/{id}/secret/rotate",
+        ));
+    }
+    if let Some(url) = &body.url {
+        let url = parse_url(url).map_err(ApiError::invalid)?;
+        state
+            .policy
+            .check_url(&url)
+            .await
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    if body.signature_scheme.as_deref() == Some("standard") {
+        let secret = state
+            .store
+            .endpoint_secret(id)
+            .await
+            .map_err(not_found("endpoint"))?;
+        if signing::check_secret(SignatureScheme::Standard, &secret).is_err() {
+            return Err(ApiError::invalid(
+                "signatureScheme cannot become 'standard': the endpoint's secret is not a whsec_ secret; rotate it first",
+            ));
+        }
+    }
+    let endpoint = state
+        .store
+        .update_endpoint(tenant, id, Box::new(move |s| body.apply(s)))
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(Json(endpoint_json(&endpoint)))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    state
+        .store
+        .delete_endpoint(tenant, endpoint_id(&id)?)
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn stats(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let e = state
+        .store
+        .get_endpoint(tenant, endpoint_id(&id)?)
+        .await
+        .map_err(not_found("endpoint"))?;
+    let k = &e.counters;
+    let finished = k.succeeded + k.failed;
+    let success_rate =
+        (finished > 0).then(|| (k.succeeded as f64 * 10_000.0 / finished as f64).round() / 100.0);
+    Ok(Json(json!({
+        "successRate": success_rate,
+        "totalDeliveries": k.succeeded + k.failed + k.pending,
+        "succeeded": k.succeeded,
+        "failed": k.failed,
+        "pending": k.pending,
+        "consecutiveFailures": k.consecutive_failures,
+        "lastDelivery": k.last_delivery.as_ref().map(|(at, status, code)| json!({
+            "at": rfc3339(*at),
+            "status": status,
+            "responseCode": code,
+        })),
+        "disabledAt": e.disabled_at.map(rfc3339),
+        "disabledReason": e.disabled_reason,
+    })))
+}
+
+pub(super) async fn enable(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<NoFields>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let endpoint = state
+        .store
+        .enable_endpoint(tenant, endpoint_id(&id)?)
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(Json(endpoint_json(&endpoint)))
+}
+
+/// The body of an action that takes no options: none, empty or `{}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoFields {}
+
+pub(super) async fn test_send(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<NoFields>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let id = endpoint_id(&id)?;
+    let endpoint = state
+        .store
+        .get_endpoint(tenant, id)
+        .await
+        .map_err(not_found("endpoint"))?;
+    let secret = state.store.endpoint_secret(id).await?;
+    let signer = Signer::new(endpoint.settings.signature_scheme, &[secret.as_str()])
+        .map_err(|e| ApiError::invalid(format!("the endpoint's secret cannot sign: {e}")))?;
+    let msg_id = format!("evt_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let body = json!({
+        "id": msg_id,
+        "event": "webhook.test",
+        "timestamp": rfc3339(now_ms()),
+        "data": {"message": "This is a test event from hookd.", "endpointId": id},
+    });
+    let body = Bytes::from(body.to_string());
+    let outcome = state
+        .outbound
+        .send(
+            &endpoint,
+            &signer,
+            Message {
+                id: &msg_id,
+                body: &body,
+            },
+        )
+        .await;
+    Ok(Json(json!({
+        "delivered": outcome.is_success(),
+        "responseCode": outcome.response_code,
+        "latencyMs": outcome.latency_ms,
+        "error": outcome.error.map(|e| e.as_str()),
+        "errorMessage": outcome.error_message,
+        "responseBody": outcome.response_body,
+    })))
+}

@@ -1,0 +1,209 @@
+//! Request extractors that answer in the API's error shape: the JSON body (size limit,
+//! content type, unknown fields named), page parameters, and the caller's token.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::model::{PageRequest, Role, TenantId};
+use crate::store::Caller;
+
+/// A JSON body, limited in size; unknown fields and wrong types are 422 naming the field.
+pub struct JsonBody<T>(pub T);
+
+/// An optional JSON body: none, empty or `{}` all give `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+async fn read_body(req: Request, state: &AppState) -> Result<bytes::Bytes, ApiError> {
+    let limit = state.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let json = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))?;
+    if !body.is_empty() && !json {
+        return Err(ApiError::unsupported_media_type());
+    }
+    Ok(body)
+}
+
+/// Parses JSON, naming the field at fault.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let message = inner.to_string();
+                    let message = message.split(" at line ").next().unwrap_or(&message);
+                    if path == "." {
+                        Err(ApiError::invalid(message.to_owned()))
+                    } else {
+                        Err(ApiError::invalid(format!("{path}: {message}")))
+                    }
+                }
+                _ => Err(ApiError::malformed(format!(
+                    "the body is not valid JSON: {inner}"
+                ))),
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let body = read_body(req, state).await?;
+        if body.is_empty() {
+            return Err(ApiError::malformed("the request needs a JSON body"));
+        }
+        parse_json(&body).map(Self)
+    }
+}
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let body = read_body(req, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        parse_json(&body).map(Self)
+    }
+}
+
+/// Query parameters as pairs, for routes that read more than paging.
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    /// The value of one parameter.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `page` (0-based) and `size` (1–100, default 20); anything else is 422.
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        let number = match self.get("page") {
+            None => 0,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 1_000_000)
+                .ok_or_else(|| ApiError::invalid("page must be a whole number from 0"))?,
+        };
+        let size = match self.get("size") {
+            None => 20,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=PageRequest::MAX_SIZE).contains(n))
+                .ok_or_else(|| ApiError::invalid("size must be a whole number from 1 to 100"))?,
+        };
+        Ok(PageRequest { number, size })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let pairs = parts
+            .uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self(pairs))
+    }
+}
+
+/// The checked caller of a request.
+pub struct Auth(pub Caller);
+
+impl Auth {
+    /// Only the operator token may do this.
+    pub fn operator(&self) -> Result<(), ApiError> {
+        match self.0 {
+            Caller::Operator => Ok(()),
+            Caller::Tenant { .. } => Err(ApiError::forbidden(
+                "this route needs the operator token, not a tenant API key",
+            )),
+        }
+    }
+
+    /// A tenant key with at least `role`; answers its tenant.
+    pub fn tenant(&self, role: Role) -> Result<TenantId, ApiError> {
+        match self.0 {
+            Caller::Tenant {
+                tenant_id,
+                role: has,
+                ..
+            } if has >= role => Ok(tenant_id),
+            Caller::Tenant { role: has, .. } => Err(ApiError::forbidden(format!(
+                "this needs a key with the {} role; this key is {}",
+                role.as_str(),
+                has.as_str()
+            ))),
+            Caller::Operator => Err(ApiError::forbidden(
+                "the operator token manages tenants; use a tenant API key here",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(ApiError::unauthorized)?;
+        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if bool::from(given.ct_eq(&state.operator_hash)) {
+            return Ok(Self(Caller::Operator));
+        }
+        match state.store.authenticate_key(token).await? {
+            Some(caller) => Ok(Self(caller)),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}

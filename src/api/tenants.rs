@@ -1,0 +1,170 @@
+//! Operator routes: tenants and their API keys.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Auth, JsonBody, Query};
+use super::{ApiError, AppState};
+use crate::model::{ApiKey, KeyId, Role, Tenant, TenantId, rfc3339};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantIn {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyIn {
+    name: String,
+    role: String,
+}
+
+fn tenant_json(t: &Tenant) -> Value {
+    json!({"id": t.id, "name": t.name, "createdAt": rfc3339(t.created_at)})
+}
+
+fn key_json(k: &ApiKey) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "role": k.role,
+        "tenantId": k.tenant_id,
+        "createdAt": rfc3339(k.created_at),
+    })
+}
+
+/// Checks a display name: 1–200 characters, not blank.
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        Err(ApiError::invalid("name must be 1 to 200 characters"))
+    } else {
+        Ok(())
+    }
+}
+
+fn tenant_id(id: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(id).ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<TenantIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.operator()?;
+    check_name(&body.name)?;
+    let tenant = state.store.create_tenant(body.name).await?;
+    Ok((StatusCode::CREATED, Json(tenant_json(&tenant))))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    auth.operator()?;
+    let page = state.store.list_tenants(query.page()?).await?;
+    Ok(Json(json!(page_json(page, tenant_json))))
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.operator()?;
+    let tenant = state
+        .store
+        .get_tenant(tenant_id(&id)?)
+        .await
+        .map_err(not_found("tenant"))?;
+    Ok(Json(tenant_json(&tenant)))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.operator()?;
+    state
+        .store
+        .delete_tenant(tenant_id(&id)?)
+        .await
+        .map_err(not_found("tenant"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn create_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<KeyIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.operator()?;
+    let tenant = tenant_id(&id)?;
+    check_name(&body.name)?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::invalid("role must be one of admin, publisher, viewer"))?;
+    let (key, token) = state
+        .store
+        .create_key(tenant, body.name, role)
+        .await
+        .map_err(not_found("tenant"))?;
+    let mut out = key_json(&key);
+    out["key"] = Value::String(token);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+pub(super) async fn list_keys(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    auth.operator()?;
+    let page = state
+        .store
+        .list_keys(tenant_id(&id)?, query.page()?)
+        .await
+        .map_err(not_found("tenant"))?;
+    Ok(Json(json!(page_json(page, key_json))))
+}
+
+pub(super) async fn delete_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    auth.operator()?;
+    let key = KeyId::parse(&key_id).ok_or_else(|| ApiError::not_found("key"))?;
+    state
+        .store
+        .delete_key(tenant_id(&id)?, key)
+        .await
+        .map_err(not_found("key"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Maps a store `NotFound` to a 404 that names what was missing.
+pub(super) fn not_found(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiError {
+    move |e| match e {
+        crate::store::StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
+/// Renders a page with `item` for each element.
+pub(super) fn page_json<T>(page: crate::model::Page<T>, item: impl Fn(&T) -> Value) -> Value {
+    json!({
+        "content": page.content.iter().map(item).collect::<Vec<_>>(),
+        "totalElements": page.total_elements,
+        "totalPages": page.total_pages,
+        "size": page.size,
+        "number": page.number,
+    })
+}

@@ -1,0 +1,91 @@
+//! Wiring: opens the store, starts the dispatcher and serves the API until shutdown, then
+//! stops in order: no new requests, in-flight attempts finish (bounded), queued writes commit.
+
+use std::future::Future;
+
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::delivery::{Dispatcher, DispatcherConfig};
+use crate::outbound::Outbound;
+use crate::store::{Store, StoreError};
+use crate::target::TargetPolicy;
+
+/// Why hookd could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    /// The API server failed.
+    #[error("the API server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Runs hookd on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let (store, handle) = Store::open(&config.db, config.durability)?;
+    let operator_hash = match &config.admin_token {
+        Some(token) => Sha256::digest(token.as_bytes()).into(),
+        None => {
+            let (hash, generated) = store.operator_token().await?;
+            if let Some(token) = generated {
+                println!(
+                    "hookd: generated the operator token (shown once, stored hashed): {token}"
+                );
+            }
+            hash
+        }
+    };
+    let policy = TargetPolicy {
+        allow_http: config.allow_http,
+        allow_private: config.allow_private_targets,
+    };
+    let outbound = Outbound::new(policy);
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        outbound.clone(),
+        DispatcherConfig {
+            max_in_flight: config.max_in_flight,
+            max_in_flight_per_endpoint: config.max_in_flight_per_endpoint,
+            poll_interval: config.poll_interval,
+            lease_margin: config.lease_margin,
+            shutdown_grace: config.shutdown_grace,
+        },
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let dispatcher = tokio::spawn(dispatcher.run(stopped(stop_rx.clone())));
+
+    let state = AppState {
+        store: store.clone(),
+        outbound,
+        policy,
+        operator_hash,
+        max_body_bytes: config.max_body_bytes,
+    };
+    tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "hookd is serving");
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new requests; finishing in-flight attempts");
+        let _ = stop_tx.send(true);
+    };
+    let served = api::serve(listener, state, signal).await;
+    let _ = dispatcher.await;
+    drop(store);
+    tokio::task::spawn_blocking(move || handle.close())
+        .await
+        .ok();
+    tracing::info!("hookd stopped");
+    served.map_err(AppError::from)
+}

@@ -1,0 +1,221 @@
+//! Configuration: flags > `HOOKD_*` environment > `hookd.toml` > defaults. This is the only
+//! module that reads the environment. [`Config::validate`] runs once, at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How hard each commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed write survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of hookd, may lose the last commits on power loss.
+    Normal,
+}
+
+/// Every setting of a running hookd, with its default in [`Config::default`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// The SQLite file.
+    pub db: PathBuf,
+    /// The operator token; when `None`, one is generated on first start and stored hashed.
+    pub admin_token: Option<String>,
+    /// Let endpoints point at loopback, private and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Accept `http://` endpoint URLs.
+    pub allow_http: bool,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Largest request body the API reads, in bytes.
+    pub max_body_bytes: usize,
+    /// Deliveries in flight at once, over all endpoints.
+    pub max_in_flight: usize,
+    /// Deliveries in flight at once to one endpoint.
+    pub max_in_flight_per_endpoint: usize,
+    /// How often the dispatcher looks for due work when nothing woke it.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for in-flight attempts.
+    pub shutdown_grace: Duration,
+    /// How long a claim holds a delivery beyond its timeout before another claim may take it.
+    pub lease_margin: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db: PathBuf::from("hookd.db"),
+            admin_token: None,
+            allow_private_targets: false,
+            allow_http: false,
+            durability: Durability::Full,
+            max_body_bytes: 1024 * 1024,
+            max_in_flight: 256,
+            max_in_flight_per_endpoint: 32,
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+            lease_margin: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for hookd.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `hookd serve` flags; each also reads its `HOOKD_*` variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOOKD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// SQLite database file [default: ./hookd.db].
+    #[arg(long, env = "HOOKD_DB")]
+    pub db: Option<PathBuf>,
+    /// Operator token (generated and printed once on first start when unset).
+    #[arg(long, env = "HOOKD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Let endpoints point at loopback, private and link-local addresses.
+    #[arg(long, env = "HOOKD_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+    /// Accept plain http:// endpoint URLs.
+    #[arg(long, env = "HOOKD_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Commit durability [default: full].
+    #[arg(long, env = "HOOKD_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// Config file [default: ./hookd.toml when present].
+    #[arg(long, env = "HOOKD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The keys `hookd.toml` may hold (same meaning as the flags; durations as `"10s"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    db: Option<PathBuf>,
+    admin_token: Option<String>,
+    allow_private_targets: Option<bool>,
+    allow_http: Option<bool>,
+    durability: Option<Durability>,
+    max_body_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
+    max_in_flight_per_endpoint: Option<usize>,
+    poll_interval: Option<String>,
+    shutdown_grace: Option<String>,
+    lease_margin: Option<String>,
+}
+
+impl Config {
+    /// Builds the configuration from flags, environment and the config file.
+    pub fn load(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("hookd.toml").exists() => read_file(Path::new("hookd.toml"))?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let duration = |key: &'static str, v: Option<String>, default: Duration| match v {
+            Some(s) => crate::model::duration::parse(&s)
+                .map_err(|message| ConfigError::Invalid { key, message }),
+            None => Ok(default),
+        };
+        let config = Config {
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            db: args.db.or(file.db).unwrap_or(d.db),
+            admin_token: args.admin_token.or(file.admin_token),
+            allow_private_targets: args.allow_private_targets
+                || file
+                    .allow_private_targets
+                    .unwrap_or(d.allow_private_targets),
+            allow_http: args.allow_http || file.allow_http.unwrap_or(d.allow_http),
+            durability: args.durability.or(file.durability).unwrap_or(d.durability),
+            max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_in_flight: file.max_in_flight.unwrap_or(d.max_in_flight),
+            max_in_flight_per_endpoint: file
+                .max_in_flight_per_endpoint
+                .unwrap_or(d.max_in_flight_per_endpoint),
+            poll_interval: duration("poll_interval", file.poll_interval, d.poll_interval)?,
+            shutdown_grace: duration("shutdown_grace", file.shutdown_grace, d.shutdown_grace)?,
+            lease_margin: duration("lease_margin", file.lease_margin, d.lease_margin)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that the types do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return invalid("admin_token", "must be at least 16 characters");
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return invalid("max_body_bytes", "must be between 1024 and 67108864");
+        }
+        if !(1..=10_000).contains(&self.max_in_flight) {
+            return invalid("max_in_flight", "must be between 1 and 10000");
+        }
+        if self.max_in_flight_per_endpoint == 0
+            || self.max_in_flight_per_endpoint > self.max_in_flight
+        {
+            return invalid(
+                "max_in_flight_per_endpoint",
+                "must be between 1 and max_in_flight",
+            );
+        }
+        if self.poll_interval < Duration::from_millis(10) {
+            return invalid("poll_interval", "must be at least 10ms");
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,58 @@
+//! One attempt of one claimed delivery: sign, POST, classify. The step, kept apart from the
+//! dispatcher's loop so it can be driven directly.
+
+use tracing::Instrument;
+
+use crate::model::{AttemptOutcome, ErrorClass, now_ms};
+use crate::outbound::{Message, Outbound};
+use crate::signing::Signer;
+use crate::store::Claim;
+
+/// Makes one attempt of a claimed delivery and returns its outcome (never an error: a failure
+/// is an outcome too).
+pub async fn attempt(outbound: &Outbound, claim: &Claim) -> AttemptOutcome {
+    let (endpoint, secret) = &*claim.endpoint;
+    let span = tracing::debug_span!(
+        "attempt",
+        delivery_id = %claim.delivery_id,
+        endpoint_id = %endpoint.id,
+        event_id = %claim.event_id,
+        attempt = claim.attempt,
+    );
+    async {
+        let signer = match Signer::new(endpoint.settings.signature_scheme, &[secret.as_str()]) {
+            Ok(s) => s,
+            Err(e) => {
+                return AttemptOutcome {
+                    at: now_ms(),
+                    response_code: None,
+                    latency_ms: 0,
+                    error: Some(ErrorClass::Connect),
+                    error_message: Some(format!("cannot sign: {e}")),
+                    response_body: None,
+                    retry_after_ms: None,
+                };
+            }
+        };
+        let id = claim.event_id.to_string();
+        let outcome = outbound
+            .send(
+                endpoint,
+                &signer,
+                Message {
+                    id: &id,
+                    body: &claim.body,
+                },
+            )
+            .await;
+        tracing::debug!(
+            status = ?outcome.response_code,
+            error = ?outcome.error,
+            latency_ms = outcome.latency_ms,
+            "attempt finished"
+        );
+        outcome
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,26 @@
+//! hookd: a self-hosted webhook delivery engine in one binary with an embedded SQLite file.
+//!
+//! # Layout
+//! - [`app`]: wires store, dispatcher and API; `app::run(config, listener, shutdown)`.
+//! - [`config`]: settings from flags > `HOOKD_*` environment > `hookd.toml` > defaults.
+//! - [`model`]: pure types (ids, endpoints, events, deliveries) and the rules that parse them.
+//! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool.
+//! - [`delivery`]: the dispatcher (claims, leases, bounded workers) and one attempt's step.
+//! - [`api`]: the control API: routes, auth, errors, one file per resource.
+//! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
+//! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
+//! - [`target`]: which delivery addresses are allowed (no private targets by default).
+//!
+//! # Dependency rule
+//! `main → app → {api, delivery} → store → rusqlite`. Everyone may use `model`, `config`,
+//! `signing`, `target` and `outbound`; `api` and `delivery` never import each other.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod model;
+pub mod outbound;
+pub mod signing;
+pub mod store;
+pub mod target;

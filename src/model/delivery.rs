@@ -1,0 +1,187 @@
+//! Deliveries: one event to one endpoint, and the outcome of one attempt.
+//!
+//! States and their transitions:
+//! - `Pending` → `Succeeded` when an attempt answers 2xx;
+//! - `Pending` → `Pending` after a failed attempt with retries left (`next_attempt_at` moves);
+//! - `Pending` → `Failed` when the retries are used up, or the endpoint is disabled by failures;
+//! - `Failed` → `Pending` only by an explicit replay (retry or recover).
+//!
+//! A claim leases a pending row (its `next_attempt_at` moves to the lease's end and its
+//! attempt number goes up); only the holder of that attempt number can record a result.
+
+use super::UnixMs;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (or being attempted under a lease).
+    Pending,
+    /// An attempt got a 2xx.
+    Succeeded,
+    /// Retries used up, or the endpoint was disabled.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored integer.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Pending => 0,
+            Self::Succeeded => 1,
+            Self::Failed => 2,
+        }
+    }
+
+    /// From the stored integer.
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            0 => Self::Pending,
+            1 => Self::Succeeded,
+            _ => Self::Failed,
+        }
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses the API name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No complete answer within `timeoutMs`.
+    Timeout,
+    /// The TCP connection failed.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// The TLS handshake failed.
+    Tls,
+    /// An answer that was not 2xx (redirects included).
+    HttpStatus,
+    /// The response body was larger than hookd reads.
+    BodyTooLarge,
+    /// The target resolved to an address hookd may not call.
+    BlockedTarget,
+}
+
+impl ErrorClass {
+    /// Parses the API name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Timeout,
+            Self::Connect,
+            Self::Dns,
+            Self::Tls,
+            Self::HttpStatus,
+            Self::BodyTooLarge,
+            Self::BlockedTarget,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::HttpStatus => "http_status",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BlockedTarget => "blocked_target",
+        }
+    }
+}
+
+/// What one HTTP attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// When the attempt started.
+    pub at: UnixMs,
+    /// The response status, when one came.
+    pub response_code: Option<u16>,
+    /// Milliseconds from start to the end of the response (or the error).
+    pub latency_ms: u32,
+    /// Why it failed; `None` for a 2xx.
+    pub error: Option<ErrorClass>,
+    /// A sentence about the failure, for the log.
+    pub error_message: Option<String>,
+    /// The first 4 KiB of the response body (lossy UTF-8).
+    pub response_body: Option<String>,
+    /// A `Retry-After` the endpoint asked for, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl AttemptOutcome {
+    /// Whether the attempt succeeded.
+    pub fn is_success(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// When the next attempt goes, after failed attempt number `attempt` (1-based): the
+/// schedule's delay with `jitter` (a factor in 0.8..=1.2), pushed back to a `Retry-After`
+/// the endpoint asked for but never past the schedule's longest delay. `None` when the
+/// schedule is used up.
+pub fn next_retry_delay(
+    schedule: &[std::time::Duration],
+    attempt: u32,
+    jitter: f64,
+    retry_after_ms: Option<u64>,
+) -> Option<u64> {
+    let base = schedule.get(attempt.checked_sub(1)? as usize)?.as_millis() as u64;
+    let jittered = (base as f64 * jitter.clamp(0.8, 1.2)) as u64;
+    let longest = schedule.iter().max().map_or(0, |d| d.as_millis() as u64);
+    Some(match retry_after_ms {
+        Some(asked) => jittered.max(asked.min(longest)),
+        None => jittered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retries_follow_the_schedule_then_stop() {
+        let s = [Duration::from_secs(1), Duration::from_secs(10)];
+        assert_eq!(next_retry_delay(&s, 1, 1.0, None), Some(1000));
+        assert_eq!(next_retry_delay(&s, 2, 1.0, None), Some(10_000));
+        assert_eq!(next_retry_delay(&s, 3, 1.0, None), None);
+        assert_eq!(next_retry_delay(&[], 1, 1.0, None), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        let s = [Duration::from_secs(10)];
+        assert_eq!(next_retry_delay(&s, 1, 0.8, None), Some(8000));
+        assert_eq!(next_retry_delay(&s, 1, 1.2, None), Some(12_000));
+        assert_eq!(next_retry_delay(&s, 1, 5.0, None), Some(12_000));
+    }
+
+    #[test]
+    fn retry_after_pushes_back_but_is_capped_at_the_longest_delay() {
+        let s = [Duration::from_secs(1), Duration::from_secs(60)];
+        assert_eq!(next_retry_delay(&s, 1, 1.0, Some(30_000)), Some(30_000));
+        assert_eq!(next_retry_delay(&s, 1, 1.0, Some(600_000)), Some(60_000));
+        assert_eq!(next_retry_delay(&s, 1, 1.0, Some(10)), Some(1000));
+    }
+}

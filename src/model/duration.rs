@@ -1,0 +1,89 @@
+//! Durations as people write them in settings and retry schedules: `250ms`, `10s`, `5m`,
+//! `2h`, `1d`.
+
+use std::time::Duration;
+
+/// Parses `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "'{s}' is not a duration: write a number and a unit, like 250ms, 10s, 5m, 2h or 1d"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration: the number is too large"))?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration: the unit must be one of ms, s, m, h, d"
+            ));
+        }
+    };
+    n.checked_mul(unit_ms)
+        .filter(|ms| *ms <= 366 * 86_400_000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{s}' is too long: the most is 366d"))
+}
+
+/// Formats a duration in the largest unit that divides it exactly (`90000ms` → `90s`).
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit() {
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse("1d"), Ok(Duration::from_secs(86400)));
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "10x",
+            "-1s",
+            "1.5s",
+            "400d",
+            "99999999999999999999s",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn formats_in_the_largest_exact_unit() {
+        assert_eq!(format(Duration::from_secs(60)), "1m");
+        assert_eq!(format(Duration::from_secs(90)), "90s");
+        assert_eq!(format(Duration::from_millis(250)), "250ms");
+        assert_eq!(format(Duration::from_secs(86400)), "1d");
+    }
+}

@@ -1,0 +1,248 @@
+//! Outgoing endpoints: their settings (validated once, here) and their stored state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{EndpointId, EventPattern, TenantId, UnixMs};
+
+/// How deliveries are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// Standard Webhooks: `webhook-signature: v1,<base64 HMAC>`.
+    Standard,
+    /// GitHub style: `X-Hub-Signature-256: sha256=<hex HMAC of the body>`.
+    Github,
+}
+
+/// The body shape sent to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{id, event, timestamp, data}`.
+    Json,
+    /// A Slack incoming-webhook message.
+    Slack,
+    /// A Discord webhook message.
+    Discord,
+}
+
+/// Whether deliveries to the endpoint may overtake each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// Any order, many at a time.
+    None,
+    /// One at a time, in publish order.
+    Fifo,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ }) => {
+        impl $ty {
+            /// Parses the stored and API form.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+            /// The stored and API form.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+        }
+    };
+}
+text_enum!(SignatureScheme { Standard => "standard", Github => "github" });
+text_enum!(Format { Json => "json", Slack => "slack", Discord => "discord" });
+text_enum!(Ordering { None => "none", Fifo => "fifo" });
+
+/// The default delays before each retry: five retries over about a day.
+pub const DEFAULT_RETRY_SCHEDULE: [Duration; 5] = [
+    Duration::from_secs(60),
+    Duration::from_secs(300),
+    Duration::from_secs(1800),
+    Duration::from_secs(7200),
+    Duration::from_secs(86400),
+];
+
+/// Headers an endpoint's `headers` may not set: hop-by-hop, framing, and the signature headers.
+const RESERVED_HEADERS: [&str; 14] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Every setting of an endpoint, each one valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointSettings {
+    /// Display name.
+    pub name: String,
+    /// Where deliveries are POSTed.
+    pub url: url::Url,
+    /// What it subscribes to (at least one).
+    pub events: Vec<EventPattern>,
+    /// Signing scheme.
+    pub signature_scheme: SignatureScheme,
+    /// Overrides the signature header's name.
+    pub signature_header_name: Option<String>,
+    /// Body shape.
+    pub format: Format,
+    /// Extra request headers, lowercase names.
+    pub headers: BTreeMap<String, String>,
+    /// Delays before each retry; its length is the retry count.
+    pub retry_schedule: Vec<Duration>,
+    /// Consecutive deliveries failed for good that disable the endpoint; 0 = never.
+    pub disable_after: u32,
+    /// Per-attempt timeout.
+    pub timeout_ms: u32,
+    /// At most this many deliveries start in any one second.
+    pub rate_limit: Option<u32>,
+    /// Delivery ordering.
+    pub ordering: Ordering,
+    /// Whether it receives deliveries.
+    pub is_active: bool,
+}
+
+impl EndpointSettings {
+    /// The name of the header that carries the signature.
+    pub fn signature_header(&self) -> &str {
+        match (&self.signature_header_name, self.signature_scheme) {
+            (Some(name), _) => name,
+            (None, SignatureScheme::Standard) => "webhook-signature",
+            (None, SignatureScheme::Github) => "x-hub-signature-256",
+        }
+    }
+
+    /// Whether any subscription pattern matches this event name.
+    pub fn subscribes_to(&self, name: &str) -> bool {
+        self.events.iter().any(|p| p.matches(name))
+    }
+
+    /// Checks the rules that tie fields together (run after every create or PATCH).
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err("name must be 1 to 200 characters".into());
+        }
+        if self.events.is_empty() {
+            return Err("events must list at least one event type or pattern".into());
+        }
+        if self.events.len() > 100 {
+            return Err("events may list at most 100 patterns".into());
+        }
+        if self.retry_schedule.len() > 20 {
+            return Err("retrySchedule may hold at most 20 delays".into());
+        }
+        if !(100..=120_000).contains(&self.timeout_ms) {
+            return Err("timeoutMs must be between 100 and 120000".into());
+        }
+        if self.rate_limit == Some(0) || self.rate_limit.is_some_and(|r| r > 100_000) {
+            return Err("rateLimit must be between 1 and 100000 deliveries per second".into());
+        }
+        if let Some(name) = &self.signature_header_name {
+            check_header_name(name)?;
+            if RESERVED_HEADERS[..11].contains(&name.as_str()) || name == "content-type" {
+                return Err(format!("signatureHeaderName '{name}' is a reserved header"));
+            }
+        }
+        if self.headers.len() > 30 {
+            return Err("headers may hold at most 30 entries".into());
+        }
+        for (name, value) in &self.headers {
+            check_header_name(name)?;
+            if RESERVED_HEADERS.contains(&name.as_str())
+                || name == "content-type"
+                || name == "x-hub-signature-256"
+                || name == self.signature_header()
+            {
+                return Err(format!("headers may not set '{name}': hookd sets it"));
+            }
+            if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(format!(
+                    "header '{name}' has an invalid value: no CR, LF or NUL, at most 4096 bytes"
+                ));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(format!(
+                    "header '{name}' has a value that is not valid in HTTP"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lowercases and checks a header name (an HTTP token, at most 100 bytes).
+pub fn check_header_name(name: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || name.len() > 100 || !name.bytes().all(token) {
+        return Err(format!("'{name}' is not a valid header name"));
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("header name '{name}' must be lowercase"));
+    }
+    Ok(())
+}
+
+/// Parses a user-supplied URL: absolute `http(s)://host…`, at most 2048 bytes, no credentials.
+pub fn parse_url(s: &str) -> Result<url::Url, String> {
+    if s.len() > 2048 {
+        return Err("url must be at most 2048 characters".into());
+    }
+    let url = url::Url::parse(s).map_err(|e| format!("url '{s}' is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("url '{s}' must start with https://"));
+    }
+    if url.host().is_none() {
+        return Err(format!("url '{s}' has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url must not carry credentials; use headers instead".into());
+    }
+    if url.fragment().is_some() {
+        return Err("url must not have a #fragment".into());
+    }
+    Ok(url)
+}
+
+/// An endpoint as stored: settings plus identity, state and running counters.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: EndpointId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// Its settings.
+    pub settings: EndpointSettings,
+    /// When it was created.
+    pub created_at: UnixMs,
+    /// When its settings last changed.
+    pub updated_at: UnixMs,
+    /// When it was disabled, if it is.
+    pub disabled_at: Option<UnixMs>,
+    /// Why: `consecutive_failures`, `gone` or `manual`.
+    pub disabled_reason: Option<String>,
+    /// Running counters behind the stats route.
+    pub counters: EndpointCounters,
+}
+
+/// Counters kept in the same transaction as each outcome, so stats never count rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointCounters {
+    /// Deliveries that succeeded.
+    pub succeeded: u64,
+    /// Deliveries that failed for good.
+    pub failed: u64,
+    /// Deliveries still pending.
+    pub pending: u64,
+    /// Deliveries failed for good in a row since the last success.
+    pub consecutive_failures: u64,
+    /// The last finished attempt: when, `succeeded`/`failed`, and the response code.
+    pub last_delivery: Option<(UnixMs, String, Option<u16>)>,
+}

@@ -1,0 +1,455 @@
+//! Deliveries: the claim that leases due rows to workers, the fenced recording of each
+//! attempt's outcome, and the delivery log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::endpoints::{deactivate, load, load_any, secret};
+use super::{Store, StoreError, count};
+use crate::model::delivery::next_retry_delay;
+use crate::model::{
+    AttemptOutcome, DeliveryId, DeliveryStatus, Endpoint, EndpointId, EventId, Page, PageRequest,
+    TenantId, UnixMs, now_ms, rfc3339,
+};
+
+/// What the dispatcher asks for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Claim rows due at or before this time.
+    pub now: UnixMs,
+    /// At most this many rows (the free worker slots).
+    pub limit: usize,
+    /// At most this many in flight per endpoint, counting `busy`.
+    pub per_endpoint: usize,
+    /// Deliveries already in flight, per endpoint.
+    pub busy: Vec<(EndpointId, usize)>,
+    /// How long a lease lasts beyond the endpoint's timeout.
+    pub lease_margin_ms: i64,
+}
+
+/// One leased delivery, with everything a worker needs to attempt it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// Its event: the `webhook-id`.
+    pub event_id: EventId,
+    /// This attempt's number (1-based); recording a result needs it (the fence).
+    pub attempt: u32,
+    /// The endpoint, shared by the claims of one batch.
+    pub endpoint: Arc<(Endpoint, String)>,
+    /// The request body, rendered once per event.
+    pub body: Bytes,
+}
+
+/// What recording an attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The attempt was recorded; the delivery now has this status.
+    Applied(DeliveryStatus),
+    /// The lease had passed to another attempt (or the delivery finished): nothing written.
+    Stale,
+}
+
+/// One delivery as listed.
+#[derive(Debug, Clone)]
+pub struct DeliverySummary {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its event.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: String,
+    /// Its endpoint.
+    pub endpoint_id: EndpointId,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt goes, while pending.
+    pub next_attempt_at: Option<UnixMs>,
+    /// When it was created.
+    pub created_at: UnixMs,
+}
+
+/// One attempt as logged.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub number: u32,
+    /// The outcome.
+    pub outcome: AttemptOutcome,
+}
+
+/// A delivery with its attempts, oldest first.
+#[derive(Debug, Clone)]
+pub struct DeliveryDetail {
+    /// The delivery.
+    pub summary: DeliverySummary,
+    /// Its attempts.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// The select list [`summary_row`] reads.
+pub(super) const SUMMARY_SELECT: &str = "SELECT d.id, d.event_id, ev.type, d.endpoint_id, \
+     d.status, d.attempts, d.next_attempt_at, d.created_at \
+     FROM deliveries d JOIN events ev ON ev.id = d.event_id";
+
+/// Reads a row selected with [`SUMMARY_SELECT`].
+pub(super) fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
+    let status = DeliveryStatus::from_code(r.get(4)?);
+    Ok(DeliverySummary {
+        id: DeliveryId(r.get(0)?),
+        event_id: EventId(r.get(1)?),
+        event_type: r.get(2)?,
+        endpoint_id: EndpointId(r.get(3)?),
+        status,
+        attempts: r.get(5)?,
+        next_attempt_at: if status == DeliveryStatus::Pending {
+            r.get(6)?
+        } else {
+            None
+        },
+        created_at: r.get(7)?,
+    })
+}
+
+/// After a restart, leases held by the previous process are void: their rows are due now.
+pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
+    let n = c.execute(
+        "UPDATE deliveries SET next_attempt_at = ?1, lease_until = NULL
+         WHERE lease_until IS NOT NULL",
+        [now_ms()],
+    )?;
+    if n > 0 {
+        tracing::info!(
+            deliveries = n,
+            "re-queued deliveries that were in flight before a restart"
+        );
+    }
+    Ok(n)
+}
+
+/// Claims due deliveries in one `UPDATE … RETURNING`: at most `limit` rows, at most
+/// `per_endpoint` in flight per active endpoint, earliest due first. Each claimed row gets a
+/// lease (its `next_attempt_at` moves to the lease's end) and its next attempt number.
+fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+    let busy: serde_json::Map<String, serde_json::Value> = req
+        .busy
+        .iter()
+        .map(|(id, n)| (id.0.to_string(), serde_json::Value::from(*n)))
+        .collect();
+    let busy = serde_json::Value::Object(busy).to_string();
+    let mut stmt = c.prepare_cached(
+        "UPDATE deliveries
+         SET attempts = attempts + 1,
+             lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
+             next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
+         WHERE id IN (
+             SELECT id FROM (
+                 SELECT d.id AS id, d.next_attempt_at AS due,
+                        row_number() OVER (PARTITION BY e.id ORDER BY d.next_attempt_at, d.id) AS rn,
+                        ?3 - coalesce(json_extract(?2, '$.\"' || e.id || '\"'), 0) AS room
+                 FROM endpoints e
+                 JOIN deliveries d ON d.id IN (
+                     SELECT x.id FROM deliveries x
+                     WHERE x.endpoint_id = e.id AND x.status = 0 AND x.next_attempt_at <= ?1
+                     ORDER BY x.next_attempt_at, x.id LIMIT ?3)
+                 WHERE e.is_active = 1)
+             WHERE rn <= room
+             ORDER BY due, id
+             LIMIT ?4)
+         RETURNING id, event_id, endpoint_id, attempts",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![
+                req.now,
+                busy,
+                req.per_endpoint as i64,
+                req.limit as i64,
+                req.lease_margin_ms
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The `json` body: `{id, event, timestamp, data}`; `data` is copied as stored.
+fn render_json(c: &Connection, event_id: i64) -> Result<Bytes, StoreError> {
+    let (name, data, created_at): (String, String, i64) = c
+        .prepare_cached("SELECT type, data, created_at FROM events WHERE id = ?1")?
+        .query_row([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let head = serde_json::json!({
+        "id": EventId(event_id).to_string(),
+        "event": name,
+        "timestamp": rfc3339(created_at),
+    })
+    .to_string();
+    // Splice `data` in as stored, so large payloads are not parsed again.
+    let mut body = String::with_capacity(head.len() + data.len() + 10);
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(",\"data\":");
+    body.push_str(&data);
+    body.push('}');
+    Ok(Bytes::from(body))
+}
+
+/// The outcome-driven update of one delivery and its endpoint's counters.
+fn record_in(
+    c: &Connection,
+    delivery: DeliveryId,
+    attempt: u32,
+    outcome: &AttemptOutcome,
+    jitter: f64,
+) -> Result<Recorded, StoreError> {
+    let row: Option<(i64, u32, i64)> = c
+        .prepare_cached("SELECT status, attempts, endpoint_id FROM deliveries WHERE id = ?1")?
+        .query_row([delivery.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((status, attempts, endpoint_id)) = row else {
+        return Ok(Recorded::Stale);
+    };
+    if status != DeliveryStatus::Pending.code() || attempts != attempt {
+        return Ok(Recorded::Stale);
+    }
+    let endpoint = load_any(c, EndpointId(endpoint_id))?;
+    let finished = outcome.at + i64::from(outcome.latency_ms);
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (delivery_id, number, at, response_code, latency_ms,
+            error, error_message, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        delivery.0,
+        attempt,
+        outcome.at,
+        outcome.response_code,
+        outcome.latency_ms,
+        outcome.error.map(|e| e.as_str()),
+        outcome.error_message,
+        outcome.response_body,
+    ])?;
+
+    let gone = outcome.response_code == Some(410);
+    let retry_in = if outcome.is_success() || gone {
+        None
+    } else {
+        next_retry_delay(
+            &endpoint.settings.retry_schedule,
+            attempt,
+            jitter,
+            outcome.retry_after_ms,
+        )
+    };
+    let new_status = match (outcome.is_success(), retry_in) {
+        (true, _) => DeliveryStatus::Succeeded,
+        (false, Some(_)) => DeliveryStatus::Pending,
+        (false, None) => DeliveryStatus::Failed,
+    };
+    let last_status = if outcome.is_success() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    c.prepare_cached(
+        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL WHERE id = ?1",
+    )?
+    .execute(params![
+        delivery.0,
+        new_status.code(),
+        retry_in.map(|ms| finished + ms as i64)
+    ])?;
+    let (succeeded, failed) = match new_status {
+        DeliveryStatus::Succeeded => (1, 0),
+        DeliveryStatus::Failed => (0, 1),
+        DeliveryStatus::Pending => (0, 0),
+    };
+    let finished_for_good = i64::from(new_status != DeliveryStatus::Pending);
+    c.prepare_cached(
+        "UPDATE endpoints SET
+            succeeded = succeeded + ?2,
+            failed = failed + ?3,
+            pending = pending - ?4,
+            consecutive_failures = CASE WHEN ?2 = 1 THEN 0 ELSE consecutive_failures + ?3 END,
+            last_delivery_at = ?5, last_delivery_status = ?6, last_response_code = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        endpoint_id,
+        succeeded,
+        failed,
+        finished_for_good,
+        finished,
+        last_status,
+        outcome.response_code
+    ])?;
+    if endpoint.settings.is_active {
+        if gone {
+            deactivate(c, endpoint.id, finished, "gone", true)?;
+        } else if failed == 1 {
+            let consecutive: i64 = c
+                .prepare_cached("SELECT consecutive_failures FROM endpoints WHERE id = ?1")?
+                .query_row([endpoint_id], |r| r.get(0))?;
+            let limit = i64::from(endpoint.settings.disable_after);
+            if limit > 0 && consecutive >= limit {
+                deactivate(c, endpoint.id, finished, "consecutive_failures", true)?;
+                tracing::warn!(endpoint_id = %endpoint.id, consecutive, "endpoint disabled after consecutive failures");
+            }
+        }
+    }
+    Ok(Recorded::Applied(new_status))
+}
+
+impl Store {
+    /// Leases due deliveries (see [`ClaimRequest`]) and renders their bodies.
+    pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(move |c, _| {
+                let rows = claim_rows(c, &req)?;
+                let mut endpoints: HashMap<i64, Arc<(Endpoint, String)>> = HashMap::new();
+                let mut bodies: HashMap<i64, Bytes> = HashMap::new();
+                let mut claims = Vec::with_capacity(rows.len());
+                for (id, event_id, endpoint_id, attempt) in rows {
+                    let endpoint = match endpoints.get(&endpoint_id) {
+                        Some(e) => e.clone(),
+                        None => {
+                            let e = load_any(c, EndpointId(endpoint_id))?;
+                            let s = secret(c, e.id)?;
+                            let shared = Arc::new((e, s));
+                            endpoints.insert(endpoint_id, shared.clone());
+                            shared
+                        }
+                    };
+                    let body = match bodies.get(&event_id) {
+                        Some(b) => b.clone(),
+                        None => {
+                            let b = render_json(c, event_id)?;
+                            bodies.insert(event_id, b.clone());
+                            b
+                        }
+                    };
+                    claims.push(Claim {
+                        delivery_id: DeliveryId(id),
+                        event_id: EventId(event_id),
+                        attempt,
+                        endpoint,
+                        body,
+                    });
+                }
+                Ok(claims)
+            })
+            .await
+    }
+
+    /// Records one attempt's outcome, unless its lease has passed to a later attempt.
+    pub async fn record_attempt(
+        &self,
+        delivery: DeliveryId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+    ) -> Result<Recorded, StoreError> {
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        self.writer
+            .write(move |c, _| record_in(c, delivery, attempt, &outcome, jitter))
+            .await
+    }
+
+    /// One delivery of a tenant with its attempts.
+    pub async fn get_delivery(
+        &self,
+        tenant_id: TenantId,
+        id: DeliveryId,
+    ) -> Result<DeliveryDetail, StoreError> {
+        self.read(move |c| {
+            let summary = c
+                .prepare_cached(&format!(
+                    "{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"
+                ))?
+                .query_row(params![id.0, tenant_id.0], summary_row)
+                .optional()?
+                .ok_or(StoreError::NotFound)?;
+            let attempts = c
+                .prepare_cached(
+                    "SELECT number, at, response_code, latency_ms, error, error_message,
+                        response_body
+                     FROM attempts WHERE delivery_id = ?1 ORDER BY number",
+                )?
+                .query_map([id.0], |r| {
+                    let error: Option<String> = r.get(4)?;
+                    Ok(AttemptRecord {
+                        number: r.get(0)?,
+                        outcome: AttemptOutcome {
+                            at: r.get(1)?,
+                            response_code: r.get(2)?,
+                            latency_ms: r.get(3)?,
+                            error: error.as_deref().and_then(crate::model::ErrorClass::parse),
+                            error_message: r.get(5)?,
+                            response_body: r.get(6)?,
+                            retry_after_ms: None,
+                        },
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DeliveryDetail { summary, attempts })
+        })
+        .await
+    }
+
+    /// One page of an endpoint's deliveries, newest first, optionally of one status. The
+    /// total comes from the endpoint's counters, never from counting rows.
+    pub async fn list_endpoint_deliveries(
+        &self,
+        tenant_id: TenantId,
+        endpoint_id: EndpointId,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<DeliverySummary>, StoreError> {
+        self.read(move |c| {
+            let endpoint = load(c, tenant_id, endpoint_id)?;
+            let k = &endpoint.counters;
+            let total = match status {
+                None => k.succeeded + k.failed + k.pending,
+                Some(DeliveryStatus::Pending) => k.pending,
+                Some(DeliveryStatus::Succeeded) => k.succeeded,
+                Some(DeliveryStatus::Failed) => k.failed,
+            };
+            let rows = c
+                .prepare_cached(&format!(
+                    "{SUMMARY_SELECT} WHERE d.endpoint_id = ?1 AND (?2 IS NULL OR d.status = ?2)
+                     ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
+                ))?
+                .query_map(
+                    params![
+                        endpoint_id.0,
+                        status.map(|s| s.code()),
+                        page.size,
+                        page.offset()
+                    ],
+                    summary_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page.page(rows, total))
+        })
+        .await
+    }
+
+    /// How many deliveries are pending in the whole database (for shutdown logs and tests).
+    pub async fn pending_total(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let n: i64 =
+                c.query_row("SELECT coalesce(sum(pending), 0) FROM endpoints", [], |r| {
+                    r.get(0)
+                })?;
+            Ok(count(n))
+        })
+        .await
+    }
+}

@@ -1,0 +1,204 @@
+//! The store: the only module that holds SQL. One SQLite file; one writer thread applies every
+//! write in batched transactions ([`writer`]); reads go through a pool of read-only
+//! connections. Its public methods speak in model types, so that another store (PostgreSQL,
+//! many nodes) can offer the same interface later.
+
+mod deliveries;
+mod endpoints;
+mod events;
+mod migrate;
+mod tenants;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Notify;
+
+pub use deliveries::{
+    AttemptRecord, Claim, ClaimRequest, DeliveryDetail, DeliverySummary, Recorded,
+};
+pub use endpoints::{EndpointPatch, NewEndpoint};
+pub use events::{EventDetail, NewEvent, Published, StoredEvent};
+pub use tenants::{Caller, EventType};
+
+use crate::config::Durability;
+use writer::Writer;
+
+/// How long a connection waits on a lock before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What went wrong in the store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The database cannot take writes (disk full, read-only, writer stopped).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The row does not exist (or belongs to another tenant).
+    #[error("not found")]
+    NotFound,
+    /// The write conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// The change would leave the row invalid; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The file was written by a newer hookd.
+    #[error(
+        "the database was written by a newer hookd (schema version {found}; this build knows up to {known}); upgrade hookd or use another file"
+    )]
+    TooNew {
+        /// The file's version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::ReadOnly
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::DatabaseBusy
+                ) =>
+            {
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+/// The open database: a write queue and a read pool.
+#[derive(Clone)]
+pub struct Store {
+    writer: Writer,
+    reads: r2d2::Pool<SqliteConnectionManager>,
+    wake: Arc<Notify>,
+    path: PathBuf,
+}
+
+/// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
+pub struct StoreHandle {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StoreHandle {
+    /// Waits for the writer to finish once every [`Store`] clone is dropped.
+    pub fn close(self) {
+        let _ = self.thread.join();
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database file and starts the writer.
+    pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA journal_size_limit = 67108864;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -32000;",
+        )?;
+        conn.execute_batch(match durability {
+            Durability::Full => "PRAGMA synchronous = FULL;",
+            Durability::Normal => "PRAGMA synchronous = NORMAL;",
+        })?;
+        migrate::migrate(&conn)?;
+        deliveries::release_leases(&conn)?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16000;")
+            });
+        let reads = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+
+        let wake = Arc::new(Notify::new());
+        let (writer, thread) = Writer::start(conn, wake.clone())?;
+        let store = Self {
+            writer,
+            reads,
+            wake,
+            path: path.to_owned(),
+        };
+        Ok((store, StoreHandle { thread }))
+    }
+
+    /// Notified after every commit that made deliveries due.
+    pub fn work_added(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks that a write commits now; the health route's probe.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.writer
+            .write(|c, _| {
+                c.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('health_probe', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([crate::model::now_ms().to_string()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Whether the last commit succeeded.
+    pub fn last_commit_ok(&self) -> bool {
+        self.writer.is_healthy()
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.reads.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+/// Converts a count from SQLite (never negative) to `u64`.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

@@ -1,0 +1,358 @@
+//! Tenants, their API keys, the operator token and the event-type catalog.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Store, StoreError, count};
+use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};
+
+/// Who is calling, once a token has been checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator token: manages tenants and keys.
+    Operator,
+    /// A tenant API key.
+    Tenant {
+        /// The key's tenant.
+        tenant_id: TenantId,
+        /// The key.
+        key_id: KeyId,
+        /// The key's role.
+        role: Role,
+    },
+}
+
+/// One entry of a tenant's event-type catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventType {
+    /// The event name.
+    pub name: String,
+    /// A grouping for display.
+    pub category: Option<String>,
+    /// What the event means.
+    pub description: Option<String>,
+}
+
+/// SHA-256 of a secret: what is stored in place of keys and tokens.
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Splits a tenant key `hk_<id>_<secret>` into its id and secret.
+fn split_key(token: &str) -> Option<(KeyId, &str)> {
+    let rest = token.strip_prefix("hk_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let id = KeyId::parse(&format!("{}{id}", KeyId::PREFIX))?;
+    Some((id, secret))
+}
+
+fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId(r.get(0)?),
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let role: String = r.get(3)?;
+    Ok(ApiKey {
+        id: KeyId(r.get(0)?),
+        tenant_id: TenantId(r.get(1)?),
+        name: r.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::Viewer),
+        created_at: r.get(4)?,
+    })
+}
+
+/// Whether the tenant exists (used inside write operations).
+pub(super) fn tenant_exists(c: &Connection, id: TenantId) -> Result<bool, StoreError> {
+    Ok(c.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
+        .exists([id.0])?)
+}
+
+impl Store {
+    /// The stored operator-token hash; on first start, generates a token, stores its hash and
+    /// returns the token itself (`Some`) so it can be printed once.
+    pub async fn operator_token(&self) -> Result<([u8; 32], Option<String>), StoreError> {
+        self.writer
+            .write(|c, _| {
+                let stored: Option<String> = c
+                    .query_row(
+                        "SELECT value FROM meta WHERE key = 'operator_token_sha256'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(hex) = stored {
+                    let mut hash = [0u8; 32];
+                    hex::decode_to_slice(hex, &mut hash)
+                        .map_err(|e| StoreError::Database(format!("bad operator hash: {e}")))?;
+                    return Ok((hash, None));
+                }
+                let token = format!("hko_{}", random_token());
+                let hash = hash_secret(&token);
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('operator_token_sha256', ?1)",
+                    [hex::encode(hash)],
+                )?;
+                Ok((hash, Some(token)))
+            })
+            .await
+    }
+
+    /// Checks a tenant API key; `None` when it is unknown, deleted or wrong.
+    pub async fn authenticate_key(&self, token: &str) -> Result<Option<Caller>, StoreError> {
+        let Some((key_id, secret)) = split_key(token) else {
+            return Ok(None);
+        };
+        let given = hash_secret(secret);
+        self.read(move |c| {
+            let row: Option<(i64, String, Vec<u8>)> = c
+                .prepare_cached("SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1")?
+                .query_row([key_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            Ok(row.and_then(|(tenant, role, hash)| {
+                let matches: bool = hash.ct_eq(&given).into();
+                let role = Role::parse(&role)?;
+                matches.then_some(Caller::Tenant {
+                    tenant_id: TenantId(tenant),
+                    key_id,
+                    role,
+                })
+            }))
+        })
+        .await
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, name: String) -> Result<Tenant, StoreError> {
+        self.writer
+            .write(move |c, _| {
+                let now = now_ms();
+                c.execute(
+                    "INSERT INTO tenants (name, created_at) VALUES (?1, ?2)",
+                    params![name, now],
+                )?;
+                Ok(Tenant {
+                    id: TenantId(c.last_insert_rowid()),
+                    name,
+                    created_at: now,
+                })
+            })
+            .await
+    }
+
+    /// One page of tenants, oldest first.
+    pub async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
+        self.read(move |c| {
+            let total: i64 = c.query_row("SELECT count(*) FROM tenants", [], |r| r.get(0))?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1 OFFSET ?2",
+                )?
+                .query_map(params![page.size, page.offset()], tenant_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page.page(rows, count(total)))
+        })
+        .await
+    }
+
+    /// One tenant.
+    pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT id, name, created_at FROM tenants WHERE id = ?1")?
+                .query_row([id.0], tenant_row)
+                .optional()?
+                .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// Deletes a tenant and everything it owns.
+    pub async fn delete_tenant(&self, id: TenantId) -> Result<(), StoreError> {
+        self.writer
+            .write(
+                move |c, _| match c.execute("DELETE FROM tenants WHERE id = ?1", [id.0])? {
+                    0 => Err(StoreError::NotFound),
+                    _ => Ok(()),
+                },
+            )
+            .await
+    }
+
+    /// Creates a key; returns it with the full token, which is never shown again.
+    pub async fn create_key(
+        &self,
+        tenant_id: TenantId,
+        name: String,
+        role: Role,
+    ) -> Result<(ApiKey, String), StoreError> {
+        self.writer
+            .write(move |c, _| {
+                if !tenant_exists(c, tenant_id)? {
+                    return Err(StoreError::NotFound);
+                }
+                let secret = random_token();
+                let now = now_ms();
+                c.execute(
+                    "INSERT INTO api_keys (tenant_id, name, role, secret_hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![tenant_id.0, name, role.as_str(), hash_secret(&secret), now],
+                )?;
+                let id = KeyId(c.last_insert_rowid());
+                let token = format!("hk_{}_{secret}", id.0);
+                let key = ApiKey {
+                    id,
+                    tenant_id,
+                    name,
+                    role,
+                    created_at: now,
+                };
+                Ok((key, token))
+            })
+            .await
+    }
+
+    /// One page of a tenant's keys, oldest first.
+    pub async fn list_keys(
+        &self,
+        tenant_id: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        self.read(move |c| {
+            if !tenant_exists(c, tenant_id)? {
+                return Err(StoreError::NotFound);
+            }
+            let total: i64 = c.query_row(
+                "SELECT count(*) FROM api_keys WHERE tenant_id = ?1",
+                [tenant_id.0],
+                |r| r.get(0),
+            )?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, tenant_id, name, role, created_at FROM api_keys
+                     WHERE tenant_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+                )?
+                .query_map(params![tenant_id.0, page.size, page.offset()], key_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page.page(rows, count(total)))
+        })
+        .await
+    }
+
+    /// Deletes a key; it stops working with the commit.
+    pub async fn delete_key(&self, tenant_id: TenantId, key_id: KeyId) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c, _| {
+                match c.execute(
+                    "DELETE FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
+                    params![key_id.0, tenant_id.0],
+                )? {
+                    0 => Err(StoreError::NotFound),
+                    _ => Ok(()),
+                }
+            })
+            .await
+    }
+
+    /// One page of a tenant's event-type catalog, by name.
+    pub async fn list_event_types(
+        &self,
+        tenant_id: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<EventType>, StoreError> {
+        self.read(move |c| {
+            let total: i64 = c.query_row(
+                "SELECT count(*) FROM event_types WHERE tenant_id = ?1",
+                [tenant_id.0],
+                |r| r.get(0),
+            )?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT name, category, description FROM event_types
+                     WHERE tenant_id = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
+                )?
+                .query_map(params![tenant_id.0, page.size, page.offset()], |r| {
+                    Ok(EventType {
+                        name: r.get(0)?,
+                        category: r.get(1)?,
+                        description: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page.page(rows, count(total)))
+        })
+        .await
+    }
+
+    /// Registers an event type; `Conflict` when the name is already registered.
+    pub async fn create_event_type(
+        &self,
+        tenant_id: TenantId,
+        event_type: EventType,
+    ) -> Result<EventType, StoreError> {
+        self.writer
+            .write(move |c, _| {
+                let now: UnixMs = now_ms();
+                let inserted = c.execute(
+                    "INSERT INTO event_types (tenant_id, name, category, description, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    params![
+                        tenant_id.0,
+                        event_type.name,
+                        event_type.category,
+                        event_type.description,
+                        now
+                    ],
+                )?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "event type '{}' is already registered",
+                        event_type.name
+                    )));
+                }
+                Ok(event_type)
+            })
+            .await
+    }
+
+    /// Removes an event type from the catalog.
+    pub async fn delete_event_type(
+        &self,
+        tenant_id: TenantId,
+        name: String,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c, _| {
+                match c.execute(
+                    "DELETE FROM event_types WHERE tenant_id = ?1 AND name = ?2",
+                    params![tenant_id.0, name],
+                )? {
+                    0 => Err(StoreError::NotFound),
+                    _ => Ok(()),
+                }
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_into_id_and_secret() {
+        assert_eq!(split_key("hk_12_abc_def"), Some((KeyId(12), "abc_def")));
+        assert_eq!(split_key("hk_x_abc"), None);
+        assert_eq!(split_key("nope"), None);
+    }
+}

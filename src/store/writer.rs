@@ -1,0 +1,203 @@
+//! The one writer: a dedicated thread owns the write connection and applies queued operations
+//! in batched transactions (group commit). Each operation runs inside its own savepoint, so one
+//! that fails is rolled back alone; its caller is answered only after the batch commits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::StoreError;
+
+/// Most operations applied in one transaction.
+const MAX_BATCH: usize = 512;
+/// How often the WAL is checkpointed back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// What a batch's operations tell the writer about the batch.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Set when an operation made deliveries due: the dispatcher is woken after the commit.
+    pub wake: bool,
+}
+
+trait Op: Send {
+    fn apply(&mut self, conn: &Connection, batch: &mut Batch);
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct TypedOp<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Op for TypedOp<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, conn: &Connection, batch: &mut Batch) {
+        if let Some(f) = self.f.take() {
+            self.result = Some(in_savepoint(conn, |c| f(c, batch)));
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match (committed, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Unavailable("the write was not applied".into())),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    match f(conn) {
+        Ok(value) => {
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(value)
+        }
+        Err(e) => {
+            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Err(e)
+        }
+    }
+}
+
+/// A handle that queues writes for the writer thread.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Box<dyn Op>>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`. `wake` is notified after commits that made work due.
+    pub fn start(
+        conn: Connection,
+        wake: Arc<Notify>,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
+        let (tx, rx) = mpsc::channel(4096);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = healthy.clone();
+        let handle = std::thread::Builder::new()
+            .name("hookd-writer".into())
+            .spawn(move || run(conn, rx, wake, flag))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok((Self { tx, healthy }, handle))
+    }
+
+    /// Applies `f` in the next batch and answers once that batch is committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let op = TypedOp {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        self.tx
+            .send(Box::new(op))
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Whether the last commit succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Op>>,
+    wake: Arc<Notify>,
+    healthy: Arc<AtomicBool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "writer cannot build its timer");
+            return;
+        }
+    };
+    let mut last_checkpoint = Instant::now();
+    let mut ops: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let first = rt.block_on(tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()));
+        match first {
+            Ok(Some(op)) => ops.push(op),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        if !ops.is_empty() {
+            let mut batch = Batch::default();
+            let committed = commit_batch(&conn, &mut ops, &mut batch);
+            healthy.store(committed.is_ok(), Ordering::Relaxed);
+            if let Err(e) = &committed {
+                tracing::error!(error = %e, ops = ops.len(), "commit failed");
+            }
+            let woke = batch.wake && committed.is_ok();
+            for op in ops.drain(..) {
+                op.finish(committed.clone());
+            }
+            if woke {
+                wake.notify_one();
+            }
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            checkpoint(&conn);
+            last_checkpoint = Instant::now();
+        }
+    }
+    checkpoint(&conn);
+}
+
+fn commit_batch(
+    conn: &Connection,
+    ops: &mut [Box<dyn Op>],
+    batch: &mut Batch,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    for op in ops.iter_mut() {
+        op.apply(conn, batch);
+    }
+    if let Err(e) = conn.prepare_cached("COMMIT")?.execute([]) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(StoreError::Unavailable(format!("commit failed: {e}")));
+    }
+    Ok(())
+}
+
+/// Moves the WAL back into the database file and restarts it, so it stays bounded. Readers
+/// are waited for only briefly: a busy checkpoint is simply tried again next time.
+fn checkpoint(conn: &Connection) {
+    let _ = conn.busy_timeout(Duration::from_millis(50));
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+        tracing::debug!(error = %e, "checkpoint skipped");
+    }
+    let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
+}
