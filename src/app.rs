@@ -44,6 +44,7 @@ pub async fn run(
             hash
         }
     };
+    println!("hookd: listening on http://{}", listener.local_addr()?);
     let policy = TargetPolicy {
         allow_http: config.allow_http,
         allow_private: config.allow_private_targets,

@@ -49,7 +49,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    println!("hookd: listening on http://{}", listener.local_addr()?);
     hookd::app::run(config, listener, shutdown_signal()).await?;
     Ok(())
 }

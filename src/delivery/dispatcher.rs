@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::model::{EndpointId, now_ms};
 use crate::outbound::Outbound;
@@ -43,6 +43,9 @@ pub struct Dispatcher {
     slots: Arc<Semaphore>,
     busy: Arc<Mutex<HashMap<EndpointId, usize>>>,
     wake: Arc<Notify>,
+    /// Set when shutdown's grace has run out: attempts still waiting on HTTP are dropped
+    /// (their leases are released at the next start, so they are retried).
+    abandon: Arc<watch::Sender<bool>>,
 }
 
 impl Dispatcher {
@@ -56,6 +59,7 @@ impl Dispatcher {
             outbound,
             config,
             wake,
+            abandon: Arc::new(watch::channel(false).0),
         }
     }
 
@@ -74,10 +78,13 @@ impl Dispatcher {
         let all = self.config.max_in_flight as u32;
         match tokio::time::timeout(self.config.shutdown_grace, self.slots.acquire_many(all)).await {
             Ok(_) => tracing::info!("dispatcher stopped; no attempts in flight"),
-            Err(_) => tracing::warn!(
-                in_flight = self.config.max_in_flight - self.slots.available_permits(),
-                "dispatcher stopped with attempts still in flight; they will be retried after restart"
-            ),
+            Err(_) => {
+                tracing::warn!(
+                    in_flight = self.config.max_in_flight - self.slots.available_permits(),
+                    "dispatcher stopped with attempts still in flight; they will be retried after restart"
+                );
+                let _ = self.abandon.send(true);
+            }
         }
     }
 
@@ -129,8 +136,12 @@ impl Dispatcher {
         let endpoint_id = claim.endpoint.0.id;
         self.adjust_busy(endpoint_id, true);
         let this = self.clone();
+        let mut abandon = self.abandon.subscribe();
         tokio::spawn(async move {
-            let outcome = super::attempt(&this.outbound, &claim).await;
+            let outcome = tokio::select! {
+                outcome = super::attempt(&this.outbound, &claim) => outcome,
+                _ = abandon.wait_for(|a| *a) => return,
+            };
             this.adjust_busy(endpoint_id, false);
             this.wake.notify_one();
             if let Err(e) = this

@@ -141,7 +141,7 @@ fn run(
     let mut last_checkpoint = Instant::now();
     let mut ops: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let first = rt.block_on(tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()));
+        let first = rt.block_on(async { tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()).await });
         match first {
             Ok(Some(op)) => ops.push(op),
             Ok(None) => break,

@@ -1,0 +1,331 @@
+//! Bad input: each gets a clear JSON error and changes nothing.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Server, Tenant};
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.len() > 10, "a sentence, not a code: {message}");
+}
+
+async fn endpoint_count(t: &Tenant) -> u64 {
+    t.admin.get("/v1/endpoints").await.1["totalElements"]
+        .as_u64()
+        .expect("total")
+}
+
+async fn event_count(t: &Tenant) -> u64 {
+    t.admin.get("/v1/events").await.1["totalElements"]
+        .as_u64()
+        .expect("total")
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_wrong_content_type_415() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let (status, _, body) = t
+        .admin
+        .raw(
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            b"{\"type\": \"a.b\", ".to_vec(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+    let (status, _, body) = t
+        .admin
+        .raw(
+            "POST",
+            "/v1/events",
+            Some("text/plain"),
+            b"{\"type\":\"a.b\",\"data\":{}}".to_vec(),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let (status, _, body) = t.admin.raw("POST", "/v1/events", None, Vec::new()).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+    assert_eq!(event_count(&t).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_and_wrong_types_are_422_naming_the_field() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let (status, body) = t
+        .admin
+        .post(
+            "/v1/events",
+            json!({"type": "a.b", "data": {}, "colour": "red"}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("colour"),
+        "{body}"
+    );
+    let (status, body) = t
+        .admin
+        .post("/v1/endpoints", json!({"name": "x", "url": "http://127.0.0.1:9/h", "events": ["*"], "timeoutMs": "fast"}))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("timeoutMs"),
+        "{body}"
+    );
+    let (status, body) = t.admin.post("/v1/events", json!({"type": "a.b"})).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let (status, body) = t
+        .admin
+        .post("/v1/events", json!({"type": "a.b", "data": [1]}))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(event_count(&t).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_endpoints_are_refused_and_nothing_is_stored() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let base = json!({"name": "x", "url": "http://127.0.0.1:9/h", "events": ["*"]});
+    let with = |field: &str, value: Value| {
+        let mut b = base.clone();
+        b[field] = value;
+        b
+    };
+    let without = |field: &str| {
+        let mut b = base.clone();
+        b.as_object_mut().expect("object").remove(field);
+        b
+    };
+    let cases = [
+        ("missing events", without("events")),
+        ("empty events", with("events", json!([]))),
+        ("bad pattern", with("events", json!(["Project.*"]))),
+        ("missing url", without("url")),
+        ("missing name", without("name")),
+        ("not a url", with("url", json!("not a url"))),
+        ("ftp url", with("url", json!("ftp://127.0.0.1/x"))),
+        (
+            "credentials in url",
+            with("url", json!("http://user:pw@127.0.0.1/x")),
+        ),
+        ("bad duration", with("retrySchedule", json!(["5 minutes"]))),
+        ("bad unit", with("retrySchedule", json!(["5y"]))),
+        (
+            "header with CR/LF",
+            with("headers", json!({"x-a": "b\r\nx-evil: 1"})),
+        ),
+        (
+            "hop-by-hop header",
+            with("headers", json!({"connection": "close"})),
+        ),
+        (
+            "signature header override",
+            with("headers", json!({"webhook-signature": "v1,x"})),
+        ),
+        ("bad header name", with("headers", json!({"x a": "b"}))),
+        ("bad scheme", with("signatureScheme", json!("md5"))),
+        ("bad format", with("format", json!("xml"))),
+        ("bad ordering", with("ordering", json!("lifo"))),
+        ("timeout too small", with("timeoutMs", json!(1))),
+        ("rate limit zero", with("rateLimit", json!(0))),
+        (
+            "short standard secret",
+            with("secret", json!("whsec_c2hvcnQ=")),
+        ),
+        (
+            "secret without prefix",
+            with("secret", json!("plain-secret-value")),
+        ),
+        ("negative disableAfter", with("disableAfter", json!(-1))),
+    ];
+    for (what, body) in cases {
+        let (status, answer) = t.admin.post("/v1/endpoints", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], "validation_failed", "{what}");
+    }
+    assert_eq!(endpoint_count(&t).await, 0);
+
+    // A PATCH that fails validation changes nothing either.
+    let (_, ep) = t.admin.post("/v1/endpoints", base.clone()).await;
+    let path = format!("/v1/endpoints/{}", ep["id"].as_str().expect("id"));
+    let (status, _) = t
+        .admin
+        .patch(
+            &path,
+            json!({"name": "changed", "retrySchedule": ["bogus"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = t
+        .admin
+        .patch(&path, json!({"name": "changed", "events": []}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(t.admin.get(&path).await.1["name"], "x");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_and_private_targets_are_refused_by_default() {
+    let server = Server::start_with(|c| {
+        c.allow_http = false;
+        c.allow_private_targets = false;
+    })
+    .await;
+    let t = server.tenant("acme").await;
+    for url in [
+        "http://127.0.0.1:9/h",
+        "https://127.0.0.1/h",
+        "https://10.0.0.8/h",
+        "https://192.168.1.1/h",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/h",
+        "https://localhost/h",
+    ] {
+        let (status, body) = t
+            .admin
+            .post(
+                "/v1/endpoints",
+                json!({"name": "x", "url": url, "events": ["*"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+    }
+    assert_eq!(endpoint_count(&t).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_and_nothing_is_stored() {
+    let server = Server::start_with(|c| c.max_body_bytes = 4096).await;
+    let t = server.tenant("acme").await;
+    let big = "x".repeat(5000);
+    let (status, body) = t
+        .admin
+        .post("/v1/events", json!({"type": "a.b", "data": {"big": big}}))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_eq!(event_count(&t).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_or_malformed_ids_are_404() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    for path in [
+        "/v1/endpoints/ep_999",
+        "/v1/endpoints/nonsense",
+        "/v1/endpoints/evt_1",
+        "/v1/events/evt_999",
+        "/v1/events/ep_1",
+        "/v1/deliveries/dlv_999",
+        "/v1/deliveries/dlv_x",
+        "/v1/endpoints/ep_999/stats",
+        "/v1/nothing-here",
+    ] {
+        let (status, body) = t.admin.get(path).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (status, body) = server.operator().get("/v1/tenants/tnt_999").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = t.admin.post_empty("/v1/endpoints/ep_999/enable").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn page_sizes_outside_1_to_100_are_422() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    for q in ["size=101", "size=0", "size=-1", "page=-1", "page=x"] {
+        let (status, body) = t.admin.get(&format!("/v1/endpoints?{q}")).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+    assert_eq!(
+        t.admin.get("/v1/endpoints?size=100").await.0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tenant_and_key_input_is_validated() {
+    let server = Server::start().await;
+    let op = server.operator();
+    let (status, body) = op.post("/v1/tenants", json!({"name": ""})).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let t = server.tenant("acme").await;
+    let (status, body) = op
+        .post(
+            &format!("/v1/tenants/{}/keys", t.id),
+            json!({"name": "k", "role": "root"}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let (_, keys) = op.get(&format!("/v1/tenants/{}/keys", t.id)).await;
+    assert_eq!(keys["totalElements"], 1);
+    let (_, tenants) = op.get("/v1/tenants").await;
+    assert_eq!(tenants["totalElements"], 1);
+    server.stop().await;
+}

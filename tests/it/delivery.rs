@@ -1,0 +1,445 @@
+//! Deliveries end to end: signatures, retries, exhaustion, auto-disable, stats and the log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Receiver, Server, Tenant, verify_github, verify_standard, wait_until};
+
+async fn delivery_of(t: &Tenant, event_id: &str) -> Value {
+    let (_, event) = t.admin.get(&format!("/v1/events/{event_id}")).await;
+    let id = event["deliveries"][0]["id"]
+        .as_str()
+        .expect("delivery id")
+        .to_owned();
+    let (status, delivery) = t.admin.get(&format!("/v1/deliveries/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    delivery
+}
+
+async fn wait_status(t: &Tenant, event_id: &str, status: &str) -> Value {
+    wait_until(
+        &format!("delivery of {event_id} to be {status}"),
+        Duration::from_secs(20),
+        || {
+            let t = t.admin.clone();
+            let event_id = event_id.to_owned();
+            async move {
+                let (_, event) = t.get(&format!("/v1/events/{event_id}")).await;
+                event["deliveries"][0]["status"] == status
+            }
+        },
+    )
+    .await;
+    delivery_of(t, event_id).await
+}
+
+#[tokio::test]
+async fn a_delivery_carries_the_event_and_a_standard_signature_that_verifies() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["project.*"], "headers": {"x-env": "test"}}),
+        )
+        .await;
+    let secret = ep["secret"].as_str().expect("secret");
+    let published = t
+        .publish("project.created", json!({"name": "Apollo", "n": 1}))
+        .await;
+    let got = receiver.wait_for(1).await;
+    let r = &got[0];
+    assert!(
+        verify_standard(secret, r),
+        "signature must verify: {:?}",
+        r.headers
+    );
+    assert!(!verify_standard(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        r
+    ));
+    assert_eq!(
+        r.header("webhook-id"),
+        published["id"].as_str().expect("id")
+    );
+    assert_eq!(r.header("content-type"), "application/json");
+    assert!(r.header("user-agent").starts_with("hookd/"));
+    assert_eq!(r.header("x-env"), "test");
+    let ts: i64 = r.header("webhook-timestamp").parse().expect("timestamp");
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - ts).abs() < 60);
+    let body = r.json();
+    assert_eq!(body["id"], published["id"]);
+    assert_eq!(body["event"], "project.created");
+    assert_eq!(body["timestamp"], published["createdAt"]);
+    assert_eq!(body["data"], json!({"name": "Apollo", "n": 1}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn github_scheme_signs_the_body_with_the_secret_text() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["*"], "signatureScheme": "github",
+                         "secret": "my-github-secret"}),
+        )
+        .await;
+    assert_eq!(ep["signatureHeaderName"], "x-hub-signature-256");
+    let generated = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["*"], "signatureScheme": "github",
+                         "signatureHeaderName": "x-signature"}),
+        )
+        .await;
+    t.publish("a.b", json!({"x": 1})).await;
+    let got = receiver.wait_for(2).await;
+    let by_custom = got
+        .iter()
+        .find(|r| !r.header("x-signature").is_empty())
+        .expect("custom header");
+    let by_default = got
+        .iter()
+        .find(|r| !r.header("x-hub-signature-256").is_empty())
+        .expect("default header");
+    assert!(verify_github(
+        "my-github-secret",
+        by_default.header("x-hub-signature-256"),
+        &by_default.body
+    ));
+    let generated_secret = generated["secret"].as_str().expect("secret");
+    assert!(generated_secret.starts_with("whsec_"));
+    assert!(verify_github(
+        generated_secret,
+        by_custom.header("x-signature"),
+        &by_custom.body
+    ));
+    assert!(!by_default.header("webhook-id").is_empty());
+    assert!(!by_default.header("webhook-timestamp").is_empty());
+    assert!(
+        by_custom.header("x-hub-signature-256").is_empty(),
+        "the header is renamed, not added"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retries_keep_the_webhook_id_and_succeed_after_failures() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::with(|n, _| match n {
+        0 | 1 => (500, vec![], format!("failure {n}")),
+        _ => (200, vec![], "fine".into()),
+    })
+    .await;
+    let ep = t
+        .endpoint(json!({"url": receiver.url, "events": ["*"], "retrySchedule": ["100ms", "100ms", "100ms"]}))
+        .await;
+    let published = t.publish("a.b", json!({})).await;
+    let id = published["id"].as_str().expect("id");
+    let delivery = wait_status(&t, id, "succeeded").await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|r| r.header("webhook-id") == id));
+    assert!(
+        got.iter()
+            .all(|r| verify_standard(ep["secret"].as_str().expect("secret"), r))
+    );
+    let attempts = delivery["attempts"].as_array().expect("attempts");
+    let codes: Vec<_> = attempts.iter().map(|a| a["responseCode"].clone()).collect();
+    assert_eq!(codes, [json!(500), json!(500), json!(200)]);
+    assert_eq!(attempts[0]["number"], 1);
+    assert_eq!(attempts[0]["error"], "http_status");
+    assert_eq!(attempts[0]["responseBody"], "failure 0");
+    assert_eq!(attempts[2]["error"], json!(null));
+    assert_eq!(delivery["nextAttemptAt"], json!(null));
+    let stats = t.stats(ep["id"].as_str().expect("id")).await;
+    assert_eq!(stats["succeeded"], 1);
+    assert_eq!(stats["failed"], 0);
+    assert_eq!(stats["consecutiveFailures"], 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_fails_for_good_when_its_retries_are_used_up() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::status(503).await;
+    let ep = t
+        .endpoint(json!({"url": receiver.url, "events": ["*"], "retrySchedule": ["50ms", "50ms"], "disableAfter": 0}))
+        .await;
+    let published = t.publish("a.b", json!({})).await;
+    let delivery = wait_status(&t, published["id"].as_str().expect("id"), "failed").await;
+    assert_eq!(delivery["attempts"].as_array().expect("attempts").len(), 3);
+    assert_eq!(receiver.count(), 3);
+    let stats = t.stats(ep["id"].as_str().expect("id")).await;
+    assert_eq!(stats["failed"], 1);
+    assert_eq!(stats["pending"], 0);
+    assert_eq!(stats["successRate"], 0.0);
+    assert_eq!(stats["lastDelivery"]["status"], "failed");
+    assert_eq!(stats["lastDelivery"]["responseCode"], 503);
+    let (_, read) = t
+        .admin
+        .get(&format!("/v1/endpoints/{}", ep["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(read["isActive"], true, "disableAfter 0 never disables");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn consecutive_failures_disable_an_endpoint_until_it_is_enabled() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver = Receiver::with(move |_, _| {
+        if flag.load(Ordering::SeqCst) {
+            (200, vec![], "ok".into())
+        } else {
+            (500, vec![], "down".into())
+        }
+    })
+    .await;
+    let ep = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 2}),
+        )
+        .await;
+    let ep_id = ep["id"].as_str().expect("id");
+    t.publish("a.b", json!({})).await;
+    t.publish("a.b", json!({})).await;
+    wait_until("endpoint disabled", Duration::from_secs(20), || {
+        let t = t.admin.clone();
+        let path = format!("/v1/endpoints/{ep_id}");
+        async move { t.get(&path).await.1["isActive"] == false }
+    })
+    .await;
+    let (_, read) = t.admin.get(&format!("/v1/endpoints/{ep_id}")).await;
+    assert_eq!(read["disabledReason"], "consecutive_failures");
+    assert!(read["disabledAt"].is_string());
+    let stats = t.stats(ep_id).await;
+    assert_eq!(stats["consecutiveFailures"], 2);
+    assert_eq!(stats["disabledReason"], "consecutive_failures");
+
+    // Disabled: new events do not fan out to it, nothing more arrives.
+    let while_disabled = t.publish("a.b", json!({})).await;
+    assert_eq!(while_disabled["deliveries"], 0);
+    assert_eq!(receiver.count(), 2);
+
+    healthy.store(true, Ordering::SeqCst);
+    let (status, enabled) = t
+        .admin
+        .post_empty(&format!("/v1/endpoints/{ep_id}/enable"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert_eq!(enabled["isActive"], true);
+    assert_eq!(enabled["disabledReason"], json!(null));
+    assert_eq!(t.stats(ep_id).await["consecutiveFailures"], 0);
+    let after = t.publish("a.b", json!({})).await;
+    assert_eq!(after["deliveries"], 1);
+    wait_status(&t, after["id"].as_str().expect("id"), "succeeded").await;
+    assert_eq!(receiver.count(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disabling_fails_the_endpoints_pending_deliveries() {
+    let server = Server::start_with(|c| c.max_in_flight_per_endpoint = 1).await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::with(|_, _| (500, vec![], "down".into())).await;
+    let ep = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 1}),
+        )
+        .await;
+    let ep_id = ep["id"].as_str().expect("id");
+    let events: Vec<_> = (0..5)
+        .map(|n| json!({"type": "a.b", "data": {"n": n}}))
+        .collect();
+    t.admin
+        .post("/v1/events/batch", json!({"events": events}))
+        .await;
+    wait_until(
+        "endpoint disabled with nothing pending",
+        Duration::from_secs(20),
+        || {
+            let t = t.admin.clone();
+            let path = format!("/v1/endpoints/{ep_id}/stats");
+            async move {
+                let stats = t.get(&path).await.1;
+                stats["disabledReason"] == "consecutive_failures" && stats["pending"] == 0
+            }
+        },
+    )
+    .await;
+    let stats = t.stats(ep_id).await;
+    assert_eq!(stats["failed"], 5);
+    assert_eq!(stats["totalDeliveries"], 5);
+    // One at a time: the first failure disabled it; at most one more attempt was under way.
+    assert!(receiver.count() <= 2, "{} attempts", receiver.count());
+    let (_, log) = t
+        .admin
+        .get(&format!("/v1/endpoints/{ep_id}/deliveries"))
+        .await;
+    assert!(
+        log["content"]
+            .as_array()
+            .expect("content")
+            .iter()
+            .all(|d| d["status"] == "failed")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stats_and_the_delivery_log_count_every_outcome() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    // Every third request fails; no retries, never disabled.
+    let receiver = Receiver::with(|_, r| {
+        let n = r.json()["data"]["n"].as_u64().unwrap_or(0);
+        if n % 3 == 2 {
+            (500, vec![], "no".into())
+        } else {
+            (204, vec![], String::new())
+        }
+    })
+    .await;
+    let ep = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0}),
+        )
+        .await;
+    let ep_id = ep["id"].as_str().expect("id");
+    let events: Vec<_> = (0..9)
+        .map(|n| json!({"type": "a.b", "data": {"n": n}}))
+        .collect();
+    let (status, _) = t
+        .admin
+        .post("/v1/events/batch", json!({"events": events}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_until("all nine finished", Duration::from_secs(20), || {
+        let t = t.admin.clone();
+        let path = format!("/v1/endpoints/{ep_id}/stats");
+        async move { t.get(&path).await.1["pending"] == 0 }
+    })
+    .await;
+    let stats = t.stats(ep_id).await;
+    assert_eq!(stats["succeeded"], 6);
+    assert_eq!(stats["failed"], 3);
+    assert_eq!(stats["totalDeliveries"], 9);
+    assert_eq!(stats["successRate"], 66.67);
+
+    let (_, page) = t
+        .admin
+        .get(&format!("/v1/endpoints/{ep_id}/deliveries?size=4&page=0"))
+        .await;
+    assert_eq!(page["totalElements"], 9);
+    assert_eq!(page["totalPages"], 3);
+    let ids: Vec<&str> = page["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .map(|d| d["id"].as_str().expect("id"))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|id| std::cmp::Reverse(id[4..].parse::<u64>().expect("number")));
+    assert_eq!(ids, sorted, "newest first");
+    let (_, failed) = t
+        .admin
+        .get(&format!("/v1/endpoints/{ep_id}/deliveries?status=failed"))
+        .await;
+    assert_eq!(failed["totalElements"], 3);
+    assert!(
+        failed["content"]
+            .as_array()
+            .expect("content")
+            .iter()
+            .all(|d| d["status"] == "failed")
+    );
+    let (status, _) = t
+        .admin
+        .get(&format!("/v1/endpoints/{ep_id}/deliveries?status=bogus"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_classified_in_the_attempt_log() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let slow = Receiver::slow(Duration::from_secs(3)).await;
+    let redirect = Receiver::with(|_, _| {
+        (
+            302,
+            vec![("location", "http://127.0.0.1:9/x".into())],
+            String::new(),
+        )
+    })
+    .await;
+    // A port nothing listens on: bind one, then drop it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/hook", l.local_addr().expect("addr"))
+    };
+    let cases = [
+        (slow.url.clone(), 200, "timeout"),
+        (redirect.url.clone(), 10000, "http_status"),
+        (closed, 10000, "connect"),
+    ];
+    for (url, timeout, class) in cases {
+        let ep = t
+            .endpoint(json!({"url": url, "events": [format!("case.{class}")], "retrySchedule": [], "timeoutMs": timeout}))
+            .await;
+        let published = t.publish(&format!("case.{class}"), json!({})).await;
+        let delivery = wait_status(&t, published["id"].as_str().expect("id"), "failed").await;
+        assert_eq!(delivery["attempts"][0]["error"], class, "{delivery}");
+        assert_eq!(delivery["endpointId"], ep["id"]);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_does_not_hold_up_the_others() {
+    let server = Server::start_with(|c| {
+        c.max_in_flight = 8;
+        c.max_in_flight_per_endpoint = 2;
+    })
+    .await;
+    let t = server.tenant("acme").await;
+    let slow = Receiver::slow(Duration::from_secs(30)).await;
+    let fast = Receiver::ok().await;
+    t.endpoint(json!({"url": slow.url, "events": ["slow.*"], "timeoutMs": 60000}))
+        .await;
+    t.endpoint(json!({"url": fast.url, "events": ["fast.*"]}))
+        .await;
+    let slow_batch: Vec<_> = (0..20)
+        .map(|_| json!({"type": "slow.x", "data": {}}))
+        .collect();
+    t.admin
+        .post("/v1/events/batch", json!({"events": slow_batch}))
+        .await;
+    let fast_batch: Vec<_> = (0..50)
+        .map(|_| json!({"type": "fast.x", "data": {}}))
+        .collect();
+    t.admin
+        .post("/v1/events/batch", json!({"events": fast_batch}))
+        .await;
+    // All fifty reach the fast endpoint while the slow one holds its two slots for 30 s.
+    fast.wait_for(50).await;
+    assert_eq!(
+        slow.count(),
+        0,
+        "the slow receiver has answered nothing yet"
+    );
+    // hookd still answers: stop must not wait for the slow attempts beyond its grace.
+    server.stop().await;
+}

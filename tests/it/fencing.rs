@@ -1,0 +1,173 @@
+//! Leases and fencing, driven through the store with a clock the test controls.
+
+use hookd::config::Durability;
+use hookd::model::{
+    AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
+};
+use hookd::store::{ClaimRequest, NewEndpoint, NewEvent, Recorded, Store};
+
+fn settings(timeout_ms: u32) -> EndpointSettings {
+    EndpointSettings {
+        name: "e".into(),
+        url: url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+        events: vec![EventPattern::All],
+        signature_scheme: SignatureScheme::Standard,
+        signature_header_name: None,
+        format: Format::Json,
+        headers: Default::default(),
+        retry_schedule: vec![std::time::Duration::from_secs(60)],
+        disable_after: 0,
+        timeout_ms,
+        rate_limit: None,
+        ordering: Ordering::None,
+        is_active: true,
+    }
+}
+
+fn ok_outcome(at: i64) -> AttemptOutcome {
+    AttemptOutcome {
+        at,
+        response_code: Some(200),
+        latency_ms: 1,
+        error: None,
+        error_message: None,
+        response_body: None,
+        retry_after_ms: None,
+    }
+}
+
+fn claim_at(now: i64, limit: usize) -> ClaimRequest {
+    ClaimRequest {
+        now,
+        limit,
+        per_endpoint: 10,
+        busy: Vec::new(),
+        lease_margin_ms: 1000,
+    }
+}
+
+#[tokio::test]
+async fn fenced_attempts_ignore_stale_workers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle) = Store::open(&dir.path().join("h.db"), Durability::Full).expect("open");
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    store
+        .create_endpoint(
+            tenant.id,
+            NewEndpoint {
+                settings: settings(1000),
+                secret: hookd::signing::generate_secret(),
+            },
+        )
+        .await
+        .expect("endpoint");
+    let event = NewEvent {
+        name: EventName::parse("a.b").expect("name"),
+        data: "{}".into(),
+        idempotency_key: None,
+    };
+    store
+        .publish(tenant.id, vec![event])
+        .await
+        .expect("publish");
+    let now = hookd::model::now_ms();
+
+    let first = store.claim(claim_at(now, 10)).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    // Leased: not claimable again before the lease (timeout 1s + margin 1s) runs out.
+    assert!(
+        store
+            .claim(claim_at(now + 1500, 10))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // The worker hangs; its lease expires and another claim takes the row as attempt 2.
+    let second = store.claim(claim_at(now + 2500, 10)).await.expect("claim");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempt, 2);
+    assert_eq!(second[0].delivery_id, first[0].delivery_id);
+
+    // The stale worker's result is refused; the current holder's is recorded.
+    let stale = store
+        .record_attempt(first[0].delivery_id, 1, ok_outcome(now))
+        .await
+        .expect("record");
+    assert_eq!(stale, Recorded::Stale);
+    let current = store
+        .record_attempt(second[0].delivery_id, 2, ok_outcome(now))
+        .await
+        .expect("record");
+    assert!(matches!(
+        current,
+        Recorded::Applied(hookd::model::DeliveryStatus::Succeeded)
+    ));
+    // Finished: even the right attempt number cannot record twice.
+    let again = store
+        .record_attempt(second[0].delivery_id, 2, ok_outcome(now))
+        .await
+        .expect("record");
+    assert_eq!(again, Recorded::Stale);
+    let detail = store
+        .get_delivery(tenant.id, first[0].delivery_id)
+        .await
+        .expect("delivery");
+    assert_eq!(
+        detail.attempts.len(),
+        1,
+        "only the fenced-in attempt is logged"
+    );
+    assert_eq!(detail.attempts[0].number, 2);
+    drop(store);
+    handle.close();
+}
+
+#[tokio::test]
+async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle) = Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    let mut endpoints = Vec::new();
+    for _ in 0..2 {
+        let e = store
+            .create_endpoint(
+                tenant.id,
+                NewEndpoint {
+                    settings: settings(1000),
+                    secret: hookd::signing::generate_secret(),
+                },
+            )
+            .await
+            .expect("endpoint");
+        endpoints.push(e.id);
+    }
+    let events: Vec<NewEvent> = (0..20)
+        .map(|_| NewEvent {
+            name: EventName::parse("a.b").expect("name"),
+            data: "{}".into(),
+            idempotency_key: None,
+        })
+        .collect();
+    store.publish(tenant.id, events).await.expect("publish");
+    let now = hookd::model::now_ms();
+    assert_eq!(store.claim(claim_at(now, 7)).await.expect("claim").len(), 7);
+    // Per endpoint at most 3, with endpoint 0 already running 2 of them.
+    let req = ClaimRequest {
+        per_endpoint: 3,
+        busy: vec![(endpoints[0], 2)],
+        ..claim_at(now, 100)
+    };
+    let claims = store.claim(req).await.expect("claim");
+    let to_first = claims
+        .iter()
+        .filter(|c| c.endpoint.0.id == endpoints[0])
+        .count();
+    let to_second = claims
+        .iter()
+        .filter(|c| c.endpoint.0.id == endpoints[1])
+        .count();
+    assert_eq!((to_first, to_second), (1, 3));
+    drop(store);
+    handle.close();
+}

@@ -1,0 +1,11 @@
+//! hookd's integration tests: one binary, a real server on port 0, a real SQLite file in a
+//! temp dir and real receivers on 127.0.0.1.
+
+mod auth;
+mod bad_input;
+mod delivery;
+mod endpoints;
+mod events;
+mod fencing;
+mod process;
+mod support;

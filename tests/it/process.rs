@@ -1,0 +1,270 @@
+//! The real binary: signals, crash recovery, the generated operator token, schema versions.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::support::{ADMIN, Api, Receiver, wait_until};
+
+/// A `hookd serve` child process and the lines it printed before listening.
+struct Hookd {
+    child: Child,
+    base: String,
+    printed: Vec<String>,
+}
+
+fn spawn(db: &Path, admin_token: Option<&str>) -> Hookd {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-http",
+        "--allow-private-targets",
+    ])
+    .arg("--db")
+    .arg(db)
+    .env("HOOKD_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if let Some(token) = admin_token {
+        cmd.args(["--admin-token", token]);
+    }
+    let mut child = cmd.spawn().expect("spawn hookd");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("hookd printed its address")
+            .expect("line");
+        if let Some(addr) = line.strip_prefix("hookd: listening on ") {
+            break addr.to_owned();
+        }
+        printed.push(line);
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Hookd {
+        child,
+        base,
+        printed,
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+async fn wait_health(base: &str) {
+    let api = Api::new(base, "");
+    wait_until("hookd healthy", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { api.get("/health").await.0 == StatusCode::OK }
+    })
+    .await;
+}
+
+async fn tenant_key(api: &Api) -> String {
+    let (_, t) = api.post("/v1/tenants", json!({"name": "t"})).await;
+    let (_, k) = api
+        .post(
+            &format!("/v1/tenants/{}/keys", t["id"].as_str().expect("id")),
+            json!({"name": "k", "role": "admin"}),
+        )
+        .await;
+    k["key"].as_str().expect("key").to_owned()
+}
+
+#[tokio::test]
+async fn sigterm_stops_hookd_with_exit_code_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut hookd = spawn(&dir.path().join("h.db"), Some(ADMIN));
+    wait_health(&hookd.base).await;
+    signal(&hookd.child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || hookd.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn kill_during_burst_loses_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("h.db");
+    let receiver = Receiver::ok().await;
+    let mut hookd = spawn(&db, Some(ADMIN));
+    wait_health(&hookd.base).await;
+    let op = Api::new(&hookd.base, ADMIN);
+    let key = tenant_key(&op).await;
+    let api = op.with_token(&key);
+    let (status, _) = api
+        .post(
+            "/v1/endpoints",
+            json!({"name": "r", "url": receiver.url, "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Four clients publish batches until the process dies under them.
+    let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (api, accepted) = (api.clone(), accepted.clone());
+        clients.push(tokio::spawn(async move {
+            for round in 0.. {
+                let events: Vec<_> = (0..20)
+                    .map(|i| json!({"type": "burst.event", "data": {"c": c, "round": round, "i": i}}))
+                    .collect();
+                let req = api.raw(
+                    "POST",
+                    "/v1/events/batch",
+                    Some("application/json"),
+                    json!({"events": events}).to_string().into_bytes(),
+                );
+                let Ok((status, _, body)) = tokio::time::timeout(Duration::from_secs(5), req).await else { return };
+                if status != StatusCode::ACCEPTED {
+                    return;
+                }
+                let mut set = accepted.lock().expect("set");
+                for e in body["events"].as_array().expect("events") {
+                    set.insert(e["id"].as_str().expect("id").to_owned());
+                }
+            }
+        }));
+    }
+    wait_until("some events accepted", Duration::from_secs(20), || {
+        let n = accepted.lock().expect("set").len();
+        async move { n >= 4000 }
+    })
+    .await;
+    signal(&hookd.child, "-KILL");
+    let _ = hookd.child.wait();
+    // Clients see connection errors now; the api.raw panic is caught by the task boundary.
+    for c in clients {
+        let _ = c.await;
+    }
+    let accepted = accepted.lock().expect("set").clone();
+    assert!(accepted.len() >= 4000);
+
+    let mut restarted = spawn(&db, Some(ADMIN));
+    wait_until(
+        "every accepted event delivered after restart",
+        Duration::from_secs(60),
+        || {
+            let seen: HashSet<String> = receiver
+                .received()
+                .iter()
+                .map(|r| r.header("webhook-id").to_owned())
+                .collect();
+            let missing = accepted.iter().filter(|id| !seen.contains(*id)).count();
+            async move { missing == 0 }
+        },
+    )
+    .await;
+    signal(&restarted.child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || restarted.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_operator_token_is_generated_once_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("h.db");
+    let mut first = spawn(&db, None);
+    let line = first
+        .printed
+        .iter()
+        .find(|l| l.contains("generated the operator token"))
+        .expect("token printed on first start")
+        .clone();
+    let token = line.rsplit(' ').next().expect("token").to_owned();
+    wait_health(&first.base).await;
+    assert_eq!(
+        Api::new(&first.base, &token).get("/v1/tenants").await.0,
+        StatusCode::OK
+    );
+    signal(&first.child, "-TERM");
+    let _ = first.child.wait();
+    let stored = std::fs::read(&db).expect("db file");
+    assert!(
+        !stored.windows(token.len()).any(|w| w == token.as_bytes()),
+        "token stored only hashed"
+    );
+
+    let mut second = spawn(&db, None);
+    assert!(
+        second.printed.iter().all(|l| !l.contains("generated")),
+        "printed only once"
+    );
+    wait_health(&second.base).await;
+    assert_eq!(
+        Api::new(&second.base, &token).get("/v1/tenants").await.0,
+        StatusCode::OK
+    );
+    signal(&second.child, "-TERM");
+    let _ = second.child.wait();
+}
+
+#[test]
+fn a_database_from_a_newer_hookd_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("h.db");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute_batch("PRAGMA user_version = 999;")
+        .expect("set version");
+    drop(conn);
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["migrate", "--db"])
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("newer hookd"), "{stderr}");
+}
+
+#[test]
+fn an_older_database_is_upgraded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("h.db");
+    rusqlite::Connection::open(&db).expect("create empty file (version 0)");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["migrate", "--db"])
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert!(version >= 1);
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("tables");
+    assert_eq!(tables, 1);
+}

@@ -1,0 +1,438 @@
+//! Test support: a real hookd on port 0 over a temp SQLite file, an HTTP client for its API,
+//! and real receivers on 127.0.0.1 that record what they get.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, oneshot};
+
+use hookd::config::Config;
+
+/// The operator token every test server uses.
+pub const ADMIN: &str = "test-operator-token-0123456789";
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A hookd running in this process.
+pub struct Server {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    _dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts hookd with test settings (http and loopback targets allowed, fast polling).
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts hookd with test settings changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(dir, tweak).await
+    }
+
+    /// Starts hookd on the database in `dir` (a restart when one ran there before).
+    pub async fn start_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            db: dir.path().join("hookd.db"),
+            admin_token: Some(ADMIN.to_owned()),
+            allow_http: true,
+            allow_private_targets: true,
+            poll_interval: Duration::from_millis(50),
+            shutdown_grace: Duration::from_secs(5),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            hookd::app::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("hookd runs");
+        });
+        Self {
+            base,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client with the operator token.
+    pub fn operator(&self) -> Api {
+        Api::new(&self.base, ADMIN)
+    }
+
+    /// Creates a tenant and an admin key for it.
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        let op = self.operator();
+        let (status, t) = op.post("/v1/tenants", json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "{t}");
+        let id = t["id"].as_str().expect("tenant id").to_owned();
+        let admin = self.key(&id, "admin").await;
+        Tenant {
+            id,
+            admin: Api::new(&self.base, &admin),
+        }
+    }
+
+    /// Creates a key with `role` for a tenant; returns the token.
+    pub async fn key(&self, tenant: &str, role: &str) -> String {
+        let (status, k) = self
+            .operator()
+            .post(
+                &format!("/v1/tenants/{tenant}/keys"),
+                json!({"name": role, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{k}");
+        k["key"].as_str().expect("key").to_owned()
+    }
+
+    /// Stops hookd gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("hookd stops cleanly");
+        }
+    }
+}
+
+/// A tenant and a client holding its admin key.
+pub struct Tenant {
+    /// `tnt_…`.
+    pub id: String,
+    /// Admin-key client.
+    pub admin: Api,
+}
+
+impl Tenant {
+    /// Creates an endpoint from `body` (merged over a name); returns its JSON.
+    pub async fn endpoint(&self, body: Value) -> Value {
+        let mut full = json!({"name": "test endpoint"});
+        merge(&mut full, body);
+        let (status, ep) = self.admin.post("/v1/endpoints", full).await;
+        assert_eq!(status, StatusCode::CREATED, "{ep}");
+        ep
+    }
+
+    /// Publishes one event; returns the 202 body.
+    pub async fn publish(&self, event_type: &str, data: Value) -> Value {
+        let (status, body) = self
+            .admin
+            .post("/v1/events", json!({"type": event_type, "data": data}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
+    /// The stats of an endpoint.
+    pub async fn stats(&self, endpoint: &str) -> Value {
+        let (status, body) = self
+            .admin
+            .get(&format!("/v1/endpoints/{endpoint}/stats"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+/// A client for hookd's API with one token.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Api {
+    /// A client for `base` sending `token`.
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// The same server with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::new(&self.base, token)
+    }
+
+    /// Sends a raw request; returns status, headers and the body as JSON (or a string).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        let res = self.client.request(req).await.expect("hookd answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, headers, value)
+    }
+
+    async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (ct, bytes) = match body {
+            Some(b) => (Some("application/json"), b.to_string().into_bytes()),
+            None => (None, Vec::new()),
+        };
+        let (status, _, value) = self.raw(method, path, ct, bytes).await;
+        (status, value)
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.json("GET", path, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.json("POST", path, Some(body)).await
+    }
+
+    /// POST with no body.
+    pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
+        self.json("POST", path, None).await
+    }
+
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.json("PATCH", path, Some(body)).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.json("DELETE", path, None).await
+    }
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Lowercase header names to values.
+    pub headers: HashMap<String, String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Received {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// What a receiver answers: status, extra headers, body.
+pub type Reply = (u16, Vec<(&'static str, String)>, String);
+
+type Behavior = Arc<dyn Fn(usize, &Received) -> Reply + Send + Sync>;
+
+/// A real HTTP receiver on 127.0.0.1 that records every request.
+#[derive(Clone)]
+pub struct Receiver {
+    /// `http://127.0.0.1:port/hook`.
+    pub url: String,
+    log: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<Notify>,
+}
+
+impl Receiver {
+    /// A receiver that answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::with(|_, _| (200, vec![], "ok".into())).await
+    }
+
+    /// A receiver that answers with `status` to everything.
+    pub async fn status(status: u16) -> Self {
+        Self::with(move |_, _| (status, vec![], format!("status {status}"))).await
+    }
+
+    /// A receiver whose answer to the n-th request (0-based) is `behavior(n, request)`.
+    pub async fn with(
+        behavior: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(Arc::new(behavior), None).await
+    }
+
+    /// A receiver that holds every request for `delay` before answering 200.
+    pub async fn slow(delay: Duration) -> Self {
+        Self::start(Arc::new(|_, _| (200, vec![], "slow".into())), Some(delay)).await
+    }
+
+    async fn start(behavior: Behavior, delay: Option<Duration>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let log: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let arrived = Arc::new(Notify::new());
+        let (l, a) = (log.clone(), arrived.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (log, arrived, behavior) = (l.clone(), a.clone(), behavior.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (log, arrived, behavior) =
+                            (log.clone(), arrived.clone(), behavior.clone());
+                        async move {
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| {
+                                    (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                                })
+                                .collect();
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let received = Received { headers, body };
+                            if let Some(d) = delay {
+                                tokio::time::sleep(d).await;
+                            }
+                            let n = {
+                                let mut log = log.lock().expect("log");
+                                log.push(received.clone());
+                                log.len() - 1
+                            };
+                            arrived.notify_waiters();
+                            let (status, extra, text) = behavior(n, &received);
+                            let mut res = Response::builder().status(status);
+                            for (k, v) in extra {
+                                res = res.header(k, v);
+                            }
+                            Ok::<_, hyper::Error>(
+                                res.body(Full::new(Bytes::from(text))).expect("response"),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url: format!("http://{addr}/hook"),
+            log,
+            arrived,
+        }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// How many requests arrived.
+    pub fn count(&self) -> usize {
+        self.log.lock().expect("log").len()
+    }
+
+    /// Waits until at least `n` requests arrived (up to 20 s) and returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.arrived.notified();
+            if self.count() >= n {
+                return self.received();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("receiver got {} requests, expected {n}", self.count());
+            }
+        }
+    }
+}
+
+/// Verifies a Standard Webhooks signature the way a receiver library does, independently of
+/// hookd's own signing code. Returns whether any listed signature matches.
+pub fn verify_standard(secret: &str, received: &Received) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ secret"))
+        .expect("base64 secret");
+    let id = received.header("webhook-id");
+    let ts = received.header("webhook-timestamp");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(&received.body);
+    let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    received
+        .header("webhook-signature")
+        .split(' ')
+        .any(|sig| sig == expected)
+}
+
+/// Verifies a GitHub-style `sha256=` signature, independently of hookd's code.
+pub fn verify_github(secret: &str, header: &str, body: &[u8]) -> bool {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    header == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
