@@ -219,3 +219,61 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         message: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9001\"\ndb = \"from-file.db\"\ndurability = \"normal\"\n\
+             max_in_flight = 64\npoll_interval = \"250ms\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            db: Some(PathBuf::from("from-flag.db")),
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(args).unwrap();
+        assert_eq!(config.db, PathBuf::from("from-flag.db"));
+        assert_eq!(config.listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(config.durability, Durability::Normal);
+        assert_eq!(config.max_in_flight, 64);
+        assert_eq!(config.poll_interval, Duration::from_millis(250));
+        assert_eq!(config.max_in_flight_per_endpoint, 32, "default kept");
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_the_key_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(&path, "listen_on = \"x\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+        std::fs::write(&path, "poll_interval = \"soon\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let config = Config {
+            admin_token: Some("short".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -268,3 +268,31 @@ fn an_older_database_is_upgraded() {
         .expect("tables");
     assert_eq!(tables, 1);
 }
+
+#[test]
+fn environment_variables_configure_hookd() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("from-env.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("migrate")
+        .env("HOOKD_DB", &db)
+        .env("HOOKD_DURABILITY", "normal")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists(), "HOOKD_DB chose the file");
+    let bad = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("migrate")
+        .env("HOOKD_DB", &db)
+        .env("HOOKD_DURABILITY", "sometimes")
+        .output()
+        .expect("run");
+    assert!(
+        !bad.status.success(),
+        "an invalid HOOKD_DURABILITY is refused"
+    );
+}
