@@ -68,6 +68,14 @@ CREATE TABLE endpoints (
 ) STRICT;
 CREATE INDEX endpoints_by_tenant ON endpoints(tenant_id, id);
 
+-- Secrets replaced by a rotation, still signing until their grace period ends.
+CREATE TABLE endpoint_old_secrets (
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    secret      TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX endpoint_old_secrets_by_endpoint ON endpoint_old_secrets(endpoint_id, expires_at);
+
 -- One row per published event; the payload is stored once, not per delivery.
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
@@ -86,6 +94,9 @@ CREATE INDEX events_by_tenant_type ON events(tenant_id, type, id);
 -- One row per event x endpoint. status: 0 pending, 1 succeeded, 2 failed.
 -- A claim sets lease_until and moves next_attempt_at to the same instant, so a lease that
 -- expires makes the row due again without anyone clearing it.
+-- schedule_offset: attempts that do not count against the retry schedule (manual retries,
+-- and everything before a recover). A manual retry sets replay_return to the status to go
+-- back to if that one attempt fails (0 with resume_at: a pending delivery's schedule resumes).
 CREATE TABLE deliveries (
     id              INTEGER PRIMARY KEY,
     event_id        INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
@@ -94,6 +105,10 @@ CREATE TABLE deliveries (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     lease_until     INTEGER,
+    schedule_offset INTEGER NOT NULL DEFAULT 0,
+    replay_return   INTEGER,
+    resume_at       INTEGER,
+    was_exhausted   INTEGER NOT NULL DEFAULT 0,      -- failed for good at least once
     created_at      INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at) WHERE status = 0;

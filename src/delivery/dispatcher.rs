@@ -5,16 +5,46 @@
 //! sleeps until a commit adds due work or a worker frees a slot; a timer poll is only the
 //! fallback (retries coming due, expired leases).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::model::{EndpointId, now_ms};
 use crate::outbound::Outbound;
-use crate::store::{Claim, ClaimRequest, Store};
+use crate::store::{Claim, ClaimRequest, EndpointLoad, Store};
+
+/// The window a `rateLimit` counts starts in.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// What the dispatcher tracks per endpoint: attempts in flight and, for rate-limited
+/// endpoints, when recent attempts started.
+#[derive(Debug, Default)]
+struct Load {
+    in_flight: usize,
+    rate_limit: Option<u32>,
+    starts: VecDeque<Instant>,
+}
+
+impl Load {
+    fn prune(&mut self, now: Instant) {
+        while self
+            .starts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            self.starts.pop_front();
+        }
+    }
+
+    /// When a start leaves the window of a saturated rate limit, if it is saturated.
+    fn frees_at(&self) -> Option<Instant> {
+        let limit = self.rate_limit? as usize;
+        (self.starts.len() >= limit).then(|| self.starts.front().map(|t| *t + RATE_WINDOW))?
+    }
+}
 
 /// Most deliveries claimed in one statement.
 const MAX_CLAIM: usize = 500;
@@ -41,7 +71,7 @@ pub struct Dispatcher {
     outbound: Outbound,
     config: DispatcherConfig,
     slots: Arc<Semaphore>,
-    busy: Arc<Mutex<HashMap<EndpointId, usize>>>,
+    busy: Arc<Mutex<HashMap<EndpointId, Load>>>,
     wake: Arc<Notify>,
     /// Set when shutdown's grace has run out: attempts still waiting on HTTP are dropped
     /// (their leases are released at the next start, so they are retried).
@@ -69,10 +99,15 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         loop {
             self.dispatch_due().await;
+            // A saturated rate limit frees a start at a known time: wake then, not at the poll.
+            let poll = tokio::time::Instant::now() + self.config.poll_interval;
+            let wake_at = self
+                .rate_frees_at()
+                .map_or(poll, |at| poll.min(tokio::time::Instant::from_std(at)));
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = tokio::time::sleep_until(wake_at) => {}
             }
         }
         let all = self.config.max_in_flight as u32;
@@ -97,11 +132,7 @@ impl Dispatcher {
             if free == 0 {
                 return started;
             }
-            let busy: Vec<(EndpointId, usize)> = self
-                .busy
-                .lock()
-                .map(|b| b.iter().map(|(k, v)| (*k, *v)).collect())
-                .unwrap_or_default();
+            let busy = self.loads();
             let request = ClaimRequest {
                 now: now_ms(),
                 limit: free,
@@ -134,7 +165,7 @@ impl Dispatcher {
             return;
         };
         let endpoint_id = claim.endpoint.0.id;
-        self.adjust_busy(endpoint_id, true);
+        self.started(endpoint_id, claim.endpoint.0.settings.rate_limit);
         let this = self.clone();
         let mut abandon = self.abandon.subscribe();
         tokio::spawn(async move {
@@ -142,7 +173,7 @@ impl Dispatcher {
                 outcome = super::attempt(&this.outbound, &claim) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
-            this.adjust_busy(endpoint_id, false);
+            this.finished(endpoint_id);
             this.wake.notify_one();
             if let Err(e) = this
                 .store
@@ -156,17 +187,48 @@ impl Dispatcher {
         });
     }
 
-    fn adjust_busy(&self, endpoint: EndpointId, up: bool) {
+    /// Each busy endpoint's load, forgetting starts older than the rate window.
+    fn loads(&self) -> Vec<(EndpointId, EndpointLoad)> {
+        let Ok(mut busy) = self.busy.lock() else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        busy.retain(|_, load| {
+            load.prune(now);
+            load.in_flight > 0 || !load.starts.is_empty()
+        });
+        busy.iter()
+            .map(|(id, load)| {
+                let load = EndpointLoad {
+                    in_flight: load.in_flight,
+                    started_last_second: load.starts.len(),
+                };
+                (*id, load)
+            })
+            .collect()
+    }
+
+    fn rate_frees_at(&self) -> Option<Instant> {
+        let busy = self.busy.lock().ok()?;
+        busy.values().filter_map(Load::frees_at).min()
+    }
+
+    fn started(&self, endpoint: EndpointId, rate_limit: Option<u32>) {
         if let Ok(mut busy) = self.busy.lock() {
-            let n = busy.entry(endpoint).or_default();
-            if up {
-                *n += 1;
-            } else {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    busy.remove(&endpoint);
-                }
+            let load = busy.entry(endpoint).or_default();
+            load.in_flight += 1;
+            load.rate_limit = rate_limit;
+            if rate_limit.is_some() {
+                load.starts.push_back(Instant::now());
             }
+        }
+    }
+
+    fn finished(&self, endpoint: EndpointId) {
+        if let Ok(mut busy) = self.busy.lock()
+            && let Some(load) = busy.get_mut(&endpoint)
+        {
+            load.in_flight = load.in_flight.saturating_sub(1);
         }
     }
 }

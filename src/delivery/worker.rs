@@ -11,7 +11,7 @@ use crate::store::Claim;
 /// Makes one attempt of a claimed delivery and returns its outcome (never an error: a failure
 /// is an outcome too).
 pub async fn attempt(outbound: &Outbound, claim: &Claim) -> AttemptOutcome {
-    let (endpoint, secret) = &*claim.endpoint;
+    let (endpoint, secrets) = &*claim.endpoint;
     let span = tracing::debug_span!(
         "attempt",
         delivery_id = %claim.delivery_id,
@@ -20,7 +20,8 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim) -> AttemptOutcome {
         attempt = claim.attempt,
     );
     async {
-        let signer = match Signer::new(endpoint.settings.signature_scheme, &[secret.as_str()]) {
+        let keys: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let signer = match Signer::new(endpoint.settings.signature_scheme, &keys) {
             Ok(s) => s,
             Err(e) => {
                 return AttemptOutcome {

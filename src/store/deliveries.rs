@@ -7,9 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::endpoints::{deactivate, load, load_any, secret};
+use super::endpoints::{deactivate, load, load_any, secrets};
+use super::events::publish_operational;
+use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::delivery::next_retry_delay;
+use crate::model::event::OPERATIONAL_PREFIX;
 use crate::model::{
     AttemptOutcome, DeliveryId, DeliveryStatus, Endpoint, EndpointId, EventId, Page, PageRequest,
     TenantId, UnixMs, now_ms, rfc3339,
@@ -22,12 +25,22 @@ pub struct ClaimRequest {
     pub now: UnixMs,
     /// At most this many rows (the free worker slots).
     pub limit: usize,
-    /// At most this many in flight per endpoint, counting `busy`.
+    /// At most this many in flight per endpoint, counting `busy` (1 for FIFO endpoints).
     pub per_endpoint: usize,
-    /// Deliveries already in flight, per endpoint.
-    pub busy: Vec<(EndpointId, usize)>,
+    /// Per endpoint: attempts in flight, and attempts started in the last second (checked
+    /// against the endpoint's `rateLimit`).
+    pub busy: Vec<(EndpointId, EndpointLoad)>,
     /// How long a lease lasts beyond the endpoint's timeout.
     pub lease_margin_ms: i64,
+}
+
+/// What an endpoint is already doing, as the dispatcher counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointLoad {
+    /// Attempts in flight.
+    pub in_flight: usize,
+    /// Attempts started within the last second.
+    pub started_last_second: usize,
 }
 
 /// One leased delivery, with everything a worker needs to attempt it.
@@ -39,8 +52,9 @@ pub struct Claim {
     pub event_id: EventId,
     /// This attempt's number (1-based); recording a result needs it (the fence).
     pub attempt: u32,
-    /// The endpoint, shared by the claims of one batch.
-    pub endpoint: Arc<(Endpoint, String)>,
+    /// The endpoint and its signing secrets (the current one first, then any still in a
+    /// rotation's grace period), shared by the claims of one batch.
+    pub endpoint: Arc<(Endpoint, Vec<String>)>,
     /// The request body, rendered once per event.
     pub body: Bytes,
 }
@@ -133,14 +147,21 @@ pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
     Ok(n)
 }
 
-/// Claims due deliveries in one `UPDATE … RETURNING`: at most `limit` rows, at most
-/// `per_endpoint` in flight per active endpoint, earliest due first. Each claimed row gets a
-/// lease (its `next_attempt_at` moves to the lease's end) and its next attempt number.
+/// Claims due deliveries in one `UPDATE … RETURNING`: at most `limit` rows, earliest due
+/// first. Per active endpoint, at most `per_endpoint` in flight (one, and only the oldest
+/// pending delivery, for FIFO endpoints) and no more starts than its `rateLimit` leaves in
+/// the current second. Each claimed row gets a lease (its `next_attempt_at` moves to the
+/// lease's end) and its next attempt number.
 fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
     let busy: serde_json::Map<String, serde_json::Value> = req
         .busy
         .iter()
-        .map(|(id, n)| (id.0.to_string(), serde_json::Value::from(*n)))
+        .map(|(id, load)| {
+            (
+                id.0.to_string(),
+                serde_json::json!([load.in_flight, load.started_last_second]),
+            )
+        })
         .collect();
     let busy = serde_json::Value::Object(busy).to_string();
     let mut stmt = c.prepare_cached(
@@ -150,16 +171,26 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
              next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
          WHERE id IN (
              SELECT id FROM (
-                 SELECT d.id AS id, d.next_attempt_at AS due,
-                        row_number() OVER (PARTITION BY e.id ORDER BY d.next_attempt_at, d.id) AS rn,
-                        ?3 - coalesce(json_extract(?2, '$.\"' || e.id || '\"'), 0) AS room
+                 SELECT d.id AS id, d.next_attempt_at AS due, e.id AS endpoint,
+                        e.rate_limit AS rate_limit, ?3 AS cap,
+                        row_number() OVER (PARTITION BY e.id ORDER BY d.next_attempt_at, d.id) AS rn
                  FROM endpoints e
                  JOIN deliveries d ON d.id IN (
                      SELECT x.id FROM deliveries x
                      WHERE x.endpoint_id = e.id AND x.status = 0 AND x.next_attempt_at <= ?1
                      ORDER BY x.next_attempt_at, x.id LIMIT ?3)
-                 WHERE e.is_active = 1)
-             WHERE rn <= room
+                 WHERE e.is_active = 1 AND e.ordering = 'none'
+                 UNION ALL
+                 SELECT d.id, d.next_attempt_at, e.id, e.rate_limit, 1, 1
+                 FROM endpoints e
+                 JOIN deliveries d ON d.id = (
+                     SELECT x.id FROM deliveries x
+                     WHERE x.endpoint_id = e.id AND x.status = 0
+                     ORDER BY x.id LIMIT 1)
+                 WHERE e.is_active = 1 AND e.ordering = 'fifo' AND d.next_attempt_at <= ?1)
+             WHERE rn <= min(
+                 cap - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[0]'), 0),
+                 coalesce(rate_limit - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[1]'), 0), cap))
              ORDER BY due, id
              LIMIT ?4)
          RETURNING id, event_id, endpoint_id, attempts",
@@ -199,25 +230,67 @@ fn render_json(c: &Connection, event_id: i64) -> Result<Bytes, StoreError> {
     Ok(Bytes::from(body))
 }
 
-/// The outcome-driven update of one delivery and its endpoint's counters.
+/// Where a delivery goes after a failed attempt.
+enum AfterFailure {
+    /// Retry on the schedule at this time.
+    RetryAt(i64),
+    /// A manual extra attempt on a pending delivery failed: its schedule resumes here.
+    Resume(i64),
+    /// A manual retry of a finished delivery failed: back to that status.
+    Return(DeliveryStatus),
+    /// Failed for good (schedule used up, or 410 Gone).
+    Exhausted,
+}
+
+struct Row {
+    status: i64,
+    attempts: u32,
+    endpoint_id: i64,
+    schedule_offset: u32,
+    replay_return: Option<i64>,
+    resume_at: Option<i64>,
+    was_exhausted: bool,
+    event_id: i64,
+    event_type: String,
+}
+
+/// The outcome-driven update of one delivery and its endpoint's counters, with the
+/// operational events it causes (never for a `hookd.*` delivery, so they cannot loop).
 fn record_in(
     c: &Connection,
+    batch: &mut Batch,
     delivery: DeliveryId,
     attempt: u32,
     outcome: &AttemptOutcome,
     jitter: f64,
 ) -> Result<Recorded, StoreError> {
-    let row: Option<(i64, u32, i64)> = c
-        .prepare_cached("SELECT status, attempts, endpoint_id FROM deliveries WHERE id = ?1")?
-        .query_row([delivery.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let row = c
+        .prepare_cached(
+            "SELECT d.status, d.attempts, d.endpoint_id, d.schedule_offset, d.replay_return,
+                    d.resume_at, d.was_exhausted, d.event_id, ev.type
+             FROM deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id = ?1",
+        )?
+        .query_row([delivery.0], |r| {
+            Ok(Row {
+                status: r.get(0)?,
+                attempts: r.get(1)?,
+                endpoint_id: r.get(2)?,
+                schedule_offset: r.get(3)?,
+                replay_return: r.get(4)?,
+                resume_at: r.get(5)?,
+                was_exhausted: r.get::<_, i64>(6)? != 0,
+                event_id: r.get(7)?,
+                event_type: r.get(8)?,
+            })
+        })
         .optional()?;
-    let Some((status, attempts, endpoint_id)) = row else {
+    let Some(row) = row else {
         return Ok(Recorded::Stale);
     };
-    if status != DeliveryStatus::Pending.code() || attempts != attempt {
+    if row.status != DeliveryStatus::Pending.code() || row.attempts != attempt {
         return Ok(Recorded::Stale);
     }
-    let endpoint = load_any(c, EndpointId(endpoint_id))?;
+    let endpoint = load_any(c, EndpointId(row.endpoint_id))?;
     let finished = outcome.at + i64::from(outcome.latency_ms);
     c.prepare_cached(
         "INSERT OR REPLACE INTO attempts (delivery_id, number, at, response_code, latency_ms,
@@ -236,20 +309,42 @@ fn record_in(
     ])?;
 
     let gone = outcome.response_code == Some(410);
-    let retry_in = if outcome.is_success() || gone {
-        None
-    } else {
-        next_retry_delay(
+    let after = (!outcome.is_success()).then(|| match (gone, row.replay_return) {
+        (true, _) => AfterFailure::Exhausted,
+        (false, Some(0)) => AfterFailure::Resume(row.resume_at.unwrap_or(finished)),
+        (false, Some(code)) => AfterFailure::Return(DeliveryStatus::from_code(code)),
+        (false, None) => next_retry_delay(
             &endpoint.settings.retry_schedule,
-            attempt,
+            attempt.saturating_sub(row.schedule_offset),
             jitter,
             outcome.retry_after_ms,
         )
+        .map_or(AfterFailure::Exhausted, |ms| {
+            AfterFailure::RetryAt(finished + ms as i64)
+        }),
+    });
+    let (new_status, next_at) = match &after {
+        None => (DeliveryStatus::Succeeded, None),
+        Some(AfterFailure::RetryAt(at) | AfterFailure::Resume(at)) => {
+            (DeliveryStatus::Pending, Some(*at))
+        }
+        Some(AfterFailure::Return(status)) => (*status, None),
+        Some(AfterFailure::Exhausted) => (DeliveryStatus::Failed, None),
     };
-    let new_status = match (outcome.is_success(), retry_in) {
-        (true, _) => DeliveryStatus::Succeeded,
-        (false, Some(_)) => DeliveryStatus::Pending,
-        (false, None) => DeliveryStatus::Failed,
+    let exhausted = matches!(after, Some(AfterFailure::Exhausted));
+    c.prepare_cached(
+        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL,
+            replay_return = NULL, resume_at = NULL,
+            was_exhausted = was_exhausted OR ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![delivery.0, new_status.code(), next_at, exhausted])?;
+
+    let finished_now = new_status != DeliveryStatus::Pending;
+    let (succeeded, failed) = match new_status {
+        DeliveryStatus::Succeeded => (1, 0),
+        DeliveryStatus::Failed => (0, 1),
+        DeliveryStatus::Pending => (0, 0),
     };
     let last_status = if outcome.is_success() {
         "succeeded"
@@ -257,48 +352,83 @@ fn record_in(
         "failed"
     };
     c.prepare_cached(
-        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL WHERE id = ?1",
-    )?
-    .execute(params![
-        delivery.0,
-        new_status.code(),
-        retry_in.map(|ms| finished + ms as i64)
-    ])?;
-    let (succeeded, failed) = match new_status {
-        DeliveryStatus::Succeeded => (1, 0),
-        DeliveryStatus::Failed => (0, 1),
-        DeliveryStatus::Pending => (0, 0),
-    };
-    let finished_for_good = i64::from(new_status != DeliveryStatus::Pending);
-    c.prepare_cached(
         "UPDATE endpoints SET
             succeeded = succeeded + ?2,
             failed = failed + ?3,
             pending = pending - ?4,
-            consecutive_failures = CASE WHEN ?2 = 1 THEN 0 ELSE consecutive_failures + ?3 END,
-            last_delivery_at = ?5, last_delivery_status = ?6, last_response_code = ?7
+            consecutive_failures = CASE WHEN ?5 THEN 0 ELSE consecutive_failures + ?6 END,
+            last_delivery_at = ?7, last_delivery_status = ?8, last_response_code = ?9
          WHERE id = ?1",
     )?
     .execute(params![
-        endpoint_id,
+        row.endpoint_id,
         succeeded,
         failed,
-        finished_for_good,
+        i64::from(finished_now),
+        outcome.is_success(),
+        i64::from(exhausted),
         finished,
         last_status,
         outcome.response_code
     ])?;
-    if endpoint.settings.is_active {
-        if gone {
-            deactivate(c, endpoint.id, finished, "gone", true)?;
-        } else if failed == 1 {
-            let consecutive: i64 = c
-                .prepare_cached("SELECT consecutive_failures FROM endpoints WHERE id = ?1")?
-                .query_row([endpoint_id], |r| r.get(0))?;
-            let limit = i64::from(endpoint.settings.disable_after);
-            if limit > 0 && consecutive >= limit {
-                deactivate(c, endpoint.id, finished, "consecutive_failures", true)?;
-                tracing::warn!(endpoint_id = %endpoint.id, consecutive, "endpoint disabled after consecutive failures");
+
+    let operational = row.event_type.starts_with(OPERATIONAL_PREFIX);
+    let about = |extra: serde_json::Value| {
+        let mut data = serde_json::json!({
+            "endpointId": endpoint.id,
+            "deliveryId": delivery,
+            "eventId": EventId(row.event_id),
+            "eventType": row.event_type,
+            "attempts": attempt,
+            "responseCode": outcome.response_code,
+            "error": outcome.error.map(|e| e.as_str()),
+        });
+        if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
+            d.extend(e);
+        }
+        data
+    };
+    if !operational && exhausted {
+        publish_operational(
+            c,
+            batch,
+            &endpoint,
+            "hookd.delivery.exhausted",
+            about(serde_json::json!({})),
+        )?;
+    }
+    if !operational && outcome.is_success() && row.was_exhausted {
+        publish_operational(
+            c,
+            batch,
+            &endpoint,
+            "hookd.delivery.recovered",
+            about(serde_json::json!({})),
+        )?;
+    }
+    if endpoint.settings.is_active && exhausted {
+        let consecutive: i64 = c
+            .prepare_cached("SELECT consecutive_failures FROM endpoints WHERE id = ?1")?
+            .query_row([row.endpoint_id], |r| r.get(0))?;
+        let limit = i64::from(endpoint.settings.disable_after);
+        let reason = if gone {
+            Some("gone")
+        } else if limit > 0 && consecutive >= limit {
+            Some("consecutive_failures")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            deactivate(c, endpoint.id, finished, reason, true)?;
+            tracing::warn!(endpoint_id = %endpoint.id, reason, consecutive, "endpoint disabled");
+            if !operational {
+                let data = serde_json::json!({
+                    "endpointId": endpoint.id,
+                    "reason": reason,
+                    "consecutiveFailures": consecutive,
+                    "disabledAt": rfc3339(finished),
+                });
+                publish_operational(c, batch, &endpoint, "hookd.endpoint.disabled", data)?;
             }
         }
     }
@@ -314,7 +444,7 @@ impl Store {
         self.writer
             .write(move |c, _| {
                 let rows = claim_rows(c, &req)?;
-                let mut endpoints: HashMap<i64, Arc<(Endpoint, String)>> = HashMap::new();
+                let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
                 let mut bodies: HashMap<i64, Bytes> = HashMap::new();
                 let mut claims = Vec::with_capacity(rows.len());
                 for (id, event_id, endpoint_id, attempt) in rows {
@@ -322,7 +452,7 @@ impl Store {
                         Some(e) => e.clone(),
                         None => {
                             let e = load_any(c, EndpointId(endpoint_id))?;
-                            let s = secret(c, e.id)?;
+                            let s = secrets(c, e.id, req.now)?;
                             let shared = Arc::new((e, s));
                             endpoints.insert(endpoint_id, shared.clone());
                             shared
@@ -358,7 +488,7 @@ impl Store {
     ) -> Result<Recorded, StoreError> {
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         self.writer
-            .write(move |c, _| record_in(c, delivery, attempt, &outcome, jitter))
+            .write(move |c, batch| record_in(c, batch, delivery, attempt, &outcome, jitter))
             .await
     }
 

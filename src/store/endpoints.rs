@@ -128,6 +128,21 @@ pub(super) fn load_any(c: &Connection, id: EndpointId) -> Result<Endpoint, Store
         .ok_or(StoreError::NotFound)
 }
 
+/// The secrets an endpoint signs with at `now`: the current one, then those still in a
+/// rotation's grace period, newest first.
+pub(super) fn secrets(c: &Connection, id: EndpointId, now: i64) -> Result<Vec<String>, StoreError> {
+    let mut all = vec![secret(c, id)?];
+    let old = c
+        .prepare_cached(
+            "SELECT secret FROM endpoint_old_secrets WHERE endpoint_id = ?1 AND expires_at > ?2
+             ORDER BY expires_at DESC",
+        )?
+        .query_map(params![id.0, now], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    all.extend(old);
+    Ok(all)
+}
+
 /// The signing secret of an endpoint, inside a read or a write.
 pub(super) fn secret(c: &Connection, id: EndpointId) -> Result<String, StoreError> {
     c.prepare_cached("SELECT secret FROM endpoints WHERE id = ?1")?

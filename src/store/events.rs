@@ -6,8 +6,12 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::deliveries::{DeliverySummary, summary_row};
+use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::{EventId, EventName, EventPattern, Page, PageRequest, TenantId, UnixMs, now_ms};
+use crate::model::{
+    Endpoint, EndpointId, EventId, EventName, EventPattern, Page, PageRequest, TenantId, UnixMs,
+    now_ms,
+};
 
 /// How long an idempotency key answers with its first event.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
@@ -81,10 +85,13 @@ fn subscribers(c: &Connection, tenant_id: TenantId) -> Result<Vec<Subscriber>, S
 }
 
 /// Inserts events and their deliveries inside the caller's write; the heart of publishing.
+/// `exclude` is an endpoint that gets no delivery of these events (the subject of an
+/// operational event).
 pub(super) fn publish_in(
     c: &Connection,
     tenant_id: TenantId,
     events: &[NewEvent],
+    exclude: Option<EndpointId>,
 ) -> Result<Vec<Published>, StoreError> {
     let now = now_ms();
     let subs = subscribers(c, tenant_id)?;
@@ -121,6 +128,7 @@ pub(super) fn publish_in(
         let name = event.name.as_str();
         let targets: Vec<i64> = subs
             .iter()
+            .filter(|s| Some(s.id) != exclude.map(|e| e.0))
             .filter(|s| s.patterns.iter().any(|p| p.matches(name)))
             .map(|s| s.id)
             .collect();
@@ -159,6 +167,26 @@ pub(super) fn publish_in(
     Ok(out)
 }
 
+/// Publishes one of hookd's own `hookd.*` events about `endpoint` into its tenant, inside the
+/// caller's write, through the same path as the API's publish. The endpoint it is about
+/// never receives it.
+pub(super) fn publish_operational(
+    c: &Connection,
+    batch: &mut Batch,
+    endpoint: &Endpoint,
+    name: &str,
+    data: serde_json::Value,
+) -> Result<(), StoreError> {
+    let event = NewEvent {
+        name: EventName::parse(name).map_err(StoreError::Database)?,
+        data: data.to_string(),
+        idempotency_key: None,
+    };
+    let published = publish_in(c, endpoint.tenant_id, &[event], Some(endpoint.id))?;
+    batch.wake |= published.iter().any(|p| p.deliveries > 0);
+    Ok(())
+}
+
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         published: Published {
@@ -181,7 +209,7 @@ impl Store {
     ) -> Result<Vec<Published>, StoreError> {
         self.writer
             .write(move |c, batch| {
-                let published = publish_in(c, tenant_id, &events)?;
+                let published = publish_in(c, tenant_id, &events, None)?;
                 batch.wake |= published.iter().any(|p| p.deliveries > 0);
                 Ok(published)
             })

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 pub use deliveries::{
-    AttemptRecord, Claim, ClaimRequest, DeliveryDetail, DeliverySummary, Recorded,
+    AttemptRecord, Claim, ClaimRequest, DeliveryDetail, DeliverySummary, EndpointLoad, Recorded,
 };
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, NewEvent, Published, StoredEvent};

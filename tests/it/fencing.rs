@@ -4,7 +4,7 @@ use hookd::config::Durability;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
 };
-use hookd::store::{ClaimRequest, NewEndpoint, NewEvent, Recorded, Store};
+use hookd::store::{ClaimRequest, EndpointLoad, NewEndpoint, NewEvent, Recorded, Store};
 
 fn settings(timeout_ms: u32) -> EndpointSettings {
     EndpointSettings {
@@ -155,7 +155,13 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
     // Per endpoint at most 3, with endpoint 0 already running 2 of them.
     let req = ClaimRequest {
         per_endpoint: 3,
-        busy: vec![(endpoints[0], 2)],
+        busy: vec![(
+            endpoints[0],
+            EndpointLoad {
+                in_flight: 2,
+                started_last_second: 2,
+            },
+        )],
         ..claim_at(now, 100)
     };
     let claims = store.claim(req).await.expect("claim");
