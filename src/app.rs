@@ -67,6 +67,11 @@ pub async fn run(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let dispatcher = tokio::spawn(dispatcher.run(stopped(stop_rx.clone())));
+    let housekeeping = tokio::spawn(crate::housekeeping::run(
+        store.clone(),
+        std::time::Duration::from_secs(60),
+        stopped(stop_rx.clone()),
+    ));
 
     let state = AppState {
         store: store.clone(),
@@ -83,6 +88,7 @@ pub async fn run(
     };
     let served = api::serve(listener, state, signal).await;
     let _ = dispatcher.await;
+    let _ = housekeeping.await;
     drop(store);
     tokio::task::spawn_blocking(move || handle.close())
         .await

@@ -6,19 +6,21 @@
 //! - [`model`]: pure types (ids, endpoints, events, deliveries) and the rules that parse them.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool.
 //! - [`delivery`]: the dispatcher (claims, leases, bounded workers) and one attempt's step.
+//! - [`housekeeping`]: periodic clean-up of the database.
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → app → {api, delivery} → store → rusqlite`. Everyone may use `model`, `config`,
-//! `signing`, `target` and `outbound`; `api` and `delivery` never import each other.
+//! `main → app → {api, delivery, housekeeping} → store → rusqlite`. Everyone may use `model`, `config`,
+//! `signing`, `target` and `outbound`; the services under `app` never import each other.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod housekeeping;
 pub mod model;
 pub mod outbound;
 pub mod signing;

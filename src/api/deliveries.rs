@@ -2,9 +2,10 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::extract::{Auth, Query};
+use super::extract::{Auth, OptionalJson, Query};
 use super::tenants::{not_found, page_json};
 use super::{ApiError, AppState};
 use crate::model::{DeliveryId, DeliveryStatus, EndpointId, Role, rfc3339};
@@ -76,4 +77,20 @@ pub(super) async fn get(
         })
         .collect();
     Ok(Json(out))
+}
+
+pub(super) async fn retry(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<super::endpoints::NoFields>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let id = DeliveryId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;
+    let summary = state
+        .store
+        .retry_delivery(tenant, id)
+        .await
+        .map_err(not_found("delivery"))?;
+    Ok((StatusCode::ACCEPTED, Json(summary_json(&summary))))
 }

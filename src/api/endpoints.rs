@@ -15,7 +15,7 @@ use super::{ApiError, AppState};
 use crate::model::endpoint::{DEFAULT_RETRY_SCHEDULE, parse_url};
 use crate::model::{
     Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Role, SignatureScheme,
-    duration, now_ms, rfc3339,
+    duration, now_ms, parse_rfc3339, rfc3339,
 };
 use crate::outbound::Message;
 use crate::signing::{self, Signer};
@@ -356,8 +356,9 @@ pub(super) async fn test_send(
         .get_endpoint(tenant, id)
         .await
         .map_err(not_found("endpoint"))?;
-    let secret = state.store.endpoint_secret(id).await?;
-    let signer = Signer::new(endpoint.settings.signature_scheme, &[secret.as_str()])
+    let secrets = state.store.endpoint_secrets(id).await?;
+    let keys: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let signer = Signer::new(endpoint.settings.signature_scheme, &keys)
         .map_err(|e| ApiError::invalid(format!("the endpoint's secret cannot sign: {e}")))?;
     let msg_id = format!("evt_test_{}", hex::encode(rand::random::<[u8; 8]>()));
     let body = json!({
@@ -386,4 +387,91 @@ pub(super) async fn test_send(
         "errorMessage": outcome.error_message,
         "responseBody": outcome.response_body,
     })))
+}
+
+/// The body of `…/secret/rotate`: an optional new secret and grace period.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RotateIn {
+    secret: Option<String>,
+    grace_period: Option<String>,
+}
+
+/// Longest grace period a rotation may give the old secret.
+const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+pub(super) async fn rotate_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<RotateIn>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let id = endpoint_id(&id)?;
+    let endpoint = state
+        .store
+        .get_endpoint(tenant, id)
+        .await
+        .map_err(not_found("endpoint"))?;
+    let grace = match body.grace_period {
+        Some(g) => {
+            duration::parse(&g).map_err(|e| ApiError::invalid(format!("gracePeriod: {e}")))?
+        }
+        None => std::time::Duration::from_secs(86_400),
+    };
+    if grace > MAX_GRACE {
+        return Err(ApiError::invalid("gracePeriod may be at most 30d"));
+    }
+    let secret = match body.secret {
+        Some(s) => {
+            signing::check_secret(endpoint.settings.signature_scheme, &s)
+                .map_err(|e| ApiError::invalid(format!("secret: {e}")))?;
+            s
+        }
+        None => signing::generate_secret(),
+    };
+    let grace_ms = grace.as_millis() as i64;
+    state
+        .store
+        .rotate_secret(tenant, id, secret.clone(), grace_ms)
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(Json(json!({
+        "secret": secret,
+        "oldSecretExpiresAt": rfc3339(now_ms() + grace_ms),
+    })))
+}
+
+/// The body of `…/recover`: the window to replay.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RecoverIn {
+    since: String,
+    until: Option<String>,
+}
+
+pub(super) async fn recover(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RecoverIn>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let id = endpoint_id(&id)?;
+    let since = parse_rfc3339(&body.since)
+        .ok_or_else(|| ApiError::invalid("since must be an RFC 3339 timestamp"))?;
+    let until = match &body.until {
+        Some(u) => parse_rfc3339(u)
+            .ok_or_else(|| ApiError::invalid("until must be an RFC 3339 timestamp"))?,
+        None => now_ms() + 1,
+    };
+    if since >= until {
+        return Err(ApiError::invalid("since must be before until"));
+    }
+    let recovered = state
+        .store
+        .recover(tenant, id, since, until)
+        .await
+        .map_err(not_found("endpoint"))?;
+    Ok(Json(json!({"recovered": recovered})))
 }

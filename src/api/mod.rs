@@ -75,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints/{id}/enable", post(endpoints::enable))
         .route("/v1/endpoints/{id}/test", post(endpoints::test_send))
         .route(
+            "/v1/endpoints/{id}/secret/rotate",
+            post(endpoints::rotate_secret),
+        )
+        .route("/v1/endpoints/{id}/recover", post(endpoints::recover))
+        .route(
             "/v1/endpoints/{id}/deliveries",
             get(deliveries::list_for_endpoint),
         )
@@ -82,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/batch", post(events::publish_batch))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)

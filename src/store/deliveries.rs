@@ -492,6 +492,155 @@ impl Store {
             .await
     }
 
+    /// Queues one more attempt of a delivery now. A failed or succeeded delivery gets exactly
+    /// one attempt and returns to its status if that fails; a pending one keeps its schedule
+    /// (the extra attempt does not use up a retry). `Conflict` while an attempt is in flight or
+    /// the endpoint is disabled.
+    pub async fn retry_delivery(
+        &self,
+        tenant_id: TenantId,
+        id: DeliveryId,
+    ) -> Result<DeliverySummary, StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let summary = c
+                    .prepare_cached(&format!(
+                        "{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"
+                    ))?
+                    .query_row(params![id.0, tenant_id.0], summary_row)
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                let (leased, replay_return): (Option<i64>, Option<i64>) = c
+                    .prepare_cached(
+                        "SELECT lease_until, replay_return FROM deliveries WHERE id = ?1",
+                    )?
+                    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let endpoint = load_any(c, summary.endpoint_id)?;
+                if !endpoint.settings.is_active {
+                    return Err(StoreError::Conflict(format!(
+                        "endpoint {} is disabled; enable it before retrying its deliveries",
+                        endpoint.id
+                    )));
+                }
+                if leased.is_some() {
+                    return Err(StoreError::Conflict(
+                        "an attempt of this delivery is in flight; try again when it finishes"
+                            .into(),
+                    ));
+                }
+                let now = now_ms();
+                match summary.status {
+                    DeliveryStatus::Pending if replay_return.is_some() => {}
+                    DeliveryStatus::Pending => {
+                        c.prepare_cached(
+                            "UPDATE deliveries SET replay_return = 0, resume_at = next_attempt_at,
+                                next_attempt_at = ?2, schedule_offset = schedule_offset + 1
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id.0, now])?;
+                    }
+                    finished => {
+                        c.prepare_cached(
+                            "UPDATE deliveries SET status = 0, replay_return = ?2,
+                                next_attempt_at = ?3, schedule_offset = schedule_offset + 1
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id.0, finished.code(), now])?;
+                        let (succeeded, failed) = match finished {
+                            DeliveryStatus::Succeeded => (1, 0),
+                            _ => (0, 1),
+                        };
+                        c.prepare_cached(
+                            "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3,
+                                pending = pending + 1
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            endpoint.id.0,
+                            succeeded,
+                            failed
+                        ])?;
+                    }
+                }
+                batch.wake = true;
+                Ok(
+                    c.prepare_cached(&format!("{SUMMARY_SELECT} WHERE d.id = ?1"))?
+                        .query_row([id.0], summary_row)?,
+                )
+            })
+            .await
+    }
+
+    /// Replays an endpoint's window `[since, until)`: its failed deliveries go back to pending
+    /// with a fresh retry schedule, and events of the window that it subscribes to but never
+    /// got (published while it was disabled) get a delivery. Returns how many were queued;
+    /// calling it again while they are pending queues nothing more.
+    pub async fn recover(
+        &self,
+        tenant_id: TenantId,
+        endpoint_id: EndpointId,
+        since: UnixMs,
+        until: UnixMs,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let endpoint = load(c, tenant_id, endpoint_id)?;
+                let now = now_ms();
+                let requeued = c
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
+                            schedule_offset = attempts, replay_return = NULL, resume_at = NULL
+                         WHERE endpoint_id = ?1 AND status = 2
+                           AND created_at >= ?2 AND created_at < ?3",
+                    )?
+                    .execute(params![endpoint_id.0, since, until, now])? as i64;
+                let candidates: Vec<(i64, String, String)> = c
+                    .prepare_cached(
+                        "SELECT ev.id, ev.type, ev.data FROM events ev
+                         WHERE ev.tenant_id = ?1 AND ev.created_at >= ?2 AND ev.created_at < ?3
+                           AND ev.created_at >= ?4
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                           WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
+                         ORDER BY ev.id",
+                    )?
+                    .query_map(
+                        params![tenant_id.0, since, until, endpoint.created_at, endpoint_id.0],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )?
+                    .collect::<Result<_, _>>()?;
+                let mut created = 0i64;
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
+                     VALUES (?1, ?2, 0, ?3, ?3)",
+                )?;
+                let mut bump = c.prepare_cached("UPDATE events SET deliveries = deliveries + 1 WHERE id = ?1")?;
+                let about_self = endpoint_id.to_string();
+                for (event_id, name, data) in candidates {
+                    if !endpoint.settings.subscribes_to(&name) {
+                        continue;
+                    }
+                    if name.starts_with(OPERATIONAL_PREFIX)
+                        && serde_json::from_str::<serde_json::Value>(&data)
+                            .ok()
+                            .and_then(|d| d.get("endpointId").and_then(|v| v.as_str().map(str::to_owned)))
+                            .is_some_and(|subject| subject == about_self)
+                    {
+                        continue;
+                    }
+                    insert.execute(params![event_id, endpoint_id.0, now])?;
+                    bump.execute([event_id])?;
+                    created += 1;
+                }
+                c.prepare_cached(
+                    "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2 + ?3 WHERE id = ?1",
+                )?
+                .execute(params![endpoint_id.0, requeued, created])?;
+                batch.wake |= requeued + created > 0;
+                Ok(count(requeued + created))
+            })
+            .await
+    }
+
     /// One delivery of a tenant with its attempts.
     pub async fn get_delivery(
         &self,

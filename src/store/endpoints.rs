@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::events::publish_operational;
 use super::tenants::tenant_exists;
+use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::endpoint::EndpointCounters;
 use crate::model::{
     Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Page, PageRequest,
-    SignatureScheme, TenantId, now_ms,
+    SignatureScheme, TenantId, now_ms, rfc3339,
 };
 
 /// A validated endpoint to create, with its secret.
@@ -274,10 +276,15 @@ impl Store {
                 ])?;
                 if s.is_active != before.settings.is_active {
                     if s.is_active {
-                        activate(c, id, now)?;
-                        batch.wake = true;
+                        activate(c, batch, &before, now)?;
                     } else {
                         deactivate(c, id, now, "manual", false)?;
+                        let data = serde_json::json!({
+                            "endpointId": id,
+                            "reason": "manual",
+                            "disabledAt": rfc3339(now),
+                        });
+                        publish_operational(c, batch, &before, "hookd.endpoint.disabled", data)?;
                     }
                 }
                 load(c, tenant_id, id)
@@ -312,27 +319,99 @@ impl Store {
     ) -> Result<Endpoint, StoreError> {
         self.writer
             .write(move |c, batch| {
-                load(c, tenant_id, id)?;
-                activate(c, id, now_ms())?;
-                batch.wake = true;
+                let before = load(c, tenant_id, id)?;
+                activate(c, batch, &before, now_ms())?;
                 load(c, tenant_id, id)
             })
             .await
     }
 
-    /// The signing secret of an endpoint (for the synchronous test send).
+    /// Replaces an endpoint's secret. The old one keeps signing (beside the new) for `grace_ms`;
+    /// secrets whose grace has ended are deleted. Announces `hookd.endpoint.secret_rotated`.
+    pub async fn rotate_secret(
+        &self,
+        tenant_id: TenantId,
+        id: EndpointId,
+        new_secret: String,
+        grace_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let endpoint = load(c, tenant_id, id)?;
+                let old = secret(c, id)?;
+                let now = now_ms();
+                c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1")?
+                    .execute([now])?;
+                if grace_ms > 0 {
+                    c.prepare_cached(
+                        "INSERT INTO endpoint_old_secrets (endpoint_id, secret, expires_at)
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![id.0, old, now + grace_ms])?;
+                } else {
+                    c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE endpoint_id = ?1")?
+                        .execute([id.0])?;
+                }
+                c.prepare_cached(
+                    "UPDATE endpoints SET secret = ?2, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id.0, new_secret, now])?;
+                let data = serde_json::json!({
+                    "endpointId": id,
+                    "rotatedAt": rfc3339(now),
+                    "oldSecretExpiresAt": rfc3339(now + grace_ms.max(0)),
+                });
+                publish_operational(c, batch, &endpoint, "hookd.endpoint.secret_rotated", data)
+            })
+            .await
+    }
+
+    /// Deletes secrets whose rotation grace has ended; returns how many.
+    pub async fn prune_old_secrets(&self) -> Result<usize, StoreError> {
+        self.writer
+            .write(|c, _| {
+                Ok(
+                    c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1")?
+                        .execute([now_ms()])?,
+                )
+            })
+            .await
+    }
+
+    /// The current signing secret of an endpoint.
     pub async fn endpoint_secret(&self, id: EndpointId) -> Result<String, StoreError> {
         self.read(move |c| secret(c, id)).await
     }
+
+    /// Every secret an endpoint signs with now, the current one first.
+    pub async fn endpoint_secrets(&self, id: EndpointId) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| secrets(c, id, now_ms())).await
+    }
 }
 
-fn activate(c: &Connection, id: EndpointId, now: i64) -> Result<(), StoreError> {
+/// Re-activates an endpoint, resets its failure count and, when it was disabled, announces
+/// `hookd.endpoint.enabled`.
+fn activate(
+    c: &Connection,
+    batch: &mut Batch,
+    before: &Endpoint,
+    now: i64,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE endpoints SET is_active = 1, disabled_at = NULL, disabled_reason = NULL,
             consecutive_failures = 0, updated_at = ?2
          WHERE id = ?1",
     )?
-    .execute(params![id.0, now])?;
+    .execute(params![before.id.0, now])?;
+    batch.wake = true;
+    if !before.settings.is_active {
+        let data = serde_json::json!({
+            "endpointId": before.id,
+            "previousReason": before.disabled_reason,
+            "enabledAt": rfc3339(now),
+        });
+        publish_operational(c, batch, before, "hookd.endpoint.enabled", data)?;
+    }
     Ok(())
 }
 
