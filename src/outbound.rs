@@ -199,7 +199,14 @@ fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
 
 fn classify(e: hyper_util::client::legacy::Error) -> (ErrorClass, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(err) = source {
+    while let Some(mut err) = source {
+        // An io::Error's source() skips the error it wraps (io errors nest): unwrap them.
+        while let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            err = inner;
+        }
         if let Some(t) = err.downcast_ref::<TargetError>() {
             return match t {
                 TargetError::Dns(_) => (ErrorClass::Dns, t.to_string()),

@@ -18,6 +18,8 @@ use crate::store::{Claim, ClaimRequest, EndpointLoad, Store};
 
 /// The window a `rateLimit` counts starts in.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// The pacing window: a tenth of the limit may start in each.
+const PACE_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the dispatcher tracks per endpoint: attempts in flight and, for rate-limited
 /// endpoints, when recent attempts started.
@@ -39,10 +41,22 @@ impl Load {
         }
     }
 
-    /// When a start leaves the window of a saturated rate limit, if it is saturated.
-    fn frees_at(&self) -> Option<Instant> {
+    /// Starts within the last [`PACE_WINDOW`].
+    fn recent(&self, now: Instant) -> impl Iterator<Item = &Instant> {
+        self.starts
+            .iter()
+            .filter(move |t| now.duration_since(**t) < PACE_WINDOW)
+    }
+
+    /// When a saturated rate limit next allows a start, if it is saturated.
+    fn frees_at(&self, now: Instant) -> Option<Instant> {
         let limit = self.rate_limit? as usize;
-        (self.starts.len() >= limit).then(|| self.starts.front().map(|t| *t + RATE_WINDOW))?
+        if self.starts.len() >= limit {
+            return self.starts.front().map(|t| *t + RATE_WINDOW);
+        }
+        let mut recent = self.recent(now).peekable();
+        let first = **recent.peek()?;
+        (recent.count() >= limit.div_ceil(10)).then_some(first + PACE_WINDOW)
     }
 }
 
@@ -202,6 +216,7 @@ impl Dispatcher {
                 let load = EndpointLoad {
                     in_flight: load.in_flight,
                     started_last_second: load.starts.len(),
+                    started_last_tenth: load.recent(now).count(),
                 };
                 (*id, load)
             })
@@ -210,7 +225,8 @@ impl Dispatcher {
 
     fn rate_frees_at(&self) -> Option<Instant> {
         let busy = self.busy.lock().ok()?;
-        busy.values().filter_map(Load::frees_at).min()
+        let now = Instant::now();
+        busy.values().filter_map(|load| load.frees_at(now)).min()
     }
 
     fn started(&self, endpoint: EndpointId, rate_limit: Option<u32>) {

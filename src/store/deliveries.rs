@@ -41,6 +41,8 @@ pub struct EndpointLoad {
     pub in_flight: usize,
     /// Attempts started within the last second.
     pub started_last_second: usize,
+    /// Attempts started within the last tenth of a second.
+    pub started_last_tenth: usize,
 }
 
 /// One leased delivery, with everything a worker needs to attempt it.
@@ -149,8 +151,9 @@ pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
 
 /// Claims due deliveries in one `UPDATE … RETURNING`: at most `limit` rows, earliest due
 /// first. Per active endpoint, at most `per_endpoint` in flight (one, and only the oldest
-/// pending delivery, for FIFO endpoints) and no more starts than its `rateLimit` leaves in
-/// the current second. Each claimed row gets a lease (its `next_attempt_at` moves to the
+/// pending delivery, for FIFO endpoints), and no more starts than its `rateLimit` leaves in
+/// the last second — paced to a tenth of it per 100 ms, so a limit spreads starts evenly
+/// instead of bursting at each second. Each claimed row gets a lease (its `next_attempt_at` moves to the
 /// lease's end) and its next attempt number.
 fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
     let busy: serde_json::Map<String, serde_json::Value> = req
@@ -190,7 +193,10 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
                  WHERE e.is_active = 1 AND e.ordering = 'fifo' AND d.next_attempt_at <= ?1)
              WHERE rn <= min(
                  cap - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[0]'), 0),
-                 coalesce(rate_limit - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[1]'), 0), cap))
+                 coalesce(min(
+                     rate_limit - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[1]'), 0),
+                     (rate_limit + 9) / 10 - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[2]'), 0)),
+                   cap))
              ORDER BY due, id
              LIMIT ?4)
          RETURNING id, event_id, endpoint_id, attempts",

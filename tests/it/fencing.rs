@@ -160,6 +160,7 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
             EndpointLoad {
                 in_flight: 2,
                 started_last_second: 2,
+                started_last_tenth: 2,
             },
         )],
         ..claim_at(now, 100)

@@ -7,5 +7,6 @@ mod delivery;
 mod endpoints;
 mod events;
 mod fencing;
+mod operating;
 mod process;
 mod support;

@@ -198,6 +198,11 @@ impl Api {
         }
     }
 
+    /// The same token against another server (after a restart on a new port).
+    pub fn with_base(&self, base: &str) -> Self {
+        Self::new(base, &self.token)
+    }
+
     /// The same server with another token.
     pub fn with_token(&self, token: &str) -> Self {
         Self::new(&self.base, token)
@@ -272,6 +277,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     /// The body.
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -349,8 +356,9 @@ impl Receiver {
                                     (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
                                 })
                                 .collect();
+                            let at = std::time::Instant::now();
                             let body = req.into_body().collect().await?.to_bytes();
-                            let received = Received { headers, body };
+                            let received = Received { headers, body, at };
                             if let Some(d) = delay {
                                 tokio::time::sleep(d).await;
                             }
