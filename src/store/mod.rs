@@ -28,6 +28,10 @@ pub use tenants::{Caller, EventType};
 use crate::config::Durability;
 use writer::Writer;
 
+/// Prepared statements kept per connection: more than the store has distinct statements, so
+/// none is parsed twice.
+const STATEMENT_CACHE: usize = 128;
+
 /// How long a connection waits on a lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,6 +117,7 @@ impl Store {
     pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA foreign_keys = ON;
@@ -135,6 +140,7 @@ impl Store {
             )
             .with_init(|c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
+                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16000;")
             });
         let reads = r2d2::Pool::builder()
