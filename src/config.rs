@@ -56,8 +56,8 @@ impl Default for Config {
             allow_http: false,
             durability: Durability::Full,
             max_body_bytes: 1024 * 1024,
-            max_in_flight: 256,
-            max_in_flight_per_endpoint: 32,
+            max_in_flight: 512,
+            max_in_flight_per_endpoint: 128,
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             lease_margin: Duration::from_secs(30),
@@ -231,7 +231,7 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:9001\"\ndb = \"from-file.db\"\ndurability = \"normal\"\n\
-             max_in_flight = 64\npoll_interval = \"250ms\"\n",
+             max_in_flight = 640\npoll_interval = \"250ms\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -243,9 +243,9 @@ mod tests {
         assert_eq!(config.db, PathBuf::from("from-flag.db"));
         assert_eq!(config.listen, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(config.durability, Durability::Normal);
-        assert_eq!(config.max_in_flight, 64);
+        assert_eq!(config.max_in_flight, 640);
         assert_eq!(config.poll_interval, Duration::from_millis(250));
-        assert_eq!(config.max_in_flight_per_endpoint, 32, "default kept");
+        assert_eq!(config.max_in_flight_per_endpoint, 128, "default kept");
     }
 
     #[test]

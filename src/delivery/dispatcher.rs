@@ -189,12 +189,9 @@ impl Dispatcher {
             };
             this.finished(endpoint_id);
             this.wake.notify_one();
-            if let Err(e) = this
-                .store
-                .record_attempt(claim.delivery_id, claim.attempt, outcome)
-                .await
-            {
-                tracing::error!(delivery_id = %claim.delivery_id, error = %e, "cannot record attempt; the lease will expire and it will be retried");
+            let delivery_id = claim.delivery_id;
+            if let Err(e) = this.store.record_attempt(claim, outcome).await {
+                tracing::error!(%delivery_id, error = %e, "cannot record attempt; the lease will expire and it will be retried");
             }
             drop(permit);
             this.wake.notify_one();

@@ -265,11 +265,11 @@ struct Row {
 fn record_in(
     c: &Connection,
     batch: &mut Batch,
-    delivery: DeliveryId,
-    attempt: u32,
+    claim: &Claim,
     outcome: &AttemptOutcome,
     jitter: f64,
 ) -> Result<Recorded, StoreError> {
+    let (delivery, attempt, endpoint) = (claim.delivery_id, claim.attempt, &claim.endpoint.0);
     let row = c
         .prepare_cached(
             "SELECT d.status, d.attempts, d.endpoint_id, d.schedule_offset, d.replay_return,
@@ -296,7 +296,6 @@ fn record_in(
     if row.status != DeliveryStatus::Pending.code() || row.attempts != attempt {
         return Ok(Recorded::Stale);
     }
-    let endpoint = load_any(c, EndpointId(row.endpoint_id))?;
     let finished = outcome.at + i64::from(outcome.latency_ms);
     c.prepare_cached(
         "INSERT OR REPLACE INTO attempts (delivery_id, number, at, response_code, latency_ms,
@@ -357,30 +356,36 @@ fn record_in(
     } else {
         "failed"
     };
-    c.prepare_cached(
-        "UPDATE endpoints SET
-            succeeded = succeeded + ?2,
-            failed = failed + ?3,
-            pending = pending - ?4,
-            consecutive_failures = CASE WHEN ?5 THEN 0 ELSE consecutive_failures + ?6 END,
-            last_delivery_at = ?7, last_delivery_status = ?8, last_response_code = ?9
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        row.endpoint_id,
-        succeeded,
-        failed,
-        i64::from(finished_now),
-        outcome.is_success(),
-        i64::from(exhausted),
-        finished,
-        last_status,
-        outcome.response_code
-    ])?;
+    // The endpoint's settings come from the claim; its state is read fresh here.
+    let (is_active, consecutive): (bool, i64) = c
+        .prepare_cached(
+            "UPDATE endpoints SET
+                succeeded = succeeded + ?2,
+                failed = failed + ?3,
+                pending = pending - ?4,
+                consecutive_failures = CASE WHEN ?5 THEN 0 ELSE consecutive_failures + ?6 END,
+                last_delivery_at = ?7, last_delivery_status = ?8, last_response_code = ?9
+             WHERE id = ?1
+             RETURNING is_active, consecutive_failures",
+        )?
+        .query_row(
+            params![
+                row.endpoint_id,
+                succeeded,
+                failed,
+                i64::from(finished_now),
+                outcome.is_success(),
+                i64::from(exhausted),
+                finished,
+                last_status,
+                outcome.response_code
+            ],
+            |r| Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)?)),
+        )?;
 
     let operational = row.event_type.starts_with(OPERATIONAL_PREFIX);
-    let about = |extra: serde_json::Value| {
-        let mut data = serde_json::json!({
+    let announce = |name: &str, batch: &mut Batch| {
+        let data = serde_json::json!({
             "endpointId": endpoint.id,
             "deliveryId": delivery,
             "eventId": EventId(row.event_id),
@@ -389,33 +394,15 @@ fn record_in(
             "responseCode": outcome.response_code,
             "error": outcome.error.map(|e| e.as_str()),
         });
-        if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
-            d.extend(e);
-        }
-        data
+        publish_operational(c, batch, endpoint, name, data)
     };
     if !operational && exhausted {
-        publish_operational(
-            c,
-            batch,
-            &endpoint,
-            "hookd.delivery.exhausted",
-            about(serde_json::json!({})),
-        )?;
+        announce("hookd.delivery.exhausted", batch)?;
     }
     if !operational && outcome.is_success() && row.was_exhausted {
-        publish_operational(
-            c,
-            batch,
-            &endpoint,
-            "hookd.delivery.recovered",
-            about(serde_json::json!({})),
-        )?;
+        announce("hookd.delivery.recovered", batch)?;
     }
-    if endpoint.settings.is_active && exhausted {
-        let consecutive: i64 = c
-            .prepare_cached("SELECT consecutive_failures FROM endpoints WHERE id = ?1")?
-            .query_row([row.endpoint_id], |r| r.get(0))?;
+    if is_active && exhausted {
         let limit = i64::from(endpoint.settings.disable_after);
         let reason = if gone {
             Some("gone")
@@ -434,7 +421,7 @@ fn record_in(
                     "consecutiveFailures": consecutive,
                     "disabledAt": rfc3339(finished),
                 });
-                publish_operational(c, batch, &endpoint, "hookd.endpoint.disabled", data)?;
+                publish_operational(c, batch, endpoint, "hookd.endpoint.disabled", data)?;
             }
         }
     }
@@ -442,13 +429,15 @@ fn record_in(
 }
 
 impl Store {
-    /// Leases due deliveries (see [`ClaimRequest`]) and renders their bodies.
+    /// Leases due deliveries (see [`ClaimRequest`]) and renders their bodies. Answers before
+    /// the lease is committed: a lease lost to a crash or a failed commit only means the row
+    /// is claimed again (and the stale attempt's result is fenced out).
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
         self.writer
-            .write(move |c, _| {
+            .write_eager(move |c, _| {
                 let rows = claim_rows(c, &req)?;
                 let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
                 let mut bodies: HashMap<i64, Bytes> = HashMap::new();
@@ -485,16 +474,17 @@ impl Store {
             .await
     }
 
-    /// Records one attempt's outcome, unless its lease has passed to a later attempt.
+    /// Records the outcome of a claim's attempt, unless its lease has passed to a later
+    /// attempt. The retry schedule and disable rule are the claim's (as they were when it was
+    /// attempted); the endpoint's state is read fresh.
     pub async fn record_attempt(
         &self,
-        delivery: DeliveryId,
-        attempt: u32,
+        claim: Claim,
         outcome: AttemptOutcome,
     ) -> Result<Recorded, StoreError> {
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         self.writer
-            .write(move |c, batch| record_in(c, batch, delivery, attempt, &outcome, jitter))
+            .write_unguarded(move |c, batch| record_in(c, batch, &claim, &outcome, jitter))
             .await
     }
 

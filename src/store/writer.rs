@@ -24,14 +24,29 @@ pub(crate) struct Batch {
 }
 
 trait Op: Send {
-    fn apply(&mut self, conn: &Connection, batch: &mut Batch);
+    /// Applies the operation; `false` when it failed without a savepoint to undo it, which
+    /// leaves the transaction unusable.
+    fn apply(&mut self, conn: &Connection, batch: &mut Batch) -> bool;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// How an operation runs in its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In its own savepoint, answered after the commit: a failure is undone alone.
+    Guarded,
+    /// Without a savepoint, answered after the commit: a failure rolls back the batch.
+    Unguarded,
+    /// Without a savepoint, answered as soon as it is applied, before the commit. Only for
+    /// writes whose loss in a crash is harmless (a lease: the row is simply claimed again).
+    Eager,
 }
 
 struct TypedOp<T, F> {
     f: Option<F>,
+    mode: Mode,
     result: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
+    reply: Option<oneshot::Sender<Result<T, StoreError>>>,
 }
 
 impl<T, F> Op for TypedOp<T, F>
@@ -39,19 +54,32 @@ where
     T: Send,
     F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send,
 {
-    fn apply(&mut self, conn: &Connection, batch: &mut Batch) {
-        if let Some(f) = self.f.take() {
-            self.result = Some(in_savepoint(conn, |c| f(c, batch)));
+    fn apply(&mut self, conn: &Connection, batch: &mut Batch) -> bool {
+        let Some(f) = self.f.take() else { return true };
+        let result = if self.mode == Mode::Guarded {
+            in_savepoint(conn, |c| f(c, batch))
+        } else {
+            f(conn, batch)
+        };
+        let usable = self.mode == Mode::Guarded || result.is_ok();
+        if self.mode == Mode::Eager
+            && let Some(reply) = self.reply.take()
+        {
+            let _ = reply.send(result);
+        } else {
+            self.result = Some(result);
         }
+        usable
     }
 
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Some(reply) = self.reply else { return };
         let answer = match (committed, self.result) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(StoreError::Unavailable("the write was not applied".into())),
         };
-        let _ = self.reply.send(answer);
+        let _ = reply.send(answer);
     }
 }
 
@@ -96,8 +124,37 @@ impl Writer {
         Ok((Self { tx, healthy }, handle))
     }
 
-    /// Applies `f` in the next batch and answers once that batch is committed.
+    /// Applies `f` in the next batch and answers once that batch is committed. If `f` fails,
+    /// what it wrote is undone and the rest of the batch commits.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, Mode::Guarded).await
+    }
+
+    /// Like [`Writer::write`] without a savepoint, for hot-path operations that fail only when
+    /// the database does: such a failure rolls back the whole batch.
+    pub async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, Mode::Unguarded).await
+    }
+
+    /// Applies `f` without a savepoint and answers before the batch commits: for writes whose
+    /// loss in a crash or a failed commit is harmless, such as leases.
+    pub async fn write_eager<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, Mode::Eager).await
+    }
+
+    async fn submit<T, F>(&self, f: F, mode: Mode) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
@@ -105,8 +162,9 @@ impl Writer {
         let (reply, rx) = oneshot::channel();
         let op = TypedOp {
             f: Some(f),
+            mode,
             result: None,
-            reply,
+            reply: Some(reply),
         };
         self.tx
             .send(Box::new(op))
@@ -183,7 +241,12 @@ fn commit_batch(
 ) -> Result<(), StoreError> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     for op in ops.iter_mut() {
-        op.apply(conn, batch);
+        if !op.apply(conn, batch) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Unavailable(
+                "a write failed and its batch was rolled back".into(),
+            ));
+        }
     }
     if let Err(e) = conn.prepare_cached("COMMIT")?.execute([]) {
         let _ = conn.execute_batch("ROLLBACK");

@@ -91,12 +91,12 @@ async fn fenced_attempts_ignore_stale_workers() {
 
     // The stale worker's result is refused; the current holder's is recorded.
     let stale = store
-        .record_attempt(first[0].delivery_id, 1, ok_outcome(now))
+        .record_attempt(first[0].clone(), ok_outcome(now))
         .await
         .expect("record");
     assert_eq!(stale, Recorded::Stale);
     let current = store
-        .record_attempt(second[0].delivery_id, 2, ok_outcome(now))
+        .record_attempt(second[0].clone(), ok_outcome(now))
         .await
         .expect("record");
     assert!(matches!(
@@ -105,7 +105,7 @@ async fn fenced_attempts_ignore_stale_workers() {
     ));
     // Finished: even the right attempt number cannot record twice.
     let again = store
-        .record_attempt(second[0].delivery_id, 2, ok_outcome(now))
+        .record_attempt(second[0].clone(), ok_outcome(now))
         .await
         .expect("record");
     assert_eq!(again, Recorded::Stale);
