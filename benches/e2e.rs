@@ -1,14 +1,20 @@
-//! End-to-end throughput: a real hookd (in-process, temp database, `synchronous=FULL`), a
-//! fast local receiver that answers 204, events published in batches of 100 from 4 clients.
+//! End-to-end benchmark: a real hookd (in-process, temp database, `synchronous=FULL`), fast
+//! local receivers (hyper, answer 204, record arrival times and `webhook-id`s), and the
+//! scenarios of the performance issue. Prints a table row and one JSON line per scenario.
 //!
 //! ```text
-//! cargo bench --bench e2e                    # 50,000 events to 1 endpoint
-//! HOOKD_BENCH_EVENTS=200000 cargo bench --bench e2e
+//! cargo bench --bench e2e                                # the default scenarios, full size
+//! cargo bench --bench e2e -- --quick                     # a tenth of the size
+//! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
+//! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
+//! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! ```
-//! Prints a table row and one JSON line per scenario. Only `throughput-1` exists so far.
+//! With `--target`, deliveries go to that external receiver instead of the built-in one and
+//! only publish-side figures are meaningful.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,162 +26,570 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
 const OPERATOR: &str = "bench-operator-token-000";
-const CLIENTS: usize = 4;
-const BATCH: usize = 100;
-
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn call(client: &HttpClient, base: &str, path: &str, token: &str, body: Value) -> Value {
-    let req = hyper::Request::post(format!("{base}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
-    let res = client.request(req).await.expect("hookd answers");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    assert!(
-        status.is_success(),
-        "{path}: {status} {}",
-        String::from_utf8_lossy(&bytes)
-    );
-    serde_json::from_slice(&bytes).expect("json")
+struct Options {
+    scale: f64,
+    target: Option<String>,
 }
 
-/// A receiver that answers 204 and counts arrivals.
-async fn receiver(arrived: Arc<AtomicU64>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let arrived = arrived.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let arrived = arrived.clone();
-                        async move {
-                            req.into_body().collect().await?;
-                            arrived.fetch_add(1, Ordering::Relaxed);
-                            Ok::<_, hyper::Error>(
-                                hyper::Response::builder()
-                                    .status(204)
-                                    .body(Full::new(Bytes::new()))
-                                    .expect("response"),
-                            )
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+/// A running hookd with a tenant admin key.
+struct Hookd {
+    base: String,
+    key: String,
+    client: HttpClient,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), hookd::app::AppError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hookd {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let config = Config {
+            db: dir.path().join("bench.db"),
+            admin_token: Some(OPERATOR.into()),
+            allow_http: true,
+            allow_private_targets: true,
+            durability: Durability::Full,
+            max_body_bytes: 8 * 1024 * 1024,
+            ..Config::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(hookd::app::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(128)
+            .build_http();
+        let mut hookd = Self {
+            base,
+            key: String::new(),
+            client,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        };
+        let tenant = hookd
+            .call("/v1/tenants", OPERATOR, json!({"name": "bench"}))
+            .await;
+        let path = format!("/v1/tenants/{}/keys", tenant["id"].as_str().expect("id"));
+        let key = hookd
+            .call(&path, OPERATOR, json!({"name": "bench", "role": "admin"}))
+            .await;
+        hookd.key = key["key"].as_str().expect("key").to_owned();
+        hookd
+    }
+
+    async fn call(&self, path: &str, token: &str, body: Value) -> Value {
+        self.request("POST", path, token, Some(body)).await
+    }
+
+    async fn request(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .expect("request");
+        let res = self.client.request(req).await.expect("hookd answers");
+        let status = res.status();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        assert!(
+            status.is_success(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    async fn endpoint(&self, url: &str, extra: Value) -> String {
+        let mut body = json!({"name": "bench", "url": url, "events": ["*"]});
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
         }
-    });
-    url
+        let ep = self.call("/v1/endpoints", &self.key, body).await;
+        ep["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Publishes `n` events in batches of `batch` from `clients` concurrent clients; returns
+    /// the accepted events/s.
+    async fn publish(self: &Arc<Self>, n: usize, batch: usize, clients: usize) -> f64 {
+        let started = Instant::now();
+        let per_client = n.div_ceil(clients);
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let hookd = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let payload = json!({"title": "bench event", "body": "x".repeat(200), "client": c});
+                let mut sent = 0;
+                while sent < per_client {
+                    let size = batch.min(per_client - sent);
+                    let events: Vec<Value> = (0..size)
+                        .map(|_| json!({"type": "bench.event", "data": payload}))
+                        .collect();
+                    hookd
+                        .call("/v1/events/batch", &hookd.key, json!({"events": events}))
+                        .await;
+                    sent += size;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("client");
+        }
+        (per_client * clients) as f64 / started.elapsed().as_secs_f64()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A local receiver: answers 204 (or never, when `dead`), counts arrivals, and remembers
+/// when each `webhook-id` first arrived.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    count: Arc<AtomicU64>,
+    first_seen: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Receiver {
+    async fn start(dead: bool, track: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let count = Arc::new(AtomicU64::new(0));
+        let first_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let (c, f) = (count.clone(), first_seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (count, first_seen) = (c.clone(), f.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (count, first_seen) = (count.clone(), first_seen.clone());
+                            async move {
+                                let at = Instant::now();
+                                if track {
+                                    let id = req
+                                        .headers()
+                                        .get("webhook-id")
+                                        .and_then(|v| v.to_str().ok())
+                                        .unwrap_or("")
+                                        .to_owned();
+                                    first_seen.lock().expect("map").entry(id).or_insert(at);
+                                }
+                                req.into_body().collect().await?;
+                                if dead {
+                                    std::future::pending::<()>().await;
+                                }
+                                count.fetch_add(1, Ordering::Relaxed);
+                                Ok::<_, hyper::Error>(
+                                    hyper::Response::builder()
+                                        .status(204)
+                                        .body(Full::new(Bytes::new()))
+                                        .expect("response"),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            count,
+            first_seen,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    async fn wait_for(&self, n: u64, limit: Duration) -> Instant {
+        let started = Instant::now();
+        while self.count() < n {
+            assert!(
+                started.elapsed() < limit,
+                "only {} of {n} deliveries arrived in {limit:?}",
+                self.count()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Instant::now()
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, row: &[(&str, String)], json_line: Value) {
+    let cells: Vec<String> = row.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    println!("| {name} | {} |", cells.join(" | "));
+    println!("{json_line}");
+}
+
+fn scaled(n: usize, o: &Options) -> usize {
+    ((n as f64 * o.scale) as usize).max(100)
+}
+
+async fn throughput_1(o: &Options) {
+    let events = scaled(200_000, o);
+    let hookd = Arc::new(Hookd::start().await);
+    let receiver = Receiver::start(false, false).await;
+    let url = o.target.clone().unwrap_or(receiver.url.clone());
+    hookd.endpoint(&url, json!({})).await;
+    let started = Instant::now();
+    let accepted = hookd.publish(events, 100, 4).await;
+    let delivered = if o.target.is_none() {
+        let done = receiver
+            .wait_for(events as u64, Duration::from_secs(900))
+            .await;
+        events as f64 / done.duration_since(started).as_secs_f64()
+    } else {
+        f64::NAN
+    };
+    report(
+        "throughput-1",
+        &[
+            ("events", events.to_string()),
+            ("accepted/s", format!("{accepted:.0}")),
+            ("deliveries/s", format!("{delivered:.0}")),
+        ],
+        json!({"scenario": "throughput-1", "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+    );
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+}
+
+async fn fanout_100(o: &Options) {
+    let events = scaled(20_000, o);
+    let hookd = Arc::new(Hookd::start().await);
+    let receiver = Receiver::start(false, false).await;
+    for _ in 0..100 {
+        hookd.endpoint(&receiver.url, json!({})).await;
+    }
+    let started = Instant::now();
+    let accepted = hookd.publish(events, 100, 4).await;
+    let total = events as u64 * 100;
+    let done = receiver.wait_for(total, Duration::from_secs(1800)).await;
+    let delivered = total as f64 / done.duration_since(started).as_secs_f64();
+    report(
+        "fanout-100",
+        &[
+            ("events", events.to_string()),
+            ("accepted/s", format!("{accepted:.0}")),
+            ("deliveries/s", format!("{delivered:.0}")),
+        ],
+        json!({"scenario": "fanout-100", "events": events, "deliveries": total, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+    );
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+}
+
+async fn ingest_single(o: &Options) {
+    let seconds = (10.0 * o.scale.max(0.3)).max(3.0);
+    let hookd = Arc::new(Hookd::start().await);
+    let receiver = Receiver::start(false, false).await;
+    hookd.endpoint(&receiver.url, json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..64 {
+        let (hookd, latencies) = (hookd.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                hookd
+                    .call(
+                        "/v1/events",
+                        &hookd.key,
+                        json!({"type": "bench.single", "data": {"client": c}}),
+                    )
+                    .await;
+                mine.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies.lock().expect("lat").extend(mine);
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().expect("lat").clone();
+    lat.sort_by(f64::total_cmp);
+    let rate = lat.len() as f64 / elapsed;
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    report(
+        "ingest-single",
+        &[
+            ("events", lat.len().to_string()),
+            ("accepted/s", format!("{rate:.0}")),
+            ("p50 ms", format!("{p50:.2}")),
+            ("p99 ms", format!("{p99:.2}")),
+        ],
+        json!({"scenario": "ingest-single", "events": lat.len(), "acceptedPerSec": rate.round(), "p50Ms": p50, "p99Ms": p99}),
+    );
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+}
+
+async fn latency(o: &Options) {
+    let seconds = (10.0 * o.scale.max(0.3)).max(3.0);
+    let rate = 1000.0;
+    let hookd = Arc::new(Hookd::start().await);
+    let receiver = Receiver::start(false, true).await;
+    hookd.endpoint(&receiver.url, json!({})).await;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let total = (rate * seconds) as usize;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        let at = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        let (hookd, sent) = (hookd.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let published = hookd
+                .call(
+                    "/v1/events",
+                    &hookd.key,
+                    json!({"type": "bench.latency", "data": {"i": i}}),
+                )
+                .await;
+            sent.lock()
+                .expect("sent")
+                .insert(published["id"].as_str().expect("id").to_owned(), t);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("publisher");
+    }
+    receiver
+        .wait_for(total as u64, Duration::from_secs(120))
+        .await;
+    let sent = sent.lock().expect("sent").clone();
+    let seen = receiver.first_seen.lock().expect("seen").clone();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, t)| {
+            seen.get(id)
+                .map(|a| a.duration_since(*t).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let (p50, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+    );
+    report(
+        "latency",
+        &[
+            ("events", total.to_string()),
+            ("p50 ms", format!("{p50:.2}")),
+            ("p99 ms", format!("{p99:.2}")),
+            ("max ms", format!("{max:.2}")),
+        ],
+        json!({"scenario": "latency", "ratePerSec": rate, "events": total, "p50Ms": p50, "p99Ms": p99, "maxMs": max}),
+    );
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+}
+
+/// The nine live endpoints' deliveries/s, with or without a tenth that never answers.
+async fn nine_live(events: usize, with_dead: bool) -> f64 {
+    let hookd = Arc::new(Hookd::start().await);
+    let live = Receiver::start(false, false).await;
+    for _ in 0..9 {
+        hookd.endpoint(&live.url, json!({})).await;
+    }
+    if with_dead {
+        let dead = Receiver::start(true, false).await;
+        hookd.endpoint(&dead.url, json!({"timeoutMs": 5000})).await;
+    }
+    let started = Instant::now();
+    hookd.publish(events, 100, 4).await;
+    let total = events as u64 * 9;
+    let done = live.wait_for(total, Duration::from_secs(900)).await;
+    let rate = total as f64 / done.duration_since(started).as_secs_f64();
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+    rate
+}
+
+async fn one_dead_among_ten(o: &Options) {
+    let events = scaled(10_000, o);
+    let without = nine_live(events, false).await;
+    let with = nine_live(events, true).await;
+    let ratio = with / without;
+    report(
+        "one-dead-among-ten",
+        &[
+            ("events", events.to_string()),
+            ("nine alone/s", format!("{without:.0}")),
+            ("nine + dead/s", format!("{with:.0}")),
+            ("ratio", format!("{ratio:.2}")),
+        ],
+        json!({"scenario": "one-dead-among-ten", "events": events, "withoutDeadPerSec": without.round(), "withDeadPerSec": with.round(), "ratio": ratio}),
+    );
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn backlog(o: &Options) {
+    let events = scaled(1_000_000, o);
+    let hookd = Arc::new(Hookd::start().await);
+    let receiver = Receiver::start(false, false).await;
+    let ep = hookd
+        .endpoint(&receiver.url, json!({"isActive": false}))
+        .await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(1);
+    hookd.publish(events, 1000, 4).await;
+    hookd
+        .request(
+            "POST",
+            &format!("/v1/endpoints/{ep}/enable"),
+            &hookd.key,
+            None,
+        )
+        .await;
+    let before = rss_kib("VmRSS:");
+    let started = Instant::now();
+    // Recover creates the backlog: one pending delivery per event published while paused.
+    let recovered = hookd
+        .call(
+            &format!("/v1/endpoints/{ep}/recover"),
+            &hookd.key,
+            json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(recovered["recovered"].as_u64(), Some(events as u64));
+    let done = receiver
+        .wait_for(events as u64, Duration::from_secs(3600))
+        .await;
+    let drain = events as f64 / done.duration_since(started).as_secs_f64();
+    let peak = rss_kib("VmHWM:");
+    report(
+        "backlog",
+        &[
+            ("pending", events.to_string()),
+            ("drain/s", format!("{drain:.0}")),
+            ("RSS before MiB", (before / 1024).to_string()),
+            ("peak RSS MiB", (peak / 1024).to_string()),
+        ],
+        json!({"scenario": "backlog", "pending": events, "drainPerSec": drain.round(), "rssBeforeMiB": before / 1024, "peakRssMiB": peak / 1024,
+               "note": "RSS of the whole bench process: hookd, receiver and clients"}),
+    );
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
 }
 
 #[tokio::main]
 async fn main() {
-    let events: usize = std::env::var("HOOKD_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    let dir = tempfile::tempdir().expect("dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let config = Config {
-        db: dir.path().join("bench.db"),
-        admin_token: Some(OPERATOR.into()),
-        allow_http: true,
-        allow_private_targets: true,
-        durability: Durability::Full,
-        ..Config::default()
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut options = Options {
+        scale: 1.0,
+        target: None,
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hookd::app::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let tenant = call(
-        &client,
-        &base,
-        "/v1/tenants",
-        OPERATOR,
-        json!({"name": "bench"}),
-    )
-    .await;
-    let key = call(
-        &client,
-        &base,
-        &format!("/v1/tenants/{}/keys", tenant["id"].as_str().expect("id")),
-        OPERATOR,
-        json!({"name": "bench", "role": "admin"}),
-    )
-    .await;
-    let key = key["key"].as_str().expect("key").to_owned();
-    let arrived = Arc::new(AtomicU64::new(0));
-    let url = receiver(arrived.clone()).await;
-    call(
-        &client,
-        &base,
-        "/v1/endpoints",
-        &key,
-        json!({"name": "r", "url": url, "events": ["*"]}),
-    )
-    .await;
-
-    let started = Instant::now();
-    let per_client = events / CLIENTS;
-    let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
-        let (client, base, key) = (client.clone(), base.clone(), key.clone());
-        tasks.push(tokio::spawn(async move {
-            let payload = json!({"title": "bench event", "body": "x".repeat(200), "client": c});
-            for _ in 0..per_client.div_ceil(BATCH) {
-                let batch: Vec<Value> = (0..BATCH)
-                    .map(|_| json!({"type": "bench.event", "data": payload}))
-                    .collect();
-                call(
-                    &client,
-                    &base,
-                    "/v1/events/batch",
-                    &key,
-                    json!({"events": batch}),
-                )
-                .await;
+    let mut chosen = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => options.scale = 0.1,
+            "--scale" => {
+                options.scale = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--scale takes a number")
             }
-        }));
+            "--target" => options.target = Some(it.next().expect("--target takes a URL")),
+            name => chosen.push(name.to_owned()),
+        }
     }
-    for t in tasks {
-        t.await.expect("client");
+    if chosen.is_empty() {
+        chosen = [
+            "throughput-1",
+            "fanout-100",
+            "ingest-single",
+            "latency",
+            "one-dead-among-ten",
+        ]
+        .map(String::from)
+        .to_vec();
     }
-    let published = (per_client.div_ceil(BATCH) * BATCH * CLIENTS) as u64;
-    let publish_secs = started.elapsed().as_secs_f64();
-    while arrived.load(Ordering::Relaxed) < published {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "deliveries stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let deliver_secs = started.elapsed().as_secs_f64();
-    let accepted = published as f64 / publish_secs;
-    let delivered = published as f64 / deliver_secs;
-    println!("| scenario | events | accepted events/s | deliveries/s (end to end) |");
-    println!("|---|---|---|---|");
-    println!("| throughput-1 | {published} | {accepted:.0} | {delivered:.0} |");
     println!(
-        "{}",
-        json!({"scenario": "throughput-1", "events": published, "acceptedPerSec": accepted.round(),
-               "deliveredPerSec": delivered.round(), "durability": "full"})
+        "hookd e2e bench: scale {}, durability full, {} cores",
+        options.scale,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let _ = stop.send(());
-    server.await.expect("join").expect("hookd stops");
+    for name in chosen {
+        match name.as_str() {
+            "throughput-1" => throughput_1(&options).await,
+            "fanout-100" => fanout_100(&options).await,
+            "ingest-single" => ingest_single(&options).await,
+            "latency" => latency(&options).await,
+            "one-dead-among-ten" => one_dead_among_ten(&options).await,
+            "backlog" => backlog(&options).await,
+            other => eprintln!("unknown scenario {other}"),
+        }
+    }
 }
