@@ -60,6 +60,9 @@ impl Load {
     }
 }
 
+/// How long the dispatcher lets freed slots gather under load before claiming again.
+const CLAIM_COALESCE: Duration = Duration::from_millis(1);
+
 /// Most deliveries claimed in one statement.
 const MAX_CLAIM: usize = 500;
 
@@ -112,7 +115,7 @@ impl Dispatcher {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            self.dispatch_due().await;
+            let busy = self.dispatch_due().await > 0;
             // A saturated rate limit frees a start at a known time: wake then, not at the poll.
             let poll = tokio::time::Instant::now() + self.config.poll_interval;
             let wake_at = self
@@ -122,6 +125,11 @@ impl Dispatcher {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(wake_at) => {}
+            }
+            if busy {
+                // Under load, let completions gather for a moment so one claim takes many rows
+                // instead of one claim per freed slot.
+                tokio::time::sleep(CLAIM_COALESCE).await;
             }
         }
         let all = self.config.max_in_flight as u32;

@@ -173,30 +173,36 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
              lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
              next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
          WHERE id IN (
+             -- CROSS JOIN keeps endpoints the outer loop, so deliveries are only ever probed
+             -- through the due index, never scanned.
+             WITH load(endpoint, in_flight, last_second, last_tenth) AS (
+                 SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1, value ->> 2
+                 FROM json_each(?2)),
+             room(endpoint, ordering, room) AS (
+                 SELECT e.id, e.ordering, min(
+                     CASE e.ordering WHEN 'fifo' THEN 1 ELSE ?3 END - coalesce(l.in_flight, 0),
+                     coalesce(min(e.rate_limit - coalesce(l.last_second, 0),
+                                  (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)), ?3))
+                 FROM endpoints e LEFT JOIN load l ON l.endpoint = e.id
+                 WHERE e.is_active = 1)
              SELECT id FROM (
-                 SELECT d.id AS id, d.next_attempt_at AS due, e.id AS endpoint,
-                        e.rate_limit AS rate_limit, ?3 AS cap,
-                        row_number() OVER (PARTITION BY e.id ORDER BY d.next_attempt_at, d.id) AS rn
-                 FROM endpoints e
-                 JOIN deliveries d ON d.id IN (
+                 SELECT d.id AS id, d.next_attempt_at AS due, r.room AS room,
+                        row_number() OVER (PARTITION BY r.endpoint ORDER BY d.next_attempt_at, d.id) AS rn
+                 FROM room r
+                 CROSS JOIN deliveries d ON d.id IN (
                      SELECT x.id FROM deliveries x
-                     WHERE x.endpoint_id = e.id AND x.status = 0 AND x.next_attempt_at <= ?1
-                     ORDER BY x.next_attempt_at, x.id LIMIT ?3)
-                 WHERE e.is_active = 1 AND e.ordering = 'none'
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0 AND x.next_attempt_at <= ?1
+                     ORDER BY x.next_attempt_at, x.id LIMIT min(?3, ?4))
+                 WHERE r.room > 0 AND r.ordering = 'none'
                  UNION ALL
-                 SELECT d.id, d.next_attempt_at, e.id, e.rate_limit, 1, 1
-                 FROM endpoints e
-                 JOIN deliveries d ON d.id = (
+                 SELECT d.id, d.next_attempt_at, r.room, 1
+                 FROM room r
+                 CROSS JOIN deliveries d ON d.id = (
                      SELECT x.id FROM deliveries x
-                     WHERE x.endpoint_id = e.id AND x.status = 0
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0
                      ORDER BY x.id LIMIT 1)
-                 WHERE e.is_active = 1 AND e.ordering = 'fifo' AND d.next_attempt_at <= ?1)
-             WHERE rn <= min(
-                 cap - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[0]'), 0),
-                 coalesce(min(
-                     rate_limit - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[1]'), 0),
-                     (rate_limit + 9) / 10 - coalesce(json_extract(?2, '$.\"' || endpoint || '\"[2]'), 0)),
-                   cap))
+                 WHERE r.room > 0 AND r.ordering = 'fifo' AND d.next_attempt_at <= ?1)
+             WHERE rn <= room
              ORDER BY due, id
              LIMIT ?4)
          RETURNING id, event_id, endpoint_id, attempts",
