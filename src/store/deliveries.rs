@@ -150,7 +150,8 @@ pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Claims due deliveries in one `UPDATE … RETURNING`: at most `limit` rows, earliest due
-/// first. Per active endpoint, at most `per_endpoint` in flight (one, and only the oldest
+/// first. Each endpoint offers at most `min(per_endpoint, limit, max(32, 2·limit / endpoints
+/// with room))` candidates, so the sort stays small with many endpoints. Per active endpoint, at most `per_endpoint` in flight (one, and only the oldest
 /// pending delivery, for FIFO endpoints), and no more starts than its `rateLimit` leaves in
 /// the last second — paced to a tenth of it per 100 ms, so a limit spreads starts evenly
 /// instead of bursting at each second. Each claimed row gets a lease (its `next_attempt_at` moves to the
@@ -192,7 +193,8 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
                  CROSS JOIN deliveries d ON d.id IN (
                      SELECT x.id FROM deliveries x
                      WHERE x.endpoint_id = r.endpoint AND x.status = 0 AND x.next_attempt_at <= ?1
-                     ORDER BY x.next_attempt_at, x.id LIMIT min(?3, ?4))
+                     ORDER BY x.next_attempt_at, x.id
+                     LIMIT (SELECT min(?3, ?4, max(32, 2 * ?4 / count(*))) FROM room WHERE room > 0))
                  WHERE r.room > 0 AND r.ordering = 'none'
                  UNION ALL
                  SELECT d.id, d.next_attempt_at, r.room, 1
