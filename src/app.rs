@@ -69,7 +69,11 @@ pub async fn run(
     let dispatcher = tokio::spawn(dispatcher.run(stopped(stop_rx.clone())));
     let housekeeping = tokio::spawn(crate::housekeeping::run(
         store.clone(),
-        std::time::Duration::from_secs(60),
+        crate::housekeeping::Retention {
+            succeeded: config.retention,
+            failed: config.failed_retention,
+        },
+        config.housekeeping_interval,
         stopped(stop_rx.clone()),
     ));
 

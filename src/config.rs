@@ -44,6 +44,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a claim holds a delivery beyond its timeout before another claim may take it.
     pub lease_margin: Duration,
+    /// How long succeeded deliveries (with their attempts and events) are kept.
+    pub retention: Duration,
+    /// How long failed deliveries are kept (longer: they are what an operator replays).
+    pub failed_retention: Duration,
+    /// How often housekeeping (retention, expired secrets) runs.
+    pub housekeeping_interval: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +67,9 @@ impl Default for Config {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             lease_margin: Duration::from_secs(30),
+            retention: Duration::from_secs(30 * 86_400),
+            failed_retention: Duration::from_secs(90 * 86_400),
+            housekeeping_interval: Duration::from_secs(60),
         }
     }
 }
@@ -136,6 +145,9 @@ struct FileConfig {
     poll_interval: Option<String>,
     shutdown_grace: Option<String>,
     lease_margin: Option<String>,
+    retention: Option<String>,
+    failed_retention: Option<String>,
+    housekeeping_interval: Option<String>,
 }
 
 impl Config {
@@ -170,6 +182,17 @@ impl Config {
             poll_interval: duration("poll_interval", file.poll_interval, d.poll_interval)?,
             shutdown_grace: duration("shutdown_grace", file.shutdown_grace, d.shutdown_grace)?,
             lease_margin: duration("lease_margin", file.lease_margin, d.lease_margin)?,
+            retention: duration("retention", file.retention, d.retention)?,
+            failed_retention: duration(
+                "failed_retention",
+                file.failed_retention,
+                d.failed_retention,
+            )?,
+            housekeeping_interval: duration(
+                "housekeeping_interval",
+                file.housekeeping_interval,
+                d.housekeeping_interval,
+            )?,
         };
         config.validate()?;
         Ok(config)
@@ -201,6 +224,15 @@ impl Config {
                 "max_in_flight_per_endpoint",
                 "must be between 1 and max_in_flight",
             );
+        }
+        if self.retention < Duration::from_secs(1) || self.failed_retention < self.retention {
+            return invalid(
+                "retention",
+                "must be at least 1s, and failed_retention at least retention",
+            );
+        }
+        if self.housekeeping_interval < Duration::from_millis(10) {
+            return invalid("housekeeping_interval", "must be at least 10ms");
         }
         if self.poll_interval < Duration::from_millis(10) {
             return invalid("poll_interval", "must be at least 10ms");

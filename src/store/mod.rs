@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod migrate;
+mod retention;
 mod tenants;
 mod writer;
 
@@ -23,6 +24,7 @@ pub use deliveries::{
 };
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, NewEvent, Published, StoredEvent};
+pub use retention::Pruned;
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;

@@ -9,4 +9,5 @@ mod events;
 mod fencing;
 mod operating;
 mod process;
+mod retention;
 mod support;

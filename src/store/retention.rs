@@ -1,0 +1,113 @@
+//! Retention: deletes finished deliveries (their attempts go with them) and then events that
+//! have no delivery left, oldest first, in small batches so the writer is never held long.
+//! Row ids grow with creation time, so "older than" is found by a binary search on the id.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, StoreError};
+use crate::model::UnixMs;
+
+/// Rows deleted per write operation.
+const BATCH: i64 = 1000;
+
+/// What one pruning pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Deliveries deleted (with their attempts).
+    pub deliveries: u64,
+    /// Events deleted.
+    pub events: u64,
+}
+
+/// The first row id of `table` created at or after `t` (one past the last id when none),
+/// by binary search over ids, whose order follows creation time.
+fn first_id_since(c: &Connection, table: &str, t: UnixMs) -> Result<i64, StoreError> {
+    let bounds: (Option<i64>, Option<i64>) =
+        c.query_row(&format!("SELECT min(id), max(id) FROM {table}"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(mut lo), Some(max)) = bounds else {
+        return Ok(0);
+    };
+    let mut hi = max + 1;
+    let mut probe = c.prepare_cached(&format!(
+        "SELECT created_at FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1"
+    ))?;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at: Option<i64> = probe.query_row([mid], |r| r.get(0)).optional()?;
+        match at {
+            Some(at) if at < t => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+fn prune_batch(
+    c: &Connection,
+    succeeded_before: UnixMs,
+    failed_before: UnixMs,
+) -> Result<Pruned, StoreError> {
+    let succeeded_cut = first_id_since(c, "deliveries", succeeded_before)?;
+    let failed_cut = first_id_since(c, "deliveries", failed_before)?;
+    let removed: Vec<(i64, i64)> = c
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE id IN (
+                 SELECT id FROM deliveries
+                 WHERE id < max(?1, ?2)
+                   AND ((status = 1 AND id < ?1) OR (status = 2 AND id < ?2))
+                 ORDER BY id LIMIT ?3)
+             RETURNING endpoint_id, status",
+        )?
+        .query_map(params![succeeded_cut, failed_cut, BATCH], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut per_endpoint: HashMap<i64, (i64, i64)> = HashMap::new();
+    for (endpoint, status) in &removed {
+        let entry = per_endpoint.entry(*endpoint).or_default();
+        if *status == 1 {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    let mut counters = c.prepare_cached(
+        "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3 WHERE id = ?1",
+    )?;
+    for (endpoint, (succeeded, failed)) in per_endpoint {
+        counters.execute(params![endpoint, succeeded, failed])?;
+    }
+    let event_cut = first_id_since(c, "events", succeeded_before)?;
+    let events = c
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN (
+                 SELECT e.id FROM events e
+                 WHERE e.id < ?1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                 ORDER BY e.id LIMIT ?2)",
+        )?
+        .execute(params![event_cut, BATCH])?;
+    Ok(Pruned {
+        deliveries: removed.len() as u64,
+        events: events as u64,
+    })
+}
+
+impl Store {
+    /// Deletes one batch of succeeded deliveries created before `succeeded_before`, failed
+    /// ones created before `failed_before`, and events before `succeeded_before` with no
+    /// delivery left. Endpoint counters drop with the rows, so stats describe what is kept.
+    pub async fn prune(
+        &self,
+        succeeded_before: UnixMs,
+        failed_before: UnixMs,
+    ) -> Result<Pruned, StoreError> {
+        self.writer
+            .write(move |c, _| prune_batch(c, succeeded_before, failed_before))
+            .await
+    }
+}
