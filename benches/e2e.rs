@@ -540,6 +540,141 @@ async fn backlog(o: &Options) {
         .await;
 }
 
+/// Publish and claim + ack costs on one store, measured through the store's own interface.
+async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId) -> (f64, f64) {
+    let events = || -> Vec<hookd::store::NewEvent> {
+        (0..100)
+            .map(|i| hookd::store::NewEvent {
+                name: hookd::model::EventName::parse("bench.log").expect("name"),
+                data: format!("{{\"i\":{i}}}"),
+                idempotency_key: None,
+            })
+            .collect()
+    };
+    let rounds = 30;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        store.publish(tenant, events()).await.expect("publish");
+    }
+    let publish_ms = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let request = hookd::store::ClaimRequest {
+            now: hookd::model::now_ms(),
+            limit: 100,
+            per_endpoint: 100,
+            busy: Vec::new(),
+            lease_margin_ms: 30_000,
+        };
+        let claims = store.claim(request).await.expect("claim");
+        let acks: Vec<_> = claims
+            .into_iter()
+            .map(|claim| {
+                let store = store.clone();
+                let outcome = hookd::model::AttemptOutcome {
+                    at: hookd::model::now_ms(),
+                    response_code: Some(204),
+                    latency_ms: 1,
+                    error: None,
+                    error_message: None,
+                    response_body: None,
+                    retry_after_ms: None,
+                };
+                tokio::spawn(async move { store.record_attempt(claim, outcome).await })
+            })
+            .collect();
+        for a in acks {
+            a.await.expect("join").expect("ack");
+        }
+    }
+    let claim_ms = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+    (publish_ms, claim_ms)
+}
+
+async fn big_log(o: &Options) {
+    let rows = scaled(10_000_000, o);
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("big.db");
+    let (store, handle) = hookd::store::Store::open(&db, Durability::Full).expect("open");
+    let tenant = store.create_tenant("bench".into()).await.expect("tenant");
+    let settings = hookd::model::EndpointSettings {
+        name: "bench".into(),
+        url: url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+        events: vec![hookd::model::EventPattern::All],
+        signature_scheme: hookd::model::SignatureScheme::Standard,
+        signature_header_name: None,
+        format: hookd::model::Format::Json,
+        headers: Default::default(),
+        retry_schedule: vec![Duration::from_secs(60)],
+        disable_after: 0,
+        timeout_ms: 10_000,
+        rate_limit: None,
+        ordering: hookd::model::Ordering::None,
+        is_active: true,
+    };
+    let new = hookd::store::NewEndpoint {
+        settings,
+        secret: hookd::signing::generate_secret(),
+    };
+    let endpoint = store
+        .create_endpoint(tenant.id, new)
+        .await
+        .expect("endpoint");
+    let empty = store_costs(&store, tenant.id).await;
+
+    // Fill the log beside the running store: one event, `rows` succeeded deliveries.
+    let filled = Instant::now();
+    let mut conn = rusqlite::Connection::open(&db).expect("open");
+    conn.busy_timeout(Duration::from_secs(30)).expect("busy");
+    let now = hookd::model::now_ms();
+    conn.execute(
+        "INSERT INTO events (tenant_id, type, data, deliveries, created_at) VALUES (?1, 'bench.old', '{}', 0, ?2)",
+        rusqlite::params![tenant.id.0, now],
+    )
+    .expect("event");
+    let event = conn.last_insert_rowid();
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(200_000);
+        let tx = conn.transaction().expect("tx");
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO deliveries (event_id, endpoint_id, status, attempts, created_at) VALUES (?1, ?2, 1, 1, ?3)")
+                .expect("prepare");
+            for _ in 0..n {
+                insert
+                    .execute(rusqlite::params![event, endpoint.id.0, now])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+        left -= n;
+    }
+    drop(conn);
+    let fill_secs = filled.elapsed().as_secs_f64();
+    let full = store_costs(&store, tenant.id).await;
+    let (publish_ratio, claim_ratio) = (full.0 / empty.0, full.1 / empty.1);
+    report(
+        "big-log",
+        &[
+            ("rows", rows.to_string()),
+            (
+                "publish ms/100 empty→full",
+                format!("{:.2}→{:.2} (x{publish_ratio:.2})", empty.0, full.0),
+            ),
+            (
+                "claim+ack ms/100 empty→full",
+                format!("{:.2}→{:.2} (x{claim_ratio:.2})", empty.1, full.1),
+            ),
+        ],
+        json!({"scenario": "big-log", "rows": rows, "fillSecs": fill_secs,
+               "publishMsPer100": [empty.0, full.0], "claimAckMsPer100": [empty.1, full.1],
+               "publishRatio": publish_ratio, "claimRatio": claim_ratio}),
+    );
+    drop(store);
+    handle.close();
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -589,6 +724,7 @@ async fn main() {
             "latency" => latency(&options).await,
             "one-dead-among-ten" => one_dead_among_ten(&options).await,
             "backlog" => backlog(&options).await,
+            "big-log" => big_log(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }
