@@ -50,9 +50,11 @@ pub async fn run(
         allow_private: config.allow_private_targets,
     };
     let outbound = Outbound::new(policy);
+    let metrics = crate::metrics::Metrics::new();
     let dispatcher = Dispatcher::new(
         store.clone(),
         outbound.clone(),
+        metrics.clone(),
         DispatcherConfig {
             max_in_flight: config.max_in_flight,
             max_in_flight_per_endpoint: config.max_in_flight_per_endpoint,
@@ -82,6 +84,7 @@ pub async fn run(
         outbound,
         policy,
         operator_hash,
+        metrics,
         max_body_bytes: config.max_body_bytes,
     };
     tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "hookd is serving");

@@ -8,19 +8,21 @@
 //! - [`delivery`]: the dispatcher (claims, leases, bounded workers) and one attempt's step.
 //! - [`housekeeping`]: periodic clean-up of the database.
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
+//! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
 //! `main → app → {api, delivery, housekeeping} → store → rusqlite`. Everyone may use `model`, `config`,
-//! `signing`, `target` and `outbound`; the services under `app` never import each other.
+//! `signing`, `target`, `metrics` and `outbound`; the services under `app` never import each other.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod housekeeping;
+pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod signing;

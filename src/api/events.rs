@@ -75,6 +75,7 @@ pub(super) async fn publish(
     let tenant = auth.tenant(Role::Publisher)?;
     let event = body.parse().map_err(ApiError::invalid)?;
     let published = state.store.publish(tenant, vec![event]).await?;
+    state.metrics.published(1);
     let first = published.first().ok_or_else(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(published_json(first))))
 }
@@ -104,6 +105,7 @@ pub(super) async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let published = state.store.publish(tenant, events).await?;
+    state.metrics.published(published.len() as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"events": published.iter().map(published_json).collect::<Vec<_>>()})),

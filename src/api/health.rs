@@ -1,4 +1,4 @@
-//! `GET /health`: whether the database takes writes right now.
+//! `GET /health` (whether the database takes writes right now) and `GET /metrics`.
 
 use std::time::Duration;
 
@@ -27,4 +27,16 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<V
             Json(json!({"status": "degraded", "database": problem, "version": version})),
         ),
     }
+}
+
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    auth: super::extract::Auth,
+) -> Result<axum::response::Response, super::ApiError> {
+    use axum::response::IntoResponse;
+    auth.operator()?;
+    let pending = state.store.pending_total().await?;
+    let body = state.metrics.render(pending);
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(http::header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -32,6 +32,8 @@ pub struct AppState {
     pub policy: TargetPolicy,
     /// SHA-256 of the operator token.
     pub operator_hash: [u8; 32],
+    /// Process metrics.
+    pub metrics: crate::metrics::Metrics,
     /// Largest request body read.
     pub max_body_bytes: usize,
 }
@@ -40,6 +42,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{id}",

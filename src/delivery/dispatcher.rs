@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::metrics::Metrics;
 use crate::model::{EndpointId, now_ms};
 use crate::outbound::Outbound;
 use crate::store::{Claim, ClaimRequest, EndpointLoad, Store};
@@ -86,6 +87,7 @@ pub struct DispatcherConfig {
 pub struct Dispatcher {
     store: Store,
     outbound: Outbound,
+    metrics: Metrics,
     config: DispatcherConfig,
     slots: Arc<Semaphore>,
     busy: Arc<Mutex<HashMap<EndpointId, Load>>>,
@@ -97,13 +99,19 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher over `store`, sending with `outbound`.
-    pub fn new(store: Store, outbound: Outbound, config: DispatcherConfig) -> Self {
+    pub fn new(
+        store: Store,
+        outbound: Outbound,
+        metrics: Metrics,
+        config: DispatcherConfig,
+    ) -> Self {
         let wake = store.work_added();
         Self {
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             busy: Arc::default(),
             store,
             outbound,
+            metrics,
             config,
             wake,
             abandon: Arc::new(watch::channel(false).0),
@@ -190,12 +198,14 @@ impl Dispatcher {
         self.started(endpoint_id, claim.endpoint.0.settings.rate_limit);
         let this = self.clone();
         let mut abandon = self.abandon.subscribe();
+        self.metrics.attempt_started();
         tokio::spawn(async move {
             let outcome = tokio::select! {
                 outcome = super::attempt(&this.outbound, &claim) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
             this.finished(endpoint_id);
+            this.metrics.attempt_finished(&outcome);
             this.wake.notify_one();
             let delivery_id = claim.delivery_id;
             if let Err(e) = this.store.record_attempt(claim, outcome).await {

@@ -598,43 +598,51 @@ impl Store {
                            AND created_at >= ?2 AND created_at < ?3",
                     )?
                     .execute(params![endpoint_id.0, since, until, now])? as i64;
-                let candidates: Vec<(i64, String, String)> = c
-                    .prepare_cached(
-                        "SELECT ev.id, ev.type, ev.data FROM events ev
+                // Only the ids are kept (8 bytes an event), so a recover over millions of
+                // events stays small; payloads are never loaded.
+                let about_self = endpoint_id.to_string();
+                let mut wanted: Vec<i64> = Vec::new();
+                {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT ev.id, ev.type,
+                                CASE WHEN ev.type LIKE 'hookd.%'
+                                     THEN json_extract(ev.data, '$.endpointId') END
+                         FROM events ev
                          WHERE ev.tenant_id = ?1 AND ev.created_at >= ?2 AND ev.created_at < ?3
                            AND ev.created_at >= ?4
                            AND NOT EXISTS (SELECT 1 FROM deliveries d
                                            WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
                          ORDER BY ev.id",
-                    )?
-                    .query_map(
-                        params![tenant_id.0, since, until, endpoint.created_at, endpoint_id.0],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )?
-                    .collect::<Result<_, _>>()?;
-                let mut created = 0i64;
+                    )?;
+                    let mut rows = stmt.query(params![
+                        tenant_id.0,
+                        since,
+                        until,
+                        endpoint.created_at,
+                        endpoint_id.0
+                    ])?;
+                    while let Some(row) = rows.next()? {
+                        let name: String = row.get(1)?;
+                        let subject: Option<String> = row.get(2)?;
+                        // An operational event is never replayed to the endpoint it is about.
+                        if endpoint.settings.subscribes_to(&name)
+                            && subject.as_deref() != Some(about_self.as_str())
+                        {
+                            wanted.push(row.get(0)?);
+                        }
+                    }
+                }
                 let mut insert = c.prepare_cached(
                     "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
                      VALUES (?1, ?2, 0, ?3, ?3)",
                 )?;
-                let mut bump = c.prepare_cached("UPDATE events SET deliveries = deliveries + 1 WHERE id = ?1")?;
-                let about_self = endpoint_id.to_string();
-                for (event_id, name, data) in candidates {
-                    if !endpoint.settings.subscribes_to(&name) {
-                        continue;
-                    }
-                    if name.starts_with(OPERATIONAL_PREFIX)
-                        && serde_json::from_str::<serde_json::Value>(&data)
-                            .ok()
-                            .and_then(|d| d.get("endpointId").and_then(|v| v.as_str().map(str::to_owned)))
-                            .is_some_and(|subject| subject == about_self)
-                    {
-                        continue;
-                    }
+                let mut bump =
+                    c.prepare_cached("UPDATE events SET deliveries = deliveries + 1 WHERE id = ?1")?;
+                for event_id in &wanted {
                     insert.execute(params![event_id, endpoint_id.0, now])?;
                     bump.execute([event_id])?;
-                    created += 1;
                 }
+                let created = wanted.len() as i64;
                 c.prepare_cached(
                     "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2 + ?3 WHERE id = ?1",
                 )?

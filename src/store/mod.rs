@@ -125,7 +125,7 @@ impl Store {
              PRAGMA foreign_keys = ON;
              PRAGMA journal_size_limit = 67108864;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -32000;",
+             PRAGMA cache_size = -16000;",
         )?;
         conn.execute_batch(match durability {
             Durability::Full => "PRAGMA synchronous = FULL;",
@@ -143,7 +143,7 @@ impl Store {
             .with_init(|c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
                 c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16000;")
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -4000;")
             });
         let reads = r2d2::Pool::builder()
             .max_size(8)

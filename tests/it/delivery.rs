@@ -443,3 +443,50 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
     // hookd still answers: stop must not wait for the slow attempts beyond its grace.
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_events_and_attempts_for_the_operator() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let ok = Receiver::ok().await;
+    let bad = Receiver::status(500).await;
+    t.endpoint(json!({"url": ok.url, "events": ["*"]})).await;
+    t.endpoint(json!({"url": bad.url, "events": ["*"], "retrySchedule": []}))
+        .await;
+    t.publish("a.b", json!({})).await;
+    ok.wait_for(1).await;
+    bad.wait_for(1).await;
+    let op = server.operator();
+    let scrape = |op: crate::support::Api| async move {
+        let (status, _, body) = op.raw("GET", "/metrics", None, Vec::new()).await;
+        assert_eq!(status, StatusCode::OK);
+        body.as_str().unwrap_or_default().to_owned()
+    };
+    wait_until("both outcomes counted", Duration::from_secs(20), || {
+        let op = op.clone();
+        async move {
+            let text = scrape(op).await;
+            text.contains("result=\"http_status\"")
+                && text.contains("result=\"success\"")
+                && text.contains("hookd_deliveries_pending 0")
+        }
+    })
+    .await;
+    let text = scrape(op.clone()).await;
+    assert!(text.contains("hookd_events_published_total 1"), "{text}");
+    assert!(
+        text.contains("hookd_delivery_attempts_total{result=\"success\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hookd_delivery_attempts_total{result=\"http_status\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("hookd_deliveries_pending 0"), "{text}");
+    assert_eq!(t.admin.get("/metrics").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        op.with_token("").get("/metrics").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
