@@ -244,6 +244,71 @@ fn render_json(c: &Connection, event_id: i64) -> Result<Bytes, StoreError> {
     Ok(Bytes::from(body))
 }
 
+/// Rows one recover step handles.
+pub const RECOVER_CHUNK: i64 = 10_000;
+
+/// One recover step over events after `after`: creates the endpoint's missing deliveries.
+/// Returns (created, events scanned, last event id scanned).
+fn recover_missed(
+    c: &Connection,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    endpoint_id: EndpointId,
+    since: UnixMs,
+    until: UnixMs,
+    after: i64,
+) -> Result<(i64, i64, i64), StoreError> {
+    let endpoint = load(c, tenant_id, endpoint_id)?;
+    let about_self = endpoint_id.to_string();
+    let (mut wanted, mut scanned, mut last) = (Vec::new(), 0i64, after);
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT ev.id, ev.type,
+                    CASE WHEN ev.type LIKE 'hookd.%' THEN json_extract(ev.data, '$.endpointId') END
+             FROM events ev
+             WHERE ev.tenant_id = ?1 AND ev.id > ?6
+               AND ev.created_at >= ?2 AND ev.created_at < ?3 AND ev.created_at >= ?4
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
+             ORDER BY ev.id LIMIT ?7",
+        )?;
+        let mut rows = stmt.query(params![
+            tenant_id.0,
+            since,
+            until,
+            endpoint.created_at,
+            endpoint_id.0,
+            after,
+            RECOVER_CHUNK
+        ])?;
+        while let Some(row) = rows.next()? {
+            scanned += 1;
+            last = row.get(0)?;
+            let name: String = row.get(1)?;
+            let subject: Option<String> = row.get(2)?;
+            // An operational event is never replayed to the endpoint it is about.
+            if endpoint.settings.subscribes_to(&name)
+                && subject.as_deref() != Some(about_self.as_str())
+            {
+                wanted.push(last);
+            }
+        }
+    }
+    let now = now_ms();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, 0, ?3, ?3)",
+    )?;
+    for event_id in &wanted {
+        insert.execute(params![event_id, endpoint_id.0, now])?;
+    }
+    let created = wanted.len() as i64;
+    c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?
+        .execute(params![endpoint_id.0, created])?;
+    batch.wake |= created > 0;
+    Ok((created, scanned, last))
+}
+
 /// Where a delivery goes after a failed attempt.
 enum AfterFailure {
     /// Retry on the schedule at this time.
@@ -578,7 +643,9 @@ impl Store {
     /// Replays an endpoint's window `[since, until)`: its failed deliveries go back to pending
     /// with a fresh retry schedule, and events of the window that it subscribes to but never
     /// got (published while it was disabled) get a delivery. Returns how many were queued;
-    /// calling it again while they are pending queues nothing more.
+    /// calling it again while they are pending queues nothing more. Works in chunks of
+    /// [`RECOVER_CHUNK`] rows, each its own write, so a window of millions neither holds the
+    /// writer nor memory; each chunk is complete, so an interrupted recover is simply repeated.
     pub async fn recover(
         &self,
         tenant_id: TenantId,
@@ -586,71 +653,58 @@ impl Store {
         since: UnixMs,
         until: UnixMs,
     ) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |c, batch| {
-                let endpoint = load(c, tenant_id, endpoint_id)?;
-                let now = now_ms();
-                let requeued = c
-                    .prepare_cached(
-                        "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
-                            schedule_offset = attempts, replay_return = NULL, resume_at = NULL
-                         WHERE endpoint_id = ?1 AND status = 2
-                           AND created_at >= ?2 AND created_at < ?3",
+        let mut total = 0u64;
+        loop {
+            let requeued = self
+                .writer
+                .write(move |c, batch| {
+                    load(c, tenant_id, endpoint_id)?;
+                    let n = c
+                        .prepare_cached(
+                            "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
+                                schedule_offset = attempts, replay_return = NULL, resume_at = NULL
+                             WHERE id IN (
+                                 SELECT id FROM deliveries
+                                 WHERE endpoint_id = ?1 AND status = 2
+                                   AND created_at >= ?2 AND created_at < ?3
+                                 ORDER BY id LIMIT ?5)",
+                        )?
+                        .execute(params![
+                            endpoint_id.0,
+                            since,
+                            until,
+                            now_ms(),
+                            RECOVER_CHUNK
+                        ])? as i64;
+                    c.prepare_cached(
+                        "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2
+                         WHERE id = ?1",
                     )?
-                    .execute(params![endpoint_id.0, since, until, now])? as i64;
-                // Only the ids are kept (8 bytes an event), so a recover over millions of
-                // events stays small; payloads are never loaded.
-                let about_self = endpoint_id.to_string();
-                let mut wanted: Vec<i64> = Vec::new();
-                {
-                    let mut stmt = c.prepare_cached(
-                        "SELECT ev.id, ev.type,
-                                CASE WHEN ev.type LIKE 'hookd.%'
-                                     THEN json_extract(ev.data, '$.endpointId') END
-                         FROM events ev
-                         WHERE ev.tenant_id = ?1 AND ev.created_at >= ?2 AND ev.created_at < ?3
-                           AND ev.created_at >= ?4
-                           AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                           WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
-                         ORDER BY ev.id",
-                    )?;
-                    let mut rows = stmt.query(params![
-                        tenant_id.0,
-                        since,
-                        until,
-                        endpoint.created_at,
-                        endpoint_id.0
-                    ])?;
-                    while let Some(row) = rows.next()? {
-                        let name: String = row.get(1)?;
-                        let subject: Option<String> = row.get(2)?;
-                        // An operational event is never replayed to the endpoint it is about.
-                        if endpoint.settings.subscribes_to(&name)
-                            && subject.as_deref() != Some(about_self.as_str())
-                        {
-                            wanted.push(row.get(0)?);
-                        }
-                    }
-                }
-                let mut insert = c.prepare_cached(
-                    "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
-                     VALUES (?1, ?2, 0, ?3, ?3)",
-                )?;
-                let mut bump =
-                    c.prepare_cached("UPDATE events SET deliveries = deliveries + 1 WHERE id = ?1")?;
-                for event_id in &wanted {
-                    insert.execute(params![event_id, endpoint_id.0, now])?;
-                    bump.execute([event_id])?;
-                }
-                let created = wanted.len() as i64;
-                c.prepare_cached(
-                    "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2 + ?3 WHERE id = ?1",
-                )?
-                .execute(params![endpoint_id.0, requeued, created])?;
-                batch.wake |= requeued + created > 0;
-                Ok(count(requeued + created))
-            })
-            .await
+                    .execute(params![endpoint_id.0, n])?;
+                    batch.wake |= n > 0;
+                    Ok(n)
+                })
+                .await?;
+            total += count(requeued);
+            if requeued < RECOVER_CHUNK {
+                break;
+            }
+        }
+        let mut after = 0i64;
+        loop {
+            let (created, scanned, last) = self
+                .writer
+                .write(move |c, batch| {
+                    recover_missed(c, batch, tenant_id, endpoint_id, since, until, after)
+                })
+                .await?;
+            total += count(created);
+            if scanned < RECOVER_CHUNK {
+                break;
+            }
+            after = last;
+        }
+        Ok(total)
     }
 
     /// One delivery of a tenant with its attempts.
