@@ -129,3 +129,32 @@ CREATE TABLE attempts (
     response_body TEXT,
     PRIMARY KEY (delivery_id, number)
 ) STRICT, WITHOUT ROWID;
+
+-- migration: 2
+
+-- Incoming webhooks: URLs the world calls. Only the SHA-256 of each token is stored.
+CREATE TABLE incoming_hooks (
+    id            INTEGER PRIMARY KEY,
+    tenant_id     INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    token_hash    BLOB NOT NULL UNIQUE,
+    action        TEXT NOT NULL,                     -- JSON: {"type": "publish"|"store", ...}
+    verify_scheme TEXT,
+    verify_secret TEXT,
+    created_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX incoming_hooks_by_tenant ON incoming_hooks(tenant_id, id);
+
+-- Every call an incoming hook received, accepted or rejected.
+CREATE TABLE incoming_requests (
+    id           INTEGER PRIMARY KEY,
+    hook_id      INTEGER NOT NULL REFERENCES incoming_hooks(id) ON DELETE CASCADE,
+    received_at  INTEGER NOT NULL,
+    content_type TEXT,
+    headers      TEXT NOT NULL,                      -- JSON object of the headers that matter
+    body         TEXT,                               -- up to 64 KiB, lossy UTF-8
+    status       TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
+    error        TEXT,
+    event_id     INTEGER
+) STRICT;
+CREATE INDEX incoming_requests_by_hook ON incoming_requests(hook_id, id);

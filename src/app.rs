@@ -85,6 +85,7 @@ pub async fn run(
         policy,
         operator_hash,
         metrics,
+        incoming_limiter: api::IncomingLimiter::new(config.incoming_rate_limit),
         max_body_bytes: config.max_body_bytes,
     };
     tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "hookd is serving");

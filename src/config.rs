@@ -50,6 +50,8 @@ pub struct Config {
     pub failed_retention: Duration,
     /// How often housekeeping (retention, expired secrets) runs.
     pub housekeeping_interval: Duration,
+    /// Calls per second one incoming webhook accepts (429 beyond).
+    pub incoming_rate_limit: u32,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             retention: Duration::from_secs(30 * 86_400),
             failed_retention: Duration::from_secs(90 * 86_400),
             housekeeping_interval: Duration::from_secs(60),
+            incoming_rate_limit: 100,
         }
     }
 }
@@ -148,6 +151,7 @@ struct FileConfig {
     retention: Option<String>,
     failed_retention: Option<String>,
     housekeeping_interval: Option<String>,
+    incoming_rate_limit: Option<u32>,
 }
 
 impl Config {
@@ -193,6 +197,7 @@ impl Config {
                 file.housekeeping_interval,
                 d.housekeeping_interval,
             )?,
+            incoming_rate_limit: file.incoming_rate_limit.unwrap_or(d.incoming_rate_limit),
         };
         config.validate()?;
         Ok(config)
@@ -233,6 +238,9 @@ impl Config {
         }
         if self.housekeeping_interval < Duration::from_millis(10) {
             return invalid("housekeeping_interval", "must be at least 10ms");
+        }
+        if self.incoming_rate_limit == 0 {
+            return invalid("incoming_rate_limit", "must be at least 1");
         }
         if self.poll_interval < Duration::from_millis(10) {
             return invalid("poll_interval", "must be at least 10ms");

@@ -85,6 +85,31 @@ impl ApiError {
         )
     }
 
+    /// 415 naming what is accepted.
+    pub fn unsupported_media_type_of(accepted: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the body as {accepted}"),
+        )
+    }
+
+    /// 401: a signed call whose signature does not hold.
+    pub fn signature(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", message)
+    }
+
+    /// 429: too many calls; try again in `secs`.
+    pub fn rate_limited(secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many calls to this webhook; try again in {secs}s"),
+        );
+        e.retry_after = Some(secs);
+        e
+    }
+
     /// 422: well-formed but invalid.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(

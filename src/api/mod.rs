@@ -8,6 +8,7 @@ mod event_types;
 mod events;
 mod extract;
 mod health;
+mod incoming;
 mod tenants;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use incoming::IncomingLimiter;
 
 use crate::outbound::Outbound;
 use crate::store::Store;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub operator_hash: [u8; 32],
     /// Process metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Per-hook rate limit of incoming webhooks.
+    pub incoming_limiter: IncomingLimiter,
     /// Largest request body read.
     pub max_body_bytes: usize,
 }
@@ -91,6 +95,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/v1/incoming", post(incoming::create).get(incoming::list))
+        .route("/v1/incoming/{id}", axum::routing::delete(incoming::delete))
+        .route("/v1/incoming/{id}/requests", get(incoming::requests))
+        .route(
+            "/hooks/in/{token}",
+            post(incoming::receive).get(incoming::challenge),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)

@@ -63,6 +63,17 @@ public_id!(
     "dlv_"
 );
 
+public_id!(
+    /// An incoming webhook: `in_…`.
+    IncomingId,
+    "in_"
+);
+public_id!(
+    /// A request an incoming webhook received: `req_…`.
+    IncomingRequestId,
+    "req_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

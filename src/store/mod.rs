@@ -6,6 +6,7 @@
 mod deliveries;
 mod endpoints;
 mod events;
+mod incoming;
 mod migrate;
 mod retention;
 mod tenants;

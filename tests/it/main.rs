@@ -7,6 +7,7 @@ mod delivery;
 mod endpoints;
 mod events;
 mod fencing;
+mod incoming;
 mod operating;
 mod process;
 mod retention;

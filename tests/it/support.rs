@@ -216,14 +216,29 @@ impl Api {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut headers = Vec::new();
+        if !self.token.is_empty() {
+            headers.push(("authorization", format!("Bearer {}", self.token)));
+        }
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct.to_owned()));
+        }
+        self.raw_with_headers(method, path, &headers, body).await
+    }
+
+    /// Sends a request with exactly these headers; returns status, headers and body.
+    pub async fn raw_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
-        if !self.token.is_empty() {
-            req = req.header("authorization", format!("Bearer {}", self.token));
-        }
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
         }
         let req = req.body(Full::new(Bytes::from(body))).expect("request");
         let res = self.client.request(req).await.expect("hookd answers");
