@@ -158,3 +158,9 @@ CREATE TABLE incoming_requests (
     event_id     INTEGER
 ) STRICT;
 CREATE INDEX incoming_requests_by_hook ON incoming_requests(hook_id, id);
+
+-- The endpoint an integration route manages: at most one per type per tenant.
+ALTER TABLE endpoints ADD COLUMN integration TEXT
+    CHECK (integration IN ('slack', 'discord', 'webhook'));
+CREATE UNIQUE INDEX endpoints_by_integration ON endpoints(tenant_id, integration)
+    WHERE integration IS NOT NULL;

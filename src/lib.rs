@@ -10,12 +10,13 @@
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
+//! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
 //! `main → app → {api, delivery, housekeeping} → store → rusqlite`. Everyone may use `model`, `config`,
-//! `signing`, `target`, `metrics` and `outbound`; the services under `app` never import each other.
+//! `signing`, `target`, `metrics`, `render` and `outbound`; the services under `app` never import each other.
 
 pub mod api;
 pub mod app;
@@ -25,6 +26,7 @@ pub mod housekeeping;
 pub mod metrics;
 pub mod model;
 pub mod outbound;
+pub mod render;
 pub mod signing;
 pub mod store;
 pub mod target;

@@ -18,6 +18,7 @@ use crate::model::{
     duration, now_ms, parse_rfc3339, rfc3339,
 };
 use crate::outbound::Message;
+use crate::render::{EventView, render};
 use crate::signing::{self, Signer};
 use crate::store::NewEndpoint;
 
@@ -109,7 +110,12 @@ impl EndpointIn {
     }
 }
 
-fn defaults(name: String, url: url::Url, events: Vec<EventPattern>) -> EndpointSettings {
+/// The settings of a new endpoint before the request's own fields are applied.
+pub(super) fn default_settings(
+    name: String,
+    url: url::Url,
+    events: Vec<EventPattern>,
+) -> EndpointSettings {
     EndpointSettings {
         name,
         url,
@@ -181,7 +187,7 @@ pub(super) async fn create(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid(format!("events: {e}")))?;
     let secret = body.secret.take();
-    let mut settings = defaults(name, url, events);
+    let mut settings = default_settings(name, url, events);
     body.apply(&mut settings).map_err(ApiError::invalid)?;
     settings.check().map_err(ApiError::invalid)?;
     state
@@ -356,29 +362,8 @@ pub(super) async fn test_send(
         .get_endpoint(tenant, id)
         .await
         .map_err(not_found("endpoint"))?;
-    let secrets = state.store.endpoint_secrets(id).await?;
-    let keys: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let signer = Signer::new(endpoint.settings.signature_scheme, &keys)
-        .map_err(|e| ApiError::invalid(format!("the endpoint's secret cannot sign: {e}")))?;
-    let msg_id = format!("evt_test_{}", hex::encode(rand::random::<[u8; 8]>()));
-    let body = json!({
-        "id": msg_id,
-        "event": "webhook.test",
-        "timestamp": rfc3339(now_ms()),
-        "data": {"message": "This is a test event from hookd.", "endpointId": id},
-    });
-    let body = Bytes::from(body.to_string());
-    let outcome = state
-        .outbound
-        .send(
-            &endpoint,
-            &signer,
-            Message {
-                id: &msg_id,
-                body: &body,
-            },
-        )
-        .await;
+    let data = json!({"message": "This is a test event from hookd.", "endpointId": id});
+    let outcome = send_sample(&state, &endpoint, "webhook.test", &data).await?;
     Ok(Json(json!({
         "delivered": outcome.is_success(),
         "responseCode": outcome.response_code,
@@ -474,4 +459,37 @@ pub(super) async fn recover(
         .await
         .map_err(not_found("endpoint"))?;
     Ok(Json(json!({"recovered": recovered})))
+}
+
+/// Signs and sends a sample event (not stored) to `endpoint` in its format, now.
+pub(super) async fn send_sample(
+    state: &AppState,
+    endpoint: &Endpoint,
+    name: &str,
+    data: &Value,
+) -> Result<crate::model::AttemptOutcome, ApiError> {
+    let secrets = state.store.endpoint_secrets(endpoint.id).await?;
+    let keys: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let signer = Signer::new(endpoint.settings.signature_scheme, &keys)
+        .map_err(|e| ApiError::invalid(format!("the endpoint's secret cannot sign: {e}")))?;
+    let msg_id = format!("evt_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let (timestamp, data) = (rfc3339(now_ms()), data.to_string());
+    let view = EventView {
+        id: &msg_id,
+        name,
+        timestamp: &timestamp,
+        data: &data,
+    };
+    let body = Bytes::from(render(endpoint.settings.format, view));
+    Ok(state
+        .outbound
+        .send(
+            endpoint,
+            &signer,
+            Message {
+                id: &msg_id,
+                body: &body,
+            },
+        )
+        .await)
 }

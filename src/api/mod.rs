@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod health;
 mod incoming;
+mod integrations;
 mod tenants;
 
 use std::future::Future;
@@ -98,6 +99,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incoming", post(incoming::create).get(incoming::list))
         .route("/v1/incoming/{id}", axum::routing::delete(incoming::delete))
         .route("/v1/incoming/{id}/requests", get(incoming::requests))
+        .route("/v1/integrations", get(integrations::list))
+        .route(
+            "/v1/integrations/{kind}",
+            axum::routing::put(integrations::connect).delete(integrations::disconnect),
+        )
+        .route("/v1/integrations/{kind}/test", post(integrations::test))
         .route(
             "/hooks/in/{token}",
             post(incoming::receive).get(incoming::challenge),

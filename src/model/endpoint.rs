@@ -15,7 +15,7 @@ pub enum SignatureScheme {
 }
 
 /// The body shape sent to the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `{id, event, timestamp, data}`.
     Json,

@@ -11,12 +11,14 @@ use super::endpoints::{deactivate, load, load_any, secrets};
 use super::events::publish_operational;
 use super::writer::Batch;
 use super::{Store, StoreError, count};
+use crate::model::Format;
 use crate::model::delivery::next_retry_delay;
 use crate::model::event::OPERATIONAL_PREFIX;
 use crate::model::{
     AttemptOutcome, DeliveryId, DeliveryStatus, Endpoint, EndpointId, EventId, Page, PageRequest,
     TenantId, UnixMs, now_ms, rfc3339,
 };
+use crate::render::{EventView, render};
 
 /// What the dispatcher asks for.
 #[derive(Debug, Clone)]
@@ -224,24 +226,20 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
     Ok(rows)
 }
 
-/// The `json` body: `{id, event, timestamp, data}`; `data` is copied as stored.
-fn render_json(c: &Connection, event_id: i64) -> Result<Bytes, StoreError> {
+/// The body of an event in an endpoint's format, rendered from the stored row.
+fn render_body(c: &Connection, event_id: i64, format: Format) -> Result<Bytes, StoreError> {
     let (name, data, created_at): (String, String, i64) = c
         .prepare_cached("SELECT type, data, created_at FROM events WHERE id = ?1")?
         .query_row([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let head = serde_json::json!({
-        "id": EventId(event_id).to_string(),
-        "event": name,
-        "timestamp": rfc3339(created_at),
-    })
-    .to_string();
-    // Splice `data` in as stored, so large payloads are not parsed again.
-    let mut body = String::with_capacity(head.len() + data.len() + 10);
-    body.push_str(&head[..head.len() - 1]);
-    body.push_str(",\"data\":");
-    body.push_str(&data);
-    body.push('}');
-    Ok(Bytes::from(body))
+    let id = EventId(event_id).to_string();
+    let timestamp = rfc3339(created_at);
+    let view = EventView {
+        id: &id,
+        name: &name,
+        timestamp: &timestamp,
+        data: &data,
+    };
+    Ok(Bytes::from(render(format, view)))
 }
 
 /// Rows one recover step handles.
@@ -513,7 +511,8 @@ impl Store {
             .write_eager(move |c, _| {
                 let rows = claim_rows(c, &req)?;
                 let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
-                let mut bodies: HashMap<i64, Bytes> = HashMap::new();
+                // Rendered once per event and format, whatever the number of endpoints.
+                let mut bodies: HashMap<(i64, Format), Bytes> = HashMap::new();
                 let mut claims = Vec::with_capacity(rows.len());
                 for (id, event_id, endpoint_id, attempt) in rows {
                     let endpoint = match endpoints.get(&endpoint_id) {
@@ -526,11 +525,12 @@ impl Store {
                             shared
                         }
                     };
-                    let body = match bodies.get(&event_id) {
+                    let format = endpoint.0.settings.format;
+                    let body = match bodies.get(&(event_id, format)) {
                         Some(b) => b.clone(),
                         None => {
-                            let b = render_json(c, event_id)?;
-                            bodies.insert(event_id, b.clone());
+                            let b = render_body(c, event_id, format)?;
+                            bodies.insert((event_id, format), b.clone());
                             b
                         }
                     };

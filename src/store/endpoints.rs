@@ -88,13 +88,13 @@ pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> 
     })
 }
 
-struct Columns {
-    events: String,
+pub(super) struct Columns {
+    pub(super) events: String,
     headers: String,
     retry: String,
 }
 
-fn columns(s: &EndpointSettings) -> Columns {
+pub(super) fn columns(s: &EndpointSettings) -> Columns {
     let events: Vec<String> = s.events.iter().map(ToString::to_string).collect();
     let retry: Vec<u64> = s
         .retry_schedule
@@ -106,6 +106,49 @@ fn columns(s: &EndpointSettings) -> Columns {
         headers: serde_json::to_string(&s.headers).unwrap_or_else(|_| "{}".into()),
         retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
     }
+}
+
+/// Inserts an endpoint inside the caller's write; returns its id.
+pub(super) fn insert(
+    c: &Connection,
+    tenant_id: TenantId,
+    new: &NewEndpoint,
+) -> Result<EndpointId, StoreError> {
+    if !tenant_exists(c, tenant_id)? {
+        return Err(StoreError::NotFound);
+    }
+    let s = &new.settings;
+    let cols = columns(s);
+    let now = now_ms();
+    c.prepare_cached(
+        "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
+                signature_header, format, headers, retry_schedule, disable_after,
+                timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
+                created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                ?16, ?17, ?18, ?18)",
+    )?
+    .execute(params![
+        tenant_id.0,
+        s.name,
+        s.url.as_str(),
+        cols.events,
+        new.secret,
+        s.signature_scheme.as_str(),
+        s.signature_header_name,
+        s.format.as_str(),
+        cols.headers,
+        cols.retry,
+        s.disable_after,
+        s.timeout_ms,
+        s.rate_limit,
+        s.ordering.as_str(),
+        s.is_active,
+        (!s.is_active).then_some(now),
+        (!s.is_active).then_some("manual"),
+        now,
+    ])?;
+    Ok(EndpointId(c.last_insert_rowid()))
 }
 
 /// Loads one endpoint of a tenant, inside a read or a write.
@@ -162,41 +205,8 @@ impl Store {
     ) -> Result<Endpoint, StoreError> {
         self.writer
             .write(move |c, _| {
-                if !tenant_exists(c, tenant_id)? {
-                    return Err(StoreError::NotFound);
-                }
-                let s = &new.settings;
-                let cols = columns(s);
-                let now = now_ms();
-                c.prepare_cached(
-                    "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
-                        signature_header, format, headers, retry_schedule, disable_after,
-                        timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
-                        created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                        ?16, ?17, ?18, ?18)",
-                )?
-                .execute(params![
-                    tenant_id.0,
-                    s.name,
-                    s.url.as_str(),
-                    cols.events,
-                    new.secret,
-                    s.signature_scheme.as_str(),
-                    s.signature_header_name,
-                    s.format.as_str(),
-                    cols.headers,
-                    cols.retry,
-                    s.disable_after,
-                    s.timeout_ms,
-                    s.rate_limit,
-                    s.ordering.as_str(),
-                    s.is_active,
-                    (!s.is_active).then_some(now),
-                    (!s.is_active).then_some("manual"),
-                    now,
-                ])?;
-                load(c, tenant_id, EndpointId(c.last_insert_rowid()))
+                let id = insert(c, tenant_id, &new)?;
+                load(c, tenant_id, id)
             })
             .await
     }

@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod incoming;
+mod integrations;
 mod migrate;
 mod retention;
 mod tenants;
@@ -25,6 +26,7 @@ pub use deliveries::{
 };
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, NewEvent, Published, StoredEvent};
+pub use integrations::default_events;
 pub use retention::Pruned;
 pub use tenants::{Caller, EventType};
 

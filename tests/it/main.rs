@@ -8,6 +8,7 @@ mod endpoints;
 mod events;
 mod fencing;
 mod incoming;
+mod integrations;
 mod operating;
 mod process;
 mod retention;

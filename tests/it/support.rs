@@ -279,6 +279,11 @@ impl Api {
         self.json("PATCH", path, Some(body)).await
     }
 
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.json("PUT", path, Some(body)).await
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.json("DELETE", path, None).await

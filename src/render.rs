@@ -1,0 +1,385 @@
+//! Message bodies per endpoint format: `json` (`{id, event, timestamp, data}`), and readable
+//! Slack and Discord incoming-webhook messages per event family, cut to each platform's
+//! limits without breaking UTF-8.
+
+use serde_json::{Map, Value, json};
+
+use crate::model::Format;
+
+/// The facts of an event a body is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    /// `evt_…`.
+    pub id: &'a str,
+    /// The event type.
+    pub name: &'a str,
+    /// RFC 3339 time of publishing.
+    pub timestamp: &'a str,
+    /// The event's `data`, as stored JSON text.
+    pub data: &'a str,
+}
+
+/// Renders the request body for `format`.
+pub fn render(format: Format, event: EventView<'_>) -> String {
+    match format {
+        Format::Json => json_body(event),
+        Format::Slack => slack(&message(event)).to_string(),
+        Format::Discord => discord(&message(event)).to_string(),
+    }
+}
+
+/// `{id, event, timestamp, data}` with `data` spliced in as stored (never parsed again).
+fn json_body(e: EventView<'_>) -> String {
+    let head = json!({"id": e.id, "event": e.name, "timestamp": e.timestamp}).to_string();
+    let mut body = String::with_capacity(head.len() + e.data.len() + 10);
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(",\"data\":");
+    body.push_str(e.data);
+    body.push('}');
+    body
+}
+
+/// Cuts `s` to at most `max` characters, ending in `…` when cut; never splits a character.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A platform-neutral message: a title, a summary line and name/value fields.
+#[derive(Debug, Clone, PartialEq)]
+struct Message {
+    title: String,
+    summary: String,
+    fields: Vec<(String, String)>,
+    footer: String,
+    timestamp: String,
+}
+
+fn text_of(data: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| match data.get(*k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn action(name: &str) -> String {
+    name.rsplit('.').next().unwrap_or(name).replace('_', " ")
+}
+
+/// Builds the message for an event, by family.
+fn message(e: EventView<'_>) -> Message {
+    let value: Value = serde_json::from_str(e.data).unwrap_or(Value::Null);
+    let empty = Map::new();
+    let data = value.as_object().unwrap_or(&empty);
+    let title_of = |keys: &[&str]| text_of(data, keys).unwrap_or_else(|| "(untitled)".into());
+    let family = e.name.split('.').next().unwrap_or("");
+    let (title, summary, used): (String, String, &[&str]) = match e.name {
+        "post.created" => (
+            format!("New post: {}", title_of(&["title", "name"])),
+            text_of(data, &["body", "description", "content"]).unwrap_or_default(),
+            &["title", "name", "body", "description", "content"],
+        ),
+        "post.status_changed" => (
+            format!("Status changed: {}", title_of(&["title", "name"])),
+            format!(
+                "{} → {}",
+                text_of(data, &["oldStatus", "previousStatus", "from"])
+                    .unwrap_or_else(|| "?".into()),
+                text_of(data, &["status", "newStatus", "to"]).unwrap_or_else(|| "?".into())
+            ),
+            &[
+                "title",
+                "name",
+                "oldStatus",
+                "previousStatus",
+                "from",
+                "status",
+                "newStatus",
+                "to",
+            ],
+        ),
+        "comment.created" => (
+            format!(
+                "New comment on {}",
+                title_of(&["postTitle", "title", "postId"])
+            ),
+            text_of(data, &["body", "text", "content"]).unwrap_or_default(),
+            &["postTitle", "title", "postId", "body", "text", "content"],
+        ),
+        _ if family == "vote" => (
+            format!("Vote on {}", title_of(&["postTitle", "title", "postId"])),
+            match text_of(data, &["votes", "voteCount", "total"]) {
+                Some(total) => format!("{} · {total} votes", action(e.name)),
+                None => action(e.name),
+            },
+            &[
+                "postTitle",
+                "title",
+                "postId",
+                "votes",
+                "voteCount",
+                "total",
+            ],
+        ),
+        _ if family == "project" => (
+            format!(
+                "Project {}: {}",
+                action(e.name),
+                title_of(&["name", "title"])
+            ),
+            text_of(data, &["description", "summary"]).unwrap_or_default(),
+            &["name", "title", "description", "summary"],
+        ),
+        _ if family == "prd" => (
+            format!("PRD {}: {}", action(e.name), title_of(&["title", "name"])),
+            text_of(data, &["summary", "description"]).unwrap_or_default(),
+            &["title", "name", "summary", "description"],
+        ),
+        _ if family == "trace" => (
+            format!(
+                "Trace {}: {}",
+                action(e.name),
+                title_of(&["name", "traceId", "id"])
+            ),
+            text_of(data, &["error", "message", "status"]).unwrap_or_default(),
+            &["name", "traceId", "id", "error", "message"],
+        ),
+        _ => (
+            e.name.to_owned(),
+            text_of(
+                data,
+                &["message", "title", "name", "description", "summary"],
+            )
+            .unwrap_or_default(),
+            &["message"],
+        ),
+    };
+    let fields = data
+        .iter()
+        .filter(|(k, _)| !used.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), value))
+        })
+        .collect();
+    Message {
+        title,
+        summary,
+        fields,
+        footer: format!("{} · {}", e.name, e.id),
+        timestamp: e.timestamp.to_owned(),
+    }
+}
+
+/// Slack: `{text, blocks}`: a header (≤ 150), a summary section (≤ 3000), fields (≤ 10 per
+/// section, ≤ 2000 each) and a context line; never more than 50 blocks.
+fn slack(m: &Message) -> Value {
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": truncate(&m.title, 150), "emoji": true}
+    })];
+    if !m.summary.is_empty() {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": truncate(&m.summary, 3000)}
+        }));
+    }
+    for chunk in m.fields.chunks(10).take(46) {
+        let fields: Vec<Value> = chunk
+            .iter()
+            .map(|(k, v)| json!({"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{v}"), 2000)}))
+            .collect();
+        blocks.push(json!({"type": "section", "fields": fields}));
+    }
+    blocks.push(json!({
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": truncate(&m.footer, 3000)}]
+    }));
+    let text = if m.summary.is_empty() {
+        m.title.clone()
+    } else {
+        format!("{}: {}", m.title, m.summary)
+    };
+    json!({"text": truncate(&text, 3000), "blocks": blocks})
+}
+
+/// Discord: `{content, embeds: [{title, description, fields, timestamp, footer}]}` within
+/// Discord's limits: content 2000, title 256, description 4096, 25 fields (name 256, value
+/// 1024), footer 2048, and 6000 characters across the embed.
+fn discord(m: &Message) -> Value {
+    let title = truncate(&m.title, 256);
+    let description = truncate(&m.summary, 4096);
+    let footer = truncate(&m.footer, 2048);
+    let mut budget = 6000usize.saturating_sub(
+        title.chars().count() + description.chars().count() + footer.chars().count(),
+    );
+    let mut fields = Vec::new();
+    for (k, v) in m.fields.iter().take(25) {
+        let name = truncate(k, 256);
+        let value = truncate(if v.is_empty() { "-" } else { v }, 1024);
+        let size = name.chars().count() + value.chars().count();
+        if size > budget {
+            break;
+        }
+        budget -= size;
+        fields.push(json!({"name": name, "value": value, "inline": true}));
+    }
+    json!({
+        "content": truncate(&m.title, 2000),
+        "embeds": [{
+            "title": title,
+            "description": description,
+            "fields": fields,
+            "timestamp": m.timestamp,
+            "footer": {"text": footer},
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view<'a>(name: &'a str, data: &'a str) -> EventView<'a> {
+        EventView {
+            id: "evt_1",
+            name,
+            timestamp: "2026-11-23T10:00:00.000Z",
+            data,
+        }
+    }
+
+    #[test]
+    fn json_keeps_data_as_published() {
+        let body = render(Format::Json, view("a.b", r#"{"x": [1, 2]}"#));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "evt_1", "event": "a.b", "timestamp": "2026-11-23T10:00:00.000Z", "data": {"x": [1, 2]}})
+        );
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        assert_eq!(truncate("héllo wörld", 5), "héll…");
+        assert_eq!(truncate("日本語のテキスト", 4), "日本語…");
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("🎉🎉🎉", 2).chars().count(), 2);
+    }
+
+    #[test]
+    fn each_family_reads_as_a_sentence() {
+        let cases = [
+            (
+                "post.created",
+                r#"{"title":"Dark mode","body":"Please add it","author":"ada"}"#,
+                "New post: Dark mode",
+                "Please add it",
+            ),
+            (
+                "post.status_changed",
+                r#"{"title":"Dark mode","oldStatus":"open","status":"planned"}"#,
+                "Status changed: Dark mode",
+                "open → planned",
+            ),
+            (
+                "comment.created",
+                r#"{"postTitle":"Dark mode","body":"+1 from me"}"#,
+                "New comment on Dark mode",
+                "+1 from me",
+            ),
+            (
+                "vote.created",
+                r#"{"postTitle":"Dark mode","votes":42}"#,
+                "Vote on Dark mode",
+                "created · 42 votes",
+            ),
+            (
+                "project.created",
+                r#"{"name":"Apollo","description":"Moon"}"#,
+                "Project created: Apollo",
+                "Moon",
+            ),
+            (
+                "prd.published",
+                r#"{"title":"Checkout v2","summary":"One page"}"#,
+                "PRD published: Checkout v2",
+                "One page",
+            ),
+            (
+                "trace.failed",
+                r#"{"name":"agent-run","error":"timeout","durationMs":1200}"#,
+                "Trace failed: agent-run",
+                "timeout",
+            ),
+            (
+                "billing.paid",
+                r#"{"message":"Invoice 7 paid","amount":12}"#,
+                "billing.paid",
+                "Invoice 7 paid",
+            ),
+        ];
+        for (name, data, title, summary) in cases {
+            let m = message(view(name, data));
+            assert_eq!(m.title, title, "{name}");
+            assert_eq!(m.summary, summary, "{name}");
+        }
+        let trace = message(view("trace.failed", r#"{"name":"x","durationMs":1200}"#));
+        assert_eq!(
+            trace.fields,
+            vec![("durationMs".to_owned(), "1200".to_owned())]
+        );
+    }
+
+    #[test]
+    fn slack_and_discord_bodies_stay_within_limits() {
+        let long = "ü".repeat(10_000);
+        let mut data = Map::new();
+        data.insert("title".into(), Value::String(long.clone()));
+        data.insert("body".into(), Value::String(long.clone()));
+        for i in 0..600 {
+            data.insert(format!("field{i}"), Value::String(long.clone()));
+        }
+        let data = Value::Object(data).to_string();
+        let slack: Value =
+            serde_json::from_str(&render(Format::Slack, view("post.created", &data))).unwrap();
+        let blocks = slack["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= 50);
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        assert!(blocks[1]["text"]["text"].as_str().unwrap().chars().count() <= 3000);
+        assert!(slack["text"].as_str().unwrap().chars().count() <= 3000);
+        for b in blocks {
+            for f in b["fields"].as_array().into_iter().flatten() {
+                assert!(f["text"].as_str().unwrap().chars().count() <= 2000);
+            }
+            assert!(b["fields"].as_array().is_none_or(|f| f.len() <= 10));
+        }
+        let discord: Value =
+            serde_json::from_str(&render(Format::Discord, view("post.created", &data))).unwrap();
+        assert!(discord["content"].as_str().unwrap().chars().count() <= 2000);
+        let embed = &discord["embeds"][0];
+        let count = |v: &Value| v.as_str().unwrap().chars().count();
+        assert!(count(&embed["title"]) <= 256);
+        assert!(count(&embed["description"]) <= 4096);
+        let fields = embed["fields"].as_array().unwrap();
+        assert!(fields.len() <= 25);
+        let total = count(&embed["title"])
+            + count(&embed["description"])
+            + count(&embed["footer"]["text"])
+            + fields
+                .iter()
+                .map(|f| count(&f["name"]) + count(&f["value"]))
+                .sum::<usize>();
+        assert!(total <= 6000, "{total}");
+    }
+}
