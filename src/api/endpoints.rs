@@ -157,6 +157,19 @@ fn endpoint_json(e: &Endpoint) -> Value {
     })
 }
 
+/// One of the tenant's endpoints, or 404.
+async fn owned_endpoint(
+    state: &AppState,
+    tenant: crate::model::TenantId,
+    id: EndpointId,
+) -> Result<Endpoint, ApiError> {
+    state
+        .store
+        .get_endpoint(tenant, id)
+        .await
+        .map_err(not_found("endpoint"))
+}
+
 fn endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
     EndpointId::parse(id).ok_or_else(|| ApiError::not_found("endpoint"))
 }
@@ -234,11 +247,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Viewer)?;
-    let endpoint = state
-        .store
-        .get_endpoint(tenant, endpoint_id(&id)?)
-        .await
-        .map_err(not_found("endpoint"))?;
+    let endpoint = owned_endpoint(&state, tenant, endpoint_id(&id)?).await?;
     Ok(Json(endpoint_json(&endpoint)))
 }
 
@@ -303,11 +312,7 @@ pub(super) async fn stats(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Viewer)?;
-    let e = state
-        .store
-        .get_endpoint(tenant, endpoint_id(&id)?)
-        .await
-        .map_err(not_found("endpoint"))?;
+    let e = owned_endpoint(&state, tenant, endpoint_id(&id)?).await?;
     let k = &e.counters;
     let finished = k.succeeded + k.failed;
     let success_rate =
@@ -357,11 +362,7 @@ pub(super) async fn test_send(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
     let id = endpoint_id(&id)?;
-    let endpoint = state
-        .store
-        .get_endpoint(tenant, id)
-        .await
-        .map_err(not_found("endpoint"))?;
+    let endpoint = owned_endpoint(&state, tenant, id).await?;
     let data = json!({"message": "This is a test event from hookd.", "endpointId": id});
     let outcome = send_sample(&state, &endpoint, "webhook.test", &data).await?;
     Ok(Json(json!({
@@ -393,11 +394,7 @@ pub(super) async fn rotate_secret(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
     let id = endpoint_id(&id)?;
-    let endpoint = state
-        .store
-        .get_endpoint(tenant, id)
-        .await
-        .map_err(not_found("endpoint"))?;
+    let endpoint = owned_endpoint(&state, tenant, id).await?;
     let grace = match body.grace_period {
         Some(g) => {
             duration::parse(&g).map_err(|e| ApiError::invalid(format!("gracePeriod: {e}")))?

@@ -1,41 +1,12 @@
 //! Deliveries end to end: signatures, retries, exhaustion, auto-disable, stats and the log.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Receiver, Server, Tenant, verify_github, verify_standard, wait_until};
-
-async fn delivery_of(t: &Tenant, event_id: &str) -> Value {
-    let (_, event) = t.admin.get(&format!("/v1/events/{event_id}")).await;
-    let id = event["deliveries"][0]["id"]
-        .as_str()
-        .expect("delivery id")
-        .to_owned();
-    let (status, delivery) = t.admin.get(&format!("/v1/deliveries/{id}")).await;
-    assert_eq!(status, StatusCode::OK);
-    delivery
-}
-
-async fn wait_status(t: &Tenant, event_id: &str, status: &str) -> Value {
-    wait_until(
-        &format!("delivery of {event_id} to be {status}"),
-        Duration::from_secs(20),
-        || {
-            let t = t.admin.clone();
-            let event_id = event_id.to_owned();
-            async move {
-                let (_, event) = t.get(&format!("/v1/events/{event_id}")).await;
-                event["deliveries"][0]["status"] == status
-            }
-        },
-    )
-    .await;
-    delivery_of(t, event_id).await
-}
+use crate::support::{Receiver, Server, verify_github, verify_standard, wait_until};
 
 #[tokio::test]
 async fn a_delivery_carries_the_event_and_a_standard_signature_that_verifies() {
@@ -143,7 +114,7 @@ async fn retries_keep_the_webhook_id_and_succeed_after_failures() {
         .await;
     let published = t.publish("a.b", json!({})).await;
     let id = published["id"].as_str().expect("id");
-    let delivery = wait_status(&t, id, "succeeded").await;
+    let delivery = t.wait_delivery_status(id, "succeeded").await;
     let got = receiver.received();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|r| r.header("webhook-id") == id));
@@ -175,7 +146,9 @@ async fn a_delivery_fails_for_good_when_its_retries_are_used_up() {
         .endpoint(json!({"url": receiver.url, "events": ["*"], "retrySchedule": ["50ms", "50ms"], "disableAfter": 0}))
         .await;
     let published = t.publish("a.b", json!({})).await;
-    let delivery = wait_status(&t, published["id"].as_str().expect("id"), "failed").await;
+    let delivery = t
+        .wait_delivery_status(published["id"].as_str().expect("id"), "failed")
+        .await;
     assert_eq!(delivery["attempts"].as_array().expect("attempts").len(), 3);
     assert_eq!(receiver.count(), 3);
     let stats = t.stats(ep["id"].as_str().expect("id")).await;
@@ -196,16 +169,7 @@ async fn a_delivery_fails_for_good_when_its_retries_are_used_up() {
 async fn consecutive_failures_disable_an_endpoint_until_it_is_enabled() {
     let server = Server::start().await;
     let t = server.tenant("acme").await;
-    let healthy = Arc::new(AtomicBool::new(false));
-    let flag = healthy.clone();
-    let receiver = Receiver::with(move |_, _| {
-        if flag.load(Ordering::SeqCst) {
-            (200, vec![], "ok".into())
-        } else {
-            (500, vec![], "down".into())
-        }
-    })
-    .await;
+    let (receiver, healthy) = Receiver::switchable().await;
     let ep = t
         .endpoint(
             json!({"url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 2}),
@@ -243,7 +207,8 @@ async fn consecutive_failures_disable_an_endpoint_until_it_is_enabled() {
     assert_eq!(t.stats(ep_id).await["consecutiveFailures"], 0);
     let after = t.publish("a.b", json!({})).await;
     assert_eq!(after["deliveries"], 1);
-    wait_status(&t, after["id"].as_str().expect("id"), "succeeded").await;
+    t.wait_delivery_status(after["id"].as_str().expect("id"), "succeeded")
+        .await;
     assert_eq!(receiver.count(), 3);
     server.stop().await;
 }
@@ -400,7 +365,9 @@ async fn failures_are_classified_in_the_attempt_log() {
             .endpoint(json!({"url": url, "events": [format!("case.{class}")], "retrySchedule": [], "timeoutMs": timeout}))
             .await;
         let published = t.publish(&format!("case.{class}"), json!({})).await;
-        let delivery = wait_status(&t, published["id"].as_str().expect("id"), "failed").await;
+        let delivery = t
+            .wait_delivery_status(published["id"].as_str().expect("id"), "failed")
+            .await;
         assert_eq!(delivery["attempts"][0]["error"], class, "{delivery}");
         assert_eq!(delivery["endpointId"], ep["id"]);
     }

@@ -2,7 +2,7 @@
 //! events.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -12,27 +12,6 @@ use crate::support::{Received, Receiver, Server, Tenant, verify_standard, wait_u
 
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
-}
-
-async fn wait_event_status(t: &Tenant, event_id: &str, status: &str) -> Value {
-    wait_until(
-        &format!("{event_id} to be {status}"),
-        Duration::from_secs(20),
-        || {
-            let (api, event_id) = (t.admin.clone(), event_id.to_owned());
-            async move {
-                api.get(&format!("/v1/events/{event_id}")).await.1["deliveries"][0]["status"]
-                    == status
-            }
-        },
-    )
-    .await;
-    let (_, event) = t.admin.get(&format!("/v1/events/{event_id}")).await;
-    let dlv = event["deliveries"][0]["id"]
-        .as_str()
-        .expect("delivery")
-        .to_owned();
-    t.admin.get(&format!("/v1/deliveries/{dlv}")).await.1
 }
 
 /// Waits until the wall clock (ms) has passed `created_at`, so the next event is later.
@@ -124,23 +103,14 @@ async fn rotation_signs_with_both_secrets_during_grace_and_only_the_new_after() 
 async fn retrying_a_failed_delivery_makes_one_new_attempt() {
     let server = Server::start().await;
     let t = server.tenant("acme").await;
-    let healthy = Arc::new(AtomicBool::new(false));
-    let flag = healthy.clone();
-    let receiver = Receiver::with(move |_, _| {
-        if flag.load(Ordering::SeqCst) {
-            (200, vec![], "ok".into())
-        } else {
-            (500, vec![], "down".into())
-        }
-    })
-    .await;
+    let (receiver, healthy) = Receiver::switchable().await;
     let ep = t
         .endpoint(
             json!({"url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0}),
         )
         .await;
     let published = t.publish("a.b", json!({})).await;
-    let failed = wait_event_status(&t, &id(&published), "failed").await;
+    let failed = t.wait_delivery_status(&id(&published), "failed").await;
     let dlv = id(&failed);
 
     // Still failing: the one attempt fails and the delivery is failed again, not retried on.
@@ -166,7 +136,7 @@ async fn retrying_a_failed_delivery_makes_one_new_attempt() {
         .post(&format!("/v1/deliveries/{dlv}/retry"), json!({}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let done = wait_event_status(&t, &id(&published), "succeeded").await;
+    let done = t.wait_delivery_status(&id(&published), "succeeded").await;
     let attempts = done["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 3);
     assert_eq!(attempts[2]["responseCode"], 200);
@@ -257,7 +227,7 @@ async fn retry_is_refused_while_the_endpoint_is_disabled() {
         .endpoint(json!({"url": receiver.url, "events": ["*"], "retrySchedule": []}))
         .await;
     let published = t.publish("a.b", json!({})).await;
-    let failed = wait_event_status(&t, &id(&published), "failed").await;
+    let failed = t.wait_delivery_status(&id(&published), "failed").await;
     t.admin
         .patch(
             &format!("/v1/endpoints/{}", id(&ep)),
@@ -277,16 +247,7 @@ async fn retry_is_refused_while_the_endpoint_is_disabled() {
 async fn recover_requeues_exactly_the_window_and_is_idempotent() {
     let server = Server::start().await;
     let t = server.tenant("acme").await;
-    let healthy = Arc::new(AtomicBool::new(false));
-    let flag = healthy.clone();
-    let receiver = Receiver::with(move |_, _| {
-        if flag.load(Ordering::SeqCst) {
-            (200, vec![], "ok".into())
-        } else {
-            (500, vec![], "down".into())
-        }
-    })
-    .await;
+    let (receiver, healthy) = Receiver::switchable().await;
     let ep = t
         .endpoint(
             json!({"url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0}),
@@ -528,7 +489,7 @@ async fn gone_disables_the_endpoint_at_once() {
         .endpoint(json!({"url": receiver.url, "events": ["*"], "retrySchedule": ["50ms", "50ms"]}))
         .await;
     let published = t.publish("a.b", json!({})).await;
-    let delivery = wait_event_status(&t, &id(&published), "failed").await;
+    let delivery = t.wait_delivery_status(&id(&published), "failed").await;
     assert_eq!(
         delivery["attempts"].as_array().expect("attempts").len(),
         1,
@@ -554,7 +515,7 @@ async fn tls_and_blocked_targets_are_classified() {
     t.endpoint(json!({"url": plain.url, "events": ["blocked.*"], "retrySchedule": []}))
         .await;
     let tls = t.publish("tls.x", json!({})).await;
-    let delivery = wait_event_status(&t, &id(&tls), "failed").await;
+    let delivery = t.wait_delivery_status(&id(&tls), "failed").await;
     assert_eq!(delivery["attempts"][0]["error"], "tls", "{delivery}");
     server.stop().await;
 
@@ -568,7 +529,7 @@ async fn tls_and_blocked_targets_are_classified() {
         admin: t.admin.with_base(&server.base),
     };
     let blocked = t.publish("blocked.x", json!({})).await;
-    let delivery = wait_event_status(&t, &id(&blocked), "failed").await;
+    let delivery = t.wait_delivery_status(&id(&blocked), "failed").await;
     assert_eq!(
         delivery["attempts"][0]["error"], "blocked_target",
         "{delivery}"
@@ -587,16 +548,7 @@ async fn operational_events_reach_subscribers_and_never_their_subject() {
     let everything = Receiver::ok().await;
     t.endpoint(json!({"name": "everything", "url": everything.url, "events": ["*"]}))
         .await;
-    let healthy = Arc::new(AtomicBool::new(false));
-    let flag = healthy.clone();
-    let subject_rx = Receiver::with(move |_, _| {
-        if flag.load(Ordering::SeqCst) {
-            (200, vec![], "ok".into())
-        } else {
-            (500, vec![], "down".into())
-        }
-    })
-    .await;
+    let (subject_rx, healthy) = Receiver::switchable().await;
     let subject = t
         .endpoint(json!({"name": "subject", "url": subject_rx.url, "events": ["work.*", "hookd.*"], "retrySchedule": [], "disableAfter": 1}))
         .await;

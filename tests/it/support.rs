@@ -163,6 +163,29 @@ impl Tenant {
         body
     }
 
+    /// Waits until the first delivery of an event has `status`; returns that delivery with
+    /// its attempts.
+    pub async fn wait_delivery_status(&self, event_id: &str, status: &str) -> Value {
+        let path = format!("/v1/events/{event_id}");
+        wait_until(
+            &format!("{event_id} to be {status}"),
+            Duration::from_secs(20),
+            || {
+                let (api, path) = (self.admin.clone(), path.clone());
+                async move { api.get(&path).await.1["deliveries"][0]["status"] == status }
+            },
+        )
+        .await;
+        let (_, event) = self.admin.get(&path).await;
+        let dlv = event["deliveries"][0]["id"]
+            .as_str()
+            .expect("delivery id")
+            .to_owned();
+        let (code, delivery) = self.admin.get(&format!("/v1/deliveries/{dlv}")).await;
+        assert_eq!(code, StatusCode::OK);
+        delivery
+    }
+
     /// The stats of an endpoint.
     pub async fn stats(&self, endpoint: &str) -> Value {
         let (status, body) = self
@@ -331,6 +354,22 @@ impl Receiver {
     /// A receiver that answers 200 to everything.
     pub async fn ok() -> Self {
         Self::with(|_, _| (200, vec![], "ok".into())).await
+    }
+
+    /// A receiver that answers 500 until the returned switch is set, then 200.
+    pub async fn switchable() -> (Self, Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let healthy = Arc::new(AtomicBool::new(false));
+        let flag = healthy.clone();
+        let receiver = Self::with(move |_, _| {
+            if flag.load(Ordering::SeqCst) {
+                (200, vec![], "ok".into())
+            } else {
+                (500, vec![], "down".into())
+            }
+        })
+        .await;
+        (receiver, healthy)
     }
 
     /// A receiver that answers with `status` to everything.
