@@ -11,6 +11,7 @@
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
+//! - [`schedule`]: schedule timing (cron in IANA zones); the scheduler itself is not built yet.
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod render;
+pub mod schedule;
 pub mod signing;
 pub mod store;
 pub mod target;
