@@ -296,3 +296,39 @@ fn environment_variables_configure_hookd() {
         "an invalid HOOKD_DURABILITY is refused"
     );
 }
+
+#[tokio::test]
+async fn health_is_degraded_while_the_database_cannot_take_writes() {
+    let server = crate::support::Server::start().await;
+    let t = server.tenant("acme").await;
+    let api = Api::new(&server.base, "");
+    let (status, body) = api.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+
+    // Another process holds the write lock (an operator's sqlite3 shell, a backup tool).
+    let blocker = rusqlite::Connection::open(server.db_path()).expect("open");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let (status, body) = api.get("/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert!(body["database"].as_str().expect("why").len() > 10);
+    // A publish meanwhile is refused whole: 503, nothing stored.
+    let (status, body) = t
+        .admin
+        .post("/v1/events", json!({"type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+
+    blocker.execute_batch("ROLLBACK").expect("unlock");
+    drop(blocker);
+    wait_until("healthy again", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { api.get("/health").await.0 == StatusCode::OK }
+    })
+    .await;
+    let (_, events) = t.admin.get("/v1/events").await;
+    assert_eq!(events["totalElements"], 0);
+    server.stop().await;
+}

@@ -93,6 +93,11 @@ impl Server {
         }
     }
 
+    /// The server's SQLite file.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("hookd.db")
+    }
+
     /// A client with the operator token.
     pub fn operator(&self) -> Api {
         Api::new(&self.base, ADMIN)
