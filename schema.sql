@@ -164,3 +164,48 @@ ALTER TABLE endpoints ADD COLUMN integration TEXT
     CHECK (integration IN ('slack', 'discord', 'webhook'));
 CREATE UNIQUE INDEX endpoints_by_integration ON endpoints(tenant_id, integration)
     WHERE integration IS NOT NULL;
+
+-- migration: 3
+
+-- Schedules: digests sent on a cron, once, weekly, or when an event reaches a status.
+CREATE TABLE schedules (
+    id                INTEGER PRIMARY KEY,
+    tenant_id         INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    schedule_type     TEXT NOT NULL,
+    cron_expression   TEXT,
+    trigger_status    TEXT,
+    scheduled_at      INTEGER,
+    timezone          TEXT NOT NULL,
+    format            TEXT NOT NULL,
+    delivery_method   TEXT NOT NULL,
+    endpoint_id       INTEGER REFERENCES endpoints(id) ON DELETE CASCADE,
+    event_types       TEXT,                          -- JSON array of patterns, or NULL for all
+    include_changelog INTEGER NOT NULL DEFAULT 0,
+    custom_subject    TEXT,
+    custom_message    TEXT,
+    status            TEXT NOT NULL,                 -- active | completed
+    next_run_at       INTEGER,
+    last_run_at       INTEGER,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX schedules_by_tenant ON schedules(tenant_id, id);
+CREATE INDEX schedules_due ON schedules(next_run_at) WHERE next_run_at IS NOT NULL;
+CREATE INDEX schedules_on_status ON schedules(tenant_id, trigger_status)
+    WHERE schedule_type = 'on_status_change';
+
+-- One row per fire: unique per schedule and slot, so a restart never doubles a run.
+CREATE TABLE schedule_runs (
+    id           INTEGER PRIMARY KEY,
+    schedule_id  INTEGER NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    slot         INTEGER NOT NULL,
+    status       TEXT NOT NULL,                      -- delivered | failed
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER,
+    period_start INTEGER NOT NULL,
+    period_end   INTEGER NOT NULL,
+    event_count  INTEGER NOT NULL,
+    delivery_id  INTEGER,
+    error        TEXT,
+    UNIQUE (schedule_id, slot)
+) STRICT;

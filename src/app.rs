@@ -79,6 +79,11 @@ pub async fn run(
         stopped(stop_rx.clone()),
     ));
 
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        store.clone(),
+        config.poll_interval,
+        stopped(stop_rx.clone()),
+    ));
     let state = AppState {
         store: store.clone(),
         outbound,
@@ -97,6 +102,7 @@ pub async fn run(
     let served = api::serve(listener, state, signal).await;
     let _ = dispatcher.await;
     let _ = housekeeping.await;
+    let _ = scheduler.await;
     drop(store);
     tokio::task::spawn_blocking(move || handle.close())
         .await

@@ -11,12 +11,12 @@
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
-//! - [`schedule`]: schedule timing (cron in IANA zones); the scheduler itself is not built yet.
+//! - [`scheduler`]: fires due schedules (their digests go out through the outbox).
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → app → {api, delivery, housekeeping} → store → rusqlite`. Everyone may use `model`, `config`,
+//! `main → app → {api, delivery, housekeeping, scheduler} → store → rusqlite`. Everyone may use `model`, `config`,
 //! `signing`, `target`, `metrics`, `render` and `outbound`; the services under `app` never import each other.
 
 pub mod api;
@@ -28,7 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod render;
-pub mod schedule;
+pub mod scheduler;
 pub mod signing;
 pub mod store;
 pub mod target;

@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod incoming;
 mod integrations;
+mod schedules;
 mod tenants;
 
 use std::future::Future;
@@ -99,6 +100,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incoming", post(incoming::create).get(incoming::list))
         .route("/v1/incoming/{id}", axum::routing::delete(incoming::delete))
         .route("/v1/incoming/{id}/requests", get(incoming::requests))
+        .route(
+            "/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/v1/schedules/{id}",
+            get(schedules::get)
+                .patch(schedules::patch)
+                .delete(schedules::delete),
+        )
+        .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
+        .route("/v1/schedules/{id}/runs", get(schedules::runs))
         .route("/v1/integrations", get(integrations::list))
         .route(
             "/v1/integrations/{kind}",

@@ -74,6 +74,17 @@ public_id!(
     "req_"
 );
 
+public_id!(
+    /// A schedule: `sch_…`.
+    ScheduleId,
+    "sch_"
+);
+public_id!(
+    /// One run of a schedule: `run_…`.
+    RunId,
+    "run_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,12 +7,17 @@ pub mod endpoint;
 pub mod event;
 pub mod ids;
 pub mod incoming;
+pub mod schedule;
 pub mod tenant;
+pub mod timing;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus, ErrorClass};
 pub use endpoint::{Endpoint, EndpointSettings, Format, Ordering, SignatureScheme};
 pub use event::{EventName, EventPattern};
-pub use ids::{DeliveryId, EndpointId, EventId, IncomingId, IncomingRequestId, KeyId, TenantId};
+pub use ids::{
+    DeliveryId, EndpointId, EventId, IncomingId, IncomingRequestId, KeyId, RunId, ScheduleId,
+    TenantId,
+};
 pub use tenant::{ApiKey, Role, Tenant};
 
 /// Milliseconds since the Unix epoch: every stored time uses this unit.

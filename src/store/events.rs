@@ -58,6 +58,17 @@ pub struct EventDetail {
     pub deliveries: Vec<DeliverySummary>,
 }
 
+/// Which endpoints a publish delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fanout {
+    /// Every active endpoint subscribed to the event's type.
+    Subscribers,
+    /// Every subscriber but this one (the subject of an operational event).
+    SubscribersExcept(EndpointId),
+    /// This endpoint alone, if active, whatever it subscribes to (a schedule's own target).
+    Only(EndpointId),
+}
+
 struct Subscriber {
     id: i64,
     patterns: Vec<EventPattern>,
@@ -85,13 +96,12 @@ fn subscribers(c: &Connection, tenant_id: TenantId) -> Result<Vec<Subscriber>, S
 }
 
 /// Inserts events and their deliveries inside the caller's write; the heart of publishing.
-/// `exclude` is an endpoint that gets no delivery of these events (the subject of an
-/// operational event).
+/// `fanout` says which of the tenant's active endpoints may get a delivery.
 pub(super) fn publish_in(
     c: &Connection,
     tenant_id: TenantId,
     events: &[NewEvent],
-    exclude: Option<EndpointId>,
+    fanout: Fanout,
 ) -> Result<Vec<Published>, StoreError> {
     let now = now_ms();
     let subs = subscribers(c, tenant_id)?;
@@ -128,8 +138,13 @@ pub(super) fn publish_in(
         let name = event.name.as_str();
         let targets: Vec<i64> = subs
             .iter()
-            .filter(|s| Some(s.id) != exclude.map(|e| e.0))
-            .filter(|s| s.patterns.iter().any(|p| p.matches(name)))
+            .filter(|s| match fanout {
+                Fanout::Subscribers => s.patterns.iter().any(|p| p.matches(name)),
+                Fanout::SubscribersExcept(e) => {
+                    s.id != e.0 && s.patterns.iter().any(|p| p.matches(name))
+                }
+                Fanout::Only(e) => s.id == e.0,
+            })
             .map(|s| s.id)
             .collect();
         c.prepare_cached(
@@ -160,6 +175,7 @@ pub(super) fn publish_in(
             deliveries: targets.len() as u64,
         });
     }
+    super::schedules::note_statuses(c, tenant_id, events, now)?;
     let mut bump = c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?;
     for (endpoint, n) in pending_added {
         bump.execute(params![endpoint, n])?;
@@ -182,7 +198,12 @@ pub(super) fn publish_operational(
         data: data.to_string(),
         idempotency_key: None,
     };
-    let published = publish_in(c, endpoint.tenant_id, &[event], Some(endpoint.id))?;
+    let published = publish_in(
+        c,
+        endpoint.tenant_id,
+        &[event],
+        Fanout::SubscribersExcept(endpoint.id),
+    )?;
     batch.wake |= published.iter().any(|p| p.deliveries > 0);
     Ok(())
 }
@@ -209,7 +230,7 @@ impl Store {
     ) -> Result<Vec<Published>, StoreError> {
         self.writer
             .write(move |c, batch| {
-                let published = publish_in(c, tenant_id, &events, None)?;
+                let published = publish_in(c, tenant_id, &events, Fanout::Subscribers)?;
                 batch.wake |= published.iter().any(|p| p.deliveries > 0);
                 Ok(published)
             })

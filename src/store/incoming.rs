@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::events::{NewEvent, Published, publish_in};
+use super::events::{Fanout, NewEvent, Published, publish_in};
 use super::tenants::{hash_secret, tenant_exists};
 use super::{Store, StoreError, count};
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
@@ -162,7 +162,7 @@ impl Store {
             .write(move |c, batch| {
                 let published = match publish {
                     Some(event) => {
-                        let p = publish_in(c, tenant_id, &[event], None)?;
+                        let p = publish_in(c, tenant_id, &[event], Fanout::Subscribers)?;
                         batch.wake |= p.iter().any(|p| p.deliveries > 0);
                         p.into_iter().next()
                     }

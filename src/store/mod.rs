@@ -10,6 +10,7 @@ mod incoming;
 mod integrations;
 mod migrate;
 mod retention;
+mod schedules;
 mod tenants;
 mod writer;
 
@@ -28,6 +29,7 @@ pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, NewEvent, Published, StoredEvent};
 pub use integrations::default_events;
 pub use retention::Pruned;
+pub use schedules::SchedulePatch;
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;

@@ -12,4 +12,5 @@ mod integrations;
 mod operating;
 mod process;
 mod retention;
+mod schedules;
 mod support;

@@ -1,0 +1,338 @@
+//! Schedules: create, read, change, delete, trigger, and the run log.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Auth, JsonBody, OptionalJson, Query};
+use super::tenants::{not_found, page_json};
+use super::{ApiError, AppState};
+use crate::model::schedule::{DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec};
+use crate::model::timing::{CronSpec, parse_zone};
+use crate::model::{
+    EndpointId, EventPattern, Role, ScheduleId, UnixMs, now_ms, parse_rfc3339, rfc3339,
+};
+
+/// The fields of a create or PATCH body.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ScheduleIn {
+    schedule_type: Option<String>,
+    cron_expression: Option<String>,
+    trigger_status: Option<String>,
+    scheduled_at: Option<String>,
+    timezone: Option<String>,
+    format: Option<String>,
+    delivery_method: Option<String>,
+    endpoint_id: Option<String>,
+    webhook_url: Option<String>,
+    recipients: Option<Vec<String>>,
+    event_types: Option<Vec<String>>,
+    include_changelog: Option<bool>,
+    custom_subject: Option<String>,
+    custom_message: Option<String>,
+}
+
+fn missing(field: &str, why: &str) -> String {
+    format!("{field} is required {why}")
+}
+
+impl ScheduleIn {
+    /// Builds the spec from `base` (the stored one, for PATCH) and the present fields.
+    fn apply(self, base: Option<ScheduleSpec>, now: UnixMs) -> Result<ScheduleSpec, String> {
+        match self.delivery_method.as_deref() {
+            None if base.is_none() => return Err("deliveryMethod is required: webhook".into()),
+            None | Some("webhook") => {}
+            Some("email") => {
+                return Err(
+                    "deliveryMethod 'email' is not built yet in this hookd; use webhook".into(),
+                );
+            }
+            Some(other) => {
+                return Err(format!(
+                    "deliveryMethod must be webhook or email (not '{other}')"
+                ));
+            }
+        }
+        if self.recipients.is_some() {
+            return Err("recipients are for email delivery, which is not built yet".into());
+        }
+        if self.webhook_url.is_some() {
+            return Err("webhookUrl is not built yet in this hookd; give endpointId".into());
+        }
+        let timezone = match (self.timezone, &base) {
+            (Some(z), _) => parse_zone(&z)?,
+            (None, Some(b)) => b.timezone,
+            (None, None) => {
+                return Err("timezone is required: an IANA name such as Europe/Berlin".into());
+            }
+        };
+        let format = match (self.format, &base) {
+            (Some(f), _) => DigestFormat::parse(&f)?,
+            (None, Some(b)) => b.format,
+            (None, None) => return Err("format is required: json, markdown or html".into()),
+        };
+        let endpoint_id = match (self.endpoint_id, &base) {
+            (Some(e), _) => EndpointId::parse(&e)
+                .ok_or_else(|| format!("endpointId '{e}' is not an endpoint id"))?,
+            (None, Some(b)) => b.endpoint_id,
+            (None, None) => return Err("endpointId is required for webhook delivery".into()),
+        };
+        let base_kind = base.as_ref().map(|b| b.kind.clone());
+        let type_name = self
+            .schedule_type
+            .clone()
+            .or_else(|| base_kind.as_ref().map(|k| k.as_str().to_owned()))
+            .ok_or("scheduleType is required: weekly_digest, on_status_change, custom_cron or one_time")?;
+        let kind = match type_name.as_str() {
+            "weekly_digest" => ScheduleKind::WeeklyDigest,
+            "custom_cron" => {
+                let expr = match (self.cron_expression, base_kind) {
+                    (Some(e), _) => e,
+                    (None, Some(ScheduleKind::CustomCron(e, _))) => e,
+                    _ => {
+                        return Err(missing("cronExpression", "for custom_cron"));
+                    }
+                };
+                let spec = CronSpec::parse(&expr)?;
+                ScheduleKind::CustomCron(expr, spec)
+            }
+            "one_time" => {
+                let at = match (self.scheduled_at, base_kind) {
+                    (Some(s), _) => {
+                        let at = parse_rfc3339(&s).ok_or_else(|| {
+                            format!("scheduledAt '{s}' is not an RFC 3339 instant")
+                        })?;
+                        if at <= now {
+                            return Err(format!("scheduledAt '{s}' is in the past"));
+                        }
+                        at
+                    }
+                    (None, Some(ScheduleKind::OneTime(at))) => at,
+                    _ => {
+                        return Err(missing("scheduledAt", "for one_time"));
+                    }
+                };
+                ScheduleKind::OneTime(at)
+            }
+            "on_status_change" => {
+                let status = match (self.trigger_status, base_kind) {
+                    (Some(s), _) => s,
+                    (None, Some(ScheduleKind::OnStatusChange(s))) => s,
+                    _ => {
+                        return Err(missing("triggerStatus", "for on_status_change"));
+                    }
+                };
+                if status.is_empty() || status.chars().count() > 100 {
+                    return Err("triggerStatus must be 1 to 100 characters".into());
+                }
+                ScheduleKind::OnStatusChange(status)
+            }
+            other => {
+                return Err(format!(
+                    "scheduleType must be weekly_digest, on_status_change, custom_cron or one_time (not '{other}')"
+                ));
+            }
+        };
+        let event_types = match (self.event_types, &base) {
+            (Some(list), _) => Some(
+                list.iter()
+                    .map(|p| EventPattern::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("eventTypes: {e}"))?,
+            ),
+            (None, Some(b)) => b.event_types.clone(),
+            (None, None) => None,
+        };
+        let text = |v: Option<String>, old: Option<String>, field: &str, max: usize| match v {
+            Some(s) if s.chars().count() > max => {
+                Err(format!("{field} must be at most {max} characters"))
+            }
+            Some(s) => Ok(Some(s)),
+            None => Ok(old),
+        };
+        Ok(ScheduleSpec {
+            kind,
+            timezone,
+            format,
+            endpoint_id,
+            event_types,
+            include_changelog: self
+                .include_changelog
+                .unwrap_or(base.as_ref().is_some_and(|b| b.include_changelog)),
+            custom_subject: text(
+                self.custom_subject,
+                base.as_ref().and_then(|b| b.custom_subject.clone()),
+                "customSubject",
+                200,
+            )?,
+            custom_message: text(
+                self.custom_message,
+                base.as_ref().and_then(|b| b.custom_message.clone()),
+                "customMessage",
+                5000,
+            )?,
+        })
+    }
+}
+
+fn schedule_json(s: &Schedule) -> Value {
+    let spec = &s.spec;
+    let (cron, status, at) = match &spec.kind {
+        ScheduleKind::CustomCron(e, _) => (Some(e.clone()), None, None),
+        ScheduleKind::OnStatusChange(t) => (None, Some(t.clone()), None),
+        ScheduleKind::OneTime(at) => (None, None, Some(rfc3339(*at))),
+        ScheduleKind::WeeklyDigest => (None, None, None),
+    };
+    json!({
+        "id": s.id,
+        "scheduleType": spec.kind.as_str(),
+        "cronExpression": cron,
+        "triggerStatus": status,
+        "scheduledAt": at,
+        "timezone": spec.timezone.name(),
+        "format": spec.format.as_str(),
+        "deliveryMethod": "webhook",
+        "endpointId": spec.endpoint_id,
+        "webhookUrl": null,
+        "recipients": null,
+        "eventTypes": spec.event_types.as_ref().map(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        "includeChangelog": spec.include_changelog,
+        "customSubject": spec.custom_subject,
+        "customMessage": spec.custom_message,
+        "status": s.status,
+        "nextRunAt": s.next_run_at.map(rfc3339),
+        "lastRunAt": s.last_run_at.map(rfc3339),
+        "createdAt": rfc3339(s.created_at),
+        "updatedAt": rfc3339(s.updated_at),
+    })
+}
+
+fn run_json(r: &ScheduleRun) -> Value {
+    json!({
+        "id": r.id,
+        "status": r.status,
+        "startedAt": rfc3339(r.started_at),
+        "finishedAt": r.finished_at.map(rfc3339),
+        "periodStart": rfc3339(r.period.0),
+        "periodEnd": rfc3339(r.period.1),
+        "eventCount": r.event_count,
+        "deliveryId": r.delivery_id,
+        "error": r.error,
+    })
+}
+
+fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
+    ScheduleId::parse(id).ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<ScheduleIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
+    let schedule = state.store.create_schedule(tenant, spec).await?;
+    Ok((StatusCode::CREATED, Json(schedule_json(&schedule))))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let endpoint = match query.get("endpointId") {
+        Some(e) => Some(
+            EndpointId::parse(e)
+                .ok_or_else(|| ApiError::invalid("endpointId is not an endpoint id"))?,
+        ),
+        None => None,
+    };
+    let page = state
+        .store
+        .list_schedules(tenant, endpoint, query.page()?)
+        .await?;
+    Ok(Json(page_json(page, schedule_json)))
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let s = state
+        .store
+        .get_schedule(tenant, schedule_id(&id)?)
+        .await
+        .map_err(not_found("schedule"))?;
+    Ok(Json(schedule_json(&s)))
+}
+
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ScheduleIn>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let now = now_ms();
+    let patch = Box::new(move |spec: &mut ScheduleSpec| {
+        *spec = body.apply(Some(spec.clone()), now)?;
+        Ok(())
+    });
+    let s = state
+        .store
+        .update_schedule(tenant, schedule_id(&id)?, patch)
+        .await
+        .map_err(not_found("schedule"))?;
+    Ok(Json(schedule_json(&s)))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    state
+        .store
+        .delete_schedule(tenant, schedule_id(&id)?)
+        .await
+        .map_err(not_found("schedule"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn trigger(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<super::endpoints::NoFields>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth.tenant(Role::Admin)?;
+    let run = state
+        .store
+        .trigger_schedule(tenant, schedule_id(&id)?)
+        .await
+        .map_err(not_found("schedule"))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"runId": run}))))
+}
+
+pub(super) async fn runs(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant(Role::Viewer)?;
+    let page = state
+        .store
+        .list_runs(tenant, schedule_id(&id)?, query.page()?)
+        .await
+        .map_err(not_found("schedule"))?;
+    Ok(Json(page_json(page, run_json)))
+}

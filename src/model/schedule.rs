@@ -1,0 +1,163 @@
+//! Schedules: what fires when, and what a run sends.
+
+use chrono_tz::Tz;
+
+use super::timing::CronSpec;
+use super::{EndpointId, EventPattern, RunId, ScheduleId, TenantId, UnixMs};
+
+/// When a schedule fires.
+#[derive(Debug, Clone)]
+pub enum ScheduleKind {
+    /// Mondays at 09:00 in the schedule's zone.
+    WeeklyDigest,
+    /// When a published event's `data.status` equals this.
+    OnStatusChange(String),
+    /// On a cron expression (kept as given, with its parsed form).
+    CustomCron(String, CronSpec),
+    /// Once, at this instant.
+    OneTime(UnixMs),
+}
+
+impl ScheduleKind {
+    /// The API name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::WeeklyDigest => "weekly_digest",
+            Self::OnStatusChange(_) => "on_status_change",
+            Self::CustomCron(..) => "custom_cron",
+            Self::OneTime(_) => "one_time",
+        }
+    }
+}
+
+/// The document a run renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestFormat {
+    /// A JSON object.
+    Json,
+    /// Markdown text.
+    Markdown,
+    /// An HTML page.
+    Html,
+}
+
+impl DigestFormat {
+    /// Parses the API name; `pdf` and `docx` are named as not built yet.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "json" => Ok(Self::Json),
+            "markdown" => Ok(Self::Markdown),
+            "html" => Ok(Self::Html),
+            "pdf" | "docx" => Err(format!(
+                "format '{s}' is not built yet in this hookd; use json, markdown or html"
+            )),
+            _ => Err(format!(
+                "format must be one of json, markdown, html (not '{s}')"
+            )),
+        }
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Markdown => "markdown",
+            Self::Html => "html",
+        }
+    }
+}
+
+/// Everything a schedule is set to do, each part valid.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    /// When it fires.
+    pub kind: ScheduleKind,
+    /// The IANA zone its times are read in.
+    pub timezone: Tz,
+    /// The digest's format.
+    pub format: DigestFormat,
+    /// The endpoint the digest goes to (only it; no fan-out).
+    pub endpoint_id: EndpointId,
+    /// Which events the digest covers (all but digests when `None`).
+    pub event_types: Option<Vec<EventPattern>>,
+    /// Whether the digest carries the changelog section.
+    pub include_changelog: bool,
+    /// The digest's subject.
+    pub custom_subject: Option<String>,
+    /// A message printed at the top of the digest.
+    pub custom_message: Option<String>,
+}
+
+impl ScheduleSpec {
+    /// The first fire time after `after`, if the schedule fires on time at all.
+    pub fn next_run(&self, after: UnixMs) -> Option<UnixMs> {
+        let after_utc = chrono::DateTime::from_timestamp_millis(after)?;
+        match &self.kind {
+            ScheduleKind::WeeklyDigest => CronSpec::parse("0 9 * * 1")
+                .ok()?
+                .next_after(self.timezone, after_utc)
+                .map(|t| t.timestamp_millis()),
+            ScheduleKind::CustomCron(_, spec) => spec
+                .next_after(self.timezone, after_utc)
+                .map(|t| t.timestamp_millis()),
+            ScheduleKind::OneTime(at) => Some(*at),
+            ScheduleKind::OnStatusChange(_) => None,
+        }
+    }
+
+    /// Whether the digest covers events of this type (never digests themselves, never
+    /// hookd's operational events).
+    pub fn covers(&self, name: &str) -> bool {
+        if name == DIGEST_EVENT || name.starts_with(super::event::OPERATIONAL_PREFIX) {
+            return false;
+        }
+        self.event_types
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(name)))
+    }
+}
+
+/// The event type a run delivers.
+pub const DIGEST_EVENT: &str = "schedule.digest";
+
+/// A stored schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Its id.
+    pub id: ScheduleId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// What it does.
+    pub spec: ScheduleSpec,
+    /// `active`, or `completed` once a one-time schedule has run.
+    pub status: String,
+    /// When it fires next.
+    pub next_run_at: Option<UnixMs>,
+    /// When it last ran (the start of the next digest's period).
+    pub last_run_at: Option<UnixMs>,
+    /// When it was created.
+    pub created_at: UnixMs,
+    /// When it last changed.
+    pub updated_at: UnixMs,
+}
+
+/// One run, as logged.
+#[derive(Debug, Clone)]
+pub struct ScheduleRun {
+    /// Its id.
+    pub id: RunId,
+    /// `delivered` or `failed`.
+    pub status: String,
+    /// When it started.
+    pub started_at: UnixMs,
+    /// When it finished.
+    pub finished_at: Option<UnixMs>,
+    /// The digest's period.
+    pub period: (UnixMs, UnixMs),
+    /// Events in the period.
+    pub event_count: u64,
+    /// The delivery that carries the digest.
+    pub delivery_id: Option<super::DeliveryId>,
+    /// Why it failed.
+    pub error: Option<String>,
+}

@@ -1,0 +1,531 @@
+//! Schedules and their runs. A run is written in the same transaction as the digest event it
+//! publishes and the schedule's next fire time, so a crash or a restart neither skips nor
+//! doubles a run (a run row is unique per schedule and slot).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::events::{Fanout, NewEvent, publish_in};
+use super::writer::Batch;
+use super::{Store, StoreError, count};
+use crate::model::schedule::{
+    DIGEST_EVENT, DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec,
+};
+use crate::model::timing::{CronSpec, parse_zone};
+use crate::model::{
+    DeliveryId, EndpointId, EventId, EventName, EventPattern, Page, PageRequest, RunId, ScheduleId,
+    TenantId, UnixMs, now_ms, rfc3339,
+};
+use crate::render::{Digest, digest};
+
+/// Most events listed in one digest (all are counted).
+const DIGEST_EVENTS: i64 = 100;
+/// Most schedules fired in one write.
+const FIRE_BATCH: i64 = 20;
+
+/// A change to a schedule, applied inside the write.
+pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String> + Send>;
+
+const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \
+     scheduled_at, timezone, format, endpoint_id, event_types, include_changelog, \
+     custom_subject, custom_message, status, next_run_at, last_run_at, created_at, updated_at";
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
+    let kind: String = r.get(2)?;
+    let kind = match kind.as_str() {
+        "weekly_digest" => ScheduleKind::WeeklyDigest,
+        "on_status_change" => ScheduleKind::OnStatusChange(r.get(4)?),
+        "custom_cron" => {
+            let expr: String = r.get(3)?;
+            let spec = CronSpec::parse(&expr).map_err(|_| corrupt("cron"))?;
+            ScheduleKind::CustomCron(expr, spec)
+        }
+        "one_time" => ScheduleKind::OneTime(r.get(5)?),
+        _ => return Err(corrupt("schedule_type")),
+    };
+    let zone: String = r.get(6)?;
+    let format: String = r.get(7)?;
+    let event_types: Option<String> = r.get(9)?;
+    let event_types = match event_types {
+        Some(json) => Some(
+            serde_json::from_str::<Vec<String>>(&json)
+                .map_err(|_| corrupt("event_types"))?
+                .iter()
+                .map(|p| EventPattern::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| corrupt("event_types"))?,
+        ),
+        None => None,
+    };
+    Ok(Schedule {
+        id: ScheduleId(r.get(0)?),
+        tenant_id: TenantId(r.get(1)?),
+        spec: ScheduleSpec {
+            kind,
+            timezone: parse_zone(&zone).map_err(|_| corrupt("timezone"))?,
+            format: DigestFormat::parse(&format).map_err(|_| corrupt("format"))?,
+            endpoint_id: EndpointId(r.get(8)?),
+            event_types,
+            include_changelog: r.get::<_, i64>(10)? != 0,
+            custom_subject: r.get(11)?,
+            custom_message: r.get(12)?,
+        },
+        status: r.get(13)?,
+        next_run_at: r.get(14)?,
+        last_run_at: r.get(15)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+    })
+}
+
+fn load(c: &Connection, tenant_id: TenantId, id: ScheduleId) -> Result<Schedule, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM schedules WHERE id = ?1 AND tenant_id = ?2"
+    ))?
+    .query_row(params![id.0, tenant_id.0], schedule_row)
+    .optional()?
+    .ok_or(StoreError::NotFound)
+}
+
+fn endpoint_is_tenants(
+    c: &Connection,
+    tenant_id: TenantId,
+    id: EndpointId,
+) -> Result<(), StoreError> {
+    let owned = c
+        .prepare_cached("SELECT 1 FROM endpoints WHERE id = ?1 AND tenant_id = ?2")?
+        .exists(params![id.0, tenant_id.0])?;
+    if owned {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "endpointId {id} is not an endpoint of this tenant"
+        )))
+    }
+}
+
+/// Writes a spec's columns into the row `id`.
+fn write_spec(
+    c: &Connection,
+    id: i64,
+    spec: &ScheduleSpec,
+    next: Option<UnixMs>,
+    now: UnixMs,
+) -> Result<(), StoreError> {
+    let (cron, status, at) = match &spec.kind {
+        ScheduleKind::CustomCron(expr, _) => (Some(expr.as_str()), None, None),
+        ScheduleKind::OnStatusChange(s) => (None, Some(s.as_str()), None),
+        ScheduleKind::OneTime(at) => (None, None, Some(*at)),
+        ScheduleKind::WeeklyDigest => (None, None, None),
+    };
+    let event_types = spec.event_types.as_ref().map(|p| {
+        serde_json::to_string(&p.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into())
+    });
+    c.prepare_cached(
+        "UPDATE schedules SET schedule_type = ?2, cron_expression = ?3, trigger_status = ?4,
+            scheduled_at = ?5, timezone = ?6, format = ?7, endpoint_id = ?8, event_types = ?9,
+            include_changelog = ?10, custom_subject = ?11, custom_message = ?12,
+            next_run_at = ?13, updated_at = ?14
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        spec.kind.as_str(),
+        cron,
+        status,
+        at,
+        spec.timezone.name(),
+        spec.format.as_str(),
+        spec.endpoint_id.0,
+        event_types,
+        spec.include_changelog,
+        spec.custom_subject,
+        spec.custom_message,
+        next,
+        now
+    ])?;
+    Ok(())
+}
+
+/// Runs a schedule now for `slot` inside the caller's write: renders the digest of the
+/// period since its last run and publishes it to the schedule's endpoint only. Returns the run,
+/// or `None` when this slot has already run.
+fn run_in(
+    c: &Connection,
+    batch: &mut Batch,
+    schedule: &Schedule,
+    slot: i64,
+    now: UnixMs,
+) -> Result<Option<RunId>, StoreError> {
+    let period_start = schedule.last_run_at.unwrap_or(schedule.created_at);
+    let spec = &schedule.spec;
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO schedule_runs (schedule_id, slot, status, started_at, period_start,
+                period_end, event_count)
+             VALUES (?1, ?2, 'running', ?3, ?4, ?3, 0) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![schedule.id.0, slot, now, period_start])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let run_id = RunId(c.last_insert_rowid());
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT type, count(*) FROM events
+             WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3
+             GROUP BY type ORDER BY type",
+        )?;
+        let mut rows = stmt.query(params![schedule.tenant_id.0, period_start, now])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            if spec.covers(&name) {
+                counts.push((name, count(row.get(1)?)));
+            }
+        }
+    }
+    let mut events = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT id, type, created_at, data FROM events
+             WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3
+             ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query(params![schedule.tenant_id.0, period_start, now])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(1)?;
+            if spec.covers(&name) {
+                events.push((
+                    EventId(row.get(0)?).to_string(),
+                    name,
+                    rfc3339(row.get(2)?),
+                    row.get(3)?,
+                ));
+                if events.len() as i64 >= DIGEST_EVENTS {
+                    break;
+                }
+            }
+        }
+    }
+    let event_count: u64 = counts.iter().map(|(_, n)| n).sum();
+    let document = Digest {
+        subject: spec
+            .custom_subject
+            .clone()
+            .unwrap_or_else(|| "hookd digest".into()),
+        message: spec.custom_message.clone(),
+        period: (rfc3339(period_start), rfc3339(now)),
+        counts,
+        events,
+        include_changelog: spec.include_changelog,
+    };
+    let data = serde_json::json!({
+        "scheduleId": schedule.id,
+        "runId": run_id,
+        "periodStart": rfc3339(period_start),
+        "periodEnd": rfc3339(now),
+        "eventCount": event_count,
+        "format": spec.format.as_str(),
+        "content": digest(spec.format, &document),
+    });
+    let event = NewEvent {
+        name: EventName::parse(DIGEST_EVENT).map_err(StoreError::Database)?,
+        data: data.to_string(),
+        idempotency_key: None,
+    };
+    let published = publish_in(
+        c,
+        schedule.tenant_id,
+        &[event],
+        Fanout::Only(spec.endpoint_id),
+    )?;
+    let event_id = published.first().map(|p| p.id.0);
+    let delivery: Option<i64> = match event_id {
+        Some(e) => c
+            .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1")?
+            .query_row([e], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    batch.wake |= delivery.is_some();
+    let (status, error) = match delivery {
+        Some(_) => ("delivered", None),
+        None => (
+            "failed",
+            Some(format!("endpoint {} is disabled or gone", spec.endpoint_id)),
+        ),
+    };
+    c.prepare_cached(
+        "UPDATE schedule_runs SET status = ?2, finished_at = ?3, event_count = ?4,
+            delivery_id = ?5, error = ?6
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        run_id.0,
+        status,
+        now,
+        event_count as i64,
+        delivery,
+        error
+    ])?;
+    c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
+        .execute(params![schedule.id.0, now])?;
+    Ok(Some(run_id))
+}
+
+/// Fires `on_status_change` schedules whose status the published event carries: they become
+/// due now (several matching events before the scheduler runs make one run).
+pub(super) fn note_statuses(
+    c: &Connection,
+    tenant_id: TenantId,
+    events: &[NewEvent],
+    now: UnixMs,
+) -> Result<(), StoreError> {
+    let any = c
+        .prepare_cached(
+            "SELECT 1 FROM schedules WHERE tenant_id = ?1 AND schedule_type = 'on_status_change'
+               AND status = 'active'",
+        )?
+        .exists([tenant_id.0])?;
+    if !any {
+        return Ok(());
+    }
+    for event in events {
+        let (name, data) = (event.name.as_str(), &event.data);
+        if name == DIGEST_EVENT || !data.contains("\"status\"") {
+            continue;
+        }
+        let Some(status) = serde_json::from_str::<serde_json::Value>(data)
+            .ok()
+            .and_then(|d| d.get("status").and_then(|s| s.as_str().map(str::to_owned)))
+        else {
+            continue;
+        };
+        let matching: Vec<Schedule> = c
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM schedules WHERE tenant_id = ?1
+                   AND schedule_type = 'on_status_change' AND trigger_status = ?2
+                   AND status = 'active'"
+            ))?
+            .query_map(params![tenant_id.0, status], schedule_row)?
+            .collect::<Result<_, _>>()?;
+        for s in matching.iter().filter(|s| s.spec.covers(name)) {
+            c.prepare_cached("UPDATE schedules SET next_run_at = ?2 WHERE id = ?1")?
+                .execute(params![s.id.0, now])?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a schedule; its first fire time is computed from now.
+    pub async fn create_schedule(
+        &self,
+        tenant_id: TenantId,
+        spec: ScheduleSpec,
+    ) -> Result<Schedule, StoreError> {
+        self.writer
+            .write(move |c, _| {
+                endpoint_is_tenants(c, tenant_id, spec.endpoint_id)?;
+                let now = now_ms();
+                c.prepare_cached(
+                    "INSERT INTO schedules (tenant_id, schedule_type, timezone, format,
+                        delivery_method, endpoint_id, status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'webhook', ?5, 'active', ?6, ?6)",
+                )?
+                .execute(params![
+                    tenant_id.0,
+                    spec.kind.as_str(),
+                    spec.timezone.name(),
+                    spec.format.as_str(),
+                    spec.endpoint_id.0,
+                    now
+                ])?;
+                let id = c.last_insert_rowid();
+                write_spec(c, id, &spec, spec.next_run(now), now)?;
+                load(c, tenant_id, ScheduleId(id))
+            })
+            .await
+    }
+
+    /// One schedule.
+    pub async fn get_schedule(
+        &self,
+        tenant_id: TenantId,
+        id: ScheduleId,
+    ) -> Result<Schedule, StoreError> {
+        self.read(move |c| load(c, tenant_id, id)).await
+    }
+
+    /// One page of a tenant's schedules, optionally those of one endpoint.
+    pub async fn list_schedules(
+        &self,
+        tenant_id: TenantId,
+        endpoint: Option<EndpointId>,
+        page: PageRequest,
+    ) -> Result<Page<Schedule>, StoreError> {
+        self.read(move |c| {
+            let endpoint = endpoint.map(|e| e.0);
+            let total: i64 = c.query_row(
+                "SELECT count(*) FROM schedules WHERE tenant_id = ?1 AND (?2 IS NULL OR endpoint_id = ?2)",
+                params![tenant_id.0, endpoint],
+                |r| r.get(0),
+            )?;
+            let rows = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM schedules WHERE tenant_id = ?1
+                       AND (?2 IS NULL OR endpoint_id = ?2)
+                     ORDER BY id LIMIT ?3 OFFSET ?4"
+                ))?
+                .query_map(params![tenant_id.0, endpoint, page.size, page.offset()], schedule_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page.page(rows, count(total)))
+        })
+        .await
+    }
+
+    /// Changes a schedule and recomputes its next fire time.
+    pub async fn update_schedule(
+        &self,
+        tenant_id: TenantId,
+        id: ScheduleId,
+        patch: SchedulePatch,
+    ) -> Result<Schedule, StoreError> {
+        self.writer
+            .write(move |c, _| {
+                let before = load(c, tenant_id, id)?;
+                let mut spec = before.spec.clone();
+                patch(&mut spec).map_err(StoreError::Invalid)?;
+                endpoint_is_tenants(c, tenant_id, spec.endpoint_id)?;
+                let now = now_ms();
+                let next = if before.status == "completed" {
+                    None
+                } else {
+                    spec.next_run(now)
+                };
+                write_spec(c, id.0, &spec, next, now)?;
+                load(c, tenant_id, id)
+            })
+            .await
+    }
+
+    /// Deletes a schedule with its runs.
+    pub async fn delete_schedule(
+        &self,
+        tenant_id: TenantId,
+        id: ScheduleId,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c, _| {
+                match c.execute(
+                    "DELETE FROM schedules WHERE id = ?1 AND tenant_id = ?2",
+                    params![id.0, tenant_id.0],
+                )? {
+                    0 => Err(StoreError::NotFound),
+                    _ => Ok(()),
+                }
+            })
+            .await
+    }
+
+    /// Runs a schedule now, outside its timing; answers once the run and its digest are
+    /// committed.
+    pub async fn trigger_schedule(
+        &self,
+        tenant_id: TenantId,
+        id: ScheduleId,
+    ) -> Result<RunId, StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let schedule = load(c, tenant_id, id)?;
+                let now = now_ms();
+                // Manual runs take negative slots, so they never collide with timed ones.
+                let mut slot = -now;
+                loop {
+                    if let Some(run) = run_in(c, batch, &schedule, slot, now)? {
+                        return Ok(run);
+                    }
+                    slot -= 1;
+                }
+            })
+            .await
+    }
+
+    /// Fires schedules due at `now`: each runs once for its slot, however many slots were
+    /// missed while hookd was down (catch-up fires once), then moves to its next time after
+    /// `now`. A one-time schedule is completed. Returns how many ran.
+    pub async fn fire_due_schedules(&self, now: UnixMs) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let due: Vec<Schedule> = c
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM schedules
+                         WHERE next_run_at IS NOT NULL AND next_run_at <= ?1 AND status = 'active'
+                         ORDER BY next_run_at LIMIT ?2"
+                    ))?
+                    .query_map(params![now, FIRE_BATCH], schedule_row)?
+                    .collect::<Result<_, _>>()?;
+                let mut ran = 0;
+                for schedule in &due {
+                    let slot = schedule.next_run_at.unwrap_or(now);
+                    if run_in(c, batch, schedule, slot, now)?.is_some() {
+                        ran += 1;
+                    }
+                    let (next, status) = match schedule.spec.kind {
+                        ScheduleKind::OneTime(_) => (None, "completed"),
+                        _ => (schedule.spec.next_run(now), "active"),
+                    };
+                    c.prepare_cached(
+                        "UPDATE schedules SET next_run_at = ?2, status = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![schedule.id.0, next, status])?;
+                }
+                Ok(ran)
+            })
+            .await
+    }
+
+    /// One page of a schedule's runs, newest first.
+    pub async fn list_runs(
+        &self,
+        tenant_id: TenantId,
+        id: ScheduleId,
+        page: PageRequest,
+    ) -> Result<Page<ScheduleRun>, StoreError> {
+        self.read(move |c| {
+            load(c, tenant_id, id)?;
+            let total: i64 = c.query_row(
+                "SELECT count(*) FROM schedule_runs WHERE schedule_id = ?1",
+                [id.0],
+                |r| r.get(0),
+            )?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, status, started_at, finished_at, period_start, period_end,
+                        event_count, delivery_id, error
+                     FROM schedule_runs WHERE schedule_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                )?
+                .query_map(params![id.0, page.size, page.offset()], |r| {
+                    let delivery: Option<i64> = r.get(7)?;
+                    Ok(ScheduleRun {
+                        id: RunId(r.get(0)?),
+                        status: r.get(1)?,
+                        started_at: r.get(2)?,
+                        finished_at: r.get(3)?,
+                        period: (r.get(4)?, r.get(5)?),
+                        event_count: count(r.get(6)?),
+                        delivery_id: delivery.map(DeliveryId),
+                        error: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page.page(rows, count(total)))
+        })
+        .await
+    }
+}

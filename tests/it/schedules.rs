@@ -1,0 +1,312 @@
+//! Schedules against a real hookd and real receivers: cron and one-time fires, digests,
+//! status triggers, the run log, and bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Receiver, Server, Tenant, wait_until};
+
+async fn schedule(t: &Tenant, body: Value) -> Value {
+    let (status, created) = t.admin.post("/v1/schedules", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+fn digests(r: &Receiver) -> Vec<Value> {
+    r.received()
+        .iter()
+        .map(|x| x.json())
+        .filter(|b| b["event"] == "schedule.digest")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_seconds_cron_fires_its_digest_and_stops_when_deleted() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let r = Receiver::ok().await;
+    let ep = t
+        .endpoint(json!({"url": r.url, "events": ["nothing.subscribed"]}))
+        .await;
+    let s = schedule(
+        &t,
+        json!({"scheduleType": "custom_cron", "cronExpression": "* * * * * *", "timezone": "UTC",
+               "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
+    )
+    .await;
+    assert!(s["nextRunAt"].is_string());
+    t.publish("order.paid", json!({"n": 1})).await;
+    wait_until("two digests", Duration::from_secs(20), || {
+        let r = r.clone();
+        async move { digests(&r).len() >= 2 }
+    })
+    .await;
+    let all = digests(&r);
+    let with_event = all
+        .iter()
+        .find(|d| d["data"]["eventCount"] == 1)
+        .expect("a digest with the event");
+    assert_eq!(
+        with_event["data"]["content"]["counts"],
+        json!({"order.paid": 1})
+    );
+    assert_eq!(with_event["data"]["scheduleId"], s["id"]);
+    // Only the schedule's own endpoint got it, although it subscribes to nothing of this.
+    let id = s["id"].as_str().expect("id");
+    let (_, runs) = t.admin.get(&format!("/v1/schedules/{id}/runs")).await;
+    assert!(runs["totalElements"].as_u64().expect("runs") >= 2);
+    assert_eq!(runs["content"][0]["status"], "delivered");
+    assert!(runs["content"][0]["deliveryId"].is_string());
+
+    assert_eq!(
+        t.admin.delete(&format!("/v1/schedules/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        t.admin.get(&format!("/v1/schedules/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.admin.get(&format!("/v1/schedules/{id}/runs")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_one_time_schedule_fires_exactly_once_across_a_restart() {
+    let dir = Arc::new(tempfile::tempdir().expect("dir"));
+    let server = Server::start_in(dir.clone(), |_| {}).await;
+    let t = server.tenant("acme").await;
+    let r = Receiver::ok().await;
+    let ep = t.endpoint(json!({"url": r.url, "events": ["x.y"]})).await;
+    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
+    let s = schedule(
+        &t,
+        json!({"scheduleType": "one_time", "scheduledAt": at, "timezone": "Europe/Berlin",
+               "format": "markdown", "deliveryMethod": "webhook", "endpointId": ep["id"],
+               "customSubject": "Launch report", "customMessage": "Hello team"}),
+    )
+    .await;
+    let id = s["id"].as_str().expect("id").to_owned();
+    wait_until("the one digest", Duration::from_secs(20), || {
+        let r = r.clone();
+        async move { digests(&r).len() == 1 }
+    })
+    .await;
+    let content = digests(&r)[0]["data"]["content"]
+        .as_str()
+        .expect("markdown")
+        .to_owned();
+    assert!(content.starts_with("# Launch report"), "{content}");
+    assert!(content.contains("Hello team"));
+    let (_, read) = t.admin.get(&format!("/v1/schedules/{id}")).await;
+    assert_eq!(read["status"], "completed");
+    assert_eq!(read["nextRunAt"], Value::Null);
+    server.stop().await;
+
+    let server = Server::start_in(dir, |_| {}).await;
+    let t = Tenant {
+        id: t.id.clone(),
+        admin: t.admin.with_base(&server.base),
+    };
+    // Let the restarted scheduler look (a marker event round trip), then count.
+    let marker = t.publish("x.y", json!({})).await;
+    wait_until("the marker", Duration::from_secs(20), || {
+        let r = r.clone();
+        let id = marker["id"].as_str().expect("id").to_owned();
+        async move { r.received().iter().any(|x| x.header("webhook-id") == id) }
+    })
+    .await;
+    let (_, runs) = t.admin.get(&format!("/v1/schedules/{id}/runs")).await;
+    assert_eq!(runs["totalElements"], 1);
+    assert_eq!(digests(&r).len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trigger_renders_the_periods_events_in_each_format() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let r = Receiver::ok().await;
+    let ep = t.endpoint(json!({"url": r.url, "events": ["none"]})).await;
+    let mut ids = Vec::new();
+    for format in ["json", "markdown", "html"] {
+        let s = schedule(
+            &t,
+            json!({"scheduleType": "weekly_digest", "timezone": "America/New_York", "format": format,
+                   "deliveryMethod": "webhook", "endpointId": ep["id"], "eventTypes": ["post.*"],
+                   "includeChangelog": true}),
+        )
+        .await;
+        ids.push(s["id"].as_str().expect("id").to_owned());
+    }
+    t.publish("post.created", json!({"title": "Dark <mode>"}))
+        .await;
+    t.publish("post.created", json!({"title": "Other"})).await;
+    t.publish("comment.created", json!({"body": "not covered"}))
+        .await;
+    for id in &ids {
+        let (status, body) = t
+            .admin
+            .post_empty(&format!("/v1/schedules/{id}/trigger"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert!(body["runId"].as_str().expect("run").starts_with("run_"));
+    }
+    let got = {
+        wait_until("three digests", Duration::from_secs(20), || {
+            let r = r.clone();
+            async move { digests(&r).len() == 3 }
+        })
+        .await;
+        digests(&r)
+    };
+    let by_format = |f: &str| {
+        got.iter()
+            .find(|d| d["data"]["format"] == f)
+            .expect("digest")
+            .clone()
+    };
+    let j = by_format("json");
+    assert_eq!(j["data"]["eventCount"], 2);
+    assert_eq!(j["data"]["content"]["counts"], json!({"post.created": 2}));
+    assert_eq!(
+        j["data"]["content"]["events"]
+            .as_array()
+            .expect("events")
+            .len(),
+        2
+    );
+    assert_eq!(
+        j["data"]["content"]["changelog"]
+            .as_array()
+            .expect("changelog")
+            .len(),
+        2
+    );
+    let md = by_format("markdown")["data"]["content"]
+        .as_str()
+        .expect("md")
+        .to_owned();
+    assert!(md.contains("| post.created | 2 |"), "{md}");
+    assert!(!md.contains("comment.created"));
+    let html = by_format("html")["data"]["content"]
+        .as_str()
+        .expect("html")
+        .to_owned();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<td>post.created</td><td>2</td>"));
+    assert!(html.contains("Dark &lt;mode&gt;"), "escaped: {html}");
+    // The weekly digest's next run is a Monday 09:00 in New York.
+    let (_, s) = t.admin.get(&format!("/v1/schedules/{}", ids[0])).await;
+    let next =
+        chrono::DateTime::parse_from_rfc3339(s["nextRunAt"].as_str().expect("next")).expect("time");
+    let local = next.with_timezone(&chrono_tz::America::New_York);
+    assert_eq!(local.format("%a %H:%M").to_string(), "Mon 09:00");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn on_status_change_fires_only_on_its_status() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let r = Receiver::ok().await;
+    let ep = t.endpoint(json!({"url": r.url, "events": ["none"]})).await;
+    let s = schedule(
+        &t,
+        json!({"scheduleType": "on_status_change", "triggerStatus": "shipped", "timezone": "UTC",
+               "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"],
+               "eventTypes": ["post.*"]}),
+    )
+    .await;
+    assert_eq!(s["nextRunAt"], Value::Null);
+    let id = s["id"].as_str().expect("id");
+    t.publish("post.status_changed", json!({"status": "planned"}))
+        .await;
+    t.publish("comment.created", json!({"status": "shipped"}))
+        .await;
+    t.publish(
+        "post.status_changed",
+        json!({"status": "shipped", "title": "Dark mode"}),
+    )
+    .await;
+    wait_until("one digest", Duration::from_secs(20), || {
+        let r = r.clone();
+        async move { !digests(&r).is_empty() }
+    })
+    .await;
+    let (_, runs) = t.admin.get(&format!("/v1/schedules/{id}/runs")).await;
+    assert_eq!(runs["totalElements"], 1, "only the shipped post fired it");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_schedules_get_422_naming_the_field() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let ep = t
+        .endpoint(json!({"url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .await;
+    let base = json!({"scheduleType": "custom_cron", "cronExpression": "0 9 * * 1", "timezone": "UTC",
+                      "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (with("timezone", json!("Mars/Olympus")), "timezone"),
+        (
+            with("cronExpression", json!("61 * * * *")),
+            "cronExpression",
+        ),
+        (with("cronExpression", json!("* *")), "cronExpression"),
+        (with("scheduleType", json!("one_time")), "scheduledAt"),
+        (
+            with("scheduleType", json!("on_status_change")),
+            "triggerStatus",
+        ),
+        (
+            json!({"scheduleType": "one_time", "scheduledAt": "2020-01-01T00:00:00Z", "timezone": "UTC",
+                "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
+            "past",
+        ),
+        (with("format", json!("xml")), "format"),
+        (with("deliveryMethod", json!("pigeon")), "deliveryMethod"),
+        (with("deliveryMethod", json!("email")), "email"),
+        (with("format", json!("pdf")), "pdf"),
+        (with("scheduleType", json!("hourly")), "scheduleType"),
+        (with("endpointId", json!("ep_999")), "endpointId"),
+    ];
+    for (body, needle) in cases {
+        let (status, answer) = t.admin.post("/v1/schedules", body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{needle}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    let (_, list) = t.admin.get("/v1/schedules").await;
+    assert_eq!(list["totalElements"], 0);
+    // PATCH recomputes nextRunAt and refuses bad values without changing anything.
+    let s = schedule(&t, base.clone()).await;
+    let path = format!("/v1/schedules/{}", s["id"].as_str().expect("id"));
+    let (status, patched) = t
+        .admin
+        .patch(&path, json!({"cronExpression": "0 9 * * 2"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_ne!(patched["nextRunAt"], s["nextRunAt"]);
+    assert_eq!(
+        t.admin.patch(&path, json!({"timezone": "Nowhere"})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(t.admin.get(&path).await.1["timezone"], "UTC");
+    server.stop().await;
+}
