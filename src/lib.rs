@@ -6,6 +6,7 @@
 //! - [`model`]: pure types (ids, endpoints, events, deliveries) and the rules that parse them.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool.
 //! - [`delivery`]: the dispatcher (claims, leases, bounded workers) and one attempt's step.
+//! - [`documents`]: digest files (PDF, DOCX).
 //! - [`housekeeping`]: periodic clean-up of the database.
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod documents;
 pub mod housekeeping;
 pub mod metrics;
 pub mod model;

@@ -269,10 +269,16 @@ impl Digest {
     }
 }
 
-/// Renders a digest: a JSON object for `json`, text for `markdown` and `html`.
-pub fn digest(format: crate::model::schedule::DigestFormat, d: &Digest) -> Value {
+/// Renders a digest: a JSON object for `json`, text for `markdown` and `html`, and the
+/// standard base64 of the file for `pdf` and `docx`.
+pub fn digest(format: crate::model::schedule::DigestFormat, d: &Digest) -> Result<Value, String> {
     use crate::model::schedule::DigestFormat;
-    match format {
+    use base64::Engine;
+    let b64 =
+        |bytes: Vec<u8>| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    Ok(match format {
+        DigestFormat::Pdf => b64(crate::documents::pdf(d)),
+        DigestFormat::Docx => b64(crate::documents::docx(d)?),
         DigestFormat::Json => json!({
             "subject": d.subject,
             "message": d.message,
@@ -288,7 +294,36 @@ pub fn digest(format: crate::model::schedule::DigestFormat, d: &Digest) -> Value
         }),
         DigestFormat::Markdown => Value::String(markdown(d)),
         DigestFormat::Html => Value::String(html(d)),
+    })
+}
+
+/// The digest as plain lines (title, message, totals, counts, events, changelog): the text of
+/// the PDF and DOCX documents.
+pub fn plain_lines(d: &Digest) -> Vec<String> {
+    let mut lines = vec![d.subject.clone()];
+    if let Some(m) = &d.message {
+        lines.push(m.clone());
     }
+    lines.push(format!(
+        "{} events from {} to {}.",
+        d.total(),
+        d.period.0,
+        d.period.1
+    ));
+    for (t, n) in &d.counts {
+        lines.push(format!("{t}: {n}"));
+    }
+    if !d.events.is_empty() {
+        lines.push("Events".into());
+        for (id, t, at, data) in &d.events {
+            lines.push(format!("{at} {t} ({id}) {}", truncate(data, 120)));
+        }
+    }
+    if d.include_changelog {
+        lines.push("Changelog".into());
+        lines.extend(changelog_lines(d));
+    }
+    lines
 }
 
 fn changelog_lines(d: &Digest) -> Vec<String> {

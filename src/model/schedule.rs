@@ -39,20 +39,23 @@ pub enum DigestFormat {
     Markdown,
     /// An HTML page.
     Html,
+    /// A PDF file (base64 in the digest event).
+    Pdf,
+    /// A DOCX file (base64 in the digest event).
+    Docx,
 }
 
 impl DigestFormat {
-    /// Parses the API name; `pdf` and `docx` are named as not built yet.
+    /// Parses the API name.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "json" => Ok(Self::Json),
             "markdown" => Ok(Self::Markdown),
             "html" => Ok(Self::Html),
-            "pdf" | "docx" => Err(format!(
-                "format '{s}' is not built yet in this hookd; use json, markdown or html"
-            )),
+            "pdf" => Ok(Self::Pdf),
+            "docx" => Ok(Self::Docx),
             _ => Err(format!(
-                "format must be one of json, markdown, html (not '{s}')"
+                "format must be one of json, markdown, html, pdf, docx (not '{s}')"
             )),
         }
     }
@@ -63,6 +66,8 @@ impl DigestFormat {
             Self::Json => "json",
             Self::Markdown => "markdown",
             Self::Html => "html",
+            Self::Pdf => "pdf",
+            Self::Docx => "docx",
         }
     }
 }

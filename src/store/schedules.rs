@@ -231,7 +231,7 @@ fn run_in(
         "periodEnd": rfc3339(now),
         "eventCount": event_count,
         "format": spec.format.as_str(),
-        "content": digest(spec.format, &document),
+        "content": digest(spec.format, &document).map_err(StoreError::Database)?,
     });
     let event = NewEvent {
         name: EventName::parse(DIGEST_EVENT).map_err(StoreError::Database)?,

@@ -134,7 +134,7 @@ async fn trigger_renders_the_periods_events_in_each_format() {
     let r = Receiver::ok().await;
     let ep = t.endpoint(json!({"url": r.url, "events": ["none"]})).await;
     let mut ids = Vec::new();
-    for format in ["json", "markdown", "html"] {
+    for format in ["json", "markdown", "html", "pdf", "docx"] {
         let s = schedule(
             &t,
             json!({"scheduleType": "weekly_digest", "timezone": "America/New_York", "format": format,
@@ -158,9 +158,9 @@ async fn trigger_renders_the_periods_events_in_each_format() {
         assert!(body["runId"].as_str().expect("run").starts_with("run_"));
     }
     let got = {
-        wait_until("three digests", Duration::from_secs(20), || {
+        wait_until("five digests", Duration::from_secs(20), || {
             let r = r.clone();
-            async move { digests(&r).len() == 3 }
+            async move { digests(&r).len() == 5 }
         })
         .await;
         digests(&r)
@@ -201,6 +201,30 @@ async fn trigger_renders_the_periods_events_in_each_format() {
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("<td>post.created</td><td>2</td>"));
     assert!(html.contains("Dark &lt;mode&gt;"), "escaped: {html}");
+    // The files parse back with independent readers and say the same.
+    let file = |f: &str| {
+        use base64::Engine;
+        let b64 = by_format(f)["data"]["content"]
+            .as_str()
+            .expect("base64")
+            .to_owned();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64")
+    };
+    let pdf = lopdf::Document::load_mem(&file("pdf")).expect("a valid PDF");
+    let text = pdf.extract_text(&[1]).expect("text");
+    assert!(text.contains("post.created: 2"), "{text}");
+    assert!(!text.contains("comment.created"));
+    let mut docx = zip::ZipArchive::new(std::io::Cursor::new(file("docx"))).expect("a valid DOCX");
+    let mut xml = String::new();
+    std::io::Read::read_to_string(
+        &mut docx.by_name("word/document.xml").expect("document.xml"),
+        &mut xml,
+    )
+    .expect("xml");
+    assert!(xml.contains("post.created: 2"), "{xml}");
+    assert!(xml.contains("Dark &lt;mode&gt;"), "escaped in XML");
     // The weekly digest's next run is a Monday 09:00 in New York.
     let (_, s) = t.admin.get(&format!("/v1/schedules/{}", ids[0])).await;
     let next =
@@ -278,7 +302,6 @@ async fn bad_schedules_get_422_naming_the_field() {
         (with("format", json!("xml")), "format"),
         (with("deliveryMethod", json!("pigeon")), "deliveryMethod"),
         (with("deliveryMethod", json!("email")), "email"),
-        (with("format", json!("pdf")), "pdf"),
         (with("scheduleType", json!("hourly")), "scheduleType"),
         (with("endpointId", json!("ep_999")), "endpointId"),
     ];
