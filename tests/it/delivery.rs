@@ -355,7 +355,9 @@ async fn failures_are_classified_in_the_attempt_log() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}/hook", l.local_addr().expect("addr"))
     };
+    let huge = Receiver::with(|_, _| (500, vec![], "x".repeat(200_000))).await;
     let cases = [
+        (huge.url.clone(), 10000, "body_too_large"),
         (slow.url.clone(), 200, "timeout"),
         (redirect.url.clone(), 10000, "http_status"),
         (closed, 10000, "connect"),
@@ -369,6 +371,12 @@ async fn failures_are_classified_in_the_attempt_log() {
             .wait_delivery_status(published["id"].as_str().expect("id"), "failed")
             .await;
         assert_eq!(delivery["attempts"][0]["error"], class, "{delivery}");
+        if class == "body_too_large" {
+            let kept = delivery["attempts"][0]["responseBody"]
+                .as_str()
+                .expect("body");
+            assert_eq!(kept.len(), 4096, "the first 4 KiB are kept");
+        }
         assert_eq!(delivery["endpointId"], ep["id"]);
     }
     server.stop().await;
