@@ -9,6 +9,7 @@ mod events;
 mod incoming;
 mod integrations;
 mod migrate;
+mod replay;
 mod retention;
 mod schedules;
 mod tenants;

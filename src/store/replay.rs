@@ -1,0 +1,223 @@
+//! Replay: one more attempt of a delivery now (`retry`), and a window of an endpoint's
+//! failed or never-made deliveries queued again (`recover`).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::deliveries::{DeliverySummary, SUMMARY_SELECT, summary_row};
+use super::endpoints::{load, load_any};
+use super::writer::Batch;
+use super::{Store, StoreError, count};
+use crate::model::{DeliveryId, DeliveryStatus, EndpointId, TenantId, UnixMs, now_ms};
+
+/// Rows one recover step handles.
+pub const RECOVER_CHUNK: i64 = 10_000;
+
+/// One recover step over events after `after`: creates the endpoint's missing deliveries.
+/// Returns (created, events scanned, last event id scanned).
+fn recover_missed(
+    c: &Connection,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    endpoint_id: EndpointId,
+    since: UnixMs,
+    until: UnixMs,
+    after: i64,
+) -> Result<(i64, i64, i64), StoreError> {
+    let endpoint = load(c, tenant_id, endpoint_id)?;
+    let about_self = endpoint_id.to_string();
+    let (mut wanted, mut scanned, mut last) = (Vec::new(), 0i64, after);
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT ev.id, ev.type,
+                    CASE WHEN ev.type LIKE 'hookd.%' THEN json_extract(ev.data, '$.endpointId') END
+             FROM events ev
+             WHERE ev.tenant_id = ?1 AND ev.id > ?6
+               AND ev.created_at >= ?2 AND ev.created_at < ?3 AND ev.created_at >= ?4
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
+             ORDER BY ev.id LIMIT ?7",
+        )?;
+        let mut rows = stmt.query(params![
+            tenant_id.0,
+            since,
+            until,
+            endpoint.created_at,
+            endpoint_id.0,
+            after,
+            RECOVER_CHUNK
+        ])?;
+        while let Some(row) = rows.next()? {
+            scanned += 1;
+            last = row.get(0)?;
+            let name: String = row.get(1)?;
+            let subject: Option<String> = row.get(2)?;
+            // An operational event is never replayed to the endpoint it is about.
+            if endpoint.settings.subscribes_to(&name)
+                && subject.as_deref() != Some(about_self.as_str())
+            {
+                wanted.push(last);
+            }
+        }
+    }
+    let now = now_ms();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, 0, ?3, ?3)",
+    )?;
+    for event_id in &wanted {
+        insert.execute(params![event_id, endpoint_id.0, now])?;
+    }
+    let created = wanted.len() as i64;
+    c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?
+        .execute(params![endpoint_id.0, created])?;
+    batch.wake |= created > 0;
+    Ok((created, scanned, last))
+}
+
+impl Store {
+    /// Queues one more attempt of a delivery now. A failed or succeeded delivery gets exactly
+    /// one attempt and returns to its status if that fails; a pending one keeps its schedule
+    /// (the extra attempt does not use up a retry). `Conflict` while an attempt is in flight or
+    /// the endpoint is disabled.
+    pub async fn retry_delivery(
+        &self,
+        tenant_id: TenantId,
+        id: DeliveryId,
+    ) -> Result<DeliverySummary, StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let summary = c
+                    .prepare_cached(&format!(
+                        "{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"
+                    ))?
+                    .query_row(params![id.0, tenant_id.0], summary_row)
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                let (leased, replay_return): (Option<i64>, Option<i64>) = c
+                    .prepare_cached(
+                        "SELECT lease_until, replay_return FROM deliveries WHERE id = ?1",
+                    )?
+                    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let endpoint = load_any(c, summary.endpoint_id)?;
+                if !endpoint.settings.is_active {
+                    return Err(StoreError::Conflict(format!(
+                        "endpoint {} is disabled; enable it before retrying its deliveries",
+                        endpoint.id
+                    )));
+                }
+                if leased.is_some() {
+                    return Err(StoreError::Conflict(
+                        "an attempt of this delivery is in flight; try again when it finishes"
+                            .into(),
+                    ));
+                }
+                let now = now_ms();
+                match summary.status {
+                    DeliveryStatus::Pending if replay_return.is_some() => {}
+                    DeliveryStatus::Pending => {
+                        c.prepare_cached(
+                            "UPDATE deliveries SET replay_return = 0, resume_at = next_attempt_at,
+                                next_attempt_at = ?2, schedule_offset = schedule_offset + 1
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id.0, now])?;
+                    }
+                    finished => {
+                        c.prepare_cached(
+                            "UPDATE deliveries SET status = 0, replay_return = ?2,
+                                next_attempt_at = ?3, schedule_offset = schedule_offset + 1
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id.0, finished.code(), now])?;
+                        let (succeeded, failed) = match finished {
+                            DeliveryStatus::Succeeded => (1, 0),
+                            _ => (0, 1),
+                        };
+                        c.prepare_cached(
+                            "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3,
+                                pending = pending + 1
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            endpoint.id.0,
+                            succeeded,
+                            failed
+                        ])?;
+                    }
+                }
+                batch.wake = true;
+                Ok(
+                    c.prepare_cached(&format!("{SUMMARY_SELECT} WHERE d.id = ?1"))?
+                        .query_row([id.0], summary_row)?,
+                )
+            })
+            .await
+    }
+
+    /// Replays an endpoint's window `[since, until)`: its failed deliveries go back to pending
+    /// with a fresh retry schedule, and events of the window that it subscribes to but never
+    /// got (published while it was disabled) get a delivery. Returns how many were queued;
+    /// calling it again while they are pending queues nothing more. Works in chunks of
+    /// [`RECOVER_CHUNK`] rows, each its own write, so a window of millions neither holds the
+    /// writer nor memory; each chunk is complete, so an interrupted recover is simply repeated.
+    pub async fn recover(
+        &self,
+        tenant_id: TenantId,
+        endpoint_id: EndpointId,
+        since: UnixMs,
+        until: UnixMs,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let requeued = self
+                .writer
+                .write(move |c, batch| {
+                    load(c, tenant_id, endpoint_id)?;
+                    let n = c
+                        .prepare_cached(
+                            "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
+                                schedule_offset = attempts, replay_return = NULL, resume_at = NULL
+                             WHERE id IN (
+                                 SELECT id FROM deliveries
+                                 WHERE endpoint_id = ?1 AND status = 2
+                                   AND created_at >= ?2 AND created_at < ?3
+                                 ORDER BY id LIMIT ?5)",
+                        )?
+                        .execute(params![
+                            endpoint_id.0,
+                            since,
+                            until,
+                            now_ms(),
+                            RECOVER_CHUNK
+                        ])? as i64;
+                    c.prepare_cached(
+                        "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![endpoint_id.0, n])?;
+                    batch.wake |= n > 0;
+                    Ok(n)
+                })
+                .await?;
+            total += count(requeued);
+            if requeued < RECOVER_CHUNK {
+                break;
+            }
+        }
+        let mut after = 0i64;
+        loop {
+            let (created, scanned, last) = self
+                .writer
+                .write(move |c, batch| {
+                    recover_missed(c, batch, tenant_id, endpoint_id, since, until, after)
+                })
+                .await?;
+            total += count(created);
+            if scanned < RECOVER_CHUNK {
+                break;
+            }
+            after = last;
+        }
+        Ok(total)
+    }
+}
