@@ -179,6 +179,7 @@ CREATE TABLE schedules (
     format            TEXT NOT NULL,
     delivery_method   TEXT NOT NULL,
     endpoint_id       INTEGER REFERENCES endpoints(id) ON DELETE CASCADE,
+    recipients        TEXT,                          -- JSON array, for email delivery
     event_types       TEXT,                          -- JSON array of patterns, or NULL for all
     include_changelog INTEGER NOT NULL DEFAULT 0,
     custom_subject    TEXT,
@@ -207,5 +208,12 @@ CREATE TABLE schedule_runs (
     event_count  INTEGER NOT NULL,
     delivery_id  INTEGER,
     error        TEXT,
+    -- Email runs: the document to send, and the send attempts (status 'sending' until done).
+    subject         TEXT,
+    document        BLOB,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    email_result    TEXT,
     UNIQUE (schedule_id, slot)
 ) STRICT;
+CREATE INDEX schedule_runs_sending ON schedule_runs(next_attempt_at) WHERE status = 'sending';

@@ -84,6 +84,15 @@ pub async fn run(
         config.poll_interval,
         stopped(stop_rx.clone()),
     ));
+    let mailer = config.smtp.clone().map(|smtp| {
+        tokio::spawn(crate::mailer::run(
+            store.clone(),
+            smtp,
+            config.email_retry_schedule.clone(),
+            config.poll_interval,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let state = AppState {
         store: store.clone(),
         outbound,
@@ -91,6 +100,7 @@ pub async fn run(
         operator_hash,
         metrics,
         incoming_limiter: api::IncomingLimiter::new(config.incoming_rate_limit),
+        email_enabled: config.smtp.is_some(),
         max_body_bytes: config.max_body_bytes,
     };
     tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "hookd is serving");
@@ -103,6 +113,9 @@ pub async fn run(
     let _ = dispatcher.await;
     let _ = housekeeping.await;
     let _ = scheduler.await;
+    if let Some(mailer) = mailer {
+        let _ = mailer.await;
+    }
     drop(store);
     tokio::task::spawn_blocking(move || handle.close())
         .await

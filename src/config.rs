@@ -52,6 +52,40 @@ pub struct Config {
     pub housekeeping_interval: Duration,
     /// Calls per second one incoming webhook accepts (429 beyond).
     pub incoming_rate_limit: u32,
+    /// The SMTP server email digests go through; email delivery is refused without it.
+    pub smtp: Option<SmtpConfig>,
+    /// Delays before each retry of a failed email send.
+    pub email_retry_schedule: Vec<Duration>,
+}
+
+/// How TLS is used to reach the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a local relay).
+    None,
+    /// STARTTLS on a plain connection (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// `[smtp]` in `hookd.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Server host name.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// How TLS is used.
+    pub tls: SmtpTls,
+    /// The sender address.
+    pub from: String,
+    /// User name, when the server wants one.
+    pub username: Option<String>,
+    /// Password, with `username`.
+    pub password: Option<String>,
 }
 
 impl Default for Config {
@@ -73,6 +107,8 @@ impl Default for Config {
             failed_retention: Duration::from_secs(90 * 86_400),
             housekeeping_interval: Duration::from_secs(60),
             incoming_rate_limit: 100,
+            smtp: None,
+            email_retry_schedule: crate::model::endpoint::DEFAULT_RETRY_SCHEDULE.to_vec(),
         }
     }
 }
@@ -152,6 +188,8 @@ struct FileConfig {
     failed_retention: Option<String>,
     housekeeping_interval: Option<String>,
     incoming_rate_limit: Option<u32>,
+    smtp: Option<SmtpConfig>,
+    email_retry_schedule: Option<Vec<String>>,
 }
 
 impl Config {
@@ -198,6 +236,18 @@ impl Config {
                 d.housekeeping_interval,
             )?,
             incoming_rate_limit: file.incoming_rate_limit.unwrap_or(d.incoming_rate_limit),
+            smtp: file.smtp,
+            email_retry_schedule: match file.email_retry_schedule {
+                Some(list) => list
+                    .iter()
+                    .map(|s| crate::model::duration::parse(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(|message| ConfigError::Invalid {
+                        key: "email_retry_schedule",
+                        message,
+                    })?,
+                None => d.email_retry_schedule,
+            },
         };
         config.validate()?;
         Ok(config)

@@ -9,6 +9,7 @@
 //! - [`documents`]: digest files (PDF, DOCX).
 //! - [`housekeeping`]: periodic clean-up of the database.
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
+//! - [`mailer`]: sends email digests over SMTP, with retries.
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
@@ -17,7 +18,7 @@
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → app → {api, delivery, housekeeping, scheduler} → store → rusqlite`. Everyone may use `model`, `config`,
+//! `main → app → {api, delivery, housekeeping, scheduler, mailer} → store → rusqlite`. Everyone may use `model`, `config`,
 //! `signing`, `target`, `metrics`, `render` and `outbound`; the services under `app` never import each other.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod delivery;
 pub mod documents;
 pub mod housekeeping;
+pub mod mailer;
 pub mod metrics;
 pub mod model;
 pub mod outbound;

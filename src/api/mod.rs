@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Per-hook rate limit of incoming webhooks.
     pub incoming_limiter: IncomingLimiter,
+    /// Whether SMTP is configured (email schedules are refused without it).
+    pub email_enabled: bool,
     /// Largest request body read.
     pub max_body_bytes: usize,
 }

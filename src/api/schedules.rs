@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use super::extract::{Auth, JsonBody, OptionalJson, Query};
 use super::tenants::{not_found, page_json};
 use super::{ApiError, AppState};
-use crate::model::schedule::{DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec};
+use crate::model::schedule::{
+    DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
+};
 use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{
     EndpointId, EventPattern, Role, ScheduleId, UnixMs, now_ms, parse_rfc3339, rfc3339,
@@ -42,26 +44,53 @@ fn missing(field: &str, why: &str) -> String {
 impl ScheduleIn {
     /// Builds the spec from `base` (the stored one, for PATCH) and the present fields.
     fn apply(self, base: Option<ScheduleSpec>, now: UnixMs) -> Result<ScheduleSpec, String> {
-        match self.delivery_method.as_deref() {
-            None if base.is_none() => return Err("deliveryMethod is required: webhook".into()),
-            None | Some("webhook") => {}
-            Some("email") => {
-                return Err(
-                    "deliveryMethod 'email' is not built yet in this hookd; use webhook".into(),
-                );
-            }
-            Some(other) => {
+        if self.webhook_url.is_some() {
+            return Err("webhookUrl is not built yet in this hookd; give endpointId".into());
+        }
+        let base_target = base.as_ref().map(|b| b.target.clone());
+        let method = match (self.delivery_method.as_deref(), &base_target) {
+            (Some(m @ ("webhook" | "email")), _) => m.to_owned(),
+            (Some(other), _) => {
                 return Err(format!(
                     "deliveryMethod must be webhook or email (not '{other}')"
                 ));
             }
-        }
-        if self.recipients.is_some() {
-            return Err("recipients are for email delivery, which is not built yet".into());
-        }
-        if self.webhook_url.is_some() {
-            return Err("webhookUrl is not built yet in this hookd; give endpointId".into());
-        }
+            (None, Some(ScheduleTarget::Email(_))) => "email".into(),
+            (None, Some(ScheduleTarget::Endpoint(_))) => "webhook".into(),
+            (None, None) => return Err("deliveryMethod is required: webhook or email".into()),
+        };
+        let target = if method == "webhook" {
+            if self.recipients.is_some() {
+                return Err("recipients are for deliveryMethod email".into());
+            }
+            let id = match (self.endpoint_id, base_target) {
+                (Some(e), _) => EndpointId::parse(&e)
+                    .ok_or_else(|| format!("endpointId '{e}' is not an endpoint id"))?,
+                (None, Some(ScheduleTarget::Endpoint(id))) => id,
+                _ => return Err("endpointId is required for webhook delivery".into()),
+            };
+            ScheduleTarget::Endpoint(id)
+        } else {
+            if self.endpoint_id.is_some() {
+                return Err(
+                    "endpointId is for deliveryMethod webhook; email goes to recipients".into(),
+                );
+            }
+            let to = match (self.recipients, base_target) {
+                (Some(to), _) => to,
+                (None, Some(ScheduleTarget::Email(to))) => to,
+                _ => return Err("recipients is required for email delivery".into()),
+            };
+            if to.is_empty() || to.len() > 50 {
+                return Err("recipients must list 1 to 50 email addresses".into());
+            }
+            for address in &to {
+                address
+                    .parse::<lettre::Address>()
+                    .map_err(|_| format!("recipients: '{address}' is not a valid email address"))?;
+            }
+            ScheduleTarget::Email(to)
+        };
         let timezone = match (self.timezone, &base) {
             (Some(z), _) => parse_zone(&z)?,
             (None, Some(b)) => b.timezone,
@@ -73,12 +102,6 @@ impl ScheduleIn {
             (Some(f), _) => DigestFormat::parse(&f)?,
             (None, Some(b)) => b.format,
             (None, None) => return Err("format is required: json, markdown or html".into()),
-        };
-        let endpoint_id = match (self.endpoint_id, &base) {
-            (Some(e), _) => EndpointId::parse(&e)
-                .ok_or_else(|| format!("endpointId '{e}' is not an endpoint id"))?,
-            (None, Some(b)) => b.endpoint_id,
-            (None, None) => return Err("endpointId is required for webhook delivery".into()),
         };
         let base_kind = base.as_ref().map(|b| b.kind.clone());
         let type_name = self
@@ -157,7 +180,7 @@ impl ScheduleIn {
             kind,
             timezone,
             format,
-            endpoint_id,
+            target,
             event_types,
             include_changelog: self
                 .include_changelog
@@ -194,10 +217,13 @@ fn schedule_json(s: &Schedule) -> Value {
         "scheduledAt": at,
         "timezone": spec.timezone.name(),
         "format": spec.format.as_str(),
-        "deliveryMethod": "webhook",
-        "endpointId": spec.endpoint_id,
+        "deliveryMethod": if spec.target.endpoint().is_some() { "webhook" } else { "email" },
+        "endpointId": spec.target.endpoint(),
         "webhookUrl": null,
-        "recipients": null,
+        "recipients": match &spec.target {
+            ScheduleTarget::Email(to) => json!(to),
+            ScheduleTarget::Endpoint(_) => Value::Null,
+        },
         "eventTypes": spec.event_types.as_ref().map(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>()),
         "includeChangelog": spec.include_changelog,
         "customSubject": spec.custom_subject,
@@ -221,7 +247,18 @@ fn run_json(r: &ScheduleRun) -> Value {
         "eventCount": r.event_count,
         "deliveryId": r.delivery_id,
         "error": r.error,
+        "emailResult": r.email_result,
     })
+}
+
+/// Email schedules need the `[smtp]` settings.
+fn email_possible(state: &AppState, spec: &ScheduleSpec) -> Result<(), ApiError> {
+    if spec.target.endpoint().is_none() && !state.email_enabled {
+        return Err(ApiError::invalid(
+            "deliveryMethod email needs the [smtp] settings in hookd.toml, which this server does not have",
+        ));
+    }
+    Ok(())
 }
 
 fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
@@ -235,6 +272,7 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
     let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
+    email_possible(&state, &spec)?;
     let schedule = state.store.create_schedule(tenant, spec).await?;
     Ok((StatusCode::CREATED, Json(schedule_json(&schedule))))
 }
@@ -280,6 +318,11 @@ pub(super) async fn patch(
     JsonBody(body): JsonBody<ScheduleIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    if body.delivery_method.as_deref() == Some("email") && !state.email_enabled {
+        return Err(ApiError::invalid(
+            "deliveryMethod email needs the [smtp] settings in hookd.toml, which this server does not have",
+        ));
+    }
     let now = now_ms();
     let patch = Box::new(move |spec: &mut ScheduleSpec| {
         *spec = body.apply(Some(spec.clone()), now)?;

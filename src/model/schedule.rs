@@ -46,6 +46,22 @@ pub enum DigestFormat {
 }
 
 impl DigestFormat {
+    /// The file name and MIME type of the document when attached to an email.
+    pub fn attachment(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Json => ("digest.json", "application/json"),
+            Self::Markdown => ("digest.md", "text/markdown; charset=utf-8"),
+            Self::Html => ("digest.html", "text/html; charset=utf-8"),
+            Self::Pdf => ("digest.pdf", "application/pdf"),
+            Self::Docx => (
+                "digest.docx",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ),
+        }
+    }
+}
+
+impl DigestFormat {
     /// Parses the API name.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
@@ -72,6 +88,25 @@ impl DigestFormat {
     }
 }
 
+/// Where a schedule's digest goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleTarget {
+    /// As event `schedule.digest` to this endpoint only (no fan-out), through the outbox.
+    Endpoint(EndpointId),
+    /// By email to these addresses, the document attached.
+    Email(Vec<String>),
+}
+
+impl ScheduleTarget {
+    /// The endpoint, for webhook delivery.
+    pub fn endpoint(&self) -> Option<EndpointId> {
+        match self {
+            Self::Endpoint(id) => Some(*id),
+            Self::Email(_) => None,
+        }
+    }
+}
+
 /// Everything a schedule is set to do, each part valid.
 #[derive(Debug, Clone)]
 pub struct ScheduleSpec {
@@ -81,8 +116,8 @@ pub struct ScheduleSpec {
     pub timezone: Tz,
     /// The digest's format.
     pub format: DigestFormat,
-    /// The endpoint the digest goes to (only it; no fan-out).
-    pub endpoint_id: EndpointId,
+    /// Where the digest goes.
+    pub target: ScheduleTarget,
     /// Which events the digest covers (all but digests when `None`).
     pub event_types: Option<Vec<EventPattern>>,
     /// Whether the digest carries the changelog section.
@@ -161,6 +196,8 @@ pub struct ScheduleRun {
     pub period: (UnixMs, UnixMs),
     /// Events in the period.
     pub event_count: u64,
+    /// For email: what the last send attempt came to.
+    pub email_result: Option<String>,
     /// The delivery that carries the digest.
     pub delivery_id: Option<super::DeliveryId>,
     /// Why it failed.

@@ -30,7 +30,7 @@ pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, NewEvent, Published, StoredEvent};
 pub use integrations::default_events;
 pub use retention::Pruned;
-pub use schedules::SchedulePatch;
+pub use schedules::{EmailJob, SchedulePatch};
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;

@@ -8,7 +8,7 @@ use super::events::{Fanout, NewEvent, publish_in};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::schedule::{
-    DIGEST_EVENT, DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec,
+    DIGEST_EVENT, DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
 };
 use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{
@@ -27,7 +27,8 @@ pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String>
 
 const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \
      scheduled_at, timezone, format, endpoint_id, event_types, include_changelog, \
-     custom_subject, custom_message, status, next_run_at, last_run_at, created_at, updated_at";
+     custom_subject, custom_message, status, next_run_at, last_run_at, created_at, updated_at, \
+     recipients";
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
@@ -67,7 +68,15 @@ fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
             kind,
             timezone: parse_zone(&zone).map_err(|_| corrupt("timezone"))?,
             format: DigestFormat::parse(&format).map_err(|_| corrupt("format"))?,
-            endpoint_id: EndpointId(r.get(8)?),
+            target: match r.get::<_, Option<i64>>(8)? {
+                Some(id) => ScheduleTarget::Endpoint(EndpointId(id)),
+                None => {
+                    let json: String = r.get(18)?;
+                    ScheduleTarget::Email(
+                        serde_json::from_str(&json).map_err(|_| corrupt("recipients"))?,
+                    )
+                }
+            },
             event_types,
             include_changelog: r.get::<_, i64>(10)? != 0,
             custom_subject: r.get(11)?,
@@ -93,8 +102,11 @@ fn load(c: &Connection, tenant_id: TenantId, id: ScheduleId) -> Result<Schedule,
 fn endpoint_is_tenants(
     c: &Connection,
     tenant_id: TenantId,
-    id: EndpointId,
+    target: &ScheduleTarget,
 ) -> Result<(), StoreError> {
+    let Some(id) = target.endpoint() else {
+        return Ok(());
+    };
     let owned = c
         .prepare_cached("SELECT 1 FROM endpoints WHERE id = ?1 AND tenant_id = ?2")?
         .exists(params![id.0, tenant_id.0])?;
@@ -129,7 +141,7 @@ fn write_spec(
         "UPDATE schedules SET schedule_type = ?2, cron_expression = ?3, trigger_status = ?4,
             scheduled_at = ?5, timezone = ?6, format = ?7, endpoint_id = ?8, event_types = ?9,
             include_changelog = ?10, custom_subject = ?11, custom_message = ?12,
-            next_run_at = ?13, updated_at = ?14
+            next_run_at = ?13, updated_at = ?14, recipients = ?15, delivery_method = ?16
          WHERE id = ?1",
     )?
     .execute(params![
@@ -140,13 +152,21 @@ fn write_spec(
         at,
         spec.timezone.name(),
         spec.format.as_str(),
-        spec.endpoint_id.0,
+        spec.target.endpoint().map(|e| e.0),
         event_types,
         spec.include_changelog,
         spec.custom_subject,
         spec.custom_message,
         next,
-        now
+        now,
+        match &spec.target {
+            ScheduleTarget::Email(to) => serde_json::to_string(to).ok(),
+            ScheduleTarget::Endpoint(_) => None,
+        },
+        match spec.target {
+            ScheduleTarget::Email(_) => "email",
+            ScheduleTarget::Endpoint(_) => "webhook",
+        },
     ])?;
     Ok(())
 }
@@ -214,15 +234,36 @@ fn run_in(
     }
     let event_count: u64 = counts.iter().map(|(_, n)| n).sum();
     let document = Digest {
-        subject: spec
-            .custom_subject
-            .clone()
-            .unwrap_or_else(|| "hookd digest".into()),
+        subject: subject_of(spec),
         message: spec.custom_message.clone(),
         period: (rfc3339(period_start), rfc3339(now)),
         counts,
         events,
         include_changelog: spec.include_changelog,
+    };
+    let endpoint = match &spec.target {
+        ScheduleTarget::Endpoint(id) => *id,
+        ScheduleTarget::Email(_) => {
+            // Email goes out from the mailer, outside this transaction: the run keeps the
+            // document, and the mailer's attempts (retried like deliveries) finish it.
+            let bytes = document_bytes(spec.format, &document)?;
+            c.prepare_cached(
+                "UPDATE schedule_runs SET status = 'sending', event_count = ?2, subject = ?3,
+                    document = ?4, next_attempt_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                run_id.0,
+                event_count as i64,
+                subject_of(spec),
+                bytes,
+                now
+            ])?;
+            batch.wake = true;
+            c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
+                .execute(params![schedule.id.0, now])?;
+            return Ok(Some(run_id));
+        }
     };
     let data = serde_json::json!({
         "scheduleId": schedule.id,
@@ -238,12 +279,7 @@ fn run_in(
         data: data.to_string(),
         idempotency_key: None,
     };
-    let published = publish_in(
-        c,
-        schedule.tenant_id,
-        &[event],
-        Fanout::Only(spec.endpoint_id),
-    )?;
+    let published = publish_in(c, schedule.tenant_id, &[event], Fanout::Only(endpoint))?;
     let event_id = published.first().map(|p| p.id.0);
     let delivery: Option<i64> = match event_id {
         Some(e) => c
@@ -257,7 +293,7 @@ fn run_in(
         Some(_) => ("delivered", None),
         None => (
             "failed",
-            Some(format!("endpoint {} is disabled or gone", spec.endpoint_id)),
+            Some(format!("endpoint {endpoint} is disabled or gone")),
         ),
     };
     c.prepare_cached(
@@ -276,6 +312,25 @@ fn run_in(
     c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
         .execute(params![schedule.id.0, now])?;
     Ok(Some(run_id))
+}
+
+/// The subject of a schedule's digests.
+fn subject_of(spec: &ScheduleSpec) -> String {
+    spec.custom_subject
+        .clone()
+        .unwrap_or_else(|| "hookd digest".into())
+}
+
+/// The document as the bytes of an email attachment.
+fn document_bytes(format: DigestFormat, d: &Digest) -> Result<Vec<u8>, StoreError> {
+    Ok(match format {
+        DigestFormat::Pdf => crate::documents::pdf(d),
+        DigestFormat::Docx => crate::documents::docx(d).map_err(StoreError::Database)?,
+        other => match digest(other, d).map_err(StoreError::Database)? {
+            serde_json::Value::String(text) => text.into_bytes(),
+            value => serde_json::to_vec_pretty(&value).unwrap_or_default(),
+        },
+    })
 }
 
 /// Fires `on_status_change` schedules whose status the published event carries: they become
@@ -331,19 +386,18 @@ impl Store {
     ) -> Result<Schedule, StoreError> {
         self.writer
             .write(move |c, _| {
-                endpoint_is_tenants(c, tenant_id, spec.endpoint_id)?;
+                endpoint_is_tenants(c, tenant_id, &spec.target)?;
                 let now = now_ms();
                 c.prepare_cached(
                     "INSERT INTO schedules (tenant_id, schedule_type, timezone, format,
-                        delivery_method, endpoint_id, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'webhook', ?5, 'active', ?6, ?6)",
+                        delivery_method, status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'webhook', 'active', ?5, ?5)",
                 )?
                 .execute(params![
                     tenant_id.0,
                     spec.kind.as_str(),
                     spec.timezone.name(),
                     spec.format.as_str(),
-                    spec.endpoint_id.0,
                     now
                 ])?;
                 let id = c.last_insert_rowid();
@@ -401,7 +455,7 @@ impl Store {
                 let before = load(c, tenant_id, id)?;
                 let mut spec = before.spec.clone();
                 patch(&mut spec).map_err(StoreError::Invalid)?;
-                endpoint_is_tenants(c, tenant_id, spec.endpoint_id)?;
+                endpoint_is_tenants(c, tenant_id, &spec.target)?;
                 let now = now_ms();
                 let next = if before.status == "completed" {
                     None
@@ -507,7 +561,7 @@ impl Store {
             let rows = c
                 .prepare_cached(
                     "SELECT id, status, started_at, finished_at, period_start, period_end,
-                        event_count, delivery_id, error
+                        event_count, delivery_id, error, email_result
                      FROM schedule_runs WHERE schedule_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
                 )?
                 .query_map(params![id.0, page.size, page.offset()], |r| {
@@ -521,11 +575,130 @@ impl Store {
                         event_count: count(r.get(6)?),
                         delivery_id: delivery.map(DeliveryId),
                         error: r.get(8)?,
+                        email_result: r.get(9)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(page.page(rows, count(total)))
         })
         .await
+    }
+}
+
+/// An email run ready to send.
+#[derive(Debug, Clone)]
+pub struct EmailJob {
+    /// The run.
+    pub run_id: RunId,
+    /// This send attempt's number; recording its result needs it.
+    pub attempt: u32,
+    /// Where it goes.
+    pub recipients: Vec<String>,
+    /// The subject.
+    pub subject: String,
+    /// A message for the email's text part.
+    pub message: Option<String>,
+    /// The attached document.
+    pub document: Vec<u8>,
+    /// The document's format.
+    pub format: DigestFormat,
+}
+
+impl Store {
+    /// Leases email runs due for a send attempt (at most `limit`, each for `lease_ms`).
+    pub async fn claim_email_runs(
+        &self,
+        now: UnixMs,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<EmailJob>, StoreError> {
+        self.writer
+            .write_eager(move |c, _| {
+                let rows: Vec<(i64, i64, u32, String, Vec<u8>)> = c
+                    .prepare_cached(
+                        "UPDATE schedule_runs SET attempts = attempts + 1, next_attempt_at = ?1 + ?3
+                         WHERE id IN (SELECT id FROM schedule_runs
+                                      WHERE status = 'sending' AND next_attempt_at <= ?1
+                                      ORDER BY next_attempt_at LIMIT ?2)
+                         RETURNING id, schedule_id, attempts, subject, document",
+                    )?
+                    .query_map(params![now, limit as i64, lease_ms], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut jobs = Vec::with_capacity(rows.len());
+                for (run, schedule, attempt, subject, document) in rows {
+                    let s: Schedule = c
+                        .prepare_cached(&format!("SELECT {COLUMNS} FROM schedules WHERE id = ?1"))?
+                        .query_row([schedule], schedule_row)?;
+                    let ScheduleTarget::Email(recipients) = s.spec.target else {
+                        continue;
+                    };
+                    jobs.push(EmailJob {
+                        run_id: RunId(run),
+                        attempt,
+                        recipients,
+                        subject,
+                        message: s.spec.custom_message,
+                        document,
+                        format: s.spec.format,
+                    });
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    /// Records a send attempt: done, retried after the schedule's next delay, or failed for
+    /// good. A result for an attempt that is no longer current is ignored.
+    pub async fn record_email(
+        &self,
+        job: &EmailJob,
+        result: Result<String, String>,
+        retry: Vec<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        let (run, attempt) = (job.run_id, job.attempt);
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        self.writer
+            .write(move |c, _| {
+                let current = c
+                    .prepare_cached("SELECT 1 FROM schedule_runs WHERE id = ?1 AND status = 'sending' AND attempts = ?2")?
+                    .exists(params![run.0, attempt])?;
+                if !current {
+                    return Ok(());
+                }
+                let now = now_ms();
+                match result {
+                    Ok(message) => {
+                        c.prepare_cached(
+                            "UPDATE schedule_runs SET status = 'delivered', finished_at = ?2,
+                                next_attempt_at = NULL, email_result = ?3, document = NULL
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![run.0, now, message])?;
+                    }
+                    Err(error) => {
+                        let note = format!("attempt {attempt} failed: {error}");
+                        match crate::model::delivery::next_retry_delay(&retry, attempt, jitter, None) {
+                            Some(ms) => {
+                                c.prepare_cached(
+                                    "UPDATE schedule_runs SET next_attempt_at = ?2, email_result = ?3 WHERE id = ?1",
+                                )?
+                                .execute(params![run.0, now + ms as i64, note])?;
+                            }
+                            None => {
+                                c.prepare_cached(
+                                    "UPDATE schedule_runs SET status = 'failed', finished_at = ?2,
+                                        next_attempt_at = NULL, email_result = ?3, error = ?4
+                                     WHERE id = ?1",
+                                )?
+                                .execute(params![run.0, now, note, error])?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await
     }
 }

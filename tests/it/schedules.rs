@@ -301,7 +301,6 @@ async fn bad_schedules_get_422_naming_the_field() {
         ),
         (with("format", json!("xml")), "format"),
         (with("deliveryMethod", json!("pigeon")), "deliveryMethod"),
-        (with("deliveryMethod", json!("email")), "email"),
         (with("scheduleType", json!("hourly")), "scheduleType"),
         (with("endpointId", json!("ep_999")), "endpointId"),
     ];
@@ -331,5 +330,161 @@ async fn bad_schedules_get_422_naming_the_field() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(t.admin.get(&path).await.1["timezone"], "UTC");
+    server.stop().await;
+}
+
+/// A real SMTP server (mailin) on 127.0.0.1 that keeps every message it receives; it can be
+/// told to refuse messages.
+#[derive(Clone, Default)]
+struct Inbox {
+    messages: Arc<std::sync::Mutex<Vec<String>>>,
+    current: Vec<u8>,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl mailin_embedded::Handler for Inbox {
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            mailin_embedded::response::NO_MAILBOX
+        } else {
+            mailin_embedded::response::OK
+        }
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let message = String::from_utf8_lossy(&std::mem::take(&mut self.current)).into_owned();
+        self.messages.lock().expect("inbox").push(message);
+        mailin_embedded::response::OK
+    }
+}
+
+fn smtp_server() -> (u16, Inbox) {
+    let inbox = Inbox::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut server = mailin_embedded::Server::new(inbox.clone());
+    server.with_name("localhost").with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (port, inbox)
+}
+
+#[tokio::test]
+async fn email_digests_arrive_at_a_real_smtp_server_and_failures_are_retried() {
+    let (port, inbox) = smtp_server();
+    inbox
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let server = Server::start_with(|c| {
+        c.smtp = Some(hookd::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: hookd::config::SmtpTls::None,
+            from: "hookd@example.test".into(),
+            username: None,
+            password: None,
+        });
+        c.email_retry_schedule = vec![Duration::from_millis(200), Duration::from_millis(200)];
+    })
+    .await;
+    let t = server.tenant("acme").await;
+    let s = schedule(
+        &t,
+        json!({"scheduleType": "weekly_digest", "timezone": "UTC", "format": "pdf",
+               "deliveryMethod": "email", "recipients": ["ops@example.test", "ceo@example.test"],
+               "customSubject": "Weekly report"}),
+    )
+    .await;
+    assert_eq!(
+        s["recipients"],
+        json!(["ops@example.test", "ceo@example.test"])
+    );
+    t.publish("post.created", json!({"title": "x"})).await;
+    let id = s["id"].as_str().expect("id");
+    let (status, _) = t
+        .admin
+        .post_empty(&format!("/v1/schedules/{id}/trigger"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The first attempt is refused; the run log says so and it is retried.
+    let runs_path = format!("/v1/schedules/{id}/runs");
+    wait_until(
+        "a refused attempt in the run log",
+        Duration::from_secs(20),
+        || {
+            let (api, path) = (t.admin.clone(), runs_path.clone());
+            async move {
+                let r = api.get(&path).await.1;
+                r["content"][0]["emailResult"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("attempt 1 failed"))
+            }
+        },
+    )
+    .await;
+    inbox
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_until("the digest delivered", Duration::from_secs(20), || {
+        let (api, path) = (t.admin.clone(), runs_path.clone());
+        async move { api.get(&path).await.1["content"][0]["status"] == "delivered" }
+    })
+    .await;
+    let (_, runs) = t.admin.get(&runs_path).await;
+    assert!(
+        runs["content"][0]["emailResult"]
+            .as_str()
+            .expect("result")
+            .contains("sent to 2")
+    );
+    let messages = inbox.messages.lock().expect("inbox").clone();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert!(m.contains("Subject: Weekly report"), "{m}");
+    assert!(m.contains("ops@example.test") && m.contains("ceo@example.test"));
+    assert!(
+        m.contains("application/pdf") && m.contains("digest.pdf"),
+        "{m}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn email_schedules_need_recipients_and_smtp() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let base = json!({"scheduleType": "weekly_digest", "timezone": "UTC", "format": "json",
+                      "deliveryMethod": "email", "recipients": ["ops@example.test"]});
+    let (status, body) = t.admin.post("/v1/schedules", base.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("smtp"),
+        "{body}"
+    );
+    for (recipients, needle) in [
+        (json!([]), "recipients"),
+        (json!(["not-an-address"]), "not-an-address"),
+    ] {
+        let mut b = base.clone();
+        b["recipients"] = recipients;
+        let (status, body) = t.admin.post("/v1/schedules", b).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("m")
+                .contains(needle),
+            "{body}"
+        );
+    }
     server.stop().await;
 }

@@ -1,0 +1,114 @@
+//! The mailer: sends email digests (schedule runs with `deliveryMethod: email`) over SMTP with
+//! lettre, the document attached, and records each attempt on the run; failed sends are
+//! retried on `email_retry_schedule` like deliveries.
+
+use std::future::Future;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{SmtpConfig, SmtpTls};
+use crate::model::now_ms;
+use crate::store::{EmailJob, Store};
+
+/// Sends due email runs every `interval` until `shutdown` resolves.
+pub async fn run(
+    store: Store,
+    smtp: SmtpConfig,
+    retry: Vec<Duration>,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let transport = match transport(&smtp) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up SMTP; email digests will wait");
+            return;
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let jobs = match store.claim_email_runs(now_ms(), 10, 120_000).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim email runs");
+                continue;
+            }
+        };
+        for job in jobs {
+            let result = send(&transport, &smtp.from, &job).await;
+            if let Err(e) = &result {
+                tracing::warn!(run_id = %job.run_id, error = %e, "email digest not sent");
+            }
+            if let Err(e) = store.record_email(&job, result, retry.clone()).await {
+                tracing::error!(run_id = %job.run_id, error = %e, "cannot record an email attempt");
+            }
+        }
+    }
+}
+
+fn transport(smtp: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let builder = match smtp.tls {
+        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+            .map_err(|e| e.to_string())?,
+        SmtpTls::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(|e| e.to_string())?
+        }
+    };
+    let builder = builder
+        .port(smtp.port)
+        .timeout(Some(Duration::from_secs(30)));
+    let builder = match (&smtp.username, &smtp.password) {
+        (Some(user), Some(pass)) => {
+            builder.credentials(Credentials::new(user.clone(), pass.clone()))
+        }
+        _ => builder,
+    };
+    Ok(builder.build())
+}
+
+/// Sends one email run; the result is what the run log shows.
+async fn send(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &str,
+    job: &EmailJob,
+) -> Result<String, String> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| format!("bad sender address: {e}"))?;
+    let mut builder = Message::builder().from(from).subject(job.subject.clone());
+    for to in &job.recipients {
+        builder = builder.to(to
+            .parse::<Mailbox>()
+            .map_err(|e| format!("bad address {to}: {e}"))?);
+    }
+    let (filename, mime) = job.format.attachment();
+    let content_type = ContentType::parse(mime).map_err(|e| e.to_string())?;
+    let text = job
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("{} is attached.", job.subject));
+    let body = MultiPart::mixed()
+        .singlepart(SinglePart::plain(text))
+        .singlepart(Attachment::new(filename.to_owned()).body(job.document.clone(), content_type));
+    let message = builder
+        .multipart(body)
+        .map_err(|e| format!("cannot build the email: {e}"))?;
+    let response = transport
+        .send(message)
+        .await
+        .map_err(|e| format!("SMTP: {e}"))?;
+    Ok(format!(
+        "sent to {} recipient(s): {}",
+        job.recipients.len(),
+        response.code()
+    ))
+}
