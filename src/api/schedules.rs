@@ -6,9 +6,11 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::endpoints::default_settings;
 use super::extract::{Auth, JsonBody, OptionalJson, Query};
 use super::tenants::{not_found, page_json};
 use super::{ApiError, AppState};
+use crate::model::endpoint::parse_url;
 use crate::model::schedule::{
     DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
 };
@@ -16,9 +18,11 @@ use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{
     EndpointId, EventPattern, Role, ScheduleId, UnixMs, now_ms, parse_rfc3339, rfc3339,
 };
+use crate::signing;
+use crate::store::NewEndpoint;
 
 /// The fields of a create or PATCH body.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct ScheduleIn {
     schedule_type: Option<String>,
@@ -45,7 +49,7 @@ impl ScheduleIn {
     /// Builds the spec from `base` (the stored one, for PATCH) and the present fields.
     fn apply(self, base: Option<ScheduleSpec>, now: UnixMs) -> Result<ScheduleSpec, String> {
         if self.webhook_url.is_some() {
-            return Err("webhookUrl is not built yet in this hookd; give endpointId".into());
+            return Err("webhookUrl can only be given when a schedule is created".into());
         }
         let base_target = base.as_ref().map(|b| b.target.clone());
         let method = match (self.delivery_method.as_deref(), &base_target) {
@@ -271,10 +275,52 @@ pub(super) async fn create(
     JsonBody(body): JsonBody<ScheduleIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let Some(url) = body.webhook_url.clone() else {
+        let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
+        email_possible(&state, &spec)?;
+        let schedule = state.store.create_schedule(tenant, spec).await?;
+        return Ok((StatusCode::CREATED, Json(schedule_json(&schedule))));
+    };
+    // An ad-hoc webhookUrl gets an endpoint of its own, signed with a secret generated for
+    // the schedule and returned once. Everything is validated before anything is created.
+    if body.endpoint_id.is_some() || body.delivery_method.as_deref() == Some("email") {
+        return Err(ApiError::invalid(
+            "webhookUrl replaces endpointId, for webhook delivery only",
+        ));
+    }
+    let url = parse_url(&url).map_err(|e| ApiError::invalid(format!("webhookUrl: {e}")))?;
+    state
+        .policy
+        .check_url(&url)
+        .await
+        .map_err(|e| ApiError::invalid(format!("webhookUrl: {e}")))?;
+    let mut check = body.clone();
+    check.webhook_url = None;
+    check.endpoint_id = Some(EndpointId(1).to_string());
+    check.apply(None, now_ms()).map_err(ApiError::invalid)?;
+    let pattern = EventPattern::parse("schedule.digest.adhoc").map_err(ApiError::invalid)?;
+    let settings = default_settings("Schedule digest webhook".into(), url, vec![pattern]);
+    let secret = signing::generate_secret();
+    let new = NewEndpoint {
+        settings,
+        secret: secret.clone(),
+    };
+    let endpoint = state.store.create_endpoint(tenant, new).await?;
+    let mut body = body;
+    body.webhook_url = None;
+    body.endpoint_id = Some(endpoint.id.to_string());
     let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
-    email_possible(&state, &spec)?;
-    let schedule = state.store.create_schedule(tenant, spec).await?;
-    Ok((StatusCode::CREATED, Json(schedule_json(&schedule))))
+    let schedule = match state.store.create_schedule(tenant, spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = state.store.delete_endpoint(tenant, endpoint.id).await;
+            return Err(e.into());
+        }
+    };
+    let mut out = schedule_json(&schedule);
+    out["webhookUrl"] = Value::String(endpoint.settings.url.to_string());
+    out["secret"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 pub(super) async fn list(

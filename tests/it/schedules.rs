@@ -488,3 +488,46 @@ async fn email_schedules_need_recipients_and_smtp() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_ad_hoc_webhook_url_is_signed_with_a_secret_returned_once() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let r = Receiver::ok().await;
+    let base = json!({"scheduleType": "weekly_digest", "timezone": "UTC", "format": "json",
+                      "deliveryMethod": "webhook"});
+    let mut bad = base.clone();
+    bad["webhookUrl"] = json!("not a url");
+    assert_eq!(
+        t.admin.post("/v1/schedules", bad).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut invalid = base.clone();
+    invalid["webhookUrl"] = json!(r.url);
+    invalid["timezone"] = json!("Nowhere");
+    assert_eq!(
+        t.admin.post("/v1/schedules", invalid).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (_, endpoints) = t.admin.get("/v1/endpoints").await;
+    assert_eq!(
+        endpoints["totalElements"], 0,
+        "rejected requests created nothing"
+    );
+
+    let mut body = base.clone();
+    body["webhookUrl"] = json!(r.url);
+    let s = schedule(&t, body).await;
+    let secret = s["secret"].as_str().expect("secret once").to_owned();
+    assert_eq!(s["webhookUrl"], r.url.as_str());
+    let id = s["id"].as_str().expect("id");
+    let (_, read) = t.admin.get(&format!("/v1/schedules/{id}")).await;
+    assert!(read.get("secret").is_none());
+    t.admin
+        .post_empty(&format!("/v1/schedules/{id}/trigger"))
+        .await;
+    let got = r.wait_for(1).await.remove(0);
+    assert_eq!(got.json()["event"], "schedule.digest");
+    assert!(crate::support::verify_standard(&secret, &got));
+    server.stop().await;
+}
