@@ -111,6 +111,7 @@ pub struct Store {
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
 pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
+    _lock: std::fs::File,
 }
 
 impl StoreHandle {
@@ -123,6 +124,23 @@ impl StoreHandle {
 impl Store {
     /// Opens (creating and migrating) the database file and starts the writer.
     pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
+        // One hookd per file: a second one would release the first one's leases at start.
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+            })?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "another hookd is using {} (it holds {})",
+                path.display(),
+                lock_path.display()
+            ))
+        })?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -165,7 +183,13 @@ impl Store {
             wake,
             path: path.to_owned(),
         };
-        Ok((store, StoreHandle { thread }))
+        Ok((
+            store,
+            StoreHandle {
+                thread,
+                _lock: lock,
+            },
+        ))
     }
 
     /// Notified after every commit that made deliveries due.

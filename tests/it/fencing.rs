@@ -178,3 +178,19 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
     drop(store);
     handle.close();
 }
+
+#[tokio::test]
+async fn a_second_hookd_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("h.db");
+    let (store, handle) = Store::open(&path, Durability::Full).expect("first open");
+    let err = Store::open(&path, Durability::Full)
+        .err()
+        .expect("second open refused");
+    assert!(err.to_string().contains("another hookd"), "{err}");
+    drop(store);
+    handle.close();
+    let (again, handle) = Store::open(&path, Durability::Full).expect("free again after close");
+    drop(again);
+    handle.close();
+}
