@@ -83,7 +83,7 @@ impl Outbound {
             response_body: None,
             retry_after_ms: None,
         };
-        if let Err(e) = self.check_target(&settings.url) {
+        if let Err(e) = self.policy.check_literal(&settings.url) {
             return fail(ErrorClass::BlockedTarget, e.to_string());
         }
         let request = match self.build(endpoint, signer, msg) {
@@ -130,18 +130,6 @@ impl Outbound {
                     retry_after_ms: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
                 }
             }
-        }
-    }
-
-    /// Refuses plain http and literal private addresses; names are checked by the resolver.
-    fn check_target(&self, url: &url::Url) -> Result<(), TargetError> {
-        if url.scheme() == "http" && !self.policy.allow_http {
-            return Err(TargetError::PlainHttp);
-        }
-        match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.policy.check_ip(ip.into()),
-            Some(url::Host::Ipv6(ip)) => self.policy.check_ip(ip.into()),
-            _ => Ok(()),
         }
     }
 

@@ -37,23 +37,29 @@ impl TargetPolicy {
     /// Checks a URL's scheme and, when it is an IP literal or a resolvable name, its address.
     /// A name that does not resolve yet is accepted: its deliveries fail as `dns` until it does.
     pub async fn check_url(&self, url: &url::Url) -> Result<(), TargetError> {
-        if url.scheme() == "http" && !self.allow_http {
-            return Err(TargetError::PlainHttp);
-        }
-        if self.allow_private {
-            return Ok(());
-        }
+        self.check_literal(url)?;
         match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
-            Some(url::Host::Domain(name)) => {
+            Some(url::Host::Domain(name)) if !self.allow_private => {
                 let port = url.port_or_known_default().unwrap_or(443);
                 match resolve(name, port, *self).await {
                     Err(TargetError::Dns(_)) => Ok(()),
                     other => other.map(|_| ()),
                 }
             }
-            None => Ok(()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The checks that need no lookup: the scheme, and the address when the host is an IP
+    /// literal (which the client's resolver never sees). Names are checked by resolving.
+    pub fn check_literal(&self, url: &url::Url) -> Result<(), TargetError> {
+        if url.scheme() == "http" && !self.allow_http {
+            return Err(TargetError::PlainHttp);
+        }
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
+            _ => Ok(()),
         }
     }
 

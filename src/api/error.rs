@@ -78,11 +78,7 @@ impl ApiError {
 
     /// 415: not JSON.
     pub fn unsupported_media_type() -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        )
+        Self::unsupported_media_type_of("application/json")
     }
 
     /// 415 naming what is accepted.

@@ -256,8 +256,8 @@ fn run_json(r: &ScheduleRun) -> Value {
 }
 
 /// Email schedules need the `[smtp]` settings.
-fn email_possible(state: &AppState, spec: &ScheduleSpec) -> Result<(), ApiError> {
-    if spec.target.endpoint().is_none() && !state.email_enabled {
+fn email_possible(state: &AppState, wants_email: bool) -> Result<(), ApiError> {
+    if wants_email && !state.email_enabled {
         return Err(ApiError::invalid(
             "deliveryMethod email needs the [smtp] settings in hookd.toml, which this server does not have",
         ));
@@ -277,7 +277,7 @@ pub(super) async fn create(
     let tenant = auth.tenant(Role::Admin)?;
     let Some(url) = body.webhook_url.clone() else {
         let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
-        email_possible(&state, &spec)?;
+        email_possible(&state, spec.target.endpoint().is_none())?;
         let schedule = state.store.create_schedule(tenant, spec).await?;
         return Ok((StatusCode::CREATED, Json(schedule_json(&schedule))));
     };
@@ -364,10 +364,8 @@ pub(super) async fn patch(
     JsonBody(body): JsonBody<ScheduleIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    if body.delivery_method.as_deref() == Some("email") && !state.email_enabled {
-        return Err(ApiError::invalid(
-            "deliveryMethod email needs the [smtp] settings in hookd.toml, which this server does not have",
-        ));
+    if body.delivery_method.as_deref() == Some("email") {
+        email_possible(&state, true)?;
     }
     let now = now_ms();
     let patch = Box::new(move |spec: &mut ScheduleSpec| {

@@ -194,6 +194,9 @@ fn run_in(
         return Ok(None);
     }
     let run_id = RunId(c.last_insert_rowid());
+    // The next digest's period starts here, whatever this run's delivery comes to.
+    c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
+        .execute(params![schedule.id.0, now])?;
     let mut counts: Vec<(String, u64)> = Vec::new();
     {
         let mut stmt = c.prepare_cached(
@@ -259,9 +262,6 @@ fn run_in(
                 bytes,
                 now
             ])?;
-            batch.wake = true;
-            c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
-                .execute(params![schedule.id.0, now])?;
             return Ok(Some(run_id));
         }
     };
@@ -309,8 +309,6 @@ fn run_in(
         delivery,
         error
     ])?;
-    c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
-        .execute(params![schedule.id.0, now])?;
     Ok(Some(run_id))
 }
 
