@@ -35,11 +35,6 @@ impl EventName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// Whether this is one of hookd's own `hookd.*` events.
-    pub fn is_operational(&self) -> bool {
-        self.0.starts_with(OPERATIONAL_PREFIX)
-    }
 }
 
 impl fmt::Display for EventName {

@@ -105,7 +105,6 @@ pub struct Store {
     writer: Writer,
     reads: r2d2::Pool<SqliteConnectionManager>,
     wake: Arc<Notify>,
-    path: PathBuf,
 }
 
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
@@ -181,7 +180,6 @@ impl Store {
             writer,
             reads,
             wake,
-            path: path.to_owned(),
         };
         Ok((
             store,
@@ -197,11 +195,6 @@ impl Store {
         self.wake.clone()
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Checks that a write commits now; the health route's probe.
     pub async fn probe_write(&self) -> Result<(), StoreError> {
         self.writer
@@ -214,11 +207,6 @@ impl Store {
                 Ok(())
             })
             .await
-    }
-
-    /// Whether the last commit succeeded.
-    pub fn last_commit_ok(&self) -> bool {
-        self.writer.is_healthy()
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>

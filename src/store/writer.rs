@@ -3,7 +3,6 @@
 //! that fails is rolled back alone; its caller is answered only after the batch commits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -105,7 +104,6 @@ fn in_savepoint<T>(
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Box<dyn Op>>,
-    healthy: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -115,13 +113,11 @@ impl Writer {
         wake: Arc<Notify>,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(4096);
-        let healthy = Arc::new(AtomicBool::new(true));
-        let flag = healthy.clone();
         let handle = std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, rx, wake, flag))
+            .spawn(move || run(conn, rx, wake))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok((Self { tx, healthy }, handle))
+        Ok((Self { tx }, handle))
     }
 
     /// Applies `f` in the next batch and answers once that batch is committed. If `f` fails,
@@ -173,19 +169,9 @@ impl Writer {
         rx.await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
-
-    /// Whether the last commit succeeded.
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
 }
 
-fn run(
-    conn: Connection,
-    mut rx: mpsc::Receiver<Box<dyn Op>>,
-    wake: Arc<Notify>,
-    healthy: Arc<AtomicBool>,
-) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -214,7 +200,6 @@ fn run(
         if !ops.is_empty() {
             let mut batch = Batch::default();
             let committed = commit_batch(&conn, &mut ops, &mut batch);
-            healthy.store(committed.is_ok(), Ordering::Relaxed);
             if let Err(e) = &committed {
                 tracing::error!(error = %e, ops = ops.len(), "commit failed");
             }
