@@ -165,7 +165,11 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
         .map(|(id, load)| {
             (
                 id.0.to_string(),
-                serde_json::json!([load.in_flight, load.started_last_second]),
+                serde_json::json!([
+                    load.in_flight,
+                    load.started_last_second,
+                    load.started_last_tenth
+                ]),
             )
         })
         .collect();

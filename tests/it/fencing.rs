@@ -194,3 +194,68 @@ async fn a_second_hookd_on_the_same_file_is_refused() {
     drop(again);
     handle.close();
 }
+
+#[tokio::test]
+async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle) = Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    let endpoint = store
+        .create_endpoint(
+            tenant.id,
+            NewEndpoint {
+                settings: EndpointSettings {
+                    rate_limit: Some(20),
+                    ..settings(1000)
+                },
+                secret: hookd::signing::generate_secret(),
+            },
+        )
+        .await
+        .expect("endpoint");
+    let events: Vec<NewEvent> = (0..10)
+        .map(|_| NewEvent {
+            name: EventName::parse("a.b").expect("name"),
+            data: "{}".into(),
+            idempotency_key: None,
+        })
+        .collect();
+    store.publish(tenant.id, events).await.expect("publish");
+    let now = hookd::model::now_ms();
+    // A limit of 20/s allows ceil(20/10) = 2 starts per 100 ms; 2 already started in this tenth.
+    let paced = ClaimRequest {
+        busy: vec![(
+            endpoint.id,
+            EndpointLoad {
+                in_flight: 0,
+                started_last_second: 2,
+                started_last_tenth: 2,
+            },
+        )],
+        ..claim_at(now, 100)
+    };
+    assert!(
+        store.claim(paced).await.expect("claim").is_empty(),
+        "the tenth's budget is used up"
+    );
+    // One start in this tenth leaves room for exactly one more.
+    let one_left = ClaimRequest {
+        busy: vec![(
+            endpoint.id,
+            EndpointLoad {
+                in_flight: 0,
+                started_last_second: 5,
+                started_last_tenth: 1,
+            },
+        )],
+        ..claim_at(now, 100)
+    };
+    assert_eq!(store.claim(one_left).await.expect("claim").len(), 1);
+    // Nothing started lately: a fresh tenth allows two.
+    assert_eq!(
+        store.claim(claim_at(now, 100)).await.expect("claim").len(),
+        2
+    );
+    drop(store);
+    handle.close();
+}
