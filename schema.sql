@@ -217,3 +217,9 @@ CREATE TABLE schedule_runs (
     UNIQUE (schedule_id, slot)
 ) STRICT;
 CREATE INDEX schedule_runs_sending ON schedule_runs(next_attempt_at) WHERE status = 'sending';
+
+-- migration: 4
+
+-- The fence of the current lease: a token drawn for each claim that is never handed out
+-- twice, even when the claim's transaction rolls back (the attempt counter does roll back).
+ALTER TABLE deliveries ADD COLUMN lease INTEGER;

@@ -54,8 +54,11 @@ pub struct Claim {
     pub delivery_id: DeliveryId,
     /// Its event: the `webhook-id`.
     pub event_id: EventId,
-    /// This attempt's number (1-based); recording a result needs it (the fence).
+    /// This attempt's number (1-based), as the log shows it.
     pub attempt: u32,
+    /// The lease's fencing token: recording a result needs it. Never handed out twice, even
+    /// when the claim's batch rolls back (the attempt number would then repeat).
+    pub lease: i64,
     /// The endpoint and its signing secrets (the current one first, then any still in a
     /// rotation's grace period), shared by the claims of one batch.
     pub endpoint: Arc<(Endpoint, Vec<String>)>,
@@ -158,7 +161,11 @@ pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
 /// the last second — paced to a tenth of it per 100 ms, so a limit spreads starts evenly
 /// instead of bursting at each second. Each claimed row gets a lease (its `next_attempt_at` moves to the
 /// lease's end) and its next attempt number.
-fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+fn claim_rows(
+    c: &Connection,
+    req: &ClaimRequest,
+    lease: i64,
+) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
     let busy: serde_json::Map<String, serde_json::Value> = req
         .busy
         .iter()
@@ -177,6 +184,7 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
     let mut stmt = c.prepare_cached(
         "UPDATE deliveries
          SET attempts = attempts + 1,
+             lease = ?6,
              lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
              next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
          WHERE id IN (
@@ -222,7 +230,8 @@ fn claim_rows(c: &Connection, req: &ClaimRequest) -> Result<Vec<(i64, i64, i64, 
                 busy,
                 req.per_endpoint as i64,
                 req.limit as i64,
-                req.lease_margin_ms
+                req.lease_margin_ms,
+                lease
             ],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?
@@ -260,7 +269,6 @@ enum AfterFailure {
 
 struct Row {
     status: i64,
-    attempts: u32,
     endpoint_id: i64,
     schedule_offset: u32,
     replay_return: Option<i64>,
@@ -268,6 +276,7 @@ struct Row {
     was_exhausted: bool,
     event_id: i64,
     event_type: String,
+    lease: Option<i64>,
 }
 
 /// The outcome-driven update of one delivery and its endpoint's counters, with the
@@ -282,28 +291,28 @@ fn record_in(
     let (delivery, attempt, endpoint) = (claim.delivery_id, claim.attempt, &claim.endpoint.0);
     let row = c
         .prepare_cached(
-            "SELECT d.status, d.attempts, d.endpoint_id, d.schedule_offset, d.replay_return,
-                    d.resume_at, d.was_exhausted, d.event_id, ev.type
+            "SELECT d.status, d.endpoint_id, d.schedule_offset, d.replay_return,
+                    d.resume_at, d.was_exhausted, d.event_id, ev.type, d.lease
              FROM deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id = ?1",
         )?
         .query_row([delivery.0], |r| {
             Ok(Row {
                 status: r.get(0)?,
-                attempts: r.get(1)?,
-                endpoint_id: r.get(2)?,
-                schedule_offset: r.get(3)?,
-                replay_return: r.get(4)?,
-                resume_at: r.get(5)?,
-                was_exhausted: r.get::<_, i64>(6)? != 0,
-                event_id: r.get(7)?,
-                event_type: r.get(8)?,
+                endpoint_id: r.get(1)?,
+                schedule_offset: r.get(2)?,
+                replay_return: r.get(3)?,
+                resume_at: r.get(4)?,
+                was_exhausted: r.get::<_, i64>(5)? != 0,
+                event_id: r.get(6)?,
+                event_type: r.get(7)?,
+                lease: r.get(8)?,
             })
         })
         .optional()?;
     let Some(row) = row else {
         return Ok(Recorded::Stale);
     };
-    if row.status != DeliveryStatus::Pending.code() || row.attempts != attempt {
+    if row.status != DeliveryStatus::Pending.code() || row.lease != Some(claim.lease) {
         return Ok(Recorded::Stale);
     }
     let finished = outcome.at + i64::from(outcome.latency_ms);
@@ -348,7 +357,7 @@ fn record_in(
     };
     let exhausted = matches!(after, Some(AfterFailure::Exhausted));
     c.prepare_cached(
-        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL,
+        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL, lease = NULL,
             replay_return = NULL, resume_at = NULL,
             was_exhausted = was_exhausted OR ?4
          WHERE id = ?1",
@@ -446,9 +455,10 @@ impl Store {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
+        let lease = self.leases.next();
         self.writer
             .write_eager(move |c, _| {
-                let rows = claim_rows(c, &req)?;
+                let rows = claim_rows(c, &req, lease)?;
                 let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
                 // Rendered once per event and format, whatever the number of endpoints.
                 let mut bodies: HashMap<(i64, Format), Bytes> = HashMap::new();
@@ -477,6 +487,7 @@ impl Store {
                         delivery_id: DeliveryId(id),
                         event_id: EventId(event_id),
                         attempt,
+                        lease,
                         endpoint,
                         body,
                     });
@@ -589,5 +600,157 @@ impl Store {
             Ok(count(n))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Durability;
+    use crate::model::{EndpointSettings, EventName, EventPattern, Ordering, SignatureScheme};
+    use crate::store::{NewEndpoint, NewEvent};
+
+    fn settings() -> EndpointSettings {
+        EndpointSettings {
+            name: "e".into(),
+            url: url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+            events: vec![EventPattern::All],
+            signature_scheme: SignatureScheme::Standard,
+            signature_header_name: None,
+            format: Format::Json,
+            headers: Default::default(),
+            retry_schedule: vec![Duration::from_secs(60)],
+            disable_after: 0,
+            timeout_ms: 1000,
+            rate_limit: None,
+            ordering: Ordering::None,
+            is_active: true,
+        }
+    }
+
+    fn request(now: UnixMs) -> ClaimRequest {
+        ClaimRequest {
+            now,
+            limit: 10,
+            per_endpoint: 10,
+            busy: Vec::new(),
+            lease_margin_ms: 1000,
+        }
+    }
+
+    async fn wait_queued(store: &Store, n: usize) {
+        while store.writer.queued() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A claim is answered before its batch commits. When that batch rolls back, the lease
+    /// it handed out must still never be handed out again.
+    #[tokio::test]
+    async fn a_lease_from_a_rolled_back_batch_is_never_handed_out_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, handle) =
+            Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+        let tenant = store.create_tenant("t".into()).await.expect("tenant");
+        store
+            .create_endpoint(
+                tenant.id,
+                NewEndpoint {
+                    settings: settings(),
+                    secret: crate::signing::generate_secret(),
+                },
+            )
+            .await
+            .expect("endpoint");
+        let event = NewEvent {
+            name: EventName::parse("a.b").expect("name"),
+            data: "{}".into(),
+            idempotency_key: None,
+        };
+        store
+            .publish(tenant.id, vec![event])
+            .await
+            .expect("publish");
+        let now = now_ms();
+
+        // Hold the writer inside one batch while the claim and a failing write queue behind
+        // it, so both land in the next batch, in that order.
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .writer
+                    .write(move |_, _| {
+                        let _ = started_tx.send(());
+                        let _ = release_rx.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .expect("join")
+            .expect("blocker started");
+        let claim = tokio::spawn({
+            let store = store.clone();
+            async move { store.claim(request(now)).await }
+        });
+        wait_queued(&store, 1).await;
+        let failing = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .writer
+                    .write_unguarded(|_, _| -> Result<(), StoreError> {
+                        Err(StoreError::Unavailable("disk full (simulated)".into()))
+                    })
+                    .await
+            }
+        });
+        wait_queued(&store, 2).await;
+        release_tx.send(()).expect("release");
+        blocker.await.expect("join").expect("blocker committed");
+        let rolled_back = claim.await.expect("join").expect("claim answered");
+        assert_eq!(rolled_back.len(), 1);
+        assert!(
+            failing.await.expect("join").is_err(),
+            "its batch rolled back"
+        );
+
+        // The lease was lost with the batch: the row is claimable again, under a new lease.
+        let current = store.claim(request(now)).await.expect("claim");
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0].delivery_id, rolled_back[0].delivery_id);
+
+        let ok = AttemptOutcome {
+            at: now,
+            response_code: Some(200),
+            latency_ms: 1,
+            error: None,
+            error_message: None,
+            response_body: None,
+            retry_after_ms: None,
+        };
+        let stale = store
+            .record_attempt(rolled_back[0].clone(), ok.clone())
+            .await
+            .expect("record");
+        assert_eq!(
+            stale,
+            Recorded::Stale,
+            "the rolled-back lease is fenced out"
+        );
+        let applied = store
+            .record_attempt(current[0].clone(), ok)
+            .await
+            .expect("record");
+        assert_eq!(applied, Recorded::Applied(DeliveryStatus::Succeeded));
+        drop(store);
+        handle.close();
     }
 }

@@ -17,6 +17,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -105,6 +106,23 @@ pub struct Store {
     writer: Writer,
     reads: r2d2::Pool<SqliteConnectionManager>,
     wake: Arc<Notify>,
+    leases: Arc<LeaseTokens>,
+}
+
+/// Fencing tokens for leases, drawn outside any transaction so a rolled-back claim never
+/// hands its token out again. One process owns a file (the lock), so tokens only need to
+/// grow within it; starting from the clock keeps them growing across restarts too.
+struct LeaseTokens(AtomicI64);
+
+impl LeaseTokens {
+    fn starting_now() -> Self {
+        // Room for a million claims per millisecond before the next start's tokens.
+        Self(AtomicI64::new(crate::model::now_ms() << 20))
+    }
+
+    fn next(&self) -> i64 {
+        self.0.fetch_add(1, AtomicOrdering::Relaxed)
+    }
 }
 
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
@@ -180,6 +198,7 @@ impl Store {
             writer,
             reads,
             wake,
+            leases: Arc::new(LeaseTokens::starting_now()),
         };
         Ok((
             store,

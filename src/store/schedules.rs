@@ -604,6 +604,8 @@ pub struct EmailJob {
 
 impl Store {
     /// Leases email runs due for a send attempt (at most `limit`, each for `lease_ms`).
+    /// Answers after the lease commits: the attempt number is the fence, and a lease lost to a
+    /// rolled-back batch would hand it out again.
     pub async fn claim_email_runs(
         &self,
         now: UnixMs,
@@ -611,7 +613,7 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<EmailJob>, StoreError> {
         self.writer
-            .write_eager(move |c, _| {
+            .write(move |c, _| {
                 let rows: Vec<(i64, i64, u32, String, Vec<u8>)> = c
                     .prepare_cached(
                         "UPDATE schedule_runs SET attempts = attempts + 1, next_attempt_at = ?1 + ?3

@@ -150,6 +150,12 @@ impl Writer {
         self.submit(f, Mode::Eager).await
     }
 
+    /// Operations waiting in the queue (for tests that line up a batch).
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     async fn submit<T, F>(&self, f: F, mode: Mode) -> Result<T, StoreError>
     where
         T: Send + 'static,
