@@ -567,10 +567,9 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
             lease_margin_ms: 30_000,
         };
         let claims = store.claim(request).await.expect("claim");
-        let acks: Vec<_> = claims
+        let done: Vec<_> = claims
             .into_iter()
             .map(|claim| {
-                let store = store.clone();
                 let outcome = hookd::model::AttemptOutcome {
                     at: hookd::model::now_ms(),
                     response_code: Some(204),
@@ -580,12 +579,13 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
                     response_body: None,
                     retry_after_ms: None,
                 };
-                tokio::spawn(async move { store.record_attempt(claim, outcome).await })
+                (claim, outcome)
             })
             .collect();
-        for a in acks {
-            a.await.expect("join").expect("ack");
-        }
+        store
+            .record_attempts(done, hookd::delivery::after_attempt)
+            .await
+            .expect("ack");
     }
     let claim_ms = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
     (publish_ms, claim_ms)

@@ -98,34 +98,17 @@ fn store_benches(c: &mut Criterion) {
                     };
                     let claims = store2.claim(request).await.expect("claim");
                     assert_eq!(claims.len(), 100);
-                    let acks = claims.into_iter().map(|claim| {
-                        let store = store2.clone();
-                        async move { store.record_attempt(claim, ok()).await }
-                    });
-                    for r in futures_join(acks).await {
-                        r.expect("ack");
-                    }
+                    let done = claims.into_iter().map(|claim| (claim, ok())).collect();
+                    store2
+                        .record_attempts(done, hookd::delivery::after_attempt)
+                        .await
+                        .expect("ack");
                     total += started.elapsed();
                 }
                 total
             })
         })
     });
-}
-
-/// Awaits all futures concurrently (so their writes share commits, as workers' do).
-async fn futures_join<F: std::future::Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.expect("join"));
-    }
-    out
 }
 
 criterion_group! {

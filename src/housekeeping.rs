@@ -1,6 +1,7 @@
 //! Housekeeping: periodic duties that keep the database bounded. Retention deletes finished
 //! deliveries, their attempts and events past their age, in small batches; signing secrets
-//! whose rotation grace has ended are deleted (they stop signing at that instant anyway).
+//! whose rotation grace has ended are deleted (they stop signing at that instant anyway); an
+//! endpoint disabled by failures has its pending deliveries failed, if a stop interrupted that.
 
 use std::future::Future;
 use std::time::Duration;
@@ -59,6 +60,14 @@ pub async fn pass(
     }
     if deliveries + events > 0 {
         tracing::info!(deliveries, events, "retention deleted old rows");
+    }
+    // Endpoints disabled by failures whose pending deliveries were not all failed yet (the
+    // process stopped while settling them).
+    for endpoint in store.disabled_with_pending().await? {
+        let failed = store.settle_disabled(endpoint).await?;
+        if failed > 0 {
+            tracing::info!(endpoint_id = %endpoint, failed, "failed the pending deliveries of a disabled endpoint");
+        }
     }
     let secrets = store.prune_old_secrets().await?;
     if secrets > 0 {

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::extract::{Auth, OptionalJson, Query};
 use super::tenants::{not_found, page_json};
 use super::{ApiError, AppState};
+use crate::model::DeliverySummary;
 use crate::model::{DeliveryId, DeliveryStatus, EndpointId, Role, rfc3339};
-use crate::store::DeliverySummary;
 
 /// A delivery as listed.
 pub(super) fn summary_json(d: &DeliverySummary) -> Value {

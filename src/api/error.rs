@@ -132,18 +132,20 @@ impl ApiError {
     }
 }
 
+use crate::report::ErrorChain;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::not_found("resource"),
             StoreError::Conflict(message) => Self::conflict(message),
             StoreError::Invalid(message) => Self::invalid(message),
-            StoreError::Unavailable(message) => {
-                tracing::error!(error = %message, "storage unavailable");
+            e if e.is_unavailable() => {
+                tracing::error!(error = %ErrorChain(&e), "storage unavailable");
                 Self::unavailable("storage is unavailable; nothing was changed, try again")
             }
-            e @ (StoreError::Database(_) | StoreError::TooNew { .. }) => {
-                tracing::error!(error = %e, "database error");
+            e => {
+                tracing::error!(error = %ErrorChain(&e), "database error");
                 Self::internal()
             }
         }

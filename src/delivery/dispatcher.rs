@@ -10,11 +10,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use bytes::Bytes;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::transition::after_attempt;
+use super::worker::render_body;
 use crate::metrics::Metrics;
-use crate::model::{EndpointId, now_ms};
+use crate::model::{AttemptOutcome, EndpointId, EventId, Format, now_ms};
 use crate::outbound::Outbound;
+use crate::report::ErrorChain;
 use crate::store::{Claim, ClaimRequest, EndpointLoad, Store};
 
 /// The window a `rateLimit` counts starts in.
@@ -67,6 +71,16 @@ const CLAIM_COALESCE: Duration = Duration::from_millis(1);
 /// Most deliveries claimed in one statement.
 const MAX_CLAIM: usize = 500;
 
+/// Most outcomes recorded in one write.
+const MAX_RECORD: usize = 512;
+
+/// A finished attempt on its way to the store, holding its slot until it is recorded.
+struct Done {
+    claim: Claim,
+    outcome: AttemptOutcome,
+    slot: OwnedSemaphorePermit,
+}
+
 /// The dispatcher's settings.
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -95,6 +109,9 @@ pub struct Dispatcher {
     /// Set when shutdown's grace has run out: attempts still waiting on HTTP are dropped
     /// (their leases are released at the next start, so they are retried).
     abandon: Arc<watch::Sender<bool>>,
+    /// Finished attempts, recorded in batches by the recorder.
+    done: mpsc::UnboundedSender<Done>,
+    recorder: Arc<Mutex<Option<mpsc::UnboundedReceiver<Done>>>>,
 }
 
 impl Dispatcher {
@@ -106,7 +123,10 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> Self {
         let wake = store.work_added();
+        let (done, recorder) = mpsc::unbounded_channel();
         Self {
+            done,
+            recorder: Arc::new(Mutex::new(Some(recorder))),
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             busy: Arc::default(),
             store,
@@ -122,6 +142,9 @@ impl Dispatcher {
     /// recorded.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        if let Some(finished) = self.recorder.lock().ok().and_then(|mut r| r.take()) {
+            tokio::spawn(record_loop(self.store.clone(), self.wake.clone(), finished));
+        }
         loop {
             let busy = self.dispatch_due().await > 0;
             // A saturated rate limit frees a start at a known time: wake then, not at the poll.
@@ -178,8 +201,15 @@ impl Dispatcher {
                 }
             };
             let n = claims.len();
+            // Rendered once per event and format, whatever the number of endpoints.
+            let mut bodies: HashMap<(EventId, Format), Bytes> = HashMap::new();
             for claim in claims {
-                self.start(claim);
+                let format = claim.endpoint.0.settings.format;
+                let body = bodies
+                    .entry((claim.event_id, format))
+                    .or_insert_with(|| render_body(claim.event_id, &claim.event, format))
+                    .clone();
+                self.start(claim, body);
             }
             started += n;
             if n < free {
@@ -188,8 +218,8 @@ impl Dispatcher {
         }
     }
 
-    fn start(&self, claim: Claim) {
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+    fn start(&self, claim: Claim, body: Bytes) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             // Unreachable: only this task takes permits, and it claimed no more than were free.
             tracing::error!(delivery_id = %claim.delivery_id, "no free slot for a claimed delivery");
             return;
@@ -201,18 +231,22 @@ impl Dispatcher {
         self.metrics.attempt_started();
         tokio::spawn(async move {
             let outcome = tokio::select! {
-                outcome = super::attempt(&this.outbound, &claim) => outcome,
+                outcome = super::attempt(&this.outbound, &claim, &body) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
             this.finished(endpoint_id);
             this.metrics.attempt_finished(&outcome);
             this.wake.notify_one();
-            let delivery_id = claim.delivery_id;
-            if let Err(e) = this.store.record_attempt(claim, outcome).await {
-                tracing::error!(%delivery_id, error = %e, "cannot record attempt; the lease will expire and it will be retried");
+            let done = Done {
+                claim,
+                outcome,
+                slot,
+            };
+            if this.done.send(done).is_err() {
+                tracing::error!(
+                    "the recorder has stopped; the lease will expire and the attempt will be retried"
+                );
             }
-            drop(permit);
-            this.wake.notify_one();
         });
     }
 
@@ -261,5 +295,37 @@ impl Dispatcher {
         {
             load.in_flight = load.in_flight.saturating_sub(1);
         }
+    }
+}
+
+/// Records finished attempts in batches: whatever has finished while the previous batch was
+/// being written goes in the next one. Each batch frees its slots once it is recorded.
+async fn record_loop(store: Store, wake: Arc<Notify>, mut finished: mpsc::UnboundedReceiver<Done>) {
+    while let Some(first) = finished.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_RECORD {
+            match finished.try_recv() {
+                Ok(done) => batch.push(done),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            let mut slots = Vec::with_capacity(batch.len());
+            let results: Vec<_> = batch
+                .into_iter()
+                .map(|d| {
+                    slots.push(d.slot);
+                    (d.claim, d.outcome)
+                })
+                .collect();
+            let n = results.len();
+            if let Err(e) = store.record_attempts(results, after_attempt).await {
+                tracing::error!(attempts = n, error = %ErrorChain(&e), "cannot record attempts; their leases will expire and they will be retried");
+            }
+            drop(slots);
+            wake.notify_one();
+        });
     }
 }

@@ -3,7 +3,9 @@
 //! attempt ([`worker::attempt`]) and records its outcome through the store.
 
 mod dispatcher;
+mod transition;
 mod worker;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig};
-pub use worker::attempt;
+pub use transition::after_attempt;
+pub use worker::{attempt, render_body};

@@ -1,16 +1,32 @@
 //! One attempt of one claimed delivery: sign, POST, classify. The step, kept apart from the
 //! dispatcher's loop so it can be driven directly.
 
+use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::model::{AttemptOutcome, ErrorClass, now_ms};
+use crate::model::{AttemptOutcome, ErrorClass, EventId, Format, now_ms, rfc3339};
 use crate::outbound::{Message, Outbound};
+use crate::render::{EventView, render};
 use crate::signing::Signer;
-use crate::store::Claim;
+use crate::store::{Claim, ClaimedEvent};
 
-/// Makes one attempt of a claimed delivery and returns its outcome (never an error: a failure
-/// is an outcome too).
-pub async fn attempt(outbound: &Outbound, claim: &Claim) -> AttemptOutcome {
+/// The request body of an event in an endpoint's format (the dispatcher renders it once per
+/// event and format, whatever the number of endpoints).
+pub fn render_body(event_id: EventId, event: &ClaimedEvent, format: Format) -> Bytes {
+    let id = event_id.to_string();
+    let timestamp = rfc3339(event.created_at);
+    let view = EventView {
+        id: &id,
+        name: &event.name,
+        timestamp: &timestamp,
+        data: &event.data,
+    };
+    Bytes::from(render(format, view))
+}
+
+/// Makes one attempt of a claimed delivery with its rendered `body` and returns its outcome
+/// (never an error: a failure is an outcome too).
+pub async fn attempt(outbound: &Outbound, claim: &Claim, body: &Bytes) -> AttemptOutcome {
     let (endpoint, secrets) = &*claim.endpoint;
     let span = tracing::debug_span!(
         "attempt",
@@ -37,14 +53,7 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim) -> AttemptOutcome {
         };
         let id = claim.event_id.to_string();
         let outcome = outbound
-            .send(
-                endpoint,
-                &signer,
-                Message {
-                    id: &id,
-                    body: &claim.body,
-                },
-            )
+            .send(endpoint, &signer, Message { id: &id, body })
             .await;
         tracing::debug!(
             status = ?outcome.response_code,

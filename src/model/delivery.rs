@@ -9,7 +9,7 @@
 //! A claim leases a pending row (its `next_attempt_at` moves to the lease's end and its
 //! attempt number goes up); only the holder of that attempt number can record a result.
 
-use super::UnixMs;
+use super::{DeliveryId, EndpointId, EventId, UnixMs};
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +32,13 @@ impl DeliveryStatus {
         }
     }
 
-    /// From the stored integer.
-    pub fn from_code(code: i64) -> Self {
+    /// From the stored integer; `None` for a code hookd never writes.
+    pub fn from_code(code: i64) -> Option<Self> {
         match code {
-            0 => Self::Pending,
-            1 => Self::Succeeded,
-            _ => Self::Failed,
+            0 => Some(Self::Pending),
+            1 => Some(Self::Succeeded),
+            2 => Some(Self::Failed),
+            _ => None,
         }
     }
 
@@ -134,6 +135,72 @@ impl AttemptOutcome {
     pub fn is_success(&self) -> bool {
         self.error.is_none()
     }
+}
+
+/// One delivery as listed.
+#[derive(Debug, Clone)]
+pub struct DeliverySummary {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its event.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: String,
+    /// Its endpoint.
+    pub endpoint_id: EndpointId,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt goes, while pending.
+    pub next_attempt_at: Option<UnixMs>,
+    /// When it was created.
+    pub created_at: UnixMs,
+}
+
+/// One attempt as logged.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub number: u32,
+    /// The outcome.
+    pub outcome: AttemptOutcome,
+}
+
+/// A delivery with its attempts, oldest first.
+#[derive(Debug, Clone)]
+pub struct DeliveryDetail {
+    /// The delivery.
+    pub summary: DeliverySummary,
+    /// Its attempts.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// An extra attempt asked for by hand (a retry), and where the delivery goes if it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// A pending delivery's extra attempt: its retry schedule resumes at this time.
+    Resume(Option<UnixMs>),
+    /// A finished delivery's one more attempt: back to this status.
+    Return(DeliveryStatus),
+}
+
+/// What is stored of a delivery when one of its attempts comes back (read under its lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFacts {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its event.
+    pub event_id: EventId,
+    /// Its event's type.
+    pub event_type: String,
+    /// Attempts that do not count against the retry schedule (manual retries, and those
+    /// before a recover).
+    pub schedule_offset: u32,
+    /// Set while the attempt is a manual replay.
+    pub replay: Option<Replay>,
+    /// Whether it has failed for good before (a success then is a recovery).
+    pub was_exhausted: bool,
 }
 
 /// When the next attempt goes, after failed attempt number `attempt` (1-based): the

@@ -51,6 +51,35 @@ macro_rules! text_enum {
 text_enum!(SignatureScheme { Standard => "standard", Github => "github" });
 text_enum!(Format { Json => "json", Slack => "slack", Discord => "discord" });
 text_enum!(Ordering { None => "none", Fifo => "fifo" });
+text_enum!(DisableReason {
+    ConsecutiveFailures => "consecutive_failures",
+    Gone => "gone",
+    Manual => "manual"
+});
+
+/// Why an endpoint stopped receiving deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableReason {
+    /// `disableAfter` deliveries in a row failed for good; its pending deliveries fail too.
+    ConsecutiveFailures,
+    /// It answered `410 Gone`; its pending deliveries fail too.
+    Gone,
+    /// Paused through the API; its pending deliveries wait for it.
+    Manual,
+}
+
+impl DisableReason {
+    /// Whether disabling for this reason fails the endpoint's pending deliveries.
+    pub fn fails_pending(self) -> bool {
+        !matches!(self, Self::Manual)
+    }
+}
+
+impl serde::Serialize for DisableReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// The default delays before each retry: five retries over about a day.
 pub const DEFAULT_RETRY_SCHEDULE: [Duration; 5] = [
@@ -226,8 +255,8 @@ pub struct Endpoint {
     pub updated_at: UnixMs,
     /// When it was disabled, if it is.
     pub disabled_at: Option<UnixMs>,
-    /// Why: `consecutive_failures`, `gone` or `manual`.
-    pub disabled_reason: Option<String>,
+    /// Why, if it is disabled.
+    pub disabled_reason: Option<DisableReason>,
     /// Running counters behind the stats route.
     pub counters: EndpointCounters,
 }

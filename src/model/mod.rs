@@ -1,18 +1,22 @@
 //! Pure types shared by every layer: ids, durations, tenants, endpoints, events and
 //! deliveries. Nothing here does I/O; parsing a value here is what makes it valid elsewhere.
 
+pub mod attempt;
 pub mod delivery;
 pub mod duration;
 pub mod endpoint;
 pub mod event;
 pub mod ids;
 pub mod incoming;
+pub mod operational;
 pub mod schedule;
 pub mod tenant;
 pub mod timing;
 
-pub use delivery::{AttemptOutcome, DeliveryStatus, ErrorClass};
-pub use endpoint::{Endpoint, EndpointSettings, Format, Ordering, SignatureScheme};
+pub use delivery::{
+    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryStatus, DeliverySummary, ErrorClass,
+};
+pub use endpoint::{DisableReason, Endpoint, EndpointSettings, Format, Ordering, SignatureScheme};
 pub use event::{EventName, EventPattern};
 pub use ids::{
     DeliveryId, EndpointId, EventId, IncomingId, IncomingRequestId, KeyId, RunId, ScheduleId,

@@ -148,13 +148,27 @@ impl ScheduleSpec {
     /// Whether the digest covers events of this type (never digests themselves, never
     /// hookd's operational events).
     pub fn covers(&self, name: &str) -> bool {
-        if name == DIGEST_EVENT || name.starts_with(super::event::OPERATIONAL_PREFIX) {
-            return false;
-        }
-        self.event_types
-            .as_ref()
-            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(name)))
+        covers(self.event_types.as_deref(), name)
     }
+}
+
+/// Whether a digest over `patterns` (all events when `None`) covers events of this type:
+/// never digests themselves, never hookd's operational events.
+pub fn covers(patterns: Option<&[EventPattern]>, name: &str) -> bool {
+    if name == DIGEST_EVENT || name.starts_with(super::event::OPERATIONAL_PREFIX) {
+        return false;
+    }
+    patterns.is_none_or(|patterns| patterns.iter().any(|p| p.matches(name)))
+}
+
+/// The status an event reports, which `on_status_change` schedules wait for: its data's
+/// top-level `status` string. Digests report none.
+pub fn reported_status(name: &str, data: &str) -> Option<String> {
+    if name == DIGEST_EVENT || !data.contains("\"status\"") {
+        return None;
+    }
+    let data: serde_json::Value = serde_json::from_str(data).ok()?;
+    data.get("status")?.as_str().map(str::to_owned)
 }
 
 /// The event type a run delivers.

@@ -4,21 +4,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::{deactivate, load, load_any, secrets};
-use super::events::publish_operational;
+use super::publish::announce;
+use super::rows::{SUMMARY_SELECT, corrupt, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::Format;
-use crate::model::delivery::next_retry_delay;
-use crate::model::event::OPERATIONAL_PREFIX;
+use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState};
+use crate::model::delivery::{DeliveryFacts, Replay};
 use crate::model::{
-    AttemptOutcome, DeliveryId, DeliveryStatus, Endpoint, EndpointId, EventId, Page, PageRequest,
-    TenantId, UnixMs, now_ms, rfc3339,
+    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,
+    Endpoint, EndpointId, EventId, Page, PageRequest, TenantId, UnixMs, now_ms,
 };
-use crate::render::{EventView, render};
 
 /// What the dispatcher asks for.
 #[derive(Debug, Clone)]
@@ -62,8 +60,20 @@ pub struct Claim {
     /// The endpoint and its signing secrets (the current one first, then any still in a
     /// rotation's grace period), shared by the claims of one batch.
     pub endpoint: Arc<(Endpoint, Vec<String>)>,
-    /// The request body, rendered once per event.
-    pub body: Bytes,
+    /// The event as stored, shared by the claims of one batch; the delivery engine renders
+    /// it in the endpoint's format.
+    pub event: Arc<ClaimedEvent>,
+}
+
+/// An event as a claim carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvent {
+    /// Its type.
+    pub name: String,
+    /// Its `data`, as JSON text.
+    pub data: String,
+    /// When it was published.
+    pub created_at: UnixMs,
 }
 
 /// What recording an attempt did.
@@ -73,69 +83,6 @@ pub enum Recorded {
     Applied(DeliveryStatus),
     /// The lease had passed to another attempt (or the delivery finished): nothing written.
     Stale,
-}
-
-/// One delivery as listed.
-#[derive(Debug, Clone)]
-pub struct DeliverySummary {
-    /// The delivery.
-    pub id: DeliveryId,
-    /// Its event.
-    pub event_id: EventId,
-    /// The event's type.
-    pub event_type: String,
-    /// Its endpoint.
-    pub endpoint_id: EndpointId,
-    /// Where it stands.
-    pub status: DeliveryStatus,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// When the next attempt goes, while pending.
-    pub next_attempt_at: Option<UnixMs>,
-    /// When it was created.
-    pub created_at: UnixMs,
-}
-
-/// One attempt as logged.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    /// 1-based attempt number.
-    pub number: u32,
-    /// The outcome.
-    pub outcome: AttemptOutcome,
-}
-
-/// A delivery with its attempts, oldest first.
-#[derive(Debug, Clone)]
-pub struct DeliveryDetail {
-    /// The delivery.
-    pub summary: DeliverySummary,
-    /// Its attempts.
-    pub attempts: Vec<AttemptRecord>,
-}
-
-/// The select list [`summary_row`] reads.
-pub(super) const SUMMARY_SELECT: &str = "SELECT d.id, d.event_id, ev.type, d.endpoint_id, \
-     d.status, d.attempts, d.next_attempt_at, d.created_at \
-     FROM deliveries d JOIN events ev ON ev.id = d.event_id";
-
-/// Reads a row selected with [`SUMMARY_SELECT`].
-pub(super) fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
-    let status = DeliveryStatus::from_code(r.get(4)?);
-    Ok(DeliverySummary {
-        id: DeliveryId(r.get(0)?),
-        event_id: EventId(r.get(1)?),
-        event_type: r.get(2)?,
-        endpoint_id: EndpointId(r.get(3)?),
-        status,
-        attempts: r.get(5)?,
-        next_attempt_at: if status == DeliveryStatus::Pending {
-            r.get(6)?
-        } else {
-            None
-        },
-        created_at: r.get(7)?,
-    })
 }
 
 /// After a restart, leases held by the previous process are void: their rows are due now.
@@ -239,91 +186,93 @@ fn claim_rows(
     Ok(rows)
 }
 
-/// The body of an event in an endpoint's format, rendered from the stored row.
-fn render_body(c: &Connection, event_id: i64, format: Format) -> Result<Bytes, StoreError> {
-    let (name, data, created_at): (String, String, i64) = c
-        .prepare_cached("SELECT type, data, created_at FROM events WHERE id = ?1")?
-        .query_row([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let id = EventId(event_id).to_string();
-    let timestamp = rfc3339(created_at);
-    let view = EventView {
-        id: &id,
-        name: &name,
-        timestamp: &timestamp,
-        data: &data,
-    };
-    Ok(Bytes::from(render(format, view)))
+/// The stored event behind a claim.
+fn claimed_event(c: &Connection, event_id: i64) -> Result<ClaimedEvent, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT type, data, created_at FROM events WHERE id = ?1")?
+            .query_row([event_id], |r| {
+                Ok(ClaimedEvent {
+                    name: r.get(0)?,
+                    data: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            })?,
+    )
 }
 
-/// Where a delivery goes after a failed attempt.
-enum AfterFailure {
-    /// Retry on the schedule at this time.
-    RetryAt(i64),
-    /// A manual extra attempt on a pending delivery failed: its schedule resumes here.
-    Resume(i64),
-    /// A manual retry of a finished delivery failed: back to that status.
-    Return(DeliveryStatus),
-    /// Failed for good (schedule used up, or 410 Gone).
-    Exhausted,
+/// The facts of a delivery still leased by `lease`, with its endpoint's state; `None` when
+/// the lease has passed to another attempt or the delivery is finished.
+fn leased_facts(
+    c: &Connection,
+    delivery: DeliveryId,
+    lease: i64,
+) -> Result<Option<(DeliveryFacts, EndpointState)>, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT d.schedule_offset, d.replay_return, d.resume_at, d.was_exhausted, d.event_id,
+                    ev.type, e.is_active, e.consecutive_failures
+             FROM deliveries d
+             JOIN events ev ON ev.id = d.event_id
+             JOIN endpoints e ON e.id = d.endpoint_id
+             WHERE d.id = ?1 AND d.status = 0 AND d.lease = ?2",
+        )?
+        .query_row(params![delivery.0, lease], |r| {
+            let replay = match r.get::<_, Option<i64>>(1)? {
+                None => None,
+                Some(0) => Some(Replay::Resume(r.get(2)?)),
+                Some(code) => Some(Replay::Return(
+                    DeliveryStatus::from_code(code).ok_or_else(|| corrupt("replay_return"))?,
+                )),
+            };
+            let facts = DeliveryFacts {
+                id: delivery,
+                event_id: EventId(r.get(4)?),
+                event_type: r.get(5)?,
+                schedule_offset: r.get(0)?,
+                replay,
+                was_exhausted: r.get::<_, i64>(3)? != 0,
+            };
+            let state = EndpointState {
+                is_active: r.get::<_, i64>(6)? != 0,
+                consecutive_failures: count(r.get(7)?),
+            };
+            Ok((facts, state))
+        })
+        .optional()?;
+    Ok(row)
 }
 
-struct Row {
-    status: i64,
-    endpoint_id: i64,
-    schedule_offset: u32,
-    replay_return: Option<i64>,
-    resume_at: Option<i64>,
-    was_exhausted: bool,
-    event_id: i64,
-    event_type: String,
-    lease: Option<i64>,
-}
-
-/// The outcome-driven update of one delivery and its endpoint's counters, with the
-/// operational events it causes (never for a `hookd.*` delivery, so they cannot loop).
+/// Records one attempt inside the caller's write: checks the lease, asks `rule` what follows
+/// and writes it (the attempt row, the delivery, the endpoint's counters and state, the
+/// announcements). Returns what it did, and the endpoint when it was disabled.
 fn record_in(
     c: &Connection,
     batch: &mut Batch,
     claim: &Claim,
     outcome: &AttemptOutcome,
     jitter: f64,
-) -> Result<Recorded, StoreError> {
-    let (delivery, attempt, endpoint) = (claim.delivery_id, claim.attempt, &claim.endpoint.0);
-    let row = c
-        .prepare_cached(
-            "SELECT d.status, d.endpoint_id, d.schedule_offset, d.replay_return,
-                    d.resume_at, d.was_exhausted, d.event_id, ev.type, d.lease
-             FROM deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id = ?1",
-        )?
-        .query_row([delivery.0], |r| {
-            Ok(Row {
-                status: r.get(0)?,
-                endpoint_id: r.get(1)?,
-                schedule_offset: r.get(2)?,
-                replay_return: r.get(3)?,
-                resume_at: r.get(4)?,
-                was_exhausted: r.get::<_, i64>(5)? != 0,
-                event_id: r.get(6)?,
-                event_type: r.get(7)?,
-                lease: r.get(8)?,
-            })
-        })
-        .optional()?;
-    let Some(row) = row else {
-        return Ok(Recorded::Stale);
+    rule: AttemptRule,
+) -> Result<(Recorded, Option<EndpointId>), StoreError> {
+    let Some((facts, state)) = leased_facts(c, claim.delivery_id, claim.lease)? else {
+        return Ok((Recorded::Stale, None));
     };
-    if row.status != DeliveryStatus::Pending.code() || row.lease != Some(claim.lease) {
-        return Ok(Recorded::Stale);
-    }
-    let finished = outcome.at + i64::from(outcome.latency_ms);
+    let endpoint = &claim.endpoint.0;
+    let t = rule(&AttemptFacts {
+        delivery: &facts,
+        attempt: claim.attempt,
+        endpoint,
+        state,
+        outcome,
+        jitter,
+    });
     c.prepare_cached(
         "INSERT OR REPLACE INTO attempts (delivery_id, number, at, response_code, latency_ms,
             error, error_message, response_body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        delivery.0,
-        attempt,
+        claim.delivery_id.0,
+        claim.attempt,
         outcome.at,
         outcome.response_code,
         outcome.latency_ms,
@@ -331,126 +280,61 @@ fn record_in(
         outcome.error_message,
         outcome.response_body,
     ])?;
-
-    let gone = outcome.response_code == Some(410);
-    let after = (!outcome.is_success()).then(|| match (gone, row.replay_return) {
-        (true, _) => AfterFailure::Exhausted,
-        (false, Some(0)) => AfterFailure::Resume(row.resume_at.unwrap_or(finished)),
-        (false, Some(code)) => AfterFailure::Return(DeliveryStatus::from_code(code)),
-        (false, None) => next_retry_delay(
-            &endpoint.settings.retry_schedule,
-            attempt.saturating_sub(row.schedule_offset),
-            jitter,
-            outcome.retry_after_ms,
-        )
-        .map_or(AfterFailure::Exhausted, |ms| {
-            AfterFailure::RetryAt(finished + ms as i64)
-        }),
-    });
-    let (new_status, next_at) = match &after {
-        None => (DeliveryStatus::Succeeded, None),
-        Some(AfterFailure::RetryAt(at) | AfterFailure::Resume(at)) => {
-            (DeliveryStatus::Pending, Some(*at))
-        }
-        Some(AfterFailure::Return(status)) => (*status, None),
-        Some(AfterFailure::Exhausted) => (DeliveryStatus::Failed, None),
-    };
-    let exhausted = matches!(after, Some(AfterFailure::Exhausted));
     c.prepare_cached(
         "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL, lease = NULL,
-            replay_return = NULL, resume_at = NULL,
-            was_exhausted = was_exhausted OR ?4
+            replay_return = NULL, resume_at = NULL, was_exhausted = was_exhausted OR ?4
          WHERE id = ?1",
     )?
-    .execute(params![delivery.0, new_status.code(), next_at, exhausted])?;
-
-    let finished_now = new_status != DeliveryStatus::Pending;
-    let (succeeded, failed) = match new_status {
-        DeliveryStatus::Succeeded => (1, 0),
-        DeliveryStatus::Failed => (0, 1),
-        DeliveryStatus::Pending => (0, 0),
-    };
-    let last_status = if outcome.is_success() {
-        "succeeded"
-    } else {
-        "failed"
-    };
-    // The endpoint's settings come from the claim; its state is read fresh here.
-    let (is_active, consecutive): (bool, i64) = c
-        .prepare_cached(
-            "UPDATE endpoints SET
-                succeeded = succeeded + ?2,
-                failed = failed + ?3,
-                pending = pending - ?4,
-                consecutive_failures = CASE WHEN ?5 THEN 0 ELSE consecutive_failures + ?6 END,
-                last_delivery_at = ?7, last_delivery_status = ?8, last_response_code = ?9
-             WHERE id = ?1
-             RETURNING is_active, consecutive_failures",
-        )?
-        .query_row(
-            params![
-                row.endpoint_id,
-                succeeded,
-                failed,
-                i64::from(finished_now),
-                outcome.is_success(),
-                i64::from(exhausted),
-                finished,
-                last_status,
-                outcome.response_code
-            ],
-            |r| Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)?)),
-        )?;
-
-    let operational = row.event_type.starts_with(OPERATIONAL_PREFIX);
-    let announce = |name: &str, batch: &mut Batch| {
-        let data = serde_json::json!({
-            "endpointId": endpoint.id,
-            "deliveryId": delivery,
-            "eventId": EventId(row.event_id),
-            "eventType": row.event_type,
-            "attempts": attempt,
-            "responseCode": outcome.response_code,
-            "error": outcome.error.map(|e| e.as_str()),
-        });
-        publish_operational(c, batch, endpoint, name, data)
-    };
-    if !operational && exhausted {
-        announce("hookd.delivery.exhausted", batch)?;
-    }
-    if !operational && outcome.is_success() && row.was_exhausted {
-        announce("hookd.delivery.recovered", batch)?;
-    }
-    if is_active && exhausted {
-        let limit = i64::from(endpoint.settings.disable_after);
-        let reason = if gone {
-            Some("gone")
-        } else if limit > 0 && consecutive >= limit {
-            Some("consecutive_failures")
+    .execute(params![
+        claim.delivery_id.0,
+        t.status.code(),
+        t.next_attempt_at,
+        t.exhausted
+    ])?;
+    let k = t.counters;
+    c.prepare_cached(
+        "UPDATE endpoints SET
+            succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
+            consecutive_failures = ?5,
+            last_delivery_at = ?6, last_delivery_status = ?7, last_response_code = ?8
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        endpoint.id.0,
+        k.succeeded as i64,
+        k.failed as i64,
+        k.settled as i64,
+        k.consecutive_failures as i64,
+        t.finished_at,
+        if outcome.is_success() {
+            "succeeded"
         } else {
-            None
-        };
-        if let Some(reason) = reason {
-            deactivate(c, endpoint.id, finished, reason, true)?;
-            tracing::warn!(endpoint_id = %endpoint.id, reason, consecutive, "endpoint disabled");
-            if !operational {
-                let data = serde_json::json!({
-                    "endpointId": endpoint.id,
-                    "reason": reason,
-                    "consecutiveFailures": consecutive,
-                    "disabledAt": rfc3339(finished),
-                });
-                publish_operational(c, batch, endpoint, "hookd.endpoint.disabled", data)?;
-            }
-        }
+            "failed"
+        },
+        outcome.response_code
+    ])?;
+    let mut disabled = None;
+    if let Some(reason) = t.disable {
+        deactivate(c, batch, endpoint, t.finished_at, reason)?;
+        tracing::warn!(
+            endpoint_id = %endpoint.id,
+            reason = reason.as_str(),
+            consecutive = k.consecutive_failures,
+            "endpoint disabled"
+        );
+        disabled = Some(endpoint.id);
     }
-    Ok(Recorded::Applied(new_status))
+    for announcement in t.announce {
+        announce(c, batch, endpoint.tenant_id, announcement)?;
+    }
+    Ok((Recorded::Applied(t.status), disabled))
 }
 
 impl Store {
-    /// Leases due deliveries (see [`ClaimRequest`]) and renders their bodies. Answers before
-    /// the lease is committed: a lease lost to a crash or a failed commit only means the row
-    /// is claimed again (and the stale attempt's result is fenced out).
+    /// Leases due deliveries (see [`ClaimRequest`]), each with its endpoint and event. Answers
+    /// before the lease is committed: a lease lost to a crash or a failed commit only means
+    /// the row is claimed again, and its token is never handed out again (the stale attempt's
+    /// result is fenced out).
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
         if req.limit == 0 {
             return Ok(Vec::new());
@@ -460,8 +344,7 @@ impl Store {
             .write_eager(move |c, _| {
                 let rows = claim_rows(c, &req, lease)?;
                 let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
-                // Rendered once per event and format, whatever the number of endpoints.
-                let mut bodies: HashMap<(i64, Format), Bytes> = HashMap::new();
+                let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
                 let mut claims = Vec::with_capacity(rows.len());
                 for (id, event_id, endpoint_id, attempt) in rows {
                     let endpoint = match endpoints.get(&endpoint_id) {
@@ -474,13 +357,12 @@ impl Store {
                             shared
                         }
                     };
-                    let format = endpoint.0.settings.format;
-                    let body = match bodies.get(&(event_id, format)) {
-                        Some(b) => b.clone(),
+                    let event = match events.get(&event_id) {
+                        Some(e) => e.clone(),
                         None => {
-                            let b = render_body(c, event_id, format)?;
-                            bodies.insert((event_id, format), b.clone());
-                            b
+                            let e = Arc::new(claimed_event(c, event_id)?);
+                            events.insert(event_id, e.clone());
+                            e
                         }
                     };
                     claims.push(Claim {
@@ -489,7 +371,7 @@ impl Store {
                         attempt,
                         lease,
                         endpoint,
-                        body,
+                        event,
                     });
                 }
                 Ok(claims)
@@ -497,18 +379,48 @@ impl Store {
             .await
     }
 
-    /// Records the outcome of a claim's attempt, unless its lease has passed to a later
-    /// attempt. The retry schedule and disable rule are the claim's (as they were when it was
-    /// attempted); the endpoint's state is read fresh.
+    /// Records the outcomes of claimed attempts in one write: each one whose lease still holds
+    /// is applied as `rule` decides (see [`crate::model::attempt::AttemptRule`]); the others
+    /// are [`Recorded::Stale`]. The retry schedule and disable threshold are the claim's (as
+    /// they were when it was attempted); the endpoint's state is read fresh. Endpoints that got
+    /// disabled have their pending deliveries settled afterwards, in chunks.
+    pub async fn record_attempts(
+        &self,
+        done: Vec<(Claim, AttemptOutcome)>,
+        rule: AttemptRule,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let jitters: Vec<f64> = done
+            .iter()
+            .map(|_| 0.8 + rand::random::<f64>() * 0.4)
+            .collect();
+        let (recorded, disabled) = self
+            .writer
+            .write_unguarded(move |c, batch| {
+                let mut recorded = Vec::with_capacity(done.len());
+                let mut disabled = Vec::new();
+                for ((claim, outcome), jitter) in done.iter().zip(jitters) {
+                    let (r, d) = record_in(c, batch, claim, outcome, jitter, rule)?;
+                    recorded.push(r);
+                    disabled.extend(d);
+                }
+                Ok((recorded, disabled))
+            })
+            .await?;
+        for endpoint in disabled {
+            self.settle_disabled(endpoint).await?;
+        }
+        Ok(recorded)
+    }
+
+    /// Records one claimed attempt's outcome; see [`Store::record_attempts`].
     pub async fn record_attempt(
         &self,
         claim: Claim,
         outcome: AttemptOutcome,
+        rule: AttemptRule,
     ) -> Result<Recorded, StoreError> {
-        let jitter = 0.8 + rand::random::<f64>() * 0.4;
-        self.writer
-            .write_unguarded(move |c, batch| record_in(c, batch, &claim, &outcome, jitter))
-            .await
+        let recorded = self.record_attempts(vec![(claim, outcome)], rule).await?;
+        Ok(recorded.into_iter().next().unwrap_or(Recorded::Stale))
     }
 
     /// One delivery of a tenant with its attempts.
@@ -539,7 +451,13 @@ impl Store {
                             at: r.get(1)?,
                             response_code: r.get(2)?,
                             latency_ms: r.get(3)?,
-                            error: error.as_deref().and_then(crate::model::ErrorClass::parse),
+                            error: match error {
+                                Some(e) => Some(
+                                    crate::model::ErrorClass::parse(&e)
+                                        .ok_or_else(|| corrupt("attempts.error"))?,
+                                ),
+                                None => None,
+                            },
                             error_message: r.get(5)?,
                             response_body: r.get(6)?,
                             retry_after_ms: None,
@@ -609,7 +527,10 @@ mod tests {
 
     use super::*;
     use crate::config::Durability;
-    use crate::model::{EndpointSettings, EventName, EventPattern, Ordering, SignatureScheme};
+    use crate::delivery::after_attempt;
+    use crate::model::{
+        EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
+    };
     use crate::store::{NewEndpoint, NewEvent};
 
     fn settings() -> EndpointSettings {
@@ -707,7 +628,7 @@ mod tests {
                 store
                     .writer
                     .write_unguarded(|_, _| -> Result<(), StoreError> {
-                        Err(StoreError::Unavailable("disk full (simulated)".into()))
+                        Err(StoreError::Invalid("a failing write (simulated)".into()))
                     })
                     .await
             }
@@ -737,7 +658,7 @@ mod tests {
             retry_after_ms: None,
         };
         let stale = store
-            .record_attempt(rolled_back[0].clone(), ok.clone())
+            .record_attempt(rolled_back[0].clone(), ok.clone(), after_attempt)
             .await
             .expect("record");
         assert_eq!(
@@ -746,7 +667,7 @@ mod tests {
             "the rolled-back lease is fenced out"
         );
         let applied = store
-            .record_attempt(current[0].clone(), ok)
+            .record_attempt(current[0].clone(), ok, after_attempt)
             .await
             .expect("record");
         assert_eq!(applied, Recorded::Applied(DeliveryStatus::Succeeded));

@@ -1,18 +1,20 @@
 //! Endpoints: settings, state and running counters.
 
-use std::time::Duration;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::events::publish_operational;
+use super::publish::announce;
+use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
 use super::tenants::tenant_exists;
 use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::endpoint::EndpointCounters;
+use crate::model::operational;
 use crate::model::{
-    Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Page, PageRequest,
-    SignatureScheme, TenantId, now_ms, rfc3339,
+    DisableReason, Endpoint, EndpointId, EndpointSettings, Page, PageRequest, TenantId, UnixMs,
+    now_ms,
 };
+
+/// Pending deliveries of a disabled endpoint failed in one write.
+const SETTLE_CHUNK: usize = 1000;
 
 /// A validated endpoint to create, with its secret.
 #[derive(Debug, Clone)]
@@ -26,97 +28,17 @@ pub struct NewEndpoint {
 /// A change to an endpoint's settings, applied inside the write so two changes never race.
 pub type EndpointPatch = Box<dyn FnOnce(&mut EndpointSettings) -> Result<(), String> + Send>;
 
-const COLUMNS: &str = "id, tenant_id, name, url, events, signature_scheme, signature_header, \
-     format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
-     is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
-     pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code";
-
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
-}
-
-/// Reads one endpoint row selected with [`COLUMNS`].
-pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
-    let url: String = r.get(3)?;
-    let events: String = r.get(4)?;
-    let patterns: Vec<String> = serde_json::from_str(&events).map_err(|_| corrupt("events"))?;
-    let headers: String = r.get(8)?;
-    let retry: String = r.get(9)?;
-    let retry_ms: Vec<u64> = serde_json::from_str(&retry).map_err(|_| corrupt("retry"))?;
-    let scheme: String = r.get(5)?;
-    let format: String = r.get(7)?;
-    let ordering: String = r.get(13)?;
-    let settings = EndpointSettings {
-        name: r.get(2)?,
-        url: url::Url::parse(&url).map_err(|_| corrupt("url"))?,
-        events: patterns
-            .iter()
-            .map(|p| EventPattern::parse(p))
-            .collect::<Result<_, _>>()
-            .map_err(|_| corrupt("events"))?,
-        signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("scheme"))?,
-        signature_header_name: r.get(6)?,
-        format: Format::parse(&format).ok_or_else(|| corrupt("format"))?,
-        headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
-        retry_schedule: retry_ms.into_iter().map(Duration::from_millis).collect(),
-        disable_after: r.get(10)?,
-        timeout_ms: r.get(11)?,
-        rate_limit: r.get(12)?,
-        ordering: Ordering::parse(&ordering).ok_or_else(|| corrupt("ordering"))?,
-        is_active: r.get::<_, i64>(14)? != 0,
-    };
-    let last_at: Option<i64> = r.get(23)?;
-    let counters = EndpointCounters {
-        succeeded: count(r.get(19)?),
-        failed: count(r.get(20)?),
-        pending: count(r.get(21)?),
-        consecutive_failures: count(r.get(22)?),
-        last_delivery: match last_at {
-            Some(at) => Some((at, r.get(24)?, r.get(25)?)),
-            None => None,
-        },
-    };
-    Ok(Endpoint {
-        id: EndpointId(r.get(0)?),
-        tenant_id: TenantId(r.get(1)?),
-        settings,
-        created_at: r.get(17)?,
-        updated_at: r.get(18)?,
-        disabled_at: r.get(15)?,
-        disabled_reason: r.get(16)?,
-        counters,
-    })
-}
-
-pub(super) struct Columns {
-    pub(super) events: String,
-    headers: String,
-    retry: String,
-}
-
-pub(super) fn columns(s: &EndpointSettings) -> Columns {
-    let events: Vec<String> = s.events.iter().map(ToString::to_string).collect();
-    let retry: Vec<u64> = s
-        .retry_schedule
-        .iter()
-        .map(|d| d.as_millis() as u64)
-        .collect();
-    Columns {
-        events: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
-        headers: serde_json::to_string(&s.headers).unwrap_or_else(|_| "{}".into()),
-        retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
-    }
-}
-
 /// Inserts an endpoint inside the caller's write; returns its id.
 pub(super) fn insert(
     c: &Connection,
+    batch: &mut Batch,
     tenant_id: TenantId,
     new: &NewEndpoint,
 ) -> Result<EndpointId, StoreError> {
     if !tenant_exists(c, tenant_id)? {
         return Err(StoreError::NotFound);
     }
+    batch.subscribers.forget(tenant_id);
     let s = &new.settings;
     let cols = columns(s);
     let now = now_ms();
@@ -145,7 +67,7 @@ pub(super) fn insert(
         s.ordering.as_str(),
         s.is_active,
         (!s.is_active).then_some(now),
-        (!s.is_active).then_some("manual"),
+        (!s.is_active).then_some(DisableReason::Manual.as_str()),
         now,
     ])?;
     Ok(EndpointId(c.last_insert_rowid()))
@@ -204,8 +126,8 @@ impl Store {
         new: NewEndpoint,
     ) -> Result<Endpoint, StoreError> {
         self.writer
-            .write(move |c, _| {
-                let id = insert(c, tenant_id, &new)?;
+            .write(move |c, batch| {
+                let id = insert(c, batch, tenant_id, &new)?;
                 load(c, tenant_id, id)
             })
             .await
@@ -284,17 +206,15 @@ impl Store {
                     s.ordering.as_str(),
                     now,
                 ])?;
+                batch.subscribers.forget(tenant_id);
                 if s.is_active != before.settings.is_active {
                     if s.is_active {
                         activate(c, batch, &before, now)?;
                     } else {
-                        deactivate(c, id, now, "manual", false)?;
-                        let data = serde_json::json!({
-                            "endpointId": id,
-                            "reason": "manual",
-                            "disabledAt": rfc3339(now),
-                        });
-                        publish_operational(c, batch, &before, "hookd.endpoint.disabled", data)?;
+                        let reason = DisableReason::Manual;
+                        deactivate(c, batch, &before, now, reason)?;
+                        let disabled = operational::disabled(id, reason, None, now);
+                        announce(c, batch, tenant_id, disabled)?;
                     }
                 }
                 load(c, tenant_id, id)
@@ -309,7 +229,8 @@ impl Store {
         id: EndpointId,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
+                batch.subscribers.forget(tenant_id);
                 match c.execute(
                     "DELETE FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
                     params![id.0, tenant_id.0],
@@ -347,7 +268,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c, batch| {
-                let endpoint = load(c, tenant_id, id)?;
+                load(c, tenant_id, id)?;
                 let old = secret(c, id)?;
                 let now = now_ms();
                 c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1")?
@@ -366,12 +287,8 @@ impl Store {
                     "UPDATE endpoints SET secret = ?2, updated_at = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id.0, new_secret, now])?;
-                let data = serde_json::json!({
-                    "endpointId": id,
-                    "rotatedAt": rfc3339(now),
-                    "oldSecretExpiresAt": rfc3339(now + grace_ms.max(0)),
-                });
-                publish_operational(c, batch, &endpoint, "hookd.endpoint.secret_rotated", data)
+                let rotated = operational::secret_rotated(id, now, now + grace_ms.max(0));
+                announce(c, batch, tenant_id, rotated)
             })
             .await
     }
@@ -405,7 +322,7 @@ fn activate(
     c: &Connection,
     batch: &mut Batch,
     before: &Endpoint,
-    now: i64,
+    now: UnixMs,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE endpoints SET is_active = 1, disabled_at = NULL, disabled_reason = NULL,
@@ -413,43 +330,87 @@ fn activate(
          WHERE id = ?1",
     )?
     .execute(params![before.id.0, now])?;
+    batch.subscribers.forget(before.tenant_id);
     batch.wake = true;
     if !before.settings.is_active {
-        let data = serde_json::json!({
-            "endpointId": before.id,
-            "previousReason": before.disabled_reason,
-            "enabledAt": rfc3339(now),
-        });
-        publish_operational(c, batch, before, "hookd.endpoint.enabled", data)?;
+        let enabled = operational::enabled(before.id, before.disabled_reason, now);
+        announce(c, batch, before.tenant_id, enabled)?;
     }
     Ok(())
 }
 
-/// Disables an endpoint. With `fail_pending`, its pending deliveries become `failed` (the rule
-/// for endpoints disabled by failures); otherwise they wait for it to be enabled again.
+/// Disables an endpoint. Its pending deliveries are left as they are: they wait for it to be
+/// enabled again, or [`Store::settle_disabled`] fails them in chunks when the reason says so.
 pub(super) fn deactivate(
     c: &Connection,
-    id: EndpointId,
-    now: i64,
-    reason: &str,
-    fail_pending: bool,
+    batch: &mut Batch,
+    endpoint: &Endpoint,
+    now: UnixMs,
+    reason: DisableReason,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE endpoints SET is_active = 0, disabled_at = ?2, disabled_reason = ?3, updated_at = ?2
          WHERE id = ?1",
     )?
-    .execute(params![id.0, now, reason])?;
-    if fail_pending {
-        let failed = c
-            .prepare_cached(
-                "UPDATE deliveries SET status = 2, next_attempt_at = NULL, lease_until = NULL
-                 WHERE endpoint_id = ?1 AND status = 0",
-            )?
-            .execute([id.0])?;
-        c.prepare_cached(
-            "UPDATE endpoints SET failed = failed + ?2, pending = pending - ?2 WHERE id = ?1",
-        )?
-        .execute(params![id.0, failed as i64])?;
-    }
+    .execute(params![endpoint.id.0, now, reason.as_str()])?;
+    batch.subscribers.forget(endpoint.tenant_id);
     Ok(())
+}
+
+/// Fails up to `limit` pending deliveries of an endpoint that is disabled for a reason that
+/// fails them; returns how many.
+fn settle_chunk(c: &Connection, id: EndpointId, limit: usize) -> Result<usize, StoreError> {
+    let reason: Option<Option<String>> = c
+        .prepare_cached("SELECT disabled_reason FROM endpoints WHERE id = ?1 AND is_active = 0")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    let reason = reason.flatten().as_deref().and_then(DisableReason::parse);
+    if !reason.is_some_and(DisableReason::fails_pending) {
+        return Ok(0);
+    }
+    let failed = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = 2, next_attempt_at = NULL, lease_until = NULL,
+                lease = NULL
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE endpoint_id = ?1 AND status = 0 ORDER BY id LIMIT ?2)",
+        )?
+        .execute(params![id.0, limit as i64])?;
+    c.prepare_cached(
+        "UPDATE endpoints SET failed = failed + ?2, pending = pending - ?2 WHERE id = ?1",
+    )?
+    .execute(params![id.0, failed as i64])?;
+    Ok(failed)
+}
+
+impl Store {
+    /// Fails the pending deliveries of an endpoint disabled by failures (or `410`), in chunks
+    /// of [`SETTLE_CHUNK`], each its own write, so a big backlog never holds the writer.
+    /// Does nothing when the endpoint was enabled again meanwhile. Returns how many failed.
+    pub async fn settle_disabled(&self, id: EndpointId) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let failed = self
+                .writer
+                .write(move |c, _| settle_chunk(c, id, SETTLE_CHUNK))
+                .await?;
+            total += failed as u64;
+            if failed < SETTLE_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Disabled endpoints that still have pending deliveries: [`Store::settle_disabled`]
+    /// decides, for each, whether they fail (settling may have been interrupted).
+    pub async fn disabled_with_pending(&self) -> Result<Vec<EndpointId>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT id FROM endpoints WHERE is_active = 0 AND pending > 0")?
+                    .query_map([], |r| Ok(EndpointId(r.get(0)?)))?
+                    .collect::<Result<_, _>>()?,
+            )
+        })
+        .await
+    }
 }

@@ -3,9 +3,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::events::{Fanout, NewEvent, Published, publish_in};
+use super::publish::{NewEvent, Published, publish_in};
 use super::tenants::{hash_secret, tenant_exists};
 use super::{Store, StoreError, count};
+use crate::fanout::Fanout;
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
 use crate::model::{
     EventId, EventName, IncomingId, IncomingRequestId, Page, PageRequest, SignatureScheme,
@@ -162,8 +163,7 @@ impl Store {
             .write(move |c, batch| {
                 let published = match publish {
                     Some(event) => {
-                        let p = publish_in(c, tenant_id, &[event], Fanout::Subscribers)?;
-                        batch.wake |= p.iter().any(|p| p.deliveries > 0);
+                        let p = publish_in(c, batch, tenant_id, &[event], Fanout::Subscribers)?;
                         p.into_iter().next()
                     }
                     None => None,

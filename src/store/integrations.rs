@@ -3,7 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::endpoints::{NewEndpoint, columns, insert, load};
+use super::endpoints::{NewEndpoint, insert, load};
+use super::rows::columns;
 use super::{Store, StoreError};
 use crate::model::{Endpoint, EndpointId, EventPattern, TenantId, now_ms};
 
@@ -38,7 +39,7 @@ impl Store {
         new: NewEndpoint,
     ) -> Result<(Endpoint, bool), StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
                 let existing: Option<i64> = c
                     .prepare_cached(
                         "SELECT id FROM endpoints WHERE tenant_id = ?1 AND integration = ?2",
@@ -48,6 +49,7 @@ impl Store {
                 let now = now_ms();
                 match existing {
                     Some(id) => {
+                        batch.subscribers.forget(tenant_id);
                         let cols = columns(&new.settings);
                         c.prepare_cached(
                             "UPDATE endpoints SET url = ?2, events = ?3, updated_at = ?4 WHERE id = ?1",
@@ -56,7 +58,7 @@ impl Store {
                         Ok((load(c, tenant_id, EndpointId(id))?, false))
                     }
                     None => {
-                        let id = insert(c, tenant_id, &new)?;
+                        let id = insert(c, batch, tenant_id, &new)?;
                         c.prepare_cached("UPDATE endpoints SET integration = ?2 WHERE id = ?1")?
                             .execute(params![id.0, kind])?;
                         Ok((load(c, tenant_id, id)?, true))
@@ -73,7 +75,8 @@ impl Store {
         kind: &'static str,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
+                batch.subscribers.forget(tenant_id);
                 match c.execute(
                     "DELETE FROM endpoints WHERE tenant_id = ?1 AND integration = ?2",
                     params![tenant_id.0, kind],

@@ -9,9 +9,12 @@ mod events;
 mod incoming;
 mod integrations;
 mod migrate;
+mod publish;
 mod replay;
 mod retention;
+mod rows;
 mod schedules;
+mod subscribers;
 mod tenants;
 mod writer;
 
@@ -24,12 +27,11 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
-pub use deliveries::{
-    AttemptRecord, Claim, ClaimRequest, DeliveryDetail, DeliverySummary, EndpointLoad, Recorded,
-};
+pub use deliveries::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad, Recorded};
 pub use endpoints::{EndpointPatch, NewEndpoint};
-pub use events::{EventDetail, NewEvent, Published, StoredEvent};
+pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
+pub use publish::{IDEMPOTENCY_WINDOW_MS, NewEvent, Published};
 pub use retention::Pruned;
 pub use schedules::{EmailJob, SchedulePatch};
 pub use tenants::{Caller, EventType};
@@ -44,22 +46,67 @@ const STATEMENT_CACHE: usize = 128;
 /// How long a connection waits on a lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What went wrong in the store.
+/// What went wrong in the store. Causes are kept as sources (shared, so one failed commit
+/// can answer every operation of its batch).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database answered with an error.
-    #[error("database error: {0}")]
-    Database(String),
-    /// The database cannot take writes (disk full, read-only, writer stopped).
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    /// SQLite answered a statement with an error.
+    #[error("database error")]
+    Database(#[source] Arc<rusqlite::Error>),
+    /// The database cannot take writes now (disk full, read-only, I/O error, locked by another
+    /// process); nothing was written.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Arc<rusqlite::Error>),
+    /// No read connection could be had from the pool.
+    #[error("no read connection")]
+    Pool(#[source] Arc<r2d2::Error>),
+    /// A read's task ended without an answer.
+    #[error("a read task failed")]
+    ReadTask(#[source] Arc<tokio::task::JoinError>),
+    /// The writer thread is not running (shutting down, or it could not start).
+    #[error("the writer has stopped")]
+    WriterStopped,
+    /// The writer thread could not be started.
+    #[error("cannot start the writer thread")]
+    WriterStart(#[source] Arc<std::io::Error>),
+    /// Another operation in the same batch failed and the whole batch was rolled back.
+    #[error("the write was rolled back with its batch")]
+    RolledBack,
+    /// The file is used by another hookd (it holds the lock file).
+    #[error("another hookd is using {path} (it holds {lock})")]
+    Locked {
+        /// The database file.
+        path: String,
+        /// The lock file.
+        lock: String,
+    },
+    /// The lock file beside the database cannot be opened.
+    #[error("cannot open the lock file {path}")]
+    LockFile {
+        /// The lock file.
+        path: String,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// A stored value hookd cannot read back: an error, never a guess.
+    #[error("stored {what} cannot be read: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A digest document could not be rendered.
+    #[error("cannot render the digest: {0}")]
+    Render(String),
     /// The row does not exist (or belongs to another tenant).
     #[error("not found")]
     NotFound,
-    /// The write conflicts with what is stored.
+    /// The write conflicts with what is stored; the sentence says how.
     #[error("{0}")]
     Conflict(String),
-    /// The change would leave the row invalid; the message says why.
+    /// The change would leave the row invalid; the sentence says why.
     #[error("{0}")]
     Invalid(String),
     /// The file was written by a newer hookd.
@@ -72,6 +119,30 @@ pub enum StoreError {
         /// The newest this build knows.
         known: i64,
     },
+}
+
+impl StoreError {
+    /// Whether the storage cannot serve now (the caller may try again later), as opposed to
+    /// a fault in hookd or in the data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_)
+                | Self::Pool(_)
+                | Self::WriterStopped
+                | Self::RolledBack
+                | Self::Locked { .. }
+                | Self::LockFile { .. }
+        )
+    }
+
+    /// A hookd event name that does not parse: a fault in hookd, reported as stored data.
+    pub(crate) fn invalid_name(detail: String) -> Self {
+        Self::Corrupt {
+            what: "event name",
+            detail,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -87,16 +158,16 @@ impl From<rusqlite::Error> for StoreError {
                         | rusqlite::ErrorCode::DatabaseBusy
                 ) =>
             {
-                Self::Unavailable(e.to_string())
+                Self::Unavailable(Arc::new(e))
             }
-            _ => Self::Database(e.to_string()),
+            _ => Self::Database(Arc::new(e)),
         }
     }
 }
 
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        Self::Unavailable(e.to_string())
+        Self::Pool(Arc::new(e))
     }
 }
 
@@ -148,15 +219,13 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+            .map_err(|e| StoreError::LockFile {
+                path: lock_path.display().to_string(),
+                source: Arc::new(e),
             })?;
-        lock.try_lock().map_err(|_| {
-            StoreError::Unavailable(format!(
-                "another hookd is using {} (it holds {})",
-                path.display(),
-                lock_path.display()
-            ))
+        lock.try_lock().map_err(|_| StoreError::Locked {
+            path: path.display().to_string(),
+            lock: lock_path.display().to_string(),
         })?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -239,7 +308,7 @@ impl Store {
             f(&conn)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::ReadTask(Arc::new(e)))?
     }
 }
 

@@ -3,11 +3,14 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::deliveries::{DeliverySummary, SUMMARY_SELECT, summary_row};
 use super::endpoints::{load, load_any};
+use super::publish::add_delivery;
+use super::rows::{SUMMARY_SELECT, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::{DeliveryId, DeliveryStatus, EndpointId, TenantId, UnixMs, now_ms};
+use crate::model::{
+    DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, EventId, TenantId, UnixMs, now_ms,
+};
 
 /// Rows one recover step handles.
 pub const RECOVER_CHUNK: i64 = 10_000;
@@ -60,12 +63,8 @@ fn recover_missed(
         }
     }
     let now = now_ms();
-    let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
-         VALUES (?1, ?2, 0, ?3, ?3)",
-    )?;
     for event_id in &wanted {
-        insert.execute(params![event_id, endpoint_id.0, now])?;
+        add_delivery(c, EventId(*event_id), endpoint_id, now)?;
     }
     let created = wanted.len() as i64;
     c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?

@@ -4,9 +4,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::events::{Fanout, NewEvent, publish_in};
+use super::publish::{NewEvent, publish_in};
+use super::rows::corrupt;
 use super::writer::Batch;
 use super::{Store, StoreError, count};
+use crate::fanout::Fanout;
 use crate::model::schedule::{
     DIGEST_EVENT, DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
 };
@@ -29,10 +31,6 @@ const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_st
      scheduled_at, timezone, format, endpoint_id, event_types, include_changelog, \
      custom_subject, custom_message, status, next_run_at, last_run_at, created_at, updated_at, \
      recipients";
-
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
-}
 
 fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
     let kind: String = r.get(2)?;
@@ -272,14 +270,20 @@ fn run_in(
         "periodEnd": rfc3339(now),
         "eventCount": event_count,
         "format": spec.format.as_str(),
-        "content": digest(spec.format, &document).map_err(StoreError::Database)?,
+        "content": digest(spec.format, &document).map_err(StoreError::Render)?,
     });
     let event = NewEvent {
-        name: EventName::parse(DIGEST_EVENT).map_err(StoreError::Database)?,
+        name: EventName::parse(DIGEST_EVENT).map_err(StoreError::invalid_name)?,
         data: data.to_string(),
         idempotency_key: None,
     };
-    let published = publish_in(c, schedule.tenant_id, &[event], Fanout::Only(endpoint))?;
+    let published = publish_in(
+        c,
+        batch,
+        schedule.tenant_id,
+        &[event],
+        Fanout::Only(endpoint),
+    )?;
     let event_id = published.first().map(|p| p.id.0);
     let delivery: Option<i64> = match event_id {
         Some(e) => c
@@ -288,7 +292,6 @@ fn run_in(
             .optional()?,
         None => None,
     };
-    batch.wake |= delivery.is_some();
     let (status, error) = match delivery {
         Some(_) => ("delivered", None),
         None => (
@@ -323,56 +326,12 @@ fn subject_of(spec: &ScheduleSpec) -> String {
 fn document_bytes(format: DigestFormat, d: &Digest) -> Result<Vec<u8>, StoreError> {
     Ok(match format {
         DigestFormat::Pdf => crate::documents::pdf(d),
-        DigestFormat::Docx => crate::documents::docx(d).map_err(StoreError::Database)?,
-        other => match digest(other, d).map_err(StoreError::Database)? {
+        DigestFormat::Docx => crate::documents::docx(d).map_err(StoreError::Render)?,
+        other => match digest(other, d).map_err(StoreError::Render)? {
             serde_json::Value::String(text) => text.into_bytes(),
             value => serde_json::to_vec_pretty(&value).unwrap_or_default(),
         },
     })
-}
-
-/// Fires `on_status_change` schedules whose status the published event carries: they become
-/// due now (several matching events before the scheduler runs make one run).
-pub(super) fn note_statuses(
-    c: &Connection,
-    tenant_id: TenantId,
-    events: &[NewEvent],
-    now: UnixMs,
-) -> Result<(), StoreError> {
-    let any = c
-        .prepare_cached(
-            "SELECT 1 FROM schedules WHERE tenant_id = ?1 AND schedule_type = 'on_status_change'
-               AND status = 'active'",
-        )?
-        .exists([tenant_id.0])?;
-    if !any {
-        return Ok(());
-    }
-    for event in events {
-        let (name, data) = (event.name.as_str(), &event.data);
-        if name == DIGEST_EVENT || !data.contains("\"status\"") {
-            continue;
-        }
-        let Some(status) = serde_json::from_str::<serde_json::Value>(data)
-            .ok()
-            .and_then(|d| d.get("status").and_then(|s| s.as_str().map(str::to_owned)))
-        else {
-            continue;
-        };
-        let matching: Vec<Schedule> = c
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM schedules WHERE tenant_id = ?1
-                   AND schedule_type = 'on_status_change' AND trigger_status = ?2
-                   AND status = 'active'"
-            ))?
-            .query_map(params![tenant_id.0, status], schedule_row)?
-            .collect::<Result<_, _>>()?;
-        for s in matching.iter().filter(|s| s.spec.covers(name)) {
-            c.prepare_cached("UPDATE schedules SET next_run_at = ?2 WHERE id = ?1")?
-                .execute(params![s.id.0, now])?;
-        }
-    }
-    Ok(())
 }
 
 impl Store {

@@ -94,8 +94,10 @@ impl Store {
                     .optional()?;
                 if let Some(hex) = stored {
                     let mut hash = [0u8; 32];
-                    hex::decode_to_slice(hex, &mut hash)
-                        .map_err(|e| StoreError::Database(format!("bad operator hash: {e}")))?;
+                    hex::decode_to_slice(hex, &mut hash).map_err(|e| StoreError::Corrupt {
+                        what: "operator token hash",
+                        detail: e.to_string(),
+                    })?;
                     return Ok((hash, None));
                 }
                 let token = format!("hko_{}", random_token());
@@ -180,12 +182,13 @@ impl Store {
     /// Deletes a tenant and everything it owns.
     pub async fn delete_tenant(&self, id: TenantId) -> Result<(), StoreError> {
         self.writer
-            .write(
-                move |c, _| match c.execute("DELETE FROM tenants WHERE id = ?1", [id.0])? {
+            .write(move |c, batch| {
+                batch.subscribers.forget(id);
+                match c.execute("DELETE FROM tenants WHERE id = ?1", [id.0])? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
-                },
-            )
+                }
+            })
             .await
     }
 

@@ -9,17 +9,21 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
+use super::subscribers::SubscriberCache;
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
 /// How often the WAL is checkpointed back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-/// What a batch's operations tell the writer about the batch.
+/// What a batch's operations share: flags for the writer, and the writer's caches.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     /// Set when an operation made deliveries due: the dispatcher is woken after the commit.
     pub wake: bool,
+    /// Tenants' compiled subscriptions as this connection sees them. Kept across batches
+    /// that commit; dropped whole when one rolls back (it may hold what was undone).
+    pub subscribers: SubscriberCache,
 }
 
 trait Op: Send {
@@ -60,6 +64,10 @@ where
         } else {
             f(conn, batch)
         };
+        if result.is_err() {
+            // What the failed operation cached may be what its savepoint undid.
+            batch.subscribers.clear();
+        }
         let usable = self.mode == Mode::Guarded || result.is_ok();
         if self.mode == Mode::Eager
             && let Some(reply) = self.reply.take()
@@ -76,7 +84,7 @@ where
         let answer = match (committed, self.result) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(StoreError::Unavailable("the write was not applied".into())),
+            (Ok(()), None) => Err(StoreError::RolledBack),
         };
         let _ = reply.send(answer);
     }
@@ -116,7 +124,7 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("hookd-writer".into())
             .spawn(move || run(conn, rx, wake))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+            .map_err(|e| StoreError::WriterStart(Arc::new(e)))?;
         Ok((Self { tx }, handle))
     }
 
@@ -171,9 +179,8 @@ impl Writer {
         self.tx
             .send(Box::new(op))
             .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
@@ -189,6 +196,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>)
         }
     };
     let mut last_checkpoint = Instant::now();
+    let mut subscribers = SubscriberCache::default();
     let mut ops: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = rt.block_on(async { tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()).await });
@@ -204,8 +212,14 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>)
             }
         }
         if !ops.is_empty() {
-            let mut batch = Batch::default();
+            let mut batch = Batch {
+                wake: false,
+                subscribers: std::mem::take(&mut subscribers),
+            };
             let committed = commit_batch(&conn, &mut ops, &mut batch);
+            if committed.is_ok() {
+                subscribers = batch.subscribers;
+            }
             if let Err(e) = &committed {
                 tracing::error!(error = %e, ops = ops.len(), "commit failed");
             }
@@ -234,14 +248,12 @@ fn commit_batch(
     for op in ops.iter_mut() {
         if !op.apply(conn, batch) {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Unavailable(
-                "a write failed and its batch was rolled back".into(),
-            ));
+            return Err(StoreError::RolledBack);
         }
     }
     if let Err(e) = conn.prepare_cached("COMMIT")?.execute([]) {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(StoreError::Unavailable(format!("commit failed: {e}")));
+        return Err(e.into());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Leases and fencing, driven through the store with a clock the test controls.
 
 use hookd::config::Durability;
+use hookd::delivery::after_attempt;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
 };
@@ -91,12 +92,12 @@ async fn fenced_attempts_ignore_stale_workers() {
 
     // The stale worker's result is refused; the current holder's is recorded.
     let stale = store
-        .record_attempt(first[0].clone(), ok_outcome(now))
+        .record_attempt(first[0].clone(), ok_outcome(now), after_attempt)
         .await
         .expect("record");
     assert_eq!(stale, Recorded::Stale);
     let current = store
-        .record_attempt(second[0].clone(), ok_outcome(now))
+        .record_attempt(second[0].clone(), ok_outcome(now), after_attempt)
         .await
         .expect("record");
     assert!(matches!(
@@ -105,7 +106,7 @@ async fn fenced_attempts_ignore_stale_workers() {
     ));
     // Finished: even the right attempt number cannot record twice.
     let again = store
-        .record_attempt(second[0].clone(), ok_outcome(now))
+        .record_attempt(second[0].clone(), ok_outcome(now), after_attempt)
         .await
         .expect("record");
     assert_eq!(again, Recorded::Stale);

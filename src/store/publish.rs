@@ -1,0 +1,196 @@
+//! The publish path every event takes (the API, incoming webhooks, digests, `hookd.*`
+//! announcements): the event row and one delivery per target, inside the caller's write, so a
+//! `202` always means both are committed. Which endpoints are targets is [`crate::fanout`]'s
+//! rule, over subscriptions compiled once per tenant and cached here.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::Batch;
+use super::{StoreError, count};
+use crate::fanout::Fanout;
+use crate::model::operational::Announcement;
+use crate::model::schedule::{covers, reported_status};
+use crate::model::{EndpointId, EventId, EventName, EventPattern, TenantId, UnixMs, now_ms};
+
+/// How long an idempotency key answers with its first event.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// An event to publish.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its type.
+    pub name: EventName,
+    /// Its `data`, as JSON text.
+    pub data: String,
+    /// A key that makes publishing it again within 24h a no-op.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a publish answers for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The event's id.
+    pub id: EventId,
+    /// Its type.
+    pub name: String,
+    /// When it was (first) published.
+    pub created_at: UnixMs,
+    /// How many endpoints it fanned out to.
+    pub deliveries: u64,
+}
+
+/// Publishes events inside the caller's write: for each, the event row and one delivery per
+/// target of `fanout`. An idempotency key seen within the window answers with the first event.
+pub(super) fn publish_in(
+    c: &Connection,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    events: &[NewEvent],
+    fanout: Fanout,
+) -> Result<Vec<Published>, StoreError> {
+    let now = now_ms();
+    let subscribers = batch.subscribers.get(c, tenant_id)?;
+    let mut pending_added: HashMap<EndpointId, i64> = HashMap::new();
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        if let Some(key) = &event.idempotency_key {
+            let prior = c
+                .prepare_cached(
+                    "SELECT id, type, created_at, deliveries FROM events
+                     WHERE tenant_id = ?1 AND idempotency_key = ?2",
+                )?
+                .query_row(params![tenant_id.0, key], |r| {
+                    Ok(Published {
+                        id: EventId(r.get(0)?),
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                        deliveries: count(r.get(3)?),
+                    })
+                })
+                .optional()?;
+            match prior {
+                Some(p) if p.created_at > now - IDEMPOTENCY_WINDOW_MS => {
+                    out.push(p);
+                    continue;
+                }
+                Some(p) => {
+                    c.prepare_cached("UPDATE events SET idempotency_key = NULL WHERE id = ?1")?
+                        .execute([p.id.0])?;
+                }
+                None => {}
+            }
+        }
+        let name = event.name.as_str();
+        let targets = subscribers.targets(name, fanout);
+        c.prepare_cached(
+            "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            tenant_id.0,
+            name,
+            event.data,
+            event.idempotency_key,
+            targets.len() as i64,
+            now
+        ])?;
+        let event_id = c.last_insert_rowid();
+        for endpoint in &targets {
+            add_delivery(c, EventId(event_id), *endpoint, now)?;
+            *pending_added.entry(*endpoint).or_default() += 1;
+        }
+        out.push(Published {
+            id: EventId(event_id),
+            name: name.to_owned(),
+            created_at: now,
+            deliveries: targets.len() as u64,
+        });
+    }
+    fire_status_schedules(c, tenant_id, events, now)?;
+    let mut bump = c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?;
+    for (endpoint, n) in pending_added {
+        bump.execute(params![endpoint.0, n])?;
+    }
+    batch.wake |= out.iter().any(|p| p.deliveries > 0);
+    Ok(out)
+}
+
+/// Adds one pending delivery, due at `now`, inside the caller's write (the caller counts it
+/// in the endpoint's `pending`).
+pub(super) fn add_delivery(
+    c: &Connection,
+    event_id: EventId,
+    endpoint_id: EndpointId,
+    now: UnixMs,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, 0, ?3, ?3)",
+    )?
+    .execute(params![event_id.0, endpoint_id.0, now])?;
+    Ok(())
+}
+
+/// Publishes one of hookd's own `hookd.*` events into `tenant_id`, inside the caller's write,
+/// through the same path as the API's publish. The endpoint it is about never receives it.
+pub(super) fn announce(
+    c: &Connection,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    announcement: Announcement,
+) -> Result<(), StoreError> {
+    let event = NewEvent {
+        name: EventName::parse(announcement.name).map_err(StoreError::invalid_name)?,
+        data: announcement.data.to_string(),
+        idempotency_key: None,
+    };
+    let fanout = Fanout::SubscribersExcept(announcement.about);
+    publish_in(c, batch, tenant_id, &[event], fanout)?;
+    Ok(())
+}
+
+/// Makes `on_status_change` schedules due now when a published event reports their status
+/// (several such events before the scheduler runs make one run).
+fn fire_status_schedules(
+    c: &Connection,
+    tenant_id: TenantId,
+    events: &[NewEvent],
+    now: UnixMs,
+) -> Result<(), StoreError> {
+    let any = c
+        .prepare_cached(
+            "SELECT 1 FROM schedules WHERE tenant_id = ?1 AND schedule_type = 'on_status_change'
+               AND status = 'active'",
+        )?
+        .exists([tenant_id.0])?;
+    if !any {
+        return Ok(());
+    }
+    for event in events {
+        let name = event.name.as_str();
+        let Some(status) = reported_status(name, &event.data) else {
+            continue;
+        };
+        let waiting: Vec<(i64, Option<String>)> = c
+            .prepare_cached(
+                "SELECT id, event_types FROM schedules WHERE tenant_id = ?1
+                   AND schedule_type = 'on_status_change' AND trigger_status = ?2
+                   AND status = 'active'",
+            )?
+            .query_map(params![tenant_id.0, status], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, event_types) in waiting {
+            let patterns: Option<Vec<EventPattern>> = match event_types {
+                Some(json) => Some(super::rows::patterns(&json, "schedules.event_types")?),
+                None => None,
+            };
+            if covers(patterns.as_deref(), name) {
+                c.prepare_cached("UPDATE schedules SET next_run_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now])?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Rows to model types and back: the select lists and row readers the store's files share.
+//! A stored value hookd cannot read back is an error, never a guess.
+
+use std::time::Duration;
+
+use super::{StoreError, count};
+use crate::model::endpoint::EndpointCounters;
+use crate::model::{
+    DeliveryId, DeliveryStatus, DeliverySummary, DisableReason, Endpoint, EndpointId,
+    EndpointSettings, EventId, EventPattern, Format, Ordering, SignatureScheme, TenantId,
+};
+
+/// A row error for a stored value that does not parse.
+pub(super) fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+/// Parses a stored JSON array of event patterns.
+pub(super) fn patterns(json: &str, what: &'static str) -> Result<Vec<EventPattern>, StoreError> {
+    let names: Vec<String> = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })?;
+    names
+        .iter()
+        .map(|n| EventPattern::parse(n))
+        .collect::<Result<_, _>>()
+        .map_err(|detail| StoreError::Corrupt { what, detail })
+}
+
+/// The columns [`endpoint_row`] reads.
+pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, signature_scheme, signature_header, \
+     format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
+     is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
+     pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code";
+
+/// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
+pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
+    let url: String = r.get(3)?;
+    let events: String = r.get(4)?;
+    let patterns: Vec<String> = serde_json::from_str(&events).map_err(|_| corrupt("events"))?;
+    let headers: String = r.get(8)?;
+    let retry: String = r.get(9)?;
+    let retry_ms: Vec<u64> = serde_json::from_str(&retry).map_err(|_| corrupt("retry"))?;
+    let scheme: String = r.get(5)?;
+    let format: String = r.get(7)?;
+    let ordering: String = r.get(13)?;
+    let settings = EndpointSettings {
+        name: r.get(2)?,
+        url: url::Url::parse(&url).map_err(|_| corrupt("url"))?,
+        events: patterns
+            .iter()
+            .map(|p| EventPattern::parse(p))
+            .collect::<Result<_, _>>()
+            .map_err(|_| corrupt("events"))?,
+        signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("scheme"))?,
+        signature_header_name: r.get(6)?,
+        format: Format::parse(&format).ok_or_else(|| corrupt("format"))?,
+        headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
+        retry_schedule: retry_ms.into_iter().map(Duration::from_millis).collect(),
+        disable_after: r.get(10)?,
+        timeout_ms: r.get(11)?,
+        rate_limit: r.get(12)?,
+        ordering: Ordering::parse(&ordering).ok_or_else(|| corrupt("ordering"))?,
+        is_active: r.get::<_, i64>(14)? != 0,
+    };
+    let last_at: Option<i64> = r.get(23)?;
+    let counters = EndpointCounters {
+        succeeded: count(r.get(19)?),
+        failed: count(r.get(20)?),
+        pending: count(r.get(21)?),
+        consecutive_failures: count(r.get(22)?),
+        last_delivery: match last_at {
+            Some(at) => Some((at, r.get(24)?, r.get(25)?)),
+            None => None,
+        },
+    };
+    Ok(Endpoint {
+        id: EndpointId(r.get(0)?),
+        tenant_id: TenantId(r.get(1)?),
+        settings,
+        created_at: r.get(17)?,
+        updated_at: r.get(18)?,
+        disabled_at: r.get(15)?,
+        disabled_reason: match r.get::<_, Option<String>>(16)? {
+            Some(reason) => {
+                Some(DisableReason::parse(&reason).ok_or_else(|| corrupt("disabled_reason"))?)
+            }
+            None => None,
+        },
+        counters,
+    })
+}
+
+/// An endpoint's settings as the JSON text columns store them.
+pub(super) struct Columns {
+    pub(super) events: String,
+    pub(super) headers: String,
+    pub(super) retry: String,
+}
+
+/// The JSON text columns of an endpoint's settings.
+pub(super) fn columns(s: &EndpointSettings) -> Columns {
+    let events: Vec<String> = s.events.iter().map(ToString::to_string).collect();
+    let retry: Vec<u64> = s
+        .retry_schedule
+        .iter()
+        .map(|d| d.as_millis() as u64)
+        .collect();
+    Columns {
+        events: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
+        headers: serde_json::to_string(&s.headers).unwrap_or_else(|_| "{}".into()),
+        retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
+    }
+}
+
+/// The select list [`summary_row`] reads.
+pub(super) const SUMMARY_SELECT: &str = "SELECT d.id, d.event_id, ev.type, d.endpoint_id, \
+     d.status, d.attempts, d.next_attempt_at, d.created_at \
+     FROM deliveries d JOIN events ev ON ev.id = d.event_id";
+
+/// Reads a row selected with [`SUMMARY_SELECT`].
+pub(super) fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
+    let status = DeliveryStatus::from_code(r.get(4)?).ok_or_else(|| corrupt("status"))?;
+    Ok(DeliverySummary {
+        id: DeliveryId(r.get(0)?),
+        event_id: EventId(r.get(1)?),
+        event_type: r.get(2)?,
+        endpoint_id: EndpointId(r.get(3)?),
+        status,
+        attempts: r.get(5)?,
+        next_attempt_at: if status == DeliveryStatus::Pending {
+            r.get(6)?
+        } else {
+            None
+        },
+        created_at: r.get(7)?,
+    })
+}

@@ -1,0 +1,52 @@
+//! The writer's cache of each tenant's compiled subscriptions ([`crate::fanout::Subscribers`]),
+//! so a publish neither reads nor parses endpoint patterns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+use crate::fanout::Subscribers;
+use crate::model::{EndpointId, TenantId};
+
+/// Tenants' compiled subscriptions, as the writer's connection sees them. Any write that
+/// changes an endpoint's patterns, activity or existence forgets its tenant.
+#[derive(Debug, Default)]
+pub(crate) struct SubscriberCache(HashMap<TenantId, Arc<Subscribers>>);
+
+impl SubscriberCache {
+    /// The tenant's subscribers, compiled on first use.
+    pub fn get(
+        &mut self,
+        c: &Connection,
+        tenant_id: TenantId,
+    ) -> Result<Arc<Subscribers>, StoreError> {
+        if let Some(s) = self.0.get(&tenant_id) {
+            return Ok(s.clone());
+        }
+        let mut stmt = c.prepare_cached(
+            "SELECT id, events FROM endpoints WHERE tenant_id = ?1 AND is_active = 1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([tenant_id.0])?;
+        let mut active = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id = EndpointId(row.get(0)?);
+            let events: String = row.get(1)?;
+            active.push((id, super::rows::patterns(&events, "endpoints.events")?));
+        }
+        let compiled = Arc::new(Subscribers::new(active));
+        self.0.insert(tenant_id, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Drops a tenant's subscribers after one of its endpoints changed.
+    pub fn forget(&mut self, tenant_id: TenantId) {
+        self.0.remove(&tenant_id);
+    }
+
+    /// Drops every tenant's subscribers.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
