@@ -223,3 +223,13 @@ CREATE INDEX schedule_runs_sending ON schedule_runs(next_attempt_at) WHERE statu
 -- The fence of the current lease: a token drawn for each claim that is never handed out
 -- twice, even when the claim's transaction rolls back (the attempt counter does roll back).
 ALTER TABLE deliveries ADD COLUMN lease INTEGER;
+
+-- A run covers the tenant's events after the newest one the previous run saw: bounding a
+-- period by event id (not by wall-clock time) means an event that commits while a run reads
+-- its period lands in the next run, never lost. Existing schedules start where their last
+-- run (or their creation) left off.
+ALTER TABLE schedules ADD COLUMN last_event_id INTEGER NOT NULL DEFAULT 0;
+UPDATE schedules SET last_event_id = (
+    SELECT coalesce(max(ev.id), 0) FROM events ev
+    WHERE ev.tenant_id = schedules.tenant_id
+      AND ev.created_at < coalesce(schedules.last_run_at, schedules.created_at));

@@ -79,13 +79,13 @@ pub async fn run(
         stopped(stop_rx.clone()),
     ));
 
-    let scheduler = tokio::spawn(crate::scheduler::run(
+    let scheduler = tokio::spawn(crate::schedule::run(
         store.clone(),
         config.poll_interval,
         stopped(stop_rx.clone()),
     ));
     let mailer = config.smtp.clone().map(|smtp| {
-        tokio::spawn(crate::mailer::run(
+        tokio::spawn(crate::schedule::mail::run(
             store.clone(),
             smtp,
             config.email_retry_schedule.clone(),

@@ -18,6 +18,7 @@ use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{
     EndpointId, EventPattern, Role, ScheduleId, UnixMs, now_ms, parse_rfc3339, rfc3339,
 };
+use crate::schedule::firing::FireError;
 use crate::signing;
 use crate::store::NewEndpoint;
 
@@ -232,7 +233,7 @@ fn schedule_json(s: &Schedule) -> Value {
         "includeChangelog": spec.include_changelog,
         "customSubject": spec.custom_subject,
         "customMessage": spec.custom_message,
-        "status": s.status,
+        "status": s.status.as_str(),
         "nextRunAt": s.next_run_at.map(rfc3339),
         "lastRunAt": s.last_run_at.map(rfc3339),
         "createdAt": rfc3339(s.created_at),
@@ -243,7 +244,7 @@ fn schedule_json(s: &Schedule) -> Value {
 fn run_json(r: &ScheduleRun) -> Value {
     json!({
         "id": r.id,
-        "status": r.status,
+        "status": r.status.as_str(),
         "startedAt": rfc3339(r.started_at),
         "finishedAt": r.finished_at.map(rfc3339),
         "periodStart": rfc3339(r.period.0),
@@ -278,7 +279,7 @@ pub(super) async fn create(
     let Some(url) = body.webhook_url.clone() else {
         let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
         email_possible(&state, spec.target.endpoint().is_none())?;
-        let schedule = state.store.create_schedule(tenant, spec).await?;
+        let schedule = state.store.create_schedule(tenant, spec, None).await?;
         return Ok((StatusCode::CREATED, Json(schedule_json(&schedule))));
     };
     // An ad-hoc webhookUrl gets an endpoint of its own, signed with a secret generated for
@@ -294,10 +295,11 @@ pub(super) async fn create(
         .check_url(&url)
         .await
         .map_err(|e| ApiError::invalid(format!("webhookUrl: {e}")))?;
-    let mut check = body.clone();
-    check.webhook_url = None;
-    check.endpoint_id = Some(EndpointId(1).to_string());
-    check.apply(None, now_ms()).map_err(ApiError::invalid)?;
+    // The spec names a placeholder endpoint; the store puts the new endpoint's id in its place.
+    let mut body = body;
+    body.webhook_url = None;
+    body.endpoint_id = Some(EndpointId(1).to_string());
+    let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
     let pattern = EventPattern::parse("schedule.digest.adhoc").map_err(ApiError::invalid)?;
     let settings = default_settings("Schedule digest webhook".into(), url, vec![pattern]);
     let secret = signing::generate_secret();
@@ -305,20 +307,11 @@ pub(super) async fn create(
         settings,
         secret: secret.clone(),
     };
-    let endpoint = state.store.create_endpoint(tenant, new).await?;
-    let mut body = body;
-    body.webhook_url = None;
-    body.endpoint_id = Some(endpoint.id.to_string());
-    let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
-    let schedule = match state.store.create_schedule(tenant, spec).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = state.store.delete_endpoint(tenant, endpoint.id).await;
-            return Err(e.into());
-        }
-    };
+    // The schedule and its endpoint are created in one write.
+    let url = new.settings.url.to_string();
+    let schedule = state.store.create_schedule(tenant, spec, Some(new)).await?;
     let mut out = schedule_json(&schedule);
-    out["webhookUrl"] = Value::String(endpoint.settings.url.to_string());
+    out["webhookUrl"] = Value::String(url);
     out["secret"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -401,11 +394,16 @@ pub(super) async fn trigger(
     OptionalJson(_): OptionalJson<super::endpoints::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let run = state
-        .store
-        .trigger_schedule(tenant, schedule_id(&id)?)
+    let run = crate::schedule::firing::trigger(&state.store, tenant, schedule_id(&id)?)
         .await
-        .map_err(not_found("schedule"))?;
+        .map_err(|e| match e {
+            FireError::Store(e) => not_found("schedule")(e),
+            FireError::Busy => ApiError::conflict(e.to_string()),
+            other => {
+                tracing::error!(error = %crate::report::ErrorChain(&other), "schedule run failed");
+                ApiError::internal()
+            }
+        })?;
     Ok((StatusCode::ACCEPTED, Json(json!({"runId": run}))))
 }
 

@@ -34,20 +34,6 @@ pub enum Ordering {
     Fifo,
 }
 
-macro_rules! text_enum {
-    ($ty:ident { $($variant:ident => $text:literal),+ }) => {
-        impl $ty {
-            /// Parses the stored and API form.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($text => Some(Self::$variant),)+ _ => None }
-            }
-            /// The stored and API form.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text,)+ }
-            }
-        }
-    };
-}
 text_enum!(SignatureScheme { Standard => "standard", Github => "github" });
 text_enum!(Format { Json => "json", Slack => "slack", Discord => "discord" });
 text_enum!(Ordering { None => "none", Fifo => "fifo" });

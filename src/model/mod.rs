@@ -1,6 +1,22 @@
 //! Pure types shared by every layer: ids, durations, tenants, endpoints, events and
 //! deliveries. Nothing here does I/O; parsing a value here is what makes it valid elsewhere.
 
+/// Gives an enum its stored and API text form: `parse` and `as_str`.
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ }) => {
+        impl $ty {
+            /// Parses the stored and API form.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+            /// The stored and API form.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+        }
+    };
+}
+
 pub mod attempt;
 pub mod delivery;
 pub mod duration;

@@ -171,6 +171,30 @@ pub fn reported_status(name: &str, data: &str) -> Option<String> {
     data.get("status")?.as_str().map(str::to_owned)
 }
 
+/// Whether a schedule still fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleStatus {
+    /// It fires when due.
+    Active,
+    /// A one-time schedule that has run; it never fires again.
+    Completed,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// An email run whose message is being sent (retried on the email schedule).
+    Sending,
+    /// The digest was handed over: queued as a delivery, or accepted by the SMTP server.
+    Delivered,
+    /// The digest could not be handed over (the endpoint is disabled or gone, or every email
+    /// attempt failed).
+    Failed,
+}
+
+text_enum!(ScheduleStatus { Active => "active", Completed => "completed" });
+text_enum!(RunStatus { Sending => "sending", Delivered => "delivered", Failed => "failed" });
+
 /// The event type a run delivers.
 pub const DIGEST_EVENT: &str = "schedule.digest";
 
@@ -183,12 +207,14 @@ pub struct Schedule {
     pub tenant_id: TenantId,
     /// What it does.
     pub spec: ScheduleSpec,
-    /// `active`, or `completed` once a one-time schedule has run.
-    pub status: String,
+    /// Active, or completed once a one-time schedule has run.
+    pub status: ScheduleStatus,
     /// When it fires next.
     pub next_run_at: Option<UnixMs>,
     /// When it last ran (the start of the next digest's period).
     pub last_run_at: Option<UnixMs>,
+    /// The newest event the last run saw: the next run covers the tenant's events after it.
+    pub last_event_id: i64,
     /// When it was created.
     pub created_at: UnixMs,
     /// When it last changed.
@@ -200,8 +226,8 @@ pub struct Schedule {
 pub struct ScheduleRun {
     /// Its id.
     pub id: RunId,
-    /// `delivered` or `failed`.
-    pub status: String,
+    /// Where the run stands.
+    pub status: RunStatus,
     /// When it started.
     pub started_at: UnixMs,
     /// When it finished.

@@ -33,7 +33,9 @@ pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
 pub use publish::{IDEMPOTENCY_WINDOW_MS, NewEvent, Published};
 pub use retention::Pruned;
-pub use schedules::{EmailJob, SchedulePatch};
+pub use schedules::{
+    EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput, SchedulePatch,
+};
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;

@@ -1,28 +1,25 @@
-//! Schedules and their runs. A run is written in the same transaction as the digest event it
-//! publishes and the schedule's next fire time, so a crash or a restart neither skips nor
+//! Schedules and their runs. A run's period is read from the read pool (the tenant's events
+//! after the last run's newest one, through the `(tenant_id, id)` index); the schedule service
+//! renders the digest; [`Store::commit_run`] then writes the run, its digest event and the
+//! schedule's next fire time in one short write, so a crash or a restart neither skips nor
 //! doubles a run (a run row is unique per schedule and slot).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::endpoints::insert as insert_endpoint;
 use super::publish::{NewEvent, publish_in};
 use super::rows::corrupt;
-use super::writer::Batch;
-use super::{Store, StoreError, count};
+use super::{NewEndpoint, Store, StoreError, count};
 use crate::fanout::Fanout;
 use crate::model::schedule::{
-    DIGEST_EVENT, DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
+    DIGEST_EVENT, DigestFormat, RunStatus, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec,
+    ScheduleStatus, ScheduleTarget,
 };
 use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{
     DeliveryId, EndpointId, EventId, EventName, EventPattern, Page, PageRequest, RunId, ScheduleId,
-    TenantId, UnixMs, now_ms, rfc3339,
+    TenantId, UnixMs, now_ms,
 };
-use crate::render::{Digest, digest};
-
-/// Most events listed in one digest (all are counted).
-const DIGEST_EVENTS: i64 = 100;
-/// Most schedules fired in one write.
-const FIRE_BATCH: i64 = 20;
 
 /// A change to a schedule, applied inside the write.
 pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String> + Send>;
@@ -30,7 +27,7 @@ pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String>
 const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \
      scheduled_at, timezone, format, endpoint_id, event_types, include_changelog, \
      custom_subject, custom_message, status, next_run_at, last_run_at, created_at, updated_at, \
-     recipients";
+     recipients, last_event_id";
 
 fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
     let kind: String = r.get(2)?;
@@ -80,9 +77,11 @@ fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
             custom_subject: r.get(11)?,
             custom_message: r.get(12)?,
         },
-        status: r.get(13)?,
+        status: ScheduleStatus::parse(&r.get::<_, String>(13)?)
+            .ok_or_else(|| corrupt("schedules.status"))?,
         next_run_at: r.get(14)?,
         last_run_at: r.get(15)?,
+        last_event_id: r.get(19)?,
         created_at: r.get(16)?,
         updated_at: r.get(17)?,
     })
@@ -169,193 +168,124 @@ fn write_spec(
     Ok(())
 }
 
-/// Runs a schedule now for `slot` inside the caller's write: renders the digest of the
-/// period since its last run and publishes it to the schedule's endpoint only. Returns the run,
-/// or `None` when this slot has already run.
-fn run_in(
-    c: &Connection,
-    batch: &mut Batch,
-    schedule: &Schedule,
-    slot: i64,
-    now: UnixMs,
-) -> Result<Option<RunId>, StoreError> {
-    let period_start = schedule.last_run_at.unwrap_or(schedule.created_at);
-    let spec = &schedule.spec;
-    let inserted = c
-        .prepare_cached(
-            "INSERT INTO schedule_runs (schedule_id, slot, status, started_at, period_start,
-                period_end, event_count)
-             VALUES (?1, ?2, 'running', ?3, ?4, ?3, 0) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![schedule.id.0, slot, now, period_start])?;
-    if inserted == 0 {
-        return Ok(None);
-    }
-    let run_id = RunId(c.last_insert_rowid());
-    // The next digest's period starts here, whatever this run's delivery comes to.
-    c.prepare_cached("UPDATE schedules SET last_run_at = ?2 WHERE id = ?1")?
-        .execute(params![schedule.id.0, now])?;
-    let mut counts: Vec<(String, u64)> = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT type, count(*) FROM events
-             WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3
-             GROUP BY type ORDER BY type",
-        )?;
-        let mut rows = stmt.query(params![schedule.tenant_id.0, period_start, now])?;
-        while let Some(row) = rows.next()? {
-            let name: String = row.get(0)?;
-            if spec.covers(&name) {
-                counts.push((name, count(row.get(1)?)));
-            }
-        }
-    }
-    let mut events = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT id, type, created_at, data FROM events
-             WHERE tenant_id = ?1 AND created_at >= ?2 AND created_at < ?3
-             ORDER BY id DESC",
-        )?;
-        let mut rows = stmt.query(params![schedule.tenant_id.0, period_start, now])?;
-        while let Some(row) = rows.next()? {
-            let name: String = row.get(1)?;
-            if spec.covers(&name) {
-                events.push((
-                    EventId(row.get(0)?).to_string(),
-                    name,
-                    rfc3339(row.get(2)?),
-                    row.get(3)?,
-                ));
-                if events.len() as i64 >= DIGEST_EVENTS {
-                    break;
-                }
-            }
-        }
-    }
-    let event_count: u64 = counts.iter().map(|(_, n)| n).sum();
-    let document = Digest {
-        subject: subject_of(spec),
-        message: spec.custom_message.clone(),
-        period: (rfc3339(period_start), rfc3339(now)),
-        counts,
-        events,
-        include_changelog: spec.include_changelog,
-    };
-    let endpoint = match &spec.target {
-        ScheduleTarget::Endpoint(id) => *id,
-        ScheduleTarget::Email(_) => {
-            // Email goes out from the mailer, outside this transaction: the run keeps the
-            // document, and the mailer's attempts (retried like deliveries) finish it.
-            let bytes = document_bytes(spec.format, &document)?;
-            c.prepare_cached(
-                "UPDATE schedule_runs SET status = 'sending', event_count = ?2, subject = ?3,
-                    document = ?4, next_attempt_at = ?5
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                run_id.0,
-                event_count as i64,
-                subject_of(spec),
-                bytes,
-                now
-            ])?;
-            return Ok(Some(run_id));
-        }
-    };
-    let data = serde_json::json!({
-        "scheduleId": schedule.id,
-        "runId": run_id,
-        "periodStart": rfc3339(period_start),
-        "periodEnd": rfc3339(now),
-        "eventCount": event_count,
-        "format": spec.format.as_str(),
-        "content": digest(spec.format, &document).map_err(StoreError::Render)?,
-    });
-    let event = NewEvent {
-        name: EventName::parse(DIGEST_EVENT).map_err(StoreError::invalid_name)?,
-        data: data.to_string(),
-        idempotency_key: None,
-    };
-    let published = publish_in(
-        c,
-        batch,
-        schedule.tenant_id,
-        &[event],
-        Fanout::Only(endpoint),
-    )?;
-    let event_id = published.first().map(|p| p.id.0);
-    let delivery: Option<i64> = match event_id {
-        Some(e) => c
-            .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1")?
-            .query_row([e], |r| r.get(0))
-            .optional()?,
-        None => None,
-    };
-    let (status, error) = match delivery {
-        Some(_) => ("delivered", None),
-        None => (
-            "failed",
-            Some(format!("endpoint {endpoint} is disabled or gone")),
-        ),
-    };
-    c.prepare_cached(
-        "UPDATE schedule_runs SET status = ?2, finished_at = ?3, event_count = ?4,
-            delivery_id = ?5, error = ?6
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        run_id.0,
-        status,
-        now,
-        event_count as i64,
-        delivery,
-        error
-    ])?;
-    Ok(Some(run_id))
+/// One page of the events a run covers, as the digest lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodEvent {
+    /// `evt_…`.
+    pub id: EventId,
+    /// Its type.
+    pub name: String,
+    /// When it was published.
+    pub created_at: UnixMs,
+    /// Its `data`, as JSON text.
+    pub data: String,
 }
 
-/// The subject of a schedule's digests.
-fn subject_of(spec: &ScheduleSpec) -> String {
-    spec.custom_subject
-        .clone()
-        .unwrap_or_else(|| "hookd digest".into())
+/// What a run's period holds: the tenant's events after the previous run's newest one, up to
+/// `last_event_id`, filtered by the schedule's coverage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Period {
+    /// Covered events per type, by type.
+    pub counts: Vec<(String, u64)>,
+    /// The newest covered events, newest first (at most the number asked for).
+    pub newest: Vec<PeriodEvent>,
+    /// The newest event id read: the next run starts after it, so an event that commits
+    /// after this read is in the next run, never lost, never counted twice.
+    pub last_event_id: i64,
 }
 
-/// The document as the bytes of an email attachment.
-fn document_bytes(format: DigestFormat, d: &Digest) -> Result<Vec<u8>, StoreError> {
-    Ok(match format {
-        DigestFormat::Pdf => crate::documents::pdf(d),
-        DigestFormat::Docx => crate::documents::docx(d).map_err(StoreError::Render)?,
-        other => match digest(other, d).map_err(StoreError::Render)? {
-            serde_json::Value::String(text) => text.into_bytes(),
-            value => serde_json::to_vec_pretty(&value).unwrap_or_default(),
-        },
-    })
+/// What a run sends.
+#[derive(Debug, Clone)]
+pub enum RunOutput {
+    /// A `schedule.digest` event to the schedule's endpoint; `data` gets the run's `runId`.
+    Webhook {
+        /// The endpoint.
+        endpoint: EndpointId,
+        /// The event's `data` (without `runId`).
+        data: serde_json::Value,
+    },
+    /// An email, sent by the mailer after the commit.
+    Email {
+        /// Its subject.
+        subject: String,
+        /// The attached document.
+        document: Vec<u8>,
+    },
+}
+
+/// A run to write, with the schedule's state it was built from.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The schedule as read: the run is written only if it has not changed since.
+    pub schedule: Schedule,
+    /// Its slot: the fire time it stands for (negative for manual runs).
+    pub slot: i64,
+    /// When the run started (the end of its period).
+    pub started_at: UnixMs,
+    /// The period's start.
+    pub period_start: UnixMs,
+    /// The newest event the run covers.
+    pub last_event_id: i64,
+    /// Events in the period.
+    pub event_count: u64,
+    /// The schedule's next fire time and status after a timed run; `None` for a manual run,
+    /// which leaves them as they are.
+    pub next: Option<(Option<UnixMs>, ScheduleStatus)>,
+    /// What it sends.
+    pub output: RunOutput,
+}
+
+/// How [`Store::commit_run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCommit {
+    /// The run is written.
+    Written(RunId),
+    /// This slot already ran.
+    AlreadyRan,
+    /// The schedule changed (or ran) since it was read; read it again.
+    Changed,
+}
+
+/// The newest event id of a tenant, through the `(tenant_id, id)` index.
+fn newest_event(c: &Connection, tenant_id: TenantId) -> Result<i64, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT coalesce(max(id), 0) FROM events WHERE tenant_id = ?1")?
+            .query_row([tenant_id.0], |r| r.get(0))?,
+    )
 }
 
 impl Store {
-    /// Creates a schedule; its first fire time is computed from now.
+    /// Creates a schedule; its first fire time is computed from now. With `endpoint`, the
+    /// schedule's own endpoint (an ad-hoc `webhookUrl`) is created in the same write and the
+    /// schedule targets it.
     pub async fn create_schedule(
         &self,
         tenant_id: TenantId,
         spec: ScheduleSpec,
+        endpoint: Option<NewEndpoint>,
     ) -> Result<Schedule, StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
+                let mut spec = spec;
+                if let Some(new) = &endpoint {
+                    let id = insert_endpoint(c, batch, tenant_id, new)?;
+                    spec.target = ScheduleTarget::Endpoint(id);
+                }
                 endpoint_is_tenants(c, tenant_id, &spec.target)?;
                 let now = now_ms();
                 c.prepare_cached(
                     "INSERT INTO schedules (tenant_id, schedule_type, timezone, format,
-                        delivery_method, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'webhook', 'active', ?5, ?5)",
+                        delivery_method, status, created_at, updated_at, last_event_id)
+                     VALUES (?1, ?2, ?3, ?4, 'webhook', ?5, ?6, ?6, ?7)",
                 )?
                 .execute(params![
                     tenant_id.0,
                     spec.kind.as_str(),
                     spec.timezone.name(),
                     spec.format.as_str(),
-                    now
+                    ScheduleStatus::Active.as_str(),
+                    now,
+                    newest_event(c, tenant_id)?
                 ])?;
                 let id = c.last_insert_rowid();
                 write_spec(c, id, &spec, spec.next_run(now), now)?;
@@ -414,7 +344,7 @@ impl Store {
                 patch(&mut spec).map_err(StoreError::Invalid)?;
                 endpoint_is_tenants(c, tenant_id, &spec.target)?;
                 let now = now_ms();
-                let next = if before.status == "completed" {
+                let next = if before.status == ScheduleStatus::Completed {
                     None
                 } else {
                     spec.next_run(now)
@@ -444,59 +374,205 @@ impl Store {
             .await
     }
 
-    /// Runs a schedule now, outside its timing; answers once the run and its digest are
-    /// committed.
-    pub async fn trigger_schedule(
+    /// Schedules due at `now` (at most `limit`, earliest first).
+    pub async fn due_schedules(
         &self,
-        tenant_id: TenantId,
-        id: ScheduleId,
-    ) -> Result<RunId, StoreError> {
-        self.writer
-            .write(move |c, batch| {
-                let schedule = load(c, tenant_id, id)?;
-                let now = now_ms();
-                // Manual runs take negative slots, so they never collide with timed ones.
-                let mut slot = -now;
-                loop {
-                    if let Some(run) = run_in(c, batch, &schedule, slot, now)? {
-                        return Ok(run);
-                    }
-                    slot -= 1;
-                }
-            })
-            .await
+        now: UnixMs,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM schedules
+                 WHERE next_run_at IS NOT NULL AND next_run_at <= ?1 AND status = ?2
+                 ORDER BY next_run_at LIMIT ?3"
+            ))?
+            .query_map(
+                params![now, ScheduleStatus::Active.as_str(), limit as i64],
+                schedule_row,
+            )?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
-    /// Fires schedules due at `now`: each runs once for its slot, however many slots were
-    /// missed while hookd was down (catch-up fires once), then moves to its next time after
-    /// `now`. A one-time schedule is completed. Returns how many ran.
-    pub async fn fire_due_schedules(&self, now: UnixMs) -> Result<usize, StoreError> {
+    /// Reads a run's period from the read pool: the tenant's events after `after_event_id`
+    /// that `covers` accepts, counted by type, with the `listed` newest of them.
+    pub async fn period(
+        &self,
+        tenant_id: TenantId,
+        after_event_id: i64,
+        listed: usize,
+        covers: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Period, StoreError> {
+        self.read(move |c| {
+            let last = newest_event(c, tenant_id)?.max(after_event_id);
+            let mut counts: Vec<(String, u64)> = Vec::new();
+            {
+                let mut stmt = c.prepare_cached(
+                    "SELECT type, count(*) FROM events
+                     WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
+                     GROUP BY type ORDER BY type",
+                )?;
+                let mut rows = stmt.query(params![tenant_id.0, after_event_id, last])?;
+                while let Some(row) = rows.next()? {
+                    let name: String = row.get(0)?;
+                    if covers(&name) {
+                        counts.push((name, count(row.get(1)?)));
+                    }
+                }
+            }
+            let mut newest = Vec::new();
+            if !counts.is_empty() {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, type, created_at, data FROM events
+                     WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
+                     ORDER BY id DESC",
+                )?;
+                let mut rows = stmt.query(params![tenant_id.0, after_event_id, last])?;
+                while newest.len() < listed {
+                    let Some(row) = rows.next()? else { break };
+                    let name: String = row.get(1)?;
+                    if covers(&name) {
+                        newest.push(PeriodEvent {
+                            id: EventId(row.get(0)?),
+                            name,
+                            created_at: row.get(2)?,
+                            data: row.get(3)?,
+                        });
+                    }
+                }
+            }
+            Ok(Period {
+                counts,
+                newest,
+                last_event_id: last,
+            })
+        })
+        .await
+    }
+
+    /// Writes a run in one short write: the run row (unique per schedule and slot), the
+    /// schedule's last run and, for a timed run, its next fire time; then the digest event to
+    /// the schedule's endpoint alone, or the email document for the mailer. Nothing is written
+    /// when the schedule changed or ran since `run.schedule` was read.
+    pub async fn commit_run(&self, run: NewRun) -> Result<RunCommit, StoreError> {
         self.writer
             .write(move |c, batch| {
-                let due: Vec<Schedule> = c
-                    .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM schedules
-                         WHERE next_run_at IS NOT NULL AND next_run_at <= ?1 AND status = 'active'
-                         ORDER BY next_run_at LIMIT ?2"
-                    ))?
-                    .query_map(params![now, FIRE_BATCH], schedule_row)?
-                    .collect::<Result<_, _>>()?;
-                let mut ran = 0;
-                for schedule in &due {
-                    let slot = schedule.next_run_at.unwrap_or(now);
-                    if run_in(c, batch, schedule, slot, now)?.is_some() {
-                        ran += 1;
-                    }
-                    let (next, status) = match schedule.spec.kind {
-                        ScheduleKind::OneTime(_) => (None, "completed"),
-                        _ => (schedule.spec.next_run(now), "active"),
-                    };
-                    c.prepare_cached(
-                        "UPDATE schedules SET next_run_at = ?2, status = ?3 WHERE id = ?1",
+                let schedule = &run.schedule;
+                let current: Option<(i64, i64)> = c
+                    .prepare_cached(
+                        "SELECT updated_at, last_event_id FROM schedules WHERE id = ?1",
                     )?
-                    .execute(params![schedule.id.0, next, status])?;
+                    .query_row([schedule.id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((updated_at, last_event_id)) = current else {
+                    return Err(StoreError::NotFound);
+                };
+                if (updated_at, last_event_id) != (schedule.updated_at, schedule.last_event_id) {
+                    return Ok(RunCommit::Changed);
                 }
-                Ok(ran)
+                let inserted = c
+                    .prepare_cached(
+                        "INSERT INTO schedule_runs (schedule_id, slot, status, started_at,
+                            period_start, period_end, event_count)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        schedule.id.0,
+                        run.slot,
+                        RunStatus::Sending.as_str(),
+                        run.started_at,
+                        run.period_start,
+                        run.event_count as i64
+                    ])?;
+                let set_next = |next: Option<(Option<UnixMs>, ScheduleStatus)>| {
+                    if let Some((next_run_at, status)) = next {
+                        c.prepare_cached(
+                            "UPDATE schedules SET next_run_at = ?2, status = ?3 WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            schedule.id.0,
+                            next_run_at,
+                            status.as_str()
+                        ])?;
+                    }
+                    Ok::<_, StoreError>(())
+                };
+                if inserted == 0 {
+                    // The slot ran before: a timed run still moves on to the next time.
+                    set_next(run.next)?;
+                    return Ok(RunCommit::AlreadyRan);
+                }
+                let run_id = RunId(c.last_insert_rowid());
+                // The next digest's period starts here, whatever this run's delivery comes to.
+                c.prepare_cached(
+                    "UPDATE schedules SET last_run_at = ?2, last_event_id = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    schedule.id.0,
+                    run.started_at,
+                    run.last_event_id
+                ])?;
+                set_next(run.next)?;
+                match &run.output {
+                    RunOutput::Email { subject, document } => {
+                        c.prepare_cached(
+                            "UPDATE schedule_runs SET subject = ?2, document = ?3,
+                                next_attempt_at = ?4
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            run_id.0,
+                            subject,
+                            document,
+                            run.started_at
+                        ])?;
+                    }
+                    RunOutput::Webhook { endpoint, data } => {
+                        let mut data = data.clone();
+                        data["runId"] = serde_json::json!(run_id);
+                        let event = NewEvent {
+                            name: EventName::parse(DIGEST_EVENT)
+                                .map_err(StoreError::invalid_name)?,
+                            data: data.to_string(),
+                            idempotency_key: None,
+                        };
+                        let published = publish_in(
+                            c,
+                            batch,
+                            schedule.tenant_id,
+                            &[event],
+                            Fanout::Only(*endpoint),
+                        )?;
+                        let delivery: Option<i64> = match published.first() {
+                            Some(p) if p.deliveries > 0 => c
+                                .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1")?
+                                .query_row([p.id.0], |r| r.get(0))
+                                .optional()?,
+                            _ => None,
+                        };
+                        let (status, error) = match delivery {
+                            Some(_) => (RunStatus::Delivered, None),
+                            None => (
+                                RunStatus::Failed,
+                                Some(format!("endpoint {endpoint} is disabled or gone")),
+                            ),
+                        };
+                        c.prepare_cached(
+                            "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
+                                delivery_id = ?4, error = ?5
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            run_id.0,
+                            status.as_str(),
+                            run.started_at,
+                            delivery,
+                            error
+                        ])?;
+                    }
+                }
+                Ok(RunCommit::Written(run_id))
             })
             .await
     }
@@ -525,7 +601,8 @@ impl Store {
                     let delivery: Option<i64> = r.get(7)?;
                     Ok(ScheduleRun {
                         id: RunId(r.get(0)?),
-                        status: r.get(1)?,
+                        status: RunStatus::parse(&r.get::<_, String>(1)?)
+                            .ok_or_else(|| corrupt("schedule_runs.status"))?,
                         started_at: r.get(2)?,
                         finished_at: r.get(3)?,
                         period: (r.get(4)?, r.get(5)?),
@@ -608,56 +685,81 @@ impl Store {
             .await
     }
 
-    /// Records a send attempt: done, retried after the schedule's next delay, or failed for
-    /// good. A result for an attempt that is no longer current is ignored.
-    pub async fn record_email(
-        &self,
-        job: &EmailJob,
-        result: Result<String, String>,
-        retry: Vec<std::time::Duration>,
-    ) -> Result<(), StoreError> {
+    /// Records a send attempt as the mailer decided it. A result for an attempt that is no
+    /// longer current is ignored.
+    pub async fn record_email(&self, job: &EmailJob, after: EmailAfter) -> Result<(), StoreError> {
         let (run, attempt) = (job.run_id, job.attempt);
-        let jitter = 0.8 + rand::random::<f64>() * 0.4;
         self.writer
             .write(move |c, _| {
                 let current = c
-                    .prepare_cached("SELECT 1 FROM schedule_runs WHERE id = ?1 AND status = 'sending' AND attempts = ?2")?
+                    .prepare_cached(
+                        "SELECT 1 FROM schedule_runs
+                         WHERE id = ?1 AND status = 'sending' AND attempts = ?2",
+                    )?
                     .exists(params![run.0, attempt])?;
                 if !current {
                     return Ok(());
                 }
                 let now = now_ms();
-                match result {
-                    Ok(message) => {
+                match after {
+                    EmailAfter::Sent(message) => {
                         c.prepare_cached(
-                            "UPDATE schedule_runs SET status = 'delivered', finished_at = ?2,
-                                next_attempt_at = NULL, email_result = ?3, document = NULL
+                            "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
+                                next_attempt_at = NULL, email_result = ?4, document = NULL
                              WHERE id = ?1",
                         )?
-                        .execute(params![run.0, now, message])?;
+                        .execute(params![
+                            run.0,
+                            RunStatus::Delivered.as_str(),
+                            now,
+                            message
+                        ])?;
                     }
-                    Err(error) => {
-                        let note = format!("attempt {attempt} failed: {error}");
-                        match crate::model::delivery::next_retry_delay(&retry, attempt, jitter, None) {
-                            Some(ms) => {
-                                c.prepare_cached(
-                                    "UPDATE schedule_runs SET next_attempt_at = ?2, email_result = ?3 WHERE id = ?1",
-                                )?
-                                .execute(params![run.0, now + ms as i64, note])?;
-                            }
-                            None => {
-                                c.prepare_cached(
-                                    "UPDATE schedule_runs SET status = 'failed', finished_at = ?2,
-                                        next_attempt_at = NULL, email_result = ?3, error = ?4
-                                     WHERE id = ?1",
-                                )?
-                                .execute(params![run.0, now, note, error])?;
-                            }
-                        }
+                    EmailAfter::RetryAt { at, note } => {
+                        c.prepare_cached(
+                            "UPDATE schedule_runs SET next_attempt_at = ?2, email_result = ?3
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![run.0, at, note])?;
+                    }
+                    EmailAfter::Failed { note, error } => {
+                        c.prepare_cached(
+                            "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
+                                next_attempt_at = NULL, email_result = ?4, error = ?5
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            run.0,
+                            RunStatus::Failed.as_str(),
+                            now,
+                            note,
+                            error
+                        ])?;
                     }
                 }
                 Ok(())
             })
             .await
     }
+}
+
+/// What follows an email send attempt, as the mailer decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailAfter {
+    /// Accepted by the SMTP server; what it answered.
+    Sent(String),
+    /// Failed; try again at this time.
+    RetryAt {
+        /// When.
+        at: UnixMs,
+        /// What the run log shows.
+        note: String,
+    },
+    /// Failed for good (the email retry schedule is used up).
+    Failed {
+        /// What the run log shows.
+        note: String,
+        /// The last error.
+        error: String,
+    },
 }

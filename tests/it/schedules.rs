@@ -23,8 +23,9 @@ fn digests(r: &Receiver) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_seconds_cron_fires_its_digest_and_stops_when_deleted() {
+/// A server with a tenant whose schedule digests every second to an endpoint that subscribes
+/// to nothing else.
+async fn every_second() -> (Server, Tenant, Receiver, Value) {
     let server = Server::start().await;
     let t = server.tenant("acme").await;
     let r = Receiver::ok().await;
@@ -37,6 +38,12 @@ async fn a_seconds_cron_fires_its_digest_and_stops_when_deleted() {
                "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
     )
     .await;
+    (server, t, r, s)
+}
+
+#[tokio::test]
+async fn a_seconds_cron_fires_its_digest_and_stops_when_deleted() {
+    let (server, t, r, s) = every_second().await;
     assert!(s["nextRunAt"].is_string());
     t.publish("order.paid", json!({"n": 1})).await;
     wait_until("two digests", Duration::from_secs(20), || {
@@ -529,5 +536,73 @@ async fn an_ad_hoc_webhook_url_is_signed_with_a_secret_returned_once() {
     let got = r.wait_for(1).await.remove(0);
     assert_eq!(got.json()["event"], "schedule.digest");
     assert!(crate::support::verify_standard(&secret, &got));
+    server.stop().await;
+}
+
+/// A run reads its period while publishes keep committing: every event lands in exactly one
+/// run, whatever the interleaving (periods are bounded by the newest event a run saw).
+#[tokio::test]
+async fn runs_racing_publishes_count_every_event_exactly_once() {
+    let (server, t, _receiver, s) = every_second().await;
+    let id = s["id"].as_str().expect("id").to_owned();
+    let (publishers, each) = (4, 60);
+    let publishing: Vec<_> = (0..publishers)
+        .map(|p| {
+            let admin = t.admin.clone();
+            tokio::spawn(async move {
+                for n in 0..each {
+                    let (status, body) = admin
+                        .post(
+                            "/v1/events",
+                            json!({"type": "order.paid", "data": {"p": p, "n": n}}),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                }
+            })
+        })
+        .collect();
+    let triggering = {
+        let admin = t.admin.clone();
+        let path = format!("/v1/schedules/{id}/trigger");
+        tokio::spawn(async move {
+            let mut runs = 0;
+            for _ in 0..40 {
+                let (status, body) = admin.post(&path, json!({})).await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                runs += 1;
+            }
+            runs
+        })
+    };
+    for p in publishing {
+        p.await.expect("publisher");
+    }
+    assert_eq!(triggering.await.expect("trigger"), 40);
+    // One last run after the publishing stopped takes whatever is left.
+    let (status, _) = t
+        .admin
+        .post(&format!("/v1/schedules/{id}/trigger"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let mut counted = 0;
+    let mut page = 0;
+    loop {
+        let (_, runs) = t
+            .admin
+            .get(&format!("/v1/schedules/{id}/runs?page={page}&size=100"))
+            .await;
+        let content = runs["content"].as_array().expect("runs").clone();
+        counted += content
+            .iter()
+            .map(|run| run["eventCount"].as_u64().expect("count"))
+            .sum::<u64>();
+        if content.len() < 100 {
+            break;
+        }
+        page += 1;
+    }
+    assert_eq!(counted, publishers * each, "every event in exactly one run");
     server.stop().await;
 }

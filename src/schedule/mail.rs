@@ -11,8 +11,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{SmtpConfig, SmtpTls};
-use crate::model::now_ms;
-use crate::store::{EmailJob, Store};
+use crate::model::delivery::next_retry_delay;
+use crate::model::{UnixMs, now_ms};
+use crate::report::ErrorChain;
+use crate::store::{EmailAfter, EmailJob, Store};
 
 /// Sends due email runs every `interval` until `shutdown` resolves.
 pub async fn run(
@@ -38,7 +40,7 @@ pub async fn run(
         let jobs = match store.claim_email_runs(now_ms(), 10, 120_000).await {
             Ok(jobs) => jobs,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim email runs");
+                tracing::warn!(error = %ErrorChain(&e), "cannot claim email runs");
                 continue;
             }
         };
@@ -47,8 +49,34 @@ pub async fn run(
             if let Err(e) = &result {
                 tracing::warn!(run_id = %job.run_id, error = %e, "email digest not sent");
             }
-            if let Err(e) = store.record_email(&job, result, retry.clone()).await {
-                tracing::error!(run_id = %job.run_id, error = %e, "cannot record an email attempt");
+            let jitter = 0.8 + rand::random::<f64>() * 0.4;
+            let after = after_send(result, job.attempt, &retry, jitter, now_ms());
+            if let Err(e) = store.record_email(&job, after).await {
+                tracing::error!(run_id = %job.run_id, error = %ErrorChain(&e), "cannot record an email attempt");
+            }
+        }
+    }
+}
+
+/// What follows send attempt number `attempt`: done, tried again after the email retry
+/// schedule's next delay, or failed for good once the schedule is used up.
+pub fn after_send(
+    result: Result<String, String>,
+    attempt: u32,
+    retry: &[Duration],
+    jitter: f64,
+    now: UnixMs,
+) -> EmailAfter {
+    match result {
+        Ok(message) => EmailAfter::Sent(message),
+        Err(error) => {
+            let note = format!("attempt {attempt} failed: {error}");
+            match next_retry_delay(retry, attempt, jitter, None) {
+                Some(ms) => EmailAfter::RetryAt {
+                    at: now + ms as i64,
+                    note,
+                },
+                None => EmailAfter::Failed { note, error },
             }
         }
     }
@@ -111,4 +139,32 @@ async fn send(
         job.recipients.len(),
         response.code()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_send_is_retried_on_the_schedule_then_fails_for_good() {
+        let retry = [Duration::from_secs(60), Duration::from_secs(300)];
+        assert_eq!(
+            after_send(Ok("250 ok".into()), 1, &retry, 1.0, 0),
+            EmailAfter::Sent("250 ok".into())
+        );
+        assert_eq!(
+            after_send(Err("refused".into()), 1, &retry, 1.0, 1000),
+            EmailAfter::RetryAt {
+                at: 61_000,
+                note: "attempt 1 failed: refused".into()
+            }
+        );
+        assert_eq!(
+            after_send(Err("refused".into()), 3, &retry, 1.0, 0),
+            EmailAfter::Failed {
+                note: "attempt 3 failed: refused".into(),
+                error: "refused".into()
+            }
+        );
+    }
 }

@@ -6,7 +6,8 @@ use std::io::Cursor;
 
 use pdf_writer::{Content, Name, Pdf, Rect, Ref, Str};
 
-use crate::render::{Digest, plain_lines};
+use super::digest::{self, Digest, plain_lines};
+use crate::model::schedule::DigestFormat;
 
 /// Lines on one PDF page.
 const LINES_PER_PAGE: usize = 50;
@@ -64,8 +65,43 @@ pub fn pdf(d: &Digest) -> Vec<u8> {
     pdf.finish()
 }
 
+/// Why a digest document could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// docx-rs could not write the file.
+    #[error("cannot write the DOCX document")]
+    Docx(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The digest in `format` as a digest event's `content`: an object for `json`, a string for
+/// `markdown` and `html`, the standard base64 of the file for `pdf` and `docx`.
+pub fn content(format: DigestFormat, d: &Digest) -> Result<serde_json::Value, DocumentError> {
+    use base64::Engine;
+    use serde_json::Value;
+    let b64 =
+        |bytes: Vec<u8>| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    Ok(match format {
+        DigestFormat::Json => digest::json(d),
+        DigestFormat::Markdown => Value::String(digest::markdown(d)),
+        DigestFormat::Html => Value::String(digest::html(d)),
+        DigestFormat::Pdf => b64(pdf(d)),
+        DigestFormat::Docx => b64(docx(d)?),
+    })
+}
+
+/// The digest in `format` as the bytes of an email attachment.
+pub fn file(format: DigestFormat, d: &Digest) -> Result<Vec<u8>, DocumentError> {
+    Ok(match format {
+        DigestFormat::Json => serde_json::to_vec_pretty(&digest::json(d)).unwrap_or_default(),
+        DigestFormat::Markdown => digest::markdown(d).into_bytes(),
+        DigestFormat::Html => digest::html(d).into_bytes(),
+        DigestFormat::Pdf => pdf(d),
+        DigestFormat::Docx => docx(d)?,
+    })
+}
+
 /// The digest as a DOCX file.
-pub fn docx(d: &Digest) -> Result<Vec<u8>, String> {
+pub fn docx(d: &Digest) -> Result<Vec<u8>, DocumentError> {
     use docx_rs::{Docx, Paragraph, Run};
     let mut doc = Docx::new();
     for (i, line) in plain_lines(d).into_iter().enumerate() {
@@ -75,6 +111,6 @@ pub fn docx(d: &Digest) -> Result<Vec<u8>, String> {
     }
     let mut out = Cursor::new(Vec::new());
     doc.pack(&mut out)
-        .map_err(|e| format!("cannot write the DOCX: {e}"))?;
+        .map_err(|e| DocumentError::Docx(Box::new(e)))?;
     Ok(out.into_inner())
 }

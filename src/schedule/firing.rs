@@ -1,0 +1,151 @@
+//! Firing a schedule: read its period from the read pool, render the digest outside the
+//! writer, and commit the run in one short write. The scheduler's timer and the API's
+//! trigger run this same step.
+
+use crate::model::schedule::{Schedule, ScheduleKind, ScheduleStatus, ScheduleTarget, covers};
+use crate::model::{RunId, UnixMs, rfc3339};
+use crate::store::{NewRun, RunCommit, RunOutput, Store, StoreError};
+
+use super::digest::Digest;
+use super::documents::{self, DocumentError};
+
+/// Most events listed in one digest (all are counted).
+const DIGEST_EVENTS: usize = 100;
+/// How often a manual run is tried again when the schedule changes under it.
+const TRIGGER_TRIES: usize = 5;
+
+/// Why a run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FireError {
+    /// The store failed.
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    /// The digest document could not be rendered.
+    #[error("the digest could not be rendered")]
+    Document(#[from] DocumentError),
+    /// The task rendering the document ended without an answer.
+    #[error("the rendering task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// The schedule kept changing while a manual run was being made.
+    #[error("the schedule kept changing; try again")]
+    Busy,
+}
+
+/// When a run is and what it does to the schedule's timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The timer's run for the fire time `at`: afterwards the schedule moves to its next time
+    /// after `now` (catch-up fires once), and a one-time schedule is completed.
+    Timed(UnixMs),
+    /// A manual run: the schedule's timing is left as it is.
+    Manual,
+}
+
+/// The subject of a schedule's digests.
+pub fn subject_of(schedule: &Schedule) -> String {
+    schedule
+        .spec
+        .custom_subject
+        .clone()
+        .unwrap_or_else(|| "hookd digest".into())
+}
+
+/// Makes one run of `schedule` as read. Returns what the commit did.
+pub async fn fire(
+    store: &Store,
+    schedule: Schedule,
+    slot: Slot,
+    now: UnixMs,
+) -> Result<RunCommit, FireError> {
+    let spec = schedule.spec.clone();
+    let patterns = spec.event_types.clone();
+    let period = store
+        .period(
+            schedule.tenant_id,
+            schedule.last_event_id,
+            DIGEST_EVENTS,
+            move |name| covers(patterns.as_deref(), name),
+        )
+        .await?;
+    let period_start = schedule.last_run_at.unwrap_or(schedule.created_at);
+    let event_count: u64 = period.counts.iter().map(|(_, n)| n).sum();
+    let digest = Digest {
+        subject: subject_of(&schedule),
+        message: spec.custom_message.clone(),
+        period: (rfc3339(period_start), rfc3339(now)),
+        counts: period.counts,
+        events: period
+            .newest
+            .into_iter()
+            .map(|e| (e.id.to_string(), e.name, rfc3339(e.created_at), e.data))
+            .collect(),
+        include_changelog: spec.include_changelog,
+    };
+    let format = spec.format;
+    let output = match &spec.target {
+        ScheduleTarget::Endpoint(endpoint) => {
+            let content =
+                tokio::task::spawn_blocking(move || documents::content(format, &digest)).await??;
+            RunOutput::Webhook {
+                endpoint: *endpoint,
+                data: serde_json::json!({
+                    "scheduleId": schedule.id,
+                    "periodStart": rfc3339(period_start),
+                    "periodEnd": rfc3339(now),
+                    "eventCount": event_count,
+                    "format": format.as_str(),
+                    "content": content,
+                }),
+            }
+        }
+        ScheduleTarget::Email(_) => {
+            let subject = digest.subject.clone();
+            let document =
+                tokio::task::spawn_blocking(move || documents::file(format, &digest)).await??;
+            RunOutput::Email { subject, document }
+        }
+    };
+    let (slot, next) = match slot {
+        Slot::Timed(at) => {
+            let next = match spec.kind {
+                ScheduleKind::OneTime(_) => (None, ScheduleStatus::Completed),
+                _ => (spec.next_run(now), ScheduleStatus::Active),
+            };
+            (at, Some(next))
+        }
+        // Manual runs take negative slots, so they never collide with timed ones.
+        Slot::Manual => (-now, None),
+    };
+    let run = NewRun {
+        schedule,
+        slot,
+        started_at: now,
+        period_start,
+        last_event_id: period.last_event_id,
+        event_count,
+        next,
+        output,
+    };
+    Ok(store.commit_run(run).await?)
+}
+
+/// Runs a schedule now, outside its timing (the API's trigger); answers once the run and its
+/// digest are committed.
+pub async fn trigger(
+    store: &Store,
+    tenant_id: crate::model::TenantId,
+    id: crate::model::ScheduleId,
+) -> Result<RunId, FireError> {
+    for _ in 0..TRIGGER_TRIES {
+        let schedule = store.get_schedule(tenant_id, id).await?;
+        // Two manual runs in the same millisecond would share a slot: the second waits one.
+        let now = crate::model::now_ms();
+        match fire(store, schedule, Slot::Manual, now).await? {
+            RunCommit::Written(run) => return Ok(run),
+            RunCommit::AlreadyRan | RunCommit::Changed => {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+    Err(FireError::Busy)
+}
