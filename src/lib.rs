@@ -1,25 +1,38 @@
 //! hookd: a self-hosted webhook delivery engine in one binary with an embedded SQLite file.
 //!
 //! # Layout
-//! - [`app`]: wires store, dispatcher and API; `app::run(config, listener, shutdown)`.
+//! - [`app`]: wires store, dispatcher, scheduler, housekeeping and API;
+//!   `app::run(config, listener, shutdown)`.
 //! - [`config`]: settings from flags > `HOOKD_*` environment > `hookd.toml` > defaults.
-//! - [`model`]: pure types (ids, endpoints, events, deliveries) and the rules that parse them.
-//! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool.
-//! - [`delivery`]: the dispatcher (claims, leases, bounded workers) and one attempt's step.
-//! - [`documents`]: digest files (PDF, DOCX).
+//! - [`model`]: pure types (ids, endpoints, events, deliveries, schedules, an attempt's facts
+//!   and transition, the `hookd.*` event shapes) and the rules that parse them.
+//! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool. It keeps
+//!   rows and checks leases; it decides nothing.
+//! - [`delivery`]: the dispatcher (claims, leases, bounded workers, batched records), one
+//!   attempt's step, and the rule for what follows an attempt ([`delivery::after_attempt`]:
+//!   retry, give up, disable, `hookd.*` events).
+//! - [`fanout`]: which endpoints an event goes to (subscriptions compiled once per tenant).
+//! - [`schedule`]: schedules' timer, firing (period, digest, one short write), digest text,
+//!   PDF/DOCX documents and the SMTP mailer.
+//! - [`incoming`]: incoming webhooks' rules: body decoding, challenges, signature checks,
+//!   what the request log keeps, the per-hook rate limit.
 //! - [`housekeeping`]: periodic clean-up of the database.
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
-//! - [`mailer`]: sends email digests over SMTP, with retries.
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
-//! - [`scheduler`]: fires due schedules (their digests go out through the outbox).
+//! - [`report`]: errors in the log with their cause chain.
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → app → {api, delivery, housekeeping, scheduler, mailer} → store → rusqlite`. Everyone may use `model`, `config`,
-//! `signing`, `target`, `metrics`, `render` and `outbound`; the services under `app` never import each other.
+//! `main → app → {api, delivery, housekeeping, schedule} → store → rusqlite`.
+//! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
+//! `outbound`, `report` and `incoming` (which use only `model` and `signing`).
+//! The services under `app` never import each other, with one exception: the API's trigger
+//! runs `schedule::firing`, the same step as the timer. The store never imports `delivery`:
+//! the dispatcher hands it the after-attempt rule as a function
+//! ([`model::attempt::AttemptRule`]) and the store applies what it returns.
 
 pub mod api;
 pub mod app;
@@ -27,6 +40,7 @@ pub mod config;
 pub mod delivery;
 pub mod fanout;
 pub mod housekeeping;
+pub mod incoming;
 pub mod metrics;
 pub mod model;
 pub mod outbound;

@@ -5,8 +5,9 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use super::error::not_found;
 use super::extract::{Auth, OptionalJson, Query};
-use super::tenants::{not_found, page_json};
+use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::DeliverySummary;
 use crate::model::{DeliveryId, DeliveryStatus, EndpointId, Role, rfc3339};
@@ -83,7 +84,7 @@ pub(super) async fn retry(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(_): OptionalJson<super::endpoints::NoFields>,
+    OptionalJson(_): OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
     let id = DeliveryId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;

@@ -4,22 +4,22 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+use super::error::not_found;
 use super::extract::{Auth, JsonBody, OptionalJson, Query};
-use super::tenants::{check_name, not_found, page_json};
+use super::extract::{NoFields, check_name};
+use super::page::page_json;
+use super::sample::send_sample;
 use super::{ApiError, AppState};
-use crate::model::endpoint::{DEFAULT_RETRY_SCHEDULE, parse_url};
+use crate::model::endpoint::parse_url;
 use crate::model::{
     Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Role, SignatureScheme,
     duration, now_ms, parse_rfc3339, rfc3339,
 };
-use crate::outbound::Message;
-use crate::render::{EventView, render};
-use crate::signing::{self, Signer};
+use crate::signing::{self};
 use crate::store::NewEndpoint;
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -110,29 +110,6 @@ impl EndpointIn {
     }
 }
 
-/// The settings of a new endpoint before the request's own fields are applied.
-pub(super) fn default_settings(
-    name: String,
-    url: url::Url,
-    events: Vec<EventPattern>,
-) -> EndpointSettings {
-    EndpointSettings {
-        name,
-        url,
-        events,
-        signature_scheme: SignatureScheme::Standard,
-        signature_header_name: None,
-        format: Format::Json,
-        headers: BTreeMap::new(),
-        retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
-        disable_after: 5,
-        timeout_ms: 10_000,
-        rate_limit: None,
-        ordering: Ordering::None,
-        is_active: true,
-    }
-}
-
 fn endpoint_json(e: &Endpoint) -> Value {
     let s = &e.settings;
     json!({
@@ -200,7 +177,7 @@ pub(super) async fn create(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid(format!("events: {e}")))?;
     let secret = body.secret.take();
-    let mut settings = default_settings(name, url, events);
+    let mut settings = EndpointSettings::new(name, url, events);
     body.apply(&mut settings).map_err(ApiError::invalid)?;
     settings.check().map_err(ApiError::invalid)?;
     state
@@ -349,11 +326,6 @@ pub(super) async fn enable(
     Ok(Json(endpoint_json(&endpoint)))
 }
 
-/// The body of an action that takes no options: none, empty or `{}`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NoFields {}
-
 pub(super) async fn test_send(
     State(state): State<AppState>,
     auth: Auth,
@@ -456,37 +428,4 @@ pub(super) async fn recover(
         .await
         .map_err(not_found("endpoint"))?;
     Ok(Json(json!({"recovered": recovered})))
-}
-
-/// Signs and sends a sample event (not stored) to `endpoint` in its format, now.
-pub(super) async fn send_sample(
-    state: &AppState,
-    endpoint: &Endpoint,
-    name: &str,
-    data: &Value,
-) -> Result<crate::model::AttemptOutcome, ApiError> {
-    let secrets = state.store.endpoint_secrets(endpoint.id).await?;
-    let keys: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let signer = Signer::new(endpoint.settings.signature_scheme, &keys)
-        .map_err(|e| ApiError::invalid(format!("the endpoint's secret cannot sign: {e}")))?;
-    let msg_id = format!("evt_test_{}", hex::encode(rand::random::<[u8; 8]>()));
-    let (timestamp, data) = (rfc3339(now_ms()), data.to_string());
-    let view = EventView {
-        id: &msg_id,
-        name,
-        timestamp: &timestamp,
-        data: &data,
-    };
-    let body = Bytes::from(render(endpoint.settings.format, view));
-    Ok(state
-        .outbound
-        .send(
-            endpoint,
-            &signer,
-            Message {
-                id: &msg_id,
-                body: &body,
-            },
-        )
-        .await)
 }

@@ -132,6 +132,14 @@ impl ApiError {
     }
 }
 
+/// Maps a store `NotFound` to a 404 that names what was missing.
+pub(super) fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 use crate::report::ErrorChain;
 
 impl From<StoreError> for ApiError {

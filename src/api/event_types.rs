@@ -6,8 +6,9 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::error::not_found;
 use super::extract::{Auth, JsonBody, Query};
-use super::tenants::{not_found, page_json};
+use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::{EventName, Role};
 use crate::store::EventType;

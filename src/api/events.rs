@@ -8,8 +8,9 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::deliveries::summary_json;
+use super::error::not_found;
 use super::extract::{Auth, JsonBody, Query};
-use super::tenants::{not_found, page_json};
+use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::{EventId, EventName, Role, rfc3339};
 use crate::store::{NewEvent, Published, StoredEvent};

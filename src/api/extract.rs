@@ -207,3 +207,17 @@ impl FromRequestParts<AppState> for Auth {
         }
     }
 }
+
+/// Checks a display name: 1–200 characters, not blank.
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        Err(ApiError::invalid("name must be 1 to 200 characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The body of an action that takes no options: none, empty or `{}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoFields {}

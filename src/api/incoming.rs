@@ -2,10 +2,6 @@
 //! that the world calls. An accepted call is stored (and, for `publish` hooks, published
 //! through the same store path as `POST /v1/events`) before it is answered.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -13,72 +9,20 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::error::not_found;
+use super::extract::check_name;
 use super::extract::{Auth, JsonBody, Query};
-use super::tenants::{check_name, not_found, page_json};
+use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::incoming::payload::{self, PayloadError, decode, event_data};
+use crate::incoming::request_log::{header, logged_body, logged_headers};
+use crate::incoming::verify::verify;
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
 use crate::model::{
     EventName, IncomingId, IncomingRequestId, Role, SignatureScheme, now_ms, rfc3339,
 };
-use crate::signing::{self, Signer};
+use crate::signing;
 use crate::store::NewEvent;
-
-/// Body bytes kept in the request log.
-const LOGGED_BODY_BYTES: usize = 64 * 1024;
-/// How far a signed call's timestamp may be from now.
-const SIGNATURE_TOLERANCE_S: i64 = 300;
-/// The headers worth keeping in the log (never `authorization` or cookies).
-const LOGGED_HEADERS: [&str; 12] = [
-    "content-type",
-    "content-length",
-    "user-agent",
-    "x-forwarded-for",
-    "x-request-id",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-hub-signature-256",
-    "x-github-event",
-    "x-github-delivery",
-    "x-slack-request-timestamp",
-];
-
-/// Calls per second each incoming hook accepts; the rest get 429.
-#[derive(Clone)]
-pub struct IncomingLimiter {
-    per_second: usize,
-    windows: Arc<Mutex<HashMap<IncomingId, VecDeque<Instant>>>>,
-}
-
-impl IncomingLimiter {
-    /// A limiter of `per_second` calls per hook.
-    pub fn new(per_second: u32) -> Self {
-        Self {
-            per_second: per_second as usize,
-            windows: Arc::default(),
-        }
-    }
-
-    /// Takes a slot for `hook`, or says how many seconds to wait.
-    fn take(&self, hook: IncomingId) -> Result<(), u64> {
-        let Ok(mut windows) = self.windows.lock() else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let window = windows.entry(hook).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            window.pop_front();
-        }
-        if window.len() >= self.per_second {
-            return Err(1);
-        }
-        window.push_back(now);
-        Ok(())
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -276,10 +220,7 @@ pub(super) async fn receive(
         id: IncomingRequestId(0),
         received_at: now_ms(),
         content_type: header(&headers, "content-type").map(str::to_owned),
-        headers: LOGGED_HEADERS
-            .iter()
-            .filter_map(|name| header(&headers, name).map(|v| ((*name).to_owned(), v.to_owned())))
-            .collect::<BTreeMap<_, _>>(),
+        headers: logged_headers(&headers),
         body: None,
         accepted: false,
         error: None,
@@ -294,8 +235,7 @@ pub(super) async fn receive(
             return Err(ApiError::too_large(limit));
         }
     };
-    log.body =
-        Some(String::from_utf8_lossy(&body[..body.len().min(LOGGED_BODY_BYTES)]).into_owned());
+    log.body = Some(logged_body(&body));
     match check(&hook, &headers, &body) {
         Err(verdict) => {
             log.error = Some(verdict.logged);
@@ -310,18 +250,11 @@ pub(super) async fn receive(
         Ok(Checked::Payload(value)) => {
             log.accepted = true;
             let publish = match &hook.action {
-                IncomingAction::Publish(name) => {
-                    let data = if value.is_object() {
-                        value
-                    } else {
-                        json!({"payload": value})
-                    };
-                    Some(NewEvent {
-                        name: name.clone(),
-                        data: data.to_string(),
-                        idempotency_key: None,
-                    })
-                }
+                IncomingAction::Publish(name) => Some(NewEvent {
+                    name: name.clone(),
+                    data: event_data(value).to_string(),
+                    idempotency_key: None,
+                }),
                 IncomingAction::Store => None,
             };
             let (id, published) = state.store.record_incoming(&hook, log, publish).await?;
@@ -341,78 +274,27 @@ enum Checked {
     Payload(Value),
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Content type, body shape and signature, in that order.
+/// Content type, body shape and signature, in that order; a refusal carries its answer and
+/// what the log says.
 fn check(hook: &IncomingHook, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Verdict> {
-    let mime = header(headers, "content-type")
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let value = match mime.as_str() {
-        "application/json" => serde_json::from_slice::<Value>(body).map_err(|e| {
-            reject(
-                ApiError::malformed(format!("the body is not valid JSON: {e}")),
-                "malformed JSON",
-            )
-        })?,
-        "application/x-www-form-urlencoded" => Value::Object(
-            url::form_urlencoded::parse(body)
-                .into_owned()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect(),
+    let value = decode(header(headers, "content-type"), body).map_err(|e| match e {
+        PayloadError::UnsupportedType(_) => reject(
+            ApiError::unsupported_media_type_of(
+                "application/json or application/x-www-form-urlencoded",
+            ),
+            e.to_string(),
         ),
-        other => {
-            return Err(reject(
-                ApiError::unsupported_media_type_of(
-                    "application/json or application/x-www-form-urlencoded",
-                ),
-                format!("unsupported content type '{other}'"),
-            ));
-        }
-    };
+        PayloadError::MalformedJson(cause) => reject(
+            ApiError::malformed(format!("the body is not valid JSON: {cause}")),
+            "malformed JSON",
+        ),
+    })?;
     if let Some((scheme, secret)) = &hook.verify {
-        verify(*scheme, secret, headers, body)
+        verify(*scheme, secret, headers, body, now_ms() / 1000)
             .map_err(|why| reject(ApiError::signature(why.clone()), why))?;
     }
-    if value["type"] == "url_verification"
-        && let Some(challenge) = value["challenge"].as_str()
-    {
+    if let Some(challenge) = payload::challenge(&value) {
         return Ok(Checked::Challenge(challenge.to_owned()));
     }
     Ok(Checked::Payload(value))
-}
-
-fn verify(
-    scheme: SignatureScheme,
-    secret: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), String> {
-    let signer = Signer::new(scheme, &[secret]).map_err(|e| e.to_string())?;
-    let now = now_ms() / 1000;
-    let result = match scheme {
-        SignatureScheme::Standard => {
-            let id = header(headers, "webhook-id").ok_or("missing webhook-id header")?;
-            let ts = header(headers, "webhook-timestamp")
-                .and_then(|t| t.parse::<i64>().ok())
-                .ok_or("missing or malformed webhook-timestamp header")?;
-            let sig =
-                header(headers, "webhook-signature").ok_or("missing webhook-signature header")?;
-            signer.verify(id, ts, body, sig, now, SIGNATURE_TOLERANCE_S)
-        }
-        SignatureScheme::Github => {
-            let sig = header(headers, "x-hub-signature-256")
-                .ok_or("missing x-hub-signature-256 header")?;
-            signer.verify("", 0, body, sig, now, SIGNATURE_TOLERANCE_S)
-        }
-    };
-    result.map_err(|e| format!("signature rejected: {e}"))
 }

@@ -7,9 +7,10 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::endpoints::{default_settings, send_sample};
 use super::extract::{Auth, JsonBody, OptionalJson};
+use super::sample::send_sample;
 use super::{ApiError, AppState};
+use crate::model::EndpointSettings;
 use crate::model::endpoint::parse_url;
 use crate::model::{EventPattern, Format, Role, rfc3339};
 use crate::signing;
@@ -88,7 +89,7 @@ pub(super) async fn connect(
             .map_err(|e| ApiError::invalid(format!("events: {e}")))?,
         None => default_events(),
     };
-    let mut settings = default_settings(format!("{display} integration"), url, events);
+    let mut settings = EndpointSettings::new(format!("{display} integration"), url, events);
     settings.format = format;
     settings.check().map_err(ApiError::invalid)?;
     let secret = signing::generate_secret();
@@ -134,7 +135,7 @@ pub(super) async fn test(
     State(state): State<AppState>,
     auth: Auth,
     Path(name): Path<String>,
-    OptionalJson(_): OptionalJson<super::endpoints::NoFields>,
+    OptionalJson(_): OptionalJson<super::extract::NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth.tenant(Role::Admin)?;
     let (kind, _, display) = kind(&name)?;

@@ -10,6 +10,8 @@ mod extract;
 mod health;
 mod incoming;
 mod integrations;
+mod page;
+mod sample;
 mod schedules;
 mod tenants;
 
@@ -18,8 +20,8 @@ use std::future::Future;
 use axum::Router;
 use axum::routing::{get, post};
 
+pub use crate::incoming::rate_limit::IncomingLimiter;
 pub use error::ApiError;
-pub use incoming::IncomingLimiter;
 
 use crate::outbound::Outbound;
 use crate::store::Store;

@@ -6,10 +6,11 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::endpoints::default_settings;
+use super::error::not_found;
 use super::extract::{Auth, JsonBody, OptionalJson, Query};
-use super::tenants::{not_found, page_json};
+use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::model::EndpointSettings;
 use crate::model::endpoint::parse_url;
 use crate::model::schedule::{
     DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
@@ -301,7 +302,7 @@ pub(super) async fn create(
     body.endpoint_id = Some(EndpointId(1).to_string());
     let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
     let pattern = EventPattern::parse("schedule.digest.adhoc").map_err(ApiError::invalid)?;
-    let settings = default_settings("Schedule digest webhook".into(), url, vec![pattern]);
+    let settings = EndpointSettings::new("Schedule digest webhook".into(), url, vec![pattern]);
     let secret = signing::generate_secret();
     let new = NewEndpoint {
         settings,
@@ -391,7 +392,7 @@ pub(super) async fn trigger(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(_): OptionalJson<super::endpoints::NoFields>,
+    OptionalJson(_): OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
     let run = crate::schedule::firing::trigger(&state.store, tenant, schedule_id(&id)?)

@@ -6,7 +6,9 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Auth, JsonBody, Query};
+use super::error::not_found;
+use super::extract::{Auth, JsonBody, Query, check_name};
+use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::{ApiKey, KeyId, Role, Tenant, TenantId, rfc3339};
 
@@ -35,15 +37,6 @@ fn key_json(k: &ApiKey) -> Value {
         "tenantId": k.tenant_id,
         "createdAt": rfc3339(k.created_at),
     })
-}
-
-/// Checks a display name: 1–200 characters, not blank.
-pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 {
-        Err(ApiError::invalid("name must be 1 to 200 characters"))
-    } else {
-        Ok(())
-    }
 }
 
 fn tenant_id(id: &str) -> Result<TenantId, ApiError> {
@@ -148,23 +141,4 @@ pub(super) async fn delete_key(
         .await
         .map_err(not_found("key"))?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Maps a store `NotFound` to a 404 that names what was missing.
-pub(super) fn not_found(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiError {
-    move |e| match e {
-        crate::store::StoreError::NotFound => ApiError::not_found(what),
-        other => other.into(),
-    }
-}
-
-/// Renders a page with `item` for each element.
-pub(super) fn page_json<T>(page: crate::model::Page<T>, item: impl Fn(&T) -> Value) -> Value {
-    json!({
-        "content": page.content.iter().map(item).collect::<Vec<_>>(),
-        "totalElements": page.total_elements,
-        "totalPages": page.total_pages,
-        "size": page.size,
-        "number": page.number,
-    })
 }

@@ -126,6 +126,25 @@ pub struct EndpointSettings {
 }
 
 impl EndpointSettings {
+    /// A new endpoint's settings: these defaults, before a request's own fields apply.
+    pub fn new(name: String, url: url::Url, events: Vec<EventPattern>) -> Self {
+        Self {
+            name,
+            url,
+            events,
+            signature_scheme: SignatureScheme::Standard,
+            signature_header_name: None,
+            format: Format::Json,
+            headers: BTreeMap::new(),
+            retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
+            disable_after: 5,
+            timeout_ms: 10_000,
+            rate_limit: None,
+            ordering: Ordering::None,
+            is_active: true,
+        }
+    }
+
     /// The name of the header that carries the signature.
     pub fn signature_header(&self) -> &str {
         match (&self.signature_header_name, self.signature_scheme) {

@@ -385,7 +385,7 @@ fn settle_chunk(c: &Connection, id: EndpointId, limit: usize) -> Result<usize, S
 
 impl Store {
     /// Fails the pending deliveries of an endpoint disabled by failures (or `410`), in chunks
-    /// of [`SETTLE_CHUNK`], each its own write, so a big backlog never holds the writer.
+    /// of `SETTLE_CHUNK` rows, each its own write, so a big backlog never holds the writer.
     /// Does nothing when the endpoint was enabled again meanwhile. Returns how many failed.
     pub async fn settle_disabled(&self, id: EndpointId) -> Result<u64, StoreError> {
         let mut total = 0;
