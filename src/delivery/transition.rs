@@ -4,8 +4,7 @@
 
 use crate::model::attempt::{AttemptFacts, CounterChange, Transition};
 use crate::model::delivery::{DeliveryStatus, Replay, next_retry_delay};
-use crate::model::event::OPERATIONAL_PREFIX;
-use crate::model::operational::{self, DELIVERY_EXHAUSTED, DELIVERY_RECOVERED};
+use crate::model::operational::{self, AttemptNews};
 use crate::model::{DisableReason, UnixMs};
 
 /// Where a delivery goes after a failed attempt.
@@ -83,24 +82,13 @@ pub fn after_attempt(f: &AttemptFacts<'_>) -> Transition {
         (true, false) => None,
     };
 
-    let mut announce = Vec::new();
-    if !f.delivery.event_type.starts_with(OPERATIONAL_PREFIX) {
-        let about = |name| operational::delivery(name, f.endpoint, f.delivery, f.attempt, outcome);
-        if exhausted {
-            announce.push(about(DELIVERY_EXHAUSTED));
-        }
-        if success && f.delivery.was_exhausted {
-            announce.push(about(DELIVERY_RECOVERED));
-        }
-        if let Some(reason) = disable {
-            announce.push(operational::disabled(
-                f.endpoint.id,
-                reason,
-                Some(consecutive_failures),
-                finished,
-            ));
-        }
-    }
+    let news = AttemptNews {
+        exhausted,
+        recovered: success && f.delivery.was_exhausted,
+        disabled: disable.map(|reason| (reason, consecutive_failures)),
+        at: finished,
+    };
+    let announce = operational::after_attempt(f.endpoint, f.delivery, f.attempt, outcome, news);
     Transition {
         status,
         next_attempt_at,
@@ -120,7 +108,7 @@ mod tests {
     use crate::model::attempt::EndpointState;
     use crate::model::delivery::DeliveryFacts;
     use crate::model::endpoint::EndpointCounters;
-    use crate::model::operational::ENDPOINT_DISABLED;
+    use crate::model::operational::{DELIVERY_EXHAUSTED, DELIVERY_RECOVERED, ENDPOINT_DISABLED};
     use crate::model::{
         AttemptOutcome, DeliveryId, Endpoint, EndpointId, EndpointSettings, ErrorClass, EventId,
         EventPattern, Format, Ordering, SignatureScheme, TenantId,

@@ -3,6 +3,15 @@
 
 use std::fmt;
 
+/// How long an idempotency key answers with its first event.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Whether a publish with an idempotency key first used at `first_at` answers with that first
+/// event at `now` (within the window), instead of publishing again.
+pub fn idempotency_holds(first_at: super::UnixMs, now: super::UnixMs) -> bool {
+    first_at > now - IDEMPOTENCY_WINDOW_MS
+}
+
 /// The prefix of hookd's own operational events, which `*` does not match.
 pub const OPERATIONAL_PREFIX: &str = "hookd.";
 

@@ -25,6 +25,7 @@ pub mod event;
 pub mod ids;
 pub mod incoming;
 pub mod operational;
+pub mod replay;
 pub mod schedule;
 pub mod tenant;
 pub mod timing;

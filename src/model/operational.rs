@@ -1,11 +1,13 @@
-//! hookd's own `hookd.*` events: what each one carries. Which ones are published, and when,
-//! is decided where the change happens (the delivery engine for attempts); these are only
-//! their shapes, so every publisher writes them alike.
+//! hookd's own `hookd.*` events: which ones a change announces, and what each one carries.
+//! The delivery engine's after-attempt rule and the store's endpoint writes both ask here, so
+//! every publisher announces alike. None is ever announced about a delivery of a `hookd.*`
+//! event, so they cannot loop; the endpoint an event is about never receives it.
 
 use serde_json::json;
 
 use super::{AttemptOutcome, DisableReason, Endpoint, EndpointId, UnixMs, rfc3339};
 use crate::model::delivery::DeliveryFacts;
+use crate::model::event::OPERATIONAL_PREFIX;
 
 /// A delivery failed for good.
 pub const DELIVERY_EXHAUSTED: &str = "hookd.delivery.exhausted";
@@ -28,6 +30,51 @@ pub struct Announcement {
     pub about: EndpointId,
     /// Its `data`.
     pub data: serde_json::Value,
+}
+
+/// What an attempt's result came to, as far as announcements go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptNews {
+    /// The delivery failed for good.
+    pub exhausted: bool,
+    /// A delivery that had failed for good succeeded.
+    pub recovered: bool,
+    /// The endpoint was disabled, why, and after how many failures in a row.
+    pub disabled: Option<(DisableReason, u64)>,
+    /// When the attempt finished.
+    pub at: UnixMs,
+}
+
+/// The announcements of one attempt's result: `hookd.delivery.exhausted`,
+/// `hookd.delivery.recovered`, `hookd.endpoint.disabled` — none for a delivery of a `hookd.*`
+/// event.
+pub fn after_attempt(
+    endpoint: &Endpoint,
+    delivery: &DeliveryFacts,
+    attempt: u32,
+    outcome: &AttemptOutcome,
+    news: AttemptNews,
+) -> Vec<Announcement> {
+    let mut out = Vec::new();
+    if delivery.event_type.starts_with(OPERATIONAL_PREFIX) {
+        return out;
+    }
+    let about = |name| self::delivery(name, endpoint, delivery, attempt, outcome);
+    if news.exhausted {
+        out.push(about(DELIVERY_EXHAUSTED));
+    }
+    if news.recovered {
+        out.push(about(DELIVERY_RECOVERED));
+    }
+    if let Some((reason, consecutive)) = news.disabled {
+        out.push(disabled(endpoint.id, reason, Some(consecutive), news.at));
+    }
+    out
+}
+
+/// `hookd.endpoint.enabled`, when the endpoint was disabled before.
+pub fn on_enabled(before: &Endpoint, at: UnixMs) -> Option<Announcement> {
+    (!before.settings.is_active).then(|| enabled(before.id, before.disabled_reason, at))
 }
 
 /// `hookd.delivery.exhausted` or `hookd.delivery.recovered` about one attempt.

@@ -145,6 +145,16 @@ impl ScheduleSpec {
         }
     }
 
+    /// Where a timed run leaves the schedule: its next fire time after `now` (a missed slot
+    /// is caught up by one run, never one per slot) and its status (a one-time schedule is
+    /// completed).
+    pub fn after_run(&self, now: UnixMs) -> (Option<UnixMs>, ScheduleStatus) {
+        match self.kind {
+            ScheduleKind::OneTime(_) => (None, ScheduleStatus::Completed),
+            _ => (self.next_run(now), ScheduleStatus::Active),
+        }
+    }
+
     /// Whether the digest covers events of this type (never digests themselves, never
     /// hookd's operational events).
     pub fn covers(&self, name: &str) -> bool {
@@ -242,4 +252,70 @@ pub struct ScheduleRun {
     pub delivery_id: Option<super::DeliveryId>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: ScheduleKind) -> ScheduleSpec {
+        ScheduleSpec {
+            kind,
+            timezone: chrono_tz::UTC,
+            format: DigestFormat::Json,
+            target: ScheduleTarget::Endpoint(EndpointId(1)),
+            event_types: None,
+            include_changelog: false,
+            custom_subject: None,
+            custom_message: None,
+        }
+    }
+
+    // 2026-11-30T10:00:00Z, a Monday.
+    const NOW: UnixMs = 1_796_032_800_000;
+    const HOUR: UnixMs = 3_600_000;
+
+    #[test]
+    fn after_a_run_each_kind_moves_on_as_it_should() {
+        let hourly = CronSpec::parse("0 * * * *").expect("cron");
+        let cases = [
+            (
+                "a cron moves to its next slot after now, once, however many were missed",
+                spec(ScheduleKind::CustomCron("0 * * * *".into(), hourly)),
+                (Some(NOW + HOUR), ScheduleStatus::Active),
+            ),
+            (
+                "a one-time schedule is completed",
+                spec(ScheduleKind::OneTime(NOW - HOUR)),
+                (None, ScheduleStatus::Completed),
+            ),
+            (
+                "a status trigger waits for the next matching event",
+                spec(ScheduleKind::OnStatusChange("done".into())),
+                (None, ScheduleStatus::Active),
+            ),
+            (
+                "a weekly digest goes to next Monday 09:00",
+                spec(ScheduleKind::WeeklyDigest),
+                (Some(NOW + 7 * 24 * HOUR - HOUR), ScheduleStatus::Active),
+            ),
+        ];
+        for (what, spec, want) in cases {
+            assert_eq!(spec.after_run(NOW), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn digests_cover_neither_digests_nor_operational_events() {
+        let all = spec(ScheduleKind::WeeklyDigest);
+        assert!(all.covers("order.paid"));
+        assert!(!all.covers(DIGEST_EVENT));
+        assert!(!all.covers("hookd.endpoint.disabled"));
+        assert_eq!(
+            reported_status("post.status_changed", r#"{"status":"done"}"#),
+            Some("done".into())
+        );
+        assert_eq!(reported_status(DIGEST_EVENT, r#"{"status":"done"}"#), None);
+        assert_eq!(reported_status("post.created", r#"{"title":"x"}"#), None);
+    }
 }

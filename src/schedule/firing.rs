@@ -2,7 +2,7 @@
 //! writer, and commit the run in one short write. The scheduler's timer and the API's
 //! trigger run this same step.
 
-use crate::model::schedule::{Schedule, ScheduleKind, ScheduleStatus, ScheduleTarget, covers};
+use crate::model::schedule::{Schedule, ScheduleTarget, covers};
 use crate::model::{RunId, UnixMs, rfc3339};
 use crate::store::{NewRun, RunCommit, RunOutput, Store, StoreError};
 
@@ -106,13 +106,7 @@ pub async fn fire(
         }
     };
     let (slot, next) = match slot {
-        Slot::Timed(at) => {
-            let next = match spec.kind {
-                ScheduleKind::OneTime(_) => (None, ScheduleStatus::Completed),
-                _ => (spec.next_run(now), ScheduleStatus::Active),
-            };
-            (at, Some(next))
-        }
+        Slot::Timed(at) => (at, Some(spec.after_run(now))),
         // Manual runs take negative slots, so they never collide with timed ones.
         Slot::Manual => (-now, None),
     };

@@ -332,8 +332,7 @@ fn activate(
     .execute(params![before.id.0, now])?;
     batch.subscribers.forget(before.tenant_id);
     batch.wake = true;
-    if !before.settings.is_active {
-        let enabled = operational::enabled(before.id, before.disabled_reason, now);
+    if let Some(enabled) = operational::on_enabled(before, now) {
         announce(c, batch, before.tenant_id, enabled)?;
     }
     Ok(())

@@ -31,7 +31,7 @@ pub use deliveries::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad, Recorded};
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
-pub use publish::{IDEMPOTENCY_WINDOW_MS, NewEvent, Published};
+pub use publish::{NewEvent, Published};
 pub use retention::Pruned;
 pub use schedules::{
     EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput, SchedulePatch,
@@ -99,9 +99,6 @@ pub enum StoreError {
         /// What is wrong with it.
         detail: String,
     },
-    /// A digest document could not be rendered.
-    #[error("cannot render the digest: {0}")]
-    Render(String),
     /// The row does not exist (or belongs to another tenant).
     #[error("not found")]
     NotFound,

@@ -10,12 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::writer::Batch;
 use super::{StoreError, count};
 use crate::fanout::Fanout;
+use crate::model::event::idempotency_holds;
 use crate::model::operational::Announcement;
 use crate::model::schedule::{covers, reported_status};
 use crate::model::{EndpointId, EventId, EventName, EventPattern, TenantId, UnixMs, now_ms};
-
-/// How long an idempotency key answers with its first event.
-pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
 
 /// An event to publish.
 #[derive(Debug, Clone)]
@@ -71,7 +69,7 @@ pub(super) fn publish_in(
                 })
                 .optional()?;
             match prior {
-                Some(p) if p.created_at > now - IDEMPOTENCY_WINDOW_MS => {
+                Some(p) if idempotency_holds(p.created_at, now) => {
                     out.push(p);
                     continue;
                 }

@@ -8,6 +8,8 @@ use super::publish::add_delivery;
 use super::rows::{SUMMARY_SELECT, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
+use crate::model::delivery::Replay;
+use crate::model::replay::{RetryPlan, plan_retry, recover_window, replays_to};
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, EventId, TenantId, UnixMs, now_ms,
 };
@@ -27,37 +29,35 @@ fn recover_missed(
     after: i64,
 ) -> Result<(i64, i64, i64), StoreError> {
     let endpoint = load(c, tenant_id, endpoint_id)?;
-    let about_self = endpoint_id.to_string();
+    let Some((start, end)) = recover_window(since, until, endpoint.created_at) else {
+        return Ok((0, 0, after));
+    };
     let (mut wanted, mut scanned, mut last) = (Vec::new(), 0i64, after);
     {
         let mut stmt = c.prepare_cached(
             "SELECT ev.id, ev.type,
                     CASE WHEN ev.type LIKE 'hookd.%' THEN json_extract(ev.data, '$.endpointId') END
              FROM events ev
-             WHERE ev.tenant_id = ?1 AND ev.id > ?6
-               AND ev.created_at >= ?2 AND ev.created_at < ?3 AND ev.created_at >= ?4
+             WHERE ev.tenant_id = ?1 AND ev.id > ?4
+               AND ev.created_at >= ?2 AND ev.created_at < ?3
                AND NOT EXISTS (SELECT 1 FROM deliveries d
                                WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
-             ORDER BY ev.id LIMIT ?7",
+             ORDER BY ev.id LIMIT ?6",
         )?;
         let mut rows = stmt.query(params![
             tenant_id.0,
-            since,
-            until,
-            endpoint.created_at,
-            endpoint_id.0,
+            start,
+            end,
             after,
+            endpoint_id.0,
             RECOVER_CHUNK
         ])?;
         while let Some(row) = rows.next()? {
             scanned += 1;
             last = row.get(0)?;
             let name: String = row.get(1)?;
-            let subject: Option<String> = row.get(2)?;
-            // An operational event is never replayed to the endpoint it is about.
-            if endpoint.settings.subscribes_to(&name)
-                && subject.as_deref() != Some(about_self.as_str())
-            {
+            let about: Option<String> = row.get(2)?;
+            if replays_to(endpoint_id, &endpoint.settings, &name, about.as_deref()) {
                 wanted.push(last);
             }
         }
@@ -92,28 +92,34 @@ impl Store {
                     .query_row(params![id.0, tenant_id.0], summary_row)
                     .optional()?
                     .ok_or(StoreError::NotFound)?;
-                let (leased, replay_return): (Option<i64>, Option<i64>) = c
-                    .prepare_cached(
-                        "SELECT lease_until, replay_return FROM deliveries WHERE id = ?1",
+                let (leased, replay_return, resume_at): (Option<i64>, Option<i64>, Option<i64>) =
+                    c.prepare_cached(
+                        "SELECT lease_until, replay_return, resume_at FROM deliveries WHERE id = ?1",
                     )?
-                    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let replay = match replay_return {
+                    None => None,
+                    Some(0) => Some(Replay::Resume(resume_at)),
+                    Some(code) => Some(Replay::Return(
+                        DeliveryStatus::from_code(code).ok_or(StoreError::Corrupt {
+                            what: "deliveries.replay_return",
+                            detail: code.to_string(),
+                        })?,
+                    )),
+                };
                 let endpoint = load_any(c, summary.endpoint_id)?;
-                if !endpoint.settings.is_active {
-                    return Err(StoreError::Conflict(format!(
-                        "endpoint {} is disabled; enable it before retrying its deliveries",
-                        endpoint.id
-                    )));
-                }
-                if leased.is_some() {
-                    return Err(StoreError::Conflict(
-                        "an attempt of this delivery is in flight; try again when it finishes"
-                            .into(),
-                    ));
-                }
+                let plan = plan_retry(
+                    endpoint.id,
+                    endpoint.settings.is_active,
+                    summary.status,
+                    leased.is_some(),
+                    replay,
+                )
+                .map_err(|refused| StoreError::Conflict(refused.to_string()))?;
                 let now = now_ms();
-                match summary.status {
-                    DeliveryStatus::Pending if replay_return.is_some() => {}
-                    DeliveryStatus::Pending => {
+                match plan {
+                    RetryPlan::AlreadyQueued => {}
+                    RetryPlan::ExtraAttempt => {
                         c.prepare_cached(
                             "UPDATE deliveries SET replay_return = 0, resume_at = next_attempt_at,
                                 next_attempt_at = ?2, schedule_offset = schedule_offset + 1
@@ -121,27 +127,20 @@ impl Store {
                         )?
                         .execute(params![id.0, now])?;
                     }
-                    finished => {
+                    RetryPlan::OneMore(finished) => {
                         c.prepare_cached(
                             "UPDATE deliveries SET status = 0, replay_return = ?2,
                                 next_attempt_at = ?3, schedule_offset = schedule_offset + 1
                              WHERE id = ?1",
                         )?
                         .execute(params![id.0, finished.code(), now])?;
-                        let (succeeded, failed) = match finished {
-                            DeliveryStatus::Succeeded => (1, 0),
-                            _ => (0, 1),
-                        };
+                        let succeeded = i64::from(finished == DeliveryStatus::Succeeded);
                         c.prepare_cached(
                             "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3,
                                 pending = pending + 1
                              WHERE id = ?1",
                         )?
-                        .execute(params![
-                            endpoint.id.0,
-                            succeeded,
-                            failed
-                        ])?;
+                        .execute(params![endpoint.id.0, succeeded, 1 - succeeded])?;
                     }
                 }
                 batch.wake = true;
