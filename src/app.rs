@@ -49,6 +49,14 @@ pub async fn run(
         allow_http: config.allow_http,
         allow_private: config.allow_private_targets,
     };
+    if config.allow_http {
+        tracing::warn!("--allow-http is on: endpoints may use plain http://, unencrypted");
+    }
+    if config.allow_private_targets {
+        tracing::warn!(
+            "--allow-private-targets is on: endpoints may reach loopback and private addresses (this machine and its network)"
+        );
+    }
     let outbound = Outbound::new(policy);
     let metrics = crate::metrics::Metrics::new();
     let dispatcher = Dispatcher::new(
@@ -109,7 +117,12 @@ pub async fn run(
         tracing::info!("shutting down: no new requests; finishing in-flight attempts");
         let _ = stop_tx.send(true);
     };
-    let served = api::serve(listener, state, signal).await;
+    let limits = api::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        drain: config.shutdown_grace,
+    };
+    let served = api::serve(listener, state, limits, signal).await;
     let _ = dispatcher.await;
     let _ = housekeeping.await;
     let _ = scheduler.await;

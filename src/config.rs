@@ -34,6 +34,11 @@ pub struct Config {
     pub durability: Durability,
     /// Largest request body the API reads, in bytes.
     pub max_body_bytes: usize,
+    /// API connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long the API waits for a request's head, and for the next request on an idle
+    /// keep-alive connection, before closing the connection.
+    pub header_read_timeout: Duration,
     /// Deliveries in flight at once, over all endpoints.
     pub max_in_flight: usize,
     /// Deliveries in flight at once to one endpoint.
@@ -98,6 +103,8 @@ impl Default for Config {
             allow_http: false,
             durability: Durability::Full,
             max_body_bytes: 1024 * 1024,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
             max_in_flight: 512,
             max_in_flight_per_endpoint: 128,
             poll_interval: Duration::from_secs(1),
@@ -179,6 +186,8 @@ struct FileConfig {
     allow_http: Option<bool>,
     durability: Option<Durability>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
     poll_interval: Option<String>,
@@ -217,6 +226,12 @@ impl Config {
             allow_http: args.allow_http || file.allow_http.unwrap_or(d.allow_http),
             durability: args.durability.or(file.durability).unwrap_or(d.durability),
             max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_connections: file.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: duration(
+                "header_read_timeout",
+                file.header_read_timeout,
+                d.header_read_timeout,
+            )?,
             max_in_flight: file.max_in_flight.unwrap_or(d.max_in_flight),
             max_in_flight_per_endpoint: file
                 .max_in_flight_per_endpoint
@@ -268,6 +283,12 @@ impl Config {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
             return invalid("max_body_bytes", "must be between 1024 and 67108864");
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return invalid("max_connections", "must be between 1 and 1000000");
+        }
+        if self.header_read_timeout < Duration::from_millis(100) {
+            return invalid("header_read_timeout", "must be at least 100ms");
         }
         if !(1..=10_000).contains(&self.max_in_flight) {
             return invalid("max_in_flight", "must be between 1 and 10000");

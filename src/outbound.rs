@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::model::{AttemptOutcome, Endpoint, ErrorClass, now_ms};
+use crate::report::ErrorChain;
 use crate::signing::Signer;
 use crate::target::{GuardedResolver, TargetError, TargetPolicy};
 
@@ -104,8 +105,8 @@ impl Outbound {
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, at));
-            let (kept, overflow) = read_capped(response.into_body()).await;
-            Ok::<_, (ErrorClass, String)>((status, retry_after, kept, overflow))
+            let body = read_capped(response.into_body()).await;
+            Ok::<_, (ErrorClass, String)>((status, retry_after, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => fail(
@@ -113,7 +114,19 @@ impl Outbound {
                 format!("no complete answer within {}ms", settings.timeout_ms),
             ),
             Ok(Err((class, message))) => fail(class, message),
-            Ok(Ok((status, retry_after, kept, overflow))) => {
+            Ok(Ok((status, _, Err(e)))) => AttemptOutcome {
+                at,
+                response_code: Some(status.as_u16()),
+                latency_ms: started.elapsed().as_millis() as u32,
+                error: Some(ErrorClass::Incomplete),
+                error_message: Some(format!(
+                    "the answer {status} was cut short: {}",
+                    ErrorChain(&e)
+                )),
+                response_body: None,
+                retry_after_ms: None,
+            },
+            Ok(Ok((status, retry_after, Ok((kept, overflow))))) => {
                 let ok = status.is_success();
                 let error = match (ok, overflow) {
                     (true, _) => None,
@@ -158,22 +171,23 @@ impl Outbound {
 }
 
 /// Reads a response body: keeps the first [`KEPT_BODY_BYTES`], stops after
-/// [`READ_BODY_BYTES`]. Returns what was kept and whether the body was longer.
-async fn read_capped(mut body: hyper::body::Incoming) -> (Vec<u8>, bool) {
+/// [`READ_BODY_BYTES`]. Returns what was kept and whether the body was longer; an error when
+/// the body broke off before its end (a reset, or fewer bytes than `Content-Length`).
+async fn read_capped(mut body: hyper::body::Incoming) -> Result<(Vec<u8>, bool), hyper::Error> {
     let mut kept = Vec::new();
     let mut read = 0usize;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+        let frame = frame?;
         if let Some(data) = frame.data_ref() {
             read += data.len();
             let room = KEPT_BODY_BYTES.saturating_sub(kept.len());
             kept.extend_from_slice(&data[..data.len().min(room)]);
             if read > READ_BODY_BYTES {
-                return (kept, true);
+                return Ok((kept, true));
             }
         }
     }
-    (kept, false)
+    Ok((kept, false))
 }
 
 /// `Retry-After` as seconds or an HTTP date, in milliseconds from `now`.
@@ -206,8 +220,16 @@ fn classify(e: hyper_util::client::legacy::Error) -> (ErrorClass, String) {
         }
         source = err.source();
     }
-    let detail = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
-    (ErrorClass::Connect, format!("connection failed: {detail}"))
+    let detail = ErrorChain(&e).to_string();
+    if e.is_connect() {
+        (ErrorClass::Connect, format!("cannot connect: {detail}"))
+    } else {
+        // Connected and sent (or sending): the answer is what broke off.
+        (
+            ErrorClass::Incomplete,
+            format!("the connection broke before a complete answer: {detail}"),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -21,11 +21,13 @@ pub struct TargetPolicy {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
     /// `http://` where only `https://` is allowed.
-    #[error("url must use https:// (this server does not allow plain http)")]
+    #[error(
+        "url must use https:// (this server does not allow plain http; start hookd with --allow-http to allow it)"
+    )]
     PlainHttp,
     /// The host is, or resolves to, a private address.
     #[error(
-        "url points at a private, loopback, link-local or metadata address ({0}), which this server does not allow"
+        "url points at a private, loopback, link-local or metadata address ({0}), which this server does not allow (start hookd with --allow-private-targets to allow it)"
     )]
     Blocked(IpAddr),
     /// The host name did not resolve.

@@ -1,12 +1,12 @@
 //! The delivery log: one endpoint's deliveries, and one delivery with its attempts.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, OptionalJson, Query};
+use super::extract::{Auth, OptionalJson, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::DeliverySummary;
@@ -84,9 +84,10 @@ pub(super) async fn retry(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(_): OptionalJson<super::extract::NoFields>,
+    body: OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    body.parse()?;
     let id = DeliveryId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;
     let summary = state
         .store

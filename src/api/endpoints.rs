@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, OptionalJson, Query};
+use super::extract::{Auth, JsonBody, OptionalJson, Path, Query};
 use super::extract::{NoFields, check_name};
 use super::page::page_json;
 use super::sample::send_sample;
@@ -154,9 +154,10 @@ fn endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
 pub(super) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(mut body): JsonBody<EndpointIn>,
+    body: JsonBody<EndpointIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let mut body = body.parse()?;
     let name = body
         .name
         .take()
@@ -232,9 +233,10 @@ pub(super) async fn patch(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<EndpointIn>,
+    body: JsonBody<EndpointIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     let id = endpoint_id(&id)?;
     if body.secret.is_some() {
         return Err(ApiError::invalid(
@@ -315,9 +317,10 @@ pub(super) async fn enable(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(_): OptionalJson<NoFields>,
+    body: OptionalJson<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    body.parse()?;
     let endpoint = state
         .store
         .enable_endpoint(tenant, endpoint_id(&id)?)
@@ -330,9 +333,10 @@ pub(super) async fn test_send(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(_): OptionalJson<NoFields>,
+    body: OptionalJson<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    body.parse()?;
     let id = endpoint_id(&id)?;
     let endpoint = owned_endpoint(&state, tenant, id).await?;
     let data = json!({"message": "This is a test event from hookd.", "endpointId": id});
@@ -362,9 +366,10 @@ pub(super) async fn rotate_secret(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(body): OptionalJson<RotateIn>,
+    body: OptionalJson<RotateIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     let id = endpoint_id(&id)?;
     let endpoint = owned_endpoint(&state, tenant, id).await?;
     let grace = match body.grace_period {
@@ -408,9 +413,10 @@ pub(super) async fn recover(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<RecoverIn>,
+    body: JsonBody<RecoverIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     let id = endpoint_id(&id)?;
     let since = parse_rfc3339(&body.since)
         .ok_or_else(|| ApiError::invalid("since must be an RFC 3339 timestamp"))?;

@@ -1,13 +1,13 @@
 //! The event-type catalog.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Query};
+use super::extract::{Auth, JsonBody, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::{EventName, Role};
@@ -38,9 +38,10 @@ pub(super) async fn list(
 pub(super) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<EventTypeIn>,
+    body: JsonBody<EventTypeIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     let name = EventName::parse(&body.name).map_err(ApiError::invalid)?;
     for (field, value) in [
         ("category", &body.category),

@@ -1,7 +1,7 @@
 //! Publishing and reading events.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::deliveries::summary_json;
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Query};
+use super::extract::{Auth, JsonBody, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::{EventId, EventName, Role, rfc3339};
@@ -71,9 +71,10 @@ fn event_json(e: &StoredEvent) -> Value {
 pub(super) async fn publish(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<EventIn>,
+    body: JsonBody<EventIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
+    let body = body.parse()?;
     let event = body.parse().map_err(ApiError::invalid)?;
     let published = state.store.publish(tenant, vec![event]).await?;
     state.metrics.published(1);
@@ -84,9 +85,10 @@ pub(super) async fn publish(
 pub(super) async fn publish_batch(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<BatchIn>,
+    body: JsonBody<BatchIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
+    let body = body.parse()?;
     let events = body
         .events
         .filter(|e| !e.is_empty())

@@ -12,10 +12,27 @@ use crate::model::{PageRequest, Role, TenantId};
 use crate::store::Caller;
 
 /// A JSON body, limited in size; unknown fields and wrong types are 422 naming the field.
-pub struct JsonBody<T>(pub T);
+/// Read with the request but judged by [`JsonBody::parse`], which a handler calls after its
+/// role check: a caller without the role gets `403`, whatever it sent.
+pub struct JsonBody<T>(Result<T, ApiError>);
 
-/// An optional JSON body: none, empty or `{}` all give `T::default()`.
-pub struct OptionalJson<T>(pub T);
+/// An optional JSON body: none, empty or `{}` all give `T::default()`. Judged by
+/// [`OptionalJson::parse`] after the role check, like [`JsonBody`].
+pub struct OptionalJson<T>(Result<T, ApiError>);
+
+impl<T> JsonBody<T> {
+    /// The body, or why it is refused.
+    pub fn parse(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
+
+impl<T> OptionalJson<T> {
+    /// The body (or its default), or why it is refused.
+    pub fn parse(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
 
 async fn read_body(req: Request, state: &AppState) -> Result<bytes::Bytes, ApiError> {
     let limit = state.max_body_bytes;
@@ -80,11 +97,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let body = read_body(req, state).await?;
-        if body.is_empty() {
-            return Err(ApiError::malformed("the request needs a JSON body"));
-        }
-        parse_json(&body).map(Self)
+        let parsed = match read_body(req, state).await {
+            Ok(body) if body.is_empty() => {
+                Err(ApiError::malformed("the request needs a JSON body"))
+            }
+            Ok(body) => parse_json(&body),
+            Err(e) => Err(e),
+        };
+        Ok(Self(parsed))
     }
 }
 
@@ -92,11 +112,12 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let body = read_body(req, state).await?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self(T::default()));
-        }
-        parse_json(&body).map(Self)
+        let parsed = match read_body(req, state).await {
+            Ok(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
+            Ok(body) => parse_json(&body),
+            Err(e) => Err(e),
+        };
+        Ok(Self(parsed))
     }
 }
 
@@ -221,3 +242,21 @@ pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NoFields {}
+
+/// Path parameters; one that is not valid UTF-8 names nothing hookd has: a JSON `404`.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Self(v))
+            .map_err(|_| ApiError::not_found("resource"))
+    }
+}

@@ -3,7 +3,7 @@
 //! through the same store path as `POST /v1/events`) before it is answered.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::not_found;
 use super::extract::check_name;
-use super::extract::{Auth, JsonBody, Query};
+use super::extract::{Auth, JsonBody, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::incoming::payload::{self, PayloadError, decode, event_data};
@@ -81,9 +81,10 @@ fn incoming_id(id: &str) -> Result<IncomingId, ApiError> {
 pub(super) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<IncomingIn>,
+    body: JsonBody<IncomingIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     check_name(&body.name)?;
     let action = match (body.action.kind.as_str(), body.action.event_type) {
         ("publish", Some(name)) => IncomingAction::Publish(

@@ -3,11 +3,11 @@
 //! endpoint. Only the endpoint an integration created is managed here.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::{Auth, JsonBody, OptionalJson};
+use super::extract::{Auth, JsonBody, OptionalJson, Path};
 use super::sample::send_sample;
 use super::{ApiError, AppState};
 use crate::model::EndpointSettings;
@@ -66,9 +66,10 @@ pub(super) async fn connect(
     State(state): State<AppState>,
     auth: Auth,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<ConnectIn>,
+    body: JsonBody<ConnectIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     let (kind, format, display) = kind(&name)?;
     let url = parse_url(&body.url).map_err(ApiError::invalid)?;
     state
@@ -135,9 +136,10 @@ pub(super) async fn test(
     State(state): State<AppState>,
     auth: Auth,
     Path(name): Path<String>,
-    OptionalJson(_): OptionalJson<super::extract::NoFields>,
+    body: OptionalJson<super::extract::NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth.tenant(Role::Admin)?;
+    body.parse()?;
     let (kind, _, display) = kind(&name)?;
     let connected = state.store.integrations(tenant_id).await?;
     let (_, endpoint) = connected

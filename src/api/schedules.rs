@@ -1,13 +1,13 @@
 //! Schedules: create, read, change, delete, trigger, and the run log.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, OptionalJson, Query};
+use super::extract::{Auth, JsonBody, OptionalJson, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::EndpointSettings;
@@ -182,7 +182,7 @@ impl ScheduleIn {
             Some(s) => Ok(Some(s)),
             None => Ok(old),
         };
-        Ok(ScheduleSpec {
+        let spec = ScheduleSpec {
             kind,
             timezone,
             format,
@@ -203,7 +203,15 @@ impl ScheduleIn {
                 "customMessage",
                 5000,
             )?,
-        })
+        };
+        if let ScheduleKind::CustomCron(expr, _) = &spec.kind
+            && spec.next_run(now).is_none()
+        {
+            return Err(format!(
+                "cronExpression '{expr}' never fires (it names no date that exists after now), so the schedule would never run"
+            ));
+        }
+        Ok(spec)
     }
 }
 
@@ -274,9 +282,10 @@ fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
 pub(super) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<ScheduleIn>,
+    body: JsonBody<ScheduleIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     let Some(url) = body.webhook_url.clone() else {
         let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
         email_possible(&state, spec.target.endpoint().is_none())?;
@@ -355,9 +364,10 @@ pub(super) async fn patch(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<ScheduleIn>,
+    body: JsonBody<ScheduleIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    let body = body.parse()?;
     if body.delivery_method.as_deref() == Some("email") {
         email_possible(&state, true)?;
     }
@@ -392,9 +402,10 @@ pub(super) async fn trigger(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    OptionalJson(_): OptionalJson<super::extract::NoFields>,
+    body: OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
+    body.parse()?;
     let run = crate::schedule::firing::trigger(&state.store, tenant, schedule_id(&id)?)
         .await
         .map_err(|e| match e {

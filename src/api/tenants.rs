@@ -1,13 +1,13 @@
 //! Operator routes: tenants and their API keys.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Query, check_name};
+use super::extract::{Auth, JsonBody, Path, Query, check_name};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::{ApiKey, KeyId, Role, Tenant, TenantId, rfc3339};
@@ -46,9 +46,10 @@ fn tenant_id(id: &str) -> Result<TenantId, ApiError> {
 pub(super) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<TenantIn>,
+    body: JsonBody<TenantIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.operator()?;
+    let body = body.parse()?;
     check_name(&body.name)?;
     let tenant = state.store.create_tenant(body.name).await?;
     Ok((StatusCode::CREATED, Json(tenant_json(&tenant))))
@@ -96,9 +97,10 @@ pub(super) async fn create_key(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<KeyIn>,
+    body: JsonBody<KeyIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.operator()?;
+    let body = body.parse()?;
     let tenant = tenant_id(&id)?;
     check_name(&body.name)?;
     let role = Role::parse(&body.role)

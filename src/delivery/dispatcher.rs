@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::slots::Slots;
 use super::transition::after_attempt;
 use super::worker::render_body;
 use crate::metrics::Metrics;
@@ -26,11 +27,13 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// The pacing window: a tenth of the limit may start in each.
 const PACE_WINDOW: Duration = Duration::from_millis(100);
 
-/// What the dispatcher tracks per endpoint: attempts in flight and, for rate-limited
-/// endpoints, when recent attempts started.
-#[derive(Debug, Default)]
+/// What the dispatcher tracks per endpoint: attempts in flight, its slot budget (slots
+/// follow success, see [`super::slots`]) and, for rate-limited endpoints, when recent attempts
+/// started.
+#[derive(Debug)]
 struct Load {
     in_flight: usize,
+    slots: Slots,
     rate_limit: Option<u32>,
     starts: VecDeque<Instant>,
 }
@@ -234,7 +237,7 @@ impl Dispatcher {
                 outcome = super::attempt(&this.outbound, &claim, &body) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
-            this.finished(endpoint_id);
+            this.finished(endpoint_id, outcome.response_code.is_some());
             this.metrics.attempt_finished(&outcome);
             this.wake.notify_one();
             let done = Done {
@@ -250,22 +253,32 @@ impl Dispatcher {
         });
     }
 
-    /// Each busy endpoint's load, forgetting starts older than the rate window.
+    /// Each tracked endpoint's load, forgetting starts older than the rate window, with its
+    /// slot budget when that is below the per-endpoint cap.
     fn loads(&self) -> Vec<(EndpointId, EndpointLoad)> {
         let Ok(mut busy) = self.busy.lock() else {
             return Vec::new();
         };
         let now = Instant::now();
+        let max = self.config.max_in_flight_per_endpoint;
         busy.retain(|_, load| {
             load.prune(now);
-            load.in_flight > 0 || !load.starts.is_empty()
+            load.in_flight > 0 || !load.starts.is_empty() || !load.slots.is_fresh(max)
         });
+        let failing_in_flight: usize = busy
+            .values()
+            .filter(|l| l.slots.failing())
+            .map(|l| l.in_flight)
+            .sum();
+        let pool = self.config.max_in_flight;
         busy.iter()
             .map(|(id, load)| {
+                let cap = load.slots.cap(failing_in_flight, pool);
                 let load = EndpointLoad {
                     in_flight: load.in_flight,
                     started_last_second: load.starts.len(),
                     started_last_tenth: load.recent(now).count(),
+                    slots: (cap < max).then_some(cap),
                 };
                 (*id, load)
             })
@@ -279,8 +292,14 @@ impl Dispatcher {
     }
 
     fn started(&self, endpoint: EndpointId, rate_limit: Option<u32>) {
+        let max = self.config.max_in_flight_per_endpoint;
         if let Ok(mut busy) = self.busy.lock() {
-            let load = busy.entry(endpoint).or_default();
+            let load = busy.entry(endpoint).or_insert_with(|| Load {
+                in_flight: 0,
+                slots: Slots::new(max),
+                rate_limit,
+                starts: VecDeque::new(),
+            });
             load.in_flight += 1;
             load.rate_limit = rate_limit;
             if rate_limit.is_some() {
@@ -289,11 +308,13 @@ impl Dispatcher {
         }
     }
 
-    fn finished(&self, endpoint: EndpointId) {
+    fn finished(&self, endpoint: EndpointId, answered: bool) {
+        let max = self.config.max_in_flight_per_endpoint;
         if let Ok(mut busy) = self.busy.lock()
             && let Some(load) = busy.get_mut(&endpoint)
         {
             load.in_flight = load.in_flight.saturating_sub(1);
+            load.slots.after(answered, max);
         }
     }
 }

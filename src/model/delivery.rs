@@ -77,6 +77,9 @@ pub enum ErrorClass {
     HttpStatus,
     /// The response body was larger than hookd reads.
     BodyTooLarge,
+    /// The connection broke after the request was sent, before a complete answer (reset,
+    /// closed, or a body cut short of its declared length).
+    Incomplete,
     /// The target resolved to an address hookd may not call.
     BlockedTarget,
 }
@@ -91,6 +94,7 @@ impl ErrorClass {
             Self::Tls,
             Self::HttpStatus,
             Self::BodyTooLarge,
+            Self::Incomplete,
             Self::BlockedTarget,
         ]
         .into_iter()
@@ -106,6 +110,7 @@ impl ErrorClass {
             Self::Tls => "tls",
             Self::HttpStatus => "http_status",
             Self::BodyTooLarge => "body_too_large",
+            Self::Incomplete => "incomplete",
             Self::BlockedTarget => "blocked_target",
         }
     }

@@ -229,9 +229,17 @@ pub fn parse_url(s: &str) -> Result<url::Url, String> {
     if s.len() > 2048 {
         return Err("url must be at most 2048 characters".into());
     }
-    let url = url::Url::parse(s).map_err(|e| format!("url '{s}' is not a valid URL: {e}"))?;
+    let url = url::Url::parse(s).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            format!("url '{s}' must be absolute, like https://example.com/webhooks")
+        }
+        e => format!("url '{s}' is not a valid URL: {e}"),
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url '{s}' must start with https://"));
+        return Err(format!(
+            "url '{s}' must be an https:// (or, where allowed, http://) URL, not {}://",
+            url.scheme()
+        ));
     }
     if url.host().is_none() {
         return Err(format!("url '{s}' has no host"));

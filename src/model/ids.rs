@@ -16,7 +16,12 @@ macro_rules! public_id {
             /// Parses the public form; `None` for any other string.
             pub fn parse(s: &str) -> Option<Self> {
                 let digits = s.strip_prefix($prefix)?;
-                if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                // One spelling per id: no sign, no leading zero, at most 18 digits.
+                if digits.is_empty()
+                    || digits.len() > 18
+                    || digits.starts_with('0')
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
                     return None;
                 }
                 digits.parse().ok().filter(|n| *n > 0).map(Self)

@@ -27,8 +27,8 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// At most this many in flight per endpoint, counting `busy` (1 for FIFO endpoints).
     pub per_endpoint: usize,
-    /// Per endpoint: attempts in flight, and attempts started in the last second (checked
-    /// against the endpoint's `rateLimit`).
+    /// Per endpoint: attempts in flight, attempts started in the last second and tenth
+    /// (checked against the endpoint's `rateLimit`), and its slot budget.
     pub busy: Vec<(EndpointId, EndpointLoad)>,
     /// How long a lease lasts beyond the endpoint's timeout.
     pub lease_margin_ms: i64,
@@ -43,6 +43,9 @@ pub struct EndpointLoad {
     pub started_last_second: usize,
     /// Attempts started within the last tenth of a second.
     pub started_last_tenth: usize,
+    /// At most this many in flight now, when the dispatcher holds the endpoint below the
+    /// per-endpoint cap (slots follow success); `None` for the cap itself.
+    pub slots: Option<usize>,
 }
 
 /// One leased delivery, with everything a worker needs to attempt it.
@@ -122,7 +125,8 @@ fn claim_rows(
                 serde_json::json!([
                     load.in_flight,
                     load.started_last_second,
-                    load.started_last_tenth
+                    load.started_last_tenth,
+                    load.slots
                 ]),
             )
         })
@@ -137,12 +141,13 @@ fn claim_rows(
          WHERE id IN (
              -- CROSS JOIN keeps endpoints the outer loop, so deliveries are only ever probed
              -- through the due index, never scanned.
-             WITH load(endpoint, in_flight, last_second, last_tenth) AS (
-                 SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1, value ->> 2
+             WITH load(endpoint, in_flight, last_second, last_tenth, slots) AS (
+                 SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1, value ->> 2, value ->> 3
                  FROM json_each(?2)),
              room(endpoint, ordering, room) AS (
                  SELECT e.id, e.ordering, min(
-                     CASE e.ordering WHEN 'fifo' THEN 1 ELSE ?3 END - coalesce(l.in_flight, 0),
+                     min(CASE e.ordering WHEN 'fifo' THEN 1 ELSE ?3 END, coalesce(l.slots, ?3))
+                         - coalesce(l.in_flight, 0),
                      coalesce(min(e.rate_limit - coalesce(l.last_second, 0),
                                   (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)), ?3))
                  FROM endpoints e LEFT JOIN load l ON l.endpoint = e.id

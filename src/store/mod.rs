@@ -232,6 +232,7 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA foreign_keys = ON;
+             PRAGMA secure_delete = ON;
              PRAGMA journal_size_limit = 67108864;
              PRAGMA temp_store = MEMORY;
              PRAGMA cache_size = -16000;",

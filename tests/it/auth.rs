@@ -191,3 +191,30 @@ async fn deleting_a_tenant_removes_what_it_owns() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_tenants_secrets_are_not_left_in_the_file() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("dir"));
+    let server = Server::start_in(dir.clone(), |_| {}).await;
+    let t = server.tenant("gone").await;
+    let ep = t
+        .endpoint(json!({"url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .await;
+    let secret = ep["secret"].as_str().expect("secret").to_owned();
+    let (status, _) = server
+        .operator()
+        .delete(&format!("/v1/tenants/{}", t.id))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    server.stop().await;
+    // After a clean stop the WAL is folded into the file; nothing of the secret remains.
+    let mut bytes = std::fs::read(dir.path().join("hookd.db")).expect("db file");
+    if let Ok(wal) = std::fs::read(dir.path().join("hookd.db-wal")) {
+        bytes.extend(wal);
+    }
+    let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+    assert!(
+        !found,
+        "the deleted endpoint's secret is still in the database file"
+    );
+}

@@ -329,3 +329,117 @@ async fn tenant_and_key_input_is_validated() {
     assert_eq!(tenants["totalElements"], 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ids_have_one_spelling_and_anything_else_is_a_json_404() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let ep = t
+        .endpoint(json!({"url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .await;
+    let id = ep["id"].as_str().expect("id");
+    let padded = id.replacen("ep_", "ep_0", 1);
+    let (status, body) = t.admin.get(&format!("/v1/endpoints/{padded}")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let key = server.key(&t.id, "viewer").await;
+    let key_id = key.split('_').nth(1).expect("key id");
+    let (status, body) = server
+        .operator()
+        .delete(&format!("/v1/tenants/{}/keys/key_0{key_id}", t.id))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let viewer = t.admin.with_token(&key);
+    assert_eq!(
+        viewer.get("/v1/endpoints").await.0,
+        StatusCode::OK,
+        "the padded delete deleted nothing"
+    );
+    // A path that is not UTF-8 names nothing either.
+    let (status, body) = t.admin.get("/v1/endpoints/ep_%FF%FE").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        t.admin.get(&format!("/v1/endpoints/{id}")).await.0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_without_the_role_gets_403_whatever_the_body() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let viewer = t.admin.with_token(&server.key(&t.id, "viewer").await);
+    for path in [
+        "/v1/endpoints",
+        "/v1/schedules",
+        "/v1/incoming",
+        "/v1/event-types",
+    ] {
+        let (status, body) = viewer.post(path, json!({})).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+        let (status, _, body) = viewer
+            .raw(
+                "POST",
+                path,
+                Some("application/json"),
+                b"{not json".to_vec(),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let (status, body) = server.operator().post("/v1/events", json!({})).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = t.admin.post("/v1/tenants", json!({})).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(endpoint_count(&t).await, 0);
+    server.stop().await;
+}
+
+/// Reads from `stream` until the server closes it; panics if it stays open for 20 s.
+async fn wait_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    seen
+}
+
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start_with(|c| {
+        c.header_read_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Slowloris: half a request head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    wait_closed(&mut slow).await;
+    // Idle keep-alive: one request answered, then the connection is closed.
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answered = wait_closed(&mut idle).await;
+    assert!(
+        String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"),
+        "the request itself was answered"
+    );
+    server.stop().await;
+}

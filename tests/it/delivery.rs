@@ -465,3 +465,157 @@ async fn metrics_count_events_and_attempts_for_the_operator() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn endpoints_that_never_answer_do_not_starve_a_healthy_one() {
+    // A small pool makes the point quickly: six silent endpoints could hold 6 × 16 slots of 32.
+    let server = Server::start_with(|c| {
+        c.max_in_flight = 32;
+        c.max_in_flight_per_endpoint = 16;
+    })
+    .await;
+    let t = server.tenant("acme").await;
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        let r = Receiver::slow(Duration::from_secs(3600)).await;
+        t.endpoint(json!({"url": r.url, "events": ["*"], "timeoutMs": 60000}))
+            .await;
+        silent.push(r);
+    }
+    let healthy = Receiver::ok().await;
+    t.endpoint(json!({"url": healthy.url, "events": ["*"]}))
+        .await;
+    for batch in 0..3 {
+        let events: Vec<_> = (0..100)
+            .map(|n| json!({"type": "load.test", "data": {"n": batch * 100 + n}}))
+            .collect();
+        t.publish_batch(events).await;
+    }
+    // Every healthy delivery arrives while the silent endpoints still hold their requests
+    // (their timeout is a minute; the wait is at most 20 s).
+    let got = healthy.wait_for(300).await;
+    assert_eq!(got.len(), 300);
+    assert!(
+        silent.iter().all(|r| r.count() == 0),
+        "no silent endpoint answered"
+    );
+    server.stop().await;
+}
+
+/// A raw TCP receiver: reads one request head and body, then does `then` with the socket.
+async fn raw_receiver(then: fn(tokio::net::TcpStream) -> ()) -> String {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read until the request's body has come (the head, then Content-Length bytes).
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                then(stream);
+            });
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+#[tokio::test]
+async fn a_response_cut_short_after_its_200_is_incomplete_not_delivered() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let url = raw_receiver(|stream| {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nabc")
+                .await;
+            let _ = stream.shutdown().await;
+        });
+    })
+    .await;
+    t.endpoint(json!({"url": url, "events": ["*"], "retrySchedule": ["1h"]}))
+        .await;
+    let event = t.publish("a.b", json!({})).await;
+    let id = event["id"].as_str().expect("id");
+    let delivery = wait_for_attempt(&t, id).await;
+    assert_eq!(delivery["status"], "pending", "{delivery}");
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["error"], "incomplete", "{delivery}");
+    assert_eq!(attempt["responseCode"], 200, "{delivery}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reset_after_the_request_was_sent_is_incomplete_not_connect() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let url = raw_receiver(|stream| {
+        // Linger 0: closing sends a reset instead of a clean end.
+        let _ = stream.set_zero_linger();
+        drop(stream);
+    })
+    .await;
+    t.endpoint(json!({"url": url, "events": ["*"], "retrySchedule": ["1h"]}))
+        .await;
+    let event = t.publish("a.b", json!({})).await;
+    let id = event["id"].as_str().expect("id");
+    let delivery = wait_for_attempt(&t, id).await;
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["error"], "incomplete", "{delivery}");
+    assert_eq!(
+        attempt["responseCode"],
+        serde_json::Value::Null,
+        "{delivery}"
+    );
+    server.stop().await;
+}
+
+/// Waits until the first delivery of an event has an attempt; returns that delivery.
+async fn wait_for_attempt(t: &crate::support::Tenant, event_id: &str) -> serde_json::Value {
+    let found = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let path = format!("/v1/events/{event_id}");
+    wait_until("an attempt is recorded", Duration::from_secs(20), || {
+        let (admin, path, found) = (t.admin.clone(), path.clone(), found.clone());
+        async move {
+            let (_, event) = admin.get(&path).await;
+            let Some(delivery) = event["deliveries"][0]["id"].as_str() else {
+                return false;
+            };
+            let (_, d) = admin.get(&format!("/v1/deliveries/{delivery}")).await;
+            let done = d["attempts"].as_array().is_some_and(|a| !a.is_empty());
+            if done {
+                *found.lock().expect("lock") = d;
+            }
+            done
+        }
+    })
+    .await;
+    found.lock().expect("lock").clone()
+}

@@ -47,11 +47,7 @@ async fn a_batch_is_published_whole_or_not_at_all() {
     let events: Vec<_> = (0..100)
         .map(|i| json!({"type": "item.created", "data": {"n": i}}))
         .collect();
-    let (status, body) = t
-        .admin
-        .post("/v1/events/batch", json!({"events": events}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let body = t.publish_batch(events).await;
     let published = body["events"].as_array().expect("events");
     assert_eq!(published.len(), 100);
     assert!(published.iter().all(|e| e["deliveries"] == 1));

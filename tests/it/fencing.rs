@@ -162,6 +162,7 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
                 in_flight: 2,
                 started_last_second: 2,
                 started_last_tenth: 2,
+                slots: None,
             },
         )],
         ..claim_at(now, 100)
@@ -231,6 +232,7 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
                 in_flight: 0,
                 started_last_second: 2,
                 started_last_tenth: 2,
+                slots: None,
             },
         )],
         ..claim_at(now, 100)
@@ -247,6 +249,7 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
                 in_flight: 0,
                 started_last_second: 5,
                 started_last_tenth: 1,
+                slots: None,
             },
         )],
         ..claim_at(now, 100)

@@ -296,6 +296,8 @@ async fn bad_schedules_get_422_naming_the_field() {
             "cronExpression",
         ),
         (with("cronExpression", json!("* *")), "cronExpression"),
+        // February 30th never comes.
+        (with("cronExpression", json!("0 0 30 2 *")), "never fires"),
         (with("scheduleType", json!("one_time")), "scheduledAt"),
         (
             with("scheduleType", json!("on_status_change")),

@@ -168,6 +168,16 @@ impl Tenant {
         body
     }
 
+    /// Publishes events in one batch; returns the answer.
+    pub async fn publish_batch(&self, events: Vec<Value>) -> Value {
+        let (status, body) = self
+            .admin
+            .post("/v1/events/batch", json!({"events": events}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
     /// Waits until the first delivery of an event has `status`; returns that delivery with
     /// its attempts.
     pub async fn wait_delivery_status(&self, event_id: &str, status: &str) -> Value {
