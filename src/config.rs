@@ -103,7 +103,7 @@ impl Default for Config {
             allow_http: false,
             durability: Durability::Full,
             max_body_bytes: 1024 * 1024,
-            max_connections: 1024,
+            max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             max_in_flight: 512,
             max_in_flight_per_endpoint: 128,

@@ -117,7 +117,11 @@ impl ApiError {
 
     /// 503: storage cannot take the request now.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            message,
+        );
         e.retry_after = Some(1);
         e
     }

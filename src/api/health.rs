@@ -12,8 +12,11 @@ use super::AppState;
 pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let probe = tokio::time::timeout(Duration::from_secs(2), state.store.probe_write()).await;
     let problem = match probe {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
+        Ok(Ok(())) => state
+            .store
+            .write_failure()
+            .map(|why| format!("writes are failing: {why}")),
+        Ok(Err(e)) => Some(crate::report::ErrorChain(&e).to_string()),
         Err(_) => Some("the database did not commit a write within 2s".to_owned()),
     };
     let version = env!("CARGO_PKG_VERSION");

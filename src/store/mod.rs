@@ -39,7 +39,7 @@ pub use schedules::{
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;
-use writer::Writer;
+use writer::{WriteHealth, Writer};
 
 /// Prepared statements kept per connection: more than the store has distinct statements, so
 /// none is parsed twice.
@@ -135,6 +135,18 @@ impl StoreError {
         )
     }
 
+    /// Whether the storage itself failed (disk full, I/O error, read-only file), as opposed to
+    /// being busy for a moment under another process's lock.
+    pub fn is_storage_failure(&self) -> bool {
+        match self {
+            Self::Unavailable(e) => !matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+
     /// A hookd event name that does not parse: a fault in hookd, reported as stored data.
     pub(crate) fn invalid_name(detail: String) -> Self {
         Self::Corrupt {
@@ -177,6 +189,7 @@ pub struct Store {
     reads: r2d2::Pool<SqliteConnectionManager>,
     wake: Arc<Notify>,
     leases: Arc<LeaseTokens>,
+    health: WriteHealth,
 }
 
 /// Fencing tokens for leases, drawn outside any transaction so a rolled-back claim never
@@ -262,11 +275,13 @@ impl Store {
             .build(manager)?;
 
         let wake = Arc::new(Notify::new());
-        let (writer, thread) = Writer::start(conn, wake.clone())?;
+        let health = WriteHealth::default();
+        let (writer, thread) = Writer::start(conn, wake.clone(), health.clone())?;
         let store = Self {
             writer,
             reads,
             wake,
+            health,
             leases: Arc::new(LeaseTokens::starting_now()),
         };
         Ok((
@@ -281,6 +296,12 @@ impl Store {
     /// Notified after every commit that made deliveries due.
     pub fn work_added(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// Why writes are failing for want of storage (disk full, read-only, I/O errors): the
+    /// latest such failure, for 30 s after it happened.
+    pub fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 
     /// Checks that a write commits now; the health route's probe.

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
 use super::subscribers::SubscriberCache;
+use crate::report::ErrorChain;
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -24,6 +25,32 @@ pub(crate) struct Batch {
     /// Tenants' compiled subscriptions as this connection sees them. Kept across batches
     /// that commit; dropped whole when one rolls back (it may hold what was undone).
     pub subscribers: SubscriberCache,
+    /// Why an operation failed for want of storage, if one did.
+    pub storage_failure: Option<String>,
+}
+
+/// How long a write that failed for want of storage keeps the store reported as failing.
+/// Small writes may still commit on a nearly full disk, so one success proves nothing.
+const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+
+/// Whether writes are failing for want of storage: the latest such failure, reported for
+/// [`FAILURE_MEMORY`] after it happened.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteHealth(Arc<std::sync::Mutex<Option<(Instant, String)>>>);
+
+impl WriteHealth {
+    /// Why writes are failing, while they are.
+    pub fn failure(&self) -> Option<String> {
+        let latest = self.0.lock().ok()?;
+        let (at, why) = latest.as_ref()?;
+        (at.elapsed() < FAILURE_MEMORY).then(|| why.clone())
+    }
+
+    fn failed(&self, why: String) {
+        if let Ok(mut latest) = self.0.lock() {
+            *latest = Some((Instant::now(), why));
+        }
+    }
 }
 
 trait Op: Send {
@@ -64,9 +91,12 @@ where
         } else {
             f(conn, batch)
         };
-        if result.is_err() {
+        if let Err(e) = &result {
             // What the failed operation cached may be what its savepoint undid.
             batch.subscribers.clear();
+            if e.is_storage_failure() {
+                batch.storage_failure = Some(ErrorChain(e).to_string());
+            }
         }
         let usable = self.mode == Mode::Guarded || result.is_ok();
         if self.mode == Mode::Eager
@@ -119,11 +149,12 @@ impl Writer {
     pub fn start(
         conn: Connection,
         wake: Arc<Notify>,
+        health: WriteHealth,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, rx, wake))
+            .spawn(move || run(conn, rx, wake, health))
             .map_err(|e| StoreError::WriterStart(Arc::new(e)))?;
         Ok((Self { tx }, handle))
     }
@@ -184,7 +215,12 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>) {
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Op>>,
+    wake: Arc<Notify>,
+    health: WriteHealth,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -215,13 +251,22 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>)
             let mut batch = Batch {
                 wake: false,
                 subscribers: std::mem::take(&mut subscribers),
+                storage_failure: None,
             };
             let committed = commit_batch(&conn, &mut ops, &mut batch);
-            if committed.is_ok() {
-                subscribers = batch.subscribers;
-            }
-            if let Err(e) = &committed {
-                tracing::error!(error = %e, ops = ops.len(), "commit failed");
+            match &committed {
+                Err(e) => {
+                    tracing::error!(error = %ErrorChain(e), ops = ops.len(), "commit failed");
+                    if e.is_storage_failure() {
+                        health.failed(ErrorChain(e).to_string());
+                    }
+                }
+                Ok(()) => {
+                    if let Some(failure) = batch.storage_failure.take() {
+                        health.failed(failure);
+                    }
+                    subscribers = std::mem::take(&mut batch.subscribers);
+                }
             }
             let woke = batch.wake && committed.is_ok();
             for op in ops.drain(..) {

@@ -20,7 +20,20 @@ struct Hookd {
 }
 
 fn spawn(db: &Path, admin_token: Option<&str>) -> Hookd {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+    spawn_with(Command::new(env!("CARGO_BIN_EXE_hookd")), db, admin_token)
+}
+
+/// `hookd serve` whose files may not grow past `kib` KiB, as on a disk that fills up (writes
+/// past it fail with `EFBIG`; the signal that would kill the process is ignored).
+fn spawn_on_small_disk(db: &Path, admin_token: &str, kib: u64) -> Hookd {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_hookd"));
+    spawn_with(cmd, db, Some(admin_token))
+}
+
+fn spawn_with(mut cmd: Command, db: &Path, admin_token: Option<&str>) -> Hookd {
     cmd.args([
         "serve",
         "--listen",
@@ -319,7 +332,7 @@ async fn health_is_degraded_while_the_database_cannot_take_writes() {
         .post("/v1/events", json!({"type": "a.b", "data": {}}))
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(body["error"]["code"], "storage_unavailable");
 
     blocker.execute_batch("ROLLBACK").expect("unlock");
     drop(blocker);
@@ -331,4 +344,46 @@ async fn health_is_degraded_while_the_database_cannot_take_writes() {
     let (_, events) = t.admin.get("/v1/events").await;
     assert_eq!(events["totalElements"], 0);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_storage_unavailable_and_health_reads_degraded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("hookd.db");
+    let mut hookd = spawn_on_small_disk(&db, ADMIN, 4096);
+    wait_health(&hookd.base).await;
+    let op = Api::new(&hookd.base, ADMIN);
+    let admin = op.with_token(&tenant_key(&op).await);
+    let (status, body) = admin
+        .post(
+            "/v1/endpoints",
+            json!({"name": "e", "url": "http://127.0.0.1:9/h", "events": ["*"], "retrySchedule": ["1d"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let filler = "x".repeat(4000);
+    let mut refused = None;
+    for _ in 0..200 {
+        let events: Vec<_> = (0..200)
+            .map(|n| json!({"type": "fill.up", "data": {"n": n, "filler": filler}}))
+            .collect();
+        let (status, body) = admin
+            .post("/v1/events/batch", json!({"events": events}))
+            .await;
+        if status != StatusCode::ACCEPTED {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("the disk filled up");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    // Still serving, and saying what is wrong.
+    let (status, health) = Api::new(&hookd.base, "").get("/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "degraded");
+    let (status, _) = admin.get("/v1/events?size=1").await;
+    assert_eq!(status, StatusCode::OK, "reads still work");
+    signal(&hookd.child, "-TERM");
+    let _ = hookd.child.wait();
 }
