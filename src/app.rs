@@ -18,11 +18,14 @@ use crate::target::TargetPolicy;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The database could not be opened or migrated.
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Store(#[from] StoreError),
     /// The API server failed.
-    #[error("the API server failed: {0}")]
+    #[error("the API server failed")]
     Serve(#[from] std::io::Error),
+    /// The API's TLS certificate or key cannot be used.
+    #[error("cannot serve HTTPS")]
+    Tls(#[from] api::TlsError),
 }
 
 /// Runs hookd on `listener` until `shutdown` resolves.
@@ -31,6 +34,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let (store, handle) = Store::open(&config.db, config.durability)?;
     let operator_hash = match &config.admin_token {
         Some(token) => Sha256::digest(token.as_bytes()).into(),
@@ -44,7 +51,8 @@ pub async fn run(
             hash
         }
     };
-    println!("hookd: listening on http://{}", listener.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("hookd: listening on {scheme}://{}", listener.local_addr()?);
     let policy = TargetPolicy {
         allow_http: config.allow_http,
         allow_private: config.allow_private_targets,
@@ -121,6 +129,7 @@ pub async fn run(
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
         drain: config.shutdown_grace,
+        tls,
     };
     let served = api::serve(listener, state, limits, signal).await;
     let _ = dispatcher.await;

@@ -36,6 +36,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// API connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Serve the API over HTTPS with this PEM certificate chain (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// How long the API waits for a request's head, and for the next request on an idle
     /// keep-alive connection, before closing the connection.
     pub header_read_timeout: Duration,
@@ -104,6 +108,8 @@ impl Default for Config {
             durability: Durability::Full,
             max_body_bytes: 1024 * 1024,
             max_connections: 10_000,
+            tls_cert: None,
+            tls_key: None,
             header_read_timeout: Duration::from_secs(10),
             max_in_flight: 512,
             max_in_flight_per_endpoint: 128,
@@ -120,15 +126,26 @@ impl Default for Config {
     }
 }
 
+/// How a setting is named to the user: its flag, when it has one, and its `hookd.toml` key.
+fn setting_name(key: &str) -> String {
+    match key {
+        "listen" | "db" | "admin_token" | "durability" | "tls_cert" | "tls_key" => {
+            format!("--{} ({key} in hookd.toml)", key.replace('_', "-"))
+        }
+        other => format!("{other} (in hookd.toml)"),
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
+        #[source]
         source: std::io::Error,
     },
     /// The config file is not valid TOML for hookd.
@@ -140,7 +157,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range.
-    #[error("invalid setting {key}: {message}")]
+    #[error("invalid setting {}: {message}", setting_name(key))]
     Invalid {
         /// The setting.
         key: &'static str,
@@ -170,6 +187,12 @@ pub struct ServeArgs {
     /// Commit durability [default: full].
     #[arg(long, env = "HOOKD_DURABILITY", value_enum)]
     pub durability: Option<Durability>,
+    /// Serve the API over HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "HOOKD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "HOOKD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Config file [default: ./hookd.toml when present].
     #[arg(long, env = "HOOKD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -187,6 +210,8 @@ struct FileConfig {
     durability: Option<Durability>,
     max_body_bytes: Option<usize>,
     max_connections: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     header_read_timeout: Option<String>,
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
@@ -227,6 +252,8 @@ impl Config {
             durability: args.durability.or(file.durability).unwrap_or(d.durability),
             max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_connections: file.max_connections.unwrap_or(d.max_connections),
+            tls_cert: args.tls_cert.or(file.tls_cert),
+            tls_key: args.tls_key.or(file.tls_key),
             header_read_timeout: duration(
                 "header_read_timeout",
                 file.header_read_timeout,
@@ -283,6 +310,9 @@ impl Config {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
             return invalid("max_body_bytes", "must be between 1024 and 67108864");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("tls_cert", "needs tls_key, and tls_key needs tls_cert");
         }
         if !(1..=1_000_000).contains(&self.max_connections) {
             return invalid("max_connections", "must be between 1 and 1000000");

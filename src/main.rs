@@ -1,15 +1,30 @@
 //! The `hookd` command: parses the CLI, loads the configuration, sets up logging and calls
-//! [`hookd::app::run`].
+//! [`hookd::app::run`] (or one of the maintenance commands). Errors are printed as one line
+//! with their causes, never as a backtrace.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use hookd::config::{Config, ServeArgs};
+use clap::{Parser, Subcommand, ValueEnum};
+use hookd::config::{Config, Durability, ServeArgs};
+use hookd::report::ErrorChain;
 
 #[derive(Parser)]
 #[command(name = "hookd", version, about = "Self-hosted webhook delivery engine")]
 struct Cli {
+    /// Log lines as text or as JSON objects [default: text].
+    #[arg(long, global = true, env = "HOOKD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -17,29 +32,129 @@ enum Command {
     /// Serve the API and deliver webhooks.
     Serve(ServeArgs),
     /// Create or upgrade the database file, then exit.
-    Migrate(ServeArgs),
+    Migrate(DbArgs),
+    /// Write a consistent copy of the database to a new file, while hookd serves.
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The copy to write (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Check the database's integrity and schema version (exit 0 healthy, 1 not).
+    Check(DbArgs),
+    /// Manage the operator token.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Replace the operator token of a database file (hookd must be stopped); prints the new
+    /// token once.
+    Rotate(DbArgs),
+}
+
+/// Which database a maintenance command works on.
+#[derive(clap::Args)]
+struct DbArgs {
+    /// SQLite database file [default: ./hookd.db, or `db` in the config file].
+    #[arg(long, env = "HOOKD_DB")]
+    db: Option<PathBuf>,
+    /// Commit durability of the writes the command makes [default: full].
+    #[arg(long, env = "HOOKD_DURABILITY", value_enum)]
+    durability: Option<Durability>,
+    /// Config file [default: ./hookd.toml when present].
+    #[arg(long, env = "HOOKD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn load(self) -> anyhow::Result<Config> {
+        Ok(Config::load(ServeArgs {
+            db: self.db,
+            durability: self.durability,
+            config: self.config,
+            ..ServeArgs::default()
+        })?)
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format.unwrap_or(LogFormat::Text) {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookd: {}", ErrorChain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(Config::load(args)?).await,
+        match command {
+            Command::Serve(args) => {
+                serve(Config::load(args)?).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Migrate(args) => {
-                let config = Config::load(args)?;
+                let config = args.load()?;
                 let (store, handle) = hookd::store::Store::open(&config.db, config.durability)?;
                 drop(store);
                 handle.close();
                 println!("hookd: {} is up to date", config.db.display());
-                Ok(())
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Backup { db, to } => {
+                let config = db.load()?;
+                hookd::store::backup(&config.db, &to)?;
+                println!("hookd: wrote a copy of {} to {}", config.db.display(), to.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Check(args) => {
+                let config = args.load()?;
+                let report = hookd::store::check(&config.db)?;
+                let db = config.db.display();
+                if report.healthy() {
+                    println!(
+                        "hookd: {db} is healthy (schema version {} of {})",
+                        report.schema_version, report.known_version
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if report.schema_version > report.known_version {
+                    println!(
+                        "hookd: {db} was written by a newer hookd (schema version {}; this build knows up to {})",
+                        report.schema_version, report.known_version
+                    );
+                }
+                for problem in &report.problems {
+                    println!("hookd: {db}: {problem}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+            Command::Token(TokenCommand::Rotate(args)) => {
+                let config = args.load()?;
+                let (store, handle) = hookd::store::Store::open(&config.db, config.durability)?;
+                let token = store.rotate_operator_token().await;
+                drop(store);
+                tokio::task::spawn_blocking(move || handle.close()).await.ok();
+                println!(
+                    "hookd: the new operator token (shown once, stored hashed; the old one no longer works): {}",
+                    token?
+                );
+                Ok(ExitCode::SUCCESS)
             }
         }
     })

@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 pub use crate::incoming::rate_limit::IncomingLimiter;
 pub use error::ApiError;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,15 +139,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// How the API treats connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ConnectionLimits {
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
     /// How long a request's head (or the next request on an idle keep-alive connection) may
-    /// take before the connection is closed.
+    /// take before the connection is closed; also the TLS handshake's limit.
     pub header_read_timeout: Duration,
     /// How long shutdown waits for open requests.
     pub drain: Duration,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes open requests
@@ -187,12 +190,18 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(connection);
+        let (http, app, watcher) = (http.clone(), app.clone(), graceful.watcher());
+        let (tls, handshake) = (limits.tls.clone(), limits.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, "API connection ended with an error");
+            match tls {
+                None => serve_connection(&http, stream, app, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(&http, tls, app, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -205,4 +214,64 @@ pub async fn serve(
         tracing::warn!("API connections still open after the drain time; closing them");
     }
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection until it closes (or shutdown ends it).
+async fn serve_connection<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "API connection ended with an error");
+    }
+}
+
+/// A TLS acceptor for the API from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_owned(),
+            source: e,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert.to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+        path: key.to_owned(),
+        source: e,
+    })?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Rustls)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Why the API's TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("cannot read PEM file {path}")]
+    Pem {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{0} holds no certificate")]
+    NoCertificate(std::path::PathBuf),
+    /// rustls refused the certificate and key.
+    #[error("the certificate and key do not make a TLS configuration")]
+    Rustls(#[source] rustls::Error),
 }

@@ -8,6 +8,7 @@ mod endpoints;
 mod events;
 mod incoming;
 mod integrations;
+mod maintenance;
 mod migrate;
 mod publish;
 mod replay;
@@ -31,6 +32,7 @@ pub use deliveries::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad, Recorded};
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
+pub use maintenance::{CheckReport, backup, check};
 pub use publish::{NewEvent, Published};
 pub use retention::Pruned;
 pub use schedules::{

@@ -10,6 +10,7 @@ mod fencing;
 mod incoming;
 mod integrations;
 mod operating;
+mod operating_cli;
 mod process;
 mod retention;
 mod schedules;

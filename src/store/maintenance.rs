@@ -1,0 +1,102 @@
+//! Maintenance of a database file, beside or without a running hookd: a consistent backup
+//! (`VACUUM INTO`, which reads one snapshot while hookd keeps writing), an integrity and
+//! schema check, and a new operator token.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::tenants::{hash_secret, random_token};
+use super::{BUSY_TIMEOUT, Store, StoreError, migrate};
+
+/// What `hookd check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// The file's schema version.
+    pub schema_version: i64,
+    /// The newest version this build knows.
+    pub known_version: i64,
+    /// What SQLite's integrity check reported: empty when the file is sound.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether the file is sound and of a version this build serves (it may still need
+    /// migrating, which `hookd serve` does at start).
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty() && self.schema_version <= self.known_version
+    }
+}
+
+fn open_existing(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    if !db.exists() {
+        return Err(StoreError::Invalid(format!(
+            "{} does not exist",
+            db.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(db, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Writes a consistent copy of `db` to `to` (which must not exist yet), while hookd may be
+/// serving from `db`.
+pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
+    if to.exists() {
+        return Err(StoreError::Conflict(format!(
+            "{} already exists; a backup never overwrites a file",
+            to.display()
+        )));
+    }
+    let conn = open_existing(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let target = to
+        .to_str()
+        .ok_or_else(|| StoreError::Invalid(format!("{} is not a UTF-8 path", to.display())))?;
+    conn.execute("VACUUM INTO ?1", [target])?;
+    Ok(())
+}
+
+/// Checks a database file's integrity and schema version, read-only.
+pub fn check(db: &Path) -> Result<CheckReport, StoreError> {
+    let conn = open_existing(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let mut problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    problems.retain(|p| p != "ok");
+    let foreign: Vec<String> = conn
+        .prepare("PRAGMA foreign_key_check")?
+        .query_map([], |r| {
+            Ok(format!(
+                "a row of {} points at a missing {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(2)?
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    problems.extend(foreign);
+    Ok(CheckReport {
+        schema_version,
+        known_version: migrate::latest(),
+        problems,
+    })
+}
+
+impl Store {
+    /// Replaces the operator token with a new one; returns it (shown once, stored hashed).
+    pub async fn rotate_operator_token(&self) -> Result<String, StoreError> {
+        self.writer
+            .write(|c, _| {
+                let token = format!("hko_{}", random_token());
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('operator_token_sha256', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [hex::encode(hash_secret(&token))],
+                )?;
+                Ok(token)
+            })
+            .await
+    }
+}
