@@ -98,7 +98,11 @@ impl Outbound {
         };
         let timeout = Duration::from_millis(u64::from(settings.timeout_ms));
         let exchange = async {
-            let response = self.client.request(request).await.map_err(classify)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(e, &settings.url))?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -199,7 +203,7 @@ fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
     Some(u64::try_from(when.timestamp_millis() - now).unwrap_or(0))
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> (ErrorClass, String) {
+fn classify(e: hyper_util::client::legacy::Error, url: &url::Url) -> (ErrorClass, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(mut err) = source {
         // An io::Error's source() skips the error it wraps (io errors nest): unwrap them.
@@ -221,13 +225,18 @@ fn classify(e: hyper_util::client::legacy::Error) -> (ErrorClass, String) {
         source = err.source();
     }
     let detail = ErrorChain(&e).to_string();
+    let host = url.host_str().unwrap_or("?");
+    let port = url.port_or_known_default().unwrap_or(0);
     if e.is_connect() {
-        (ErrorClass::Connect, format!("cannot connect: {detail}"))
+        (
+            ErrorClass::Connect,
+            format!("cannot connect to {host}:{port}: {detail}"),
+        )
     } else {
         // Connected and sent (or sending): the answer is what broke off.
         (
             ErrorClass::Incomplete,
-            format!("the connection broke before a complete answer: {detail}"),
+            format!("the connection to {host}:{port} broke before a complete answer: {detail}"),
         )
     }
 }

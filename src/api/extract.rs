@@ -67,6 +67,38 @@ async fn read_body(req: Request, state: &AppState) -> Result<bytes::Bytes, ApiEr
     Ok(body)
 }
 
+/// A serde message in the API's words: `invalid type: string "5000", expected u32` becomes
+/// `must be a whole number, not the text "5000"`.
+fn plain_words(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        return message.replace("missing field", "missing required field");
+    };
+    let Some((got, expected)) = rest.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let expected = match expected {
+        e if ["u8", "u16", "u32", "u64", "usize", "i32", "i64"]
+            .iter()
+            .any(|t| e.starts_with(t)) =>
+        {
+            "a whole number".to_owned()
+        }
+        e if e.starts_with("f32") || e.starts_with("f64") => "a number".to_owned(),
+        "a string" => "text (a JSON string)".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        e if e.starts_with("a sequence") => "a list".to_owned(),
+        e if e.starts_with("struct ") || e.starts_with("a map") => "an object".to_owned(),
+        e => e.to_owned(),
+    };
+    let got = match got.split_once(' ') {
+        Some(("string", value)) => format!("the text {value}"),
+        Some(("integer", value)) | Some(("floating", value)) => format!("the number {value}"),
+        Some(("boolean", value)) => value.to_owned(),
+        _ => got.to_owned(),
+    };
+    format!("must be {expected}, not {got}")
+}
+
 /// Parses JSON, naming the field at fault.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -79,8 +111,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 serde_json::error::Category::Data => {
                     let message = inner.to_string();
                     let message = message.split(" at line ").next().unwrap_or(&message);
+                    let message = plain_words(message);
                     if path == "." {
-                        Err(ApiError::invalid(message.to_owned()))
+                        Err(ApiError::invalid(message))
                     } else {
                         Err(ApiError::invalid(format!("{path}: {message}")))
                     }
@@ -258,5 +291,33 @@ where
             .await
             .map(|axum::extract::Path(v)| Self(v))
             .map_err(|_| ApiError::not_found("resource"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn serde_messages_are_put_in_plain_words() {
+        let cases = [
+            (
+                r#"invalid type: string "5000", expected u32"#,
+                r#"must be a whole number, not the text "5000""#,
+            ),
+            (
+                "invalid type: integer `5`, expected a string",
+                "must be text (a JSON string), not the number `5`",
+            ),
+            (
+                "invalid type: boolean `true`, expected a sequence",
+                "must be a list, not `true`",
+            ),
+            ("invalid type: null, expected u32", "must be a whole number, not null"),
+            ("missing field `url`", "missing required field `url`"),
+        ];
+        for (serde, plain) in cases {
+            assert_eq!(plain_words(serde), plain);
+        }
     }
 }

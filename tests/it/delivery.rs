@@ -371,6 +371,18 @@ async fn failures_are_classified_in_the_attempt_log() {
             .wait_delivery_status(published["id"].as_str().expect("id"), "failed")
             .await;
         assert_eq!(delivery["attempts"][0]["error"], class, "{delivery}");
+        if class == "connect" {
+            // The operator reads what happened and where.
+            let message = delivery["attempts"][0]["errorMessage"]
+                .as_str()
+                .expect("message");
+            let port = url.split(':').nth(2).and_then(|p| p.split('/').next());
+            assert!(message.contains("refused"), "{message}");
+            assert!(
+                message.contains(&format!("127.0.0.1:{}", port.expect("port"))),
+                "{message}"
+            );
+        }
         if class == "body_too_large" {
             let kept = delivery["attempts"][0]["responseBody"]
                 .as_str()
