@@ -22,11 +22,13 @@
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
 //! - [`report`]: errors in the log with their cause chain.
+//! - [`demo`]: `hookd demo` (hookd working end to end on a temporary database) and
+//!   `hookd receive` (a receiver that verifies signatures).
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → app → {api, delivery, housekeeping, schedule} → store → rusqlite`.
+//! `main → {app, demo} → app → {api, delivery, housekeeping, schedule} → store → rusqlite`.
 //! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
 //! `outbound`, `report` and `incoming` (which use only `model` and `signing`).
 //! The services under `app` never import each other, with one exception: the API's trigger
@@ -38,6 +40,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod fanout;
 pub mod housekeeping;
 pub mod incoming;

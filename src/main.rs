@@ -5,10 +5,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookd::config::{Config, Durability, ServeArgs};
+use hookd::model::SignatureScheme;
 use hookd::report::ErrorChain;
 
 #[derive(Parser)]
@@ -46,6 +48,20 @@ enum Command {
     /// Manage the operator token.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Show hookd working: a temporary database, a verifying receiver, events delivered.
+    Demo,
+    /// Run a receiver that verifies hookd's signatures and prints each delivery.
+    Receive {
+        /// Address to listen on; point an endpoint at http://<address>/webhooks.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// The endpoint's signing secret.
+        #[arg(long)]
+        secret: String,
+        /// Its signature scheme.
+        #[arg(long, default_value = "standard", value_parser = ["standard", "github"])]
+        scheme: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,6 +159,31 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     println!("hookd: {db}: {problem}");
                 }
                 Ok(ExitCode::FAILURE)
+            }
+            Command::Demo => {
+                hookd::demo::run().await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Receive {
+                listen,
+                secret,
+                scheme,
+            } => {
+                let scheme = match scheme.as_str() {
+                    "github" => SignatureScheme::Github,
+                    _ => SignatureScheme::Standard,
+                };
+                hookd::signing::check_secret(scheme, &secret)?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let url = hookd::demo::receiver::url(listener.local_addr()?);
+                println!("receiver: verifying {scheme:?} signatures at {url}");
+                let print = |d: hookd::demo::receiver::Verified| {
+                    println!("verified {}: {}", d.id, d.body);
+                };
+                hookd::demo::receiver::serve(listener, scheme, secret, Arc::new(print)).await?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Token(TokenCommand::Rotate(args)) => {
                 let config = args.load()?;

@@ -313,7 +313,10 @@ mod tests {
                 "invalid type: boolean `true`, expected a sequence",
                 "must be a list, not `true`",
             ),
-            ("invalid type: null, expected u32", "must be a whole number, not null"),
+            (
+                "invalid type: null, expected u32",
+                "must be a whole number, not null",
+            ),
             ("missing field `url`", "missing required field `url`"),
         ];
         for (serde, plain) in cases {

@@ -197,3 +197,17 @@ fn logs_can_be_json_lines_and_text_has_no_colour_when_redirected() {
         "no ANSI escapes in a redirected log"
     );
 }
+
+#[test]
+fn the_demo_shows_every_delivery_verified() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("demo")
+        .env("HOOKD_LOG", "warn")
+        .output()
+        .expect("run hookd demo");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.matches("receiver verified").count(), 8, "{printed}");
+    assert!(printed.contains("\"succeeded\": 8"), "{printed}");
+    assert!(printed.contains("done: every delivery arrived signed and verified."));
+}

@@ -1,13 +1,13 @@
 //! A webhook receiver that verifies what hookd sends: Standard Webhooks (`webhook-signature`)
 //! or GitHub style (`x-hub-signature-256`), then hands each verified delivery to a callback.
-//! Shared by the `receiver` and `quickstart` examples.
+//! `hookd receive` and `hookd demo` run it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::model::SignatureScheme;
+use crate::signing::{Signer, SigningError};
 use bytes::Bytes;
-use hookd::model::SignatureScheme;
-use hookd::signing::Signer;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -21,17 +21,17 @@ pub struct Verified {
 }
 
 /// Serves on `listener`, verifying with `secret` under `scheme`; answers 204 to verified
-/// deliveries and 401 to the rest.
+/// deliveries and 401 to the rest. Fails at once when the secret cannot verify anything.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     scheme: SignatureScheme,
     secret: String,
     on_delivery: Arc<dyn Fn(Verified) + Send + Sync>,
-) {
-    let signer = Arc::new(Signer::new(scheme, &[secret.as_str()]).expect("a valid secret"));
+) -> Result<(), SigningError> {
+    let signer = Arc::new(Signer::new(scheme, &[secret.as_str()])?);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
-            return;
+            return Ok(());
         };
         let (signer, on_delivery) = (signer.clone(), on_delivery.clone());
         tokio::spawn(async move {
@@ -52,7 +52,7 @@ pub async fn serve(
                         SignatureScheme::Github => header("x-hub-signature-256"),
                     };
                     let body = req.into_body().collect().await?.to_bytes();
-                    let now = chrono::Utc::now().timestamp();
+                    let now = crate::model::now_ms() / 1000;
                     let status = match signer.verify(&id, timestamp, &body, &signature, now, 300) {
                         Ok(()) => {
                             let body = serde_json::from_slice(&body).unwrap_or_default();
@@ -64,12 +64,9 @@ pub async fn serve(
                             StatusCode::UNAUTHORIZED
                         }
                     };
-                    Ok::<_, hyper::Error>(
-                        Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::new()))
-                            .expect("response"),
-                    )
+                    let mut response = Response::new(Full::new(Bytes::new()));
+                    *response.status_mut() = status;
+                    Ok::<_, hyper::Error>(response)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
