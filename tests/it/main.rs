@@ -12,6 +12,7 @@ mod integrations;
 mod operating;
 mod operating_cli;
 mod process;
+mod properties;
 mod retention;
 mod schedules;
 mod support;
