@@ -277,11 +277,11 @@ fn run(
             }
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(&conn);
+            checkpoint(&conn, Checkpoint::Restart);
             last_checkpoint = Instant::now();
         }
     }
-    checkpoint(&conn);
+    checkpoint(&conn, Checkpoint::Truncate);
 }
 
 fn commit_batch(
@@ -303,11 +303,25 @@ fn commit_batch(
     Ok(())
 }
 
-/// Moves the WAL back into the database file and restarts it, so it stays bounded. Readers
-/// are waited for only briefly: a busy checkpoint is simply tried again next time.
-fn checkpoint(conn: &Connection) {
-    let _ = conn.busy_timeout(Duration::from_millis(50));
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+/// How a checkpoint ends the WAL.
+#[derive(Debug, Clone, Copy)]
+enum Checkpoint {
+    /// Restart it from the beginning (periodic: it stays bounded and is reused in place).
+    Restart,
+    /// Truncate it to nothing (at shutdown: no old page images, such as deleted secrets,
+    /// stay behind in it).
+    Truncate,
+}
+
+/// Moves the WAL back into the database file. Readers are waited for only briefly: a busy
+/// checkpoint is simply tried again next time.
+fn checkpoint(conn: &Connection, mode: Checkpoint) {
+    let (sql, wait) = match mode {
+        Checkpoint::Restart => ("PRAGMA wal_checkpoint(RESTART)", Duration::from_millis(50)),
+        Checkpoint::Truncate => ("PRAGMA wal_checkpoint(TRUNCATE)", Duration::from_secs(2)),
+    };
+    let _ = conn.busy_timeout(wait);
+    if let Err(e) = conn.query_row(sql, [], |_| Ok(())) {
         tracing::debug!(error = %e, "checkpoint skipped");
     }
     let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
