@@ -232,14 +232,21 @@ async fn show(api: &Api) -> Result<(), DemoError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stats = api
-        .call(
-            "GET",
-            &format!("/v1/endpoints/{endpoint_id}/stats"),
-            &key,
-            None,
-        )
-        .await?;
+    // The receiver has answered; hookd records each answer just after it. Wait for that.
+    let stats_path = format!("/v1/endpoints/{endpoint_id}/stats");
+    let stats = loop {
+        let stats = api.call("GET", &stats_path, &key, None).await?;
+        if stats["succeeded"].as_u64() == Some(expected as u64) {
+            break stats;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DemoError::Missing {
+                arrived: stats["succeeded"].as_u64().unwrap_or(0) as usize,
+                expected,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     println!(
         "5. endpoint stats: {}",
         serde_json::to_string_pretty(&stats).unwrap_or_default()
