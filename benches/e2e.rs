@@ -477,8 +477,13 @@ async fn one_dead_among_ten(o: &Options) {
     );
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A memory figure (`VmRSS:`, `VmHWM:`) of this process, or of `pid`, from `/proc`, in KiB.
+fn proc_kib(pid: Option<u32>, field: &str) -> u64 {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_owned(),
+        |p| format!("/proc/{p}/status"),
+    );
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -506,7 +511,7 @@ async fn backlog(o: &Options) {
             None,
         )
         .await;
-    let before = rss_kib("VmRSS:");
+    let before = proc_kib(None, "VmRSS:");
     let started = Instant::now();
     // Recover creates the backlog: one pending delivery per event published while paused.
     let recovered = hookd
@@ -521,7 +526,7 @@ async fn backlog(o: &Options) {
         .wait_for(events as u64, Duration::from_secs(3600))
         .await;
     let drain = events as f64 / done.duration_since(started).as_secs_f64();
-    let peak = rss_kib("VmHWM:");
+    let peak = proc_kib(None, "VmHWM:");
     report(
         "backlog",
         &[
@@ -624,33 +629,7 @@ async fn big_log(o: &Options) {
 
     // Fill the log beside the running store: one event, `rows` succeeded deliveries.
     let filled = Instant::now();
-    let mut conn = rusqlite::Connection::open(&db).expect("open");
-    conn.busy_timeout(Duration::from_secs(30)).expect("busy");
-    let now = hookd::model::now_ms();
-    conn.execute(
-        "INSERT INTO events (tenant_id, type, data, deliveries, created_at) VALUES (?1, 'bench.old', '{}', 0, ?2)",
-        rusqlite::params![tenant.id.0, now],
-    )
-    .expect("event");
-    let event = conn.last_insert_rowid();
-    let mut left = rows;
-    while left > 0 {
-        let n = left.min(200_000);
-        let tx = conn.transaction().expect("tx");
-        {
-            let mut insert = tx
-                .prepare("INSERT INTO deliveries (event_id, endpoint_id, status, attempts, created_at) VALUES (?1, ?2, 1, 1, ?3)")
-                .expect("prepare");
-            for _ in 0..n {
-                insert
-                    .execute(rusqlite::params![event, endpoint.id.0, now])
-                    .expect("insert");
-            }
-        }
-        tx.commit().expect("commit");
-        left -= n;
-    }
-    drop(conn);
+    fill_log(&db, tenant.id.0, endpoint.id.0, rows);
     let fill_secs = filled.elapsed().as_secs_f64();
     let full = store_costs(&store, tenant.id).await;
     let (publish_ratio, claim_ratio) = (full.0 / empty.0, full.1 / empty.1);
@@ -673,6 +652,114 @@ async fn big_log(o: &Options) {
     );
     drop(store);
     handle.close();
+}
+
+/// Writes one event and `rows` succeeded deliveries of it straight into the file (beside a
+/// running store or before one starts).
+fn fill_log(db: &std::path::Path, tenant: i64, endpoint: i64, rows: usize) {
+    let mut conn = rusqlite::Connection::open(db).expect("open");
+    conn.busy_timeout(Duration::from_secs(30)).expect("busy");
+    let now = hookd::model::now_ms();
+    conn.execute(
+        "INSERT INTO events (tenant_id, type, data, deliveries, created_at) VALUES (?1, 'bench.old', '{}', 0, ?2)",
+        rusqlite::params![tenant, now],
+    )
+    .expect("event");
+    let event = conn.last_insert_rowid();
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(200_000);
+        let tx = conn.transaction().expect("tx");
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO deliveries (event_id, endpoint_id, status, attempts, created_at) VALUES (?1, ?2, 1, 1, ?3)")
+                .expect("prepare");
+            for _ in 0..n {
+                insert
+                    .execute(rusqlite::params![event, endpoint, now])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+        left -= n;
+    }
+}
+
+/// The real binary: time from spawn to `/health` answering 200, and its resident memory after
+/// a second of idling, on an empty file and on one with a million deliveries.
+async fn start(o: &Options) {
+    let rows = scaled(1_000_000, o);
+    for (label, filled) in [("empty", 0), ("1M rows", rows)] {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("start.db");
+        if filled > 0 {
+            let (store, handle) = hookd::store::Store::open(&db, Durability::Full).expect("open");
+            let tenant = store.create_tenant("bench".into()).await.expect("tenant");
+            let url = url::Url::parse("http://127.0.0.1:9/h").expect("url");
+            let settings = hookd::model::EndpointSettings::new(
+                "bench".into(),
+                url,
+                vec![hookd::model::EventPattern::All],
+            );
+            let new = hookd::store::NewEndpoint {
+                settings,
+                secret: hookd::signing::generate_secret(),
+            };
+            let endpoint = store
+                .create_endpoint(tenant.id, new)
+                .await
+                .expect("endpoint");
+            drop(store);
+            handle.close();
+            fill_log(&db, tenant.id.0, endpoint.id.0, filled);
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let started = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .args(["serve", "--admin-token", OPERATOR, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--db")
+            .arg(&db)
+            .env("HOOKD_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn hookd");
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let url = format!("http://127.0.0.1:{port}/health");
+        loop {
+            let req = hyper::Request::get(&url)
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            if let Ok(res) = client.request(req).await
+                && res.status() == 200
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let to_health_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_kib = proc_kib(Some(child.id()), "VmRSS:");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        report(
+            "start",
+            &[
+                ("file", label.to_owned()),
+                ("to /health ms", format!("{to_health_ms:.1}")),
+                ("idle RSS MiB", format!("{:.1}", rss_kib as f64 / 1024.0)),
+            ],
+            json!({"scenario": "start", "file": label, "rows": filled,
+                   "toHealthMs": to_health_ms, "idleRssKiB": rss_kib}),
+        );
+    }
 }
 
 #[tokio::main]
@@ -725,6 +812,7 @@ async fn main() {
             "one-dead-among-ten" => one_dead_among_ten(&options).await,
             "backlog" => backlog(&options).await,
             "big-log" => big_log(&options).await,
+            "start" => start(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }
