@@ -1,5 +1,5 @@
 //! The control API: a hyper server (through axum), the route list, auth, and one file per
-//! resource. Only this module knows HTTP status codes ([`error`]).
+//! resource. Only this module knows HTTP status codes (`error.rs`).
 
 mod deliveries;
 mod endpoints;

@@ -1,5 +1,5 @@
 //! The store: the only module that holds SQL. One SQLite file; one writer thread applies every
-//! write in batched transactions ([`writer`]); reads go through a pool of read-only
+//! write in batched transactions (`writer.rs`); reads go through a pool of read-only
 //! connections. Its public methods speak in model types, so that another store (PostgreSQL,
 //! many nodes) can offer the same interface later.
 
@@ -14,6 +14,7 @@ mod publish;
 mod replay;
 mod retention;
 mod rows;
+mod runs;
 mod schedules;
 mod subscribers;
 mod tenants;
@@ -35,9 +36,8 @@ pub use integrations::default_events;
 pub use maintenance::{CheckReport, backup, check};
 pub use publish::{NewEvent, Published};
 pub use retention::Pruned;
-pub use schedules::{
-    EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput, SchedulePatch,
-};
+pub use runs::{EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput};
+pub use schedules::SchedulePatch;
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;

@@ -156,7 +156,7 @@ impl Store {
     /// with a fresh retry schedule, and events of the window that it subscribes to but never
     /// got (published while it was disabled) get a delivery. Returns how many were queued;
     /// calling it again while they are pending queues nothing more. Works in chunks of
-    /// [`RECOVER_CHUNK`] rows, each its own write, so a window of millions neither holds the
+    /// `RECOVER_CHUNK` rows, each its own write, so a window of millions neither holds the
     /// writer nor memory; each chunk is complete, so an interrupted recover is simply repeated.
     pub async fn recover(
         &self,

@@ -1,35 +1,29 @@
-//! Schedules and their runs. A run's period is read from the read pool (the tenant's events
-//! after the last run's newest one, through the `(tenant_id, id)` index); the schedule service
-//! renders the digest; [`Store::commit_run`] then writes the run, its digest event and the
-//! schedule's next fire time in one short write, so a crash or a restart neither skips nor
-//! doubles a run (a run row is unique per schedule and slot).
+//! Schedules: their rows, and which are due. Their runs are in [`super::runs`].
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::insert as insert_endpoint;
-use super::publish::{NewEvent, publish_in};
 use super::rows::corrupt;
 use super::{NewEndpoint, Store, StoreError, count};
-use crate::fanout::Fanout;
 use crate::model::schedule::{
-    DIGEST_EVENT, DigestFormat, RunStatus, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec,
-    ScheduleStatus, ScheduleTarget,
+    DigestFormat, Schedule, ScheduleKind, ScheduleSpec, ScheduleStatus, ScheduleTarget,
 };
 use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{
-    DeliveryId, EndpointId, EventId, EventName, EventPattern, Page, PageRequest, RunId, ScheduleId,
-    TenantId, UnixMs, now_ms,
+    EndpointId, EventPattern, Page, PageRequest, ScheduleId, TenantId, UnixMs, now_ms,
 };
 
 /// A change to a schedule, applied inside the write.
 pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String> + Send>;
 
-const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \
+/// The columns [`schedule_row`] reads.
+pub(super) const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \
      scheduled_at, timezone, format, endpoint_id, event_types, include_changelog, \
      custom_subject, custom_message, status, next_run_at, last_run_at, created_at, updated_at, \
      recipients, last_event_id";
 
-fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
+/// Reads one schedule row selected with [`COLUMNS`].
+pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
     let kind: String = r.get(2)?;
     let kind = match kind.as_str() {
         "weekly_digest" => ScheduleKind::WeeklyDigest,
@@ -87,7 +81,12 @@ fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
     })
 }
 
-fn load(c: &Connection, tenant_id: TenantId, id: ScheduleId) -> Result<Schedule, StoreError> {
+/// Loads one schedule of a tenant, inside a read or a write.
+pub(super) fn load(
+    c: &Connection,
+    tenant_id: TenantId,
+    id: ScheduleId,
+) -> Result<Schedule, StoreError> {
     c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM schedules WHERE id = ?1 AND tenant_id = ?2"
     ))?
@@ -168,86 +167,8 @@ fn write_spec(
     Ok(())
 }
 
-/// One page of the events a run covers, as the digest lists them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeriodEvent {
-    /// `evt_…`.
-    pub id: EventId,
-    /// Its type.
-    pub name: String,
-    /// When it was published.
-    pub created_at: UnixMs,
-    /// Its `data`, as JSON text.
-    pub data: String,
-}
-
-/// What a run's period holds: the tenant's events after the previous run's newest one, up to
-/// `last_event_id`, filtered by the schedule's coverage.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Period {
-    /// Covered events per type, by type.
-    pub counts: Vec<(String, u64)>,
-    /// The newest covered events, newest first (at most the number asked for).
-    pub newest: Vec<PeriodEvent>,
-    /// The newest event id read: the next run starts after it, so an event that commits
-    /// after this read is in the next run, never lost, never counted twice.
-    pub last_event_id: i64,
-}
-
-/// What a run sends.
-#[derive(Debug, Clone)]
-pub enum RunOutput {
-    /// A `schedule.digest` event to the schedule's endpoint; `data` gets the run's `runId`.
-    Webhook {
-        /// The endpoint.
-        endpoint: EndpointId,
-        /// The event's `data` (without `runId`).
-        data: serde_json::Value,
-    },
-    /// An email, sent by the mailer after the commit.
-    Email {
-        /// Its subject.
-        subject: String,
-        /// The attached document.
-        document: Vec<u8>,
-    },
-}
-
-/// A run to write, with the schedule's state it was built from.
-#[derive(Debug, Clone)]
-pub struct NewRun {
-    /// The schedule as read: the run is written only if it has not changed since.
-    pub schedule: Schedule,
-    /// Its slot: the fire time it stands for (negative for manual runs).
-    pub slot: i64,
-    /// When the run started (the end of its period).
-    pub started_at: UnixMs,
-    /// The period's start.
-    pub period_start: UnixMs,
-    /// The newest event the run covers.
-    pub last_event_id: i64,
-    /// Events in the period.
-    pub event_count: u64,
-    /// The schedule's next fire time and status after a timed run; `None` for a manual run,
-    /// which leaves them as they are.
-    pub next: Option<(Option<UnixMs>, ScheduleStatus)>,
-    /// What it sends.
-    pub output: RunOutput,
-}
-
-/// How [`Store::commit_run`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunCommit {
-    /// The run is written.
-    Written(RunId),
-    /// This slot already ran.
-    AlreadyRan,
-    /// The schedule changed (or ran) since it was read; read it again.
-    Changed,
-}
-
 /// The newest event id of a tenant, through the `(tenant_id, id)` index.
-fn newest_event(c: &Connection, tenant_id: TenantId) -> Result<i64, StoreError> {
+pub(super) fn newest_event(c: &Connection, tenant_id: TenantId) -> Result<i64, StoreError> {
     Ok(
         c.prepare_cached("SELECT coalesce(max(id), 0) FROM events WHERE tenant_id = ?1")?
             .query_row([tenant_id.0], |r| r.get(0))?,
@@ -394,372 +315,4 @@ impl Store {
         })
         .await
     }
-
-    /// Reads a run's period from the read pool: the tenant's events after `after_event_id`
-    /// that `covers` accepts, counted by type, with the `listed` newest of them.
-    pub async fn period(
-        &self,
-        tenant_id: TenantId,
-        after_event_id: i64,
-        listed: usize,
-        covers: impl Fn(&str) -> bool + Send + 'static,
-    ) -> Result<Period, StoreError> {
-        self.read(move |c| {
-            let last = newest_event(c, tenant_id)?.max(after_event_id);
-            let mut counts: Vec<(String, u64)> = Vec::new();
-            {
-                let mut stmt = c.prepare_cached(
-                    "SELECT type, count(*) FROM events
-                     WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
-                     GROUP BY type ORDER BY type",
-                )?;
-                let mut rows = stmt.query(params![tenant_id.0, after_event_id, last])?;
-                while let Some(row) = rows.next()? {
-                    let name: String = row.get(0)?;
-                    if covers(&name) {
-                        counts.push((name, count(row.get(1)?)));
-                    }
-                }
-            }
-            let mut newest = Vec::new();
-            if !counts.is_empty() {
-                let mut stmt = c.prepare_cached(
-                    "SELECT id, type, created_at, data FROM events
-                     WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
-                     ORDER BY id DESC",
-                )?;
-                let mut rows = stmt.query(params![tenant_id.0, after_event_id, last])?;
-                while newest.len() < listed {
-                    let Some(row) = rows.next()? else { break };
-                    let name: String = row.get(1)?;
-                    if covers(&name) {
-                        newest.push(PeriodEvent {
-                            id: EventId(row.get(0)?),
-                            name,
-                            created_at: row.get(2)?,
-                            data: row.get(3)?,
-                        });
-                    }
-                }
-            }
-            Ok(Period {
-                counts,
-                newest,
-                last_event_id: last,
-            })
-        })
-        .await
-    }
-
-    /// Writes a run in one short write: the run row (unique per schedule and slot), the
-    /// schedule's last run and, for a timed run, its next fire time; then the digest event to
-    /// the schedule's endpoint alone, or the email document for the mailer. Nothing is written
-    /// when the schedule changed or ran since `run.schedule` was read.
-    pub async fn commit_run(&self, run: NewRun) -> Result<RunCommit, StoreError> {
-        self.writer
-            .write(move |c, batch| {
-                let schedule = &run.schedule;
-                let current: Option<(i64, i64)> = c
-                    .prepare_cached(
-                        "SELECT updated_at, last_event_id FROM schedules WHERE id = ?1",
-                    )?
-                    .query_row([schedule.id.0], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                let Some((updated_at, last_event_id)) = current else {
-                    return Err(StoreError::NotFound);
-                };
-                if (updated_at, last_event_id) != (schedule.updated_at, schedule.last_event_id) {
-                    return Ok(RunCommit::Changed);
-                }
-                let inserted = c
-                    .prepare_cached(
-                        "INSERT INTO schedule_runs (schedule_id, slot, status, started_at,
-                            period_start, period_end, event_count)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
-                        schedule.id.0,
-                        run.slot,
-                        RunStatus::Sending.as_str(),
-                        run.started_at,
-                        run.period_start,
-                        run.event_count as i64
-                    ])?;
-                let set_next = |next: Option<(Option<UnixMs>, ScheduleStatus)>| {
-                    if let Some((next_run_at, status)) = next {
-                        c.prepare_cached(
-                            "UPDATE schedules SET next_run_at = ?2, status = ?3 WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            schedule.id.0,
-                            next_run_at,
-                            status.as_str()
-                        ])?;
-                    }
-                    Ok::<_, StoreError>(())
-                };
-                if inserted == 0 {
-                    // The slot ran before: a timed run still moves on to the next time.
-                    set_next(run.next)?;
-                    return Ok(RunCommit::AlreadyRan);
-                }
-                let run_id = RunId(c.last_insert_rowid());
-                // The next digest's period starts here, whatever this run's delivery comes to.
-                c.prepare_cached(
-                    "UPDATE schedules SET last_run_at = ?2, last_event_id = ?3 WHERE id = ?1",
-                )?
-                .execute(params![
-                    schedule.id.0,
-                    run.started_at,
-                    run.last_event_id
-                ])?;
-                set_next(run.next)?;
-                match &run.output {
-                    RunOutput::Email { subject, document } => {
-                        c.prepare_cached(
-                            "UPDATE schedule_runs SET subject = ?2, document = ?3,
-                                next_attempt_at = ?4
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run_id.0,
-                            subject,
-                            document,
-                            run.started_at
-                        ])?;
-                    }
-                    RunOutput::Webhook { endpoint, data } => {
-                        let mut data = data.clone();
-                        data["runId"] = serde_json::json!(run_id);
-                        let event = NewEvent {
-                            name: EventName::parse(DIGEST_EVENT)
-                                .map_err(StoreError::invalid_name)?,
-                            data: data.to_string(),
-                            idempotency_key: None,
-                        };
-                        let published = publish_in(
-                            c,
-                            batch,
-                            schedule.tenant_id,
-                            &[event],
-                            Fanout::Only(*endpoint),
-                        )?;
-                        let delivery: Option<i64> = match published.first() {
-                            Some(p) if p.deliveries > 0 => c
-                                .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1")?
-                                .query_row([p.id.0], |r| r.get(0))
-                                .optional()?,
-                            _ => None,
-                        };
-                        let (status, error) = match delivery {
-                            Some(_) => (RunStatus::Delivered, None),
-                            None => (
-                                RunStatus::Failed,
-                                Some(format!("endpoint {endpoint} is disabled or gone")),
-                            ),
-                        };
-                        c.prepare_cached(
-                            "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
-                                delivery_id = ?4, error = ?5
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run_id.0,
-                            status.as_str(),
-                            run.started_at,
-                            delivery,
-                            error
-                        ])?;
-                    }
-                }
-                Ok(RunCommit::Written(run_id))
-            })
-            .await
-    }
-
-    /// One page of a schedule's runs, newest first.
-    pub async fn list_runs(
-        &self,
-        tenant_id: TenantId,
-        id: ScheduleId,
-        page: PageRequest,
-    ) -> Result<Page<ScheduleRun>, StoreError> {
-        self.read(move |c| {
-            load(c, tenant_id, id)?;
-            let total: i64 = c.query_row(
-                "SELECT count(*) FROM schedule_runs WHERE schedule_id = ?1",
-                [id.0],
-                |r| r.get(0),
-            )?;
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, status, started_at, finished_at, period_start, period_end,
-                        event_count, delivery_id, error, email_result
-                     FROM schedule_runs WHERE schedule_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
-                )?
-                .query_map(params![id.0, page.size, page.offset()], |r| {
-                    let delivery: Option<i64> = r.get(7)?;
-                    Ok(ScheduleRun {
-                        id: RunId(r.get(0)?),
-                        status: RunStatus::parse(&r.get::<_, String>(1)?)
-                            .ok_or_else(|| corrupt("schedule_runs.status"))?,
-                        started_at: r.get(2)?,
-                        finished_at: r.get(3)?,
-                        period: (r.get(4)?, r.get(5)?),
-                        event_count: count(r.get(6)?),
-                        delivery_id: delivery.map(DeliveryId),
-                        error: r.get(8)?,
-                        email_result: r.get(9)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
-        })
-        .await
-    }
-}
-
-/// An email run ready to send.
-#[derive(Debug, Clone)]
-pub struct EmailJob {
-    /// The run.
-    pub run_id: RunId,
-    /// This send attempt's number; recording its result needs it.
-    pub attempt: u32,
-    /// Where it goes.
-    pub recipients: Vec<String>,
-    /// The subject.
-    pub subject: String,
-    /// A message for the email's text part.
-    pub message: Option<String>,
-    /// The attached document.
-    pub document: Vec<u8>,
-    /// The document's format.
-    pub format: DigestFormat,
-}
-
-impl Store {
-    /// Leases email runs due for a send attempt (at most `limit`, each for `lease_ms`).
-    /// Answers after the lease commits: the attempt number is the fence, and a lease lost to a
-    /// rolled-back batch would hand it out again.
-    pub async fn claim_email_runs(
-        &self,
-        now: UnixMs,
-        limit: usize,
-        lease_ms: i64,
-    ) -> Result<Vec<EmailJob>, StoreError> {
-        self.writer
-            .write(move |c, _| {
-                let rows: Vec<(i64, i64, u32, String, Vec<u8>)> = c
-                    .prepare_cached(
-                        "UPDATE schedule_runs SET attempts = attempts + 1, next_attempt_at = ?1 + ?3
-                         WHERE id IN (SELECT id FROM schedule_runs
-                                      WHERE status = 'sending' AND next_attempt_at <= ?1
-                                      ORDER BY next_attempt_at LIMIT ?2)
-                         RETURNING id, schedule_id, attempts, subject, document",
-                    )?
-                    .query_map(params![now, limit as i64, lease_ms], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                let mut jobs = Vec::with_capacity(rows.len());
-                for (run, schedule, attempt, subject, document) in rows {
-                    let s: Schedule = c
-                        .prepare_cached(&format!("SELECT {COLUMNS} FROM schedules WHERE id = ?1"))?
-                        .query_row([schedule], schedule_row)?;
-                    let ScheduleTarget::Email(recipients) = s.spec.target else {
-                        continue;
-                    };
-                    jobs.push(EmailJob {
-                        run_id: RunId(run),
-                        attempt,
-                        recipients,
-                        subject,
-                        message: s.spec.custom_message,
-                        document,
-                        format: s.spec.format,
-                    });
-                }
-                Ok(jobs)
-            })
-            .await
-    }
-
-    /// Records a send attempt as the mailer decided it. A result for an attempt that is no
-    /// longer current is ignored.
-    pub async fn record_email(&self, job: &EmailJob, after: EmailAfter) -> Result<(), StoreError> {
-        let (run, attempt) = (job.run_id, job.attempt);
-        self.writer
-            .write(move |c, _| {
-                let current = c
-                    .prepare_cached(
-                        "SELECT 1 FROM schedule_runs
-                         WHERE id = ?1 AND status = 'sending' AND attempts = ?2",
-                    )?
-                    .exists(params![run.0, attempt])?;
-                if !current {
-                    return Ok(());
-                }
-                let now = now_ms();
-                match after {
-                    EmailAfter::Sent(message) => {
-                        c.prepare_cached(
-                            "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
-                                next_attempt_at = NULL, email_result = ?4, document = NULL
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run.0,
-                            RunStatus::Delivered.as_str(),
-                            now,
-                            message
-                        ])?;
-                    }
-                    EmailAfter::RetryAt { at, note } => {
-                        c.prepare_cached(
-                            "UPDATE schedule_runs SET next_attempt_at = ?2, email_result = ?3
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![run.0, at, note])?;
-                    }
-                    EmailAfter::Failed { note, error } => {
-                        c.prepare_cached(
-                            "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
-                                next_attempt_at = NULL, email_result = ?4, error = ?5
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run.0,
-                            RunStatus::Failed.as_str(),
-                            now,
-                            note,
-                            error
-                        ])?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-    }
-}
-
-/// What follows an email send attempt, as the mailer decides it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EmailAfter {
-    /// Accepted by the SMTP server; what it answered.
-    Sent(String),
-    /// Failed; try again at this time.
-    RetryAt {
-        /// When.
-        at: UnixMs,
-        /// What the run log shows.
-        note: String,
-    },
-    /// Failed for good (the email retry schedule is used up).
-    Failed {
-        /// What the run log shows.
-        note: String,
-        /// The last error.
-        error: String,
-    },
 }
