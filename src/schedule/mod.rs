@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::model::now_ms;
 use crate::report::ErrorChain;
-use crate::store::{RunCommit, Store};
+use crate::store::{RunCommit, Store, StoreError};
 use firing::{FireError, Slot, fire};
 
 /// Most schedules read per look.
@@ -61,9 +61,12 @@ pub async fn fire_due(store: &Store) -> Result<usize, FireError> {
                 }
                 Ok(RunCommit::AlreadyRan) => moved += 1,
                 // Changed since it was read: the next round reads it again.
-                Ok(RunCommit::Changed)
-                | Err(FireError::Store(crate::store::StoreError::NotFound)) => {}
-                Err(e) => return Err(e),
+                Ok(RunCommit::Changed) | Err(FireError::Store(StoreError::NotFound)) => {}
+                Err(FireError::Store(e)) => return Err(FireError::Store(e)),
+                // One schedule's digest failing must not hold back the others.
+                Err(e) => {
+                    tracing::warn!(error = %ErrorChain(&e), "a schedule run failed; it stays due");
+                }
             }
         }
         if moved == 0 {

@@ -17,6 +17,7 @@ use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,
     Endpoint, EndpointId, EventId, Page, PageRequest, TenantId, UnixMs, now_ms,
 };
+use crate::report::ErrorChain;
 
 /// What the dispatcher asks for.
 #[derive(Debug, Clone)]
@@ -388,7 +389,8 @@ impl Store {
     /// is applied as `rule` decides (see [`crate::model::attempt::AttemptRule`]); the others
     /// are [`Recorded::Stale`]. The retry schedule and disable threshold are the claim's (as
     /// they were when it was attempted); the endpoint's state is read fresh. Endpoints that got
-    /// disabled have their pending deliveries settled afterwards, in chunks.
+    /// disabled have their pending deliveries settled right after, in chunks, in a task of
+    /// their own.
     pub async fn record_attempts(
         &self,
         done: Vec<(Claim, AttemptOutcome)>,
@@ -411,8 +413,14 @@ impl Store {
                 Ok((recorded, disabled))
             })
             .await?;
+        // Settled apart from this record, so the batch's slots are not held meanwhile.
         for endpoint in disabled {
-            self.settle_disabled(endpoint).await?;
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.settle_disabled(endpoint).await {
+                    tracing::warn!(endpoint_id = %endpoint, error = %ErrorChain(&e), "cannot fail a disabled endpoint's pending deliveries yet; housekeeping will");
+                }
+            });
         }
         Ok(recorded)
     }
