@@ -36,7 +36,7 @@ pub async fn run(
             () = tokio::time::sleep(interval) => {}
         }
         if let Err(e) = pass(&store, retention).await {
-            tracing::warn!(error = %e, "housekeeping failed; will try again");
+            tracing::warn!(error = %crate::report::ErrorChain(&e), "housekeeping failed; will try again");
         }
     }
 }

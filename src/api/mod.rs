@@ -228,7 +228,7 @@ async fn serve_connection<I>(
     let service = hyper_util::service::TowerToHyperService::new(app);
     let connection = http.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(error = %e, "API connection ended with an error");
+        tracing::debug!(error = %crate::report::ErrorChain(&e), "API connection ended with an error");
     }
 }
 

@@ -199,7 +199,7 @@ impl Dispatcher {
             let claims = match self.store.claim(request).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(error = %e, "claim failed");
+                    tracing::error!(error = %ErrorChain(&e), "claim failed");
                     return started;
                 }
             };
