@@ -248,26 +248,55 @@ fn leased_facts(
     Ok(row)
 }
 
+/// One endpoint's counters as a record operation changes them: read once, changed in memory
+/// result by result, written once at the operation's end.
+struct Tally {
+    state: EndpointState,
+    succeeded: u64,
+    failed: u64,
+    settled: u64,
+    last: Option<(UnixMs, &'static str, Option<u16>)>,
+}
+
+impl Tally {
+    fn new(state: EndpointState) -> Self {
+        Self {
+            state,
+            succeeded: 0,
+            failed: 0,
+            settled: 0,
+            last: None,
+        }
+    }
+}
+
 /// Records one attempt inside the caller's write: checks the lease, asks `rule` what follows
-/// and writes it (the attempt row, the delivery, the endpoint's counters and state, the
-/// announcements). Returns what it did, and the endpoint when it was disabled.
+/// and writes it (the attempt row, the delivery, the endpoint's state and announcements); the
+/// endpoint's counters go into `tallies`, for [`write_tallies`]. Returns what it did, and the
+/// endpoint when it was disabled.
 fn record_in(
     c: &Connection,
     batch: &mut Batch,
+    tallies: &mut HashMap<EndpointId, Tally>,
     claim: &Claim,
     outcome: &AttemptOutcome,
     jitter: f64,
     rule: AttemptRule,
 ) -> Result<(Recorded, Option<EndpointId>), StoreError> {
-    let Some((facts, state)) = leased_facts(c, claim.delivery_id, claim.lease)? else {
+    let Some((facts, fresh)) = leased_facts(c, claim.delivery_id, claim.lease)? else {
         return Ok((Recorded::Stale, None));
     };
     let endpoint = &claim.endpoint.0;
+    // The first result of an endpoint in this operation reads its state; the next ones see it
+    // as the earlier results left it.
+    let tally = tallies
+        .entry(endpoint.id)
+        .or_insert_with(|| Tally::new(fresh));
     let t = rule(&AttemptFacts {
         delivery: &facts,
         attempt: claim.attempt,
         endpoint,
-        state,
+        state: tally.state,
         outcome,
         jitter,
     });
@@ -298,29 +327,21 @@ fn record_in(
         t.exhausted
     ])?;
     let k = t.counters;
-    c.prepare_cached(
-        "UPDATE endpoints SET
-            succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
-            consecutive_failures = ?5,
-            last_delivery_at = ?6, last_delivery_status = ?7, last_response_code = ?8
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        endpoint.id.0,
-        k.succeeded as i64,
-        k.failed as i64,
-        k.settled as i64,
-        k.consecutive_failures as i64,
-        t.finished_at,
-        if outcome.is_success() {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        outcome.response_code
-    ])?;
+    tally.succeeded += k.succeeded;
+    tally.failed += k.failed;
+    tally.settled += k.settled;
+    tally.state.consecutive_failures = k.consecutive_failures;
+    let last_status = if outcome.is_success() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    if tally.last.is_none_or(|(at, _, _)| at <= t.finished_at) {
+        tally.last = Some((t.finished_at, last_status, outcome.response_code));
+    }
     let mut disabled = None;
     if let Some(reason) = t.disable {
+        tally.state.is_active = false;
         deactivate(c, batch, endpoint, t.finished_at, reason)?;
         tracing::warn!(
             endpoint_id = %endpoint.id,
@@ -334,6 +355,37 @@ fn record_in(
         announce(c, batch, endpoint.tenant_id, announcement)?;
     }
     Ok((Recorded::Applied(t.status), disabled))
+}
+
+/// Writes each endpoint's counters as a record operation left them: one update per endpoint,
+/// however many of its results the operation recorded.
+fn write_tallies(c: &Connection, tallies: HashMap<EndpointId, Tally>) -> Result<(), StoreError> {
+    let mut update = c.prepare_cached(
+        "UPDATE endpoints SET
+            succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
+            consecutive_failures = ?5,
+            last_delivery_at = coalesce(?6, last_delivery_at),
+            last_delivery_status = coalesce(?7, last_delivery_status),
+            last_response_code = CASE WHEN ?6 IS NULL THEN last_response_code ELSE ?8 END
+         WHERE id = ?1",
+    )?;
+    for (endpoint, tally) in tallies {
+        let (at, status, code) = match tally.last {
+            Some((at, status, code)) => (Some(at), Some(status), code),
+            None => (None, None, None),
+        };
+        update.execute(params![
+            endpoint.0,
+            tally.succeeded as i64,
+            tally.failed as i64,
+            tally.settled as i64,
+            tally.state.consecutive_failures as i64,
+            at,
+            status,
+            code
+        ])?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -405,11 +457,13 @@ impl Store {
             .write_unguarded(move |c, batch| {
                 let mut recorded = Vec::with_capacity(done.len());
                 let mut disabled = Vec::new();
+                let mut tallies = HashMap::new();
                 for ((claim, outcome), jitter) in done.iter().zip(jitters) {
-                    let (r, d) = record_in(c, batch, claim, outcome, jitter, rule)?;
+                    let (r, d) = record_in(c, batch, &mut tallies, claim, outcome, jitter, rule)?;
                     recorded.push(r);
                     disabled.extend(d);
                 }
+                write_tallies(c, tallies)?;
                 Ok((recorded, disabled))
             })
             .await?;
@@ -684,6 +738,76 @@ mod tests {
             .await
             .expect("record");
         assert_eq!(applied, Recorded::Applied(DeliveryStatus::Succeeded));
+        drop(store);
+        handle.close();
+    }
+
+    /// Results recorded together see each other: the second failure of one record operation
+    /// disables the endpoint at `disableAfter: 2`, the third does not disable it again, and the
+    /// counters hold all three. (Multi-threaded: disabling starts a settling task that holds
+    /// the store until it ends, and `close` blocks this thread.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_recorded_together_count_in_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, handle) =
+            Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+        let tenant = store.create_tenant("t".into()).await.expect("tenant");
+        let endpoint = store
+            .create_endpoint(
+                tenant.id,
+                NewEndpoint {
+                    settings: EndpointSettings {
+                        retry_schedule: Vec::new(),
+                        disable_after: 2,
+                        ..settings()
+                    },
+                    secret: crate::signing::generate_secret(),
+                },
+            )
+            .await
+            .expect("endpoint");
+        let events = (0..3)
+            .map(|_| NewEvent {
+                name: EventName::parse("a.b").expect("name"),
+                data: "{}".into(),
+                idempotency_key: None,
+            })
+            .collect();
+        store.publish(tenant.id, events).await.expect("publish");
+        let now = now_ms();
+        let claims = store.claim(request(now)).await.expect("claim");
+        assert_eq!(claims.len(), 3);
+        let failed = AttemptOutcome {
+            at: now,
+            response_code: Some(500),
+            latency_ms: 1,
+            error: Some(crate::model::ErrorClass::HttpStatus),
+            error_message: None,
+            response_body: None,
+            retry_after_ms: None,
+        };
+        let done = claims.into_iter().map(|c| (c, failed.clone())).collect();
+        let recorded = store
+            .record_attempts(done, after_attempt)
+            .await
+            .expect("record");
+        assert!(
+            recorded
+                .iter()
+                .all(|r| *r == Recorded::Applied(DeliveryStatus::Failed))
+        );
+        let read = store
+            .get_endpoint(tenant.id, endpoint.id)
+            .await
+            .expect("endpoint");
+        assert!(!read.settings.is_active);
+        assert_eq!(
+            read.disabled_reason,
+            Some(crate::model::DisableReason::ConsecutiveFailures)
+        );
+        let k = &read.counters;
+        assert_eq!((k.failed, k.pending, k.consecutive_failures), (3, 0, 3));
+        assert_eq!(k.last_delivery.as_ref().map(|l| l.2), Some(Some(500)));
         drop(store);
         handle.close();
     }
