@@ -1,4 +1,4 @@
-//! Schedules: their rows, and which are due. Their runs are in [`super::runs`].
+//! Schedules: their rows, and which are due. Their runs are in `runs.rs`.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
