@@ -568,6 +568,7 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
             now: hookd::model::now_ms(),
             limit: 100,
             per_endpoint: 100,
+            unlisted_slots: 100,
             busy: Vec::new(),
             lease_margin_ms: 30_000,
         };

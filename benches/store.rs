@@ -93,6 +93,7 @@ fn store_benches(c: &mut Criterion) {
                         now: now_ms(),
                         limit: 100,
                         per_endpoint: 100,
+                        unlisted_slots: 100,
                         busy: Vec::new(),
                         lease_margin_ms: 30_000,
                     };

@@ -26,6 +26,8 @@ use crate::store::{Claim, ClaimRequest, EndpointLoad, Store};
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// The pacing window: a tenth of the limit may start in each.
 const PACE_WINDOW: Duration = Duration::from_millis(100);
+/// How long an idle endpoint's slot budget is remembered.
+const REMEMBER_IDLE: Duration = Duration::from_secs(10);
 
 /// What the dispatcher tracks per endpoint: attempts in flight, its slot budget (slots
 /// follow success, see [`super::slots`]) and, for rate-limited endpoints, when recent attempts
@@ -34,6 +36,8 @@ const PACE_WINDOW: Duration = Duration::from_millis(100);
 struct Load {
     in_flight: usize,
     slots: Slots,
+    /// When an attempt last started or finished.
+    last_active: Instant,
     rate_limit: Option<u32>,
     starts: VecDeque<Instant>,
 }
@@ -193,6 +197,7 @@ impl Dispatcher {
                 now: now_ms(),
                 limit: free,
                 per_endpoint: self.config.max_in_flight_per_endpoint,
+                unlisted_slots: Slots::first(self.config.max_in_flight_per_endpoint),
                 busy,
                 lease_margin_ms: self.config.lease_margin.as_millis() as i64,
             };
@@ -261,9 +266,15 @@ impl Dispatcher {
         };
         let now = Instant::now();
         let max = self.config.max_in_flight_per_endpoint;
+        // An endpoint is remembered while it is busy, was busy lately, or is failing; one
+        // that idles longer forgets its budget and starts again from the first slots
+        // (`unlisted_slots`), so the list stays as short as the busy and failing set.
         busy.retain(|_, load| {
             load.prune(now);
-            load.in_flight > 0 || !load.starts.is_empty() || !load.slots.is_fresh(max)
+            load.in_flight > 0
+                || !load.starts.is_empty()
+                || load.slots.failing()
+                || now.duration_since(load.last_active) < REMEMBER_IDLE
         });
         let failing_in_flight: usize = busy
             .values()
@@ -278,7 +289,7 @@ impl Dispatcher {
                     in_flight: load.in_flight,
                     started_last_second: load.starts.len(),
                     started_last_tenth: load.recent(now).count(),
-                    slots: (cap < max).then_some(cap),
+                    slots: Some(cap.min(max)),
                 };
                 (*id, load)
             })
@@ -297,10 +308,12 @@ impl Dispatcher {
             let load = busy.entry(endpoint).or_insert_with(|| Load {
                 in_flight: 0,
                 slots: Slots::new(max),
+                last_active: Instant::now(),
                 rate_limit,
                 starts: VecDeque::new(),
             });
             load.in_flight += 1;
+            load.last_active = Instant::now();
             load.rate_limit = rate_limit;
             if rate_limit.is_some() {
                 load.starts.push_back(Instant::now());
@@ -314,6 +327,7 @@ impl Dispatcher {
             && let Some(load) = busy.get_mut(&endpoint)
         {
             load.in_flight = load.in_flight.saturating_sub(1);
+            load.last_active = Instant::now();
             load.slots.after(answered, max);
         }
     }

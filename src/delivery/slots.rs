@@ -21,9 +21,14 @@ impl Slots {
     /// A new endpoint's budget under a per-endpoint cap of `max`.
     pub fn new(max: usize) -> Self {
         Self {
-            limit: START_SLOTS.min(max).max(1),
+            limit: Self::first(max),
             failing: false,
         }
+    }
+
+    /// The slots an endpoint starts with under a per-endpoint cap of `max`.
+    pub fn first(max: usize) -> usize {
+        START_SLOTS.min(max).max(1)
     }
 
     /// Adjusts the budget after an attempt: `answered` is whether any HTTP response came.
@@ -40,11 +45,6 @@ impl Slots {
     /// Whether its last attempt got no answer.
     pub fn failing(&self) -> bool {
         self.failing
-    }
-
-    /// Whether it is at the full cap and answering (nothing to remember about it).
-    pub fn is_fresh(&self, max: usize) -> bool {
-        !self.failing && self.limit >= max
     }
 
     /// How many attempts it may have in flight now. `failing_in_flight` is what all failing
@@ -71,7 +71,6 @@ mod tests {
             s.after(true, 128);
         }
         assert_eq!(s.cap(0, 512), 128, "capped at the per-endpoint maximum");
-        assert!(s.is_fresh(128));
         let halvings: Vec<usize> = (0..9)
             .map(|_| {
                 s.after(false, 128);

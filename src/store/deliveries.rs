@@ -28,6 +28,8 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// At most this many in flight per endpoint, counting `busy` (1 for FIFO endpoints).
     pub per_endpoint: usize,
+    /// At most this many in flight for an endpoint `busy` does not list (a new or idle one).
+    pub unlisted_slots: usize,
     /// Per endpoint: attempts in flight, attempts started in the last second and tenth
     /// (checked against the endpoint's `rateLimit`), and its slot budget.
     pub busy: Vec<(EndpointId, EndpointLoad)>,
@@ -44,8 +46,8 @@ pub struct EndpointLoad {
     pub started_last_second: usize,
     /// Attempts started within the last tenth of a second.
     pub started_last_tenth: usize,
-    /// At most this many in flight now, when the dispatcher holds the endpoint below the
-    /// per-endpoint cap (slots follow success); `None` for the cap itself.
+    /// At most this many in flight now (slots follow success); `None` for the per-endpoint
+    /// cap itself.
     pub slots: Option<usize>,
 }
 
@@ -147,7 +149,8 @@ fn claim_rows(
                  FROM json_each(?2)),
              room(endpoint, ordering, room) AS (
                  SELECT e.id, e.ordering, min(
-                     min(CASE e.ordering WHEN 'fifo' THEN 1 ELSE ?3 END, coalesce(l.slots, ?3))
+                     min(CASE e.ordering WHEN 'fifo' THEN 1 ELSE ?3 END,
+                         coalesce(l.slots, CASE WHEN l.endpoint IS NULL THEN ?7 ELSE ?3 END))
                          - coalesce(l.in_flight, 0),
                      coalesce(min(e.rate_limit - coalesce(l.last_second, 0),
                                   (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)), ?3))
@@ -184,7 +187,8 @@ fn claim_rows(
                 req.per_endpoint as i64,
                 req.limit as i64,
                 req.lease_margin_ms,
-                lease
+                lease,
+                req.unlisted_slots as i64
             ],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?
@@ -623,6 +627,7 @@ mod tests {
             now,
             limit: 10,
             per_endpoint: 10,
+            unlisted_slots: 10,
             busy: Vec::new(),
             lease_margin_ms: 1000,
         }

@@ -42,6 +42,7 @@ fn claim_at(now: i64, limit: usize) -> ClaimRequest {
         now,
         limit,
         per_endpoint: 10,
+        unlisted_slots: 10,
         busy: Vec::new(),
         lease_margin_ms: 1000,
     }
@@ -156,6 +157,7 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
     // Per endpoint at most 3, with endpoint 0 already running 2 of them.
     let req = ClaimRequest {
         per_endpoint: 3,
+        unlisted_slots: 3,
         busy: vec![(
             endpoints[0],
             EndpointLoad {
