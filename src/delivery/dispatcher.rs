@@ -258,8 +258,8 @@ impl Dispatcher {
         });
     }
 
-    /// Each tracked endpoint's load, forgetting starts older than the rate window, with its
-    /// slot budget when that is below the per-endpoint cap.
+    /// Each tracked endpoint's load and slot budget, forgetting starts older than the rate
+    /// window.
     fn loads(&self) -> Vec<(EndpointId, EndpointLoad)> {
         let Ok(mut busy) = self.busy.lock() else {
             return Vec::new();

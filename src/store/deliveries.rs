@@ -8,11 +8,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::{deactivate, load, load_any, secrets};
 use super::publish::announce;
-use super::rows::{SUMMARY_SELECT, corrupt, summary_row};
+use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState};
-use crate::model::delivery::{DeliveryFacts, Replay};
+use crate::model::delivery::DeliveryFacts;
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,
     Endpoint, EndpointId, EventId, Page, PageRequest, TenantId, UnixMs, now_ms,
@@ -227,19 +227,12 @@ fn leased_facts(
              WHERE d.id = ?1 AND d.status = 0 AND d.lease = ?2",
         )?
         .query_row(params![delivery.0, lease], |r| {
-            let replay = match r.get::<_, Option<i64>>(1)? {
-                None => None,
-                Some(0) => Some(Replay::Resume(r.get(2)?)),
-                Some(code) => Some(Replay::Return(
-                    DeliveryStatus::from_code(code).ok_or_else(|| corrupt("replay_return"))?,
-                )),
-            };
             let facts = DeliveryFacts {
                 id: delivery,
                 event_id: EventId(r.get(4)?),
                 event_type: r.get(5)?,
                 schedule_offset: r.get(0)?,
-                replay,
+                replay: replay_of(r.get(1)?, r.get(2)?)?,
                 was_exhausted: r.get::<_, i64>(3)? != 0,
             };
             let state = EndpointState {
@@ -368,15 +361,13 @@ fn write_tallies(c: &Connection, tallies: HashMap<EndpointId, Tally>) -> Result<
         "UPDATE endpoints SET
             succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
             consecutive_failures = ?5,
-            last_delivery_at = coalesce(?6, last_delivery_at),
-            last_delivery_status = coalesce(?7, last_delivery_status),
-            last_response_code = CASE WHEN ?6 IS NULL THEN last_response_code ELSE ?8 END
+            last_delivery_at = ?6, last_delivery_status = ?7, last_response_code = ?8
          WHERE id = ?1",
     )?;
     for (endpoint, tally) in tallies {
-        let (at, status, code) = match tally.last {
-            Some((at, status, code)) => (Some(at), Some(status), code),
-            None => (None, None, None),
+        // A tally exists only once a result was applied, so it always has a last delivery.
+        let Some((at, status, code)) = tally.last else {
+            continue;
         };
         update.execute(params![
             endpoint.0,

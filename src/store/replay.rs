@@ -5,10 +5,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::{load, load_any};
 use super::publish::add_delivery;
-use super::rows::{SUMMARY_SELECT, summary_row};
+use super::rows::{SUMMARY_SELECT, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::delivery::Replay;
 use crate::model::replay::{RetryPlan, plan_retry, recover_window, replays_to};
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, EventId, TenantId, UnixMs, now_ms,
@@ -92,21 +91,11 @@ impl Store {
                     .query_row(params![id.0, tenant_id.0], summary_row)
                     .optional()?
                     .ok_or(StoreError::NotFound)?;
-                let (leased, replay_return, resume_at): (Option<i64>, Option<i64>, Option<i64>) =
-                    c.prepare_cached(
+                let (leased, replay): (Option<i64>, _) = c
+                    .prepare_cached(
                         "SELECT lease_until, replay_return, resume_at FROM deliveries WHERE id = ?1",
                     )?
-                    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                let replay = match replay_return {
-                    None => None,
-                    Some(0) => Some(Replay::Resume(resume_at)),
-                    Some(code) => Some(Replay::Return(
-                        DeliveryStatus::from_code(code).ok_or(StoreError::Corrupt {
-                            what: "deliveries.replay_return",
-                            detail: code.to_string(),
-                        })?,
-                    )),
-                };
+                    .query_row([id.0], |r| Ok((r.get(0)?, replay_of(r.get(1)?, r.get(2)?)?)))?;
                 let endpoint = load_any(c, summary.endpoint_id)?;
                 let plan = plan_retry(
                     endpoint.id,

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use super::{StoreError, count};
+use crate::model::delivery::Replay;
 use crate::model::endpoint::EndpointCounters;
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, DisableReason, Endpoint, EndpointId,
-    EndpointSettings, EventId, EventPattern, Format, Ordering, SignatureScheme, TenantId,
+    EndpointSettings, EventId, EventPattern, Format, Ordering, SignatureScheme, TenantId, UnixMs,
 };
 
 /// A row error for a stored value that does not parse.
@@ -28,6 +29,21 @@ pub(super) fn patterns(json: &str, what: &'static str) -> Result<Vec<EventPatter
         .map_err(|detail| StoreError::Corrupt { what, detail })
 }
 
+/// A delivery's manual replay, from its stored `replay_return` (0: a pending delivery's extra
+/// attempt, resuming at `resume_at`; else the status to return to).
+pub(super) fn replay_of(
+    replay_return: Option<i64>,
+    resume_at: Option<UnixMs>,
+) -> rusqlite::Result<Option<Replay>> {
+    Ok(match replay_return {
+        None => None,
+        Some(0) => Some(Replay::Resume(resume_at)),
+        Some(code) => Some(Replay::Return(
+            DeliveryStatus::from_code(code).ok_or_else(|| corrupt("replay_return"))?,
+        )),
+    })
+}
+
 /// The columns [`endpoint_row`] reads.
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, signature_scheme, signature_header, \
      format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
@@ -38,7 +54,6 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, sig
 pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
     let url: String = r.get(3)?;
     let events: String = r.get(4)?;
-    let patterns: Vec<String> = serde_json::from_str(&events).map_err(|_| corrupt("events"))?;
     let headers: String = r.get(8)?;
     let retry: String = r.get(9)?;
     let retry_ms: Vec<u64> = serde_json::from_str(&retry).map_err(|_| corrupt("retry"))?;
@@ -48,11 +63,7 @@ pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> 
     let settings = EndpointSettings {
         name: r.get(2)?,
         url: url::Url::parse(&url).map_err(|_| corrupt("url"))?,
-        events: patterns
-            .iter()
-            .map(|p| EventPattern::parse(p))
-            .collect::<Result<_, _>>()
-            .map_err(|_| corrupt("events"))?,
+        events: patterns(&events, "endpoints.events").map_err(|_| corrupt("events"))?,
         signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("scheme"))?,
         signature_header_name: r.get(6)?,
         format: Format::parse(&format).ok_or_else(|| corrupt("format"))?,

@@ -3,15 +3,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::insert as insert_endpoint;
-use super::rows::corrupt;
+use super::rows::{corrupt, patterns};
 use super::{NewEndpoint, Store, StoreError, count};
 use crate::model::schedule::{
     DigestFormat, Schedule, ScheduleKind, ScheduleSpec, ScheduleStatus, ScheduleTarget,
 };
 use crate::model::timing::{CronSpec, parse_zone};
-use crate::model::{
-    EndpointId, EventPattern, Page, PageRequest, ScheduleId, TenantId, UnixMs, now_ms,
-};
+use crate::model::{EndpointId, Page, PageRequest, ScheduleId, TenantId, UnixMs, now_ms};
 
 /// A change to a schedule, applied inside the write.
 pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String> + Send>;
@@ -40,14 +38,9 @@ pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> 
     let format: String = r.get(7)?;
     let event_types: Option<String> = r.get(9)?;
     let event_types = match event_types {
-        Some(json) => Some(
-            serde_json::from_str::<Vec<String>>(&json)
-                .map_err(|_| corrupt("event_types"))?
-                .iter()
-                .map(|p| EventPattern::parse(p))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| corrupt("event_types"))?,
-        ),
+        Some(json) => {
+            Some(patterns(&json, "schedules.event_types").map_err(|_| corrupt("event_types"))?)
+        }
         None => None,
     };
     Ok(Schedule {
