@@ -7,6 +7,7 @@ mod error;
 mod event_types;
 mod events;
 mod extract;
+mod framing;
 mod health;
 mod incoming;
 mod integrations;
@@ -225,7 +226,24 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper_util::service::TowerToHyperService::new(app);
+    let (io, ambiguous) = framing::Watched::new(io);
+    let requests = std::sync::atomic::AtomicU64::new(0);
+    let service = hyper::service::service_fn(move |request| {
+        let index = requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let refused = ambiguous.is(index);
+        let mut app = app.clone();
+        async move {
+            if refused {
+                return Ok(axum::response::IntoResponse::into_response(
+                    ApiError::malformed(
+                        "a request may state its length with Content-Length or Transfer-Encoding, not both",
+                    ),
+                ));
+            }
+            // A router is always ready: no `poll_ready` needed.
+            tower_service::Service::call(&mut app, request).await
+        }
+    });
     let connection = http.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(error = %crate::report::ErrorChain(&e), "API connection ended with an error");

@@ -443,3 +443,50 @@ async fn slow_heads_and_idle_connections_are_closed() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_stating_its_length_twice_is_refused_and_ends_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let token = server.key(&t.id, "publisher").await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let body = r#"{"type":"a.b","data":{}}"#;
+    let clean = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let chunk = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let both = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\ntransfer-encoding: chunked\r\n\r\n{chunk}",
+        chunk.len()
+    );
+    // One clean publish, then the ambiguous one, sent together on one connection.
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(format!("{clean}{both}").as_bytes())
+        .await
+        .expect("write");
+    let answered = String::from_utf8_lossy(&wait_closed(&mut stream).await).into_owned();
+    let statuses: Vec<&str> = answered
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| answered[at..].lines().next())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 202 Accepted", "HTTP/1.1 400 Bad Request"],
+        "{answered}"
+    );
+    assert!(answered.contains("\"malformed_request\""), "{answered}");
+    assert!(answered.contains("Transfer-Encoding"), "{answered}");
+    assert_eq!(
+        event_count(&t).await,
+        1,
+        "only the clean publish was accepted"
+    );
+    server.stop().await;
+}
