@@ -12,6 +12,7 @@ mod health;
 mod incoming;
 mod integrations;
 mod page;
+mod release;
 mod sample;
 mod schedules;
 mod tenants;
@@ -165,6 +166,12 @@ pub async fn serve(
     let app = router(state);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let peak = Arc::new(release::Peak::default());
+    let returns_memory = tokio::spawn(release::watch(
+        open.clone(),
+        limits.max_connections,
+        peak.clone(),
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -190,6 +197,7 @@ pub async fn serve(
                 }
             },
         };
+        peak.opened(limits.max_connections - open.available_permits());
         let _ = stream.set_nodelay(true);
         let (http, app, watcher) = (http.clone(), app.clone(), graceful.watcher());
         let (tls, handshake) = (limits.tls.clone(), limits.header_read_timeout);
@@ -208,6 +216,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    returns_memory.abort();
     if tokio::time::timeout(limits.drain, graceful.shutdown())
         .await
         .is_err()

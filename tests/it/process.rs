@@ -387,3 +387,54 @@ async fn a_full_disk_answers_storage_unavailable_and_health_reads_degraded() {
     signal(&hookd.child, "-TERM");
     let _ = hookd.child.wait();
 }
+
+/// The resident size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test]
+async fn memory_taken_by_a_burst_of_connections_is_returned_after_they_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hookd = spawn(&dir.path().join("hookd.db"), Some(ADMIN));
+    wait_health(&hookd.base).await;
+    let pid = hookd.child.id();
+    let before = rss_kib(pid);
+    let addr = hookd.base.trim_start_matches("http://").to_owned();
+    let mut open = Vec::new();
+    for _ in 0..1_500 {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        open.push(stream);
+    }
+    for stream in &mut open {
+        let mut buf = [0u8; 512];
+        assert!(stream.read(&mut buf).await.expect("answer") > 0);
+    }
+    let peak = rss_kib(pid);
+    assert!(
+        peak > before,
+        "the connections took memory ({before} → {peak} KiB)"
+    );
+    drop(open);
+    let half_way = before + (peak - before) / 2;
+    wait_until(
+        "hookd returns most of what the connections took",
+        Duration::from_secs(30),
+        || async move { rss_kib(pid) <= half_way },
+    )
+    .await;
+    signal(&hookd.child, "-TERM");
+    assert!(hookd.child.wait().expect("wait").success());
+}
