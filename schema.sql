@@ -233,3 +233,64 @@ UPDATE schedules SET last_event_id = (
     SELECT coalesce(max(ev.id), 0) FROM events ev
     WHERE ev.tenant_id = schedules.tenant_id
       AND ev.created_at < coalesce(schedules.last_run_at, schedules.created_at));
+
+-- migration: 5
+
+-- How many rows each long list holds, per block of 65,536 ids: deliveries per endpoint and
+-- status, events per tenant and type, incoming requests per hook, runs per schedule. A page
+-- deep in a list finds its block by adding these up, then steps through one block only. They
+-- are kept exact in the same transaction that changes a list.
+-- list: 1 deliveries (owner endpoint, part status), 2 events (owner tenant, part type),
+-- 3 incoming requests (owner hook), 4 schedule runs (owner schedule); part '' when none.
+CREATE TABLE list_blocks (
+    list  INTEGER NOT NULL,
+    owner INTEGER NOT NULL,
+    part  TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (list, owner, part, block)
+) STRICT, WITHOUT ROWID;
+
+-- Rows added to deliveries and events, and a delivery's status changing, are counted by the
+-- writer (one write per block per batch, see src/store/paging.rs); deletes, wherever they come
+-- from (retention, a deleted endpoint, tenant or hook), by these triggers. Every change adds
+-- to the count, so the two never depend on which ran first.
+CREATE TRIGGER deliveries_uncounted AFTER DELETE ON deliveries BEGIN
+    INSERT INTO list_blocks VALUES (1, old.endpoint_id, CAST(old.status AS TEXT), old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+CREATE TRIGGER events_uncounted AFTER DELETE ON events BEGIN
+    INSERT INTO list_blocks VALUES (2, old.tenant_id, old.type, old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+CREATE TRIGGER incoming_requests_counted AFTER INSERT ON incoming_requests BEGIN
+    INSERT INTO list_blocks VALUES (3, new.hook_id, '', new.id >> 16, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER incoming_requests_uncounted AFTER DELETE ON incoming_requests BEGIN
+    INSERT INTO list_blocks VALUES (3, old.hook_id, '', old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+CREATE TRIGGER schedule_runs_counted AFTER INSERT ON schedule_runs BEGIN
+    INSERT INTO list_blocks VALUES (4, new.schedule_id, '', new.id >> 16, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER schedule_runs_uncounted AFTER DELETE ON schedule_runs BEGIN
+    INSERT INTO list_blocks VALUES (4, old.schedule_id, '', old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+CREATE INDEX schedule_runs_by_schedule ON schedule_runs(schedule_id, id);
+
+INSERT INTO list_blocks
+    SELECT 1, endpoint_id, CAST(status AS TEXT), id >> 16, count(*) FROM deliveries
+    GROUP BY endpoint_id, status, id >> 16;
+INSERT INTO list_blocks
+    SELECT 2, tenant_id, type, id >> 16, count(*) FROM events GROUP BY tenant_id, type, id >> 16;
+INSERT INTO list_blocks
+    SELECT 3, hook_id, '', id >> 16, count(*) FROM incoming_requests GROUP BY hook_id, id >> 16;
+INSERT INTO list_blocks
+    SELECT 4, schedule_id, '', id >> 16, count(*) FROM schedule_runs
+    GROUP BY schedule_id, id >> 16;

@@ -9,6 +9,8 @@
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! ```
+//! `HOOKD_BENCH_BIN=path` makes the scenarios that run the binary (`start`, `paging`) run that
+//! build instead, to compare two builds in one sitting.
 //! With `--target`, deliveries go to that external receiver instead of the built-in one and
 //! only publish-side figures are meaningful.
 
@@ -714,36 +716,7 @@ async fn start(o: &Options) {
             handle.close();
             fill_log(&db, tenant.id.0, endpoint.id.0, filled);
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let started = Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
-            .args(["serve", "--admin-token", OPERATOR, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--db")
-            .arg(&db)
-            .env("HOOKD_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn hookd");
-        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-        let url = format!("http://127.0.0.1:{port}/health");
-        loop {
-            let req = hyper::Request::get(&url)
-                .body(Full::new(Bytes::new()))
-                .expect("request");
-            if let Ok(res) = client.request(req).await
-                && res.status() == 200
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let to_health_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (mut child, _, to_health_ms) = spawn_hookd(&db).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_kib = proc_kib(Some(child.id()), "VmRSS:");
         let _ = std::process::Command::new("kill")
@@ -761,6 +734,255 @@ async fn start(o: &Options) {
                    "toHealthMs": to_health_ms, "idleRssKiB": rss_kib}),
         );
     }
+}
+
+/// The real binary serving `db` on a free port: the child, its base URL, and the time from
+/// spawn to `/health` answering 200.
+async fn spawn_hookd(db: &std::path::Path) -> (std::process::Child, String, f64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let started = Instant::now();
+    // HOOKD_BENCH_BIN runs another build of hookd, to compare two builds in one run.
+    let binary =
+        std::env::var_os("HOOKD_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hookd").into());
+    let child = std::process::Command::new(binary)
+        .args(["serve", "--admin-token", OPERATOR, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(db)
+        .args(["--allow-http", "--allow-private-targets"])
+        .env("HOOKD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn hookd");
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let base = format!("http://127.0.0.1:{port}");
+    loop {
+        if let Ok((200, _)) = get(&client, &format!("{base}/health"), "").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (child, base, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// A GET with a bearer token: the status and the body as JSON (null when not JSON).
+async fn get(client: &HttpClient, url: &str, token: &str) -> Result<(u16, Value), String> {
+    let req = hyper::Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let res = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
+    ))
+}
+
+/// Log paging at a million rows: the real binary, one endpoint with `rows` deliveries (half
+/// failed), `rows` events of two types, an incoming hook with `rows` requests and a schedule
+/// with `rows` runs. Each list is read at its first, middle and last page of 100, with and
+/// without its filter; the figure is the slowest page's median of five reads.
+async fn paging(o: &Options) {
+    let rows = scaled(1_000_000, o) as i64;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("paging.db");
+    let (mut child, base, _) = spawn_hookd(&db).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let post = |path: &str, token: &str, body: Value| {
+        let (client, url, token) = (client.clone(), format!("{base}{path}"), token.to_owned());
+        async move {
+            let req = hyper::Request::post(url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request");
+            let res = client.request(req).await.expect("hookd answers");
+            let bytes = res.into_body().collect().await.expect("body").to_bytes();
+            serde_json::from_slice::<Value>(&bytes).expect("JSON")
+        }
+    };
+    let tenant = post("/v1/tenants", OPERATOR, json!({"name": "bench"})).await;
+    let keys = format!("/v1/tenants/{}/keys", tenant["id"].as_str().expect("id"));
+    let key = post(&keys, OPERATOR, json!({"name": "bench", "role": "admin"})).await;
+    let key = key["key"].as_str().expect("key").to_owned();
+    let endpoint = post(
+        "/v1/endpoints",
+        &key,
+        json!({"name": "bench", "url": "http://127.0.0.1:9/h", "events": ["*"], "isActive": false}),
+    )
+    .await;
+    let hook = post(
+        "/v1/incoming",
+        &key,
+        json!({"name": "bench", "action": {"type": "store"}}),
+    )
+    .await;
+    let schedule = post(
+        "/v1/schedules",
+        &key,
+        json!({"scheduleType": "custom_cron", "cronExpression": "0 0 1 1 *",
+               "timezone": "UTC", "format": "json", "deliveryMethod": "webhook",
+               "endpointId": endpoint["id"]}),
+    )
+    .await;
+    let id = |v: &Value| -> i64 {
+        let text = v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}"));
+        text[text.find('_').expect("prefix") + 1..]
+            .parse()
+            .expect("number")
+    };
+    let filled = Instant::now();
+    fill_lists(
+        &db,
+        id(&tenant),
+        (id(&endpoint), id(&hook), id(&schedule)),
+        rows,
+    );
+    let fill_secs = filled.elapsed().as_secs_f64();
+    let lists = [
+        (
+            "endpoint log",
+            format!(
+                "/v1/endpoints/{}/deliveries?",
+                endpoint["id"].as_str().unwrap_or("")
+            ),
+            rows,
+        ),
+        (
+            "endpoint log, failed",
+            format!(
+                "/v1/endpoints/{}/deliveries?status=failed&",
+                endpoint["id"].as_str().unwrap_or("")
+            ),
+            rows / 2,
+        ),
+        ("events", "/v1/events?".to_owned(), rows),
+        (
+            "events of a type",
+            "/v1/events?type=bench.a&".to_owned(),
+            rows / 2,
+        ),
+        (
+            "incoming requests",
+            format!(
+                "/v1/incoming/{}/requests?",
+                hook["id"].as_str().unwrap_or("")
+            ),
+            rows,
+        ),
+        (
+            "schedule runs",
+            format!(
+                "/v1/schedules/{}/runs?",
+                schedule["id"].as_str().unwrap_or("")
+            ),
+            rows,
+        ),
+    ];
+    let mut cells = vec![("rows per list", rows.to_string())];
+    let mut figures = serde_json::Map::new();
+    for (label, path, total) in lists {
+        let last = (total - 1) / 100;
+        let mut slowest = 0f64;
+        for page in [0, last / 2, last] {
+            let url = format!("{base}{path}page={page}&size=100");
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let started = Instant::now();
+                let (status, body) = get(&client, &url, &key).await.expect("page");
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(status, 200, "{label}: {body}");
+                assert_eq!(body["totalElements"], total, "{label}: exact total");
+                assert!(
+                    !body["content"].as_array().expect("content").is_empty(),
+                    "{label} page {page}"
+                );
+            }
+            times.sort_by(f64::total_cmp);
+            slowest = slowest.max(times[2]);
+        }
+        cells.push((label, format!("{slowest:.1} ms")));
+        figures.insert(label.to_owned(), json!(slowest));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    report(
+        "paging",
+        &cells,
+        json!({"scenario": "paging", "rows": rows, "fillSecs": fill_secs, "slowestPageMs": figures}),
+    );
+}
+
+/// Writes `rows` rows into each long list beside a running hookd: events of two types (the
+/// tenant's only ones), one delivery per event to `endpoint` (odd ids failed), requests to
+/// `hook`, runs of `schedule`.
+fn fill_lists(
+    db: &std::path::Path,
+    tenant: i64,
+    (endpoint, hook, schedule): (i64, i64, i64),
+    rows: i64,
+) {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    conn.busy_timeout(Duration::from_secs(30)).expect("busy");
+    let now = hookd::model::now_ms();
+    // ?1 rows, ?2 the owner, ?3 now; `n` counts 1 to ?1.
+    let fill = |sql: &str, owner: i64| {
+        let numbers =
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)";
+        conn.execute(
+            &format!("{numbers} {sql}"),
+            rusqlite::params![rows, owner, now],
+        )
+        .expect("fill");
+    };
+    fill(
+        "INSERT INTO events (tenant_id, type, data, deliveries, created_at)
+         SELECT ?2, CASE x % 2 WHEN 0 THEN 'bench.a' ELSE 'bench.b' END, '{}', 1, ?3 FROM n",
+        tenant,
+    );
+    // One delivery per event (the tenant's only events), even event ids succeeded, odd failed;
+    // the endpoint's counters say so too, as hookd would have kept them.
+    conn.execute(
+        "INSERT INTO deliveries (event_id, endpoint_id, status, attempts, created_at)
+         SELECT id, ?2, 1 + id % 2, 1, created_at FROM events WHERE tenant_id = ?1 ORDER BY id",
+        rusqlite::params![tenant, endpoint],
+    )
+    .expect("deliveries");
+    conn.execute(
+        "UPDATE endpoints SET succeeded = ?2 - ?2 / 2, failed = ?2 / 2 WHERE id = ?1",
+        rusqlite::params![endpoint, rows],
+    )
+    .expect("counters");
+    // hookd's writer counts added events and deliveries per block of ids (the other two lists
+    // count themselves by trigger); builds from before that ignore the table.
+    if let Err(e) = conn.execute_batch(&format!(
+        "INSERT INTO list_blocks SELECT 2, tenant_id, type, id >> 16, count(*) FROM events
+             WHERE tenant_id = {tenant} GROUP BY 2, 3, 4;
+         INSERT INTO list_blocks SELECT 1, endpoint_id, CAST(status AS TEXT), id >> 16, count(*)
+             FROM deliveries WHERE endpoint_id = {endpoint} GROUP BY 2, 3, 4;"
+    )) {
+        println!("(no block counts written: {e})");
+    }
+    fill(
+        "INSERT INTO incoming_requests (hook_id, received_at, headers, status)
+         SELECT ?2, ?3, '{}', 'accepted' FROM n",
+        hook,
+    );
+    fill(
+        "INSERT INTO schedule_runs
+             (schedule_id, slot, status, started_at, period_start, period_end, event_count)
+         SELECT ?2, x, 'delivered', ?3, ?3, ?3, 0 FROM n",
+        schedule,
+    );
 }
 
 #[tokio::main]
@@ -814,6 +1036,7 @@ async fn main() {
             "backlog" => backlog(&options).await,
             "big-log" => big_log(&options).await,
             "start" => start(&options).await,
+            "paging" => paging(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::{deactivate, load, load_any, secrets};
+use super::paging::{self, List};
 use super::publish::announce;
 use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
@@ -323,6 +324,13 @@ fn record_in(
         t.next_attempt_at,
         t.exhausted
     ])?;
+    // A leased delivery is pending (`leased_facts` reads only those).
+    batch.counts.delivery_moved(
+        endpoint.id.0,
+        claim.delivery_id.0,
+        DeliveryStatus::Pending,
+        t.status,
+    );
     let k = t.counters;
     tally.succeeded += k.succeeded;
     tally.failed += k.failed;
@@ -533,7 +541,8 @@ impl Store {
     }
 
     /// One page of an endpoint's deliveries, newest first, optionally of one status. The
-    /// total comes from the endpoint's counters, never from counting rows.
+    /// page is found from the block counts ([`super::paging`]), so a page deep in a long log
+    /// costs about as much as the first.
     pub async fn list_endpoint_deliveries(
         &self,
         tenant_id: TenantId,
@@ -542,25 +551,39 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<DeliverySummary>, StoreError> {
         self.read(move |c| {
-            let endpoint = load(c, tenant_id, endpoint_id)?;
-            let k = &endpoint.counters;
-            let total = match status {
-                None => k.succeeded + k.failed + k.pending,
-                Some(DeliveryStatus::Pending) => k.pending,
-                Some(DeliveryStatus::Succeeded) => k.succeeded,
-                Some(DeliveryStatus::Failed) => k.failed,
+            load(c, tenant_id, endpoint_id)?;
+            let part = status.map(|s| s.code().to_string());
+            let (total, seek) = paging::locate(
+                c,
+                List::Deliveries,
+                endpoint_id.0,
+                part.as_deref(),
+                page.offset(),
+            )?;
+            let Some(seek) = seek else {
+                return Ok(page.page(Vec::new(), total));
+            };
+            let ids = match status {
+                None => {
+                    "SELECT id FROM deliveries WHERE endpoint_id = ?1 AND id < ?3
+                         ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+                }
+                Some(_) => {
+                    "SELECT id FROM deliveries WHERE endpoint_id = ?1 AND status = ?2
+                            AND id < ?3 ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+                }
             };
             let rows = c
                 .prepare_cached(&format!(
-                    "{SUMMARY_SELECT} WHERE d.endpoint_id = ?1 AND (?2 IS NULL OR d.status = ?2)
-                     ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
+                    "{SUMMARY_SELECT} WHERE d.id IN ({ids}) ORDER BY d.id DESC"
                 ))?
                 .query_map(
                     params![
                         endpoint_id.0,
                         status.map(|s| s.code()),
+                        seek.below,
                         page.size,
-                        page.offset()
+                        seek.skip
                     ],
                     summary_row,
                 )?

@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::paging::BlockCounts;
 use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
 use super::tenants::tenant_exists;
@@ -358,7 +359,12 @@ pub(super) fn deactivate(
 
 /// Fails up to `limit` pending deliveries of an endpoint that is disabled for a reason that
 /// fails them; returns how many.
-fn settle_chunk(c: &Connection, id: EndpointId, limit: usize) -> Result<usize, StoreError> {
+fn settle_chunk(
+    c: &Connection,
+    counts: &mut BlockCounts,
+    id: EndpointId,
+    limit: usize,
+) -> Result<usize, StoreError> {
     let reason: Option<Option<String>> = c
         .prepare_cached("SELECT disabled_reason FROM endpoints WHERE id = ?1 AND is_active = 0")?
         .query_row([id.0], |r| r.get(0))
@@ -367,14 +373,25 @@ fn settle_chunk(c: &Connection, id: EndpointId, limit: usize) -> Result<usize, S
     if !reason.is_some_and(DisableReason::fails_pending) {
         return Ok(0);
     }
-    let failed = c
+    let settled = c
         .prepare_cached(
             "UPDATE deliveries SET status = 2, next_attempt_at = NULL, lease_until = NULL,
                 lease = NULL
              WHERE id IN (SELECT id FROM deliveries
-                          WHERE endpoint_id = ?1 AND status = 0 ORDER BY id LIMIT ?2)",
+                          WHERE endpoint_id = ?1 AND status = 0 ORDER BY id LIMIT ?2)
+             RETURNING id",
         )?
-        .execute(params![id.0, limit as i64])?;
+        .query_map(params![id.0, limit as i64], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for delivery in &settled {
+        counts.delivery_moved(
+            id.0,
+            *delivery,
+            crate::model::DeliveryStatus::Pending,
+            crate::model::DeliveryStatus::Failed,
+        );
+    }
+    let failed = settled.len();
     c.prepare_cached(
         "UPDATE endpoints SET failed = failed + ?2, pending = pending - ?2 WHERE id = ?1",
     )?
@@ -391,7 +408,7 @@ impl Store {
         loop {
             let failed = self
                 .writer
-                .write(move |c, _| settle_chunk(c, id, SETTLE_CHUNK))
+                .write(move |c, batch| settle_chunk(c, &mut batch.counts, id, SETTLE_CHUNK))
                 .await?;
             total += failed as u64;
             if failed < SETTLE_CHUNK {

@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::paging::{self, List};
 use super::publish::{NewEvent, Published, publish_in};
 use super::rows::{SUMMARY_SELECT, summary_row};
 use super::{Store, StoreError, count};
@@ -60,23 +61,31 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<StoredEvent>, StoreError> {
         self.read(move |c| {
-            let total: i64 = c.query_row(
-                "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (?2 IS NULL OR type = ?2)",
-                params![tenant_id.0, name],
-                |r| r.get(0),
-            )?;
-            let rows = c
-                .prepare_cached(
+            let (total, seek) =
+                paging::locate(c, List::Events, tenant_id.0, name.as_deref(), page.offset())?;
+            let Some(seek) = seek else {
+                return Ok(page.page(Vec::new(), total));
+            };
+            let query = match name {
+                None => {
                     "SELECT id, type, data, created_at, deliveries FROM events
-                     WHERE tenant_id = ?1 AND (?2 IS NULL OR type = ?2)
-                     ORDER BY id DESC LIMIT ?3 OFFSET ?4",
-                )?
+                         WHERE tenant_id = ?1 AND id < ?3
+                         ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+                }
+                Some(_) => {
+                    "SELECT id, type, data, created_at, deliveries FROM events
+                            WHERE tenant_id = ?1 AND type = ?2 AND id < ?3
+                            ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+                }
+            };
+            let rows = c
+                .prepare_cached(query)?
                 .query_map(
-                    params![tenant_id.0, name, page.size, page.offset()],
+                    params![tenant_id.0, name, seek.below, page.size, seek.skip],
                     event_row,
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
+            Ok(page.page(rows, total))
         })
         .await
     }

@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::paging::{self, List};
 use super::publish::{NewEvent, Published, publish_in};
 use super::tenants::{hash_secret, tenant_exists};
 use super::{Store, StoreError, count};
@@ -206,18 +207,18 @@ impl Store {
             if !owned {
                 return Err(StoreError::NotFound);
             }
-            let total: i64 = c.query_row(
-                "SELECT count(*) FROM incoming_requests WHERE hook_id = ?1",
-                [id.0],
-                |r| r.get(0),
-            )?;
+            let (total, seek) =
+                paging::locate(c, List::IncomingRequests, id.0, None, page.offset())?;
+            let Some(seek) = seek else {
+                return Ok(page.page(Vec::new(), total));
+            };
             let rows = c
                 .prepare_cached(
                     "SELECT id, received_at, content_type, headers, body, status, error, event_id
-                     FROM incoming_requests WHERE hook_id = ?1
-                     ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                     FROM incoming_requests WHERE hook_id = ?1 AND id < ?2
+                     ORDER BY id DESC LIMIT ?3 OFFSET ?4",
                 )?
-                .query_map(params![id.0, page.size, page.offset()], |r| {
+                .query_map(params![id.0, seek.below, page.size, seek.skip], |r| {
                     let headers: String = r.get(3)?;
                     let status: String = r.get(5)?;
                     let event: Option<i64> = r.get(7)?;
@@ -233,7 +234,7 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
+            Ok(page.page(rows, total))
         })
         .await
     }

@@ -10,6 +10,7 @@ mod incoming;
 mod integrations;
 mod maintenance;
 mod migrate;
+mod paging;
 mod publish;
 mod replay;
 mod retention;

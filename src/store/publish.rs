@@ -7,13 +7,16 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::paging::BlockCounts;
 use super::writer::Batch;
 use super::{StoreError, count};
 use crate::fanout::Fanout;
 use crate::model::event::idempotency_holds;
 use crate::model::operational::Announcement;
 use crate::model::schedule::{covers, reported_status};
-use crate::model::{EndpointId, EventId, EventName, EventPattern, TenantId, UnixMs, now_ms};
+use crate::model::{
+    DeliveryStatus, EndpointId, EventId, EventName, EventPattern, TenantId, UnixMs, now_ms,
+};
 
 /// An event to publish.
 #[derive(Debug, Clone)]
@@ -95,8 +98,9 @@ pub(super) fn publish_in(
             now
         ])?;
         let event_id = c.last_insert_rowid();
+        batch.counts.event_added(tenant_id.0, name, event_id);
         for endpoint in &targets {
-            add_delivery(c, EventId(event_id), *endpoint, now)?;
+            add_delivery(c, &mut batch.counts, EventId(event_id), *endpoint, now)?;
             *pending_added.entry(*endpoint).or_default() += 1;
         }
         out.push(Published {
@@ -119,6 +123,7 @@ pub(super) fn publish_in(
 /// in the endpoint's `pending`).
 pub(super) fn add_delivery(
     c: &Connection,
+    counts: &mut BlockCounts,
     event_id: EventId,
     endpoint_id: EndpointId,
     now: UnixMs,
@@ -128,6 +133,11 @@ pub(super) fn add_delivery(
          VALUES (?1, ?2, 0, ?3, ?3)",
     )?
     .execute(params![event_id.0, endpoint_id.0, now])?;
+    counts.delivery_added(
+        endpoint_id.0,
+        c.last_insert_rowid(),
+        DeliveryStatus::Pending,
+    );
     Ok(())
 }
 

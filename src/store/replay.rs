@@ -63,7 +63,7 @@ fn recover_missed(
     }
     let now = now_ms();
     for event_id in &wanted {
-        add_delivery(c, EventId(*event_id), endpoint_id, now)?;
+        add_delivery(c, &mut batch.counts, EventId(*event_id), endpoint_id, now)?;
     }
     let created = wanted.len() as i64;
     c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?
@@ -123,6 +123,12 @@ impl Store {
                              WHERE id = ?1",
                         )?
                         .execute(params![id.0, finished.code(), now])?;
+                        batch.counts.delivery_moved(
+                            endpoint.id.0,
+                            id.0,
+                            finished,
+                            DeliveryStatus::Pending,
+                        );
                         let succeeded = i64::from(finished == DeliveryStatus::Succeeded);
                         c.prepare_cached(
                             "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3,
@@ -160,7 +166,7 @@ impl Store {
                 .writer
                 .write(move |c, batch| {
                     load(c, tenant_id, endpoint_id)?;
-                    let n = c
+                    let requeued = c
                         .prepare_cached(
                             "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
                                 schedule_offset = attempts, replay_return = NULL, resume_at = NULL
@@ -168,15 +174,23 @@ impl Store {
                                  SELECT id FROM deliveries
                                  WHERE endpoint_id = ?1 AND status = 2
                                    AND created_at >= ?2 AND created_at < ?3
-                                 ORDER BY id LIMIT ?5)",
+                                 ORDER BY id LIMIT ?5)
+                             RETURNING id",
                         )?
-                        .execute(params![
+                        .query_map(
+                            params![endpoint_id.0, since, until, now_ms(), RECOVER_CHUNK],
+                            |r| r.get::<_, i64>(0),
+                        )?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for id in &requeued {
+                        batch.counts.delivery_moved(
                             endpoint_id.0,
-                            since,
-                            until,
-                            now_ms(),
-                            RECOVER_CHUNK
-                        ])? as i64;
+                            *id,
+                            DeliveryStatus::Failed,
+                            DeliveryStatus::Pending,
+                        );
+                    }
+                    let n = requeued.len() as i64;
                     c.prepare_cached(
                         "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2
                          WHERE id = ?1",

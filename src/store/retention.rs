@@ -91,6 +91,10 @@ fn prune_batch(
                  ORDER BY e.id LIMIT ?2)",
         )?
         .execute(params![event_cut, BATCH])?;
+    if removed.is_empty() && events == 0 {
+        // The pass is done: drop the counts of blocks it (or earlier deletes) emptied.
+        super::paging::forget_empty_blocks(c)?;
+    }
     Ok(Pruned {
         deliveries: removed.len() as u64,
         events: events as u64,

@@ -4,6 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::paging::{self, List};
 use super::publish::{NewEvent, publish_in};
 use super::rows::corrupt;
 use super::schedules::{COLUMNS, load, newest_event, schedule_row};
@@ -287,18 +288,18 @@ impl Store {
     ) -> Result<Page<ScheduleRun>, StoreError> {
         self.read(move |c| {
             load(c, tenant_id, id)?;
-            let total: i64 = c.query_row(
-                "SELECT count(*) FROM schedule_runs WHERE schedule_id = ?1",
-                [id.0],
-                |r| r.get(0),
-            )?;
+            let (total, seek) = paging::locate(c, List::ScheduleRuns, id.0, None, page.offset())?;
+            let Some(seek) = seek else {
+                return Ok(page.page(Vec::new(), total));
+            };
             let rows = c
                 .prepare_cached(
                     "SELECT id, status, started_at, finished_at, period_start, period_end,
                         event_count, delivery_id, error, email_result
-                     FROM schedule_runs WHERE schedule_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                     FROM schedule_runs WHERE schedule_id = ?1 AND id < ?2
+                     ORDER BY id DESC LIMIT ?3 OFFSET ?4",
                 )?
-                .query_map(params![id.0, page.size, page.offset()], |r| {
+                .query_map(params![id.0, seek.below, page.size, seek.skip], |r| {
                     let delivery: Option<i64> = r.get(7)?;
                     Ok(ScheduleRun {
                         id: RunId(r.get(0)?),
@@ -314,7 +315,7 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
+            Ok(page.page(rows, total))
         })
         .await
     }

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
+use super::paging::BlockCounts;
 use super::subscribers::SubscriberCache;
 use crate::report::ErrorChain;
 
@@ -27,6 +28,9 @@ pub(crate) struct Batch {
     pub subscribers: SubscriberCache,
     /// Why an operation failed for want of storage, if one did.
     pub storage_failure: Option<String>,
+    /// What the batch's operations added to or moved between the long lists' block counts,
+    /// written just before the commit.
+    pub counts: BlockCounts,
 }
 
 /// How long a write that failed for want of storage keeps the store reported as failing.
@@ -91,9 +95,13 @@ where
         } else {
             f(conn, batch)
         };
+        if result.is_ok() {
+            batch.counts.keep_staged();
+        }
         if let Err(e) = &result {
-            // What the failed operation cached may be what its savepoint undid.
+            // What the failed operation cached or counted may be what its savepoint undid.
             batch.subscribers.clear();
+            batch.counts.drop_staged();
             if e.is_storage_failure() {
                 batch.storage_failure = Some(ErrorChain(e).to_string());
             }
@@ -252,6 +260,7 @@ fn run(
                 wake: false,
                 subscribers: std::mem::take(&mut subscribers),
                 storage_failure: None,
+                counts: BlockCounts::default(),
             };
             let committed = commit_batch(&conn, &mut ops, &mut batch);
             match &committed {
@@ -295,6 +304,10 @@ fn commit_batch(
             let _ = conn.execute_batch("ROLLBACK");
             return Err(StoreError::RolledBack);
         }
+    }
+    if let Err(e) = batch.counts.write(conn) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e.into());
     }
     if let Err(e) = conn.prepare_cached("COMMIT")?.execute([]) {
         let _ = conn.execute_batch("ROLLBACK");

@@ -48,6 +48,7 @@ async fn a_delivery_carries_the_event_and_a_standard_signature_that_verifies() {
     assert_eq!(body["event"], "project.created");
     assert_eq!(body["timestamp"], published["createdAt"]);
     assert_eq!(body["data"], json!({"name": "Apollo", "n": 1}));
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -97,6 +98,7 @@ async fn github_scheme_signs_the_body_with_the_secret_text() {
         by_custom.header("x-hub-signature-256").is_empty(),
         "the header is renamed, not added"
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -134,6 +136,7 @@ async fn retries_keep_the_webhook_id_and_succeed_after_failures() {
     assert_eq!(stats["succeeded"], 1);
     assert_eq!(stats["failed"], 0);
     assert_eq!(stats["consecutiveFailures"], 0);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -162,6 +165,7 @@ async fn a_delivery_fails_for_good_when_its_retries_are_used_up() {
         .get(&format!("/v1/endpoints/{}", ep["id"].as_str().expect("id")))
         .await;
     assert_eq!(read["isActive"], true, "disableAfter 0 never disables");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -210,6 +214,7 @@ async fn consecutive_failures_disable_an_endpoint_until_it_is_enabled() {
     t.wait_delivery_status(after["id"].as_str().expect("id"), "succeeded")
         .await;
     assert_eq!(receiver.count(), 3);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -259,6 +264,7 @@ async fn disabling_fails_the_endpoints_pending_deliveries() {
             .iter()
             .all(|d| d["status"] == "failed")
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -334,6 +340,7 @@ async fn stats_and_the_delivery_log_count_every_outcome() {
         .get(&format!("/v1/endpoints/{ep_id}/deliveries?status=bogus"))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -391,6 +398,7 @@ async fn failures_are_classified_in_the_attempt_log() {
         }
         assert_eq!(delivery["endpointId"], ep["id"]);
     }
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -428,6 +436,7 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
         "the slow receiver has answered nothing yet"
     );
     // hookd still answers: stop must not wait for the slow attempts beyond its grace.
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -475,6 +484,7 @@ async fn metrics_count_events_and_attempts_for_the_operator() {
         op.with_token("").get("/metrics").await.0,
         StatusCode::UNAUTHORIZED
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -511,6 +521,7 @@ async fn endpoints_that_never_answer_do_not_starve_a_healthy_one() {
         silent.iter().all(|r| r.count() == 0),
         "no silent endpoint answered"
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -581,6 +592,7 @@ async fn a_response_cut_short_after_its_200_is_incomplete_not_delivered() {
     let attempt = &delivery["attempts"][0];
     assert_eq!(attempt["error"], "incomplete", "{delivery}");
     assert_eq!(attempt["responseCode"], 200, "{delivery}");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -606,6 +618,7 @@ async fn a_reset_after_the_request_was_sent_is_incomplete_not_connect() {
         serde_json::Value::Null,
         "{delivery}"
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 

@@ -36,6 +36,7 @@ async fn an_endpoint_is_created_with_defaults_and_its_secret_is_shown_once() {
         "secret must not be readable: {read}"
     );
     assert_eq!(read["url"], "http://127.0.0.1:9/hook");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -69,6 +70,7 @@ async fn patch_changes_only_the_given_fields_and_delete_removes() {
     assert_eq!(t.admin.delete(&path).await.0, StatusCode::NO_CONTENT);
     assert_eq!(t.admin.get(&path).await.0, StatusCode::NOT_FOUND);
     assert_eq!(t.admin.delete(&path).await.0, StatusCode::NOT_FOUND);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -101,6 +103,7 @@ async fn lists_page_with_totals() {
     assert_eq!(past["content"].as_array().expect("content").len(), 0);
     let (_, default) = t.admin.get("/v1/endpoints").await;
     assert_eq!(default["size"], 20);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -137,6 +140,7 @@ async fn event_types_are_registered_listed_and_deleted() {
         t.admin.delete("/v1/event-types/project.created").await.0,
         StatusCode::NOT_FOUND
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -185,5 +189,6 @@ async fn test_send_delivers_a_signed_sample_synchronously() {
     // A test send is not an event: nothing was stored.
     let (_, events) = t.admin.get("/v1/events").await;
     assert_eq!(events["totalElements"], 0);
+    server.assert_list_counts_exact();
     server.stop().await;
 }

@@ -85,6 +85,7 @@ async fn a_publish_hook_fans_the_body_out_like_an_event() {
     assert_eq!(entry["eventId"], event_id);
     assert_eq!(entry["contentType"], "application/json");
     assert_eq!(entry["body"], r#"{"ref":"main","n":1}"#);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -114,6 +115,7 @@ async fn form_bodies_become_json_objects() {
         got[0].json()["data"],
         json!({"name": "Ada Lovelace", "plan": "pro"})
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -142,6 +144,7 @@ async fn a_store_hook_keeps_calls_without_publishing() {
         ))
         .await;
     assert_eq!(log["content"][0]["body"], "[1,2]");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -176,6 +179,7 @@ async fn both_challenges_are_answered() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"challenge": "xyz"}));
     assert_eq!(event_count(&t).await, 0, "a handshake publishes nothing");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -298,6 +302,7 @@ async fn signed_hooks_reject_unsigned_bad_and_stale_calls() {
         signed(&api, gh_url, &wrong, body).await,
         StatusCode::UNAUTHORIZED
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -358,6 +363,7 @@ async fn bad_calls_are_refused_and_publish_nothing() {
         send(&api, url, Some("application/json"), b"{}").await.0,
         StatusCode::NOT_FOUND
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -402,5 +408,6 @@ async fn a_noisy_sender_is_rate_limited() {
         },
     )
     .await;
+    server.assert_list_counts_exact();
     server.stop().await;
 }

@@ -96,6 +96,7 @@ async fn rotation_signs_with_both_secrets_during_grace_and_only_the_new_after() 
         let (status, _) = t.admin.post(&path, bad).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     }
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -153,6 +154,7 @@ async fn retrying_a_failed_delivery_makes_one_new_attempt() {
 
     let (status, _) = t.admin.post_empty("/v1/deliveries/dlv_999999/retry").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -204,6 +206,7 @@ async fn retrying_a_pending_delivery_keeps_its_schedule() {
         after["nextAttemptAt"], scheduled,
         "the schedule is undisturbed"
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -240,6 +243,7 @@ async fn retry_is_refused_while_the_endpoint_is_disabled() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(receiver.count(), 1);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -308,6 +312,7 @@ async fn recover_requeues_exactly_the_window_and_is_idempotent() {
         let (status, _) = t.admin.post(&path, bad).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     }
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -348,6 +353,7 @@ async fn recover_delivers_what_was_published_while_an_endpoint_was_disabled() {
         .collect();
     types.sort();
     assert_eq!(types, ["a.one", "a.two"]);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -384,6 +390,7 @@ async fn fifo_delivers_in_publish_order_with_a_retrying_head_holding_the_rest() 
         .flat_map(|n| if n % 3 == 2 { vec![n, n] } else { vec![n] })
         .collect();
     assert_eq!(order, expected);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -422,6 +429,7 @@ async fn switching_a_live_endpoint_to_fifo_is_safe() {
     let mut sorted = tail.clone();
     sorted.sort();
     assert_eq!(tail, sorted);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -455,6 +463,7 @@ async fn a_rate_limit_spaces_deliveries_to_about_that_many_per_second() {
     // ...so sixty take at least two seconds from first to last.
     let span = times.last().expect("last").duration_since(times[0]);
     assert!(span >= Duration::from_millis(1800), "{span:?}");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -477,6 +486,7 @@ async fn retry_after_delays_the_next_attempt_at_least_that_long() {
         gap < Duration::from_secs(10),
         "{gap:?}: capped by the schedule, not the jittered 10s"
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -499,6 +509,7 @@ async fn gone_disables_the_endpoint_at_once() {
     assert_eq!(read["isActive"], false);
     assert_eq!(read["disabledReason"], "gone");
     assert_eq!(t.publish("a.b", json!({})).await["deliveries"], 0);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -517,6 +528,7 @@ async fn tls_and_blocked_targets_are_classified() {
     let tls = t.publish("tls.x", json!({})).await;
     let delivery = t.wait_delivery_status(&id(&tls), "failed").await;
     assert_eq!(delivery["attempts"][0]["error"], "tls", "{delivery}");
+    server.assert_list_counts_exact();
     server.stop().await;
 
     // The same endpoints, after a restart that no longer allows loopback targets.
@@ -535,6 +547,7 @@ async fn tls_and_blocked_targets_are_classified() {
         "{delivery}"
     );
     assert_eq!(plain.count(), 0, "nothing reached the blocked address");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -616,5 +629,6 @@ async fn operational_events_reach_subscribers_and_never_their_subject() {
             .expect("type")
             .starts_with("hookd.")
     }));
+    server.assert_list_counts_exact();
     server.stop().await;
 }

@@ -67,5 +67,6 @@ async fn retention_prunes_finished_deliveries_and_keeps_pending_ones() {
         t.stats(pending_ep["id"].as_str().expect("id")).await["pending"],
         1
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }

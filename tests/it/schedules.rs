@@ -80,6 +80,7 @@ async fn a_seconds_cron_fires_its_digest_and_stops_when_deleted() {
         t.admin.get(&format!("/v1/schedules/{id}/runs")).await.0,
         StatusCode::NOT_FOUND
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -113,6 +114,7 @@ async fn a_one_time_schedule_fires_exactly_once_across_a_restart() {
     let (_, read) = t.admin.get(&format!("/v1/schedules/{id}")).await;
     assert_eq!(read["status"], "completed");
     assert_eq!(read["nextRunAt"], Value::Null);
+    server.assert_list_counts_exact();
     server.stop().await;
 
     let server = Server::start_in(dir, |_| {}).await;
@@ -131,6 +133,7 @@ async fn a_one_time_schedule_fires_exactly_once_across_a_restart() {
     let (_, runs) = t.admin.get(&format!("/v1/schedules/{id}/runs")).await;
     assert_eq!(runs["totalElements"], 1);
     assert_eq!(digests(&r).len(), 1);
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -238,6 +241,7 @@ async fn trigger_renders_the_periods_events_in_each_format() {
         chrono::DateTime::parse_from_rfc3339(s["nextRunAt"].as_str().expect("next")).expect("time");
     let local = next.with_timezone(&chrono_tz::America::New_York);
     assert_eq!(local.format("%a %H:%M").to_string(), "Mon 09:00");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -272,6 +276,7 @@ async fn on_status_change_fires_only_on_its_status() {
     .await;
     let (_, runs) = t.admin.get(&format!("/v1/schedules/{id}/runs")).await;
     assert_eq!(runs["totalElements"], 1, "only the shipped post fired it");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -339,6 +344,7 @@ async fn bad_schedules_get_422_naming_the_field() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(t.admin.get(&path).await.1["timezone"], "UTC");
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -461,6 +467,7 @@ async fn email_digests_arrive_at_a_real_smtp_server_and_failures_are_retried() {
         m.contains("application/pdf") && m.contains("digest.pdf"),
         "{m}"
     );
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -495,6 +502,7 @@ async fn email_schedules_need_recipients_and_smtp() {
             "{body}"
         );
     }
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -538,6 +546,7 @@ async fn an_ad_hoc_webhook_url_is_signed_with_a_secret_returned_once() {
     let got = r.wait_for(1).await.remove(0);
     assert_eq!(got.json()["event"], "schedule.digest");
     assert!(crate::support::verify_standard(&secret, &got));
+    server.assert_list_counts_exact();
     server.stop().await;
 }
 
@@ -606,5 +615,6 @@ async fn runs_racing_publishes_count_every_event_exactly_once() {
         page += 1;
     }
     assert_eq!(counted, publishers * each, "every event in exactly one run");
+    server.assert_list_counts_exact();
     server.stop().await;
 }

@@ -129,6 +129,51 @@ impl Server {
         k["key"].as_str().expect("key").to_owned()
     }
 
+    /// Checks, in one snapshot of the file, that the block counts behind list paging equal a
+    /// recount of every long list's rows.
+    pub fn assert_list_counts_exact(&self) {
+        let c = rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open");
+        let mismatches: Vec<String> = c
+            .prepare(
+                "WITH kept AS (SELECT list, owner, part, block, n FROM list_blocks WHERE n != 0),
+                 counted AS (
+                     SELECT 1, endpoint_id, CAST(status AS TEXT), id >> 16, count(*)
+                         FROM deliveries GROUP BY 1, 2, 3, 4
+                     UNION ALL SELECT 2, tenant_id, type, id >> 16, count(*)
+                         FROM events GROUP BY 1, 2, 3, 4
+                     UNION ALL SELECT 3, hook_id, '', id >> 16, count(*)
+                         FROM incoming_requests GROUP BY 1, 2, 3, 4
+                     UNION ALL SELECT 4, schedule_id, '', id >> 16, count(*)
+                         FROM schedule_runs GROUP BY 1, 2, 3, 4)
+                 SELECT 'kept', * FROM (SELECT * FROM kept EXCEPT SELECT * FROM counted)
+                 UNION ALL
+                 SELECT 'counted', * FROM (SELECT * FROM counted EXCEPT SELECT * FROM kept)",
+            )
+            .expect("prepare")
+            .query_map([], |r| {
+                Ok(format!(
+                    "{} list {} owner {} part {} block {}: {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?
+                ))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(
+            mismatches.is_empty(),
+            "block counts drifted: {mismatches:#?}"
+        );
+    }
+
     /// Stops hookd gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

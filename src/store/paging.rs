@@ -1,0 +1,267 @@
+//! Pages deep in a long list without stepping through every row before them.
+//!
+//! Lists are newest first, by id. `list_blocks` (`schema.sql`, migration 5) holds how many rows
+//! each owner's list has per block of 65,536 ids. A page at offset `k` adds the blocks up from
+//! the newest until it passes `k` ([`seek`]), then reads ids below that block's end, skipping at
+//! most one block's worth in the index. The same sums give the exact total, so no list ever
+//! counts its rows.
+//!
+//! Who keeps the counts: deletes everywhere, and the cold lists (incoming requests, schedule
+//! runs), by triggers; the hot writes (deliveries and events added, a delivery's status
+//! changed) by [`BlockCounts`], which sums a batch's changes in memory and writes each block
+//! once before the commit. (A trigger on the hot tables would make every insert open a
+//! statement journal, which costs more than the insert itself inside a big batch.)
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use crate::model::DeliveryStatus;
+
+/// The long lists whose rows are counted in blocks (the `list` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum List {
+    /// An endpoint's deliveries, by status.
+    Deliveries = 1,
+    /// A tenant's events, by type.
+    Events = 2,
+    /// An incoming hook's request log.
+    IncomingRequests = 3,
+    /// A schedule's runs.
+    ScheduleRuns = 4,
+}
+
+/// Ids per block: `id >> BLOCK_BITS` is a row's block.
+const BLOCK_BITS: u32 = 16;
+
+/// Where a page starts, newest first: skip `skip` rows with ids below `below`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seek {
+    /// The page's rows have ids below this.
+    pub below: i64,
+    /// Rows (below `below`, newest first) before the page's first row.
+    pub skip: i64,
+}
+
+/// Finds where the row at `offset` (newest first) lies, from the row counts of each block,
+/// newest block first. `None` when the list has no row at `offset`.
+pub(super) fn seek(blocks: &[(i64, u64)], offset: u64) -> Option<Seek> {
+    let mut newer = 0u64;
+    for &(block, n) in blocks {
+        if newer + n > offset {
+            return Some(Seek {
+                below: (block + 1) << BLOCK_BITS,
+                skip: i64::try_from(offset - newer).ok()?,
+            });
+        }
+        newer += n;
+    }
+    None
+}
+
+/// A list's exact length and where the page at `offset` starts in it. `part` narrows the
+/// list to one status or type.
+pub(super) fn locate(
+    c: &Connection,
+    list: List,
+    owner: i64,
+    part: Option<&str>,
+    offset: i64,
+) -> rusqlite::Result<(u64, Option<Seek>)> {
+    let mut query = c.prepare_cached(
+        "SELECT block, sum(n) FROM list_blocks
+         WHERE list = ?1 AND owner = ?2 AND (?3 IS NULL OR part = ?3)
+         GROUP BY block HAVING sum(n) > 0 ORDER BY block DESC",
+    )?;
+    let blocks = query
+        .query_map(params![list as i64, owner, part], |r| {
+            Ok((r.get::<_, i64>(0)?, super::count(r.get(1)?)))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = blocks.iter().map(|(_, n)| n).sum();
+    Ok((total, seek(&blocks, u64::try_from(offset).unwrap_or(0))))
+}
+
+/// A block's key in `list_blocks`: list, owner, part, block.
+type BlockKey = (List, i64, Box<str>, i64);
+
+/// Row-count changes to `list_blocks` made by a batch's operations, written once before the
+/// batch commits. An operation's changes are staged until it succeeds, and dropped if its
+/// savepoint undoes it.
+#[derive(Debug, Default)]
+pub(crate) struct BlockCounts {
+    staged: HashMap<BlockKey, i64>,
+    kept: HashMap<BlockKey, i64>,
+}
+
+/// The `part` a delivery status is counted under.
+fn status_part(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Pending => "0",
+        DeliveryStatus::Succeeded => "1",
+        DeliveryStatus::Failed => "2",
+    }
+}
+
+impl BlockCounts {
+    fn change(&mut self, list: List, owner: i64, part: &str, id: i64, by: i64) {
+        *self
+            .staged
+            .entry((list, owner, part.into(), id >> BLOCK_BITS))
+            .or_default() += by;
+    }
+
+    /// A delivery was added to an endpoint's log with `status`.
+    pub fn delivery_added(&mut self, endpoint: i64, id: i64, status: DeliveryStatus) {
+        self.change(List::Deliveries, endpoint, status_part(status), id, 1);
+    }
+
+    /// A delivery's status changed.
+    pub fn delivery_moved(
+        &mut self,
+        endpoint: i64,
+        id: i64,
+        from: DeliveryStatus,
+        to: DeliveryStatus,
+    ) {
+        if from != to {
+            self.change(List::Deliveries, endpoint, status_part(from), id, -1);
+            self.change(List::Deliveries, endpoint, status_part(to), id, 1);
+        }
+    }
+
+    /// An event of type `name` was added to a tenant's log.
+    pub fn event_added(&mut self, tenant: i64, name: &str, id: i64) {
+        self.change(List::Events, tenant, name, id, 1);
+    }
+
+    /// The operation that staged the latest changes succeeded: keep them for the commit.
+    pub fn keep_staged(&mut self) {
+        for (key, by) in self.staged.drain() {
+            *self.kept.entry(key).or_default() += by;
+        }
+    }
+
+    /// The operation that staged the latest changes was undone: forget them.
+    pub fn drop_staged(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Writes the kept changes, inside the batch's transaction, and forgets them.
+    pub fn write(&mut self, c: &Connection) -> rusqlite::Result<()> {
+        let mut upsert = c.prepare_cached(
+            "INSERT INTO list_blocks (list, owner, part, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET n = n + excluded.n",
+        )?;
+        for ((list, owner, part, block), by) in self.kept.drain() {
+            if by != 0 {
+                upsert.execute(params![list as i64, owner, &*part, block, by])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Forgets the counts of blocks that are empty (after retention, or of deleted owners).
+pub(super) fn forget_empty_blocks(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM list_blocks WHERE n = 0", [])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_starts_in_the_block_its_offset_falls_in() {
+        // Blocks 9, 7, 3 (newest first) holding 10, 5 and 20 rows.
+        let blocks = [(9, 10), (7, 5), (3, 20)];
+        let at = |offset| seek(&blocks, offset);
+        assert_eq!(
+            at(0),
+            Some(Seek {
+                below: 10 << 16,
+                skip: 0
+            })
+        );
+        assert_eq!(
+            at(9),
+            Some(Seek {
+                below: 10 << 16,
+                skip: 9
+            })
+        );
+        assert_eq!(
+            at(10),
+            Some(Seek {
+                below: 8 << 16,
+                skip: 0
+            })
+        );
+        assert_eq!(
+            at(14),
+            Some(Seek {
+                below: 8 << 16,
+                skip: 4
+            })
+        );
+        assert_eq!(
+            at(15),
+            Some(Seek {
+                below: 4 << 16,
+                skip: 0
+            })
+        );
+        assert_eq!(
+            at(34),
+            Some(Seek {
+                below: 4 << 16,
+                skip: 19
+            })
+        );
+        assert_eq!(at(35), None, "past the end");
+        assert_eq!(seek(&[], 0), None, "an empty list");
+    }
+
+    #[test]
+    fn kept_changes_are_written_dropped_ones_never_and_deletes_count_themselves() {
+        let c = Connection::open_in_memory().expect("open");
+        crate::store::migrate::migrate(&c).expect("schema");
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 't', 0);
+             INSERT INTO events (id, tenant_id, type, data, deliveries, created_at) VALUES
+                 (1, 1, 'a.b', '{}', 0, 0), (70000, 1, 'a.b', '{}', 0, 0),
+                 (70001, 1, 'c.d', '{}', 0, 0);",
+        )
+        .expect("rows");
+        let mut counts = BlockCounts::default();
+        counts.event_added(1, "a.b", 1);
+        counts.event_added(1, "a.b", 70_000);
+        counts.event_added(1, "c.d", 70_001);
+        counts.keep_staged();
+        counts.event_added(1, "e.f", 70_002);
+        counts.drop_staged();
+        counts.write(&c).expect("write");
+        let (total, first) = locate(&c, List::Events, 1, None, 0).expect("locate");
+        assert_eq!(total, 3, "the undone operation's event is not counted");
+        assert_eq!(
+            first,
+            Some(Seek {
+                below: 2 << 16,
+                skip: 0
+            })
+        );
+        let (total, last) = locate(&c, List::Events, 1, Some("a.b"), 1).expect("locate");
+        assert_eq!(total, 2);
+        assert_eq!(
+            last,
+            Some(Seek {
+                below: 1 << 16,
+                skip: 0
+            })
+        );
+        c.execute("DELETE FROM events WHERE id = 1", [])
+            .expect("delete");
+        assert_eq!(locate(&c, List::Events, 1, None, 0).expect("locate").0, 2);
+        assert_eq!(forget_empty_blocks(&c).expect("forget"), 1);
+    }
+}
