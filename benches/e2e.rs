@@ -1,6 +1,8 @@
-//! End-to-end benchmark: a real hookd (in-process, temp database, `synchronous=FULL`), fast
-//! local receivers (hyper, answer 204, record arrival times and `webhook-id`s), and the
-//! scenarios of the performance issue. Prints a table row and one JSON line per scenario.
+//! End-to-end benchmark: the real hookd binary in its own process (temp database,
+//! `synchronous=FULL`), with the load generators and fast local receivers (hyper, answer 204,
+//! record arrival times and `webhook-id`s) in this one, so every figure is hookd's own. Runs
+//! the scenarios of the performance issues; prints a table row and one JSON line per scenario.
+//! (`big-log` alone measures the store in-process, through its own interface.)
 //!
 //! ```text
 //! cargo bench --bench e2e                                # the default scenarios, full size
@@ -9,8 +11,8 @@
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! ```
-//! `HOOKD_BENCH_BIN=path` makes the scenarios that run the binary (`start`, `paging`) run that
-//! build instead, to compare two builds in one sitting.
+//! `HOOKD_BENCH_BIN=path` runs that build of hookd instead of this tree's, to compare two
+//! builds in one sitting with the same load.
 //! With `--target`, deliveries go to that external receiver instead of the built-in one and
 //! only publish-side figures are meaningful.
 
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookd::config::{Config, Durability};
+use hookd::config::Durability;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,36 +37,21 @@ struct Options {
     target: Option<String>,
 }
 
-/// A running hookd with a tenant admin key.
+/// A running hookd (the real binary, in its own process) with a tenant admin key.
 struct Hookd {
     base: String,
     key: String,
     client: HttpClient,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), hookd::app::AppError>>,
+    child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
 impl Hookd {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("dir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let config = Config {
-            db: dir.path().join("bench.db"),
-            admin_token: Some(OPERATOR.into()),
-            allow_http: true,
-            allow_private_targets: true,
-            durability: Durability::Full,
-            max_body_bytes: 8 * 1024 * 1024,
-            ..Config::default()
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(hookd::app::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let config = dir.path().join("hookd.toml");
+        std::fs::write(&config, "max_body_bytes = 8388608\n").expect("config");
+        let (child, base, _) = spawn_hookd(&dir.path().join("bench.db"), Some(&config)).await;
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(128)
             .build_http();
@@ -72,8 +59,7 @@ impl Hookd {
             base,
             key: String::new(),
             client,
-            stop: Some(stop),
-            task,
+            child,
             _dir: dir,
         };
         let tenant = hookd
@@ -85,6 +71,10 @@ impl Hookd {
             .await;
         hookd.key = key["key"].as_str().expect("key").to_owned();
         hookd
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     async fn call(&self, path: &str, token: &str, body: Value) -> Value {
@@ -150,11 +140,12 @@ impl Hookd {
         (per_client * clients) as f64 / started.elapsed().as_secs_f64()
     }
 
+    /// Stops hookd with SIGTERM and waits for it to exit.
     async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let _ = tokio::task::spawn_blocking(move || self.child.wait()).await;
     }
 }
 
@@ -513,7 +504,7 @@ async fn backlog(o: &Options) {
             None,
         )
         .await;
-    let before = proc_kib(None, "VmRSS:");
+    let before = proc_kib(Some(hookd.pid()), "VmRSS:");
     let started = Instant::now();
     // Recover creates the backlog: one pending delivery per event published while paused.
     let recovered = hookd
@@ -528,7 +519,7 @@ async fn backlog(o: &Options) {
         .wait_for(events as u64, Duration::from_secs(3600))
         .await;
     let drain = events as f64 / done.duration_since(started).as_secs_f64();
-    let peak = proc_kib(None, "VmHWM:");
+    let peak = proc_kib(Some(hookd.pid()), "VmHWM:");
     report(
         "backlog",
         &[
@@ -538,7 +529,7 @@ async fn backlog(o: &Options) {
             ("peak RSS MiB", (peak / 1024).to_string()),
         ],
         json!({"scenario": "backlog", "pending": events, "drainPerSec": drain.round(), "rssBeforeMiB": before / 1024, "peakRssMiB": peak / 1024,
-               "note": "RSS of the whole bench process: hookd, receiver and clients"}),
+               "note": "RSS of the hookd process alone"}),
     );
     Arc::try_unwrap(hookd)
         .ok()
@@ -716,7 +707,7 @@ async fn start(o: &Options) {
             handle.close();
             fill_log(&db, tenant.id.0, endpoint.id.0, filled);
         }
-        let (mut child, _, to_health_ms) = spawn_hookd(&db).await;
+        let (mut child, _, to_health_ms) = spawn_hookd(&db, None).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_kib = proc_kib(Some(child.id()), "VmRSS:");
         let _ = std::process::Command::new("kill")
@@ -738,7 +729,10 @@ async fn start(o: &Options) {
 
 /// The real binary serving `db` on a free port: the child, its base URL, and the time from
 /// spawn to `/health` answering 200.
-async fn spawn_hookd(db: &std::path::Path) -> (std::process::Child, String, f64) {
+async fn spawn_hookd(
+    db: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> (std::process::Child, String, f64) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -748,12 +742,17 @@ async fn spawn_hookd(db: &std::path::Path) -> (std::process::Child, String, f64)
     // HOOKD_BENCH_BIN runs another build of hookd, to compare two builds in one run.
     let binary =
         std::env::var_os("HOOKD_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hookd").into());
-    let child = std::process::Command::new(binary)
+    let mut command = std::process::Command::new(binary);
+    command
         .args(["serve", "--admin-token", OPERATOR, "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--db")
         .arg(db)
-        .args(["--allow-http", "--allow-private-targets"])
+        .args(["--allow-http", "--allow-private-targets"]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let child = command
         .env("HOOKD_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -793,7 +792,7 @@ async fn paging(o: &Options) {
     let rows = scaled(1_000_000, o) as i64;
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("paging.db");
-    let (mut child, base, _) = spawn_hookd(&db).await;
+    let (mut child, base, _) = spawn_hookd(&db, None).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let post = |path: &str, token: &str, body: Value| {
         let (client, url, token) = (client.clone(), format!("{base}{path}"), token.to_owned());
