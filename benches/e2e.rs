@@ -42,7 +42,7 @@ struct Hookd {
     base: String,
     key: String,
     client: HttpClient,
-    child: std::process::Child,
+    child: Running,
     _dir: tempfile::TempDir,
 }
 
@@ -74,7 +74,7 @@ impl Hookd {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     async fn call(&self, path: &str, token: &str, body: Value) -> Value {
@@ -140,12 +140,9 @@ impl Hookd {
         (per_client * clients) as f64 / started.elapsed().as_secs_f64()
     }
 
-    /// Stops hookd with SIGTERM and waits for it to exit.
-    async fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let _ = tokio::task::spawn_blocking(move || self.child.wait()).await;
+    async fn stop(self) {
+        let child = self.child;
+        let _ = tokio::task::spawn_blocking(move || child.stop()).await;
     }
 }
 
@@ -707,13 +704,10 @@ async fn start(o: &Options) {
             handle.close();
             fill_log(&db, tenant.id.0, endpoint.id.0, filled);
         }
-        let (mut child, _, to_health_ms) = spawn_hookd(&db, None).await;
+        let (child, _, to_health_ms) = spawn_hookd(&db, None).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss_kib = proc_kib(Some(child.id()), "VmRSS:");
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
+        let rss_kib = proc_kib(Some(child.0.id()), "VmRSS:");
+        child.stop();
         report(
             "start",
             &[
@@ -727,12 +721,35 @@ async fn start(o: &Options) {
     }
 }
 
+/// A hookd child process: stopped with SIGTERM by [`Running::stop`], killed if the bench
+/// panics first.
+struct Running(std::process::Child);
+
+impl Running {
+    /// Stops hookd with SIGTERM and waits for it to exit.
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The real binary serving `db` on a free port: the child, its base URL, and the time from
 /// spawn to `/health` answering 200.
 async fn spawn_hookd(
     db: &std::path::Path,
     config: Option<&std::path::Path>,
-) -> (std::process::Child, String, f64) {
+) -> (Running, String, f64) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -766,7 +783,11 @@ async fn spawn_hookd(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    (child, base, started.elapsed().as_secs_f64() * 1000.0)
+    (
+        Running(child),
+        base,
+        started.elapsed().as_secs_f64() * 1000.0,
+    )
 }
 
 /// A GET with a bearer token: the status and the body as JSON (null when not JSON).
@@ -792,7 +813,7 @@ async fn paging(o: &Options) {
     let rows = scaled(1_000_000, o) as i64;
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("paging.db");
-    let (mut child, base, _) = spawn_hookd(&db, None).await;
+    let (child, base, _) = spawn_hookd(&db, None).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let post = |path: &str, token: &str, body: Value| {
         let (client, url, token) = (client.clone(), format!("{base}{path}"), token.to_owned());
@@ -910,10 +931,7 @@ async fn paging(o: &Options) {
         cells.push((label, format!("{slowest:.1} ms")));
         figures.insert(label.to_owned(), json!(slowest));
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    child.stop();
     report(
         "paging",
         &cells,

@@ -19,6 +19,16 @@ struct Hookd {
     printed: Vec<String>,
 }
 
+impl Drop for Hookd {
+    /// A test that fails before stopping its hookd does not leave it running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn spawn(db: &Path, admin_token: Option<&str>) -> Hookd {
     spawn_with(Command::new(env!("CARGO_BIN_EXE_hookd")), db, admin_token)
 }
