@@ -294,3 +294,9 @@ INSERT INTO list_blocks
 INSERT INTO list_blocks
     SELECT 4, schedule_id, '', id >> 16, count(*) FROM schedule_runs
     GROUP BY schedule_id, id >> 16;
+
+-- migration: 6
+
+-- Leases are released at start through the due index (only pending rows hold them), so no
+-- index on the lease: every claim and every result no longer updates one.
+DROP INDEX deliveries_leased;

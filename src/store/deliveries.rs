@@ -94,9 +94,11 @@ pub enum Recorded {
 
 /// After a restart, leases held by the previous process are void: their rows are due now.
 pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
+    // Only pending rows hold leases: the due index finds them (no index on the lease itself,
+    // which every claim and every result would otherwise have to update).
     let n = c.execute(
         "UPDATE deliveries SET next_attempt_at = ?1, lease_until = NULL
-         WHERE lease_until IS NOT NULL",
+         WHERE status = 0 AND lease_until IS NOT NULL",
         [now_ms()],
     )?;
     if n > 0 {
