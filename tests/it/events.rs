@@ -228,6 +228,8 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
              DROP TRIGGER incoming_requests_counted; DROP TRIGGER incoming_requests_uncounted;
              DROP TRIGGER schedule_runs_counted; DROP TRIGGER schedule_runs_uncounted;
              DROP INDEX schedule_runs_by_schedule;
+             CREATE INDEX deliveries_leased ON deliveries(lease_until)
+                 WHERE lease_until IS NOT NULL;
              PRAGMA user_version = 4;",
         )
         .expect("as before block counts");
