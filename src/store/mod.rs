@@ -8,6 +8,7 @@ mod endpoints;
 mod events;
 mod incoming;
 mod integrations;
+mod key_cache;
 mod maintenance;
 mod migrate;
 mod paging;
@@ -189,6 +190,7 @@ impl From<r2d2::Error> for StoreError {
 #[derive(Clone)]
 pub struct Store {
     writer: Writer,
+    keys: Arc<key_cache::KeyCache>,
     reads: r2d2::Pool<SqliteConnectionManager>,
     wake: Arc<Notify>,
     leases: Arc<LeaseTokens>,
@@ -282,6 +284,7 @@ impl Store {
         let (writer, thread) = Writer::start(conn, wake.clone(), health.clone())?;
         let store = Self {
             writer,
+            keys: Arc::default(),
             reads,
             wake,
             health,

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::key_cache::KnownKey;
 use super::{Store, StoreError, count};
 use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};
 
@@ -111,28 +112,47 @@ impl Store {
             .await
     }
 
-    /// Checks a tenant API key; `None` when it is unknown, deleted or wrong.
+    /// Checks a tenant API key; `None` when it is unknown, deleted or wrong. A key is read
+    /// from the file once and then checked from memory ([`super::key_cache`]).
     pub async fn authenticate_key(&self, token: &str) -> Result<Option<Caller>, StoreError> {
         let Some((key_id, secret)) = split_key(token) else {
             return Ok(None);
         };
         let given = hash_secret(secret);
-        self.read(move |c| {
-            let row: Option<(i64, String, Vec<u8>)> = c
-                .prepare_cached("SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1")?
-                .query_row([key_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            Ok(row.and_then(|(tenant, role, hash)| {
-                let matches: bool = hash.ct_eq(&given).into();
-                let role = Role::parse(&role)?;
-                matches.then_some(Caller::Tenant {
-                    tenant_id: TenantId(tenant),
-                    key_id,
-                    role,
+        let known = match self.keys.get(key_id.0) {
+            Some(known) => Some(known),
+            None => {
+                let generation = self.keys.generation();
+                let row = self
+                    .read(move |c| {
+                        let row: Option<(i64, String, Vec<u8>)> = c
+                            .prepare_cached(
+                                "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
+                            )?
+                            .query_row([key_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()?;
+                        Ok(row)
+                    })
+                    .await?;
+                row.and_then(|(tenant, role, secret_hash)| {
+                    let known = KnownKey {
+                        tenant,
+                        role: Role::parse(&role)?,
+                        secret_hash,
+                    };
+                    self.keys.fill(generation, key_id.0, known.clone());
+                    Some(known)
                 })
-            }))
-        })
-        .await
+            }
+        };
+        Ok(known.and_then(|k| {
+            let matches: bool = k.secret_hash.ct_eq(&given).into();
+            matches.then_some(Caller::Tenant {
+                tenant_id: TenantId(k.tenant),
+                key_id,
+                role: k.role,
+            })
+        }))
     }
 
     /// Creates a tenant.
@@ -181,7 +201,8 @@ impl Store {
 
     /// Deletes a tenant and everything it owns.
     pub async fn delete_tenant(&self, id: TenantId) -> Result<(), StoreError> {
-        self.writer
+        let deleted = self
+            .writer
             .write(move |c, batch| {
                 batch.subscribers.forget(id);
                 match c.execute("DELETE FROM tenants WHERE id = ?1", [id.0])? {
@@ -189,7 +210,10 @@ impl Store {
                     _ => Ok(()),
                 }
             })
-            .await
+            .await;
+        // Committed (or not): either way its keys are read again from the file.
+        self.keys.forget_all();
+        deleted
     }
 
     /// Creates a key; returns it with the full token, which is never shown again.
@@ -254,7 +278,8 @@ impl Store {
 
     /// Deletes a key; it stops working with the commit.
     pub async fn delete_key(&self, tenant_id: TenantId, key_id: KeyId) -> Result<(), StoreError> {
-        self.writer
+        let deleted = self
+            .writer
             .write(move |c, _| {
                 match c.execute(
                     "DELETE FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
@@ -264,7 +289,10 @@ impl Store {
                     _ => Ok(()),
                 }
             })
-            .await
+            .await;
+        // After the commit, before the caller is answered: the key never works again.
+        self.keys.forget_all();
+        deleted
     }
 
     /// One page of a tenant's event-type catalog, by name.
