@@ -308,7 +308,10 @@ async fn fanout_100(o: &Options) {
         .await;
 }
 
+/// Single-event publish: `CONNECTIONS` keep-alive clients each send one event per request for
+/// a while; accepted/s counts the answers, delivered/s the arrivals until the last one.
 async fn ingest_single(o: &Options) {
+    const CONNECTIONS: usize = 32;
     let seconds = (10.0 * o.scale.max(0.3)).max(3.0);
     let hookd = Arc::new(Hookd::start().await);
     let receiver = Receiver::start(false, false).await;
@@ -316,7 +319,7 @@ async fn ingest_single(o: &Options) {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
     let mut tasks = Vec::new();
-    for c in 0..64 {
+    for c in 0..CONNECTIONS {
         let (hookd, latencies) = (hookd.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
@@ -342,16 +345,24 @@ async fn ingest_single(o: &Options) {
     let mut lat = latencies.lock().expect("lat").clone();
     lat.sort_by(f64::total_cmp);
     let rate = lat.len() as f64 / elapsed;
+    let done = receiver
+        .wait_for(lat.len() as u64, Duration::from_secs(600))
+        .await;
+    let delivered = lat.len() as f64 / done.duration_since(started).as_secs_f64();
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     report(
         "ingest-single",
         &[
+            ("connections", CONNECTIONS.to_string()),
             ("events", lat.len().to_string()),
             ("accepted/s", format!("{rate:.0}")),
+            ("delivered/s", format!("{delivered:.0}")),
             ("p50 ms", format!("{p50:.2}")),
             ("p99 ms", format!("{p99:.2}")),
         ],
-        json!({"scenario": "ingest-single", "events": lat.len(), "acceptedPerSec": rate.round(), "p50Ms": p50, "p99Ms": p99}),
+        json!({"scenario": "ingest-single", "connections": CONNECTIONS, "events": lat.len(),
+               "acceptedPerSec": rate.round(), "deliveredPerSec": delivered.round(),
+               "p50Ms": p50, "p99Ms": p99}),
     );
     Arc::try_unwrap(hookd)
         .ok()
@@ -708,17 +719,24 @@ async fn start(o: &Options) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_kib = proc_kib(Some(child.0.id()), "VmRSS:");
         child.stop();
+        let size_mb = std::fs::metadata(hookd_binary()).map_or(0.0, |m| m.len() as f64 / 1e6);
         report(
             "start",
             &[
+                ("binary MB", format!("{size_mb:.1}")),
                 ("file", label.to_owned()),
                 ("to /health ms", format!("{to_health_ms:.1}")),
                 ("idle RSS MiB", format!("{:.1}", rss_kib as f64 / 1024.0)),
             ],
-            json!({"scenario": "start", "file": label, "rows": filled,
+            json!({"scenario": "start", "binaryMB": size_mb, "file": label, "rows": filled,
                    "toHealthMs": to_health_ms, "idleRssKiB": rss_kib}),
         );
     }
+}
+
+/// The hookd binary the bench runs: this tree's, or `HOOKD_BENCH_BIN` to compare another build.
+fn hookd_binary() -> std::ffi::OsString {
+    std::env::var_os("HOOKD_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hookd").into())
 }
 
 /// A hookd child process: stopped with SIGTERM by [`Running::stop`], killed if the bench
@@ -756,9 +774,7 @@ async fn spawn_hookd(
         .expect("addr")
         .port();
     let started = Instant::now();
-    // HOOKD_BENCH_BIN runs another build of hookd, to compare two builds in one run.
-    let binary =
-        std::env::var_os("HOOKD_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hookd").into());
+    let binary = hookd_binary();
     let mut command = std::process::Command::new(binary);
     command
         .args(["serve", "--admin-token", OPERATOR, "--listen"])
