@@ -10,8 +10,14 @@ const MARKER: &str = "-- migration: ";
 
 /// The migrations in `schema.sql`, as (version, SQL).
 fn migrations() -> Vec<(i64, &'static str)> {
+    sections(SCHEMA)
+}
+
+/// The numbered sections of a schema file, as (version, SQL): each starts at a
+/// `-- migration: N` line and runs to the next.
+pub(super) fn sections(schema: &'static str) -> Vec<(i64, &'static str)> {
     let mut out = Vec::new();
-    let mut rest = SCHEMA;
+    let mut rest = schema;
     while let Some(start) = rest.find(MARKER) {
         let after = &rest[start + MARKER.len()..];
         let line_end = after.find('\n').unwrap_or(after.len());

@@ -12,6 +12,7 @@ mod key_cache;
 mod maintenance;
 mod migrate;
 mod paging;
+pub mod postgres;
 mod publish;
 mod replay;
 mod retention;
@@ -63,6 +64,9 @@ pub enum StoreError {
     /// process); nothing was written.
     #[error("storage unavailable")]
     Unavailable(#[source] Arc<rusqlite::Error>),
+    /// PostgreSQL answered with an error, or could not be reached.
+    #[error("PostgreSQL error")]
+    Postgres(#[source] Arc<tokio_postgres::Error>),
     /// No read connection could be had from the pool.
     #[error("no read connection")]
     Pool(#[source] Arc<r2d2::Error>),

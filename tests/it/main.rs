@@ -1,5 +1,5 @@
 //! hookd's integration tests: one binary, a real server on port 0, a real SQLite file in a
-//! temp dir and real receivers on 127.0.0.1.
+//! temp dir (or a throwaway PostgreSQL cluster) and real receivers on 127.0.0.1.
 
 mod auth;
 mod bad_input;
@@ -11,6 +11,7 @@ mod incoming;
 mod integrations;
 mod operating;
 mod operating_cli;
+mod postgres;
 mod process;
 mod properties;
 mod retention;

@@ -1,0 +1,274 @@
+//! PostgreSQL: a throwaway cluster from Debian's `postgresql` package, started by the test
+//! itself (initdb and pg_ctl in a temp dir, on a free port, as the `postgres` user when the
+//! tests run as root), and the schema's migrations against it. Under `CI=true` a missing
+//! PostgreSQL fails the test instead of skipping it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A PostgreSQL cluster of its own, stopped when dropped.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+/// The newest installed PostgreSQL's `bin` directory.
+fn installed() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root (PostgreSQL refuses root).
+fn run(tool: &Path, args: &[&str]) {
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(tool);
+        c
+    } else {
+        Command::new(tool)
+    };
+    let out = command.args(args).output().expect("run a PostgreSQL tool");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        tool.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    /// Starts a cluster; `None` when PostgreSQL is not installed (outside CI).
+    pub fn start() -> Option<Self> {
+        let Some(bin) = installed() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL is not installed (Debian's `postgresql` package); .ci/run installs it"
+            );
+            eprintln!("skipped: PostgreSQL is not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        if is_root() {
+            let owner = |flag: &str| -> u32 {
+                let out = Command::new("id")
+                    .args([flag, "postgres"])
+                    .output()
+                    .expect("id");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("the postgres user")
+            };
+            std::os::unix::fs::chown(dir.path(), Some(owner("-u")), Some(owner("-g")))
+                .expect("chown");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let data = dir.path().join("data");
+        let data = data.to_str().expect("path");
+        run(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        let log = dir.path().join("log");
+        run(
+            &bin.join("pg_ctl"),
+            &[
+                "-D",
+                data,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().expect("path"),
+                "-w",
+                "start",
+            ],
+        );
+        Some(Self { dir, bin, port })
+    }
+
+    /// A URL for database `name` on this cluster.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates an empty database; returns its URL.
+    pub async fn database(&self, name: &str) -> String {
+        let client = connect(&self.url("postgres")).await;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        self.url(name)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = std::panic::catch_unwind(|| {
+            run(
+                &self.bin.join("pg_ctl"),
+                &["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"],
+            )
+        });
+    }
+}
+
+/// A client on `url`, its connection driven in the background.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// A cluster with a migrated `hookd` database, and a client on it.
+async fn migrated() -> Option<(Postgres, tokio_postgres::Client)> {
+    let pg = Postgres::start()?;
+    let url = pg.database("hookd").await;
+    hookd::store::postgres::migrate(&url)
+        .await
+        .expect("migrate");
+    let client = connect(&url).await;
+    Some((pg, client))
+}
+
+#[tokio::test]
+async fn migrations_apply_once_when_three_processes_start_together() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("hookd").await;
+    let starters: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { hookd::store::postgres::migrate(&url).await })
+        })
+        .collect();
+    for starter in starters {
+        let version = starter.await.expect("task").expect("migrate");
+        assert_eq!(version, hookd::store::postgres::latest());
+    }
+    let client = connect(&url).await;
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM hookd_schema", &[])
+        .await
+        .expect("versions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [hookd::store::postgres::latest()]);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in [
+        "deliveries",
+        "events",
+        "list_blocks",
+        "schedule_runs",
+        "tenants",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table} in {tables:?}");
+    }
+    // A fourth start finds nothing to do.
+    assert_eq!(
+        hookd::store::postgres::migrate(&url).await.expect("again"),
+        hookd::store::postgres::latest()
+    );
+}
+
+#[tokio::test]
+async fn deletes_are_counted_for_paging_as_in_sqlite() {
+    let Some((_pg, client)) = migrated().await else {
+        return;
+    };
+    client
+        .batch_execute(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 't', 0);
+             INSERT INTO events (id, tenant_id, type, data, deliveries, created_at)
+                 VALUES (70000, 1, 'a.b', '{}', 0, 0);
+             INSERT INTO incoming_hooks (id, tenant_id, name, token_hash, action, created_at)
+                 VALUES (1, 1, 'h', '\\x00', '{}', 0);
+             INSERT INTO incoming_requests (hook_id, received_at, headers, status)
+                 VALUES (1, 0, '{}', 'accepted'), (1, 0, '{}', 'accepted');
+             DELETE FROM events WHERE id = 70000;",
+        )
+        .await
+        .expect("rows");
+    let counts: Vec<(i64, String, i64, i64)> = client
+        .query(
+            "SELECT list, part, block, n FROM list_blocks ORDER BY list",
+            &[],
+        )
+        .await
+        .expect("counts")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        counts,
+        [(2, "a.b".to_owned(), 1, -1), (3, String::new(), 0, 2)],
+        "a delete counts down (the writer counted the insert), requests count themselves"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_hookd_is_refused() {
+    let Some((pg, client)) = migrated().await else {
+        return;
+    };
+    let url = pg.url("hookd");
+    client
+        .execute("UPDATE hookd_schema SET version = version + 1", &[])
+        .await
+        .expect("bump");
+    let refused = hookd::store::postgres::migrate(&url).await;
+    assert!(
+        matches!(refused, Err(hookd::store::StoreError::TooNew { .. })),
+        "{refused:?}"
+    );
+}
