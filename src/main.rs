@@ -45,6 +45,16 @@ enum Command {
     },
     /// Check the database's integrity and schema version (exit 0 healthy, 1 not).
     Check(DbArgs),
+    /// Copy a whole database into a new, empty one: SQLite to PostgreSQL or back (no hookd
+    /// may serve either while it runs).
+    Copy {
+        /// The database to copy: a SQLite file, or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// The empty database to copy into: a SQLite file (created), or a postgres:// URL.
+        #[arg(long)]
+        to: String,
+    },
     /// Manage the operator token.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -159,6 +169,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     println!("hookd: {db}: {problem}");
                 }
                 Ok(ExitCode::FAILURE)
+            }
+            Command::Copy { from, to } => {
+                use hookd::store::copy::{Database, copy};
+                let (from, to) = (Database::parse(&from), Database::parse(&to));
+                let started = std::time::Instant::now();
+                let copied = copy(&from, &to, |table, rows| {
+                    eprintln!("hookd: copy: {table}: {rows} rows");
+                })
+                .await?;
+                println!(
+                    "hookd: copied {copied} rows from {from} to {to} in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(ExitCode::SUCCESS)
             }
             Command::Demo => {
                 hookd::demo::run().await?;

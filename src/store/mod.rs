@@ -3,6 +3,7 @@
 //! connections. Its public methods speak in model types, so that another store (PostgreSQL,
 //! many nodes) can offer the same interface later.
 
+pub mod copy;
 mod deliveries;
 mod endpoints;
 mod events;
@@ -217,6 +218,26 @@ impl LeaseTokens {
     }
 }
 
+/// Takes the lock file beside a database file (`<file>.lock`), as a serving hookd does: held
+/// until the returned file is dropped; refused while another process holds it.
+fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::LockFile {
+            path: lock_path.display().to_string(),
+            source: Arc::new(e),
+        })?;
+    lock.try_lock().map_err(|_| StoreError::Locked {
+        path: path.display().to_string(),
+        lock: lock_path.display().to_string(),
+    })?;
+    Ok(lock)
+}
+
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
 pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
@@ -234,20 +255,7 @@ impl Store {
     /// Opens (creating and migrating) the database file and starts the writer.
     pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
         // One hookd per file: a second one would release the first one's leases at start.
-        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::LockFile {
-                path: lock_path.display().to_string(),
-                source: Arc::new(e),
-            })?;
-        lock.try_lock().map_err(|_| StoreError::Locked {
-            path: path.display().to_string(),
-            lock: lock_path.display().to_string(),
-        })?;
+        let lock = lock(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

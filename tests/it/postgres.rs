@@ -272,3 +272,184 @@ async fn a_database_from_a_newer_hookd_is_refused() {
         "{refused:?}"
     );
 }
+
+/// Every row of every table in a SQLite file, table by table, in a fixed order.
+fn all_rows(db: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
+    let c = rusqlite::Connection::open(db).expect("open");
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("tables")
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    tables
+        .into_iter()
+        .map(|table| {
+            let width = c
+                .prepare(&format!("SELECT * FROM {table}"))
+                .expect("select")
+                .column_count();
+            let order = (1..=width).map(|i| i.to_string()).collect::<Vec<_>>();
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT * FROM {table} ORDER BY {}",
+                    order.join(", ")
+                ))
+                .expect("select");
+            let rows = stmt
+                .query_map([], |r| (0..width).map(|i| r.get(i)).collect())
+                .expect("rows")
+                .collect::<Result<Vec<Vec<rusqlite::types::Value>>, _>>()
+                .expect("rows");
+            (table, rows)
+        })
+        .collect()
+}
+
+/// `hookd copy --from … --to …` with the real binary: its exit status and what it printed.
+fn hookd_copy(from: &str, to: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["copy", "--from", from, "--to", to])
+        .env("HOOKD_LOG", "warn")
+        .output()
+        .expect("run hookd copy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_from_it() {
+    use crate::support::{Receiver, Server, verify_standard, wait_until};
+    use serde_json::json;
+    use std::sync::atomic::Ordering;
+    let Some(pg) = Postgres::start() else { return };
+    // A SQLite hookd with a tenant, an endpoint whose receiver is down (its deliveries stay
+    // pending, retried every second), events, an incoming hook with a request and a schedule.
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("dir"));
+    let server = Server::start_in(dir.clone(), |_| {}).await;
+    let t = server.tenant("acme").await;
+    let (receiver, healthy) = Receiver::switchable().await;
+    let endpoint = t
+        .endpoint(json!({"url": receiver.url, "events": ["*"],
+                         "retrySchedule": ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"],
+                         "disableAfter": 0}))
+        .await;
+    let secret = endpoint["secret"].as_str().expect("secret").to_owned();
+    let mut events = Vec::new();
+    for i in 0..3 {
+        events.push(t.publish("order.created", json!({"i": i})).await);
+    }
+    let (_, hook) = t
+        .admin
+        .post(
+            "/v1/incoming",
+            json!({"name": "in", "action": {"type": "store"}}),
+        )
+        .await;
+    let hook_url = format!("{}{}", server.base, hook["url"].as_str().expect("url"));
+    let (status, _, _) = t
+        .admin
+        .with_base("")
+        .raw("POST", &hook_url, Some("application/json"), b"{}".to_vec())
+        .await;
+    assert_eq!(status, http::StatusCode::ACCEPTED);
+    let (status, _) = t
+        .admin
+        .post(
+            "/v1/schedules",
+            json!({"scheduleType": "weekly_digest", "timezone": "Europe/Paris", "format": "json",
+                   "deliveryMethod": "webhook", "endpointId": endpoint["id"]}),
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::CREATED);
+    receiver.wait_for(3).await;
+    server.stop().await;
+    let original = dir.path().join("hookd.db");
+
+    // SQLite → PostgreSQL → a new SQLite file.
+    let url = pg.database("copied").await;
+    let (ok, said) = hookd_copy(original.to_str().expect("path"), &url);
+    assert!(ok, "{said}");
+    assert!(said.contains("copied"), "{said}");
+    let back_dir = std::sync::Arc::new(tempfile::tempdir().expect("dir"));
+    let back = back_dir.path().join("hookd.db");
+    let (ok, said) = hookd_copy(&url, back.to_str().expect("path"));
+    assert!(ok, "{said}");
+    let (before, after) = (all_rows(&original), all_rows(&back));
+    assert_eq!(
+        before.iter().map(|(t, r)| (t, r.len())).collect::<Vec<_>>(),
+        after.iter().map(|(t, r)| (t, r.len())).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        before, after,
+        "every row of every table is equal after the round trip"
+    );
+
+    // Refused: a target that is not empty, and a source a running hookd holds.
+    let (ok, said) = hookd_copy(original.to_str().expect("path"), &url);
+    assert!(!ok && said.contains("not empty"), "{said}");
+    let server = Server::start_in(back_dir.clone(), |_| {}).await;
+    let elsewhere = pg.database("elsewhere").await;
+    let (ok, said) = hookd_copy(back.to_str().expect("path"), &elsewhere);
+    assert!(!ok && said.contains("another hookd is using"), "{said}");
+
+    // Served from the copy: the pending deliveries arrive, same ids, signed with the same secret.
+    healthy.store(true, Ordering::SeqCst);
+    wait_until(
+        "the pending deliveries arrive",
+        std::time::Duration::from_secs(30),
+        || {
+            let receiver = receiver.clone();
+            async move {
+                receiver
+                    .received()
+                    .iter()
+                    .filter(|r| !r.header("webhook-id").is_empty())
+                    .count()
+                    >= 6
+            }
+        },
+    )
+    .await;
+    let got = receiver.received();
+    for event in &events {
+        let id = event["id"].as_str().expect("id");
+        let arrived = got
+            .iter()
+            .rev()
+            .find(|r| r.header("webhook-id") == id)
+            .expect("the event arrived again");
+        assert!(
+            verify_standard(&secret, arrived),
+            "signed with the copied secret"
+        );
+    }
+    let (_, stats) = t
+        .admin
+        .with_base(&server.base)
+        .get(&format!(
+            "/v1/endpoints/{}/stats",
+            endpoint["id"].as_str().expect("id")
+        ))
+        .await;
+    wait_until(
+        "the copy's deliveries succeed",
+        std::time::Duration::from_secs(30),
+        || {
+            let api = t.admin.with_base(&server.base);
+            let path = format!(
+                "/v1/endpoints/{}/stats",
+                endpoint["id"].as_str().expect("id")
+            );
+            async move { api.get(&path).await.1["succeeded"] == 3 }
+        },
+    )
+    .await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    server.stop().await;
+}

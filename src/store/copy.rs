@@ -1,0 +1,405 @@
+//! `hookd copy`: a whole database into an empty one, SQLite → PostgreSQL or back.
+//!
+//! Both schemas hold the same tables with the same columns, so rows move column for column and
+//! ids never change. The target is migrated first and must then be empty; everything is
+//! written in one transaction (all or nothing), in an order that satisfies every reference,
+//! and PostgreSQL's id sequences continue after the copied ids. A SQLite source or target is
+//! locked as a serving hookd locks it, so a running hookd and a copy never share a file.
+//! Block counts (`list_blocks`) are copied last, over whatever the target's triggers counted
+//! while rows arrived, so they equal the source's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rusqlite::types::{Value, ValueRef};
+use tokio_postgres::types::{ToSql, Type};
+
+use super::StoreError;
+
+/// Tables in an order where each row's references are already copied.
+const TABLES: &[&str] = &[
+    "meta",
+    "tenants",
+    "api_keys",
+    "event_types",
+    "endpoints",
+    "endpoint_old_secrets",
+    "events",
+    "deliveries",
+    "attempts",
+    "incoming_hooks",
+    "incoming_requests",
+    "schedules",
+    "schedule_runs",
+    "list_blocks",
+];
+
+/// Tables whose `id` PostgreSQL generates: their sequences continue after a copy.
+const WITH_IDS: &[&str] = &[
+    "tenants",
+    "api_keys",
+    "endpoints",
+    "events",
+    "deliveries",
+    "incoming_hooks",
+    "incoming_requests",
+    "schedules",
+    "schedule_runs",
+];
+
+/// Rows written per progress report.
+const REPORT_EVERY: u64 = 100_000;
+
+/// A database named on the command line: a SQLite file, or a PostgreSQL URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// Reads `--db`-style text: a PostgreSQL URL, or else a file path.
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Self::Postgres(text.to_owned())
+        } else {
+            Self::Sqlite(PathBuf::from(text))
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            // Never print a password.
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    let _ = u.set_password(None);
+                    write!(f, "{u}")
+                }
+                Err(_) => write!(f, "a PostgreSQL URL"),
+            },
+        }
+    }
+}
+
+/// One stored value, as both databases hold it.
+enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// An open side of the copy.
+enum Side {
+    Sqlite {
+        conn: rusqlite::Connection,
+        _lock: std::fs::File,
+    },
+    Postgres(tokio_postgres::Client),
+}
+
+/// Copies every row of `from` into `to`, which is created or migrated and must be empty.
+/// `progress` hears each table's name and the rows copied so far. Returns the rows copied.
+pub async fn copy(
+    from: &Database,
+    to: &Database,
+    mut progress: impl FnMut(&str, u64),
+) -> Result<u64, StoreError> {
+    if from == to {
+        return Err(StoreError::Invalid(
+            "--from and --to name the same database".into(),
+        ));
+    }
+    let source = open(from, false).await?;
+    let mut target = open(to, true).await?;
+    for table in TABLES {
+        if table != &"list_blocks" && has_rows(&target, table).await? {
+            return Err(StoreError::Conflict(format!(
+                "{to} is not empty (it has {table}); copy only into a new database"
+            )));
+        }
+    }
+    begin(&mut target).await?;
+    let mut copied = 0u64;
+    for table in TABLES {
+        if *table == "list_blocks" {
+            execute(&target, "DELETE FROM list_blocks").await?;
+        }
+        let columns = columns(&target, table).await?;
+        let n = copy_table(&source, &target, table, &columns, &mut progress).await?;
+        copied += n;
+        progress(table, n);
+    }
+    if let Side::Postgres(client) = &target {
+        for table in WITH_IDS {
+            client
+                .execute(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                                       (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(postgres)?;
+        }
+    }
+    execute(&target, "COMMIT").await?;
+    Ok(copied)
+}
+
+async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
+    match db {
+        Database::Sqlite(path) => {
+            if !is_target && !path.exists() {
+                return Err(StoreError::Invalid(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            let lock = super::lock(path)?;
+            let conn = rusqlite::Connection::open(path)?;
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
+            if is_target {
+                super::migrate::migrate(&conn)?;
+            } else {
+                let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                same_version(db, version, super::migrate::latest())?;
+            }
+            Ok(Side::Sqlite { conn, _lock: lock })
+        }
+        Database::Postgres(url) => {
+            if is_target {
+                super::postgres::migrate(url).await?;
+            }
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(postgres)?;
+            tokio::spawn(connection);
+            if !is_target {
+                let version: i64 = client
+                    .query_one("SELECT coalesce(max(version), 0) FROM hookd_schema", &[])
+                    .await
+                    .map_err(postgres)?
+                    .get(0);
+                same_version(db, version, super::postgres::latest())?;
+            }
+            Ok(Side::Postgres(client))
+        }
+    }
+}
+
+/// A source must be at this build's schema version: an older one is upgraded by starting
+/// hookd (or `hookd migrate`) on it first; a newer one needs a newer hookd.
+fn same_version(db: &Database, found: i64, known: i64) -> Result<(), StoreError> {
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    if found < known {
+        return Err(StoreError::Invalid(format!(
+            "{db} is at schema version {found}; this hookd copies version {known}: run `hookd migrate` on it first"
+        )));
+    }
+    Ok(())
+}
+
+async fn begin(side: &mut Side) -> Result<(), StoreError> {
+    match side {
+        Side::Sqlite { conn, .. } => conn.execute_batch("BEGIN IMMEDIATE")?,
+        Side::Postgres(client) => client.batch_execute("BEGIN").await.map_err(postgres)?,
+    }
+    Ok(())
+}
+
+async fn execute(side: &Side, sql: &str) -> Result<(), StoreError> {
+    match side {
+        Side::Sqlite { conn, .. } => conn.execute_batch(sql)?,
+        Side::Postgres(client) => client.batch_execute(sql).await.map_err(postgres)?,
+    }
+    Ok(())
+}
+
+async fn has_rows(side: &Side, table: &str) -> Result<bool, StoreError> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
+    Ok(match side {
+        Side::Sqlite { conn, .. } => conn.query_row(&sql, [], |r| r.get(0))?,
+        Side::Postgres(client) => client.query_one(&sql, &[]).await.map_err(postgres)?.get(0),
+    })
+}
+
+/// The target's columns of `table`, in its order.
+async fn columns(side: &Side, table: &str) -> Result<Vec<String>, StoreError> {
+    Ok(match side {
+        Side::Sqlite { conn, .. } => conn
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
+            ))?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?,
+        Side::Postgres(client) => client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1
+                 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await
+            .map_err(postgres)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    })
+}
+
+/// Reads every row of `table` from `source` and writes it to `target`.
+async fn copy_table(
+    source: &Side,
+    target: &Side,
+    table: &str,
+    columns: &[String],
+    progress: &mut impl FnMut(&str, u64),
+) -> Result<u64, StoreError> {
+    let list = columns.join(", ");
+    let select = format!("SELECT {list} FROM {table}");
+    let insert = format!(
+        "INSERT INTO {table} ({list}) VALUES ({})",
+        (1..=columns.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut writer = Writer::new(target, &insert).await?;
+    let mut n = 0u64;
+    match source {
+        Side::Sqlite { conn, .. } => {
+            let mut stmt = conn.prepare(&select)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let cells = (0..columns.len())
+                    .map(|i| row.get_ref(i).map(cell))
+                    .collect::<Result<Vec<_>, _>>()?;
+                writer.write(cells).await?;
+                n += 1;
+                if n.is_multiple_of(REPORT_EVERY) {
+                    progress(table, n);
+                }
+            }
+        }
+        Side::Postgres(client) => {
+            use futures_util::TryStreamExt;
+            let rows = client
+                .query_raw(&select, std::iter::empty::<i64>())
+                .await
+                .map_err(postgres)?;
+            let mut rows = std::pin::pin!(rows);
+            while let Some(row) = rows.try_next().await.map_err(postgres)? {
+                let cells = (0..columns.len())
+                    .map(|i| pg_cell(&row, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                writer.write(cells).await?;
+                n += 1;
+                if n.is_multiple_of(REPORT_EVERY) {
+                    progress(table, n);
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn cell(value: ValueRef<'_>) -> Cell {
+    match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i) => Cell::Int(i),
+        // hookd stores no floating-point columns; keep one exact if a file holds it anyway.
+        ValueRef::Real(f) => Cell::Text(f.to_string()),
+        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+    }
+}
+
+fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell, StoreError> {
+    let ty = row.columns()[i].type_();
+    Ok(if *ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(i)
+            .map_err(postgres)?
+            .map_or(Cell::Null, Cell::Int)
+    } else if *ty == Type::BYTEA {
+        row.try_get::<_, Option<Vec<u8>>>(i)
+            .map_err(postgres)?
+            .map_or(Cell::Null, Cell::Blob)
+    } else {
+        row.try_get::<_, Option<String>>(i)
+            .map_err(postgres)?
+            .map_or(Cell::Null, Cell::Text)
+    })
+}
+
+/// Writes rows of one table to the target with one prepared insert.
+enum Writer<'a> {
+    Sqlite(rusqlite::CachedStatement<'a>),
+    Postgres(&'a tokio_postgres::Client, tokio_postgres::Statement),
+}
+
+impl<'a> Writer<'a> {
+    async fn new(target: &'a Side, insert: &str) -> Result<Self, StoreError> {
+        Ok(match target {
+            Side::Sqlite { conn, .. } => Self::Sqlite(conn.prepare_cached(insert)?),
+            Side::Postgres(client) => {
+                let stmt = client.prepare(insert).await.map_err(postgres)?;
+                Self::Postgres(client, stmt)
+            }
+        })
+    }
+
+    async fn write(&mut self, cells: Vec<Cell>) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(stmt) => {
+                let values: Vec<Value> = cells
+                    .into_iter()
+                    .map(|c| match c {
+                        Cell::Null => Value::Null,
+                        Cell::Int(i) => Value::Integer(i),
+                        Cell::Text(t) => Value::Text(t),
+                        Cell::Blob(b) => Value::Blob(b),
+                    })
+                    .collect();
+                stmt.execute(rusqlite::params_from_iter(values))?;
+            }
+            Self::Postgres(client, stmt) => {
+                let params: Vec<Box<dyn ToSql + Sync + Send>> = cells
+                    .into_iter()
+                    .zip(stmt.params())
+                    .map(|(c, ty)| pg_param(c, ty))
+                    .collect();
+                let refs: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                client.execute(stmt, &refs).await.map_err(postgres)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value for a PostgreSQL parameter of type `ty` (a NULL takes the column's type).
+fn pg_param(cell: Cell, ty: &Type) -> Box<dyn ToSql + Sync + Send> {
+    match cell {
+        Cell::Int(i) => Box::new(i),
+        Cell::Text(t) => Box::new(t),
+        Cell::Blob(b) => Box::new(b),
+        Cell::Null if *ty == Type::INT8 => Box::new(None::<i64>),
+        Cell::Null if *ty == Type::BYTEA => Box::new(None::<Vec<u8>>),
+        Cell::Null => Box::new(None::<String>),
+    }
+}
+
+fn postgres(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Postgres(Arc::new(e))
+}
