@@ -309,6 +309,7 @@ async fn copy_table(
             }
         }
     }
+    writer.flush().await?;
     Ok(n)
 }
 
@@ -340,20 +341,32 @@ fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell, StoreError> {
     })
 }
 
+/// Rows sent to PostgreSQL together: their inserts are pipelined on the one connection instead
+/// of each waiting for the one before (about ten times faster on loopback).
+const PIPELINE: usize = 512;
+
+/// Parameters of one row for PostgreSQL.
+type PgRow = Vec<Box<dyn ToSql + Sync + Send>>;
+
 /// Writes rows of one table to the target with one prepared insert.
 enum Writer<'a> {
     Sqlite(rusqlite::CachedStatement<'a>),
-    Postgres(&'a tokio_postgres::Client, tokio_postgres::Statement),
+    Postgres {
+        client: &'a tokio_postgres::Client,
+        insert: tokio_postgres::Statement,
+        waiting: Vec<PgRow>,
+    },
 }
 
 impl<'a> Writer<'a> {
     async fn new(target: &'a Side, insert: &str) -> Result<Self, StoreError> {
         Ok(match target {
             Side::Sqlite { conn, .. } => Self::Sqlite(conn.prepare_cached(insert)?),
-            Side::Postgres(client) => {
-                let stmt = client.prepare(insert).await.map_err(postgres)?;
-                Self::Postgres(client, stmt)
-            }
+            Side::Postgres(client) => Self::Postgres {
+                client,
+                insert: client.prepare(insert).await.map_err(postgres)?,
+                waiting: Vec::with_capacity(PIPELINE),
+            },
         })
     }
 
@@ -371,18 +384,43 @@ impl<'a> Writer<'a> {
                     .collect();
                 stmt.execute(rusqlite::params_from_iter(values))?;
             }
-            Self::Postgres(client, stmt) => {
-                let params: Vec<Box<dyn ToSql + Sync + Send>> = cells
+            Self::Postgres {
+                insert, waiting, ..
+            } => {
+                let row = cells
                     .into_iter()
-                    .zip(stmt.params())
+                    .zip(insert.params())
                     .map(|(c, ty)| pg_param(c, ty))
                     .collect();
-                let refs: Vec<&(dyn ToSql + Sync)> = params
+                waiting.push(row);
+                if waiting.len() >= PIPELINE {
+                    self.flush().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the rows still waiting (PostgreSQL only); call once a table's rows are all written.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if let Self::Postgres {
+            client,
+            insert,
+            waiting,
+        } = self
+        {
+            let rows = std::mem::take(waiting);
+            let sends = rows.iter().map(|row| {
+                let refs: Vec<&(dyn ToSql + Sync)> = row
                     .iter()
                     .map(|p| p.as_ref() as &(dyn ToSql + Sync))
                     .collect();
-                client.execute(stmt, &refs).await.map_err(postgres)?;
-            }
+                let (client, insert) = (*client, &*insert);
+                async move { client.execute(insert, &refs).await }
+            });
+            futures_util::future::try_join_all(sends)
+                .await
+                .map_err(postgres)?;
         }
         Ok(())
     }
