@@ -164,6 +164,18 @@ async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
             }
             let lock = super::lock(path)?;
             let conn = rusqlite::Connection::open(path)?;
+            if is_target {
+                // Never write hookd's tables into someone else's file.
+                let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                let tables: i64 =
+                    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+                if version == 0 && tables > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "{} is not a hookd database; copy into a new file",
+                        path.display()
+                    )));
+                }
+            }
             conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
             if is_target {
                 super::migrate::migrate(&conn)?;

@@ -393,6 +393,13 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
     // Refused: a target that is not empty, and a source a running hookd holds.
     let (ok, said) = hookd_copy(original.to_str().expect("path"), &url);
     assert!(!ok && said.contains("not empty"), "{said}");
+    let foreign = back_dir.path().join("other.db");
+    rusqlite::Connection::open(&foreign)
+        .expect("open")
+        .execute_batch("CREATE TABLE notes (text TEXT)")
+        .expect("a file of someone else's");
+    let (ok, said) = hookd_copy(&url, foreign.to_str().expect("path"));
+    assert!(!ok && said.contains("not a hookd database"), "{said}");
     let server = Server::start_in(back_dir.clone(), |_| {}).await;
     let elsewhere = pg.database("elsewhere").await;
     let (ok, said) = hookd_copy(back.to_str().expect("path"), &elsewhere);
