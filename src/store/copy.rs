@@ -11,10 +11,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::types::{Value, ValueRef};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 
 use super::StoreError;
+use super::sql::{Row, Value};
 
 /// Tables in an order where each row's references are already copied.
 const TABLES: &[&str] = &[
@@ -84,14 +84,6 @@ impl std::fmt::Display for Database {
             },
         }
     }
-}
-
-/// One stored value, as both databases hold it.
-enum Cell {
-    Null,
-    Int(i64),
-    Text(String),
-    Blob(Vec<u8>),
 }
 
 /// An open side of the copy.
@@ -292,8 +284,9 @@ async fn copy_table(
             let mut stmt = conn.prepare(&select)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
+                let row = Row::Sqlite(row);
                 let cells = (0..columns.len())
-                    .map(|i| row.get_ref(i).map(cell))
+                    .map(|i| row.value(i))
                     .collect::<Result<Vec<_>, _>>()?;
                 writer.write(cells).await?;
                 n += 1;
@@ -310,8 +303,9 @@ async fn copy_table(
                 .map_err(postgres)?;
             let mut rows = std::pin::pin!(rows);
             while let Some(row) = rows.try_next().await.map_err(postgres)? {
+                let row = Row::Postgres(&row);
                 let cells = (0..columns.len())
-                    .map(|i| pg_cell(&row, i))
+                    .map(|i| row.value(i))
                     .collect::<Result<Vec<_>, _>>()?;
                 writer.write(cells).await?;
                 n += 1;
@@ -323,34 +317,6 @@ async fn copy_table(
     }
     writer.flush().await?;
     Ok(n)
-}
-
-fn cell(value: ValueRef<'_>) -> Cell {
-    match value {
-        ValueRef::Null => Cell::Null,
-        ValueRef::Integer(i) => Cell::Int(i),
-        // hookd stores no floating-point columns; keep one exact if a file holds it anyway.
-        ValueRef::Real(f) => Cell::Text(f.to_string()),
-        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
-    }
-}
-
-fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell, StoreError> {
-    let ty = row.columns()[i].type_();
-    Ok(if *ty == Type::INT8 {
-        row.try_get::<_, Option<i64>>(i)
-            .map_err(postgres)?
-            .map_or(Cell::Null, Cell::Int)
-    } else if *ty == Type::BYTEA {
-        row.try_get::<_, Option<Vec<u8>>>(i)
-            .map_err(postgres)?
-            .map_or(Cell::Null, Cell::Blob)
-    } else {
-        row.try_get::<_, Option<String>>(i)
-            .map_err(postgres)?
-            .map_or(Cell::Null, Cell::Text)
-    })
 }
 
 /// Rows sent to PostgreSQL together: their inserts are pipelined on the one connection instead
@@ -382,27 +348,20 @@ impl<'a> Writer<'a> {
         })
     }
 
-    async fn write(&mut self, cells: Vec<Cell>) -> Result<(), StoreError> {
+    async fn write(&mut self, cells: Vec<Value>) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(stmt) => {
-                let values: Vec<Value> = cells
-                    .into_iter()
-                    .map(|c| match c {
-                        Cell::Null => Value::Null,
-                        Cell::Int(i) => Value::Integer(i),
-                        Cell::Text(t) => Value::Text(t),
-                        Cell::Blob(b) => Value::Blob(b),
-                    })
-                    .collect();
+                let values: Vec<rusqlite::types::Value> =
+                    cells.iter().map(Value::to_sqlite).collect();
                 stmt.execute(rusqlite::params_from_iter(values))?;
             }
             Self::Postgres {
                 insert, waiting, ..
             } => {
                 let row = cells
-                    .into_iter()
+                    .iter()
                     .zip(insert.params())
-                    .map(|(c, ty)| pg_param(c, ty))
+                    .map(|(c, ty)| c.to_postgres(ty))
                     .collect();
                 waiting.push(row);
                 if waiting.len() >= PIPELINE {
@@ -435,18 +394,6 @@ impl<'a> Writer<'a> {
                 .map_err(postgres)?;
         }
         Ok(())
-    }
-}
-
-/// A value for a PostgreSQL parameter of type `ty` (a NULL takes the column's type).
-fn pg_param(cell: Cell, ty: &Type) -> Box<dyn ToSql + Sync + Send> {
-    match cell {
-        Cell::Int(i) => Box::new(i),
-        Cell::Text(t) => Box::new(t),
-        Cell::Blob(b) => Box::new(b),
-        Cell::Null if *ty == Type::INT8 => Box::new(None::<i64>),
-        Cell::Null if *ty == Type::BYTEA => Box::new(None::<Vec<u8>>),
-        Cell::Null => Box::new(None::<String>),
     }
 }
 

@@ -20,6 +20,7 @@ mod retention;
 mod rows;
 mod runs;
 mod schedules;
+pub mod sql;
 mod subscribers;
 mod tenants;
 mod writer;

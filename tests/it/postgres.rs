@@ -460,3 +460,88 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
     assert_eq!(stats["failed"], 0, "{stats}");
     server.stop().await;
 }
+
+#[test]
+fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() {
+    use hookd::store::sql::{Conn, Value};
+    let Some(pg) = Postgres::start() else { return };
+    // Both schemas, migrated by hookd itself.
+    let url = pg.url("adapter");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        connect(&pg.url("postgres"))
+            .await
+            .batch_execute("CREATE DATABASE adapter")
+            .await
+            .expect("database");
+        hookd::store::postgres::migrate(&url)
+            .await
+            .expect("migrate");
+    });
+    drop(runtime);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("hookd.db");
+    let (store, handle) =
+        hookd::store::Store::open(&file, hookd::config::Durability::Full).expect("open");
+    drop(store);
+    handle.close();
+    let sqlite = rusqlite::Connection::open(&file).expect("sqlite");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("postgres");
+
+    // Statements as the SQLite store writes them (a boolean answer, a `?` inside a literal).
+    let run = |c: &Conn<'_>| {
+        let mut tenants = Vec::new();
+        for name in ["acme", "globex"] {
+            let id = c
+                .query_opt(
+                    "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
+                    &[name.into(), 1_700_000_000_000i64.into()],
+                    |r| r.int(0),
+                )
+                .expect("insert")
+                .expect("an id");
+            tenants.push(id);
+        }
+        c.execute(
+            "INSERT INTO api_keys (tenant_id, name, role, secret_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[
+                tenants[0].into(),
+                "ci".into(),
+                "admin".into(),
+                Value::Blob(vec![7; 32]),
+                0.into(),
+            ],
+        )
+        .expect("key");
+        let changed = c
+            .execute(
+                "UPDATE tenants SET name = ?2 WHERE id = ?1 AND name <> '?'",
+                &[tenants[1].into(), "initech".into()],
+            )
+            .expect("update");
+        let rows = c
+            .query(
+                "SELECT t.id, t.name, k.role, k.secret_hash, k.id IS NULL
+                 FROM tenants t LEFT JOIN api_keys k ON k.tenant_id = t.id
+                 WHERE t.created_at >= ?1 ORDER BY t.id",
+                &[0.into()],
+                |r| {
+                    Ok((
+                        r.int(0)?,
+                        r.text(1)?,
+                        r.opt_text(2)?,
+                        r.value(3)?,
+                        r.int(4)?,
+                    ))
+                },
+            )
+            .expect("select");
+        (changed, rows)
+    };
+    let on_sqlite = run(&Conn::Sqlite(&sqlite));
+    let on_postgres = run(&Conn::postgres(&mut client));
+    assert_eq!(on_sqlite.0, 1);
+    assert_eq!(on_sqlite.1.len(), 2);
+    assert_eq!(on_sqlite, on_postgres);
+}
