@@ -36,7 +36,7 @@ pub(super) fn insert(
     tenant_id: TenantId,
     new: &NewEndpoint,
 ) -> Result<EndpointId, StoreError> {
-    if !tenant_exists(c, tenant_id)? {
+    if !tenant_exists(&super::sql::Conn::Sqlite(c), tenant_id)? {
         return Err(StoreError::NotFound);
     }
     batch.subscribers.forget(tenant_id);

@@ -59,7 +59,7 @@ impl Store {
     ) -> Result<(IncomingHook, String), StoreError> {
         self.writer
             .write(move |c, _| {
-                if !tenant_exists(c, tenant_id)? {
+                if !tenant_exists(&super::sql::Conn::Sqlite(c), tenant_id)? {
                     return Err(StoreError::NotFound);
                 }
                 let token = {

@@ -2,11 +2,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::key_cache::KnownKey;
+use super::sql::{Conn, Row, Value};
 use super::{Store, StoreError, count};
 use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};
 
@@ -55,44 +55,59 @@ fn split_key(token: &str) -> Option<(KeyId, &str)> {
     Some((id, secret))
 }
 
-fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+fn tenant_row(r: &Row<'_>) -> Result<Tenant, StoreError> {
     Ok(Tenant {
-        id: TenantId(r.get(0)?),
-        name: r.get(1)?,
-        created_at: r.get(2)?,
+        id: TenantId(r.int(0)?),
+        name: r.text(1)?,
+        created_at: r.int(2)?,
     })
 }
 
-fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
-    let role: String = r.get(3)?;
+fn key_row(r: &Row<'_>) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
-        id: KeyId(r.get(0)?),
-        tenant_id: TenantId(r.get(1)?),
-        name: r.get(2)?,
-        role: Role::parse(&role).unwrap_or(Role::Viewer),
-        created_at: r.get(4)?,
+        id: KeyId(r.int(0)?),
+        tenant_id: TenantId(r.int(1)?),
+        name: r.text(2)?,
+        role: Role::parse(&r.text(3)?).unwrap_or(Role::Viewer),
+        created_at: r.int(4)?,
     })
+}
+
+/// How many rows a `count(*)` query answers.
+fn counted(c: &Conn<'_>, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+    let n = c.query_opt(sql, params, |r| r.int(0))?.unwrap_or(0);
+    Ok(count(n))
+}
+
+/// The page bounds as statement values: size, then offset.
+fn bounds(page: PageRequest) -> [Value; 2] {
+    [i64::from(page.size).into(), page.offset().into()]
 }
 
 /// Whether the tenant exists (used inside write operations).
-pub(super) fn tenant_exists(c: &Connection, id: TenantId) -> Result<bool, StoreError> {
-    Ok(c.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
-        .exists([id.0])?)
+pub(super) fn tenant_exists(c: &Conn<'_>, id: TenantId) -> Result<bool, StoreError> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM tenants WHERE id = ?1",
+        &[id.0.into()],
+        |_| Ok(()),
+    )?
+    .is_some())
 }
 
+// Everything here runs through `store::sql`, so the same statements serve SQLite and
+// PostgreSQL.
 impl Store {
     /// The stored operator-token hash; on first start, generates a token, stores its hash and
     /// returns the token itself (`Some`) so it can be printed once.
     pub async fn operator_token(&self) -> Result<([u8; 32], Option<String>), StoreError> {
         self.writer
             .write(|c, _| {
-                let stored: Option<String> = c
-                    .query_row(
-                        "SELECT value FROM meta WHERE key = 'operator_token_sha256'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                let c = Conn::Sqlite(c);
+                let stored = c.query_opt(
+                    "SELECT value FROM meta WHERE key = 'operator_token_sha256'",
+                    &[],
+                    |r| r.text(0),
+                )?;
                 if let Some(hex) = stored {
                     let mut hash = [0u8; 32];
                     hex::decode_to_slice(hex, &mut hash).map_err(|e| StoreError::Corrupt {
@@ -105,7 +120,7 @@ impl Store {
                 let hash = hash_secret(&token);
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('operator_token_sha256', ?1)",
-                    [hex::encode(hash)],
+                    &[hex::encode(hash).into()],
                 )?;
                 Ok((hash, Some(token)))
             })
@@ -125,13 +140,11 @@ impl Store {
                 let generation = self.keys.generation();
                 let row = self
                     .read(move |c| {
-                        let row: Option<(i64, String, Vec<u8>)> = c
-                            .prepare_cached(
-                                "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
-                            )?
-                            .query_row([key_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()?;
-                        Ok(row)
+                        Conn::Sqlite(c).query_opt(
+                            "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
+                            &[key_id.0.into()],
+                            |r| Ok((r.int(0)?, r.text(1)?, r.blob(2)?)),
+                        )
                     })
                     .await?;
                 row.and_then(|(tenant, role, secret_hash)| {
@@ -160,12 +173,15 @@ impl Store {
         self.writer
             .write(move |c, _| {
                 let now = now_ms();
-                c.execute(
-                    "INSERT INTO tenants (name, created_at) VALUES (?1, ?2)",
-                    params![name, now],
-                )?;
+                let id = Conn::Sqlite(c)
+                    .query_opt(
+                        "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
+                        &[name.as_str().into(), now.into()],
+                        |r| r.int(0),
+                    )?
+                    .ok_or_else(no_id)?;
                 Ok(Tenant {
-                    id: TenantId(c.last_insert_rowid()),
+                    id: TenantId(id),
                     name,
                     created_at: now,
                 })
@@ -176,14 +192,14 @@ impl Store {
     /// One page of tenants, oldest first.
     pub async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
         self.read(move |c| {
-            let total: i64 = c.query_row("SELECT count(*) FROM tenants", [], |r| r.get(0))?;
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1 OFFSET ?2",
-                )?
-                .query_map(params![page.size, page.offset()], tenant_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
+            let c = Conn::Sqlite(c);
+            let total = counted(&c, "SELECT count(*) FROM tenants", &[])?;
+            let rows = c.query(
+                "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1 OFFSET ?2",
+                &bounds(page),
+                tenant_row,
+            )?;
+            Ok(page.page(rows, total))
         })
         .await
     }
@@ -191,9 +207,12 @@ impl Store {
     /// One tenant.
     pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
         self.read(move |c| {
-            c.prepare_cached("SELECT id, name, created_at FROM tenants WHERE id = ?1")?
-                .query_row([id.0], tenant_row)
-                .optional()?
+            Conn::Sqlite(c)
+                .query_opt(
+                    "SELECT id, name, created_at FROM tenants WHERE id = ?1",
+                    &[id.0.into()],
+                    tenant_row,
+                )?
                 .ok_or(StoreError::NotFound)
         })
         .await
@@ -205,7 +224,9 @@ impl Store {
             .writer
             .write(move |c, batch| {
                 batch.subscribers.forget(id);
-                match c.execute("DELETE FROM tenants WHERE id = ?1", [id.0])? {
+                match Conn::Sqlite(c)
+                    .execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])?
+                {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
                 }
@@ -225,17 +246,27 @@ impl Store {
     ) -> Result<(ApiKey, String), StoreError> {
         self.writer
             .write(move |c, _| {
-                if !tenant_exists(c, tenant_id)? {
+                let c = Conn::Sqlite(c);
+                if !tenant_exists(&c, tenant_id)? {
                     return Err(StoreError::NotFound);
                 }
                 let secret = random_token();
                 let now = now_ms();
-                c.execute(
-                    "INSERT INTO api_keys (tenant_id, name, role, secret_hash, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![tenant_id.0, name, role.as_str(), hash_secret(&secret), now],
-                )?;
-                let id = KeyId(c.last_insert_rowid());
+                let id = c
+                    .query_opt(
+                        "INSERT INTO api_keys (tenant_id, name, role, secret_hash, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                        &[
+                            tenant_id.0.into(),
+                            name.as_str().into(),
+                            role.as_str().into(),
+                            hash_secret(&secret)[..].into(),
+                            now.into(),
+                        ],
+                        |r| r.int(0),
+                    )?
+                    .ok_or_else(no_id)?;
+                let id = KeyId(id);
                 let token = format!("hk_{}_{secret}", id.0);
                 let key = ApiKey {
                     id,
@@ -256,22 +287,23 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<ApiKey>, StoreError> {
         self.read(move |c| {
-            if !tenant_exists(c, tenant_id)? {
+            let c = Conn::Sqlite(c);
+            if !tenant_exists(&c, tenant_id)? {
                 return Err(StoreError::NotFound);
             }
-            let total: i64 = c.query_row(
+            let total = counted(
+                &c,
                 "SELECT count(*) FROM api_keys WHERE tenant_id = ?1",
-                [tenant_id.0],
-                |r| r.get(0),
+                &[tenant_id.0.into()],
             )?;
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, tenant_id, name, role, created_at FROM api_keys
-                     WHERE tenant_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
-                )?
-                .query_map(params![tenant_id.0, page.size, page.offset()], key_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
+            let [size, offset] = bounds(page);
+            let rows = c.query(
+                "SELECT id, tenant_id, name, role, created_at FROM api_keys
+                 WHERE tenant_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+                &[tenant_id.0.into(), size, offset],
+                key_row,
+            )?;
+            Ok(page.page(rows, total))
         })
         .await
     }
@@ -281,9 +313,9 @@ impl Store {
         let deleted = self
             .writer
             .write(move |c, _| {
-                match c.execute(
+                match Conn::Sqlite(c).execute(
                     "DELETE FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
-                    params![key_id.0, tenant_id.0],
+                    &[key_id.0.into(), tenant_id.0.into()],
                 )? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
@@ -302,25 +334,26 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<EventType>, StoreError> {
         self.read(move |c| {
-            let total: i64 = c.query_row(
+            let c = Conn::Sqlite(c);
+            let total = counted(
+                &c,
                 "SELECT count(*) FROM event_types WHERE tenant_id = ?1",
-                [tenant_id.0],
-                |r| r.get(0),
+                &[tenant_id.0.into()],
             )?;
-            let rows = c
-                .prepare_cached(
-                    "SELECT name, category, description FROM event_types
-                     WHERE tenant_id = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
-                )?
-                .query_map(params![tenant_id.0, page.size, page.offset()], |r| {
+            let [size, offset] = bounds(page);
+            let rows = c.query(
+                "SELECT name, category, description FROM event_types
+                 WHERE tenant_id = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
+                &[tenant_id.0.into(), size, offset],
+                |r| {
                     Ok(EventType {
-                        name: r.get(0)?,
-                        category: r.get(1)?,
-                        description: r.get(2)?,
+                        name: r.text(0)?,
+                        category: r.opt_text(1)?,
+                        description: r.opt_text(2)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(page.page(rows, count(total)))
+                },
+            )?;
+            Ok(page.page(rows, total))
         })
         .await
     }
@@ -334,15 +367,15 @@ impl Store {
         self.writer
             .write(move |c, _| {
                 let now: UnixMs = now_ms();
-                let inserted = c.execute(
+                let inserted = Conn::Sqlite(c).execute(
                     "INSERT INTO event_types (tenant_id, name, category, description, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                    params![
-                        tenant_id.0,
-                        event_type.name,
-                        event_type.category,
-                        event_type.description,
-                        now
+                    &[
+                        tenant_id.0.into(),
+                        event_type.name.as_str().into(),
+                        event_type.category.as_deref().into(),
+                        event_type.description.as_deref().into(),
+                        now.into(),
                     ],
                 )?;
                 if inserted == 0 {
@@ -364,15 +397,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c, _| {
-                match c.execute(
+                match Conn::Sqlite(c).execute(
                     "DELETE FROM event_types WHERE tenant_id = ?1 AND name = ?2",
-                    params![tenant_id.0, name],
+                    &[tenant_id.0.into(), name.into()],
                 )? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
                 }
             })
             .await
+    }
+}
+
+/// An insert that answered no id: the database did not do what it said.
+fn no_id() -> StoreError {
+    StoreError::Corrupt {
+        what: "inserted row",
+        detail: "the insert returned no id".into(),
     }
 }
 
