@@ -69,6 +69,10 @@ pub enum StoreError {
     /// PostgreSQL answered with an error, or could not be reached.
     #[error("PostgreSQL error")]
     Postgres(#[source] Arc<tokio_postgres::Error>),
+    /// The operation does not run on PostgreSQL yet (the store's modules move onto
+    /// `store::sql` one at a time; hookd refuses to serve from PostgreSQL until all have).
+    #[error("this operation does not run on PostgreSQL yet")]
+    NotPorted,
     /// No read connection could be had from the pool.
     #[error("no read connection")]
     Pool(#[source] Arc<r2d2::Error>),
@@ -335,6 +339,15 @@ impl Store {
                 Ok(())
             })
             .await
+    }
+
+    /// Like [`Store::read`], for a read written against [`sql::Conn`] (either database).
+    async fn read_sql<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&sql::Conn<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.read(move |c| f(&sql::Conn::Sqlite(c))).await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
+use super::StoreError;
+use super::sql::Conn;
 use crate::model::DeliveryStatus;
 
 /// The long lists whose rows are counted in blocks (the `list` column).
@@ -148,14 +150,15 @@ impl BlockCounts {
     }
 
     /// Writes the kept changes, inside the batch's transaction, and forgets them.
-    pub fn write(&mut self, c: &Connection) -> rusqlite::Result<()> {
-        let mut upsert = c.prepare_cached(
-            "INSERT INTO list_blocks (list, owner, part, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT DO UPDATE SET n = n + excluded.n",
-        )?;
+    pub fn write(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
         for ((list, owner, part, block), by) in self.kept.drain() {
             if by != 0 {
-                upsert.execute(params![list as i64, owner, &*part, block, by])?;
+                c.execute(
+                    "INSERT INTO list_blocks (list, owner, part, block, n)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (list, owner, part, block) DO UPDATE SET n = list_blocks.n + excluded.n",
+                    &[(list as i64).into(), owner.into(), (&*part).into(), block.into(), by.into()],
+                )?;
             }
         }
         Ok(())
@@ -240,7 +243,7 @@ mod tests {
         counts.keep_staged();
         counts.event_added(1, "e.f", 70_002);
         counts.drop_staged();
-        counts.write(&c).expect("write");
+        counts.write(&Conn::Sqlite(&c)).expect("write");
         let (total, first) = locate(&c, List::Events, 1, None, 0).expect("locate");
         assert_eq!(total, 3, "the undone operation's event is not counted");
         assert_eq!(

@@ -101,8 +101,7 @@ impl Store {
     /// returns the token itself (`Some`) so it can be printed once.
     pub async fn operator_token(&self) -> Result<([u8; 32], Option<String>), StoreError> {
         self.writer
-            .write(|c, _| {
-                let c = Conn::Sqlite(c);
+            .write_sql(|c, _| {
                 let stored = c.query_opt(
                     "SELECT value FROM meta WHERE key = 'operator_token_sha256'",
                     &[],
@@ -139,8 +138,8 @@ impl Store {
             None => {
                 let generation = self.keys.generation();
                 let row = self
-                    .read(move |c| {
-                        Conn::Sqlite(c).query_opt(
+                    .read_sql(move |c| {
+                        c.query_opt(
                             "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
                             &[key_id.0.into()],
                             |r| Ok((r.int(0)?, r.text(1)?, r.blob(2)?)),
@@ -171,9 +170,9 @@ impl Store {
     /// Creates a tenant.
     pub async fn create_tenant(&self, name: String) -> Result<Tenant, StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write_sql(move |c, _| {
                 let now = now_ms();
-                let id = Conn::Sqlite(c)
+                let id = c
                     .query_opt(
                         "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
                         &[name.as_str().into(), now.into()],
@@ -191,9 +190,8 @@ impl Store {
 
     /// One page of tenants, oldest first.
     pub async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
-        self.read(move |c| {
-            let c = Conn::Sqlite(c);
-            let total = counted(&c, "SELECT count(*) FROM tenants", &[])?;
+        self.read_sql(move |c| {
+            let total = counted(c, "SELECT count(*) FROM tenants", &[])?;
             let rows = c.query(
                 "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1 OFFSET ?2",
                 &bounds(page),
@@ -206,14 +204,13 @@ impl Store {
 
     /// One tenant.
     pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
-        self.read(move |c| {
-            Conn::Sqlite(c)
-                .query_opt(
-                    "SELECT id, name, created_at FROM tenants WHERE id = ?1",
-                    &[id.0.into()],
-                    tenant_row,
-                )?
-                .ok_or(StoreError::NotFound)
+        self.read_sql(move |c| {
+            c.query_opt(
+                "SELECT id, name, created_at FROM tenants WHERE id = ?1",
+                &[id.0.into()],
+                tenant_row,
+            )?
+            .ok_or(StoreError::NotFound)
         })
         .await
     }
@@ -222,11 +219,9 @@ impl Store {
     pub async fn delete_tenant(&self, id: TenantId) -> Result<(), StoreError> {
         let deleted = self
             .writer
-            .write(move |c, batch| {
+            .write_sql(move |c, batch| {
                 batch.subscribers.forget(id);
-                match Conn::Sqlite(c)
-                    .execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])?
-                {
+                match c.execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
                 }
@@ -245,9 +240,8 @@ impl Store {
         role: Role,
     ) -> Result<(ApiKey, String), StoreError> {
         self.writer
-            .write(move |c, _| {
-                let c = Conn::Sqlite(c);
-                if !tenant_exists(&c, tenant_id)? {
+            .write_sql(move |c, _| {
+                if !tenant_exists(c, tenant_id)? {
                     return Err(StoreError::NotFound);
                 }
                 let secret = random_token();
@@ -286,13 +280,12 @@ impl Store {
         tenant_id: TenantId,
         page: PageRequest,
     ) -> Result<Page<ApiKey>, StoreError> {
-        self.read(move |c| {
-            let c = Conn::Sqlite(c);
-            if !tenant_exists(&c, tenant_id)? {
+        self.read_sql(move |c| {
+            if !tenant_exists(c, tenant_id)? {
                 return Err(StoreError::NotFound);
             }
             let total = counted(
-                &c,
+                c,
                 "SELECT count(*) FROM api_keys WHERE tenant_id = ?1",
                 &[tenant_id.0.into()],
             )?;
@@ -312,8 +305,8 @@ impl Store {
     pub async fn delete_key(&self, tenant_id: TenantId, key_id: KeyId) -> Result<(), StoreError> {
         let deleted = self
             .writer
-            .write(move |c, _| {
-                match Conn::Sqlite(c).execute(
+            .write_sql(move |c, _| {
+                match c.execute(
                     "DELETE FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
                     &[key_id.0.into(), tenant_id.0.into()],
                 )? {
@@ -333,10 +326,9 @@ impl Store {
         tenant_id: TenantId,
         page: PageRequest,
     ) -> Result<Page<EventType>, StoreError> {
-        self.read(move |c| {
-            let c = Conn::Sqlite(c);
+        self.read_sql(move |c| {
             let total = counted(
-                &c,
+                c,
                 "SELECT count(*) FROM event_types WHERE tenant_id = ?1",
                 &[tenant_id.0.into()],
             )?;
@@ -365,9 +357,9 @@ impl Store {
         event_type: EventType,
     ) -> Result<EventType, StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write_sql(move |c, _| {
                 let now: UnixMs = now_ms();
-                let inserted = Conn::Sqlite(c).execute(
+                let inserted = c.execute(
                     "INSERT INTO event_types (tenant_id, name, category, description, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                     &[
@@ -396,8 +388,8 @@ impl Store {
         name: String,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |c, _| {
-                match Conn::Sqlite(c).execute(
+            .write_sql(move |c, _| {
+                match c.execute(
                     "DELETE FROM event_types WHERE tenant_id = ?1 AND name = ?2",
                     &[tenant_id.0.into(), name.into()],
                 )? {

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
 use super::paging::BlockCounts;
+use super::sql::Conn;
 use super::subscribers::SubscriberCache;
 use crate::report::ErrorChain;
 
@@ -60,7 +61,7 @@ impl WriteHealth {
 trait Op: Send {
     /// Applies the operation; `false` when it failed without a savepoint to undo it, which
     /// leaves the transaction unusable.
-    fn apply(&mut self, conn: &Connection, batch: &mut Batch) -> bool;
+    fn apply(&mut self, conn: &Conn<'_>, batch: &mut Batch) -> bool;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
@@ -86,9 +87,9 @@ struct TypedOp<T, F> {
 impl<T, F> Op for TypedOp<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send,
+    F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send,
 {
-    fn apply(&mut self, conn: &Connection, batch: &mut Batch) -> bool {
+    fn apply(&mut self, conn: &Conn<'_>, batch: &mut Batch) -> bool {
         let Some(f) = self.f.take() else { return true };
         let result = if self.mode == Mode::Guarded {
             in_savepoint(conn, |c| f(c, batch))
@@ -129,20 +130,31 @@ where
 }
 
 fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    conn: &Conn<'_>,
+    f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    conn.execute("SAVEPOINT op", &[])?;
     match f(conn) {
         Ok(value) => {
-            conn.prepare_cached("RELEASE op")?.execute([])?;
+            conn.execute("RELEASE op", &[])?;
             Ok(value)
         }
         Err(e) => {
-            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
-            conn.prepare_cached("RELEASE op")?.execute([])?;
+            conn.execute("ROLLBACK TO op", &[])?;
+            conn.execute("RELEASE op", &[])?;
             Err(e)
         }
+    }
+}
+
+/// Runs `f`, written against rusqlite, on a SQLite writer; on any other it is refused (the
+/// store's modules move onto [`Conn`] one at a time).
+fn sqlite_only<T>(
+    f: impl FnOnce(&Connection, &mut Batch) -> Result<T, StoreError>,
+) -> impl FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> {
+    move |conn, batch| match conn {
+        Conn::Sqlite(c) => f(c, batch),
+        Conn::Postgres(_) => Err(StoreError::NotPorted),
     }
 }
 
@@ -174,6 +186,15 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(sqlite_only(f), Mode::Guarded).await
+    }
+
+    /// Like [`Writer::write`], for an operation written against [`Conn`] (either database).
+    pub async fn write_sql<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+    {
         self.submit(f, Mode::Guarded).await
     }
 
@@ -184,7 +205,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, Mode::Unguarded).await
+        self.submit(sqlite_only(f), Mode::Unguarded).await
     }
 
     /// Applies `f` without a savepoint and answers before the batch commits: for writes whose
@@ -194,7 +215,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, Mode::Eager).await
+        self.submit(sqlite_only(f), Mode::Eager).await
     }
 
     /// Operations waiting in the queue (for tests that line up a batch).
@@ -206,7 +227,7 @@ impl Writer {
     async fn submit<T, F>(&self, f: F, mode: Mode) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let op = TypedOp {
@@ -262,7 +283,7 @@ fn run(
                 storage_failure: None,
                 counts: BlockCounts::default(),
             };
-            let committed = commit_batch(&conn, &mut ops, &mut batch);
+            let committed = commit_batch(&Conn::Sqlite(&conn), &mut ops, &mut batch);
             match &committed {
                 Err(e) => {
                     tracing::error!(error = %ErrorChain(e), ops = ops.len(), "commit failed");
@@ -294,24 +315,29 @@ fn run(
 }
 
 fn commit_batch(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ops: &mut [Box<dyn Op>],
     batch: &mut Batch,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let begin = match conn {
+        // Take the write lock now, not at the first write: a busy file fails here, whole.
+        Conn::Sqlite(_) => "BEGIN IMMEDIATE",
+        Conn::Postgres(_) => "BEGIN",
+    };
+    conn.execute(begin, &[])?;
     for op in ops.iter_mut() {
         if !op.apply(conn, batch) {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = conn.execute("ROLLBACK", &[]);
             return Err(StoreError::RolledBack);
         }
     }
     if let Err(e) = batch.counts.write(conn) {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(e.into());
+        let _ = conn.execute("ROLLBACK", &[]);
+        return Err(e);
     }
-    if let Err(e) = conn.prepare_cached("COMMIT")?.execute([]) {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(e.into());
+    if let Err(e) = conn.execute("COMMIT", &[]) {
+        let _ = conn.execute("ROLLBACK", &[]);
+        return Err(e);
     }
     Ok(())
 }
