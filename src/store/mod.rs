@@ -46,7 +46,7 @@ pub use schedules::SchedulePatch;
 pub use tenants::{Caller, EventType};
 
 use crate::config::Durability;
-use writer::{WriteHealth, Writer};
+use writer::{WriteHealth, Writer, WriterDb};
 
 /// Prepared statements kept per connection: more than the store has distinct statements, so
 /// none is parsed twice.
@@ -201,7 +201,7 @@ impl From<r2d2::Error> for StoreError {
 pub struct Store {
     writer: Writer,
     keys: Arc<key_cache::KeyCache>,
-    reads: r2d2::Pool<SqliteConnectionManager>,
+    reads: Reads,
     wake: Arc<Notify>,
     leases: Arc<LeaseTokens>,
     health: WriteHealth,
@@ -246,7 +246,7 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
 pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 impl StoreHandle {
@@ -296,9 +296,31 @@ impl Store {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
 
+        Self::start(WriterDb::Sqlite(conn), Reads::Sqlite(reads), Some(lock))
+    }
+
+    /// Opens a PostgreSQL database (migrating it) with its writer and reads. Only the
+    /// operations moved onto [`sql::Conn`] run on it so far (tenants, keys, event types, the
+    /// operator token); the others answer [`StoreError::NotPorted`], and `hookd serve` refuses
+    /// a PostgreSQL URL until none do.
+    pub async fn open_postgres(url: &str) -> Result<(Self, StoreHandle), StoreError> {
+        postgres::migrate(url).await?;
+        let reads = Reads::Postgres(Arc::new(PgReads {
+            url: url.to_owned(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }));
+        Self::start(WriterDb::Postgres(url.to_owned()), reads, None)
+    }
+
+    /// Starts the writer on `db` and puts the store together.
+    fn start(
+        db: WriterDb,
+        reads: Reads,
+        lock: Option<std::fs::File>,
+    ) -> Result<(Self, StoreHandle), StoreError> {
         let wake = Arc::new(Notify::new());
         let health = WriteHealth::default();
-        let (writer, thread) = Writer::start(conn, wake.clone(), health.clone())?;
+        let (writer, thread) = Writer::start(db, wake.clone(), health.clone())?;
         let store = Self {
             writer,
             keys: Arc::default(),
@@ -347,7 +369,15 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&sql::Conn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.read(move |c| f(&sql::Conn::Sqlite(c))).await
+        match &self.reads {
+            Reads::Sqlite(_) => self.read(move |c| f(&sql::Conn::Sqlite(c))).await,
+            Reads::Postgres(pg) => {
+                let pg = pg.clone();
+                tokio::task::spawn_blocking(move || pg.run(f))
+                    .await
+                    .map_err(|e| StoreError::ReadTask(Arc::new(e)))?
+            }
+        }
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -355,13 +385,62 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = self.reads.clone();
+        let Reads::Sqlite(pool) = &self.reads else {
+            return Err(StoreError::NotPorted);
+        };
+        let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
             f(&conn)
         })
         .await
         .map_err(|e| StoreError::ReadTask(Arc::new(e)))?
+    }
+}
+
+/// Where reads run.
+#[derive(Clone)]
+enum Reads {
+    /// Read-only SQLite connections.
+    Sqlite(r2d2::Pool<SqliteConnectionManager>),
+    /// PostgreSQL clients, opened as reads need them.
+    Postgres(Arc<PgReads>),
+}
+
+/// PostgreSQL clients for reads: an idle one is reused, else one is opened.
+struct PgReads {
+    url: String,
+    idle: std::sync::Mutex<Vec<::postgres::Client>>,
+}
+
+impl PgReads {
+    /// Runs `f` on a client (call from a blocking thread).
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&sql::Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut client = match idle {
+            Some(client) if !client.is_closed() => client,
+            _ => ::postgres::Client::connect(&self.url, ::postgres::NoTls)
+                .map_err(|e| StoreError::Postgres(Arc::new(e)))?,
+        };
+        let answer = f(&sql::Conn::postgres(&mut client));
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(client);
+        }
+        answer
+    }
+}
+
+impl Drop for PgReads {
+    /// Closes the idle clients on a thread of their own: the synchronous client blocks when
+    /// it closes, which it may not do on the async runtime that drops the store.
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().map(std::mem::take).unwrap_or_default();
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
     }
 }
 

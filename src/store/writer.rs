@@ -167,14 +167,14 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread on `conn`. `wake` is notified after commits that made work due.
     pub fn start(
-        conn: Connection,
+        db: WriterDb,
         wake: Arc<Notify>,
         health: WriteHealth,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, rx, wake, health))
+            .spawn(move || run(db, rx, wake, health))
             .map_err(|e| StoreError::WriterStart(Arc::new(e)))?;
         Ok((Self { tx }, handle))
     }
@@ -244,11 +244,41 @@ impl Writer {
     }
 }
 
-fn run(
-    conn: Connection,
+/// The database a writer thread owns.
+pub(crate) enum WriterDb {
+    /// A SQLite connection (checkpointed by the writer).
+    Sqlite(Connection),
+    /// A PostgreSQL URL: the writer connects from its own thread (the synchronous client
+    /// must not start inside the async runtime).
+    Postgres(String),
+}
+
+fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health: WriteHealth) {
+    match db {
+        WriterDb::Sqlite(conn) => {
+            batches(&Conn::Sqlite(&conn), rx, wake, health, |mode| {
+                checkpoint(&conn, mode)
+            });
+        }
+        WriterDb::Postgres(url) => match postgres::Client::connect(&url, postgres::NoTls) {
+            Ok(mut client) => {
+                batches(&Conn::postgres(&mut client), rx, wake, health, |_| {});
+            }
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "the writer cannot connect to PostgreSQL");
+            }
+        },
+    }
+}
+
+/// Applies queued operations in batches on `conn` until every sender is gone; `checkpoint`
+/// is called every few seconds and once at the end.
+fn batches(
+    conn: &Conn<'_>,
     mut rx: mpsc::Receiver<Box<dyn Op>>,
     wake: Arc<Notify>,
     health: WriteHealth,
+    mut checkpoint: impl FnMut(Checkpoint),
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -283,7 +313,7 @@ fn run(
                 storage_failure: None,
                 counts: BlockCounts::default(),
             };
-            let committed = commit_batch(&Conn::Sqlite(&conn), &mut ops, &mut batch);
+            let committed = commit_batch(conn, &mut ops, &mut batch);
             match &committed {
                 Err(e) => {
                     tracing::error!(error = %ErrorChain(e), ops = ops.len(), "commit failed");
@@ -307,11 +337,11 @@ fn run(
             }
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(&conn, Checkpoint::Restart);
+            checkpoint(Checkpoint::Restart);
             last_checkpoint = Instant::now();
         }
     }
-    checkpoint(&conn, Checkpoint::Truncate);
+    checkpoint(Checkpoint::Truncate);
 }
 
 fn commit_batch(
