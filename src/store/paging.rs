@@ -166,8 +166,8 @@ impl BlockCounts {
 }
 
 /// Forgets the counts of blocks that are empty (after retention, or of deleted owners).
-pub(super) fn forget_empty_blocks(c: &Connection) -> rusqlite::Result<usize> {
-    c.execute("DELETE FROM list_blocks WHERE n = 0", [])
+pub(super) fn forget_empty_blocks(c: &Conn<'_>) -> Result<u64, StoreError> {
+    c.execute("DELETE FROM list_blocks WHERE n = 0", &[])
 }
 
 #[cfg(test)]
@@ -265,6 +265,6 @@ mod tests {
         c.execute("DELETE FROM events WHERE id = 1", [])
             .expect("delete");
         assert_eq!(locate(&c, List::Events, 1, None, 0).expect("locate").0, 2);
-        assert_eq!(forget_empty_blocks(&c).expect("forget"), 1);
+        assert_eq!(forget_empty_blocks(&Conn::Sqlite(&c)).expect("forget"), 1);
     }
 }

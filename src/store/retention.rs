@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
+use super::sql::Conn;
 use super::{Store, StoreError};
 use crate::model::UnixMs;
 
@@ -23,22 +22,18 @@ pub struct Pruned {
 
 /// The first row id of `table` created at or after `t` (one past the last id when none),
 /// by binary search over ids, whose order follows creation time.
-fn first_id_since(c: &Connection, table: &str, t: UnixMs) -> Result<i64, StoreError> {
-    let bounds: (Option<i64>, Option<i64>) =
-        c.query_row(&format!("SELECT min(id), max(id) FROM {table}"), [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let (Some(mut lo), Some(max)) = bounds else {
+fn first_id_since(c: &Conn<'_>, table: &str, t: UnixMs) -> Result<i64, StoreError> {
+    let bounds = c.query_opt(&format!("SELECT min(id), max(id) FROM {table}"), &[], |r| {
+        Ok((r.opt_int(0)?, r.opt_int(1)?))
+    })?;
+    let Some((Some(mut lo), Some(max))) = bounds else {
         return Ok(0);
     };
     let mut hi = max + 1;
-    let mut probe = c.prepare_cached(&format!(
-        "SELECT created_at FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1"
-    ))?;
+    let probe = format!("SELECT created_at FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1");
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let at: Option<i64> = probe.query_row([mid], |r| r.get(0)).optional()?;
-        match at {
+        match c.query_opt(&probe, &[mid.into()], |r| r.int(0))? {
             Some(at) if at < t => lo = mid + 1,
             _ => hi = mid,
         }
@@ -47,25 +42,27 @@ fn first_id_since(c: &Connection, table: &str, t: UnixMs) -> Result<i64, StoreEr
 }
 
 fn prune_batch(
-    c: &Connection,
+    c: &Conn<'_>,
     succeeded_before: UnixMs,
     failed_before: UnixMs,
 ) -> Result<Pruned, StoreError> {
     let succeeded_cut = first_id_since(c, "deliveries", succeeded_before)?;
     let failed_cut = first_id_since(c, "deliveries", failed_before)?;
-    let removed: Vec<(i64, i64)> = c
-        .prepare_cached(
-            "DELETE FROM deliveries WHERE id IN (
-                 SELECT id FROM deliveries
-                 WHERE id < max(?1, ?2)
-                   AND ((status = 1 AND id < ?1) OR (status = 2 AND id < ?2))
-                 ORDER BY id LIMIT ?3)
-             RETURNING endpoint_id, status",
-        )?
-        .query_map(params![succeeded_cut, failed_cut, BATCH], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let removed = c.query(
+        "DELETE FROM deliveries WHERE id IN (
+             SELECT id FROM deliveries
+             WHERE id < ?3
+               AND ((status = 1 AND id < ?1) OR (status = 2 AND id < ?2))
+             ORDER BY id LIMIT ?4)
+         RETURNING endpoint_id, status",
+        &[
+            succeeded_cut.into(),
+            failed_cut.into(),
+            succeeded_cut.max(failed_cut).into(),
+            BATCH.into(),
+        ],
+        |r| Ok((r.int(0)?, r.int(1)?)),
+    )?;
     let mut per_endpoint: HashMap<i64, (i64, i64)> = HashMap::new();
     for (endpoint, status) in &removed {
         let entry = per_endpoint.entry(*endpoint).or_default();
@@ -75,29 +72,28 @@ fn prune_batch(
             entry.1 += 1;
         }
     }
-    let mut counters = c.prepare_cached(
-        "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3 WHERE id = ?1",
-    )?;
     for (endpoint, (succeeded, failed)) in per_endpoint {
-        counters.execute(params![endpoint, succeeded, failed])?;
+        c.execute(
+            "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3 WHERE id = ?1",
+            &[endpoint.into(), succeeded.into(), failed.into()],
+        )?;
     }
     let event_cut = first_id_since(c, "events", succeeded_before)?;
-    let events = c
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN (
-                 SELECT e.id FROM events e
-                 WHERE e.id < ?1
-                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-                 ORDER BY e.id LIMIT ?2)",
-        )?
-        .execute(params![event_cut, BATCH])?;
+    let events = c.execute(
+        "DELETE FROM events WHERE id IN (
+             SELECT e.id FROM events e
+             WHERE e.id < ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+             ORDER BY e.id LIMIT ?2)",
+        &[event_cut.into(), BATCH.into()],
+    )?;
     if removed.is_empty() && events == 0 {
         // The pass is done: drop the counts of blocks it (or earlier deletes) emptied.
         super::paging::forget_empty_blocks(c)?;
     }
     Ok(Pruned {
         deliveries: removed.len() as u64,
-        events: events as u64,
+        events,
     })
 }
 
@@ -111,7 +107,7 @@ impl Store {
         failed_before: UnixMs,
     ) -> Result<Pruned, StoreError> {
         self.writer
-            .write(move |c, _| prune_batch(c, succeeded_before, failed_before))
+            .write_sql(move |c, _| prune_batch(c, succeeded_before, failed_before))
             .await
     }
 }

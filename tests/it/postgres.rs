@@ -659,3 +659,101 @@ async fn the_tenant_side_of_the_store_answers_the_same_on_postgres_as_on_sqlite(
     sqlite_handle.close();
     postgres_handle.close();
 }
+
+/// Rows as a hookd that ran a while would have left them: a tenant's endpoint, old and new
+/// events, and their deliveries in every status (literal SQL that both databases take).
+fn retention_rows(tenant: i64) -> String {
+    let mut sql = format!(
+        "INSERT INTO endpoints (id, tenant_id, name, url, events, secret, signature_scheme,
+             format, headers, retry_schedule, disable_after, timeout_ms, ordering, is_active,
+             created_at, updated_at, succeeded, failed, pending)
+         VALUES (1, {tenant}, 'e', 'http://127.0.0.1:9/', '[\"*\"]', 'whsec_x', 'standard',
+             'json', '{{}}', '[]', 0, 1000, 'none', 1, 0, 0, 4, 2, 2);"
+    );
+    // Events 1–6 old (created at 1000), 7–8 new; deliveries in a fixed pattern of statuses.
+    for id in 1..=8i64 {
+        let at: i64 = if id <= 6 { 1_000 } else { 4_000_000_000_000 };
+        let status = [1, 1, 2, 0, 1, 2, 1, 0][(id - 1) as usize];
+        sql.push_str(&format!(
+            "INSERT INTO events (id, tenant_id, type, data, deliveries, created_at)
+                 VALUES ({id}, {tenant}, 'a.b', '{{}}', 1, {at});
+             INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts, created_at)
+                 VALUES ({id}, {id}, 1, {status}, 1, {at});"
+        ));
+    }
+    sql
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("retention").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("hookd.db");
+    let (sqlite, sqlite_handle) =
+        hookd::store::Store::open(&file, hookd::config::Durability::Full).expect("sqlite");
+    let (postgres, postgres_handle) = hookd::store::Store::open_postgres(&url)
+        .await
+        .expect("postgres");
+    let tenant = sqlite.create_tenant("t".into()).await.expect("tenant");
+    postgres.create_tenant("t".into()).await.expect("tenant");
+    rusqlite::Connection::open(&file)
+        .expect("open")
+        .execute_batch(&retention_rows(tenant.id.0))
+        .expect("rows");
+    let client = connect(&url).await;
+    client
+        .batch_execute(&retention_rows(tenant.id.0))
+        .await
+        .expect("rows");
+    // Succeeded deliveries go after 1 s of age here, failed ones never (a cut before them).
+    for store in [&sqlite, &postgres] {
+        while store.prune(5_000, 500).await.expect("prune") != Default::default() {}
+    }
+    let left_sqlite = {
+        let c = rusqlite::Connection::open(&file).expect("open");
+        let ids = |table: &str| -> Vec<i64> {
+            c.prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+                .expect("select")
+                .query_map([], |r| r.get(0))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("ids")
+        };
+        let counters: (i64, i64) = c
+            .query_row("SELECT succeeded, failed FROM endpoints", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("counters");
+        (ids("deliveries"), ids("events"), counters)
+    };
+    let mut left_postgres = (Vec::new(), Vec::new(), (0, 0));
+    for (table, into) in [("deliveries", 0), ("events", 1)] {
+        let ids: Vec<i64> = client
+            .query(&format!("SELECT id FROM {table} ORDER BY id"), &[])
+            .await
+            .expect("ids")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if into == 0 {
+            left_postgres.0 = ids;
+        } else {
+            left_postgres.1 = ids;
+        }
+    }
+    let row = client
+        .query_one("SELECT succeeded, failed FROM endpoints", &[])
+        .await
+        .expect("counters");
+    left_postgres.2 = (row.get(0), row.get(1));
+    assert_eq!(
+        left_sqlite,
+        (vec![3, 4, 6, 7, 8], vec![3, 4, 6, 7, 8], (1, 2)),
+        "old succeeded deliveries and their events go; failed, pending and new ones stay"
+    );
+    assert_eq!(left_sqlite, left_postgres);
+    drop((sqlite, postgres));
+    sqlite_handle.close();
+    postgres_handle.close();
+}
