@@ -1,10 +1,10 @@
 //! PostgreSQL: the schema (`schema.postgres.sql`) and its migrations, applied at start and safe
 //! when several hookd processes start at once.
 //!
-//! This is the first part of the PostgreSQL store; serving from PostgreSQL (`--db
-//! postgres://…`), several processes on one database and `hookd copy` are not built yet.
-//! Driver: `tokio-postgres`, async like the rest of hookd (the SQLite store needs a thread of
-//! its own because SQLite blocks; PostgreSQL speaks over a socket and does not).
+//! The store itself opens on PostgreSQL with `Store::open_postgres` (the operations moved
+//! onto `store::sql` run there); serving from PostgreSQL (`--db postgres://…`) and several
+//! processes on one database are not built yet. Migrations use `tokio-postgres` directly,
+//! asynchronously, since they run before the writer starts.
 
 use std::sync::Arc;
 

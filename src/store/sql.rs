@@ -3,8 +3,9 @@
 //! Most of the store's statements are the same on both databases once SQLite's `?N`
 //! placeholders read as PostgreSQL's `$N` (a census is in the PostgreSQL issue's notes): [`Conn`]
 //! runs a statement written for SQLite on either, binding [`Value`]s and reading rows through
-//! typed getters ([`Row`]). Statements are prepared once per connection and reused. This is
-//! the ground the PostgreSQL store is being built on; the SQLite store does not use it yet.
+//! typed getters ([`Row`]). Statements are prepared once per connection and reused. The
+//! store's modules move onto it one at a time (the writer's batches, tenants and keys, event
+//! types, retention so far); what has moved runs on PostgreSQL too.
 //! PostgreSQL goes through the synchronous `postgres` client, which works on the writer's own
 //! thread and in `spawn_blocking` reads exactly as rusqlite does.
 
