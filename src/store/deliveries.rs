@@ -543,7 +543,7 @@ impl Store {
     }
 
     /// One page of an endpoint's deliveries, newest first, optionally of one status. The
-    /// page is found from the block counts ([`super::paging`]), so a page deep in a long log
+    /// page is found from the block counts (`store/paging.rs`), so a page deep in a long log
     /// costs about as much as the first.
     pub async fn list_endpoint_deliveries(
         &self,

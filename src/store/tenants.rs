@@ -127,7 +127,7 @@ impl Store {
     }
 
     /// Checks a tenant API key; `None` when it is unknown, deleted or wrong. A key is read
-    /// from the file once and then checked from memory ([`super::key_cache`]).
+    /// from the file once and then checked from memory (`store/key_cache.rs`).
     pub async fn authenticate_key(&self, token: &str) -> Result<Option<Caller>, StoreError> {
         let Some((key_id, secret)) = split_key(token) else {
             return Ok(None);
