@@ -882,21 +882,17 @@ async fn paging(o: &Options) {
         rows,
     );
     let fill_secs = filled.elapsed().as_secs_f64();
+    let text_id = |v: &Value| v["id"].as_str().unwrap_or("").to_owned();
+    let (ep, hook, schedule) = (text_id(&endpoint), text_id(&hook), text_id(&schedule));
     let lists = [
         (
             "endpoint log",
-            format!(
-                "/v1/endpoints/{}/deliveries?",
-                endpoint["id"].as_str().unwrap_or("")
-            ),
+            format!("/v1/endpoints/{ep}/deliveries?"),
             rows,
         ),
         (
             "endpoint log, failed",
-            format!(
-                "/v1/endpoints/{}/deliveries?status=failed&",
-                endpoint["id"].as_str().unwrap_or("")
-            ),
+            format!("/v1/endpoints/{ep}/deliveries?status=failed&"),
             rows / 2,
         ),
         ("events", "/v1/events?".to_owned(), rows),
@@ -907,18 +903,12 @@ async fn paging(o: &Options) {
         ),
         (
             "incoming requests",
-            format!(
-                "/v1/incoming/{}/requests?",
-                hook["id"].as_str().unwrap_or("")
-            ),
+            format!("/v1/incoming/{hook}/requests?"),
             rows,
         ),
         (
             "schedule runs",
-            format!(
-                "/v1/schedules/{}/runs?",
-                schedule["id"].as_str().unwrap_or("")
-            ),
+            format!("/v1/schedules/{schedule}/runs?"),
             rows,
         ),
     ];

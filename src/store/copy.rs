@@ -279,20 +279,21 @@ async fn copy_table(
     );
     let mut writer = Writer::new(target, &insert).await?;
     let mut n = 0u64;
+    let mut copied = |n: &mut u64| {
+        *n += 1;
+        if n.is_multiple_of(REPORT_EVERY) {
+            progress(table, *n);
+        }
+    };
     match source {
         Side::Sqlite { conn, .. } => {
             let mut stmt = conn.prepare(&select)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let row = Row::Sqlite(row);
-                let cells = (0..columns.len())
-                    .map(|i| row.value(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                writer.write(cells).await?;
-                n += 1;
-                if n.is_multiple_of(REPORT_EVERY) {
-                    progress(table, n);
-                }
+                writer
+                    .write(Row::Sqlite(row).values(columns.len())?)
+                    .await?;
+                copied(&mut n);
             }
         }
         Side::Postgres(client) => {
@@ -303,15 +304,10 @@ async fn copy_table(
                 .map_err(postgres)?;
             let mut rows = std::pin::pin!(rows);
             while let Some(row) = rows.try_next().await.map_err(postgres)? {
-                let row = Row::Postgres(&row);
-                let cells = (0..columns.len())
-                    .map(|i| row.value(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                writer.write(cells).await?;
-                n += 1;
-                if n.is_multiple_of(REPORT_EVERY) {
-                    progress(table, n);
-                }
+                writer
+                    .write(Row::Postgres(&row).values(columns.len())?)
+                    .await?;
+                copied(&mut n);
             }
         }
     }

@@ -12,6 +12,7 @@
 //! once before the commit. (A trigger on the hot tables would make every insert open a
 //! statement journal, which costs more than the insert itself inside a big batch.)
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
@@ -84,8 +85,9 @@ pub(super) fn locate(
     Ok((total, seek(&blocks, u64::try_from(offset).unwrap_or(0))))
 }
 
-/// A block's key in `list_blocks`: list, owner, part, block.
-type BlockKey = (List, i64, Box<str>, i64);
+/// A block's key in `list_blocks`: list, owner, part, block. Status parts are static, so
+/// counting a delivery allocates nothing.
+type BlockKey = (List, i64, Cow<'static, str>, i64);
 
 /// Row-count changes to `list_blocks` made by a batch's operations, written once before the
 /// batch commits. An operation's changes are staged until it succeeds, and dropped if its
@@ -106,16 +108,22 @@ fn status_part(status: DeliveryStatus) -> &'static str {
 }
 
 impl BlockCounts {
-    fn change(&mut self, list: List, owner: i64, part: &str, id: i64, by: i64) {
+    fn change(&mut self, list: List, owner: i64, part: Cow<'static, str>, id: i64, by: i64) {
         *self
             .staged
-            .entry((list, owner, part.into(), id >> BLOCK_BITS))
+            .entry((list, owner, part, id >> BLOCK_BITS))
             .or_default() += by;
     }
 
     /// A delivery was added to an endpoint's log with `status`.
     pub fn delivery_added(&mut self, endpoint: i64, id: i64, status: DeliveryStatus) {
-        self.change(List::Deliveries, endpoint, status_part(status), id, 1);
+        self.change(
+            List::Deliveries,
+            endpoint,
+            status_part(status).into(),
+            id,
+            1,
+        );
     }
 
     /// A delivery's status changed.
@@ -127,14 +135,14 @@ impl BlockCounts {
         to: DeliveryStatus,
     ) {
         if from != to {
-            self.change(List::Deliveries, endpoint, status_part(from), id, -1);
-            self.change(List::Deliveries, endpoint, status_part(to), id, 1);
+            self.change(List::Deliveries, endpoint, status_part(from).into(), id, -1);
+            self.change(List::Deliveries, endpoint, status_part(to).into(), id, 1);
         }
     }
 
     /// An event of type `name` was added to a tenant's log.
     pub fn event_added(&mut self, tenant: i64, name: &str, id: i64) {
-        self.change(List::Events, tenant, name, id, 1);
+        self.change(List::Events, tenant, name.to_owned().into(), id, 1);
     }
 
     /// The operation that staged the latest changes succeeded: keep them for the commit.

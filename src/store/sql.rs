@@ -131,6 +131,11 @@ impl Row<'_> {
         })
     }
 
+    /// The first `width` columns as they are stored.
+    pub fn values(&self, width: usize) -> Result<Vec<Value>, StoreError> {
+        (0..width).map(|i| self.value(i)).collect()
+    }
+
     /// Column `i` as an integer; NULL is an error.
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         self.opt_int(i)?.ok_or_else(|| null(i))
