@@ -628,36 +628,73 @@ async fn tenant_story(store: &hookd::store::Store) -> Vec<String> {
     said
 }
 
+/// A SQLite store and a PostgreSQL store side by side, both fresh, for comparing answers.
+struct Twins {
+    sqlite: hookd::store::Store,
+    postgres: hookd::store::Store,
+    handles: (hookd::store::StoreHandle, hookd::store::StoreHandle),
+    /// The SQLite file.
+    file: std::path::PathBuf,
+    /// The PostgreSQL database's URL.
+    url: String,
+    _dir: tempfile::TempDir,
+    _pg: Postgres,
+}
+
+impl Twins {
+    async fn start(database: &str) -> Option<Self> {
+        let pg = Postgres::start()?;
+        let url = pg.database(database).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("hookd.db");
+        let (sqlite, sqlite_handle) =
+            hookd::store::Store::open(&file, hookd::config::Durability::Full).expect("sqlite");
+        let (postgres, postgres_handle) = hookd::store::Store::open_postgres(&url)
+            .await
+            .expect("postgres");
+        Some(Self {
+            sqlite,
+            postgres,
+            handles: (sqlite_handle, postgres_handle),
+            file,
+            url,
+            _dir: dir,
+            _pg: pg,
+        })
+    }
+
+    /// Stops both writers once their queued writes are committed.
+    fn close(self) {
+        drop((self.sqlite, self.postgres));
+        self.handles.0.close();
+        self.handles.1.close();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tenant_side_of_the_store_answers_the_same_on_postgres_as_on_sqlite() {
-    let Some(pg) = Postgres::start() else { return };
-    let url = pg.database("store").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let (sqlite, sqlite_handle) = hookd::store::Store::open(
-        &dir.path().join("hookd.db"),
-        hookd::config::Durability::Full,
-    )
-    .expect("sqlite");
-    let (postgres, postgres_handle) = hookd::store::Store::open_postgres(&url)
-        .await
-        .expect("postgres");
-    let on_sqlite = tenant_story(&sqlite).await;
-    let on_postgres = tenant_story(&postgres).await;
+    let Some(twins) = Twins::start("store").await else {
+        return;
+    };
+    let on_sqlite = tenant_story(&twins.sqlite).await;
+    let on_postgres = tenant_story(&twins.postgres).await;
     assert_eq!(on_sqlite.len(), 11);
     assert_eq!(on_sqlite, on_postgres);
     // What has not moved onto store::sql yet says so on PostgreSQL.
-    let tenant = postgres.create_tenant("t".into()).await.expect("tenant");
+    let tenant = twins
+        .postgres
+        .create_tenant("t".into())
+        .await
+        .expect("tenant");
     let page = hookd::model::PageRequest {
         number: 0,
         size: 10,
     };
     assert!(matches!(
-        postgres.list_endpoints(tenant.id, page).await,
+        twins.postgres.list_endpoints(tenant.id, page).await,
         Err(hookd::store::StoreError::NotPorted)
     ));
-    drop((sqlite, postgres));
-    sqlite_handle.close();
-    postgres_handle.close();
+    twins.close();
 }
 
 /// Rows as a hookd that ran a while would have left them: a tenant's endpoint, old and new
@@ -686,32 +723,35 @@ fn retention_rows(tenant: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
-    let Some(pg) = Postgres::start() else { return };
-    let url = pg.database("retention").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("hookd.db");
-    let (sqlite, sqlite_handle) =
-        hookd::store::Store::open(&file, hookd::config::Durability::Full).expect("sqlite");
-    let (postgres, postgres_handle) = hookd::store::Store::open_postgres(&url)
+    let Some(twins) = Twins::start("retention").await else {
+        return;
+    };
+    let (file, url) = (&twins.file, &twins.url);
+    let tenant = twins
+        .sqlite
+        .create_tenant("t".into())
         .await
-        .expect("postgres");
-    let tenant = sqlite.create_tenant("t".into()).await.expect("tenant");
-    postgres.create_tenant("t".into()).await.expect("tenant");
-    rusqlite::Connection::open(&file)
+        .expect("tenant");
+    twins
+        .postgres
+        .create_tenant("t".into())
+        .await
+        .expect("tenant");
+    rusqlite::Connection::open(file)
         .expect("open")
         .execute_batch(&retention_rows(tenant.id.0))
         .expect("rows");
-    let client = connect(&url).await;
+    let client = connect(url).await;
     client
         .batch_execute(&retention_rows(tenant.id.0))
         .await
         .expect("rows");
     // Succeeded deliveries go after 1 s of age here, failed ones never (a cut before them).
-    for store in [&sqlite, &postgres] {
+    for store in [&twins.sqlite, &twins.postgres] {
         while store.prune(5_000, 500).await.expect("prune") != Default::default() {}
     }
     let left_sqlite = {
-        let c = rusqlite::Connection::open(&file).expect("open");
+        let c = rusqlite::Connection::open(file).expect("open");
         let ids = |table: &str| -> Vec<i64> {
             c.prepare(&format!("SELECT id FROM {table} ORDER BY id"))
                 .expect("select")
@@ -753,7 +793,5 @@ async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
         "old succeeded deliveries and their events go; failed, pending and new ones stay"
     );
     assert_eq!(left_sqlite, left_postgres);
-    drop((sqlite, postgres));
-    sqlite_handle.close();
-    postgres_handle.close();
+    twins.close();
 }
