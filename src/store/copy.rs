@@ -11,10 +11,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio_postgres::types::ToSql;
-
 use super::StoreError;
-use super::sql::{Row, Value};
+use super::sql::{Row, Value, as_refs};
 
 /// Tables in an order where each row's references are already copied.
 const TABLES: &[&str] = &[
@@ -320,7 +318,7 @@ async fn copy_table(
 const PIPELINE: usize = 512;
 
 /// Parameters of one row for PostgreSQL.
-type PgRow = Vec<Box<dyn ToSql + Sync + Send>>;
+type PgRow = Vec<Value<'static>>;
 
 /// Writes rows of one table to the target with one prepared insert.
 enum Writer<'a> {
@@ -344,22 +342,13 @@ impl<'a> Writer<'a> {
         })
     }
 
-    async fn write(&mut self, cells: Vec<Value>) -> Result<(), StoreError> {
+    async fn write(&mut self, cells: PgRow) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(stmt) => {
-                let values: Vec<rusqlite::types::Value> =
-                    cells.iter().map(Value::to_sqlite).collect();
-                stmt.execute(rusqlite::params_from_iter(values))?;
+                stmt.execute(rusqlite::params_from_iter(&cells))?;
             }
-            Self::Postgres {
-                insert, waiting, ..
-            } => {
-                let row = cells
-                    .iter()
-                    .zip(insert.params())
-                    .map(|(c, ty)| c.to_postgres(ty))
-                    .collect();
-                waiting.push(row);
+            Self::Postgres { waiting, .. } => {
+                waiting.push(cells);
                 if waiting.len() >= PIPELINE {
                     self.flush().await?;
                 }
@@ -378,10 +367,7 @@ impl<'a> Writer<'a> {
         {
             let rows = std::mem::take(waiting);
             let sends = rows.iter().map(|row| {
-                let refs: Vec<&(dyn ToSql + Sync)> = row
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect();
+                let refs = as_refs(row);
                 let (client, insert) = (*client, &*insert);
                 async move { client.execute(insert, &refs).await }
             });

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, vals};
 
 use super::endpoints::{deactivate, load, load_any, secrets};
 use super::paging::{self, List};
@@ -93,13 +93,13 @@ pub enum Recorded {
 }
 
 /// After a restart, leases held by the previous process are void: their rows are due now.
-pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
+pub(super) fn release_leases(c: &Conn<'_>) -> Result<usize, StoreError> {
     // Only pending rows hold leases: the due index finds them (no index on the lease itself,
     // which every claim and every result would otherwise have to update).
     let n = c.execute(
         "UPDATE deliveries SET next_attempt_at = ?1, lease_until = NULL
          WHERE status = 0 AND lease_until IS NOT NULL",
-        [now_ms()],
+        &vals![now_ms()],
     )?;
     if n > 0 {
         tracing::info!(
@@ -118,7 +118,7 @@ pub(super) fn release_leases(c: &Connection) -> Result<usize, StoreError> {
 /// instead of bursting at each second. Each claimed row gets a lease (its `next_attempt_at` moves to the
 /// lease's end) and its next attempt number.
 fn claim_rows(
-    c: &Connection,
+    c: &Conn<'_>,
     req: &ClaimRequest,
     lease: i64,
 ) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
@@ -138,7 +138,7 @@ fn claim_rows(
         })
         .collect();
     let busy = serde_json::Value::Object(busy).to_string();
-    let mut stmt = c.prepare_cached(
+    c.query(
         "UPDATE deliveries
          SET attempts = attempts + 1,
              lease = ?6,
@@ -181,70 +181,65 @@ fn claim_rows(
              ORDER BY due, id
              LIMIT ?4)
          RETURNING id, event_id, endpoint_id, attempts",
-    )?;
-    let rows = stmt
-        .query_map(
-            params![
-                req.now,
-                busy,
-                req.per_endpoint as i64,
-                req.limit as i64,
-                req.lease_margin_ms,
-                lease,
-                req.unlisted_slots as i64
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        &vals![
+            req.now,
+            busy,
+            req.per_endpoint,
+            req.limit,
+            req.lease_margin_ms,
+            lease,
+            req.unlisted_slots
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
 }
 
 /// The stored event behind a claim.
-fn claimed_event(c: &Connection, event_id: i64) -> Result<ClaimedEvent, StoreError> {
-    Ok(
-        c.prepare_cached("SELECT type, data, created_at FROM events WHERE id = ?1")?
-            .query_row([event_id], |r| {
-                Ok(ClaimedEvent {
-                    name: r.get(0)?,
-                    data: r.get(1)?,
-                    created_at: r.get(2)?,
-                })
-            })?,
+fn claimed_event(c: &Conn<'_>, event_id: i64) -> Result<ClaimedEvent, StoreError> {
+    c.query_one(
+        "SELECT type, data, created_at FROM events WHERE id = ?1",
+        &vals![event_id],
+        |r| {
+            Ok(ClaimedEvent {
+                name: r.get(0)?,
+                data: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        },
     )
 }
 
 /// The facts of a delivery still leased by `lease`, with its endpoint's state; `None` when
 /// the lease has passed to another attempt or the delivery is finished.
 fn leased_facts(
-    c: &Connection,
+    c: &Conn<'_>,
     delivery: DeliveryId,
     lease: i64,
 ) -> Result<Option<(DeliveryFacts, EndpointState)>, StoreError> {
-    let row = c
-        .prepare_cached(
-            "SELECT d.schedule_offset, d.replay_return, d.resume_at, d.was_exhausted, d.event_id,
+    let row = c.query_opt(
+        "SELECT d.schedule_offset, d.replay_return, d.resume_at, d.was_exhausted, d.event_id,
                     ev.type, e.is_active, e.consecutive_failures
              FROM deliveries d
              JOIN events ev ON ev.id = d.event_id
              JOIN endpoints e ON e.id = d.endpoint_id
              WHERE d.id = ?1 AND d.status = 0 AND d.lease = ?2",
-        )?
-        .query_row(params![delivery.0, lease], |r| {
+        &vals![delivery.0, lease],
+        |r| {
             let facts = DeliveryFacts {
                 id: delivery,
                 event_id: EventId(r.get(4)?),
                 event_type: r.get(5)?,
                 schedule_offset: r.get(0)?,
                 replay: replay_of(r.get(1)?, r.get(2)?)?,
-                was_exhausted: r.get::<_, i64>(3)? != 0,
+                was_exhausted: r.get::<i64>(3)? != 0,
             };
             let state = EndpointState {
-                is_active: r.get::<_, i64>(6)? != 0,
+                is_active: r.get::<i64>(6)? != 0,
                 consecutive_failures: count(r.get(7)?),
             };
             Ok((facts, state))
-        })
-        .optional()?;
+        },
+    )?;
     Ok(row)
 }
 
@@ -275,7 +270,7 @@ impl Tally {
 /// endpoint's counters go into `tallies`, for [`write_tallies`]. Returns what it did, and the
 /// endpoint when it was disabled.
 fn record_in(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     tallies: &mut HashMap<EndpointId, Tally>,
     claim: &Claim,
@@ -300,32 +295,32 @@ fn record_in(
         outcome,
         jitter,
     });
-    c.prepare_cached(
+    c.execute(
         "INSERT OR REPLACE INTO attempts (delivery_id, number, at, response_code, latency_ms,
             error, error_message, response_body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        claim.delivery_id.0,
-        claim.attempt,
-        outcome.at,
-        outcome.response_code,
-        outcome.latency_ms,
-        outcome.error.map(|e| e.as_str()),
-        outcome.error_message,
-        outcome.response_body,
-    ])?;
-    c.prepare_cached(
+        &vals![
+            claim.delivery_id.0,
+            claim.attempt,
+            outcome.at,
+            outcome.response_code,
+            outcome.latency_ms,
+            outcome.error.map(|e| e.as_str()),
+            outcome.error_message,
+            outcome.response_body,
+        ],
+    )?;
+    c.execute(
         "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL, lease = NULL,
             replay_return = NULL, resume_at = NULL, was_exhausted = was_exhausted OR ?4
          WHERE id = ?1",
-    )?
-    .execute(params![
-        claim.delivery_id.0,
-        t.status.code(),
-        t.next_attempt_at,
-        t.exhausted
-    ])?;
+        &vals![
+            claim.delivery_id.0,
+            t.status.code(),
+            t.next_attempt_at,
+            t.exhausted
+        ],
+    )?;
     // A leased delivery is pending (`leased_facts` reads only those).
     batch.counts.delivery_moved(
         endpoint.id.0,
@@ -366,29 +361,29 @@ fn record_in(
 
 /// Writes each endpoint's counters as a record operation left them: one update per endpoint,
 /// however many of its results the operation recorded.
-fn write_tallies(c: &Connection, tallies: HashMap<EndpointId, Tally>) -> Result<(), StoreError> {
-    let mut update = c.prepare_cached(
-        "UPDATE endpoints SET
-            succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
-            consecutive_failures = ?5,
-            last_delivery_at = ?6, last_delivery_status = ?7, last_response_code = ?8
-         WHERE id = ?1",
-    )?;
+fn write_tallies(c: &Conn<'_>, tallies: HashMap<EndpointId, Tally>) -> Result<(), StoreError> {
     for (endpoint, tally) in tallies {
         // A tally exists only once a result was applied, so it always has a last delivery.
         let Some((at, status, code)) = tally.last else {
             continue;
         };
-        update.execute(params![
-            endpoint.0,
-            tally.succeeded as i64,
-            tally.failed as i64,
-            tally.settled as i64,
-            tally.state.consecutive_failures as i64,
-            at,
-            status,
-            code
-        ])?;
+        c.execute(
+            "UPDATE endpoints SET
+                succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
+                consecutive_failures = ?5,
+                last_delivery_at = ?6, last_delivery_status = ?7, last_response_code = ?8
+             WHERE id = ?1",
+            &vals![
+                endpoint.0,
+                tally.succeeded as i64,
+                tally.failed as i64,
+                tally.settled as i64,
+                tally.state.consecutive_failures as i64,
+                at,
+                status,
+                code
+            ],
+        )?;
     }
     Ok(())
 }
@@ -503,19 +498,18 @@ impl Store {
     ) -> Result<DeliveryDetail, StoreError> {
         self.read(move |c| {
             let summary = c
-                .prepare_cached(&format!(
-                    "{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"
-                ))?
-                .query_row(params![id.0, tenant_id.0], summary_row)
-                .optional()?
+                .query_opt(
+                    &format!("{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"),
+                    &vals![id.0, tenant_id.0],
+                    summary_row,
+                )?
                 .ok_or(StoreError::NotFound)?;
-            let attempts = c
-                .prepare_cached(
-                    "SELECT number, at, response_code, latency_ms, error, error_message,
+            let attempts = c.query(
+                "SELECT number, at, response_code, latency_ms, error, error_message,
                         response_body
                      FROM attempts WHERE delivery_id = ?1 ORDER BY number",
-                )?
-                .query_map([id.0], |r| {
+                &vals![id.0],
+                |r| {
                     let error: Option<String> = r.get(4)?;
                     Ok(AttemptRecord {
                         number: r.get(0)?,
@@ -535,8 +529,8 @@ impl Store {
                             retry_after_ms: None,
                         },
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok(DeliveryDetail { summary, attempts })
         })
         .await
@@ -575,21 +569,17 @@ impl Store {
                             AND id < ?3 ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 }
             };
-            let rows = c
-                .prepare_cached(&format!(
-                    "{SUMMARY_SELECT} WHERE d.id IN ({ids}) ORDER BY d.id DESC"
-                ))?
-                .query_map(
-                    params![
-                        endpoint_id.0,
-                        status.map(|s| s.code()),
-                        seek.below,
-                        page.size,
-                        seek.skip
-                    ],
-                    summary_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = c.query(
+                &format!("{SUMMARY_SELECT} WHERE d.id IN ({ids}) ORDER BY d.id DESC"),
+                &vals![
+                    endpoint_id.0,
+                    status.map(|s| s.code()),
+                    seek.below,
+                    page.size,
+                    seek.skip
+                ],
+                summary_row,
+            )?;
             Ok(page.page(rows, total))
         })
         .await
@@ -598,10 +588,11 @@ impl Store {
     /// How many deliveries are pending in the whole database (for shutdown logs and tests).
     pub async fn pending_total(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            let n: i64 =
-                c.query_row("SELECT coalesce(sum(pending), 0) FROM endpoints", [], |r| {
-                    r.get(0)
-                })?;
+            let n: i64 = c.query_one(
+                "SELECT coalesce(sum(pending), 0) FROM endpoints",
+                &[],
+                |r| r.get(0),
+            )?;
             Ok(count(n))
         })
         .await

@@ -1,6 +1,6 @@
 //! Endpoints: settings, state and running counters.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, vals};
 
 use super::paging::BlockCounts;
 use super::publish::announce;
@@ -31,92 +31,95 @@ pub type EndpointPatch = Box<dyn FnOnce(&mut EndpointSettings) -> Result<(), Str
 
 /// Inserts an endpoint inside the caller's write; returns its id.
 pub(super) fn insert(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
     new: &NewEndpoint,
 ) -> Result<EndpointId, StoreError> {
-    if !tenant_exists(&super::sql::Conn::Sqlite(c), tenant_id)? {
+    if !tenant_exists(c, tenant_id)? {
         return Err(StoreError::NotFound);
     }
     batch.subscribers.forget(tenant_id);
     let s = &new.settings;
     let cols = columns(s);
     let now = now_ms();
-    c.prepare_cached(
+    let id = c.insert(
         "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
                 signature_header, format, headers, retry_schedule, disable_after,
                 timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
                 created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
                 ?16, ?17, ?18, ?18)",
-    )?
-    .execute(params![
-        tenant_id.0,
-        s.name,
-        s.url.as_str(),
-        cols.events,
-        new.secret,
-        s.signature_scheme.as_str(),
-        s.signature_header_name,
-        s.format.as_str(),
-        cols.headers,
-        cols.retry,
-        s.disable_after,
-        s.timeout_ms,
-        s.rate_limit,
-        s.ordering.as_str(),
-        s.is_active,
-        (!s.is_active).then_some(now),
-        (!s.is_active).then_some(DisableReason::Manual.as_str()),
-        now,
-    ])?;
-    Ok(EndpointId(c.last_insert_rowid()))
+        &vals![
+            tenant_id.0,
+            s.name,
+            s.url.as_str(),
+            cols.events,
+            new.secret,
+            s.signature_scheme.as_str(),
+            s.signature_header_name,
+            s.format.as_str(),
+            cols.headers,
+            cols.retry,
+            s.disable_after,
+            s.timeout_ms,
+            s.rate_limit,
+            s.ordering.as_str(),
+            s.is_active,
+            (!s.is_active).then_some(now),
+            (!s.is_active).then_some(DisableReason::Manual.as_str()),
+            now,
+        ],
+    )?;
+    Ok(EndpointId(id))
 }
 
 /// Loads one endpoint of a tenant, inside a read or a write.
 pub(super) fn load(
-    c: &Connection,
+    c: &Conn<'_>,
     tenant_id: TenantId,
     id: EndpointId,
 ) -> Result<Endpoint, StoreError> {
-    c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM endpoints WHERE id = ?1 AND tenant_id = ?2"
-    ))?
-    .query_row(params![id.0, tenant_id.0], endpoint_row)
-    .optional()?
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1 AND tenant_id = ?2"),
+        &vals![id.0, tenant_id.0],
+        endpoint_row,
+    )?
     .ok_or(StoreError::NotFound)
 }
 
 /// Loads one endpoint of any tenant, inside a read or a write.
-pub(super) fn load_any(c: &Connection, id: EndpointId) -> Result<Endpoint, StoreError> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1"))?
-        .query_row([id.0], endpoint_row)
-        .optional()?
-        .ok_or(StoreError::NotFound)
+pub(super) fn load_any(c: &Conn<'_>, id: EndpointId) -> Result<Endpoint, StoreError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1"),
+        &vals![id.0],
+        endpoint_row,
+    )?
+    .ok_or(StoreError::NotFound)
 }
 
 /// The secrets an endpoint signs with at `now`: the current one, then those still in a
 /// rotation's grace period, newest first.
-pub(super) fn secrets(c: &Connection, id: EndpointId, now: i64) -> Result<Vec<String>, StoreError> {
+pub(super) fn secrets(c: &Conn<'_>, id: EndpointId, now: i64) -> Result<Vec<String>, StoreError> {
     let mut all = vec![secret(c, id)?];
-    let old = c
-        .prepare_cached(
-            "SELECT secret FROM endpoint_old_secrets WHERE endpoint_id = ?1 AND expires_at > ?2
+    let old = c.query(
+        "SELECT secret FROM endpoint_old_secrets WHERE endpoint_id = ?1 AND expires_at > ?2
              ORDER BY expires_at DESC",
-        )?
-        .query_map(params![id.0, now], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
+        &vals![id.0, now],
+        |r| r.get::<String>(0),
+    )?;
     all.extend(old);
     Ok(all)
 }
 
 /// The signing secret of an endpoint, inside a read or a write.
-pub(super) fn secret(c: &Connection, id: EndpointId) -> Result<String, StoreError> {
-    c.prepare_cached("SELECT secret FROM endpoints WHERE id = ?1")?
-        .query_row([id.0], |r| r.get(0))
-        .optional()?
-        .ok_or(StoreError::NotFound)
+pub(super) fn secret(c: &Conn<'_>, id: EndpointId) -> Result<String, StoreError> {
+    c.query_opt(
+        "SELECT secret FROM endpoints WHERE id = ?1",
+        &vals![id.0],
+        |r| r.get(0),
+    )?
+    .ok_or(StoreError::NotFound)
 }
 
 impl Store {
@@ -150,18 +153,19 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<Endpoint>, StoreError> {
         self.read(move |c| {
-            let total: i64 = c.query_row(
+            let total: i64 = c.query_one(
                 "SELECT count(*) FROM endpoints WHERE tenant_id = ?1",
-                [tenant_id.0],
+                &vals![tenant_id.0],
                 |r| r.get(0),
             )?;
-            let rows = c
-                .prepare_cached(&format!(
+            let rows = c.query(
+                &format!(
                     "SELECT {COLUMNS} FROM endpoints WHERE tenant_id = ?1
                      ORDER BY id LIMIT ?2 OFFSET ?3"
-                ))?
-                .query_map(params![tenant_id.0, page.size, page.offset()], endpoint_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+                ),
+                &vals![tenant_id.0, page.size, page.offset()],
+                endpoint_row,
+            )?;
             Ok(page.page(rows, count(total)))
         })
         .await
@@ -184,29 +188,29 @@ impl Store {
                 s.check().map_err(StoreError::Invalid)?;
                 let cols = columns(&s);
                 let now = now_ms();
-                c.prepare_cached(
+                c.execute(
                     "UPDATE endpoints SET name = ?2, url = ?3, events = ?4, signature_scheme = ?5,
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
                         disable_after = ?10, timeout_ms = ?11, rate_limit = ?12, ordering = ?13,
                         updated_at = ?14
                      WHERE id = ?1",
-                )?
-                .execute(params![
-                    id.0,
-                    s.name,
-                    s.url.as_str(),
-                    cols.events,
-                    s.signature_scheme.as_str(),
-                    s.signature_header_name,
-                    s.format.as_str(),
-                    cols.headers,
-                    cols.retry,
-                    s.disable_after,
-                    s.timeout_ms,
-                    s.rate_limit,
-                    s.ordering.as_str(),
-                    now,
-                ])?;
+                    &vals![
+                        id.0,
+                        s.name,
+                        s.url.as_str(),
+                        cols.events,
+                        s.signature_scheme.as_str(),
+                        s.signature_header_name,
+                        s.format.as_str(),
+                        cols.headers,
+                        cols.retry,
+                        s.disable_after,
+                        s.timeout_ms,
+                        s.rate_limit,
+                        s.ordering.as_str(),
+                        now,
+                    ],
+                )?;
                 batch.subscribers.forget(tenant_id);
                 if s.is_active != before.settings.is_active {
                     if s.is_active {
@@ -234,7 +238,7 @@ impl Store {
                 batch.subscribers.forget(tenant_id);
                 match c.execute(
                     "DELETE FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
-                    params![id.0, tenant_id.0],
+                    &vals![id.0, tenant_id.0],
                 )? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
@@ -272,22 +276,26 @@ impl Store {
                 load(c, tenant_id, id)?;
                 let old = secret(c, id)?;
                 let now = now_ms();
-                c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1")?
-                    .execute([now])?;
+                c.execute(
+                    "DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1",
+                    &vals![now],
+                )?;
                 if grace_ms > 0 {
-                    c.prepare_cached(
+                    c.execute(
                         "INSERT INTO endpoint_old_secrets (endpoint_id, secret, expires_at)
                          VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![id.0, old, now + grace_ms])?;
+                        &vals![id.0, old, now + grace_ms],
+                    )?;
                 } else {
-                    c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE endpoint_id = ?1")?
-                        .execute([id.0])?;
+                    c.execute(
+                        "DELETE FROM endpoint_old_secrets WHERE endpoint_id = ?1",
+                        &vals![id.0],
+                    )?;
                 }
-                c.prepare_cached(
+                c.execute(
                     "UPDATE endpoints SET secret = ?2, updated_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id.0, new_secret, now])?;
+                    &vals![id.0, new_secret, now],
+                )?;
                 let rotated = operational::secret_rotated(id, now, now + grace_ms.max(0));
                 announce(c, batch, tenant_id, rotated)
             })
@@ -298,9 +306,9 @@ impl Store {
     pub async fn prune_old_secrets(&self) -> Result<usize, StoreError> {
         self.writer
             .write(|c, _| {
-                Ok(
-                    c.prepare_cached("DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1")?
-                        .execute([now_ms()])?,
+                c.execute(
+                    "DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1",
+                    &vals![now_ms()],
                 )
             })
             .await
@@ -320,17 +328,17 @@ impl Store {
 /// Re-activates an endpoint, resets its failure count and, when it was disabled, announces
 /// `hookd.endpoint.enabled`.
 fn activate(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     before: &Endpoint,
     now: UnixMs,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
+    c.execute(
         "UPDATE endpoints SET is_active = 1, disabled_at = NULL, disabled_reason = NULL,
             consecutive_failures = 0, updated_at = ?2
          WHERE id = ?1",
-    )?
-    .execute(params![before.id.0, now])?;
+        &vals![before.id.0, now],
+    )?;
     batch.subscribers.forget(before.tenant_id);
     batch.wake = true;
     if let Some(enabled) = operational::on_enabled(before, now) {
@@ -342,17 +350,14 @@ fn activate(
 /// Disables an endpoint. Its pending deliveries are left as they are: they wait for it to be
 /// enabled again, or [`Store::settle_disabled`] fails them in chunks when the reason says so.
 pub(super) fn deactivate(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     endpoint: &Endpoint,
     now: UnixMs,
     reason: DisableReason,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "UPDATE endpoints SET is_active = 0, disabled_at = ?2, disabled_reason = ?3, updated_at = ?2
-         WHERE id = ?1",
-    )?
-    .execute(params![endpoint.id.0, now, reason.as_str()])?;
+    c.execute("UPDATE endpoints SET is_active = 0, disabled_at = ?2, disabled_reason = ?3, updated_at = ?2
+         WHERE id = ?1", &vals![endpoint.id.0, now, reason.as_str()])?;
     batch.subscribers.forget(endpoint.tenant_id);
     Ok(())
 }
@@ -360,29 +365,29 @@ pub(super) fn deactivate(
 /// Fails up to `limit` pending deliveries of an endpoint that is disabled for a reason that
 /// fails them; returns how many.
 fn settle_chunk(
-    c: &Connection,
+    c: &Conn<'_>,
     counts: &mut BlockCounts,
     id: EndpointId,
     limit: usize,
 ) -> Result<usize, StoreError> {
-    let reason: Option<Option<String>> = c
-        .prepare_cached("SELECT disabled_reason FROM endpoints WHERE id = ?1 AND is_active = 0")?
-        .query_row([id.0], |r| r.get(0))
-        .optional()?;
+    let reason: Option<Option<String>> = c.query_opt(
+        "SELECT disabled_reason FROM endpoints WHERE id = ?1 AND is_active = 0",
+        &vals![id.0],
+        |r| r.get(0),
+    )?;
     let reason = reason.flatten().as_deref().and_then(DisableReason::parse);
     if !reason.is_some_and(DisableReason::fails_pending) {
         return Ok(0);
     }
-    let settled = c
-        .prepare_cached(
-            "UPDATE deliveries SET status = 2, next_attempt_at = NULL, lease_until = NULL,
+    let settled = c.query(
+        "UPDATE deliveries SET status = 2, next_attempt_at = NULL, lease_until = NULL,
                 lease = NULL
              WHERE id IN (SELECT id FROM deliveries
                           WHERE endpoint_id = ?1 AND status = 0 ORDER BY id LIMIT ?2)
              RETURNING id",
-        )?
-        .query_map(params![id.0, limit as i64], |r| r.get::<_, i64>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
+        &vals![id.0, limit as i64],
+        |r| r.get::<i64>(0),
+    )?;
     for delivery in &settled {
         counts.delivery_moved(
             id.0,
@@ -392,10 +397,10 @@ fn settle_chunk(
         );
     }
     let failed = settled.len();
-    c.prepare_cached(
+    c.execute(
         "UPDATE endpoints SET failed = failed + ?2, pending = pending - ?2 WHERE id = ?1",
-    )?
-    .execute(params![id.0, failed as i64])?;
+        &vals![id.0, failed as i64],
+    )?;
     Ok(failed)
 }
 
@@ -421,10 +426,10 @@ impl Store {
     /// decides, for each, whether they fail (settling may have been interrupted).
     pub async fn disabled_with_pending(&self) -> Result<Vec<EndpointId>, StoreError> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT id FROM endpoints WHERE is_active = 0 AND pending > 0")?
-                    .query_map([], |r| Ok(EndpointId(r.get(0)?)))?
-                    .collect::<Result<_, _>>()?,
+            c.query(
+                "SELECT id FROM endpoints WHERE is_active = 0 AND pending > 0",
+                &[],
+                |r| Ok(EndpointId(r.get(0)?)),
             )
         })
         .await

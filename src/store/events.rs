@@ -1,7 +1,7 @@
 //! Events: publishing through the API (see [`super::publish`] for the path itself), and
 //! reading the event log.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{Row, vals};
 
 use super::paging::{self, List};
 use super::publish::{NewEvent, Published, publish_in};
@@ -28,7 +28,7 @@ pub struct EventDetail {
     pub deliveries: Vec<DeliverySummary>,
 }
 
-fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+fn event_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         published: Published {
             id: EventId(r.get(0)?),
@@ -78,13 +78,11 @@ impl Store {
                             ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 }
             };
-            let rows = c
-                .prepare_cached(query)?
-                .query_map(
-                    params![tenant_id.0, name, seek.below, page.size, seek.skip],
-                    event_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = c.query(
+                query,
+                &vals![tenant_id.0, name, seek.below, page.size, seek.skip],
+                event_row,
+            )?;
             Ok(page.page(rows, total))
         })
         .await
@@ -98,19 +96,18 @@ impl Store {
     ) -> Result<EventDetail, StoreError> {
         self.read(move |c| {
             let event = c
-                .prepare_cached(
+                .query_opt(
                     "SELECT id, type, data, created_at, deliveries FROM events
                      WHERE id = ?1 AND tenant_id = ?2",
+                    &vals![id.0, tenant_id.0],
+                    event_row,
                 )?
-                .query_row(params![id.0, tenant_id.0], event_row)
-                .optional()?
                 .ok_or(StoreError::NotFound)?;
-            let deliveries = c
-                .prepare_cached(&format!(
-                    "{SUMMARY_SELECT} WHERE d.event_id = ?1 ORDER BY d.id"
-                ))?
-                .query_map([id.0], summary_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let deliveries = c.query(
+                &format!("{SUMMARY_SELECT} WHERE d.event_id = ?1 ORDER BY d.id"),
+                &vals![id.0],
+                summary_row,
+            )?;
             Ok(EventDetail { event, deliveries })
         })
         .await

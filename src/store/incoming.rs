@@ -1,7 +1,7 @@
 //! Incoming hooks and their request log. A hook is found by the SHA-256 of its token, so the
 //! lookup's timing says nothing about which prefixes of a token are valid.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{Row, vals};
 
 use super::paging::{self, List};
 use super::publish::{NewEvent, Published, publish_in};
@@ -23,7 +23,7 @@ fn action_json(action: &IncomingAction) -> String {
     }
 }
 
-fn hook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncomingHook> {
+fn hook_row(r: &Row<'_>) -> Result<IncomingHook, StoreError> {
     let action: String = r.get(3)?;
     let action: serde_json::Value = serde_json::from_str(&action).unwrap_or_default();
     let action = match action["eventType"].as_str().map(EventName::parse) {
@@ -59,7 +59,7 @@ impl Store {
     ) -> Result<(IncomingHook, String), StoreError> {
         self.writer
             .write(move |c, _| {
-                if !tenant_exists(&super::sql::Conn::Sqlite(c), tenant_id)? {
+                if !tenant_exists(c, tenant_id)? {
                     return Err(StoreError::NotFound);
                 }
                 let token = {
@@ -68,12 +68,9 @@ impl Store {
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
                 };
                 let now = now_ms();
-                c.prepare_cached(
-                    "INSERT INTO incoming_hooks (tenant_id, name, token_hash, action, verify_scheme,
+                let id = c.insert("INSERT INTO incoming_hooks (tenant_id, name, token_hash, action, verify_scheme,
                         verify_secret, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &vals![
                     tenant_id.0,
                     name,
                     hash_secret(&token),
@@ -83,7 +80,7 @@ impl Store {
                     now
                 ])?;
                 let hook = IncomingHook {
-                    id: IncomingId(c.last_insert_rowid()),
+                    id: IncomingId(id),
                     tenant_id,
                     name,
                     action,
@@ -102,18 +99,19 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<IncomingHook>, StoreError> {
         self.read(move |c| {
-            let total: i64 = c.query_row(
+            let total: i64 = c.query_one(
                 "SELECT count(*) FROM incoming_hooks WHERE tenant_id = ?1",
-                [tenant_id.0],
+                &vals![tenant_id.0],
                 |r| r.get(0),
             )?;
-            let rows = c
-                .prepare_cached(&format!(
+            let rows = c.query(
+                &format!(
                     "SELECT {HOOK_COLUMNS} FROM incoming_hooks WHERE tenant_id = ?1
                      ORDER BY id LIMIT ?2 OFFSET ?3"
-                ))?
-                .query_map(params![tenant_id.0, page.size, page.offset()], hook_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+                ),
+                &vals![tenant_id.0, page.size, page.offset()],
+                hook_row,
+            )?;
             Ok(page.page(rows, count(total)))
         })
         .await
@@ -129,7 +127,7 @@ impl Store {
             .write(move |c, _| {
                 match c.execute(
                     "DELETE FROM incoming_hooks WHERE id = ?1 AND tenant_id = ?2",
-                    params![id.0, tenant_id.0],
+                    &vals![id.0, tenant_id.0],
                 )? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
@@ -142,11 +140,11 @@ impl Store {
     pub async fn find_incoming(&self, token: &str) -> Result<Option<IncomingHook>, StoreError> {
         let hash = hash_secret(token);
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {HOOK_COLUMNS} FROM incoming_hooks WHERE token_hash = ?1"
-            ))?
-            .query_row([hash.as_slice()], hook_row)
-            .optional()?)
+            c.query_opt(
+                &format!("SELECT {HOOK_COLUMNS} FROM incoming_hooks WHERE token_hash = ?1"),
+                &vals![hash.as_slice()],
+                hook_row,
+            )
         })
         .await
     }
@@ -169,26 +167,26 @@ impl Store {
                     }
                     None => None,
                 };
-                c.prepare_cached(
+                let id = c.insert(
                     "INSERT INTO incoming_requests (hook_id, received_at, content_type, headers,
                         body, status, error, event_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
-                    hook_id.0,
-                    request.received_at,
-                    request.content_type,
-                    serde_json::to_string(&request.headers).unwrap_or_else(|_| "{}".into()),
-                    request.body,
-                    if request.accepted {
-                        "accepted"
-                    } else {
-                        "rejected"
-                    },
-                    request.error,
-                    published.as_ref().map(|p| p.id.0),
-                ])?;
-                Ok((IncomingRequestId(c.last_insert_rowid()), published))
+                    &vals![
+                        hook_id.0,
+                        request.received_at,
+                        request.content_type,
+                        serde_json::to_string(&request.headers).unwrap_or_else(|_| "{}".into()),
+                        request.body,
+                        if request.accepted {
+                            "accepted"
+                        } else {
+                            "rejected"
+                        },
+                        request.error,
+                        published.as_ref().map(|p| p.id.0),
+                    ],
+                )?;
+                Ok((IncomingRequestId(id), published))
             })
             .await
     }
@@ -201,9 +199,10 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<IncomingRequest>, StoreError> {
         self.read(move |c| {
-            let owned = c
-                .prepare_cached("SELECT 1 FROM incoming_hooks WHERE id = ?1 AND tenant_id = ?2")?
-                .exists(params![id.0, tenant_id.0])?;
+            let owned = c.exists(
+                "SELECT 1 FROM incoming_hooks WHERE id = ?1 AND tenant_id = ?2",
+                &vals![id.0, tenant_id.0],
+            )?;
             if !owned {
                 return Err(StoreError::NotFound);
             }
@@ -212,13 +211,12 @@ impl Store {
             let Some(seek) = seek else {
                 return Ok(page.page(Vec::new(), total));
             };
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, received_at, content_type, headers, body, status, error, event_id
+            let rows = c.query(
+                "SELECT id, received_at, content_type, headers, body, status, error, event_id
                      FROM incoming_requests WHERE hook_id = ?1 AND id < ?2
                      ORDER BY id DESC LIMIT ?3 OFFSET ?4",
-                )?
-                .query_map(params![id.0, seek.below, page.size, seek.skip], |r| {
+                &vals![id.0, seek.below, page.size, seek.skip],
+                |r| {
                     let headers: String = r.get(3)?;
                     let status: String = r.get(5)?;
                     let event: Option<i64> = r.get(7)?;
@@ -232,8 +230,8 @@ impl Store {
                         error: r.get(6)?,
                         event_id: event.map(EventId),
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok(page.page(rows, total))
         })
         .await

@@ -1,7 +1,7 @@
 //! Integrations: the one endpoint per type (`slack`, `discord`, `webhook`) per tenant that the
 //! `/v1/integrations` routes manage. Other endpoints, even of the same format, are untouched.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::vals;
 
 use super::endpoints::{NewEndpoint, insert, load};
 use super::rows::columns;
@@ -15,13 +15,12 @@ impl Store {
         tenant_id: TenantId,
     ) -> Result<Vec<(String, Endpoint)>, StoreError> {
         self.read(move |c| {
-            let rows: Vec<(String, i64)> = c
-                .prepare_cached(
-                    "SELECT integration, id FROM endpoints
+            let rows: Vec<(String, i64)> = c.query(
+                "SELECT integration, id FROM endpoints
                      WHERE tenant_id = ?1 AND integration IS NOT NULL",
-                )?
-                .query_map([tenant_id.0], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+                &vals![tenant_id.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             rows.into_iter()
                 .map(|(kind, id)| Ok((kind, load(c, tenant_id, EndpointId(id))?)))
                 .collect()
@@ -41,26 +40,18 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 let existing: Option<i64> = c
-                    .prepare_cached(
-                        "SELECT id FROM endpoints WHERE tenant_id = ?1 AND integration = ?2",
-                    )?
-                    .query_row(params![tenant_id.0, kind], |r| r.get(0))
-                    .optional()?;
+                    .query_opt("SELECT id FROM endpoints WHERE tenant_id = ?1 AND integration = ?2", &vals![tenant_id.0, kind], |r| r.get(0))?;
                 let now = now_ms();
                 match existing {
                     Some(id) => {
                         batch.subscribers.forget(tenant_id);
                         let cols = columns(&new.settings);
-                        c.prepare_cached(
-                            "UPDATE endpoints SET url = ?2, events = ?3, updated_at = ?4 WHERE id = ?1",
-                        )?
-                        .execute(params![id, new.settings.url.as_str(), cols.events, now])?;
+                        c.execute("UPDATE endpoints SET url = ?2, events = ?3, updated_at = ?4 WHERE id = ?1", &vals![id, new.settings.url.as_str(), cols.events, now])?;
                         Ok((load(c, tenant_id, EndpointId(id))?, false))
                     }
                     None => {
                         let id = insert(c, batch, tenant_id, &new)?;
-                        c.prepare_cached("UPDATE endpoints SET integration = ?2 WHERE id = ?1")?
-                            .execute(params![id.0, kind])?;
+                        c.execute("UPDATE endpoints SET integration = ?2 WHERE id = ?1", &vals![id.0, kind])?;
                         Ok((load(c, tenant_id, id)?, true))
                     }
                 }
@@ -79,7 +70,7 @@ impl Store {
                 batch.subscribers.forget(tenant_id);
                 match c.execute(
                     "DELETE FROM endpoints WHERE tenant_id = ?1 AND integration = ?2",
-                    params![tenant_id.0, kind],
+                    &vals![tenant_id.0, kind],
                 )? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),

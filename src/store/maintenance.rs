@@ -93,7 +93,7 @@ impl Store {
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('operator_token_sha256', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [hex::encode(hash_secret(&token))],
+                    &[hex::encode(hash_secret(&token)).into()],
                 )?;
                 Ok(token)
             })

@@ -69,10 +69,6 @@ pub enum StoreError {
     /// PostgreSQL answered with an error, or could not be reached.
     #[error("PostgreSQL error")]
     Postgres(#[source] Arc<tokio_postgres::Error>),
-    /// The operation does not run on PostgreSQL yet (the store's modules move onto
-    /// `store::sql` one at a time; hookd refuses to serve from PostgreSQL until all have).
-    #[error("this operation does not run on PostgreSQL yet")]
-    NotPorted,
     /// No read connection could be had from the pool.
     #[error("no read connection")]
     Pool(#[source] Arc<r2d2::Error>),
@@ -277,7 +273,7 @@ impl Store {
             Durability::Normal => "PRAGMA synchronous = NORMAL;",
         })?;
         migrate::migrate(&conn)?;
-        deliveries::release_leases(&conn)?;
+        deliveries::release_leases(&sql::Conn::Sqlite(&conn))?;
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(
@@ -299,10 +295,7 @@ impl Store {
         Self::start(WriterDb::Sqlite(conn), Reads::Sqlite(reads), Some(lock))
     }
 
-    /// Opens a PostgreSQL database (migrating it) with its writer and reads. Only the
-    /// operations moved onto [`sql::Conn`] run on it so far (tenants, keys, event types, the
-    /// operator token); the others answer [`StoreError::NotPorted`], and `hookd serve` refuses
-    /// a PostgreSQL URL until none do.
+    /// Opens a PostgreSQL database (migrating it) with its writer and reads.
     pub async fn open_postgres(url: &str) -> Result<(Self, StoreHandle), StoreError> {
         postgres::migrate(url).await?;
         let reads = Reads::Postgres(Arc::new(PgReads {
@@ -353,45 +346,29 @@ impl Store {
     pub async fn probe_write(&self) -> Result<(), StoreError> {
         self.writer
             .write(|c, _| {
-                c.prepare_cached(
+                c.execute(
                     "INSERT INTO meta (key, value) VALUES ('health_probe', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute([crate::model::now_ms().to_string()])?;
+                    &[crate::model::now_ms().to_string().into()],
+                )?;
                 Ok(())
             })
             .await
     }
 
-    /// Like [`Store::read`], for a read written against [`sql::Conn`] (either database).
-    async fn read_sql<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs a read on either database (in a blocking task).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&sql::Conn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        match &self.reads {
-            Reads::Sqlite(_) => self.read(move |c| f(&sql::Conn::Sqlite(c))).await,
-            Reads::Postgres(pg) => {
-                let pg = pg.clone();
-                tokio::task::spawn_blocking(move || pg.run(f))
-                    .await
-                    .map_err(|e| StoreError::ReadTask(Arc::new(e)))?
+        let reads = self.reads.clone();
+        tokio::task::spawn_blocking(move || match reads {
+            Reads::Sqlite(pool) => {
+                let conn = pool.get()?;
+                f(&sql::Conn::Sqlite(&conn))
             }
-        }
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let Reads::Sqlite(pool) = &self.reads else {
-            return Err(StoreError::NotPorted);
-        };
-        let pool = pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.get()?;
-            f(&conn)
+            Reads::Postgres(pg) => pg.run(f),
         })
         .await
         .map_err(|e| StoreError::ReadTask(Arc::new(e)))?

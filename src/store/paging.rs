@@ -15,10 +15,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use super::sql::{Conn, vals};
 
 use super::StoreError;
-use super::sql::Conn;
+
 use crate::model::DeliveryStatus;
 
 /// The long lists whose rows are counted in blocks (the `list` column).
@@ -65,22 +65,19 @@ pub(super) fn seek(blocks: &[(i64, u64)], offset: u64) -> Option<Seek> {
 /// A list's exact length and where the page at `offset` starts in it. `part` narrows the
 /// list to one status or type.
 pub(super) fn locate(
-    c: &Connection,
+    c: &Conn<'_>,
     list: List,
     owner: i64,
     part: Option<&str>,
     offset: i64,
-) -> rusqlite::Result<(u64, Option<Seek>)> {
-    let mut query = c.prepare_cached(
-        "SELECT block, sum(n) FROM list_blocks
+) -> Result<(u64, Option<Seek>), StoreError> {
+    let blocks = c.query(
+        "SELECT block, CAST(sum(n) AS BIGINT) FROM list_blocks
          WHERE list = ?1 AND owner = ?2 AND (?3 IS NULL OR part = ?3)
          GROUP BY block HAVING sum(n) > 0 ORDER BY block DESC",
+        &vals![list as i64, owner, part],
+        |r| Ok((r.get::<i64>(0)?, super::count(r.get(1)?))),
     )?;
-    let blocks = query
-        .query_map(params![list as i64, owner, part], |r| {
-            Ok((r.get::<_, i64>(0)?, super::count(r.get(1)?)))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
     let total = blocks.iter().map(|(_, n)| n).sum();
     Ok((total, seek(&blocks, u64::try_from(offset).unwrap_or(0))))
 }
@@ -174,7 +171,7 @@ impl BlockCounts {
 }
 
 /// Forgets the counts of blocks that are empty (after retention, or of deleted owners).
-pub(super) fn forget_empty_blocks(c: &Conn<'_>) -> Result<u64, StoreError> {
+pub(super) fn forget_empty_blocks(c: &Conn<'_>) -> Result<usize, StoreError> {
     c.execute("DELETE FROM list_blocks WHERE n = 0", &[])
 }
 
@@ -235,9 +232,10 @@ mod tests {
 
     #[test]
     fn kept_changes_are_written_dropped_ones_never_and_deletes_count_themselves() {
-        let c = Connection::open_in_memory().expect("open");
-        crate::store::migrate::migrate(&c).expect("schema");
-        c.execute_batch(
+        let db = rusqlite::Connection::open_in_memory().expect("open");
+        crate::store::migrate::migrate(&db).expect("schema");
+        let c = Conn::Sqlite(&db);
+        db.execute_batch(
             "INSERT INTO tenants (id, name, created_at) VALUES (1, 't', 0);
              INSERT INTO events (id, tenant_id, type, data, deliveries, created_at) VALUES
                  (1, 1, 'a.b', '{}', 0, 0), (70000, 1, 'a.b', '{}', 0, 0),
@@ -251,7 +249,7 @@ mod tests {
         counts.keep_staged();
         counts.event_added(1, "e.f", 70_002);
         counts.drop_staged();
-        counts.write(&Conn::Sqlite(&c)).expect("write");
+        counts.write(&c).expect("write");
         let (total, first) = locate(&c, List::Events, 1, None, 0).expect("locate");
         assert_eq!(total, 3, "the undone operation's event is not counted");
         assert_eq!(
@@ -270,9 +268,9 @@ mod tests {
                 skip: 0
             })
         );
-        c.execute("DELETE FROM events WHERE id = 1", [])
+        c.execute("DELETE FROM events WHERE id = 1", &[])
             .expect("delete");
         assert_eq!(locate(&c, List::Events, 1, None, 0).expect("locate").0, 2);
-        assert_eq!(forget_empty_blocks(&Conn::Sqlite(&c)).expect("forget"), 1);
+        assert_eq!(forget_empty_blocks(&c).expect("forget"), 1);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, vals};
 
 use super::paging::BlockCounts;
 use super::writer::Batch;
@@ -45,7 +45,7 @@ pub struct Published {
 /// Publishes events inside the caller's write: for each, the event row and one delivery per
 /// target of `fanout`. An idempotency key seen within the window answers with the first event.
 pub(super) fn publish_in(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
     events: &[NewEvent],
@@ -57,47 +57,47 @@ pub(super) fn publish_in(
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         if let Some(key) = &event.idempotency_key {
-            let prior = c
-                .prepare_cached(
-                    "SELECT id, type, created_at, deliveries FROM events
+            let prior = c.query_opt(
+                "SELECT id, type, created_at, deliveries FROM events
                      WHERE tenant_id = ?1 AND idempotency_key = ?2",
-                )?
-                .query_row(params![tenant_id.0, key], |r| {
+                &vals![tenant_id.0, key],
+                |r| {
                     Ok(Published {
                         id: EventId(r.get(0)?),
                         name: r.get(1)?,
                         created_at: r.get(2)?,
                         deliveries: count(r.get(3)?),
                     })
-                })
-                .optional()?;
+                },
+            )?;
             match prior {
                 Some(p) if idempotency_holds(p.created_at, now) => {
                     out.push(p);
                     continue;
                 }
                 Some(p) => {
-                    c.prepare_cached("UPDATE events SET idempotency_key = NULL WHERE id = ?1")?
-                        .execute([p.id.0])?;
+                    c.execute(
+                        "UPDATE events SET idempotency_key = NULL WHERE id = ?1",
+                        &vals![p.id.0],
+                    )?;
                 }
                 None => {}
             }
         }
         let name = event.name.as_str();
         let targets = subscribers.targets(name, fanout);
-        c.prepare_cached(
+        let event_id = c.insert(
             "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            tenant_id.0,
-            name,
-            event.data,
-            event.idempotency_key,
-            targets.len() as i64,
-            now
-        ])?;
-        let event_id = c.last_insert_rowid();
+            &vals![
+                tenant_id.0,
+                name,
+                event.data,
+                event.idempotency_key,
+                targets.len() as i64,
+                now
+            ],
+        )?;
         batch.counts.event_added(tenant_id.0, name, event_id);
         for endpoint in &targets {
             add_delivery(c, &mut batch.counts, EventId(event_id), *endpoint, now)?;
@@ -111,9 +111,11 @@ pub(super) fn publish_in(
         });
     }
     fire_status_schedules(c, tenant_id, events, now)?;
-    let mut bump = c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?;
     for (endpoint, n) in pending_added {
-        bump.execute(params![endpoint.0, n])?;
+        c.execute(
+            "UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1",
+            &vals![endpoint.0, n],
+        )?;
     }
     batch.wake |= out.iter().any(|p| p.deliveries > 0);
     Ok(out)
@@ -122,29 +124,25 @@ pub(super) fn publish_in(
 /// Adds one pending delivery, due at `now`, inside the caller's write (the caller counts it
 /// in the endpoint's `pending`).
 pub(super) fn add_delivery(
-    c: &Connection,
+    c: &Conn<'_>,
     counts: &mut BlockCounts,
     event_id: EventId,
     endpoint_id: EndpointId,
     now: UnixMs,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
+    let id = c.insert(
         "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt_at, created_at)
          VALUES (?1, ?2, 0, ?3, ?3)",
-    )?
-    .execute(params![event_id.0, endpoint_id.0, now])?;
-    counts.delivery_added(
-        endpoint_id.0,
-        c.last_insert_rowid(),
-        DeliveryStatus::Pending,
-    );
+        &vals![event_id.0, endpoint_id.0, now],
+    )?;
+    counts.delivery_added(endpoint_id.0, id, DeliveryStatus::Pending);
     Ok(())
 }
 
 /// Publishes one of hookd's own `hookd.*` events into `tenant_id`, inside the caller's write,
 /// through the same path as the API's publish. The endpoint it is about never receives it.
 pub(super) fn announce(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
     announcement: Announcement,
@@ -162,17 +160,16 @@ pub(super) fn announce(
 /// Makes `on_status_change` schedules due now when a published event reports their status
 /// (several such events before the scheduler runs make one run).
 fn fire_status_schedules(
-    c: &Connection,
+    c: &Conn<'_>,
     tenant_id: TenantId,
     events: &[NewEvent],
     now: UnixMs,
 ) -> Result<(), StoreError> {
-    let any = c
-        .prepare_cached(
-            "SELECT 1 FROM schedules WHERE tenant_id = ?1 AND schedule_type = 'on_status_change'
-               AND status = 'active'",
-        )?
-        .exists([tenant_id.0])?;
+    let any = c.exists(
+        "SELECT 1 FROM schedules WHERE tenant_id = ?1 AND schedule_type = 'on_status_change'
+           AND status = 'active'",
+        &vals![tenant_id.0],
+    )?;
     if !any {
         return Ok(());
     }
@@ -181,22 +178,23 @@ fn fire_status_schedules(
         let Some(status) = reported_status(name, &event.data) else {
             continue;
         };
-        let waiting: Vec<(i64, Option<String>)> = c
-            .prepare_cached(
-                "SELECT id, event_types FROM schedules WHERE tenant_id = ?1
+        let waiting: Vec<(i64, Option<String>)> = c.query(
+            "SELECT id, event_types FROM schedules WHERE tenant_id = ?1
                    AND schedule_type = 'on_status_change' AND trigger_status = ?2
                    AND status = 'active'",
-            )?
-            .query_map(params![tenant_id.0, status], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+            &vals![tenant_id.0, status],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         for (id, event_types) in waiting {
             let patterns: Option<Vec<EventPattern>> = match event_types {
                 Some(json) => Some(super::rows::patterns(&json, "schedules.event_types")?),
                 None => None,
             };
             if covers(patterns.as_deref(), name) {
-                c.prepare_cached("UPDATE schedules SET next_run_at = ?2 WHERE id = ?1")?
-                    .execute(params![id, now])?;
+                c.execute(
+                    "UPDATE schedules SET next_run_at = ?2 WHERE id = ?1",
+                    &vals![id, now],
+                )?;
             }
         }
     }

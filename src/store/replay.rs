@@ -1,7 +1,7 @@
 //! Replay: one more attempt of a delivery now (`retry`), and a window of an endpoint's
 //! failed or never-made deliveries queued again (`recover`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, vals};
 
 use super::endpoints::{load, load_any};
 use super::publish::add_delivery;
@@ -19,7 +19,7 @@ pub const RECOVER_CHUNK: i64 = 10_000;
 /// One recover step over events after `after`: creates the endpoint's missing deliveries.
 /// Returns (created, events scanned, last event id scanned).
 fn recover_missed(
-    c: &Connection,
+    c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
     endpoint_id: EndpointId,
@@ -32,33 +32,30 @@ fn recover_missed(
         return Ok((0, 0, after));
     };
     let (mut wanted, mut scanned, mut last) = (Vec::new(), 0i64, after);
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT ev.id, ev.type,
-                    CASE WHEN ev.type LIKE 'hookd.%' THEN json_extract(ev.data, '$.endpointId') END
+    // The `hookd.*` announcements name the endpoint they are about in their data.
+    let about = if c.is_postgres() {
+        "CAST(ev.data AS jsonb) ->> 'endpointId'"
+    } else {
+        "json_extract(ev.data, '$.endpointId')"
+    };
+    let rows: Vec<(i64, String, Option<String>)> = c.query(
+        &format!(
+            "SELECT ev.id, ev.type, CASE WHEN ev.type LIKE 'hookd.%' THEN {about} END
              FROM events ev
              WHERE ev.tenant_id = ?1 AND ev.id > ?4
                AND ev.created_at >= ?2 AND ev.created_at < ?3
                AND NOT EXISTS (SELECT 1 FROM deliveries d
                                WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
-             ORDER BY ev.id LIMIT ?6",
-        )?;
-        let mut rows = stmt.query(params![
-            tenant_id.0,
-            start,
-            end,
-            after,
-            endpoint_id.0,
-            RECOVER_CHUNK
-        ])?;
-        while let Some(row) = rows.next()? {
-            scanned += 1;
-            last = row.get(0)?;
-            let name: String = row.get(1)?;
-            let about: Option<String> = row.get(2)?;
-            if replays_to(endpoint_id, &endpoint.settings, &name, about.as_deref()) {
-                wanted.push(last);
-            }
+             ORDER BY ev.id LIMIT ?6"
+        ),
+        &vals![tenant_id.0, start, end, after, endpoint_id.0, RECOVER_CHUNK],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    for (id, name, about) in rows {
+        scanned += 1;
+        last = id;
+        if replays_to(endpoint_id, &endpoint.settings, &name, about.as_deref()) {
+            wanted.push(last);
         }
     }
     let now = now_ms();
@@ -66,8 +63,10 @@ fn recover_missed(
         add_delivery(c, &mut batch.counts, EventId(*event_id), endpoint_id, now)?;
     }
     let created = wanted.len() as i64;
-    c.prepare_cached("UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1")?
-        .execute(params![endpoint_id.0, created])?;
+    c.execute(
+        "UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1",
+        &vals![endpoint_id.0, created],
+    )?;
     batch.wake |= created > 0;
     Ok((created, scanned, last))
 }
@@ -85,17 +84,17 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 let summary = c
-                    .prepare_cached(&format!(
-                        "{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"
-                    ))?
-                    .query_row(params![id.0, tenant_id.0], summary_row)
-                    .optional()?
-                    .ok_or(StoreError::NotFound)?;
-                let (leased, replay): (Option<i64>, _) = c
-                    .prepare_cached(
-                        "SELECT lease_until, replay_return, resume_at FROM deliveries WHERE id = ?1",
+                    .query_opt(
+                        &format!("{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"),
+                        &vals![id.0, tenant_id.0],
+                        summary_row,
                     )?
-                    .query_row([id.0], |r| Ok((r.get(0)?, replay_of(r.get(1)?, r.get(2)?)?)))?;
+                    .ok_or(StoreError::NotFound)?;
+                let (leased, replay): (Option<i64>, _) = c.query_one(
+                    "SELECT lease_until, replay_return, resume_at FROM deliveries WHERE id = ?1",
+                    &vals![id.0],
+                    |r| Ok((r.get(0)?, replay_of(r.get(1)?, r.get(2)?)?)),
+                )?;
                 let endpoint = load_any(c, summary.endpoint_id)?;
                 let plan = plan_retry(
                     endpoint.id,
@@ -109,20 +108,20 @@ impl Store {
                 match plan {
                     RetryPlan::AlreadyQueued => {}
                     RetryPlan::ExtraAttempt => {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE deliveries SET replay_return = 0, resume_at = next_attempt_at,
                                 next_attempt_at = ?2, schedule_offset = schedule_offset + 1
                              WHERE id = ?1",
-                        )?
-                        .execute(params![id.0, now])?;
+                            &vals![id.0, now],
+                        )?;
                     }
                     RetryPlan::OneMore(finished) => {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE deliveries SET status = 0, replay_return = ?2,
                                 next_attempt_at = ?3, schedule_offset = schedule_offset + 1
                              WHERE id = ?1",
-                        )?
-                        .execute(params![id.0, finished.code(), now])?;
+                            &vals![id.0, finished.code(), now],
+                        )?;
                         batch.counts.delivery_moved(
                             endpoint.id.0,
                             id.0,
@@ -130,18 +129,19 @@ impl Store {
                             DeliveryStatus::Pending,
                         );
                         let succeeded = i64::from(finished == DeliveryStatus::Succeeded);
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3,
                                 pending = pending + 1
                              WHERE id = ?1",
-                        )?
-                        .execute(params![endpoint.id.0, succeeded, 1 - succeeded])?;
+                            &vals![endpoint.id.0, succeeded, 1 - succeeded],
+                        )?;
                     }
                 }
                 batch.wake = true;
-                Ok(
-                    c.prepare_cached(&format!("{SUMMARY_SELECT} WHERE d.id = ?1"))?
-                        .query_row([id.0], summary_row)?,
+                c.query_one(
+                    &format!("{SUMMARY_SELECT} WHERE d.id = ?1"),
+                    &vals![id.0],
+                    summary_row,
                 )
             })
             .await
@@ -166,9 +166,8 @@ impl Store {
                 .writer
                 .write(move |c, batch| {
                     load(c, tenant_id, endpoint_id)?;
-                    let requeued = c
-                        .prepare_cached(
-                            "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
+                    let requeued = c.query(
+                        "UPDATE deliveries SET status = 0, next_attempt_at = ?4,
                                 schedule_offset = attempts, replay_return = NULL, resume_at = NULL
                              WHERE id IN (
                                  SELECT id FROM deliveries
@@ -176,12 +175,9 @@ impl Store {
                                    AND created_at >= ?2 AND created_at < ?3
                                  ORDER BY id LIMIT ?5)
                              RETURNING id",
-                        )?
-                        .query_map(
-                            params![endpoint_id.0, since, until, now_ms(), RECOVER_CHUNK],
-                            |r| r.get::<_, i64>(0),
-                        )?
-                        .collect::<Result<Vec<_>, _>>()?;
+                        &vals![endpoint_id.0, since, until, now_ms(), RECOVER_CHUNK],
+                        |r| r.get::<i64>(0),
+                    )?;
                     for id in &requeued {
                         batch.counts.delivery_moved(
                             endpoint_id.0,
@@ -191,11 +187,11 @@ impl Store {
                         );
                     }
                     let n = requeued.len() as i64;
-                    c.prepare_cached(
+                    c.execute(
                         "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2
                          WHERE id = ?1",
-                    )?
-                    .execute(params![endpoint_id.0, n])?;
+                        &vals![endpoint_id.0, n],
+                    )?;
                     batch.wake |= n > 0;
                     Ok(n)
                 })

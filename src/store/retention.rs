@@ -93,7 +93,7 @@ fn prune_batch(
     }
     Ok(Pruned {
         deliveries: removed.len() as u64,
-        events,
+        events: events as u64,
     })
 }
 
@@ -107,7 +107,7 @@ impl Store {
         failed_before: UnixMs,
     ) -> Result<Pruned, StoreError> {
         self.writer
-            .write_sql(move |c, _| prune_batch(c, succeeded_before, failed_before))
+            .write(move |c, _| prune_batch(c, succeeded_before, failed_before))
             .await
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::sql::Row;
 use super::{StoreError, count};
 use crate::model::delivery::Replay;
 use crate::model::endpoint::EndpointCounters;
@@ -12,8 +13,11 @@ use crate::model::{
 };
 
 /// A row error for a stored value that does not parse.
-pub(super) fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+pub(super) fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: "the stored value does not parse".to_owned(),
+    }
 }
 
 /// Parses a stored JSON array of event patterns.
@@ -34,7 +38,7 @@ pub(super) fn patterns(json: &str, what: &'static str) -> Result<Vec<EventPatter
 pub(super) fn replay_of(
     replay_return: Option<i64>,
     resume_at: Option<UnixMs>,
-) -> rusqlite::Result<Option<Replay>> {
+) -> Result<Option<Replay>, StoreError> {
     Ok(match replay_return {
         None => None,
         Some(0) => Some(Replay::Resume(resume_at)),
@@ -51,7 +55,7 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, sig
      pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code";
 
 /// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
-pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
+pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
     let url: String = r.get(3)?;
     let events: String = r.get(4)?;
     let headers: String = r.get(8)?;
@@ -73,7 +77,7 @@ pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> 
         timeout_ms: r.get(11)?,
         rate_limit: r.get(12)?,
         ordering: Ordering::parse(&ordering).ok_or_else(|| corrupt("ordering"))?,
-        is_active: r.get::<_, i64>(14)? != 0,
+        is_active: r.get::<i64>(14)? != 0,
     };
     let last_at: Option<i64> = r.get(23)?;
     let counters = EndpointCounters {
@@ -93,7 +97,7 @@ pub(super) fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> 
         created_at: r.get(17)?,
         updated_at: r.get(18)?,
         disabled_at: r.get(15)?,
-        disabled_reason: match r.get::<_, Option<String>>(16)? {
+        disabled_reason: match r.get::<Option<String>>(16)? {
             Some(reason) => {
                 Some(DisableReason::parse(&reason).ok_or_else(|| corrupt("disabled_reason"))?)
             }
@@ -131,7 +135,7 @@ pub(super) const SUMMARY_SELECT: &str = "SELECT d.id, d.event_id, ev.type, d.end
      FROM deliveries d JOIN events ev ON ev.id = d.event_id";
 
 /// Reads a row selected with [`SUMMARY_SELECT`].
-pub(super) fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
+pub(super) fn summary_row(r: &Row<'_>) -> Result<DeliverySummary, StoreError> {
     let status = DeliveryStatus::from_code(r.get(4)?).ok_or_else(|| corrupt("status"))?;
     Ok(DeliverySummary {
         id: DeliveryId(r.get(0)?),

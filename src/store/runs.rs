@@ -2,7 +2,7 @@
 //! run's newest one, through the `(tenant_id, id)` index), the run written with its digest event
 //! and the schedule's next time in one short write, the run log, and email runs' sends.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::vals;
 
 use super::paging::{self, List};
 use super::publish::{NewEvent, publish_in};
@@ -109,40 +109,39 @@ impl Store {
         self.read(move |c| {
             let last = newest_event(c, tenant_id)?.max(after_event_id);
             let mut counts: Vec<(String, u64)> = Vec::new();
-            {
-                let mut stmt = c.prepare_cached(
-                    "SELECT type, count(*) FROM events
-                     WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
-                     GROUP BY type ORDER BY type",
-                )?;
-                let mut rows = stmt.query(params![tenant_id.0, after_event_id, last])?;
-                while let Some(row) = rows.next()? {
+            c.query_each(
+                "SELECT type, count(*) FROM events
+                 WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
+                 GROUP BY type ORDER BY type",
+                &vals![tenant_id.0, after_event_id, last],
+                |row| {
                     let name: String = row.get(0)?;
                     if covers(&name) {
                         counts.push((name, count(row.get(1)?)));
                     }
-                }
-            }
+                    Ok(true)
+                },
+            )?;
             let mut newest = Vec::new();
-            if !counts.is_empty() {
-                let mut stmt = c.prepare_cached(
+            if !counts.is_empty() && listed > 0 {
+                c.query_each(
                     "SELECT id, type, created_at, data FROM events
                      WHERE tenant_id = ?1 AND id > ?2 AND id <= ?3
                      ORDER BY id DESC",
+                    &vals![tenant_id.0, after_event_id, last],
+                    |row| {
+                        let name: String = row.get(1)?;
+                        if covers(&name) {
+                            newest.push(PeriodEvent {
+                                id: EventId(row.get(0)?),
+                                name,
+                                created_at: row.get(2)?,
+                                data: row.get(3)?,
+                            });
+                        }
+                        Ok(newest.len() < listed)
+                    },
                 )?;
-                let mut rows = stmt.query(params![tenant_id.0, after_event_id, last])?;
-                while newest.len() < listed {
-                    let Some(row) = rows.next()? else { break };
-                    let name: String = row.get(1)?;
-                    if covers(&name) {
-                        newest.push(PeriodEvent {
-                            id: EventId(row.get(0)?),
-                            name,
-                            created_at: row.get(2)?,
-                            data: row.get(3)?,
-                        });
-                    }
-                }
             }
             Ok(Period {
                 counts,
@@ -161,74 +160,61 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 let schedule = &run.schedule;
-                let current: Option<(i64, i64)> = c
-                    .prepare_cached(
-                        "SELECT updated_at, last_event_id FROM schedules WHERE id = ?1",
-                    )?
-                    .query_row([schedule.id.0], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
+                let current: Option<(i64, i64)> = c.query_opt(
+                    "SELECT updated_at, last_event_id FROM schedules WHERE id = ?1",
+                    &vals![schedule.id.0],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 let Some((updated_at, last_event_id)) = current else {
                     return Err(StoreError::NotFound);
                 };
                 if (updated_at, last_event_id) != (schedule.updated_at, schedule.last_event_id) {
                     return Ok(RunCommit::Changed);
                 }
-                let inserted = c
-                    .prepare_cached(
-                        "INSERT INTO schedule_runs (schedule_id, slot, status, started_at,
+                let inserted: Option<i64> = c.query_opt(
+                    "INSERT INTO schedule_runs (schedule_id, slot, status, started_at,
                             period_start, period_end, event_count)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6) ON CONFLICT DO NOTHING
+                         RETURNING id",
+                    &vals![
                         schedule.id.0,
                         run.slot,
                         RunStatus::Sending.as_str(),
                         run.started_at,
                         run.period_start,
                         run.event_count as i64
-                    ])?;
+                    ],
+                    |r| r.get(0),
+                )?;
                 let set_next = |next: Option<(Option<UnixMs>, ScheduleStatus)>| {
                     if let Some((next_run_at, status)) = next {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE schedules SET next_run_at = ?2, status = ?3 WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            schedule.id.0,
-                            next_run_at,
-                            status.as_str()
-                        ])?;
+                            &vals![schedule.id.0, next_run_at, status.as_str()],
+                        )?;
                     }
                     Ok::<_, StoreError>(())
                 };
-                if inserted == 0 {
+                let Some(run_id) = inserted else {
                     // The slot ran before: a timed run still moves on to the next time.
                     set_next(run.next)?;
                     return Ok(RunCommit::AlreadyRan);
-                }
-                let run_id = RunId(c.last_insert_rowid());
+                };
+                let run_id = RunId(run_id);
                 // The next digest's period starts here, whatever this run's delivery comes to.
-                c.prepare_cached(
+                c.execute(
                     "UPDATE schedules SET last_run_at = ?2, last_event_id = ?3 WHERE id = ?1",
-                )?
-                .execute(params![
-                    schedule.id.0,
-                    run.started_at,
-                    run.last_event_id
-                ])?;
+                    &vals![schedule.id.0, run.started_at, run.last_event_id],
+                )?;
                 set_next(run.next)?;
                 match &run.output {
                     RunOutput::Email { subject, document } => {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE schedule_runs SET subject = ?2, document = ?3,
                                 next_attempt_at = ?4
                              WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run_id.0,
-                            subject,
-                            document,
-                            run.started_at
-                        ])?;
+                            &vals![run_id.0, subject, document, run.started_at],
+                        )?;
                     }
                     RunOutput::Webhook { endpoint, data } => {
                         let mut data = data.clone();
@@ -247,10 +233,11 @@ impl Store {
                             Fanout::Only(*endpoint),
                         )?;
                         let delivery: Option<i64> = match published.first() {
-                            Some(p) if p.deliveries > 0 => c
-                                .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1")?
-                                .query_row([p.id.0], |r| r.get(0))
-                                .optional()?,
+                            Some(p) if p.deliveries > 0 => c.query_opt(
+                                "SELECT id FROM deliveries WHERE event_id = ?1",
+                                &vals![p.id.0],
+                                |r| r.get(0),
+                            )?,
                             _ => None,
                         };
                         let (status, error) = match delivery {
@@ -260,18 +247,12 @@ impl Store {
                                 Some(format!("endpoint {endpoint} is disabled or gone")),
                             ),
                         };
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
                                 delivery_id = ?4, error = ?5
                              WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run_id.0,
-                            status.as_str(),
-                            run.started_at,
-                            delivery,
-                            error
-                        ])?;
+                            &vals![run_id.0, status.as_str(), run.started_at, delivery, error],
+                        )?;
                     }
                 }
                 Ok(RunCommit::Written(run_id))
@@ -292,18 +273,17 @@ impl Store {
             let Some(seek) = seek else {
                 return Ok(page.page(Vec::new(), total));
             };
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, status, started_at, finished_at, period_start, period_end,
+            let rows = c.query(
+                "SELECT id, status, started_at, finished_at, period_start, period_end,
                         event_count, delivery_id, error, email_result
                      FROM schedule_runs WHERE schedule_id = ?1 AND id < ?2
                      ORDER BY id DESC LIMIT ?3 OFFSET ?4",
-                )?
-                .query_map(params![id.0, seek.below, page.size, seek.skip], |r| {
+                &vals![id.0, seek.below, page.size, seek.skip],
+                |r| {
                     let delivery: Option<i64> = r.get(7)?;
                     Ok(ScheduleRun {
                         id: RunId(r.get(0)?),
-                        status: RunStatus::parse(&r.get::<_, String>(1)?)
+                        status: RunStatus::parse(&r.get::<String>(1)?)
                             .ok_or_else(|| corrupt("schedule_runs.status"))?,
                         started_at: r.get(2)?,
                         finished_at: r.get(3)?,
@@ -313,8 +293,8 @@ impl Store {
                         error: r.get(8)?,
                         email_result: r.get(9)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok(page.page(rows, total))
         })
         .await
@@ -352,23 +332,22 @@ impl Store {
     ) -> Result<Vec<EmailJob>, StoreError> {
         self.writer
             .write(move |c, _| {
-                let rows: Vec<(i64, i64, u32, String, Vec<u8>)> = c
-                    .prepare_cached(
-                        "UPDATE schedule_runs SET attempts = attempts + 1, next_attempt_at = ?1 + ?3
+                let rows: Vec<(i64, i64, u32, String, Vec<u8>)> = c.query(
+                    "UPDATE schedule_runs SET attempts = attempts + 1, next_attempt_at = ?1 + ?3
                          WHERE id IN (SELECT id FROM schedule_runs
                                       WHERE status = 'sending' AND next_attempt_at <= ?1
                                       ORDER BY next_attempt_at LIMIT ?2)
                          RETURNING id, schedule_id, attempts, subject, document",
-                    )?
-                    .query_map(params![now, limit as i64, lease_ms], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
+                    &vals![now, limit as i64, lease_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
                 let mut jobs = Vec::with_capacity(rows.len());
                 for (run, schedule, attempt, subject, document) in rows {
-                    let s: Schedule = c
-                        .prepare_cached(&format!("SELECT {COLUMNS} FROM schedules WHERE id = ?1"))?
-                        .query_row([schedule], schedule_row)?;
+                    let s: Schedule = c.query_one(
+                        &format!("SELECT {COLUMNS} FROM schedules WHERE id = ?1"),
+                        &vals![schedule],
+                        schedule_row,
+                    )?;
                     let ScheduleTarget::Email(recipients) = s.spec.target else {
                         continue;
                     };
@@ -393,50 +372,38 @@ impl Store {
         let (run, attempt) = (job.run_id, job.attempt);
         self.writer
             .write(move |c, _| {
-                let current = c
-                    .prepare_cached(
-                        "SELECT 1 FROM schedule_runs
-                         WHERE id = ?1 AND status = 'sending' AND attempts = ?2",
-                    )?
-                    .exists(params![run.0, attempt])?;
+                let current = c.exists(
+                    "SELECT 1 FROM schedule_runs
+                     WHERE id = ?1 AND status = 'sending' AND attempts = ?2",
+                    &vals![run.0, attempt],
+                )?;
                 if !current {
                     return Ok(());
                 }
                 let now = now_ms();
                 match after {
                     EmailAfter::Sent(message) => {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
                                 next_attempt_at = NULL, email_result = ?4, document = NULL
                              WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run.0,
-                            RunStatus::Delivered.as_str(),
-                            now,
-                            message
-                        ])?;
+                            &vals![run.0, RunStatus::Delivered.as_str(), now, message],
+                        )?;
                     }
                     EmailAfter::RetryAt { at, note } => {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE schedule_runs SET next_attempt_at = ?2, email_result = ?3
                              WHERE id = ?1",
-                        )?
-                        .execute(params![run.0, at, note])?;
+                            &vals![run.0, at, note],
+                        )?;
                     }
                     EmailAfter::Failed { note, error } => {
-                        c.prepare_cached(
+                        c.execute(
                             "UPDATE schedule_runs SET status = ?2, finished_at = ?3,
                                 next_attempt_at = NULL, email_result = ?4, error = ?5
                              WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            run.0,
-                            RunStatus::Failed.as_str(),
-                            now,
-                            note,
-                            error
-                        ])?;
+                            &vals![run.0, RunStatus::Failed.as_str(), now, note, error],
+                        )?;
                     }
                 }
                 Ok(())

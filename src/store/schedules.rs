@@ -1,6 +1,6 @@
 //! Schedules: their rows, and which are due. Their runs are in `runs.rs`.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, Row, vals};
 
 use super::endpoints::insert as insert_endpoint;
 use super::rows::{corrupt, patterns};
@@ -21,7 +21,7 @@ pub(super) const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression,
      recipients, last_event_id";
 
 /// Reads one schedule row selected with [`COLUMNS`].
-pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> {
+pub(super) fn schedule_row(r: &Row<'_>) -> Result<Schedule, StoreError> {
     let kind: String = r.get(2)?;
     let kind = match kind.as_str() {
         "weekly_digest" => ScheduleKind::WeeklyDigest,
@@ -50,7 +50,7 @@ pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> 
             kind,
             timezone: parse_zone(&zone).map_err(|_| corrupt("timezone"))?,
             format: DigestFormat::parse(&format).map_err(|_| corrupt("format"))?,
-            target: match r.get::<_, Option<i64>>(8)? {
+            target: match r.get::<Option<i64>>(8)? {
                 Some(id) => ScheduleTarget::Endpoint(EndpointId(id)),
                 None => {
                     let json: String = r.get(18)?;
@@ -60,11 +60,11 @@ pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> 
                 }
             },
             event_types,
-            include_changelog: r.get::<_, i64>(10)? != 0,
+            include_changelog: r.get::<i64>(10)? != 0,
             custom_subject: r.get(11)?,
             custom_message: r.get(12)?,
         },
-        status: ScheduleStatus::parse(&r.get::<_, String>(13)?)
+        status: ScheduleStatus::parse(&r.get::<String>(13)?)
             .ok_or_else(|| corrupt("schedules.status"))?,
         next_run_at: r.get(14)?,
         last_run_at: r.get(15)?,
@@ -76,29 +76,30 @@ pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Schedule> 
 
 /// Loads one schedule of a tenant, inside a read or a write.
 pub(super) fn load(
-    c: &Connection,
+    c: &Conn<'_>,
     tenant_id: TenantId,
     id: ScheduleId,
 ) -> Result<Schedule, StoreError> {
-    c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM schedules WHERE id = ?1 AND tenant_id = ?2"
-    ))?
-    .query_row(params![id.0, tenant_id.0], schedule_row)
-    .optional()?
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM schedules WHERE id = ?1 AND tenant_id = ?2"),
+        &vals![id.0, tenant_id.0],
+        schedule_row,
+    )?
     .ok_or(StoreError::NotFound)
 }
 
 fn endpoint_is_tenants(
-    c: &Connection,
+    c: &Conn<'_>,
     tenant_id: TenantId,
     target: &ScheduleTarget,
 ) -> Result<(), StoreError> {
     let Some(id) = target.endpoint() else {
         return Ok(());
     };
-    let owned = c
-        .prepare_cached("SELECT 1 FROM endpoints WHERE id = ?1 AND tenant_id = ?2")?
-        .exists(params![id.0, tenant_id.0])?;
+    let owned = c.exists(
+        "SELECT 1 FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
+        &vals![id.0, tenant_id.0],
+    )?;
     if owned {
         Ok(())
     } else {
@@ -110,7 +111,7 @@ fn endpoint_is_tenants(
 
 /// Writes a spec's columns into the row `id`.
 fn write_spec(
-    c: &Connection,
+    c: &Conn<'_>,
     id: i64,
     spec: &ScheduleSpec,
     next: Option<UnixMs>,
@@ -126,45 +127,46 @@ fn write_spec(
         serde_json::to_string(&p.iter().map(ToString::to_string).collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".into())
     });
-    c.prepare_cached(
+    c.execute(
         "UPDATE schedules SET schedule_type = ?2, cron_expression = ?3, trigger_status = ?4,
             scheduled_at = ?5, timezone = ?6, format = ?7, endpoint_id = ?8, event_types = ?9,
             include_changelog = ?10, custom_subject = ?11, custom_message = ?12,
             next_run_at = ?13, updated_at = ?14, recipients = ?15, delivery_method = ?16
          WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        spec.kind.as_str(),
-        cron,
-        status,
-        at,
-        spec.timezone.name(),
-        spec.format.as_str(),
-        spec.target.endpoint().map(|e| e.0),
-        event_types,
-        spec.include_changelog,
-        spec.custom_subject,
-        spec.custom_message,
-        next,
-        now,
-        match &spec.target {
-            ScheduleTarget::Email(to) => serde_json::to_string(to).ok(),
-            ScheduleTarget::Endpoint(_) => None,
-        },
-        match spec.target {
-            ScheduleTarget::Email(_) => "email",
-            ScheduleTarget::Endpoint(_) => "webhook",
-        },
-    ])?;
+        &vals![
+            id,
+            spec.kind.as_str(),
+            cron,
+            status,
+            at,
+            spec.timezone.name(),
+            spec.format.as_str(),
+            spec.target.endpoint().map(|e| e.0),
+            event_types,
+            spec.include_changelog,
+            spec.custom_subject,
+            spec.custom_message,
+            next,
+            now,
+            match &spec.target {
+                ScheduleTarget::Email(to) => serde_json::to_string(to).ok(),
+                ScheduleTarget::Endpoint(_) => None,
+            },
+            match spec.target {
+                ScheduleTarget::Email(_) => "email",
+                ScheduleTarget::Endpoint(_) => "webhook",
+            },
+        ],
+    )?;
     Ok(())
 }
 
 /// The newest event id of a tenant, through the `(tenant_id, id)` index.
-pub(super) fn newest_event(c: &Connection, tenant_id: TenantId) -> Result<i64, StoreError> {
-    Ok(
-        c.prepare_cached("SELECT coalesce(max(id), 0) FROM events WHERE tenant_id = ?1")?
-            .query_row([tenant_id.0], |r| r.get(0))?,
+pub(super) fn newest_event(c: &Conn<'_>, tenant_id: TenantId) -> Result<i64, StoreError> {
+    c.query_one(
+        "SELECT coalesce(max(id), 0) FROM events WHERE tenant_id = ?1",
+        &vals![tenant_id.0],
+        |r| r.get(0),
     )
 }
 
@@ -187,21 +189,20 @@ impl Store {
                 }
                 endpoint_is_tenants(c, tenant_id, &spec.target)?;
                 let now = now_ms();
-                c.prepare_cached(
+                let id = c.insert(
                     "INSERT INTO schedules (tenant_id, schedule_type, timezone, format,
                         delivery_method, status, created_at, updated_at, last_event_id)
                      VALUES (?1, ?2, ?3, ?4, 'webhook', ?5, ?6, ?6, ?7)",
-                )?
-                .execute(params![
-                    tenant_id.0,
-                    spec.kind.as_str(),
-                    spec.timezone.name(),
-                    spec.format.as_str(),
-                    ScheduleStatus::Active.as_str(),
-                    now,
-                    newest_event(c, tenant_id)?
-                ])?;
-                let id = c.last_insert_rowid();
+                    &vals![
+                        tenant_id.0,
+                        spec.kind.as_str(),
+                        spec.timezone.name(),
+                        spec.format.as_str(),
+                        ScheduleStatus::Active.as_str(),
+                        now,
+                        newest_event(c, tenant_id)?
+                    ],
+                )?;
                 write_spec(c, id, &spec, spec.next_run(now), now)?;
                 load(c, tenant_id, ScheduleId(id))
             })
@@ -226,19 +227,13 @@ impl Store {
     ) -> Result<Page<Schedule>, StoreError> {
         self.read(move |c| {
             let endpoint = endpoint.map(|e| e.0);
-            let total: i64 = c.query_row(
-                "SELECT count(*) FROM schedules WHERE tenant_id = ?1 AND (?2 IS NULL OR endpoint_id = ?2)",
-                params![tenant_id.0, endpoint],
-                |r| r.get(0),
-            )?;
+            let total: i64 = c.query_one("SELECT count(*) FROM schedules WHERE tenant_id = ?1 AND (?2 IS NULL OR endpoint_id = ?2)", &vals![tenant_id.0, endpoint], |r| r.get(0))?;
             let rows = c
-                .prepare_cached(&format!(
+                .query(&format!(
                     "SELECT {COLUMNS} FROM schedules WHERE tenant_id = ?1
                        AND (?2 IS NULL OR endpoint_id = ?2)
                      ORDER BY id LIMIT ?3 OFFSET ?4"
-                ))?
-                .query_map(params![tenant_id.0, endpoint, page.size, page.offset()], schedule_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+                ), &vals![tenant_id.0, endpoint, page.size, page.offset()], schedule_row)?;
             Ok(page.page(rows, count(total)))
         })
         .await
@@ -279,7 +274,7 @@ impl Store {
             .write(move |c, _| {
                 match c.execute(
                     "DELETE FROM schedules WHERE id = ?1 AND tenant_id = ?2",
-                    params![id.0, tenant_id.0],
+                    &vals![id.0, tenant_id.0],
                 )? {
                     0 => Err(StoreError::NotFound),
                     _ => Ok(()),
@@ -295,16 +290,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Schedule>, StoreError> {
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM schedules
+            c.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM schedules
                  WHERE next_run_at IS NOT NULL AND next_run_at <= ?1 AND status = ?2
                  ORDER BY next_run_at LIMIT ?3"
-            ))?
-            .query_map(
-                params![now, ScheduleStatus::Active.as_str(), limit as i64],
+                ),
+                &vals![now, ScheduleStatus::Active.as_str(), limit as i64],
                 schedule_row,
-            )?
-            .collect::<Result<_, _>>()?)
+            )
         })
         .await
     }

@@ -1,84 +1,255 @@
 //! One way to run the store's SQL on SQLite or on PostgreSQL.
 //!
-//! Most of the store's statements are the same on both databases once SQLite's `?N`
-//! placeholders read as PostgreSQL's `$N` (a census is in the PostgreSQL issue's notes): [`Conn`]
-//! runs a statement written for SQLite on either, binding [`Value`]s and reading rows through
-//! typed getters ([`Row`]). Statements are prepared once per connection and reused. The
-//! store's modules move onto it one at a time (the writer's batches, tenants and keys, event
-//! types, retention so far); what has moved runs on PostgreSQL too.
+//! The store's statements are the same on both databases once SQLite's `?N` placeholders read
+//! as PostgreSQL's `$N` (a census is in the PostgreSQL issue's notes; the few that differ ask
+//! [`Conn::is_postgres`]): [`Conn`] runs a statement written for SQLite on either, binding
+//! [`Value`]s (borrowed, so binding copies nothing) and reading rows through typed getters
+//! ([`Row::get`]). Statements are prepared once per connection and reused.
 //! PostgreSQL goes through the synchronous `postgres` client, which works on the writer's own
 //! thread and in `spawn_blocking` reads exactly as rusqlite does.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use postgres::types::{ToSql, Type};
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::StoreError;
 
-/// A value bound to a statement or read from a row: the four kinds hookd stores.
+/// A value bound to a statement or read from a row: the four kinds hookd stores. Bound values
+/// borrow what they bind; values read from a row own their contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub enum Value<'a> {
     /// SQL NULL.
     Null,
     /// An integer (SQLite INTEGER, PostgreSQL BIGINT).
     Int(i64),
     /// Text.
-    Text(String),
+    Text(Cow<'a, str>),
     /// Bytes (SQLite BLOB, PostgreSQL BYTEA).
-    Blob(Vec<u8>),
+    Blob(Cow<'a, [u8]>),
 }
 
-impl From<i64> for Value {
+/// Statement parameters, as [`vals!`] writes them.
+pub type Params<'a> = [Value<'a>];
+
+/// Binds each expression as a statement parameter (like rusqlite's `params!`): `vals![id, name]`.
+macro_rules! vals {
+    ($($x:expr),* $(,)?) => {
+        [$($crate::store::sql::Bind::bind(&$x)),*]
+    };
+}
+pub(crate) use vals;
+
+/// A Rust value that binds as a statement parameter without copying.
+pub trait Bind {
+    /// The value as a parameter.
+    fn bind(&self) -> Value<'_>;
+}
+
+macro_rules! bind_int {
+    ($($t:ty),*) => {$(
+        impl Bind for $t {
+            fn bind(&self) -> Value<'_> {
+                Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+bind_int!(i64, i32, u32, u16, u8, u64, usize);
+
+impl Bind for bool {
+    fn bind(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Bind for str {
+    fn bind(&self) -> Value<'_> {
+        Value::Text(Cow::Borrowed(self))
+    }
+}
+
+impl Bind for String {
+    fn bind(&self) -> Value<'_> {
+        Value::Text(Cow::Borrowed(self))
+    }
+}
+
+impl Bind for [u8] {
+    fn bind(&self) -> Value<'_> {
+        Value::Blob(Cow::Borrowed(self))
+    }
+}
+
+impl Bind for Vec<u8> {
+    fn bind(&self) -> Value<'_> {
+        Value::Blob(Cow::Borrowed(self))
+    }
+}
+
+impl<const N: usize> Bind for [u8; N] {
+    fn bind(&self) -> Value<'_> {
+        Value::Blob(Cow::Borrowed(self))
+    }
+}
+
+impl<T: Bind> Bind for Option<T> {
+    fn bind(&self) -> Value<'_> {
+        self.as_ref().map_or(Value::Null, Bind::bind)
+    }
+}
+
+impl<T: Bind + ?Sized> Bind for &T {
+    fn bind(&self) -> Value<'_> {
+        (**self).bind()
+    }
+}
+
+impl Bind for Value<'_> {
+    fn bind(&self) -> Value<'_> {
+        match self {
+            Value::Null => Value::Null,
+            Value::Int(i) => Value::Int(*i),
+            Value::Text(t) => Value::Text(Cow::Borrowed(t)),
+            Value::Blob(b) => Value::Blob(Cow::Borrowed(b)),
+        }
+    }
+}
+
+impl From<i64> for Value<'_> {
     fn from(v: i64) -> Self {
         Self::Int(v)
     }
 }
 
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Self::Text(v.to_owned())
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Self::Text(Cow::Borrowed(v))
     }
 }
 
-impl From<String> for Value {
+impl From<String> for Value<'_> {
     fn from(v: String) -> Self {
-        Self::Text(v)
+        Self::Text(Cow::Owned(v))
     }
 }
 
-impl From<&[u8]> for Value {
-    fn from(v: &[u8]) -> Self {
-        Self::Blob(v.to_vec())
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Self::Blob(Cow::Borrowed(v))
     }
 }
 
-impl<T: Into<Value>> From<Option<T>> for Value {
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
     fn from(v: Option<T>) -> Self {
         v.map_or(Self::Null, Into::into)
     }
 }
 
-impl Value {
-    /// The value for a PostgreSQL parameter of type `ty` (a NULL takes the parameter's type).
-    pub(super) fn to_postgres(&self, ty: &Type) -> Box<dyn ToSql + Sync + Send> {
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Self::Null => ValueRef::Null,
+            Self::Int(i) => ValueRef::Integer(*i),
+            Self::Text(t) => ValueRef::Text(t.as_bytes()),
+            Self::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
-            Self::Int(i) => Box::new(*i),
-            Self::Text(t) => Box::new(t.clone()),
-            Self::Blob(b) => Box::new(b.clone()),
-            Self::Null if *ty == Type::INT8 => Box::new(None::<i64>),
-            Self::Null if *ty == Type::BYTEA => Box::new(None::<Vec<u8>>),
-            Self::Null => Box::new(None::<String>),
+            Self::Null => Ok(IsNull::Yes),
+            Self::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Self::Int(i) if *ty == Type::BOOL => (*i != 0).to_sql(ty, out),
+            Self::Int(i) if <i64 as ToSql>::accepts(ty) => i.to_sql(ty, out),
+            Self::Text(t) if <&str as ToSql>::accepts(ty) => t.as_ref().to_sql(ty, out),
+            Self::Blob(b) if <&[u8] as ToSql>::accepts(ty) => b.as_ref().to_sql(ty, out),
+            other => Err(format!("cannot bind {other:?} to a parameter of type {ty}").into()),
         }
     }
 
-    pub(super) fn to_sqlite(&self) -> rusqlite::types::Value {
-        match self {
-            Self::Null => rusqlite::types::Value::Null,
-            Self::Int(i) => rusqlite::types::Value::Integer(*i),
-            Self::Text(t) => rusqlite::types::Value::Text(t.clone()),
-            Self::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A Rust value read from a column.
+pub trait Column: Sized {
+    /// Converts column `i`'s value.
+    fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError>;
+}
+
+impl Column for Value<'static> {
+    fn column(v: Value<'static>, _: usize) -> Result<Self, StoreError> {
+        Ok(v)
+    }
+}
+
+impl Column for i64 {
+    fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError> {
+        match v {
+            Value::Int(n) => Ok(n),
+            Value::Null => Err(null(i)),
+            other => Err(kind(i, "an integer", &other)),
+        }
+    }
+}
+
+macro_rules! column_int {
+    ($($t:ty),*) => {$(
+        impl Column for $t {
+            fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError> {
+                let n = i64::column(v, i)?;
+                <$t>::try_from(n).map_err(|_| kind(i, stringify!($t), &Value::Int(n)))
+            }
+        }
+    )*};
+}
+column_int!(i32, u32, u16, u64, usize);
+
+impl Column for bool {
+    fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError> {
+        Ok(i64::column(v, i)? != 0)
+    }
+}
+
+impl Column for String {
+    fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError> {
+        match v {
+            Value::Text(t) => Ok(t.into_owned()),
+            Value::Null => Err(null(i)),
+            other => Err(kind(i, "text", &other)),
+        }
+    }
+}
+
+impl Column for Vec<u8> {
+    fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError> {
+        match v {
+            Value::Blob(b) => Ok(b.into_owned()),
+            Value::Null => Err(null(i)),
+            other => Err(kind(i, "bytes", &other)),
+        }
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    fn column(v: Value<'static>, i: usize) -> Result<Self, StoreError> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::column(v, i).map(Some),
         }
     }
 }
@@ -93,16 +264,16 @@ pub enum Row<'a> {
 
 impl Row<'_> {
     /// Column `i` as it is stored.
-    pub fn value(&self, i: usize) -> Result<Value, StoreError> {
+    pub fn value(&self, i: usize) -> Result<Value<'static>, StoreError> {
         Ok(match self {
             Self::Sqlite(r) => match r.get_ref(i)? {
                 rusqlite::types::ValueRef::Null => Value::Null,
                 rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
-                rusqlite::types::ValueRef::Real(v) => Value::Text(v.to_string()),
+                rusqlite::types::ValueRef::Real(v) => Value::Text(Cow::Owned(v.to_string())),
                 rusqlite::types::ValueRef::Text(t) => {
-                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                    Value::Text(Cow::Owned(String::from_utf8_lossy(t).into_owned()))
                 }
-                rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                rusqlite::types::ValueRef::Blob(b) => Value::Blob(Cow::Owned(b.to_vec())),
             },
             Self::Postgres(r) => {
                 let ty = r.columns()[i].type_();
@@ -121,55 +292,49 @@ impl Row<'_> {
                 } else if *ty == Type::BYTEA {
                     r.try_get::<_, Option<Vec<u8>>>(i)
                         .map_err(postgres)?
-                        .map_or(Value::Null, Value::Blob)
+                        .map_or(Value::Null, |b| Value::Blob(Cow::Owned(b)))
                 } else {
                     r.try_get::<_, Option<String>>(i)
                         .map_err(postgres)?
-                        .map_or(Value::Null, Value::Text)
+                        .map_or(Value::Null, |t| Value::Text(Cow::Owned(t)))
                 }
             }
         })
     }
 
+    /// Column `i` as a `T`.
+    pub fn get<T: Column>(&self, i: usize) -> Result<T, StoreError> {
+        T::column(self.value(i)?, i)
+    }
+
     /// The first `width` columns as they are stored.
-    pub fn values(&self, width: usize) -> Result<Vec<Value>, StoreError> {
+    pub fn values(&self, width: usize) -> Result<Vec<Value<'static>>, StoreError> {
         (0..width).map(|i| self.value(i)).collect()
     }
 
     /// Column `i` as an integer; NULL is an error.
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
-        self.opt_int(i)?.ok_or_else(|| null(i))
+        self.get(i)
     }
 
     /// Column `i` as an integer or NULL.
     pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        match self.value(i)? {
-            Value::Null => Ok(None),
-            Value::Int(v) => Ok(Some(v)),
-            other => Err(kind(i, "an integer", &other)),
-        }
+        self.get(i)
     }
 
     /// Column `i` as text; NULL is an error.
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
-        self.opt_text(i)?.ok_or_else(|| null(i))
+        self.get(i)
     }
 
     /// Column `i` as text or NULL.
     pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        match self.value(i)? {
-            Value::Null => Ok(None),
-            Value::Text(v) => Ok(Some(v)),
-            other => Err(kind(i, "text", &other)),
-        }
+        self.get(i)
     }
 
     /// Column `i` as bytes; NULL is an error.
     pub fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError> {
-        match self.value(i)? {
-            Value::Blob(v) => Ok(v),
-            other => Err(kind(i, "bytes", &other)),
-        }
+        self.get(i)
     }
 }
 
@@ -180,7 +345,7 @@ fn null(i: usize) -> StoreError {
     }
 }
 
-fn kind(i: usize, wanted: &str, found: &Value) -> StoreError {
+fn kind(i: usize, wanted: &str, found: &Value<'_>) -> StoreError {
     StoreError::Corrupt {
         what: "column",
         detail: format!("column {i} should be {wanted}, found {found:?}"),
@@ -211,23 +376,25 @@ impl<'c> Conn<'c> {
         }))
     }
 
+    /// Whether this is PostgreSQL (for the few statements written twice).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Runs a statement; returns how many rows it changed.
-    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+    pub fn execute(&self, sql: &str, params: &Params<'_>) -> Result<usize, StoreError> {
         match self {
-            Self::Sqlite(c) => {
-                let bound: Vec<rusqlite::types::Value> =
-                    params.iter().map(Value::to_sqlite).collect();
-                let n = c
-                    .prepare_cached(sql)?
-                    .execute(rusqlite::params_from_iter(bound))?;
-                Ok(n as u64)
-            }
+            Self::Sqlite(c) => Ok(c
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(params))?),
             Self::Postgres(session) => {
                 let mut session = session.borrow_mut();
                 let statement = session.statement(sql)?;
-                let bound = bind(&statement, params);
-                let refs = as_refs(&bound);
-                session.client.execute(&statement, &refs).map_err(postgres)
+                let n = session
+                    .client
+                    .execute(&statement, &as_refs(params))
+                    .map_err(postgres)?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
     }
@@ -236,15 +403,13 @@ impl<'c> Conn<'c> {
     pub fn query<T>(
         &self,
         sql: &str,
-        params: &[Value],
+        params: &Params<'_>,
         mut each: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         match self {
             Self::Sqlite(c) => {
-                let bound: Vec<rusqlite::types::Value> =
-                    params.iter().map(Value::to_sqlite).collect();
                 let mut statement = c.prepare_cached(sql)?;
-                let mut rows = statement.query(rusqlite::params_from_iter(bound))?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params))?;
                 let mut out = Vec::new();
                 while let Some(row) = rows.next()? {
                     out.push(each(&Row::Sqlite(row))?);
@@ -254,52 +419,123 @@ impl<'c> Conn<'c> {
             Self::Postgres(session) => {
                 let mut session = session.borrow_mut();
                 let statement = session.statement(sql)?;
-                let bound = bind(&statement, params);
-                let refs = as_refs(&bound);
-                let rows = session.client.query(&statement, &refs).map_err(postgres)?;
+                let rows = session
+                    .client
+                    .query(&statement, &as_refs(params))
+                    .map_err(postgres)?;
                 rows.iter().map(|r| each(&Row::Postgres(r))).collect()
             }
         }
+    }
+
+    /// Runs a query and hands its rows to `each` as they come, until it answers `false`.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+        mut each: impl FnMut(&Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(c) => {
+                let mut statement = c.prepare_cached(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+                while let Some(row) = rows.next()? {
+                    if !each(&Row::Sqlite(row))? {
+                        break;
+                    }
+                }
+            }
+            Self::Postgres(session) => {
+                use postgres::fallible_iterator::FallibleIterator;
+                let mut session = session.borrow_mut();
+                let statement = session.statement(sql)?;
+                let mut rows = session
+                    .client
+                    .query_raw(&statement, as_refs(params))
+                    .map_err(postgres)?;
+                while let Some(row) = rows.next().map_err(postgres)? {
+                    if !each(&Row::Postgres(&row))? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs an `INSERT` of one row; returns the new row's `id`.
+    pub fn insert(&self, sql: &str, params: &Params<'_>) -> Result<i64, StoreError> {
+        match self {
+            Self::Sqlite(c) => {
+                c.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(params))?;
+                Ok(c.last_insert_rowid())
+            }
+            Self::Postgres(session) => {
+                let mut session = session.borrow_mut();
+                let statement = session.statement_as(sql, || format!("{sql} RETURNING id"))?;
+                let row = session
+                    .client
+                    .query_one(&statement, &as_refs(params))
+                    .map_err(postgres)?;
+                Row::Postgres(&row).get(0)
+            }
+        }
+    }
+
+    /// Whether a query answers any row.
+    pub fn exists(&self, sql: &str, params: &Params<'_>) -> Result<bool, StoreError> {
+        Ok(self.query_opt(sql, params, |_| Ok(()))?.is_some())
     }
 
     /// Runs a query expected to answer at most one row.
     pub fn query_opt<T>(
         &self,
         sql: &str,
-        params: &[Value],
+        params: &Params<'_>,
         each: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         Ok(self.query(sql, params, each)?.into_iter().next())
+    }
+
+    /// Runs a query that answers one row; no row is [`StoreError::NotFound`].
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+        each: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.query_opt(sql, params, each)?
+            .ok_or(StoreError::NotFound)
     }
 }
 
 impl PgSession<'_> {
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {
+        self.statement_as(sql, || sql.to_owned())
+    }
+
+    /// The statement prepared for `sql`, written for PostgreSQL as `postgres_sql` makes it.
+    fn statement_as(
+        &mut self,
+        sql: &str,
+        postgres_sql: impl FnOnce() -> String,
+    ) -> Result<postgres::Statement, StoreError> {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
         let statement = self
             .client
-            .prepare(&dollar_placeholders(sql))
+            .prepare(&dollar_placeholders(&postgres_sql()))
             .map_err(postgres)?;
         self.prepared.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 }
 
-fn bind(statement: &postgres::Statement, params: &[Value]) -> Vec<Box<dyn ToSql + Sync + Send>> {
-    params
-        .iter()
-        .zip(statement.params())
-        .map(|(v, ty)| v.to_postgres(ty))
-        .collect()
-}
-
-fn as_refs(bound: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    bound
-        .iter()
-        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-        .collect()
+/// Parameters as the `postgres` client takes them.
+pub(super) fn as_refs<'p>(params: &'p Params<'_>) -> Vec<&'p (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
 /// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`), leaving string literals and
@@ -352,7 +588,7 @@ mod tests {
         let id = conn
             .query_opt(
                 "INSERT INTO t (n, s, b) VALUES (?1, ?2, ?3) RETURNING id",
-                &[Value::Null, "x".into(), Value::Blob(vec![0, 1])],
+                &[Value::Null, "x".into(), Value::Blob(vec![0, 1].into())],
                 |r| r.int(0),
             )
             .expect("insert");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use super::sql::{Conn, vals};
 
 use super::StoreError;
 use crate::fanout::Subscribers;
@@ -19,22 +19,21 @@ impl SubscriberCache {
     /// The tenant's subscribers, compiled on first use.
     pub fn get(
         &mut self,
-        c: &Connection,
+        c: &Conn<'_>,
         tenant_id: TenantId,
     ) -> Result<Arc<Subscribers>, StoreError> {
         if let Some(s) = self.0.get(&tenant_id) {
             return Ok(s.clone());
         }
-        let mut stmt = c.prepare_cached(
+        let active = c.query(
             "SELECT id, events FROM endpoints WHERE tenant_id = ?1 AND is_active = 1 ORDER BY id",
+            &vals![tenant_id.0],
+            |row| {
+                let id = EndpointId(row.get(0)?);
+                let events: String = row.get(1)?;
+                Ok((id, super::rows::patterns(&events, "endpoints.events")?))
+            },
         )?;
-        let mut rows = stmt.query([tenant_id.0])?;
-        let mut active = Vec::new();
-        while let Some(row) = rows.next()? {
-            let id = EndpointId(row.get(0)?);
-            let events: String = row.get(1)?;
-            active.push((id, super::rows::patterns(&events, "endpoints.events")?));
-        }
         let compiled = Arc::new(Subscribers::new(active));
         self.0.insert(tenant_id, compiled.clone());
         Ok(compiled)

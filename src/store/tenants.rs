@@ -74,13 +74,13 @@ fn key_row(r: &Row<'_>) -> Result<ApiKey, StoreError> {
 }
 
 /// How many rows a `count(*)` query answers.
-fn counted(c: &Conn<'_>, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+fn counted(c: &Conn<'_>, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
     let n = c.query_opt(sql, params, |r| r.int(0))?.unwrap_or(0);
     Ok(count(n))
 }
 
 /// The page bounds as statement values: size, then offset.
-fn bounds(page: PageRequest) -> [Value; 2] {
+fn bounds(page: PageRequest) -> [Value<'static>; 2] {
     [i64::from(page.size).into(), page.offset().into()]
 }
 
@@ -101,7 +101,7 @@ impl Store {
     /// returns the token itself (`Some`) so it can be printed once.
     pub async fn operator_token(&self) -> Result<([u8; 32], Option<String>), StoreError> {
         self.writer
-            .write_sql(|c, _| {
+            .write(|c, _| {
                 let stored = c.query_opt(
                     "SELECT value FROM meta WHERE key = 'operator_token_sha256'",
                     &[],
@@ -138,7 +138,7 @@ impl Store {
             None => {
                 let generation = self.keys.generation();
                 let row = self
-                    .read_sql(move |c| {
+                    .read(move |c| {
                         c.query_opt(
                             "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
                             &[key_id.0.into()],
@@ -170,7 +170,7 @@ impl Store {
     /// Creates a tenant.
     pub async fn create_tenant(&self, name: String) -> Result<Tenant, StoreError> {
         self.writer
-            .write_sql(move |c, _| {
+            .write(move |c, _| {
                 let now = now_ms();
                 let id = c
                     .query_opt(
@@ -190,7 +190,7 @@ impl Store {
 
     /// One page of tenants, oldest first.
     pub async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
-        self.read_sql(move |c| {
+        self.read(move |c| {
             let total = counted(c, "SELECT count(*) FROM tenants", &[])?;
             let rows = c.query(
                 "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1 OFFSET ?2",
@@ -204,7 +204,7 @@ impl Store {
 
     /// One tenant.
     pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
-        self.read_sql(move |c| {
+        self.read(move |c| {
             c.query_opt(
                 "SELECT id, name, created_at FROM tenants WHERE id = ?1",
                 &[id.0.into()],
@@ -219,7 +219,7 @@ impl Store {
     pub async fn delete_tenant(&self, id: TenantId) -> Result<(), StoreError> {
         let deleted = self
             .writer
-            .write_sql(move |c, batch| {
+            .write(move |c, batch| {
                 batch.subscribers.forget(id);
                 match c.execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])? {
                     0 => Err(StoreError::NotFound),
@@ -240,7 +240,7 @@ impl Store {
         role: Role,
     ) -> Result<(ApiKey, String), StoreError> {
         self.writer
-            .write_sql(move |c, _| {
+            .write(move |c, _| {
                 if !tenant_exists(c, tenant_id)? {
                     return Err(StoreError::NotFound);
                 }
@@ -280,7 +280,7 @@ impl Store {
         tenant_id: TenantId,
         page: PageRequest,
     ) -> Result<Page<ApiKey>, StoreError> {
-        self.read_sql(move |c| {
+        self.read(move |c| {
             if !tenant_exists(c, tenant_id)? {
                 return Err(StoreError::NotFound);
             }
@@ -305,7 +305,7 @@ impl Store {
     pub async fn delete_key(&self, tenant_id: TenantId, key_id: KeyId) -> Result<(), StoreError> {
         let deleted = self
             .writer
-            .write_sql(move |c, _| {
+            .write(move |c, _| {
                 match c.execute(
                     "DELETE FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
                     &[key_id.0.into(), tenant_id.0.into()],
@@ -326,7 +326,7 @@ impl Store {
         tenant_id: TenantId,
         page: PageRequest,
     ) -> Result<Page<EventType>, StoreError> {
-        self.read_sql(move |c| {
+        self.read(move |c| {
             let total = counted(
                 c,
                 "SELECT count(*) FROM event_types WHERE tenant_id = ?1",
@@ -357,7 +357,7 @@ impl Store {
         event_type: EventType,
     ) -> Result<EventType, StoreError> {
         self.writer
-            .write_sql(move |c, _| {
+            .write(move |c, _| {
                 let now: UnixMs = now_ms();
                 let inserted = c.execute(
                     "INSERT INTO event_types (tenant_id, name, category, description, created_at)
@@ -388,7 +388,7 @@ impl Store {
         name: String,
     ) -> Result<(), StoreError> {
         self.writer
-            .write_sql(move |c, _| {
+            .write(move |c, _| {
                 match c.execute(
                     "DELETE FROM event_types WHERE tenant_id = ?1 AND name = ?2",
                     &[tenant_id.0.into(), name.into()],

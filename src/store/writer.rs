@@ -147,17 +147,6 @@ fn in_savepoint<T>(
     }
 }
 
-/// Runs `f`, written against rusqlite, on a SQLite writer; on any other it is refused (the
-/// store's modules move onto [`Conn`] one at a time).
-fn sqlite_only<T>(
-    f: impl FnOnce(&Connection, &mut Batch) -> Result<T, StoreError>,
-) -> impl FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> {
-    move |conn, batch| match conn {
-        Conn::Sqlite(c) => f(c, batch),
-        Conn::Postgres(_) => Err(StoreError::NotPorted),
-    }
-}
-
 /// A handle that queues writes for the writer thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -184,15 +173,6 @@ impl Writer {
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.submit(sqlite_only(f), Mode::Guarded).await
-    }
-
-    /// Like [`Writer::write`], for an operation written against [`Conn`] (either database).
-    pub async fn write_sql<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
         F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(f, Mode::Guarded).await
@@ -203,9 +183,9 @@ impl Writer {
     pub async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(sqlite_only(f), Mode::Unguarded).await
+        self.submit(f, Mode::Unguarded).await
     }
 
     /// Applies `f` without a savepoint and answers before the batch commits: for writes whose
@@ -213,9 +193,9 @@ impl Writer {
     pub async fn write_eager<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(sqlite_only(f), Mode::Eager).await
+        self.submit(f, Mode::Eager).await
     }
 
     /// Operations waiting in the queue (for tests that line up a batch).
