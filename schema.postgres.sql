@@ -257,3 +257,8 @@ CREATE TRIGGER incoming_requests_counted AFTER INSERT OR DELETE ON incoming_requ
     FOR EACH ROW EXECUTE FUNCTION hookd_count_row('3', 'hook_id');
 CREATE TRIGGER schedule_runs_counted AFTER INSERT OR DELETE ON schedule_runs
     FOR EACH ROW EXECUTE FUNCTION hookd_count_row('4', 'schedule_id');
+
+-- migration: 2
+-- Lease fencing tokens for several hookd processes on one database: a sequence never hands a
+-- value out twice, even to a claim that rolls back.
+CREATE SEQUENCE hookd_leases;

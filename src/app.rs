@@ -38,7 +38,7 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(api::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let (store, handle) = Store::open(&config.db, config.durability)?;
+    let (store, handle) = Store::open_any(&config.db, config.durability).await?;
     let operator_hash = match &config.admin_token {
         Some(token) => Sha256::digest(token.as_bytes()).into(),
         None => {

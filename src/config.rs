@@ -308,13 +308,6 @@ impl Config {
         {
             return invalid("admin_token", "must be at least 16 characters");
         }
-        let db = self.db.to_string_lossy();
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            return invalid(
-                "db",
-                "serving from PostgreSQL is not built yet; use a SQLite file (`hookd copy` moves a database between the two)",
-            );
-        }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
             return invalid("max_body_bytes", "must be between 1024 and 67108864");
         }
@@ -426,12 +419,11 @@ mod tests {
     }
 
     #[test]
-    fn a_postgres_url_is_refused_until_serving_from_postgres_is_built() {
+    fn a_postgres_url_is_a_valid_database() {
         let config = Config {
             db: "postgres://hookd@127.0.0.1/hookd".into(),
             ..Config::default()
         };
-        let refused = config.validate().expect_err("refused").to_string();
-        assert!(refused.contains("not built yet"), "{refused}");
+        assert!(config.validate().is_ok());
     }
 }

@@ -136,7 +136,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::Migrate(args) => {
                 let config = args.load()?;
-                let (store, handle) = hookd::store::Store::open(&config.db, config.durability)?;
+                let (store, handle) = hookd::store::Store::open_any(&config.db, config.durability).await?;
                 drop(store);
                 handle.close();
                 println!("hookd: {} is up to date", config.db.display());
@@ -211,7 +211,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::Token(TokenCommand::Rotate(args)) => {
                 let config = args.load()?;
-                let (store, handle) = hookd::store::Store::open(&config.db, config.durability)?;
+                let (store, handle) = hookd::store::Store::open_any(&config.db, config.durability).await?;
                 let token = store.rotate_operator_token().await;
                 drop(store);
                 tokio::task::spawn_blocking(move || handle.close()).await.ok();

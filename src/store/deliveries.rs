@@ -8,6 +8,7 @@ use super::sql::{Conn, vals};
 
 use super::endpoints::{deactivate, load, load_any, secrets};
 use super::paging::{self, List};
+use super::postgres::CLAIM_LOCK;
 use super::publish::announce;
 use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
@@ -122,22 +123,7 @@ fn claim_rows(
     req: &ClaimRequest,
     lease: i64,
 ) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
-    let busy: serde_json::Map<String, serde_json::Value> = req
-        .busy
-        .iter()
-        .map(|(id, load)| {
-            (
-                id.0.to_string(),
-                serde_json::json!([
-                    load.in_flight,
-                    load.started_last_second,
-                    load.started_last_tenth,
-                    load.slots
-                ]),
-            )
-        })
-        .collect();
-    let busy = serde_json::Value::Object(busy).to_string();
+    let busy = busy_json(req);
     c.query(
         "UPDATE deliveries
          SET attempts = attempts + 1,
@@ -192,6 +178,27 @@ fn claim_rows(
         ],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
+}
+
+/// The dispatcher's per-endpoint load as the claim statements read it: `{"<endpoint id>":
+/// [in flight, started last second, started last tenth, slots]}`.
+fn busy_json(req: &ClaimRequest) -> String {
+    let busy: serde_json::Map<String, serde_json::Value> = req
+        .busy
+        .iter()
+        .map(|(id, load)| {
+            (
+                id.0.to_string(),
+                serde_json::json!([
+                    load.in_flight,
+                    load.started_last_second,
+                    load.started_last_tenth,
+                    load.slots
+                ]),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(busy).to_string()
 }
 
 /// The stored event behind a claim.
@@ -296,9 +303,13 @@ fn record_in(
         jitter,
     });
     c.execute(
-        "INSERT OR REPLACE INTO attempts (delivery_id, number, at, response_code, latency_ms,
+        "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
             error, error_message, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,
+            response_code = excluded.response_code, latency_ms = excluded.latency_ms,
+            error = excluded.error, error_message = excluded.error_message,
+            response_body = excluded.response_body",
         &vals![
             claim.delivery_id.0,
             claim.attempt,
@@ -312,7 +323,8 @@ fn record_in(
     )?;
     c.execute(
         "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL, lease = NULL,
-            replay_return = NULL, resume_at = NULL, was_exhausted = was_exhausted OR ?4
+            replay_return = NULL, resume_at = NULL,
+            was_exhausted = CASE WHEN ?4 = 1 THEN 1 ELSE was_exhausted END
          WHERE id = ?1",
         &vals![
             claim.delivery_id.0,
@@ -388,51 +400,186 @@ fn write_tallies(c: &Conn<'_>, tallies: HashMap<EndpointId, Tally>) -> Result<()
     Ok(())
 }
 
+/// The claims for leased rows, each with its endpoint (and signing secrets) and event, read
+/// once per batch.
+fn claims(
+    c: &Conn<'_>,
+    rows: Vec<(i64, i64, i64, u32)>,
+    lease: i64,
+    now: UnixMs,
+) -> Result<Vec<Claim>, StoreError> {
+    let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
+    let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
+    let mut claims = Vec::with_capacity(rows.len());
+    for (id, event_id, endpoint_id, attempt) in rows {
+        let endpoint = match endpoints.get(&endpoint_id) {
+            Some(e) => e.clone(),
+            None => {
+                let e = load_any(c, EndpointId(endpoint_id))?;
+                let s = secrets(c, e.id, now)?;
+                let shared = Arc::new((e, s));
+                endpoints.insert(endpoint_id, shared.clone());
+                shared
+            }
+        };
+        let event = match events.get(&event_id) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(claimed_event(c, event_id)?);
+                events.insert(event_id, e.clone());
+                e
+            }
+        };
+        claims.push(Claim {
+            delivery_id: DeliveryId(id),
+            event_id: EventId(event_id),
+            attempt,
+            lease,
+            endpoint,
+            event,
+        });
+    }
+    Ok(claims)
+}
+
+/// The claim's load with what every process has in flight: attempts whose lease still runs,
+/// and those of them started in the last second and tenth (a lease starts its endpoint's
+/// timeout plus the margin before it ends). This process's own counts of attempts started
+/// lately stay when they are higher (its finished attempts hold no lease).
+fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimRequest, StoreError> {
+    let leased: Vec<(i64, usize, usize, usize)> = c.query(
+        "SELECT d.endpoint_id, count(*),
+                count(*) FILTER (WHERE d.lease_until - e.timeout_ms - ?2 > ?1 - 1000),
+                count(*) FILTER (WHERE d.lease_until - e.timeout_ms - ?2 > ?1 - 100)
+         FROM endpoints e
+         JOIN deliveries d ON d.endpoint_id = e.id
+             AND d.status = 0 AND d.next_attempt_at > ?1 AND d.lease_until > ?1
+         WHERE e.is_active = 1
+         GROUP BY d.endpoint_id",
+        &vals![req.now, req.lease_margin_ms],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    for (endpoint, in_flight, last_second, last_tenth) in leased {
+        let endpoint = EndpointId(endpoint);
+        let load = match req.busy.iter_mut().find(|(id, _)| *id == endpoint) {
+            Some((_, load)) => load,
+            None => {
+                req.busy.push((endpoint, EndpointLoad::default()));
+                &mut req.busy.last_mut().expect("just pushed").1
+            }
+        };
+        load.in_flight = in_flight;
+        load.started_last_second = load.started_last_second.max(last_second);
+        load.started_last_tenth = load.started_last_tenth.max(last_tenth);
+    }
+    Ok(req)
+}
+
+/// [`claim_rows`] in PostgreSQL's words, for a claim that may run beside other processes'
+/// writes: rows another transaction holds are skipped (`SKIP LOCKED`), except a FIFO
+/// endpoint's oldest row, which is waited for (skipping it would break the order); the outer
+/// conditions are checked again on the row as it is when locked.
+fn claim_rows_postgres(
+    c: &Conn<'_>,
+    req: &ClaimRequest,
+    lease: i64,
+) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+    c.query(
+        "UPDATE deliveries
+         SET attempts = attempts + 1,
+             lease = ?6,
+             lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
+             next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
+         WHERE status = 0 AND next_attempt_at <= ?1 AND id IN (
+             WITH load(endpoint, in_flight, last_second, last_tenth, slots) AS (
+                 SELECT CAST(key AS BIGINT), CAST(value ->> 0 AS BIGINT),
+                        CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT),
+                        CAST(value ->> 3 AS BIGINT)
+                 FROM jsonb_each(CAST(CAST(?2 AS TEXT) AS jsonb))),
+             room(endpoint, ordering, room) AS (
+                 SELECT e.id, e.ordering, LEAST(
+                     LEAST(CASE e.ordering WHEN 'fifo' THEN 1 ELSE CAST(?3 AS BIGINT) END,
+                           coalesce(l.slots, CASE WHEN l.endpoint IS NULL THEN CAST(?7 AS BIGINT)
+                                                  ELSE CAST(?3 AS BIGINT) END))
+                         - coalesce(l.in_flight, 0),
+                     coalesce(LEAST(e.rate_limit - coalesce(l.last_second, 0),
+                                    (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)),
+                              CAST(?3 AS BIGINT)))
+                 FROM endpoints e LEFT JOIN load l ON l.endpoint = e.id
+                 WHERE e.is_active = 1),
+             cap(n) AS (
+                 SELECT LEAST(CAST(?3 AS BIGINT), CAST(?4 AS BIGINT),
+                              GREATEST(32, 2 * CAST(?4 AS BIGINT) / GREATEST(count(*), 1)))
+                 FROM room WHERE room > 0)
+             SELECT id FROM (
+                 SELECT d.id AS id, d.next_attempt_at AS due, r.room AS room,
+                        row_number() OVER (PARTITION BY r.endpoint
+                                           ORDER BY d.next_attempt_at, d.id) AS rn
+                 FROM room r
+                 CROSS JOIN LATERAL (
+                     SELECT x.id, x.next_attempt_at FROM deliveries x
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0 AND x.next_attempt_at <= ?1
+                     ORDER BY x.next_attempt_at, x.id
+                     LIMIT (SELECT n FROM cap)
+                     FOR UPDATE SKIP LOCKED) d
+                 WHERE r.room > 0 AND r.ordering = 'none'
+                 UNION ALL
+                 SELECT d.id, d.next_attempt_at, r.room, 1
+                 FROM room r
+                 CROSS JOIN LATERAL (
+                     SELECT x.id, x.next_attempt_at FROM deliveries x
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0
+                     ORDER BY x.id LIMIT 1
+                     FOR UPDATE) d
+                 WHERE r.room > 0 AND r.ordering = 'fifo' AND d.next_attempt_at <= ?1) candidates
+             WHERE rn <= room
+             ORDER BY due, id
+             LIMIT ?4)
+         RETURNING id, event_id, endpoint_id, attempts",
+        &vals![
+            req.now,
+            busy_json(req),
+            req.per_endpoint,
+            req.limit,
+            req.lease_margin_ms,
+            lease,
+            req.unlisted_slots
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+}
+
 impl Store {
     /// Leases due deliveries (see [`ClaimRequest`]), each with its endpoint and event. Answers
     /// before the lease is committed: a lease lost to a crash or a failed commit only means
     /// the row is claimed again, and its token is never handed out again (the stale attempt's
     /// result is fenced out).
+    ///
+    /// On PostgreSQL, where several hookd processes may share the database, a claim is a
+    /// transaction of its own, one at a time across processes, that counts every process's
+    /// attempts in flight and skips rows another transaction holds; its fencing token comes
+    /// from a sequence.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
         if req.limit == 0 {
             return Ok(Vec::new());
+        }
+        if self.is_postgres() {
+            return self
+                .in_transaction(move |c| {
+                    c.execute("SELECT pg_advisory_xact_lock(?1)", &vals![CLAIM_LOCK])?;
+                    let lease: i64 =
+                        c.query_one("SELECT nextval('hookd_leases')", &[], |r| r.get(0))?;
+                    let req = with_others_in_flight(c, req)?;
+                    let rows = claim_rows_postgres(c, &req, lease)?;
+                    claims(c, rows, lease, req.now)
+                })
+                .await;
         }
         let lease = self.leases.next();
         self.writer
             .write_eager(move |c, _| {
                 let rows = claim_rows(c, &req, lease)?;
-                let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
-                let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
-                let mut claims = Vec::with_capacity(rows.len());
-                for (id, event_id, endpoint_id, attempt) in rows {
-                    let endpoint = match endpoints.get(&endpoint_id) {
-                        Some(e) => e.clone(),
-                        None => {
-                            let e = load_any(c, EndpointId(endpoint_id))?;
-                            let s = secrets(c, e.id, req.now)?;
-                            let shared = Arc::new((e, s));
-                            endpoints.insert(endpoint_id, shared.clone());
-                            shared
-                        }
-                    };
-                    let event = match events.get(&event_id) {
-                        Some(e) => e.clone(),
-                        None => {
-                            let e = Arc::new(claimed_event(c, event_id)?);
-                            events.insert(event_id, e.clone());
-                            e
-                        }
-                    };
-                    claims.push(Claim {
-                        delivery_id: DeliveryId(id),
-                        event_id: EventId(event_id),
-                        attempt,
-                        lease,
-                        endpoint,
-                        event,
-                    });
-                }
-                Ok(claims)
+                claims(c, rows, lease, req.now)
             })
             .await
     }

@@ -43,6 +43,7 @@ fn open_existing(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> 
 /// Writes a consistent copy of `db` to `to` (which must not exist yet), while hookd may be
 /// serving from `db`.
 pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
+    sqlite_file(db, "back up")?;
     if to.exists() {
         return Err(StoreError::Conflict(format!(
             "{} already exists; a backup never overwrites a file",
@@ -59,6 +60,7 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
 
 /// Checks a database file's integrity and schema version, read-only.
 pub fn check(db: &Path) -> Result<CheckReport, StoreError> {
+    sqlite_file(db, "check")?;
     let conn = open_existing(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let mut problems: Vec<String> = conn
@@ -82,6 +84,16 @@ pub fn check(db: &Path) -> Result<CheckReport, StoreError> {
         known_version: migrate::latest(),
         problems,
     })
+}
+
+/// Refuses a PostgreSQL URL for SQLite's own maintenance, saying what to use instead.
+fn sqlite_file(db: &Path, what: &str) -> Result<(), StoreError> {
+    if super::is_postgres_url(db) {
+        return Err(StoreError::Invalid(format!(
+            "hookd can only {what} a SQLite file; for PostgreSQL use its own tools (pg_dump, amcheck), or `hookd copy` the database into a SQLite file"
+        )));
+    }
+    Ok(())
 }
 
 impl Store {

@@ -243,16 +243,46 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
 pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
     _lock: Option<std::fs::File>,
+    listener: Option<Listener>,
 }
 
 impl StoreHandle {
     /// Waits for the writer to finish once every [`Store`] clone is dropped.
     pub fn close(self) {
+        drop(self.listener);
         let _ = self.thread.join();
     }
 }
 
+/// The PostgreSQL listener task, stopped with the store's handle.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather than
+/// a SQLite file.
+pub fn is_postgres_url(db: &Path) -> bool {
+    let db = db.to_string_lossy();
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
 impl Store {
+    /// Opens the database `db` names: a PostgreSQL URL, or else a SQLite file.
+    pub async fn open_any(
+        db: &Path,
+        durability: Durability,
+    ) -> Result<(Self, StoreHandle), StoreError> {
+        if is_postgres_url(db) {
+            Self::open_postgres(&db.to_string_lossy()).await
+        } else {
+            Self::open(db, durability)
+        }
+    }
+
     /// Opens (creating and migrating) the database file and starts the writer.
     pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
         // One hookd per file: a second one would release the first one's leases at start.
@@ -296,13 +326,47 @@ impl Store {
     }
 
     /// Opens a PostgreSQL database (migrating it) with its writer and reads.
+    /// Several processes may share it: each listens for the others' new work.
     pub async fn open_postgres(url: &str) -> Result<(Self, StoreHandle), StoreError> {
         postgres::migrate(url).await?;
         let reads = Reads::Postgres(Arc::new(PgReads {
             url: url.to_owned(),
             idle: std::sync::Mutex::new(Vec::new()),
         }));
-        Self::start(WriterDb::Postgres(url.to_owned()), reads, None)
+        let (store, mut handle) = Self::start(WriterDb::Postgres(url.to_owned()), reads, None)?;
+        handle.listener = Some(Listener(tokio::spawn(postgres::listen(
+            url.to_owned(),
+            store.wake.clone(),
+        ))));
+        Ok((store, handle))
+    }
+
+    /// Whether the store is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.reads, Reads::Postgres(_))
+    }
+
+    /// Runs `f` in a transaction of its own (PostgreSQL only: outside the writer's batches),
+    /// committed before it answers.
+    async fn in_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&sql::Conn<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.read(move |c| {
+            c.execute("BEGIN", &[])?;
+            match f(c) {
+                Ok(value) => {
+                    c.execute("COMMIT", &[])?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    let _ = c.execute("ROLLBACK", &[]);
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 
     /// Starts the writer on `db` and puts the store together.
@@ -327,6 +391,7 @@ impl Store {
             StoreHandle {
                 thread,
                 _lock: lock,
+                listener: None,
             },
         ))
     }

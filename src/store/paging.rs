@@ -73,7 +73,7 @@ pub(super) fn locate(
 ) -> Result<(u64, Option<Seek>), StoreError> {
     let blocks = c.query(
         "SELECT block, CAST(sum(n) AS BIGINT) FROM list_blocks
-         WHERE list = ?1 AND owner = ?2 AND (?3 IS NULL OR part = ?3)
+         WHERE list = ?1 AND owner = ?2 AND (CAST(?3 AS TEXT) IS NULL OR part = ?3)
          GROUP BY block HAVING sum(n) > 0 ORDER BY block DESC",
         &vals![list as i64, owner, part],
         |r| Ok((r.get::<i64>(0)?, super::count(r.get(1)?))),

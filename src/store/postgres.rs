@@ -1,12 +1,13 @@
 //! PostgreSQL: the schema (`schema.postgres.sql`) and its migrations, applied at start and safe
-//! when several hookd processes start at once.
+//! when several hookd processes start at once; the advisory locks and the notification channel
+//! that let several processes share one database.
 //!
-//! The store itself opens on PostgreSQL with `Store::open_postgres` (the operations moved
-//! onto `store::sql` run there); serving from PostgreSQL (`--db postgres://…`) and several
-//! processes on one database are not built yet. Migrations use `tokio-postgres` directly,
-//! asynchronously, since they run before the writer starts.
+//! The store's statements run on PostgreSQL through `store::sql`. Migrations and the listener
+//! use `tokio-postgres` directly, asynchronously.
 
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use super::StoreError;
 use super::migrate::sections;
@@ -15,6 +16,60 @@ const SCHEMA: &str = include_str!("../../schema.postgres.sql");
 
 /// The advisory lock key every hookd takes while it migrates ("hookd" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b64;
+
+/// Held by a write batch until it commits: one batch at a time across every process, so
+/// batches never wait on each other's rows.
+pub(super) const WRITE_LOCK: i64 = MIGRATION_LOCK + 1;
+
+/// Held by a claim until it commits: claims count what the others have in flight exactly.
+pub(super) const CLAIM_LOCK: i64 = MIGRATION_LOCK + 2;
+
+/// The channel a commit that made deliveries due notifies.
+pub(super) const WORK_CHANNEL: &str = "hookd_work";
+
+/// Wakes `wake` whenever any process's commit made deliveries due (`LISTEN`), reconnecting
+/// when the connection drops. The dispatcher's poll stays the fallback.
+pub(super) async fn listen(url: String, wake: Arc<Notify>) {
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let messages = tokio::spawn({
+                    let wake = wake.clone();
+                    async move {
+                        while let Some(message) =
+                            std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                        {
+                            match message {
+                                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                    wake.notify_one();
+                                }
+                                Ok(_) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    pause = std::time::Duration::from_millis(100);
+                    // Anything committed while no one listened is found now.
+                    wake.notify_one();
+                }
+                let _ = messages.await;
+                tracing::warn!("the PostgreSQL listener lost its connection; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::report::ErrorChain(&e), "the PostgreSQL listener cannot connect");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+    }
+}
 
 /// The newest PostgreSQL schema version this build knows.
 pub fn latest() -> i64 {

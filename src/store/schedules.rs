@@ -227,11 +227,11 @@ impl Store {
     ) -> Result<Page<Schedule>, StoreError> {
         self.read(move |c| {
             let endpoint = endpoint.map(|e| e.0);
-            let total: i64 = c.query_one("SELECT count(*) FROM schedules WHERE tenant_id = ?1 AND (?2 IS NULL OR endpoint_id = ?2)", &vals![tenant_id.0, endpoint], |r| r.get(0))?;
+            let total: i64 = c.query_one("SELECT count(*) FROM schedules WHERE tenant_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR endpoint_id = ?2)", &vals![tenant_id.0, endpoint], |r| r.get(0))?;
             let rows = c
                 .query(&format!(
                     "SELECT {COLUMNS} FROM schedules WHERE tenant_id = ?1
-                       AND (?2 IS NULL OR endpoint_id = ?2)
+                       AND (CAST(?2 AS BIGINT) IS NULL OR endpoint_id = ?2)
                      ORDER BY id LIMIT ?3 OFFSET ?4"
                 ), &vals![tenant_id.0, endpoint, page.size, page.offset()], schedule_row)?;
             Ok(page.page(rows, count(total)))

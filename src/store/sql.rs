@@ -364,7 +364,7 @@ pub enum Conn<'c> {
 /// A PostgreSQL client and its prepared statements, keyed by their SQLite text.
 pub struct PgSession<'c> {
     client: &'c mut postgres::Client,
-    prepared: HashMap<String, postgres::Statement>,
+    prepared: HashMap<String, Prepared>,
 }
 
 impl<'c> Conn<'c> {
@@ -374,6 +374,14 @@ impl<'c> Conn<'c> {
             client,
             prepared: HashMap::new(),
         }))
+    }
+
+    /// Whether the connection is gone for good (a PostgreSQL client whose server went away).
+    pub fn is_broken(&self) -> bool {
+        match self {
+            Self::Sqlite(_) => false,
+            Self::Postgres(session) => session.borrow().client.is_closed(),
+        }
     }
 
     /// Whether this is PostgreSQL (for the few statements written twice).
@@ -392,7 +400,7 @@ impl<'c> Conn<'c> {
                 let statement = session.statement(sql)?;
                 let n = session
                     .client
-                    .execute(&statement, &as_refs(params))
+                    .execute(&statement.statement, &statement.bind(params))
                     .map_err(postgres)?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
@@ -421,7 +429,7 @@ impl<'c> Conn<'c> {
                 let statement = session.statement(sql)?;
                 let rows = session
                     .client
-                    .query(&statement, &as_refs(params))
+                    .query(&statement.statement, &statement.bind(params))
                     .map_err(postgres)?;
                 rows.iter().map(|r| each(&Row::Postgres(r))).collect()
             }
@@ -451,7 +459,7 @@ impl<'c> Conn<'c> {
                 let statement = session.statement(sql)?;
                 let mut rows = session
                     .client
-                    .query_raw(&statement, as_refs(params))
+                    .query_raw(&statement.statement, statement.bind(params))
                     .map_err(postgres)?;
                 while let Some(row) = rows.next().map_err(postgres)? {
                     if !each(&Row::Postgres(&row))? {
@@ -476,7 +484,7 @@ impl<'c> Conn<'c> {
                 let statement = session.statement_as(sql, || format!("{sql} RETURNING id"))?;
                 let row = session
                     .client
-                    .query_one(&statement, &as_refs(params))
+                    .query_one(&statement.statement, &statement.bind(params))
                     .map_err(postgres)?;
                 Row::Postgres(&row).get(0)
             }
@@ -511,7 +519,7 @@ impl<'c> Conn<'c> {
 }
 
 impl PgSession<'_> {
-    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {
+    fn statement(&mut self, sql: &str) -> Result<Prepared, StoreError> {
         self.statement_as(sql, || sql.to_owned())
     }
 
@@ -520,16 +528,39 @@ impl PgSession<'_> {
         &mut self,
         sql: &str,
         postgres_sql: impl FnOnce() -> String,
-    ) -> Result<postgres::Statement, StoreError> {
-        if let Some(statement) = self.prepared.get(sql) {
-            return Ok(statement.clone());
+    ) -> Result<Prepared, StoreError> {
+        if let Some(prepared) = self.prepared.get(sql) {
+            return Ok(prepared.clone());
         }
-        let statement = self
-            .client
-            .prepare(&dollar_placeholders(&postgres_sql()))
-            .map_err(postgres)?;
-        self.prepared.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        let (text, used) = dollar_placeholders(&postgres_sql());
+        let statement = self.client.prepare(&text).map_err(postgres)?;
+        let prepared = Prepared { statement, used };
+        self.prepared.insert(sql.to_owned(), prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// A statement prepared on PostgreSQL, and which of the SQLite statement's parameters it
+/// takes, in order (PostgreSQL must know every numbered parameter's type; SQLite lets a
+/// statement skip one).
+#[derive(Clone)]
+struct Prepared {
+    statement: postgres::Statement,
+    used: Vec<usize>,
+}
+
+impl Prepared {
+    fn bind<'p>(&self, params: &'p Params<'_>) -> Vec<&'p (dyn ToSql + Sync)> {
+        self.used
+            .iter()
+            .map(|&i| {
+                params
+                    .get(i)
+                    .map_or(&Value::Null as &(dyn ToSql + Sync), |p| {
+                        p as &(dyn ToSql + Sync)
+                    })
+            })
+            .collect()
     }
 }
 
@@ -539,28 +570,52 @@ pub(super) fn as_refs<'p>(params: &'p Params<'_>) -> Vec<&'p (dyn ToSql + Sync)>
 }
 
 /// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`), leaving string literals and
-/// quoted names alone.
-pub fn dollar_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
+/// quoted names alone, numbered again without gaps; with the (0-based) parameter each takes.
+pub fn dollar_placeholders(sql: &str) -> (String, Vec<usize>) {
+    let mut used: Vec<usize> = Vec::new();
     let mut quote: Option<char> = None;
+    let mut pieces: Vec<Result<char, usize>> = Vec::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
         match quote {
             Some(q) => {
-                out.push(c);
+                pieces.push(Ok(c));
                 if c == q {
                     quote = None;
                 }
             }
             None if c == '\'' || c == '"' => {
                 quote = Some(c);
-                out.push(c);
+                pieces.push(Ok(c));
             }
-            None if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) => out.push('$'),
-            None => out.push(c),
+            None if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                let index = n.saturating_sub(1);
+                if !used.contains(&index) {
+                    used.push(index);
+                }
+                pieces.push(Err(index));
+            }
+            None => pieces.push(Ok(c)),
         }
     }
-    out
+    used.sort_unstable();
+    let mut out = String::with_capacity(sql.len());
+    for piece in pieces {
+        match piece {
+            Ok(c) => out.push(c),
+            Err(index) => {
+                let rank = used.iter().position(|&u| u == index).unwrap_or(0) + 1;
+                out.push('$');
+                out.push_str(&rank.to_string());
+            }
+        }
+    }
+    (out, used)
 }
 
 fn postgres(e: postgres::Error) -> StoreError {
@@ -574,8 +629,14 @@ mod tests {
     #[test]
     fn placeholders_become_dollars_outside_literals() {
         assert_eq!(
-            dollar_placeholders("SELECT ?1, '?2', \"a?3\" FROM t WHERE x = ?12 AND y = ?"),
-            "SELECT $1, '?2', \"a?3\" FROM t WHERE x = $12 AND y = ?"
+            dollar_placeholders(
+                "SELECT ?1, '?2', \"a?3\" FROM t WHERE x = ?12 AND y = ? OR z = ?1"
+            ),
+            (
+                "SELECT $1, '?2', \"a?3\" FROM t WHERE x = $2 AND y = ? OR z = $1".to_owned(),
+                vec![0, 11]
+            ),
+            "numbered again without the gap"
         );
     }
 

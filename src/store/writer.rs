@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
 use super::paging::BlockCounts;
+use super::postgres::{WORK_CHANNEL, WRITE_LOCK};
 use super::sql::Conn;
 use super::subscribers::SubscriberCache;
 use crate::report::ErrorChain;
@@ -236,30 +237,63 @@ pub(crate) enum WriterDb {
 fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health: WriteHealth) {
     match db {
         WriterDb::Sqlite(conn) => {
-            batches(&Conn::Sqlite(&conn), rx, wake, health, |mode| {
+            let mut rx = rx;
+            batches(&Conn::Sqlite(&conn), &mut rx, &wake, &health, |mode| {
                 checkpoint(&conn, mode)
             });
         }
-        WriterDb::Postgres(url) => match postgres::Client::connect(&url, postgres::NoTls) {
-            Ok(mut client) => {
-                batches(&Conn::postgres(&mut client), rx, wake, health, |_| {});
+        WriterDb::Postgres(url) => {
+            let mut rx = rx;
+            let mut pause = Duration::from_millis(100);
+            loop {
+                match postgres::Client::connect(&url, postgres::NoTls) {
+                    Ok(mut client) => {
+                        pause = Duration::from_millis(100);
+                        let conn = Conn::postgres(&mut client);
+                        if batches(&conn, &mut rx, &wake, &health, |_| {}) == Ended::Closed {
+                            return;
+                        }
+                        tracing::warn!("the writer lost its PostgreSQL connection; reconnecting");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %ErrorChain(&e), "the writer cannot connect to PostgreSQL");
+                        health.failed(format!("cannot connect to PostgreSQL: {}", ErrorChain(&e)));
+                        // Writes meanwhile are answered as unavailable, not left waiting.
+                        let e = Arc::new(e);
+                        let deadline = Instant::now() + pause;
+                        while let Ok(op) = rx.try_recv() {
+                            op.finish(Err(StoreError::Postgres(e.clone())));
+                        }
+                        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                        if rx.is_closed() && rx.is_empty() {
+                            return;
+                        }
+                    }
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %ErrorChain(&e), "the writer cannot connect to PostgreSQL");
-            }
-        },
+        }
     }
+}
+
+/// Why [`batches`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Every sender is gone: the store closed.
+    Closed,
+    /// The database connection broke (PostgreSQL); the writer reconnects.
+    Broken,
 }
 
 /// Applies queued operations in batches on `conn` until every sender is gone; `checkpoint`
 /// is called every few seconds and once at the end.
 fn batches(
     conn: &Conn<'_>,
-    mut rx: mpsc::Receiver<Box<dyn Op>>,
-    wake: Arc<Notify>,
-    health: WriteHealth,
+    rx: &mut mpsc::Receiver<Box<dyn Op>>,
+    wake: &Notify,
+    health: &WriteHealth,
     mut checkpoint: impl FnMut(Checkpoint),
-) {
+) -> Ended {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -267,7 +301,7 @@ fn batches(
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "writer cannot build its timer");
-            return;
+            return Ended::Closed;
         }
     };
     let mut last_checkpoint = Instant::now();
@@ -315,6 +349,9 @@ fn batches(
             if woke {
                 wake.notify_one();
             }
+            if conn.is_broken() {
+                return Ended::Broken;
+            }
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             checkpoint(Checkpoint::Restart);
@@ -322,6 +359,7 @@ fn batches(
         }
     }
     checkpoint(Checkpoint::Truncate);
+    Ended::Closed
 }
 
 fn commit_batch(
@@ -329,12 +367,21 @@ fn commit_batch(
     ops: &mut [Box<dyn Op>],
     batch: &mut Batch,
 ) -> Result<(), StoreError> {
-    let begin = match conn {
+    match conn {
         // Take the write lock now, not at the first write: a busy file fails here, whole.
-        Conn::Sqlite(_) => "BEGIN IMMEDIATE",
-        Conn::Postgres(_) => "BEGIN",
-    };
-    conn.execute(begin, &[])?;
+        Conn::Sqlite(_) => {
+            conn.execute("BEGIN IMMEDIATE", &[])?;
+        }
+        // One batch at a time across every hookd on the database, as SQLite's lock makes it
+        // on one machine: batches then never wait on each other's rows (no deadlocks).
+        Conn::Postgres(_) => {
+            conn.execute("BEGIN", &[])?;
+            if let Err(e) = conn.execute("SELECT pg_advisory_xact_lock(?1)", &[WRITE_LOCK.into()]) {
+                let _ = conn.execute("ROLLBACK", &[]);
+                return Err(e);
+            }
+        }
+    }
     for op in ops.iter_mut() {
         if !op.apply(conn, batch) {
             let _ = conn.execute("ROLLBACK", &[]);
@@ -342,6 +389,14 @@ fn commit_batch(
         }
     }
     if let Err(e) = batch.counts.write(conn) {
+        let _ = conn.execute("ROLLBACK", &[]);
+        return Err(e);
+    }
+    // Other hookd processes on the database wake their dispatchers at the commit.
+    if batch.wake
+        && conn.is_postgres()
+        && let Err(e) = conn.execute(&format!("NOTIFY {WORK_CHANNEL}"), &[])
+    {
         let _ = conn.execute("ROLLBACK", &[]);
         return Err(e);
     }

@@ -7,6 +7,8 @@ use hookd::model::{
 };
 use hookd::store::{ClaimRequest, EndpointLoad, NewEndpoint, NewEvent, Recorded, Store};
 
+use crate::support::open_store;
+
 fn settings(timeout_ms: u32) -> EndpointSettings {
     EndpointSettings {
         name: "e".into(),
@@ -51,7 +53,7 @@ fn claim_at(now: i64, limit: usize) -> ClaimRequest {
 #[tokio::test]
 async fn fenced_attempts_ignore_stale_workers() {
     let dir = tempfile::tempdir().expect("dir");
-    let (store, handle) = Store::open(&dir.path().join("h.db"), Durability::Full).expect("open");
+    let (store, handle) = open_store(dir.path(), Durability::Full).await;
     let tenant = store.create_tenant("t".into()).await.expect("tenant");
     store
         .create_endpoint(
@@ -128,7 +130,7 @@ async fn fenced_attempts_ignore_stale_workers() {
 #[tokio::test]
 async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
     let dir = tempfile::tempdir().expect("dir");
-    let (store, handle) = Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+    let (store, handle) = open_store(dir.path(), Durability::Normal).await;
     let tenant = store.create_tenant("t".into()).await.expect("tenant");
     let mut endpoints = Vec::new();
     for _ in 0..2 {
@@ -185,6 +187,9 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
 
 #[tokio::test]
 async fn a_second_hookd_on_the_same_file_is_refused() {
+    if crate::support::sqlite_only("a_second_hookd_on_the_same_file_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("h.db");
     let (store, handle) = Store::open(&path, Durability::Full).expect("first open");
@@ -202,7 +207,7 @@ async fn a_second_hookd_on_the_same_file_is_refused() {
 #[tokio::test]
 async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
     let dir = tempfile::tempdir().expect("dir");
-    let (store, handle) = Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+    let (store, handle) = open_store(dir.path(), Durability::Normal).await;
     let tenant = store.create_tenant("t".into()).await.expect("tenant");
     let endpoint = store
         .create_endpoint(

@@ -30,6 +30,11 @@ fn text(out: &Output) -> String {
 
 #[tokio::test]
 async fn a_backup_taken_while_serving_holds_everything_and_checks_healthy() {
+    if crate::support::sqlite_only(
+        "a_backup_taken_while_serving_holds_everything_and_checks_healthy",
+    ) {
+        return;
+    }
     let dir = Arc::new(tempfile::tempdir().expect("dir"));
     let server = Server::start_in(dir.clone(), |_| {}).await;
     let t = server.tenant("acme").await;

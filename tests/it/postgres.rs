@@ -152,6 +152,51 @@ impl Drop for Postgres {
     }
 }
 
+/// Whether this run of the suite serves every test server from PostgreSQL
+/// (`HOOKD_TEST_DB=postgres`; `.ci/run` runs the suite once on each store).
+pub fn suite_on_postgres() -> bool {
+    std::env::var("HOOKD_TEST_DB").as_deref() == Ok("postgres")
+}
+
+/// The cluster the whole suite shares when it runs on PostgreSQL: started once, and stopped
+/// (its files removed) by a watcher once this test process has exited.
+pub fn shared() -> &'static Postgres {
+    static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let pg = Postgres::start().expect("HOOKD_TEST_DB=postgres needs PostgreSQL installed");
+        let data = pg.dir.path().join("data");
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {runuser}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            runuser = if is_root() {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl = pg.bin.join("pg_ctl").display(),
+            data = data.display(),
+            dir = pg.dir.path().display(),
+        );
+        // `setsid -f` forks the watcher into a session of its own and returns at once.
+        Command::new("setsid")
+            .args(["-f", "sh", "-c", &stop])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("start the cluster's watcher");
+        pg
+    })
+}
+
+/// A new empty database on the shared cluster; returns its URL.
+pub async fn fresh_database() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared().database(&format!("t{n}")).await
+}
+
 /// A client on `url`, its connection driven in the background.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)

@@ -322,6 +322,9 @@ fn environment_variables_configure_hookd() {
 
 #[tokio::test]
 async fn health_is_degraded_while_the_database_cannot_take_writes() {
+    if crate::support::sqlite_only("health_is_degraded_while_the_database_cannot_take_writes") {
+        return;
+    }
     let server = crate::support::Server::start().await;
     let t = server.tenant("acme").await;
     let api = Api::new(&server.base, "");

@@ -40,6 +40,58 @@ where
     }
 }
 
+/// The database a test server in `dir` uses: the SQLite file `hookd.db` in it, or, when the
+/// suite runs on PostgreSQL, a database of its own on the shared cluster (the same one again
+/// for a restart in the same `dir`).
+pub async fn test_db(dir: &std::path::Path) -> std::path::PathBuf {
+    if !crate::postgres::suite_on_postgres() {
+        return dir.join("hookd.db");
+    }
+    let noted = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&noted) {
+        return url.into();
+    }
+    let url = crate::postgres::fresh_database().await;
+    std::fs::write(&noted, &url).expect("note the database");
+    url.into()
+}
+
+/// Opens the store a test in `dir` uses directly (see [`test_db`]).
+pub async fn open_store(
+    dir: &std::path::Path,
+    durability: hookd::config::Durability,
+) -> (hookd::store::Store, hookd::store::StoreHandle) {
+    hookd::store::Store::open_any(&test_db(dir).await, durability)
+        .await
+        .expect("open the store")
+}
+
+/// True (and says so) when the suite runs on PostgreSQL and `test` is about the SQLite file
+/// itself (its lock, its bytes, its disk): such a test runs on SQLite only.
+pub fn sqlite_only(test: &str) -> bool {
+    let skip = crate::postgres::suite_on_postgres();
+    if skip {
+        eprintln!("{test}: about the SQLite file itself; runs on SQLite only");
+    }
+    skip
+}
+
+/// Block counts in `list_blocks` that differ from a recount of the rows (none when exact).
+const LIST_COUNTS_CHECK: &str =
+    "WITH kept AS (SELECT list, owner, part, block, n FROM list_blocks WHERE n != 0),
+     counted AS (
+         SELECT CAST(1 AS BIGINT), endpoint_id, CAST(status AS TEXT), id >> 16, count(*)
+             FROM deliveries GROUP BY 1, 2, 3, 4
+         UNION ALL SELECT 2, tenant_id, type, id >> 16, count(*)
+             FROM events GROUP BY 1, 2, 3, 4
+         UNION ALL SELECT 3, hook_id, '', id >> 16, count(*)
+             FROM incoming_requests GROUP BY 1, 2, 3, 4
+         UNION ALL SELECT 4, schedule_id, '', id >> 16, count(*)
+             FROM schedule_runs GROUP BY 1, 2, 3, 4)
+     SELECT CAST('kept' AS TEXT), * FROM (SELECT * FROM kept EXCEPT SELECT * FROM counted) k
+     UNION ALL
+     SELECT 'counted', * FROM (SELECT * FROM counted EXCEPT SELECT * FROM kept) c";
+
 /// A hookd running in this process.
 pub struct Server {
     /// `http://127.0.0.1:port`.
@@ -64,7 +116,7 @@ impl Server {
     /// Starts hookd on the database in `dir` (a restart when one ran there before).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
-            db: dir.path().join("hookd.db"),
+            db: test_db(dir.path()).await,
             admin_token: Some(ADMIN.to_owned()),
             allow_http: true,
             allow_private_targets: true,
@@ -132,27 +184,38 @@ impl Server {
     /// Checks, in one snapshot of the file, that the block counts behind list paging equal a
     /// recount of every long list's rows.
     pub fn assert_list_counts_exact(&self) {
+        if crate::postgres::suite_on_postgres() {
+            let url = std::fs::read_to_string(self._dir.path().join("postgres-url")).expect("url");
+            let mismatches = std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                c.query(LIST_COUNTS_CHECK, &[])
+                    .expect("recount")
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} list {} owner {} part {} block {}: {}",
+                            r.get::<_, String>(0),
+                            r.get::<_, i64>(1),
+                            r.get::<_, i64>(2),
+                            r.get::<_, String>(3),
+                            r.get::<_, i64>(4),
+                            r.get::<_, i64>(5)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .expect("recount thread");
+            assert!(mismatches.is_empty(), "list counts differ: {mismatches:?}");
+            return;
+        }
         let c = rusqlite::Connection::open_with_flags(
             self.db_path(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open");
         let mismatches: Vec<String> = c
-            .prepare(
-                "WITH kept AS (SELECT list, owner, part, block, n FROM list_blocks WHERE n != 0),
-                 counted AS (
-                     SELECT 1, endpoint_id, CAST(status AS TEXT), id >> 16, count(*)
-                         FROM deliveries GROUP BY 1, 2, 3, 4
-                     UNION ALL SELECT 2, tenant_id, type, id >> 16, count(*)
-                         FROM events GROUP BY 1, 2, 3, 4
-                     UNION ALL SELECT 3, hook_id, '', id >> 16, count(*)
-                         FROM incoming_requests GROUP BY 1, 2, 3, 4
-                     UNION ALL SELECT 4, schedule_id, '', id >> 16, count(*)
-                         FROM schedule_runs GROUP BY 1, 2, 3, 4)
-                 SELECT 'kept', * FROM (SELECT * FROM kept EXCEPT SELECT * FROM counted)
-                 UNION ALL
-                 SELECT 'counted', * FROM (SELECT * FROM counted EXCEPT SELECT * FROM kept)",
-            )
+            .prepare(LIST_COUNTS_CHECK)
             .expect("prepare")
             .query_map([], |r| {
                 Ok(format!(
