@@ -219,6 +219,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     "hookd: the new operator token (shown once, stored hashed; the old one no longer works): {}",
                     token?
                 );
+                if hookd::store::is_postgres_url(&config.db) {
+                    println!(
+                        "hookd: hookd processes serving this database now take the new token when they restart"
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
         }

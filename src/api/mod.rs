@@ -276,7 +276,11 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
         path: key.to_owned(),
         source: e,
     })?;
-    let config = rustls::ServerConfig::builder()
+    // The provider is named here: no process-wide default need be installed first.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(TlsError::Rustls)?;

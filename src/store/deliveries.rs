@@ -444,8 +444,9 @@ fn claims(
 
 /// The claim's load with what every process has in flight: attempts whose lease still runs,
 /// and those of them started in the last second and tenth (a lease starts its endpoint's
-/// timeout plus the margin before it ends). This process's own counts of attempts started
-/// lately stay when they are higher (its finished attempts hold no lease).
+/// timeout plus the margin before it ends). This process's own counts stay where they are
+/// higher (its finished attempts hold no lease; a result may be recorded before the
+/// dispatcher forgets the attempt).
 fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimRequest, StoreError> {
     let leased: Vec<(i64, usize, usize, usize)> = c.query(
         "SELECT d.endpoint_id, count(*),
@@ -468,7 +469,7 @@ fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimReq
                 &mut req.busy.last_mut().expect("just pushed").1
             }
         };
-        load.in_flight = in_flight;
+        load.in_flight = load.in_flight.max(in_flight);
         load.started_last_second = load.started_last_second.max(last_second);
         load.started_last_tenth = load.started_last_tenth.max(last_tenth);
     }
@@ -736,7 +737,7 @@ impl Store {
     pub async fn pending_total(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             let n: i64 = c.query_one(
-                "SELECT coalesce(sum(pending), 0) FROM endpoints",
+                "SELECT CAST(coalesce(sum(pending), 0) AS BIGINT) FROM endpoints",
                 &[],
                 |r| r.get(0),
             )?;
