@@ -451,3 +451,137 @@ async fn memory_taken_by_a_burst_of_connections_is_returned_after_they_close() {
     signal(&hookd.child, "-TERM");
     assert!(hookd.child.wait().expect("wait").success());
 }
+
+/// Arrivals of one delivery closer together than this would mean two processes attempted it
+/// at once: a second attempt comes only after the first one's lease (the endpoint's 1 s
+/// timeout and the 1 s margin) has ended.
+const APART: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn three_processes_on_postgres_lose_nothing_when_one_is_killed() {
+    let Some(pg) = crate::postgres::Postgres::start() else {
+        return;
+    };
+    let url = pg.database("shared").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("hookd.toml");
+    std::fs::write(
+        &config,
+        "lease_margin = \"1s\"\npoll_interval = \"200ms\"\n",
+    )
+    .expect("config");
+    let start = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        cmd.env("HOOKD_CONFIG", &config);
+        spawn_with(cmd, Path::new(&url), Some(ADMIN))
+    };
+    let mut hookds = vec![start(), start(), start()];
+    for h in &hookds {
+        wait_health(&h.base).await;
+    }
+    // The receiver takes 20 ms per request, so overlapping attempts of one delivery show.
+    let receiver = Receiver::slow(Duration::from_millis(20)).await;
+    let op = Api::new(&hookds[0].base, ADMIN);
+    let key = tenant_key(&op).await;
+    let (status, _) = op
+        .with_token(&key)
+        .post(
+            "/v1/endpoints",
+            json!({"name": "r", "url": receiver.url, "events": ["*"], "timeoutMs": 1000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Two clients per process publish batches; the first process is killed under them.
+    let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for (p, h) in hookds.iter().enumerate() {
+        for c in 0..2 {
+            let (api, accepted) = (Api::new(&h.base, &key), accepted.clone());
+            clients.push(tokio::spawn(async move {
+                for round in 0..60 {
+                    let events: Vec<_> = (0..20)
+                        .map(|i| json!({"type": "burst.event", "data": {"p": p, "c": c, "round": round, "i": i}}))
+                        .collect();
+                    let req = api.raw(
+                        "POST",
+                        "/v1/events/batch",
+                        Some("application/json"),
+                        json!({"events": events}).to_string().into_bytes(),
+                    );
+                    let Ok((status, _, body)) = tokio::time::timeout(Duration::from_secs(5), req).await else { return };
+                    if status != StatusCode::ACCEPTED {
+                        return;
+                    }
+                    let mut set = accepted.lock().expect("set");
+                    for e in body["events"].as_array().expect("events") {
+                        set.insert(e["id"].as_str().expect("id").to_owned());
+                    }
+                }
+            }));
+        }
+    }
+    wait_until("deliveries under way", Duration::from_secs(30), || {
+        let (n, got) = (
+            accepted.lock().expect("set").len(),
+            receiver.received().len(),
+        );
+        async move { n >= 1000 && got >= 200 }
+    })
+    .await;
+    signal(&hookds[0].child, "-KILL");
+    let _ = hookds[0].child.wait();
+    for c in clients {
+        let _ = c.await;
+    }
+    let accepted = accepted.lock().expect("set").clone();
+    assert!(accepted.len() >= 1000, "{} accepted", accepted.len());
+
+    wait_until(
+        "every accepted event delivered by the two left",
+        Duration::from_secs(60),
+        || {
+            let seen: HashSet<String> = receiver
+                .received()
+                .iter()
+                .map(|r| r.header("webhook-id").to_owned())
+                .collect();
+            let missing = accepted.iter().filter(|id| !seen.contains(*id)).count();
+            async move { missing == 0 }
+        },
+    )
+    .await;
+    let mut arrivals: std::collections::HashMap<String, Vec<std::time::Instant>> =
+        std::collections::HashMap::new();
+    for r in receiver.received() {
+        arrivals
+            .entry(r.header("webhook-id").to_owned())
+            .or_default()
+            .push(r.at);
+    }
+    let again: Vec<_> = arrivals.iter().filter(|(_, at)| at.len() > 1).collect();
+    for (id, at) in &again {
+        let mut at = at.to_vec();
+        at.sort();
+        for pair in at.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= APART,
+                "{id} was attempted twice within {:?}: two processes at once",
+                pair[1] - pair[0]
+            );
+        }
+    }
+    eprintln!(
+        "{} events accepted, {} delivered again after the kill (at least once)",
+        accepted.len(),
+        again.len()
+    );
+    for mut h in hookds.drain(1..) {
+        signal(&h.child, "-TERM");
+        let status = tokio::task::spawn_blocking(move || h.child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    }
+}
