@@ -10,6 +10,7 @@
 //! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
+//! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres
 //! ```
 //! `HOOKD_BENCH_BIN=path` runs that build of hookd instead of this tree's, to compare two
 //! builds in one sitting with the same load.
@@ -35,6 +36,9 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 struct Options {
     scale: f64,
     target: Option<String>,
+    /// `--db postgres://…`: the PostgreSQL server the `processes` scenario creates its
+    /// databases on (one per process count).
+    db: Option<String>,
 }
 
 /// A running hookd (the real binary, in its own process) with a tenant admin key.
@@ -49,19 +53,13 @@ struct Hookd {
 impl Hookd {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("dir");
-        let config = dir.path().join("hookd.toml");
-        std::fs::write(&config, "max_body_bytes = 8388608\n").expect("config");
-        let (child, base, _) = spawn_hookd(&dir.path().join("bench.db"), Some(&config)).await;
-        let client: HttpClient = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(128)
-            .build_http();
-        let mut hookd = Self {
-            base,
-            key: String::new(),
-            client,
-            child,
-            _dir: dir,
-        };
+        let db = dir.path().join("bench.db");
+        Self::start_on(dir, &db).await
+    }
+
+    /// A hookd serving `db` (a file or a PostgreSQL URL), with a new tenant and key.
+    async fn start_on(dir: tempfile::TempDir, db: &std::path::Path) -> Self {
+        let mut hookd = Self::attach(dir, db, String::new()).await;
         let tenant = hookd
             .call("/v1/tenants", OPERATOR, json!({"name": "bench"}))
             .await;
@@ -71,6 +69,23 @@ impl Hookd {
             .await;
         hookd.key = key["key"].as_str().expect("key").to_owned();
         hookd
+    }
+
+    /// Another hookd process on `db`, using a tenant key made through the first one.
+    async fn attach(dir: tempfile::TempDir, db: &std::path::Path, key: String) -> Self {
+        let config = dir.path().join("hookd.toml");
+        std::fs::write(&config, "max_body_bytes = 8388608\n").expect("config");
+        let (child, base, _) = spawn_hookd(db, Some(&config)).await;
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(128)
+            .build_http();
+        Self {
+            base,
+            key,
+            client,
+            child,
+            _dir: dir,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -278,6 +293,76 @@ async fn throughput_1(o: &Options) {
         .expect("sole owner")
         .stop()
         .await;
+}
+
+/// Throughput with 1, 2 and 3 hookd processes on one PostgreSQL database (`--db`): each count
+/// gets a new database; the clients publish through every process in turn.
+async fn processes(o: &Options) {
+    let Some(server) = &o.db else {
+        eprintln!("processes: needs --db postgres://… (a server where it may create databases)");
+        return;
+    };
+    let (admin, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the --db server");
+    tokio::spawn(connection);
+    let events = scaled(100_000, o);
+    for count in 1..=3 {
+        let name = format!("hookd_bench_{}_{count}", std::process::id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the bench database");
+        let url = match server.rsplit_once('/') {
+            Some((host, _)) => format!("{host}/{name}"),
+            None => panic!("--db must name a database: postgres://user@host:port/db"),
+        };
+        let db = std::path::PathBuf::from(&url);
+        let first = Arc::new(Hookd::start_on(tempfile::tempdir().expect("dir"), &db).await);
+        let mut all = vec![first.clone()];
+        for _ in 1..count {
+            let dir = tempfile::tempdir().expect("dir");
+            all.push(Arc::new(Hookd::attach(dir, &db, first.key.clone()).await));
+        }
+        let receiver = Receiver::start(false, false).await;
+        first.endpoint(&receiver.url, json!({})).await;
+        let started = Instant::now();
+        let per_process = events / count;
+        let publishing: Vec<_> = all
+            .iter()
+            .map(|h| {
+                let h = h.clone();
+                tokio::spawn(async move { h.publish(per_process, 100, 4).await })
+            })
+            .collect();
+        let mut accepted = 0.0;
+        for p in publishing {
+            accepted += p.await.expect("publish");
+        }
+        let total = (per_process * count) as u64;
+        let done = receiver.wait_for(total, Duration::from_secs(900)).await;
+        let delivered = total as f64 / done.duration_since(started).as_secs_f64();
+        report(
+            &format!(
+                "postgres, {count} process{}",
+                if count == 1 { "" } else { "es" }
+            ),
+            &[
+                ("events", total.to_string()),
+                ("accepted/s", format!("{accepted:.0}")),
+                ("deliveries/s", format!("{delivered:.0}")),
+            ],
+            json!({"scenario": "processes", "processes": count, "events": total, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+        );
+        drop(first);
+        for h in all {
+            Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
+        }
+        admin
+            .batch_execute(&format!("DROP DATABASE {name}"))
+            .await
+            .expect("drop the bench database");
+    }
 }
 
 async fn fanout_100(o: &Options) {
@@ -1017,6 +1102,7 @@ async fn main() {
     let mut options = Options {
         scale: 1.0,
         target: None,
+        db: None,
     };
     let mut chosen = Vec::new();
     let mut it = args.into_iter();
@@ -1030,6 +1116,7 @@ async fn main() {
                     .expect("--scale takes a number")
             }
             "--target" => options.target = Some(it.next().expect("--target takes a URL")),
+            "--db" => options.db = Some(it.next().expect("--db takes a postgres:// URL")),
             name => chosen.push(name.to_owned()),
         }
     }
@@ -1060,6 +1147,7 @@ async fn main() {
             "big-log" => big_log(&options).await,
             "start" => start(&options).await,
             "paging" => paging(&options).await,
+            "processes" => processes(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }
