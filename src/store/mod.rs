@@ -329,10 +329,7 @@ impl Store {
     /// Several processes may share it: each listens for the others' new work.
     pub async fn open_postgres(url: &str) -> Result<(Self, StoreHandle), StoreError> {
         postgres::migrate(url).await?;
-        let reads = Reads::Postgres(Arc::new(PgReads {
-            url: url.to_owned(),
-            idle: std::sync::Mutex::new(Vec::new()),
-        }));
+        let reads = Reads::Postgres(Arc::new(PgReads::new(url)?));
         let (store, mut handle) = Self::start(WriterDb::Postgres(url.to_owned()), reads, None)?;
         handle.listener = Some(Listener(tokio::spawn(postgres::listen(
             url.to_owned(),
@@ -449,39 +446,45 @@ enum Reads {
     Postgres(Arc<PgReads>),
 }
 
-/// PostgreSQL clients for reads: an idle one is reused, else one is opened.
-struct PgReads {
-    url: String,
-    idle: std::sync::Mutex<Vec<::postgres::Client>>,
-}
+/// At most this many PostgreSQL connections per process for reads and claims (the writer and
+/// the listener hold one each besides): several processes must fit the server's
+/// `max_connections`.
+const PG_READ_CONNECTIONS: u32 = 16;
+
+/// PostgreSQL clients for reads and claims: an r2d2 pool, as on the SQLite side, opened as
+/// reads need them.
+struct PgReads(Option<r2d2::Pool<r2d2_postgres::PostgresConnectionManager<::postgres::NoTls>>>);
 
 impl PgReads {
-    /// Runs `f` on a client (call from a blocking thread).
+    fn new(url: &str) -> Result<Self, StoreError> {
+        let config: ::postgres::Config =
+            url.parse().map_err(|e| StoreError::Postgres(Arc::new(e)))?;
+        let manager = r2d2_postgres::PostgresConnectionManager::new(config, ::postgres::NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(PG_READ_CONNECTIONS)
+            .min_idle(Some(0))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build_unchecked(manager);
+        Ok(Self(Some(pool)))
+    }
+
+    /// Runs `f` on a pooled client (call from a blocking thread).
     fn run<T>(
         &self,
         f: impl FnOnce(&sql::Conn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut client = match idle {
-            Some(client) if !client.is_closed() => client,
-            _ => ::postgres::Client::connect(&self.url, ::postgres::NoTls)
-                .map_err(|e| StoreError::Postgres(Arc::new(e)))?,
-        };
-        let answer = f(&sql::Conn::postgres(&mut client));
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(client);
-        }
-        answer
+        let pool = self.0.as_ref().ok_or(StoreError::WriterStopped)?;
+        let mut client = pool.get()?;
+        f(&sql::Conn::postgres(&mut client))
     }
 }
 
 impl Drop for PgReads {
-    /// Closes the idle clients on a thread of their own: the synchronous client blocks when
+    /// Closes the pool's clients on a thread of their own: the synchronous client blocks when
     /// it closes, which it may not do on the async runtime that drops the store.
     fn drop(&mut self) {
-        let idle = self.idle.get_mut().map(std::mem::take).unwrap_or_default();
-        if !idle.is_empty() {
-            let _ = std::thread::spawn(move || drop(idle)).join();
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
         }
     }
 }
