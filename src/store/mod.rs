@@ -134,15 +134,16 @@ impl StoreError {
     /// Whether the storage cannot serve now (the caller may try again later), as opposed to
     /// a fault in hookd or in the data.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::Unavailable(_)
-                | Self::Pool(_)
-                | Self::WriterStopped
-                | Self::RolledBack
-                | Self::Locked { .. }
-                | Self::LockFile { .. }
-        )
+            | Self::Pool(_)
+            | Self::WriterStopped
+            | Self::RolledBack
+            | Self::Locked { .. }
+            | Self::LockFile { .. } => true,
+            Self::Postgres(e) => postgres_unavailable(e),
+            _ => false,
+        }
     }
 
     /// Whether the storage itself failed (disk full, I/O error, read-only file), as opposed to
@@ -162,6 +163,23 @@ impl StoreError {
         Self::Corrupt {
             what: "event name",
             detail,
+        }
+    }
+}
+
+/// Whether a PostgreSQL error means the database cannot serve now (unreachable, shutting down,
+/// out of connections or resources, or a transaction that lost a conflict and may be tried
+/// again), as opposed to a fault in a statement.
+fn postgres_unavailable(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+        Some(db) => {
+            let code = db.code().code();
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| code.starts_with(class))
         }
     }
 }

@@ -103,16 +103,25 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        let pg = Self { dir, bin, port };
+        pg.resume();
+        Some(pg)
+    }
+
+    /// Starts the cluster's server (again, after [`Postgres::halt`]).
+    pub fn resume(&self) {
+        let data = self.dir.path().join("data");
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            dir.path().display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
         );
-        let log = dir.path().join("log");
+        let log = self.dir.path().join("log");
         run(
-            &bin.join("pg_ctl"),
+            &self.bin.join("pg_ctl"),
             &[
                 "-D",
-                data,
+                data.to_str().expect("path"),
                 "-o",
                 &options,
                 "-l",
@@ -121,7 +130,22 @@ impl Postgres {
                 "start",
             ],
         );
-        Some(Self { dir, bin, port })
+    }
+
+    /// Stops the cluster's server at once, as an outage would.
+    pub fn halt(&self) {
+        let data = self.dir.path().join("data");
+        run(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().expect("path"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 
     /// A URL for database `name` on this cluster.
@@ -195,6 +219,51 @@ pub async fn fresh_database() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     shared().database(&format!("t{n}")).await
+}
+
+#[tokio::test]
+async fn an_outage_answers_503_and_hookd_recovers_when_postgres_returns() {
+    use crate::support::{Server, wait_until};
+    use serde_json::json;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("outage").await;
+    let server = Server::start_with(|c| c.db = url.clone().into()).await;
+    let t = server.tenant("acme").await;
+    let (status, _) = t
+        .admin
+        .post("/v1/events", json!({"type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(status, http::StatusCode::ACCEPTED);
+    pg.halt();
+    let (status, body) = t
+        .admin
+        .post("/v1/events", json!({"type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    let (status, _) = t.admin.get("/v1/events").await;
+    assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+    pg.resume();
+    let t = &t;
+    wait_until(
+        "publishing works again",
+        std::time::Duration::from_secs(30),
+        || async move {
+            t.admin
+                .post("/v1/events", json!({"type": "a.b", "data": {}}))
+                .await
+                .0
+                == http::StatusCode::ACCEPTED
+        },
+    )
+    .await;
+    let (_, page) = t.admin.get("/v1/events").await;
+    let total = page["totalElements"].as_u64().expect("total");
+    assert!(
+        total >= 2,
+        "the event before the outage and the one after: {page}"
+    );
+    server.stop().await;
 }
 
 /// A client on `url`, its connection driven in the background.
