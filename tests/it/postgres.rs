@@ -108,44 +108,35 @@ impl Postgres {
         Some(pg)
     }
 
+    /// Runs `pg_ctl` on the cluster's data directory.
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("data");
+        let mut all = vec!["-D", data.to_str().expect("path")];
+        all.extend_from_slice(args);
+        run(&self.bin.join("pg_ctl"), &all);
+    }
+
     /// Starts the cluster's server (again, after [`Postgres::halt`]).
     pub fn resume(&self) {
-        let data = self.dir.path().join("data");
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
         let log = self.dir.path().join("log");
-        run(
-            &self.bin.join("pg_ctl"),
-            &[
-                "-D",
-                data.to_str().expect("path"),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().expect("path"),
-                "-w",
-                "start",
-            ],
-        );
+        self.pg_ctl(&[
+            "-o",
+            &options,
+            "-l",
+            log.to_str().expect("path"),
+            "-w",
+            "start",
+        ]);
     }
 
     /// Stops the cluster's server at once, as an outage would.
     pub fn halt(&self) {
-        let data = self.dir.path().join("data");
-        run(
-            &self.bin.join("pg_ctl"),
-            &[
-                "-D",
-                data.to_str().expect("path"),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
     }
 
     /// A URL for database `name` on this cluster.
@@ -166,13 +157,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = std::panic::catch_unwind(|| {
-            run(
-                &self.bin.join("pg_ctl"),
-                &["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"],
-            )
-        });
+        // Already stopped (a test that halted it) is fine.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.halt()));
     }
 }
 
