@@ -262,3 +262,15 @@ CREATE TRIGGER schedule_runs_counted AFTER INSERT OR DELETE ON schedule_runs
 -- Lease fencing tokens for several hookd processes on one database: a sequence never hands a
 -- value out twice, even to a claim that rolls back.
 CREATE SEQUENCE hookd_leases;
+
+-- migration: 3
+-- Attempts started per endpoint and tenth of a second, across every process on the database:
+-- claims read the last second's from here for `rateLimit` (one process's own count would let
+-- each process start the whole limit). Claims add to it and forget tenths older than a second;
+-- it is PostgreSQL's own bookkeeping, not data (`hookd copy` leaves it).
+CREATE TABLE hookd_starts (
+    endpoint_id BIGINT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    tenth       BIGINT NOT NULL,
+    n           BIGINT NOT NULL,
+    PRIMARY KEY (endpoint_id, tenth)
+);

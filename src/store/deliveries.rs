@@ -444,7 +444,8 @@ fn claims(
 
 /// The claim's load with what every process has in flight: attempts whose lease still runs,
 /// and those of them started in the last second and tenth (a lease starts its endpoint's
-/// timeout plus the margin before it ends). This process's own counts stay where they are
+/// timeout plus the margin before it ends); and, for rate-limited endpoints, the attempts
+/// every process started in the last second and tenth (`hookd_starts`). This process's own counts stay where they are
 /// higher (its finished attempts hold no lease; a result may be recorded before the
 /// dispatcher forgets the attempt).
 fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimRequest, StoreError> {
@@ -460,7 +461,16 @@ fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimReq
         &vals![req.now, req.lease_margin_ms],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    for (endpoint, in_flight, last_second, last_tenth) in leased {
+    // Attempts started lately by any process, for endpoints with a rate limit.
+    let started: Vec<(i64, usize, usize, usize)> = c.query(
+        "SELECT endpoint_id, 0, CAST(sum(n) AS BIGINT),
+                CAST(coalesce(sum(n) FILTER (WHERE tenth = CAST(?1 AS BIGINT) / 100), 0) AS BIGINT)
+         FROM hookd_starts WHERE tenth > CAST(?1 AS BIGINT) / 100 - 10
+         GROUP BY endpoint_id",
+        &vals![req.now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    for (endpoint, in_flight, last_second, last_tenth) in leased.into_iter().chain(started) {
         let endpoint = EndpointId(endpoint);
         let load = match req.busy.iter_mut().find(|(id, _)| *id == endpoint) {
             Some((_, load)) => load,
@@ -474,6 +484,29 @@ fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimReq
         load.started_last_tenth = load.started_last_tenth.max(last_tenth);
     }
     Ok(req)
+}
+
+/// Counts the claimed attempts of rate-limited endpoints in `hookd_starts` (in the claim's
+/// transaction, under its lock), and forgets tenths older than a second.
+fn count_starts(c: &Conn<'_>, claims: &[Claim], now: UnixMs) -> Result<(), StoreError> {
+    let mut per_endpoint: HashMap<EndpointId, i64> = HashMap::new();
+    for claim in claims {
+        if claim.endpoint.0.settings.rate_limit.is_some() {
+            *per_endpoint.entry(claim.endpoint.0.id).or_default() += 1;
+        }
+    }
+    for (endpoint, n) in per_endpoint {
+        c.execute(
+            "INSERT INTO hookd_starts (endpoint_id, tenth, n) VALUES (?1, CAST(?2 AS BIGINT) / 100, ?3)
+             ON CONFLICT (endpoint_id, tenth) DO UPDATE SET n = hookd_starts.n + excluded.n",
+            &vals![endpoint.0, now, n],
+        )?;
+    }
+    c.execute(
+        "DELETE FROM hookd_starts WHERE tenth <= CAST(?1 AS BIGINT) / 100 - 10",
+        &vals![now],
+    )?;
+    Ok(())
 }
 
 /// [`claim_rows`] in PostgreSQL's words, for a claim that may run beside other processes'
@@ -572,7 +605,9 @@ impl Store {
                         c.query_one("SELECT nextval('hookd_leases')", &[], |r| r.get(0))?;
                     let req = with_others_in_flight(c, req)?;
                     let rows = claim_rows_postgres(c, &req, lease)?;
-                    claims(c, rows, lease, req.now)
+                    let claims = claims(c, rows, lease, req.now)?;
+                    count_starts(c, &claims, req.now)?;
+                    Ok(claims)
                 })
                 .await;
         }

@@ -252,6 +252,56 @@ async fn an_outage_answers_503_and_hookd_recovers_when_postgres_returns() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_rate_limit_holds_for_the_endpoint_across_two_processes() {
+    use crate::support::{Receiver, Server};
+    use serde_json::json;
+    use std::time::Duration;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("rated").await;
+    let one = Server::start_with(|c| c.db = url.clone().into()).await;
+    let two = Server::start_with(|c| c.db = url.clone().into()).await;
+    let t = one.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    t.endpoint(json!({"url": receiver.url, "events": ["*"], "rateLimit": 10}))
+        .await;
+    // Both processes publish, so both have deliveries due at once.
+    let batch = |from: usize| {
+        let events: Vec<_> = (from..from + 20)
+            .map(|n| json!({"type": "r.x", "data": {"n": n}}))
+            .collect();
+        json!({"events": events})
+    };
+    let via_two = t.admin.with_base(&two.base);
+    let (a, b) = tokio::join!(
+        t.admin.post("/v1/events/batch", batch(0)),
+        via_two.post("/v1/events/batch", batch(20))
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (http::StatusCode::ACCEPTED, http::StatusCode::ACCEPTED)
+    );
+    let got = receiver.wait_for(40).await;
+    let times: Vec<_> = got.iter().map(|r| r.at).collect();
+    // No one-second window holds many more than 10 arrivals, whichever process sent them...
+    let busiest = times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .expect("arrivals");
+    assert!(busiest <= 13, "{busiest} arrivals in one second");
+    // ...so forty take at least three seconds from first to last.
+    let span = times.last().expect("last").duration_since(times[0]);
+    assert!(span >= Duration::from_millis(2700), "{span:?}");
+    one.stop().await;
+    two.stop().await;
+}
+
 /// A client on `url`, its connection driven in the background.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
