@@ -471,13 +471,19 @@ const PG_READ_CONNECTIONS: u32 = 16;
 
 /// PostgreSQL clients for reads and claims: an r2d2 pool, as on the SQLite side, opened as
 /// reads need them.
-struct PgReads(Option<r2d2::Pool<r2d2_postgres::PostgresConnectionManager<::postgres::NoTls>>>);
+struct PgReads(Option<r2d2::Pool<sql::PgManager>>);
 
 impl PgReads {
     fn new(url: &str) -> Result<Self, StoreError> {
-        let config: ::postgres::Config =
+        let mut config: ::postgres::Config =
             url.parse().map_err(|e| StoreError::Postgres(Arc::new(e)))?;
-        let manager = r2d2_postgres::PostgresConnectionManager::new(config, ::postgres::NoTls);
+        // Statements stay prepared on pooled clients, but each run is planned for its values:
+        // a generic plan of the claim (per-endpoint rooms, LIMIT from a subquery) is far slower.
+        config.options("-c plan_cache_mode=force_custom_plan");
+        let manager = sql::PgManager(r2d2_postgres::PostgresConnectionManager::new(
+            config,
+            ::postgres::NoTls,
+        ));
         let pool = r2d2::Pool::builder()
             .max_size(PG_READ_CONNECTIONS)
             .min_idle(Some(0))

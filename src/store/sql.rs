@@ -358,22 +358,51 @@ pub enum Conn<'c> {
     /// A SQLite connection.
     Sqlite(&'c rusqlite::Connection),
     /// A PostgreSQL client, with the statements prepared on it so far.
-    Postgres(RefCell<PgSession<'c>>),
+    Postgres(RefCell<&'c mut PgClient>),
 }
 
-/// A PostgreSQL client and its prepared statements, keyed by their SQLite text.
-pub struct PgSession<'c> {
-    client: &'c mut postgres::Client,
+/// A PostgreSQL client and the statements prepared on it, keyed by their SQLite text: they
+/// live as long as the connection (a pooled one keeps them between reads).
+pub struct PgClient {
+    client: postgres::Client,
     prepared: HashMap<String, Prepared>,
 }
 
-impl<'c> Conn<'c> {
-    /// Runs statements on a PostgreSQL client (keep the `Conn` to reuse what it prepared).
-    pub fn postgres(client: &'c mut postgres::Client) -> Self {
-        Self::Postgres(RefCell::new(PgSession {
+impl PgClient {
+    /// Wraps a connected client.
+    pub fn new(client: postgres::Client) -> Self {
+        Self {
             client,
             prepared: HashMap::new(),
-        }))
+        }
+    }
+}
+
+/// An r2d2 pool's manager of [`PgClient`]s (`r2d2_postgres`'s, keeping prepared statements).
+#[derive(Debug)]
+pub struct PgManager(pub r2d2_postgres::PostgresConnectionManager<postgres::NoTls>);
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgClient, postgres::Error> {
+        self.0.connect().map(PgClient::new)
+    }
+
+    fn is_valid(&self, conn: &mut PgClient) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgClient) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
+
+impl<'c> Conn<'c> {
+    /// Runs statements on a PostgreSQL client, reusing what was prepared on it.
+    pub fn postgres(client: &'c mut PgClient) -> Self {
+        Self::Postgres(RefCell::new(client))
     }
 
     /// Whether the connection is gone for good (a PostgreSQL client whose server went away).
@@ -518,7 +547,7 @@ impl<'c> Conn<'c> {
     }
 }
 
-impl PgSession<'_> {
+impl PgClient {
     fn statement(&mut self, sql: &str) -> Result<Prepared, StoreError> {
         self.statement_as(sql, || sql.to_owned())
     }

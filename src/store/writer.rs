@@ -247,8 +247,9 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
             let mut pause = Duration::from_millis(100);
             loop {
                 match postgres::Client::connect(&url, postgres::NoTls) {
-                    Ok(mut client) => {
+                    Ok(client) => {
                         pause = Duration::from_millis(100);
+                        let mut client = super::sql::PgClient::new(client);
                         let conn = Conn::postgres(&mut client);
                         if batches(&conn, &mut rx, &wake, &health, |_| {}) == Ended::Closed {
                             return;

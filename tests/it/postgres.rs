@@ -640,7 +640,7 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
     drop(store);
     handle.close();
     let sqlite = rusqlite::Connection::open(&file).expect("sqlite");
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("postgres");
+    let client = postgres::Client::connect(&url, postgres::NoTls).expect("postgres");
 
     // Statements as the SQLite store writes them (a boolean answer, a `?` inside a literal).
     let run = |c: &Conn<'_>| {
@@ -694,6 +694,7 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
         (changed, rows)
     };
     let on_sqlite = run(&Conn::Sqlite(&sqlite));
+    let mut client = hookd::store::sql::PgClient::new(client);
     let on_postgres = run(&Conn::postgres(&mut client));
     assert_eq!(on_sqlite.0, 1);
     assert_eq!(on_sqlite.1.len(), 2);
