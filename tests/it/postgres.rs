@@ -302,6 +302,84 @@ async fn a_rate_limit_holds_for_the_endpoint_across_two_processes() {
     two.stop().await;
 }
 
+#[tokio::test]
+async fn fifo_holds_for_the_endpoint_across_two_processes() {
+    use crate::support::{Receiver, Server};
+    use serde_json::json;
+    use std::time::Duration;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("ordered").await;
+    let one = Server::start_with(|c| c.db = url.clone().into()).await;
+    let two = Server::start_with(|c| c.db = url.clone().into()).await;
+    let t = one.tenant("acme").await;
+    // 20 ms per request: two processes attempting at once would overlap and reorder.
+    let receiver = Receiver::slow(Duration::from_millis(20)).await;
+    t.endpoint(json!({"url": receiver.url, "events": ["*"], "ordering": "fifo"}))
+        .await;
+    let events: Vec<_> = (0..30)
+        .map(|n| json!({"type": "seq.item", "data": {"n": n}}))
+        .collect();
+    t.admin
+        .post("/v1/events/batch", json!({"events": events}))
+        .await;
+    let got = receiver.wait_for(30).await;
+    let order: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(order, (0..30).collect::<Vec<u64>>());
+    for pair in got.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(18), "one at a time: {gap:?}");
+    }
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn a_publish_through_one_process_wakes_the_others() {
+    use hookd::model::EventName;
+    use hookd::store::{NewEvent, Store};
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("woken").await;
+    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
+    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let tenant = b.create_tenant("t".into()).await.expect("tenant");
+    let endpoint = hookd::store::NewEndpoint {
+        settings: hookd::model::EndpointSettings::new(
+            "e".into(),
+            url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+            vec![hookd::model::EventPattern::All],
+        ),
+        secret: hookd::signing::generate_secret(),
+    };
+    b.create_endpoint(tenant.id, endpoint)
+        .await
+        .expect("endpoint");
+    let woken = a.work_added();
+    // The listener says it is listening by waking once; wait for that first.
+    tokio::time::timeout(std::time::Duration::from_secs(10), woken.notified())
+        .await
+        .expect("a listens");
+    let event = NewEvent {
+        name: EventName::parse("a.b").expect("name"),
+        data: "{}".into(),
+        idempotency_key: None,
+    };
+    let notified = woken.notified();
+    b.publish(tenant.id, vec![event]).await.expect("publish");
+    tokio::time::timeout(std::time::Duration::from_secs(10), notified)
+        .await
+        .expect("b's commit wakes a's dispatcher");
+    drop((a, b));
+    tokio::task::spawn_blocking(move || {
+        a_handle.close();
+        b_handle.close();
+    })
+    .await
+    .expect("close");
+}
+
 /// A client on `url`, its connection driven in the background.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
