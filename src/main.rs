@@ -55,6 +55,8 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Print the control API's OpenAPI 3.1 document (as `GET /openapi.json` serves it).
+    Openapi,
     /// Manage the operator token.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -207,6 +209,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     println!("verified {}: {}", d.id, d.body);
                 };
                 hookd::demo::receiver::serve(listener, scheme, secret, Arc::new(print)).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Openapi => {
+                let document = hookd::api::openapi::document();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&document).context("render the document")?
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Command::Token(TokenCommand::Rotate(args)) => {

@@ -11,6 +11,7 @@ mod framing;
 mod health;
 mod incoming;
 mod integrations;
+pub mod openapi;
 mod page;
 mod release;
 mod sample;
@@ -62,6 +63,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{id}",

@@ -9,6 +9,7 @@ mod events;
 mod fencing;
 mod incoming;
 mod integrations;
+mod openapi;
 mod operating;
 mod operating_cli;
 mod postgres;

@@ -1,0 +1,1458 @@
+//! The OpenAPI 3.1 document of the control API (`GET /openapi.json`, `docs/openapi.json`): every
+//! route of the router, with its parameters, request and response bodies, every status it
+//! answers and the role it needs. Kept by hand next to the routes; a test fails when a route
+//! exists without an entry here, or an entry without a route, and Schemathesis checks the
+//! live server against it in CI.
+
+use serde_json::{Map, Value, json};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// No token.
+    Public,
+    /// The operator token.
+    Operator,
+    /// A tenant key with at least this role.
+    Tenant(&'static str),
+}
+
+/// One operation: its route, what it takes and what it answers.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    access: Access,
+    /// Query parameters.
+    query: Vec<Value>,
+    /// The JSON request body's schema, and whether it may be left out (action routes).
+    body: Option<(Value, bool)>,
+    /// Success statuses with their body schemas (`None`: no body).
+    ok: Vec<(u16, Option<Value>)>,
+    /// Error statuses beyond those the access and the body imply.
+    errors: &'static [u16],
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn nullable(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "null"}]})
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn time() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+
+fn integer(minimum: i64) -> Value {
+    json!({"type": "integer", "minimum": minimum})
+}
+
+fn id(prefix: &str) -> Value {
+    json!({"type": "string", "pattern": format!("^{prefix}_[0-9]+$")})
+}
+
+/// An event name: `[a-z0-9_]+` parts joined by dots.
+fn event_name() -> Value {
+    json!({"type": "string", "pattern": "^[a-z0-9_]+(\\.[a-z0-9_]+)*$", "maxLength": 200})
+}
+
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+fn one_of(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+
+/// An object schema; `required` lists the fields that are always present (responses) or must
+/// be given (requests). Request bodies refuse unknown fields (`closed`).
+fn object(fields: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+        .collect();
+    let mut schema = json!({"type": "object", "properties": properties, "required": required});
+    if closed {
+        schema["additionalProperties"] = json!(false);
+    }
+    schema
+}
+
+/// A page of `item`s.
+fn page(item: &str) -> Value {
+    object(
+        &[
+            (
+                "content",
+                json!({"type": "array", "items": reference(item)}),
+            ),
+            ("totalElements", integer(0)),
+            ("totalPages", integer(0)),
+            ("size", integer(1)),
+            ("number", integer(0)),
+        ],
+        &["content", "totalElements", "totalPages", "size", "number"],
+        false,
+    )
+}
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
+}
+
+fn paging() -> Vec<Value> {
+    vec![
+        query("page", integer(0), "0-based page number"),
+        query(
+            "size",
+            json!({"type": "integer", "minimum": 1, "maximum": 100}),
+            "items per page (1–100)",
+        ),
+    ]
+}
+
+/// An incoming webhook's action: what a call to it does.
+fn incoming_action(closed: bool) -> Value {
+    object(
+        &[
+            ("type", one_of(&["publish", "store"])),
+            ("eventType", string()),
+        ],
+        &["type"],
+        closed,
+    )
+}
+
+/// The endpoint settings a request may set (`create`: `name`, `url`, `events` required).
+fn endpoint_in(create: bool) -> Value {
+    let mut fields = vec![
+        ("name", json!({"type": "string", "minLength": 1})),
+        ("url", json!({"type": "string", "format": "uri"})),
+        (
+            "events",
+            json!({"type": "array", "items": string(), "minItems": 1}),
+        ),
+        ("isActive", json!({"type": "boolean"})),
+        ("signatureScheme", one_of(&["standard", "github"])),
+        ("signatureHeaderName", nullable(string())),
+        ("format", one_of(&["json", "slack", "discord"])),
+        (
+            "headers",
+            json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        ),
+        ("retrySchedule", strings()),
+        ("disableAfter", integer(0)),
+        ("timeoutMs", integer(1)),
+        ("rateLimit", nullable(integer(1))),
+        ("ordering", one_of(&["none", "fifo"])),
+    ];
+    if create {
+        fields.push(("secret", string()));
+    }
+    let required: &[&str] = if create {
+        &["name", "url", "events"]
+    } else {
+        &[]
+    };
+    object(&fields, required, true)
+}
+
+fn schedule_in(create: bool) -> Value {
+    let fields = [
+        (
+            "scheduleType",
+            one_of(&[
+                "weekly_digest",
+                "on_status_change",
+                "custom_cron",
+                "one_time",
+            ]),
+        ),
+        ("cronExpression", string()),
+        ("triggerStatus", string()),
+        ("scheduledAt", time()),
+        ("timezone", string()),
+        (
+            "format",
+            one_of(&["json", "markdown", "html", "pdf", "docx"]),
+        ),
+        ("deliveryMethod", one_of(&["webhook", "email"])),
+        ("endpointId", string()),
+        ("webhookUrl", json!({"type": "string", "format": "uri"})),
+        ("recipients", strings()),
+        ("eventTypes", strings()),
+        ("includeChangelog", json!({"type": "boolean"})),
+        ("customSubject", string()),
+        ("customMessage", string()),
+    ];
+    let required: &[&str] = if create {
+        &["scheduleType", "timezone", "format", "deliveryMethod"]
+    } else {
+        &[]
+    };
+    object(&fields, required, true)
+}
+
+/// The schemas the operations share.
+fn schemas() -> Value {
+    let endpoint = object(
+        &[
+            ("id", id("ep")),
+            ("name", string()),
+            ("url", string()),
+            ("events", strings()),
+            ("isActive", json!({"type": "boolean"})),
+            ("signatureScheme", one_of(&["standard", "github"])),
+            ("signatureHeaderName", string()),
+            ("format", one_of(&["json", "slack", "discord"])),
+            (
+                "headers",
+                json!({"type": "object", "additionalProperties": {"type": "string"}}),
+            ),
+            ("retrySchedule", strings()),
+            ("disableAfter", integer(0)),
+            ("timeoutMs", integer(1)),
+            ("rateLimit", nullable(integer(1))),
+            ("ordering", one_of(&["none", "fifo"])),
+            ("createdAt", time()),
+            ("updatedAt", time()),
+            ("disabledAt", nullable(time())),
+            ("disabledReason", nullable(string())),
+            ("secret", string()),
+        ],
+        &[
+            "id",
+            "name",
+            "url",
+            "events",
+            "isActive",
+            "signatureScheme",
+            "format",
+            "retrySchedule",
+            "disableAfter",
+            "timeoutMs",
+            "ordering",
+            "createdAt",
+            "updatedAt",
+        ],
+        false,
+    );
+    let delivery = object(
+        &[
+            ("id", id("dlv")),
+            ("eventId", id("evt")),
+            ("eventType", string()),
+            ("endpointId", id("ep")),
+            ("status", one_of(&["pending", "succeeded", "failed"])),
+            ("attemptCount", integer(0)),
+            ("nextAttemptAt", nullable(time())),
+            ("createdAt", time()),
+        ],
+        &["id", "eventId", "endpointId", "status", "createdAt"],
+        false,
+    );
+    let attempt = object(
+        &[
+            ("number", integer(1)),
+            ("at", time()),
+            ("responseCode", nullable(integer(100))),
+            ("latencyMs", nullable(integer(0))),
+            ("error", nullable(string())),
+            ("errorMessage", nullable(string())),
+            ("responseBody", nullable(string())),
+        ],
+        &["number", "at"],
+        false,
+    );
+    let mut delivery_detail = delivery.clone();
+    delivery_detail["properties"]["attempts"] =
+        json!({"type": "array", "items": reference("Attempt")});
+    let event = object(
+        &[
+            ("id", id("evt")),
+            ("type", string()),
+            ("data", json!({})),
+            ("createdAt", time()),
+            ("deliveries", integer(0)),
+        ],
+        &["id", "type", "createdAt"],
+        false,
+    );
+    let event_detail = object(
+        &[
+            ("id", id("evt")),
+            ("type", string()),
+            ("data", json!({})),
+            ("createdAt", time()),
+            ("deliveryCount", integer(0)),
+            (
+                "deliveries",
+                json!({"type": "array", "items": reference("Delivery")}),
+            ),
+        ],
+        &["id", "type", "createdAt", "deliveries"],
+        false,
+    );
+    let published = object(
+        &[
+            ("id", id("evt")),
+            ("type", string()),
+            ("createdAt", time()),
+            ("deliveries", integer(0)),
+        ],
+        &["id", "type", "createdAt", "deliveries"],
+        false,
+    );
+    let incoming = object(
+        &[
+            ("id", id("in")),
+            ("name", string()),
+            ("action", incoming_action(false)),
+            (
+                "verify",
+                nullable(object(&[("scheme", string())], &["scheme"], false)),
+            ),
+            ("createdAt", time()),
+            ("token", string()),
+            ("url", string()),
+        ],
+        &["id", "name", "action", "createdAt"],
+        false,
+    );
+    let incoming_request = object(
+        &[
+            ("id", string()),
+            ("receivedAt", time()),
+            ("contentType", nullable(string())),
+            ("headers", json!({"type": "object"})),
+            ("body", nullable(string())),
+            ("status", one_of(&["accepted", "rejected"])),
+            ("error", nullable(string())),
+            ("eventId", nullable(string())),
+        ],
+        &["id", "receivedAt", "status"],
+        false,
+    );
+    let schedule = object(
+        &[
+            ("id", id("sch")),
+            ("scheduleType", string()),
+            ("cronExpression", nullable(string())),
+            ("triggerStatus", nullable(string())),
+            ("scheduledAt", nullable(time())),
+            ("timezone", string()),
+            ("format", string()),
+            ("deliveryMethod", one_of(&["webhook", "email"])),
+            ("endpointId", nullable(string())),
+            ("webhookUrl", nullable(string())),
+            ("recipients", nullable(strings())),
+            ("eventTypes", nullable(strings())),
+            ("includeChangelog", json!({"type": "boolean"})),
+            ("customSubject", nullable(string())),
+            ("customMessage", nullable(string())),
+            ("status", string()),
+            ("nextRunAt", nullable(time())),
+            ("lastRunAt", nullable(time())),
+            ("createdAt", time()),
+            ("updatedAt", time()),
+            ("secret", string()),
+        ],
+        &[
+            "id",
+            "scheduleType",
+            "timezone",
+            "format",
+            "status",
+            "createdAt",
+        ],
+        false,
+    );
+    let run = object(
+        &[
+            ("id", string()),
+            ("status", string()),
+            ("startedAt", time()),
+            ("finishedAt", nullable(time())),
+            ("periodStart", time()),
+            ("periodEnd", time()),
+            ("eventCount", integer(0)),
+            ("deliveryId", nullable(string())),
+            ("error", nullable(string())),
+            ("emailResult", nullable(string())),
+        ],
+        &["id", "status", "startedAt"],
+        false,
+    );
+    let integration = json!({"oneOf": [
+        object(&[
+            ("connected", json!({"const": true})),
+            ("endpointId", id("ep")),
+            ("url", string()),
+            ("events", strings()),
+            ("isActive", json!({"type": "boolean"})),
+            ("connectedAt", time()),
+        ], &["connected", "endpointId", "url", "events", "connectedAt"], false),
+        object(&[("connected", json!({"const": false}))], &["connected"], false),
+    ]});
+    json!({
+        "Error": object(&[("error", object(&[
+            ("code", json!({"type": "string", "pattern": "^[a-z_]+$"})),
+            ("message", string()),
+        ], &["code", "message"], false))], &["error"], false),
+        "Tenant": object(&[("id", id("tnt")), ("name", string()), ("createdAt", time())],
+            &["id", "name", "createdAt"], false),
+        "Key": object(&[
+            ("id", id("key")), ("name", string()),
+            ("role", one_of(&["admin", "publisher", "viewer"])),
+            ("tenantId", id("tnt")), ("createdAt", time()), ("key", string()),
+        ], &["id", "name", "role", "tenantId", "createdAt"], false),
+        "EventType": object(&[
+            ("name", string()), ("category", nullable(string())),
+            ("description", nullable(string())),
+        ], &["name"], false),
+        "Endpoint": endpoint,
+        "Delivery": delivery,
+        "DeliveryDetail": delivery_detail,
+        "Attempt": attempt,
+        "Event": event,
+        "EventDetail": event_detail,
+        "Published": published,
+        "Incoming": incoming,
+        "IncomingRequest": incoming_request,
+        "Schedule": schedule,
+        "Run": run,
+        "Integration": integration,
+        "Result": object(&[("success", json!({"type": "boolean"})), ("message", string())],
+            &["success", "message"], false),
+        "Health": object(&[
+            ("status", one_of(&["ok", "degraded"])), ("database", string()), ("version", string()),
+        ], &["status"], false),
+    })
+}
+
+/// Every operation of the API.
+fn operations() -> Vec<Op> {
+    let admin = Access::Tenant("admin");
+    let publisher = Access::Tenant("publisher");
+    let viewer = Access::Tenant("viewer");
+    let empty = || json!({"type": "object", "additionalProperties": false});
+    let named = |name: &str| Some(reference(name));
+    let op = |method, path, id, summary, access| Op {
+        method,
+        path,
+        id,
+        summary,
+        access,
+        query: Vec::new(),
+        body: None,
+        ok: Vec::new(),
+        errors: &[],
+    };
+    vec![
+        Op {
+            ok: vec![(200, named("Health"))],
+            errors: &[503],
+            ..op(
+                "get",
+                "/health",
+                "health",
+                "Whether hookd can serve: 503 with what is wrong when it cannot",
+                Access::Public,
+            )
+        },
+        Op {
+            ok: vec![(200, None)],
+            ..op(
+                "get",
+                "/metrics",
+                "metrics",
+                "Prometheus metrics (OpenMetrics text)",
+                Access::Operator,
+            )
+        },
+        Op {
+            ok: vec![(200, None)],
+            ..op(
+                "get",
+                "/openapi.json",
+                "openapi",
+                "This document",
+                Access::Public,
+            )
+        },
+        Op {
+            body: Some((object(&[("name", string())], &["name"], true), false)),
+            ok: vec![(201, named("Tenant"))],
+            ..op(
+                "post",
+                "/v1/tenants",
+                "createTenant",
+                "Create a tenant",
+                Access::Operator,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("Tenant")))],
+            ..op(
+                "get",
+                "/v1/tenants",
+                "listTenants",
+                "List tenants",
+                Access::Operator,
+            )
+        },
+        Op {
+            ok: vec![(200, named("Tenant"))],
+            ..op(
+                "get",
+                "/v1/tenants/{id}",
+                "getTenant",
+                "One tenant",
+                Access::Operator,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/tenants/{id}",
+                "deleteTenant",
+                "Delete a tenant and everything it owns",
+                Access::Operator,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[
+                        ("name", string()),
+                        ("role", one_of(&["admin", "publisher", "viewer"])),
+                    ],
+                    &["name", "role"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(201, named("Key"))],
+            ..op(
+                "post",
+                "/v1/tenants/{id}/keys",
+                "createKey",
+                "Create an API key (the key is shown only here)",
+                Access::Operator,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("Key")))],
+            ..op(
+                "get",
+                "/v1/tenants/{id}/keys",
+                "listKeys",
+                "List a tenant's keys",
+                Access::Operator,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/tenants/{id}/keys/{key_id}",
+                "deleteKey",
+                "Delete a key; it stops working at once",
+                Access::Operator,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("EventType")))],
+            ..op(
+                "get",
+                "/v1/event-types",
+                "listEventTypes",
+                "The tenant's event-type catalog",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[
+                        ("name", event_name()),
+                        ("category", nullable(string())),
+                        ("description", nullable(string())),
+                    ],
+                    &["name"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(201, named("EventType"))],
+            errors: &[409],
+            ..op(
+                "post",
+                "/v1/event-types",
+                "createEventType",
+                "Register an event type",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/event-types/{name}",
+                "deleteEventType",
+                "Remove an event type from the catalog",
+                admin,
+            )
+        },
+        Op {
+            body: Some((endpoint_in(true), false)),
+            ok: vec![(201, named("Endpoint"))],
+            ..op(
+                "post",
+                "/v1/endpoints",
+                "createEndpoint",
+                "Subscribe a URL to events",
+                admin,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("Endpoint")))],
+            ..op(
+                "get",
+                "/v1/endpoints",
+                "listEndpoints",
+                "List endpoints",
+                viewer,
+            )
+        },
+        Op {
+            ok: vec![(200, named("Endpoint"))],
+            ..op(
+                "get",
+                "/v1/endpoints/{id}",
+                "getEndpoint",
+                "One endpoint",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((endpoint_in(false), false)),
+            ok: vec![(200, named("Endpoint"))],
+            ..op(
+                "patch",
+                "/v1/endpoints/{id}",
+                "updateEndpoint",
+                "Change an endpoint's settings",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/endpoints/{id}",
+                "deleteEndpoint",
+                "Delete an endpoint",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(
+                200,
+                Some(object(
+                    &[
+                        (
+                            "successRate",
+                            nullable(json!({"type": "number", "minimum": 0, "maximum": 100})),
+                        ),
+                        ("totalDeliveries", integer(0)),
+                        ("succeeded", integer(0)),
+                        ("failed", integer(0)),
+                        ("pending", integer(0)),
+                        ("consecutiveFailures", integer(0)),
+                        (
+                            "lastDelivery",
+                            nullable(object(
+                                &[
+                                    ("at", time()),
+                                    ("status", string()),
+                                    ("responseCode", nullable(integer(100))),
+                                ],
+                                &["at", "status"],
+                                false,
+                            )),
+                        ),
+                        ("disabledAt", nullable(time())),
+                        ("disabledReason", nullable(string())),
+                    ],
+                    &[
+                        "successRate",
+                        "totalDeliveries",
+                        "succeeded",
+                        "failed",
+                        "pending",
+                        "consecutiveFailures",
+                        "lastDelivery",
+                    ],
+                    false,
+                )),
+            )],
+            ..op(
+                "get",
+                "/v1/endpoints/{id}/stats",
+                "endpointStats",
+                "Success rate and counters",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((empty(), true)),
+            ok: vec![(200, named("Endpoint"))],
+            ..op(
+                "post",
+                "/v1/endpoints/{id}/enable",
+                "enableEndpoint",
+                "Re-activate an endpoint",
+                admin,
+            )
+        },
+        Op {
+            body: Some((empty(), true)),
+            ok: vec![(
+                200,
+                Some(object(
+                    &[
+                        ("delivered", json!({"type": "boolean"})),
+                        ("responseCode", nullable(integer(100))),
+                        ("latencyMs", nullable(integer(0))),
+                        ("error", nullable(string())),
+                    ],
+                    &["delivered"],
+                    false,
+                )),
+            )],
+            ..op(
+                "post",
+                "/v1/endpoints/{id}/test",
+                "testEndpoint",
+                "Send a signed sample event now",
+                admin,
+            )
+        },
+        Op {
+            body: Some((empty(), true)),
+            ok: vec![(
+                200,
+                Some(object(&[("secret", string())], &["secret"], false)),
+            )],
+            ..op(
+                "post",
+                "/v1/endpoints/{id}/secret/rotate",
+                "rotateSecret",
+                "New signing secret; the old one signs too during the grace period",
+                admin,
+            )
+        },
+        Op {
+            body: Some((
+                object(&[("since", time()), ("until", time())], &["since"], true),
+                false,
+            )),
+            ok: vec![(
+                200,
+                Some(object(&[("recovered", integer(0))], &["recovered"], false)),
+            )],
+            errors: &[409],
+            ..op(
+                "post",
+                "/v1/endpoints/{id}/recover",
+                "recoverEndpoint",
+                "Re-queue a window's failed and missed deliveries",
+                admin,
+            )
+        },
+        Op {
+            query: [
+                vec![query(
+                    "status",
+                    one_of(&["pending", "succeeded", "failed"]),
+                    "only deliveries with this status",
+                )],
+                paging(),
+            ]
+            .concat(),
+            ok: vec![(200, Some(page("Delivery")))],
+            ..op(
+                "get",
+                "/v1/endpoints/{id}/deliveries",
+                "listEndpointDeliveries",
+                "An endpoint's delivery log, newest first",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[
+                        ("type", event_name()),
+                        ("data", json!({})),
+                        ("idempotencyKey", string()),
+                    ],
+                    &["type"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(202, named("Published"))],
+            errors: &[409],
+            ..op(
+                "post",
+                "/v1/events",
+                "publishEvent",
+                "Publish an event (answered once it and its deliveries are committed)",
+                publisher,
+            )
+        },
+        Op {
+            query: [
+                vec![query("type", string(), "only events of this type")],
+                paging(),
+            ]
+            .concat(),
+            ok: vec![(200, Some(page("Event")))],
+            ..op(
+                "get",
+                "/v1/events",
+                "listEvents",
+                "Events, newest first",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[(
+                        "events",
+                        json!({"type": "array", "maxItems": 1000, "items": object(&[("type", event_name()), ("data", json!({})), ("idempotencyKey", string())], &["type"], true)}),
+                    )],
+                    &["events"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(
+                202,
+                Some(object(
+                    &[(
+                        "events",
+                        json!({"type": "array", "items": reference("Published")}),
+                    )],
+                    &["events"],
+                    false,
+                )),
+            )],
+            errors: &[409],
+            ..op(
+                "post",
+                "/v1/events/batch",
+                "publishBatch",
+                "Publish up to 1,000 events, all or nothing",
+                publisher,
+            )
+        },
+        Op {
+            ok: vec![(200, named("EventDetail"))],
+            ..op(
+                "get",
+                "/v1/events/{id}",
+                "getEvent",
+                "One event with its deliveries",
+                viewer,
+            )
+        },
+        Op {
+            ok: vec![(200, named("DeliveryDetail"))],
+            ..op(
+                "get",
+                "/v1/deliveries/{id}",
+                "getDelivery",
+                "One delivery with its attempts",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((empty(), true)),
+            ok: vec![(202, named("Delivery"))],
+            errors: &[409],
+            ..op(
+                "post",
+                "/v1/deliveries/{id}/retry",
+                "retryDelivery",
+                "Queue one more attempt now",
+                admin,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[
+                        ("name", string()),
+                        ("action", incoming_action(true)),
+                        (
+                            "verify",
+                            object(
+                                &[
+                                    ("scheme", one_of(&["standard", "github"])),
+                                    ("secret", string()),
+                                ],
+                                &["scheme", "secret"],
+                                true,
+                            ),
+                        ),
+                    ],
+                    &["name", "action"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(201, named("Incoming"))],
+            ..op(
+                "post",
+                "/v1/incoming",
+                "createIncoming",
+                "Create an incoming webhook URL",
+                admin,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("Incoming")))],
+            ..op(
+                "get",
+                "/v1/incoming",
+                "listIncoming",
+                "List incoming webhooks",
+                viewer,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/incoming/{id}",
+                "deleteIncoming",
+                "Delete an incoming webhook",
+                admin,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("IncomingRequest")))],
+            ..op(
+                "get",
+                "/v1/incoming/{id}/requests",
+                "listIncomingRequests",
+                "Calls an incoming webhook received, newest first",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((schedule_in(true), false)),
+            ok: vec![(201, named("Schedule"))],
+            ..op(
+                "post",
+                "/v1/schedules",
+                "createSchedule",
+                "Create a schedule",
+                admin,
+            )
+        },
+        Op {
+            query: [
+                vec![query(
+                    "endpointId",
+                    string(),
+                    "only schedules delivering to this endpoint",
+                )],
+                paging(),
+            ]
+            .concat(),
+            ok: vec![(200, Some(page("Schedule")))],
+            ..op(
+                "get",
+                "/v1/schedules",
+                "listSchedules",
+                "List schedules",
+                viewer,
+            )
+        },
+        Op {
+            ok: vec![(200, named("Schedule"))],
+            ..op(
+                "get",
+                "/v1/schedules/{id}",
+                "getSchedule",
+                "One schedule",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((schedule_in(false), false)),
+            ok: vec![(200, named("Schedule"))],
+            ..op(
+                "patch",
+                "/v1/schedules/{id}",
+                "updateSchedule",
+                "Change a schedule",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/schedules/{id}",
+                "deleteSchedule",
+                "Delete a schedule",
+                admin,
+            )
+        },
+        Op {
+            body: Some((empty(), true)),
+            ok: vec![(202, Some(object(&[("runId", string())], &["runId"], false)))],
+            errors: &[409],
+            ..op(
+                "post",
+                "/v1/schedules/{id}/trigger",
+                "triggerSchedule",
+                "Run a schedule now",
+                admin,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("Run")))],
+            ..op(
+                "get",
+                "/v1/schedules/{id}/runs",
+                "listRuns",
+                "A schedule's runs, newest first",
+                viewer,
+            )
+        },
+        Op {
+            ok: vec![(
+                200,
+                Some(object(
+                    &[(
+                        "integrations",
+                        json!({"type": "object", "additionalProperties": reference("Integration")}),
+                    )],
+                    &["integrations"],
+                    false,
+                )),
+            )],
+            ..op(
+                "get",
+                "/v1/integrations",
+                "listIntegrations",
+                "Slack, Discord and webhook integrations",
+                viewer,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[
+                        ("url", json!({"type": "string", "format": "uri"})),
+                        ("events", strings()),
+                    ],
+                    &["url"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(
+                200,
+                Some(object(
+                    &[
+                        ("success", json!({"type": "boolean"})),
+                        ("message", string()),
+                        ("endpointId", id("ep")),
+                        ("secret", string()),
+                    ],
+                    &["success", "message", "endpointId"],
+                    false,
+                )),
+            )],
+            ..op(
+                "put",
+                "/v1/integrations/{kind}",
+                "connectIntegration",
+                "Connect or update an integration",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(200, named("Result"))],
+            ..op(
+                "delete",
+                "/v1/integrations/{kind}",
+                "disconnectIntegration",
+                "Disconnect an integration",
+                admin,
+            )
+        },
+        Op {
+            body: Some((empty(), true)),
+            ok: vec![(200, named("Result"))],
+            ..op(
+                "post",
+                "/v1/integrations/{kind}/test",
+                "testIntegration",
+                "Send a sample notification",
+                admin,
+            )
+        },
+        Op {
+            body: Some((
+                json!({"description": "any JSON value, or a form-encoded body"}),
+                false,
+            )),
+            ok: vec![
+                (
+                    200,
+                    Some(object(&[("challenge", string())], &["challenge"], false)),
+                ),
+                (
+                    202,
+                    Some(object(
+                        &[("id", string()), ("eventId", nullable(string()))],
+                        &["id"],
+                        false,
+                    )),
+                ),
+            ],
+            errors: &[401, 404, 429],
+            ..op(
+                "post",
+                "/hooks/in/{token}",
+                "receiveIncoming",
+                "Receive a webhook from outside (the token is the credential)",
+                Access::Public,
+            )
+        },
+        Op {
+            query: vec![
+                json!({"name": "challenge", "in": "query", "required": true, "schema": string(), "description": "answered back as text"}),
+            ],
+            ok: vec![(200, None)],
+            errors: &[400, 404, 422, 429],
+            ..op(
+                "get",
+                "/hooks/in/{token}",
+                "challengeIncoming",
+                "Answer a verification challenge",
+                Access::Public,
+            )
+        },
+    ]
+}
+
+/// Operations that act on what `op_id` creates, for clients and stateful testing: the
+/// created resource's `id` (or `name`) fills their path parameter.
+fn links(op_id: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let endpoint = [
+        "getEndpoint",
+        "updateEndpoint",
+        "deleteEndpoint",
+        "endpointStats",
+        "enableEndpoint",
+        "testEndpoint",
+        "rotateSecret",
+        "recoverEndpoint",
+        "listEndpointDeliveries",
+    ];
+    let schedule = [
+        "getSchedule",
+        "updateSchedule",
+        "deleteSchedule",
+        "triggerSchedule",
+        "listRuns",
+    ];
+    let (targets, field, parameter): (&[&'static str], _, _) = match op_id {
+        "createEndpoint" => (&endpoint, "id", "id"),
+        "createSchedule" => (&schedule, "id", "id"),
+        "createIncoming" => (&["deleteIncoming", "listIncomingRequests"], "id", "id"),
+        "createEventType" => (&["deleteEventType"], "name", "name"),
+        "publishEvent" => (&["getEvent"], "id", "id"),
+        "createTenant" => (
+            &["getTenant", "deleteTenant", "createKey", "listKeys"],
+            "id",
+            "id",
+        ),
+        "retryDelivery" => (&["getDelivery"], "id", "id"),
+        _ => (&[], "", ""),
+    };
+    targets.iter().map(|t| (*t, field, parameter)).collect()
+}
+
+/// The error statuses an operation answers, from its access, parameters and body.
+fn error_statuses(op: &Op) -> Vec<u16> {
+    let mut statuses: Vec<u16> = op.errors.to_vec();
+    if op.access != Access::Public {
+        statuses.extend([401, 403, 503]);
+    }
+    if op.path.contains('{') && op.access != Access::Public {
+        statuses.push(404);
+    }
+    if !op.query.is_empty() {
+        statuses.push(422);
+    }
+    if op.body.is_some() {
+        statuses.extend([400, 413, 415, 422, 503]);
+    }
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No content",
+        400 => "Malformed request",
+        401 => "No token, or a bad one",
+        403 => "The token's role is too weak",
+        404 => "Not found (also malformed ids and other tenants' ids)",
+        409 => "Conflicts with the current state",
+        413 => "Body over the size limit; nothing stored",
+        415 => "Unsupported content type",
+        422 => "Well-formed but invalid; the message names the field",
+        429 => "Rate limited (see Retry-After)",
+        503 => "Overloaded or storage unavailable; nothing changed",
+        _ => "",
+    }
+}
+
+fn operation(op: &Op) -> Value {
+    let mut responses = Map::new();
+    for (status, schema) in &op.ok {
+        let mut response = json!({"description": reason(*status)});
+        match (op.id, schema) {
+            ("metrics", _) => {
+                response["content"] =
+                    json!({"application/openmetrics-text": {"schema": {"type": "string"}}});
+            }
+            ("challengeIncoming", _) => {
+                response["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+            }
+            ("openapi", _) => {
+                response["content"] = json!({"application/json": {"schema": {"type": "object"}}});
+            }
+            (_, Some(schema)) => {
+                response["content"] = json!({"application/json": {"schema": schema}});
+            }
+            (_, None) => {}
+        }
+        if (200..300).contains(status) {
+            let links: Map<String, Value> = links(op.id)
+                .into_iter()
+                .map(|(target, field, parameter)| {
+                    (
+                        target.to_owned(),
+                        json!({"operationId": target, "parameters": {parameter: format!("$response.body#/{field}")}}),
+                    )
+                })
+                .collect();
+            if !links.is_empty() {
+                response["links"] = Value::Object(links);
+            }
+        }
+        responses.insert(status.to_string(), response);
+    }
+    for status in error_statuses(op) {
+        let response = if op.id == "health" {
+            json!({"description": reason(status), "content": {"application/json": {"schema": reference("Health")}}})
+        } else {
+            json!({"$ref": format!("#/components/responses/{status}")})
+        };
+        responses.insert(status.to_string(), response);
+    }
+    let mut parameters: Vec<Value> = op
+        .path
+        .split('/')
+        .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    parameters.extend(op.query.iter().cloned());
+    let mut out = json!({
+        "operationId": op.id,
+        "summary": op.summary,
+        "responses": responses,
+    });
+    if !parameters.is_empty() {
+        out["parameters"] = Value::Array(parameters);
+    }
+    match op.access {
+        Access::Public => out["security"] = json!([]),
+        Access::Operator => {
+            out["security"] = json!([{"bearer": []}]);
+            out["x-hookd-role"] = json!("operator");
+        }
+        Access::Tenant(role) => {
+            out["security"] = json!([{"bearer": []}]);
+            out["x-hookd-role"] = json!(role);
+        }
+    }
+    if let Some((schema, optional)) = &op.body {
+        let content = if op.id == "receiveIncoming" {
+            json!({
+                "application/json": {"schema": {}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+            })
+        } else {
+            json!({"application/json": {"schema": schema}})
+        };
+        out["requestBody"] = json!({"required": !optional, "content": content});
+    }
+    out
+}
+
+/// One shared response per error status, each with the error shape.
+fn error_responses() -> Value {
+    let statuses = [400, 401, 403, 404, 409, 413, 415, 422, 429, 503];
+    let responses: Map<String, Value> = statuses
+        .iter()
+        .map(|status| {
+            (
+                status.to_string(),
+                json!({"description": reason(*status), "content": {"application/json": {"schema": reference("Error")}}}),
+            )
+        })
+        .collect();
+    Value::Object(responses)
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in operations() {
+        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
+        entry[op.method] = operation(&op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hookd control API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Webhook delivery: tenants, endpoints, events, deliveries, incoming webhooks, integrations and schedules. Tenant routes take a tenant API key; `x-hookd-role` names the least role an operation needs (viewer < publisher < admin), or `operator` for the operator token.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "responses": error_responses(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    })
+}
+
+/// `(method, path)` of every documented operation, for the route check.
+pub fn documented_routes() -> Vec<(String, String)> {
+    operations()
+        .iter()
+        .map(|op| (op.method.to_owned(), op.path.to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(method, path)` of every route in the router's source (`api/mod.rs`): each
+    /// `.route("path", get(..).post(..))`, read up to its closing parenthesis.
+    fn routed() -> Vec<(String, String)> {
+        let source = include_str!("mod.rs");
+        let mut out = Vec::new();
+        for (start, _) in source.match_indices(".route(") {
+            let rest = &source[start + ".route(".len()..];
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("a closed .route(…)");
+            let call = &rest[..end];
+            let path = call.split('"').nth(1).expect("a path").to_owned();
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let used = call
+                    .match_indices(&format!("{method}("))
+                    .any(|(i, _)| !call[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
+                if used {
+                    out.push((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let routed = routed();
+        assert!(
+            routed.len() > 40,
+            "the router's routes were found: {routed:?}"
+        );
+        let mut documented = documented_routes();
+        documented.sort();
+        let missing: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
+        let extra: Vec<_> = documented.iter().filter(|r| !routed.contains(r)).collect();
+        assert!(missing.is_empty(), "routes without an entry: {missing:?}");
+        assert!(extra.is_empty(), "entries without a route: {extra:?}");
+    }
+
+    #[test]
+    fn the_document_in_the_repository_is_this_one() {
+        let stored: Value = serde_json::from_str(include_str!("../../docs/openapi.json"))
+            .expect("docs/openapi.json");
+        assert!(
+            stored == document(),
+            "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_operation_has_a_unique_id_and_answers_with_a_status() {
+        let ops = operations();
+        let mut ids: Vec<_> = ops.iter().map(|o| o.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), ops.len(), "operation ids are unique");
+        for op in &ops {
+            assert!(!op.ok.is_empty(), "{} answers some success", op.id);
+        }
+    }
+}
