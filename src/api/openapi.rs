@@ -1326,11 +1326,56 @@ fn operation(op: &Op) -> Value {
                 "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
             })
         } else {
-            json!({"application/json": {"schema": schema}})
+            let mut json_body = json!({"schema": schema});
+            if let Some(example) = example(op.id) {
+                json_body["example"] = example;
+            }
+            json!({"application/json": json_body})
         };
         out["requestBody"] = json!({"required": !optional, "content": content});
     }
     out
+}
+
+/// A valid request body for the operations that create something (for API explorers, and
+/// so that Schemathesis' first calls create what the linked operations then act on).
+fn example(op_id: &str) -> Option<Value> {
+    Some(match op_id {
+        "createTenant" => json!({"name": "Acme"}),
+        "createKey" => json!({"name": "backend", "role": "admin"}),
+        "createEventType" => {
+            json!({"name": "order.paid", "category": "orders", "description": "An order was paid"})
+        }
+        "createEndpoint" => json!({
+            "name": "orders",
+            "url": "http://127.0.0.1:9/hooks/orders",
+            "events": ["order.*"],
+            "retrySchedule": ["1m", "5m"],
+        }),
+        "updateEndpoint" => json!({"timeoutMs": 5000, "rateLimit": 50}),
+        "recoverEndpoint" => json!({"since": "2026-01-01T00:00:00Z"}),
+        "publishEvent" => json!({"type": "order.paid", "data": {"orderId": 42}}),
+        "publishBatch" => json!({"events": [
+            {"type": "order.paid", "data": {"orderId": 42}},
+            {"type": "order.shipped", "data": {"orderId": 42}},
+        ]}),
+        "createIncoming" => {
+            json!({"name": "stripe", "action": {"type": "publish", "eventType": "payment.received"}})
+        }
+        "createSchedule" => json!({
+            "scheduleType": "custom_cron",
+            "cronExpression": "0 9 * * 1",
+            "timezone": "Europe/Paris",
+            "format": "markdown",
+            "deliveryMethod": "webhook",
+            "webhookUrl": "http://127.0.0.1:9/hooks/digest",
+        }),
+        "updateSchedule" => json!({"format": "html"}),
+        "connectIntegration" => {
+            json!({"url": "http://127.0.0.1:9/hooks/chat", "events": ["order.*"]})
+        }
+        _ => return None,
+    })
 }
 
 /// One shared response per error status, each with the error shape.
