@@ -300,3 +300,17 @@ INSERT INTO list_blocks
 -- Leases are released at start through the due index (only pending rows hold them), so no
 -- index on the lease: every claim and every result no longer updates one.
 DROP INDEX deliveries_leased;
+
+-- migration: 7
+
+-- Portal links: tokens a tenant admin hands its own customer, opening the dashboard signed in
+-- to the tenant with a role, until they expire or are deleted. Stored hashed, like keys.
+CREATE TABLE portal_links (
+    id          INTEGER PRIMARY KEY,
+    tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+    secret_hash BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id, id);

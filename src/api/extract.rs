@@ -255,7 +255,15 @@ impl FromRequestParts<AppState> for Auth {
         if bool::from(given.ct_eq(&state.operator_hash)) {
             return Ok(Self(Caller::Operator));
         }
-        match state.store.authenticate_key(token).await? {
+        let caller = if crate::store::is_portal_token(token) {
+            state
+                .store
+                .authenticate_portal(token, crate::model::now_ms())
+                .await?
+        } else {
+            state.store.authenticate_key(token).await?
+        };
+        match caller {
             Some(caller) => Ok(Self(caller)),
             None => Err(ApiError::unauthorized()),
         }

@@ -13,6 +13,7 @@ mod incoming;
 mod integrations;
 pub mod openapi;
 mod page;
+mod portal;
 mod release;
 mod sample;
 mod schedules;
@@ -130,6 +131,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
         .route("/v1/schedules/{id}/runs", get(schedules::runs))
+        .route("/v1/portal-links", post(portal::create).get(portal::list))
+        .route(
+            "/v1/portal-links/{id}",
+            axum::routing::delete(portal::delete),
+        )
         .route("/v1/integrations", get(integrations::list))
         .route(
             "/v1/integrations/{kind}",

@@ -429,6 +429,11 @@ fn schemas() -> Value {
         "Schedule": schedule,
         "Run": run,
         "Integration": integration,
+        "PortalLink": object(&[
+            ("id", id("prt")), ("role", one_of(&["admin", "viewer"])),
+            ("createdAt", time()), ("expiresAt", time()),
+            ("url", string()), ("token", string()),
+        ], &["id", "role", "createdAt", "expiresAt"], false),
         "Result": object(&[("success", json!({"type": "boolean"})), ("message", string())],
             &["success", "message"], false),
         "Health": object(&[
@@ -1053,6 +1058,48 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
+            body: Some((
+                object(
+                    &[
+                        ("role", one_of(&["admin", "viewer"])),
+                        ("expiresIn", string()),
+                    ],
+                    &[],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(201, named("PortalLink"))],
+            ..op(
+                "post",
+                "/v1/portal-links",
+                "createPortalLink",
+                "A link that opens the dashboard signed in to this tenant (the token is shown only here)",
+                admin,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("PortalLink")))],
+            ..op(
+                "get",
+                "/v1/portal-links",
+                "listPortalLinks",
+                "Portal links that have not expired, newest first",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/portal-links/{id}",
+                "deletePortalLink",
+                "Revoke a portal link: its token stops working at once",
+                admin,
+            )
+        },
+        Op {
             ok: vec![(
                 200,
                 Some(object(
@@ -1204,6 +1251,7 @@ fn links(op_id: &str) -> Vec<(&'static str, &'static str, &'static str)> {
             "id",
         ),
         "retryDelivery" => (&["getDelivery"], "id", "id"),
+        "createPortalLink" => (&["deletePortalLink"], "id", "id"),
         _ => (&[], "", ""),
     };
     targets.iter().map(|t| (*t, field, parameter)).collect()
@@ -1371,6 +1419,7 @@ fn example(op_id: &str) -> Option<Value> {
             "webhookUrl": "http://127.0.0.1:9/hooks/digest",
         }),
         "updateSchedule" => json!({"format": "html"}),
+        "createPortalLink" => json!({"role": "viewer", "expiresIn": "1h"}),
         "connectIntegration" => {
             json!({"url": "http://127.0.0.1:9/hooks/chat", "events": ["order.*"]})
         }

@@ -53,6 +53,11 @@ public_id!(
     "key_"
 );
 public_id!(
+    /// A portal link: `prt_…`.
+    PortalLinkId,
+    "prt_"
+);
+public_id!(
     /// An outgoing endpoint: `ep_…`.
     EndpointId,
     "ep_"

@@ -36,8 +36,8 @@ pub use delivery::{
 pub use endpoint::{DisableReason, Endpoint, EndpointSettings, Format, Ordering, SignatureScheme};
 pub use event::{EventName, EventPattern};
 pub use ids::{
-    DeliveryId, EndpointId, EventId, IncomingId, IncomingRequestId, KeyId, RunId, ScheduleId,
-    TenantId,
+    DeliveryId, EndpointId, EventId, IncomingId, IncomingRequestId, KeyId, PortalLinkId, RunId,
+    ScheduleId, TenantId,
 };
 pub use tenant::{ApiKey, Role, Tenant};
 

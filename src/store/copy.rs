@@ -19,6 +19,7 @@ const TABLES: &[&str] = &[
     "meta",
     "tenants",
     "api_keys",
+    "portal_links",
     "event_types",
     "endpoints",
     "endpoint_old_secrets",
@@ -36,6 +37,7 @@ const TABLES: &[&str] = &[
 const WITH_IDS: &[&str] = &[
     "tenants",
     "api_keys",
+    "portal_links",
     "endpoints",
     "events",
     "deliveries",

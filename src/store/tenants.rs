@@ -15,15 +15,24 @@ use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, Uni
 pub enum Caller {
     /// The operator token: manages tenants and keys.
     Operator,
-    /// A tenant API key.
+    /// A tenant API key, or a portal link's token.
     Tenant {
-        /// The key's tenant.
+        /// The tenant.
         tenant_id: TenantId,
-        /// The key.
-        key_id: KeyId,
-        /// The key's role.
+        /// Which credential.
+        via: Credential,
+        /// Its role.
         role: Role,
     },
+}
+
+/// The tenant credential a call came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An API key.
+    Key(KeyId),
+    /// A portal link's token.
+    PortalLink(crate::model::PortalLinkId),
 }
 
 /// One entry of a tenant's event-type catalog.
@@ -161,7 +170,7 @@ impl Store {
             let matches: bool = k.secret_hash.ct_eq(&given).into();
             matches.then_some(Caller::Tenant {
                 tenant_id: TenantId(k.tenant),
-                key_id,
+                via: Credential::Key(key_id),
                 role: k.role,
             })
         }))

@@ -12,6 +12,7 @@ mod integrations;
 mod openapi;
 mod operating;
 mod operating_cli;
+mod portal;
 mod postgres;
 mod process;
 mod properties;

@@ -1,0 +1,174 @@
+//! Portal links: expiring, revocable tokens a tenant admin hands its own customer. A link's
+//! token (`hkp_<id>_<secret>`, stored hashed like keys) acts on the tenant's routes with the
+//! link's role until it expires or is deleted.
+
+use subtle::ConstantTimeEq;
+
+use super::sql::vals;
+use super::tenants::{Caller, Credential, hash_secret, random_token, tenant_exists};
+use super::{Store, StoreError, count};
+use crate::model::{Page, PageRequest, PortalLinkId, Role, TenantId, UnixMs, now_ms};
+
+/// A portal link as it is listed: never its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalLink {
+    /// Its id.
+    pub id: PortalLinkId,
+    /// The tenant it signs in to.
+    pub tenant_id: TenantId,
+    /// What its token may do.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: UnixMs,
+    /// When its token stops working.
+    pub expires_at: UnixMs,
+}
+
+/// Splits a portal token `hkp_<id>_<secret>` into its id and secret.
+fn split_token(token: &str) -> Option<(PortalLinkId, &str)> {
+    let rest = token.strip_prefix("hkp_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let id = PortalLinkId::parse(&format!("{}{id}", PortalLinkId::PREFIX))?;
+    Some((id, secret))
+}
+
+/// Whether `token` looks like a portal token (rather than an API key).
+pub fn is_portal_token(token: &str) -> bool {
+    token.starts_with("hkp_")
+}
+
+impl Store {
+    /// Creates a portal link; returns it and its token (shown once).
+    pub async fn create_portal_link(
+        &self,
+        tenant_id: TenantId,
+        role: Role,
+        expires_at: UnixMs,
+    ) -> Result<(PortalLink, String), StoreError> {
+        self.writer
+            .write(move |c, _| {
+                if !tenant_exists(c, tenant_id)? {
+                    return Err(StoreError::NotFound);
+                }
+                let secret = random_token();
+                let now = now_ms();
+                let id = c.insert(
+                    "INSERT INTO portal_links (tenant_id, role, secret_hash, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &vals![
+                        tenant_id.0,
+                        role.as_str(),
+                        hash_secret(&secret),
+                        now,
+                        expires_at
+                    ],
+                )?;
+                let link = PortalLink {
+                    id: PortalLinkId(id),
+                    tenant_id,
+                    role,
+                    created_at: now,
+                    expires_at,
+                };
+                Ok((link, format!("hkp_{id}_{secret}")))
+            })
+            .await
+    }
+
+    /// One page of a tenant's portal links that have not expired, newest first.
+    pub async fn list_portal_links(
+        &self,
+        tenant_id: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<PortalLink>, StoreError> {
+        let now = now_ms();
+        self.read(move |c| {
+            let total: i64 = c.query_one(
+                "SELECT count(*) FROM portal_links WHERE tenant_id = ?1 AND expires_at > ?2",
+                &vals![tenant_id.0, now],
+                |r| r.get(0),
+            )?;
+            let rows = c.query(
+                "SELECT id, role, created_at, expires_at FROM portal_links
+                 WHERE tenant_id = ?1 AND expires_at > ?2
+                 ORDER BY id DESC LIMIT ?3 OFFSET ?4",
+                &vals![tenant_id.0, now, page.size, page.offset()],
+                |r| {
+                    let role: String = r.get(1)?;
+                    Ok(PortalLink {
+                        id: PortalLinkId(r.get(0)?),
+                        tenant_id,
+                        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+                            what: "portal link role",
+                            detail: role.clone(),
+                        })?,
+                        created_at: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
+            )?;
+            Ok(page.page(rows, count(total)))
+        })
+        .await
+    }
+
+    /// Deletes a portal link: its token stops working at once.
+    pub async fn delete_portal_link(
+        &self,
+        tenant_id: TenantId,
+        id: PortalLinkId,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c, _| {
+                let n = c.execute(
+                    "DELETE FROM portal_links WHERE id = ?1 AND tenant_id = ?2",
+                    &vals![id.0, tenant_id.0],
+                )?;
+                if n == 0 {
+                    Err(StoreError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// The caller a portal token stands for, at `now`; `None` for an unknown, wrong, expired or
+    /// deleted one.
+    pub async fn authenticate_portal(
+        &self,
+        token: &str,
+        now: UnixMs,
+    ) -> Result<Option<Caller>, StoreError> {
+        let Some((id, secret)) = split_token(token) else {
+            return Ok(None);
+        };
+        let given = hash_secret(secret);
+        let row = self
+            .read(move |c| {
+                c.query_opt(
+                    "SELECT tenant_id, role, secret_hash, expires_at FROM portal_links
+                     WHERE id = ?1",
+                    &vals![id.0],
+                    |r| {
+                        Ok((
+                            r.get::<i64>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<Vec<u8>>(2)?,
+                            r.get::<i64>(3)?,
+                        ))
+                    },
+                )
+            })
+            .await?;
+        Ok(row.and_then(|(tenant, role, hash, expires_at)| {
+            let matches: bool = hash.ct_eq(&given).into();
+            (matches && expires_at > now).then_some(())?;
+            Some(Caller::Tenant {
+                tenant_id: TenantId(tenant),
+                via: Credential::PortalLink(id),
+                role: Role::parse(&role)?,
+            })
+        }))
+    }
+}
