@@ -18,6 +18,7 @@ mod release;
 mod sample;
 mod schedules;
 mod tenants;
+mod ui;
 
 use std::future::Future;
 
@@ -62,6 +63,10 @@ pub struct AppState {
 /// The one route list.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .route("/v1/me", get(tenants::me))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route(

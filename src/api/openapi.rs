@@ -462,6 +462,57 @@ fn operations() -> Vec<Op> {
     };
     vec![
         Op {
+            ok: vec![(303, None)],
+            ..op(
+                "get",
+                "/",
+                "root",
+                "Redirects to the dashboard at /ui/",
+                Access::Public,
+            )
+        },
+        Op {
+            ok: vec![(200, None)],
+            ..op(
+                "get",
+                "/ui/",
+                "dashboard",
+                "The dashboard (HTML); it signs in with a tenant key or a portal link",
+                Access::Public,
+            )
+        },
+        Op {
+            ok: vec![(200, None)],
+            errors: &[404],
+            ..op(
+                "get",
+                "/ui/{file}",
+                "dashboardFile",
+                "The dashboard's scripts and styles",
+                Access::Public,
+            )
+        },
+        Op {
+            ok: vec![(
+                200,
+                Some(json!({"oneOf": [
+                    object(&[
+                        ("tenantId", id("tnt")),
+                        ("role", one_of(&["admin", "publisher", "viewer"])),
+                        ("via", one_of(&["key", "portal"])),
+                    ], &["tenantId", "role", "via"], false),
+                    object(&[("operator", json!({"const": true}))], &["operator"], false),
+                ]})),
+            )],
+            ..op(
+                "get",
+                "/v1/me",
+                "me",
+                "Who the token is: its tenant and role (or the operator)",
+                Access::Tenant("viewer"),
+            )
+        },
+        Op {
             ok: vec![(200, named("Health"))],
             errors: &[503],
             ..op(
@@ -1283,6 +1334,7 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         204 => "No content",
+        303 => "See other",
         400 => "Malformed request",
         401 => "No token, or a bad one",
         403 => "The token's role is too weak",
@@ -1308,6 +1360,16 @@ fn operation(op: &Op) -> Value {
             }
             ("challengeIncoming", _) => {
                 response["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+            }
+            ("dashboard", _) => {
+                response["content"] = json!({"text/html": {"schema": {"type": "string"}}});
+            }
+            ("dashboardFile", _) => {
+                response["content"] = json!({
+                    "text/javascript": {"schema": {"type": "string"}},
+                    "text/css": {"schema": {"type": "string"}},
+                    "text/html": {"schema": {"type": "string"}},
+                });
             }
             ("openapi", _) => {
                 response["content"] = json!({"application/json": {"schema": {"type": "object"}}});

@@ -93,6 +93,25 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /v1/me`: who the token is (the dashboard shows and hides actions by role).
+pub(super) async fn me(auth: Auth) -> Result<Json<Value>, ApiError> {
+    match auth.0 {
+        crate::store::Caller::Tenant {
+            tenant_id,
+            via,
+            role,
+        } => Ok(Json(json!({
+            "tenantId": tenant_id,
+            "role": role,
+            "via": match via {
+                crate::store::Credential::Key(_) => "key",
+                crate::store::Credential::PortalLink(_) => "portal",
+            },
+        }))),
+        crate::store::Caller::Operator => Ok(Json(json!({"operator": true}))),
+    }
+}
+
 pub(super) async fn create_key(
     State(state): State<AppState>,
     auth: Auth,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod browser;
 mod delivery;
 mod endpoints;
 mod events;

@@ -1,0 +1,372 @@
+//! The dashboard in a real browser: Debian's `chromium`, headless, driven through WebDriver
+//! (`chromium-driver`, started by the test on a free port), against a real hookd and a real
+//! receiver. Each test saves a screenshot of every page it visits under
+//! `target/ui-screenshots/`. Without the packages the tests say so and return, except under
+//! `CI=true`, where they fail (`.ci/run` installs them).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::{Receiver, Server, Tenant, wait_until};
+
+/// A headless Chromium session through its own chromedriver, both stopped on drop.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Option<Self> {
+        let installed = |p: &str| std::path::Path::new(p).exists();
+        if !installed("/usr/bin/chromedriver") || !installed("/usr/bin/chromium") {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "chromium and chromium-driver are not installed (Debian's packages); .ci/run installs them"
+            );
+            eprintln!("skipped: chromium and chromium-driver are not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let mut browser = Self {
+            client: None,
+            driver,
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until(
+            "chromedriver listens",
+            Duration::from_secs(20),
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,1000"],
+            }),
+        );
+        // WebDriver on 127.0.0.1 is plain HTTP: no TLS stack needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a browser session");
+        browser.client = Some(client);
+        Some(browser)
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("session")
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client().goto(url).await.expect("goto");
+    }
+
+    /// Waits until an element matching `css` exists and its text contains `text`.
+    async fn wait_text(&self, css: &str, text: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(found) = self.client().find(Locator::Css(css)).await
+                && found.text().await.is_ok_and(|t| t.contains(text))
+            {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let page = self.client().source().await.unwrap_or_default();
+                panic!("no {css} with {text:?} after 20 s; the page:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.client()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .expect("click");
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self
+            .client()
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find")
+            .is_empty()
+    }
+
+    async fn sign_in(&self, base: &str, key: &str) {
+        self.goto(&format!("{base}/ui/")).await;
+        self.wait_text("h1", "Sign in").await;
+        self.client()
+            .find(Locator::Css("#token"))
+            .await
+            .expect("token field")
+            .send_keys(key)
+            .await
+            .expect("type");
+        self.click("#signin").await;
+    }
+
+    /// Saves what the browser shows as `target/ui-screenshots/<name>.png`.
+    async fn screenshot(&self, name: &str) {
+        let png = self.client().screenshot().await.expect("screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("save screenshot");
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A tenant with an endpoint whose receiver fails the first request and accepts the rest,
+/// and one published event whose delivery failed for good (no retries).
+async fn failed_delivery(server: &Server) -> (Tenant, Receiver, String) {
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::with(|n, _| {
+        if n == 0 {
+            (500, vec![], "database is down".into())
+        } else {
+            (200, vec![], "ok".into())
+        }
+    })
+    .await;
+    let ep = t
+        .endpoint(json!({"name": "orders", "url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0}))
+        .await;
+    t.publish("order.paid", json!({"orderId": 42})).await;
+    receiver.wait_for(1).await;
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let admin = t.admin.clone();
+    let path = format!("/v1/endpoints/{id}/deliveries?status=failed");
+    wait_until("the delivery failed", Duration::from_secs(10), || {
+        let (admin, path) = (admin.clone(), path.clone());
+        async move { admin.get(&path).await.1["totalElements"] == 1 }
+    })
+    .await;
+    (t, receiver, id)
+}
+
+#[tokio::test]
+async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let (t, receiver, endpoint) = failed_delivery(&server).await;
+    let key = server.key(&t.id, "admin").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("main table", "orders").await;
+    browser.wait_text("#who", "admin").await;
+    browser.wait_text("main h2", "Add an endpoint").await;
+    let text = browser
+        .client()
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !text.contains("[object"),
+        "every part of the page is rendered: {text}"
+    );
+    browser.screenshot("endpoints").await;
+    browser.click(&format!("tr[data-id='{endpoint}']")).await;
+    browser.wait_text("main table", "failed").await;
+    browser.screenshot("endpoint").await;
+    browser.click("main table tbody tr").await;
+    browser.wait_text("#delivery", "database is down").await;
+    browser.wait_text("#delivery", "500").await;
+    browser.screenshot("delivery-failed").await;
+    browser.click("#retry").await;
+    receiver.wait_for(2).await;
+    // The page re-reads the delivery: wait for the retried attempt to be recorded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.client().refresh().await.expect("refresh");
+        browser.wait_text("#delivery h2", "Delivery").await;
+        if let Ok(panel) = browser.client().find(Locator::Css("#delivery h2")).await
+            && panel.text().await.is_ok_and(|t| t.contains("succeeded"))
+        {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let page = browser.client().source().await.unwrap_or_default();
+            panic!("the retried delivery never showed as succeeded; the page:\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.screenshot("delivery-retried").await;
+    // Deep links and the other pages.
+    for (path, name, text) in [
+        ("#/events", "events", "order.paid"),
+        ("#/incoming", "incoming", "Incoming webhooks"),
+        ("#/schedules", "schedules", "Schedules"),
+        ("#/integrations", "integrations", "slack"),
+    ] {
+        browser.goto(&format!("{}/ui/{path}", server.base)).await;
+        browser.wait_text("main", text).await;
+        browser.screenshot(name).await;
+    }
+    // An incoming webhook made from the page: its URL, shown once, takes a call.
+    browser
+        .goto(&format!("{}/ui/#/incoming", server.base))
+        .await;
+    browser
+        .wait_text("main h2", "Add an incoming webhook")
+        .await;
+    let form = browser
+        .client()
+        .find(Locator::Css("main form"))
+        .await
+        .expect("form");
+    form.find(Locator::Css("input"))
+        .await
+        .expect("name")
+        .send_keys("stripe")
+        .await
+        .expect("type");
+    form.find(Locator::Css("button"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("#incoming-url", "/hooks/in/").await;
+    let hook_url = browser
+        .client()
+        .find(Locator::Css("#incoming-url"))
+        .await
+        .expect("url")
+        .text()
+        .await
+        .expect("text");
+    let (status, _, _) = t
+        .admin
+        .with_base("")
+        .raw("POST", &hook_url, Some("application/json"), b"{}".to_vec())
+        .await;
+    assert_eq!(status, http::StatusCode::ACCEPTED, "{hook_url}");
+    browser.screenshot("incoming-created").await;
+    browser
+        .goto(&format!("{}/ui/#/schedules", server.base))
+        .await;
+    browser.wait_text("main h1", "Schedules").await;
+    browser
+        .goto(&format!("{}/ui/#/integrations", server.base))
+        .await;
+    browser.wait_text("main h1", "Integrations").await;
+    browser.client().back().await.expect("back");
+    browser.wait_text("main h1", "Schedules").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_finds_no_write_buttons_and_the_api_refuses_its_writes() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let (t, _receiver, endpoint) = failed_delivery(&server).await;
+    let key = server.key(&t.id, "viewer").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("#who", "viewer").await;
+    browser
+        .goto(&format!("{}/ui/#/endpoints/{endpoint}", server.base))
+        .await;
+    browser.wait_text("main table", "failed").await;
+    browser.click("main table tbody tr").await;
+    browser.wait_text("#delivery", "database is down").await;
+    browser.screenshot("viewer-endpoint").await;
+    for button in ["#test-send", "#rotate", "#enable", "#retry"] {
+        assert!(!browser.exists(button).await, "a viewer sees {button}");
+    }
+    // The API refuses what the page does not offer.
+    let status = browser
+        .client()
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/v1/endpoints/' + arguments[0] + '/test', {method: 'POST',
+                   headers: {authorization: 'Bearer ' + sessionStorage.getItem('hookd.token')}})
+               .then(r => done(r.status));",
+            vec![json!(endpoint)],
+        )
+        .await
+        .expect("fetch");
+    assert_eq!(status, json!(403));
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_portal_link_opens_the_dashboard_signed_in_until_it_is_revoked() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let (t, _receiver, _endpoint) = failed_delivery(&server).await;
+    let (_, link) = t
+        .admin
+        .post(
+            "/v1/portal-links",
+            json!({"role": "viewer", "expiresIn": "1h"}),
+        )
+        .await;
+    let url = link["url"].as_str().expect("url");
+    browser.goto(&format!("{}{url}", server.base)).await;
+    browser.wait_text("#who", "portal link").await;
+    browser.wait_text("main table", "orders").await;
+    let address = browser.client().current_url().await.expect("url");
+    assert!(
+        !address.as_str().contains("token="),
+        "the token leaves the address bar: {address}"
+    );
+    browser.screenshot("portal").await;
+    let id = link["id"].as_str().expect("id");
+    let (status, _) = t.admin.delete(&format!("/v1/portal-links/{id}")).await;
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    browser.client().refresh().await.expect("refresh");
+    browser.wait_text("#error", "").await;
+    browser.wait_text("main h1", "Sign in").await;
+    browser.screenshot("portal-revoked").await;
+    browser.close().await;
+    server.stop().await;
+}

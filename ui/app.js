@@ -1,0 +1,397 @@
+// hookd's dashboard: a client of the same /v1 API, with the key (or portal token) the user
+// signs in with, kept for this browser tab only (sessionStorage). Every page has its own URL
+// (hash routes), so links and the back button work. Plain DOM, no dependencies.
+
+const TOKEN = "hookd.token";
+const main = document.getElementById("main");
+const errorBox = document.getElementById("error");
+let me = null; // {tenantId, role, via}
+
+// ---- the API -------------------------------------------------------------------------------
+
+class ApiError extends Error {}
+
+async function api(method, path, body) {
+  const headers = { authorization: `Bearer ${sessionStorage.getItem(TOKEN) || ""}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) {
+    if (res.status === 401) { sessionStorage.removeItem(TOKEN); me = null; }
+    const message = data && data.error ? data.error.message : `${res.status} ${res.statusText}`;
+    throw new ApiError(message);
+  }
+  return data;
+}
+
+// ---- building the page ---------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const isAdmin = () => me && me.role === "admin";
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+const whenIn = (iso, zone) => (iso ? new Date(iso).toLocaleString(undefined, { timeZone: zone }) : "—");
+const status = (s) => h("span", { class: s }, s);
+
+function showError(e) {
+  errorBox.textContent = e instanceof Error ? e.message : String(e);
+  errorBox.hidden = false;
+}
+
+function clearError() {
+  errorBox.hidden = true;
+  errorBox.textContent = "";
+}
+
+// Runs an action; shows its error instead of swallowing it, then re-renders the page.
+function action(fn) {
+  return async (event) => {
+    if (event) event.preventDefault();
+    clearError();
+    try {
+      const keep = await fn(event);
+      if (keep !== "keep") await render();
+    } catch (e) {
+      showError(e);
+    }
+  };
+}
+
+function table(headers, rows, onRow) {
+  return h("table", {},
+    h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))),
+    h("tbody", {}, rows.map((r) => {
+      const tr = h("tr", onRow ? { class: "clickable", onclick: () => onRow(r.item) } : {}, r.cells.map((c) => h("td", {}, c)));
+      if (r.id) tr.dataset.id = r.id;
+      return tr;
+    })));
+}
+
+function pager(page, go) {
+  if (page.totalPages <= 1) return null;
+  return h("div", { class: "pager" },
+    h("button", { class: "plain", type: "button", disabled: page.number === 0, onclick: () => go(page.number - 1) }, "Newer"),
+    `page ${page.number + 1} of ${page.totalPages} (${page.totalElements})`,
+    h("button", { class: "plain", type: "button", disabled: page.number + 1 >= page.totalPages, onclick: () => go(page.number + 1) }, "Older"));
+}
+
+// The current route: path parts and query parameters of the hash.
+function route() {
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query || "") };
+}
+
+function go(path, params) {
+  const q = params ? new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString() : "";
+  location.hash = `#/${path}${q ? `?${q}` : ""}`;
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+function signIn() {
+  const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "hk_…" });
+  return h("div", { class: "signin" },
+    h("h1", {}, "Sign in"),
+    h("p", {}, "Paste a tenant API key. It stays in this browser tab only."),
+    h("form", { onsubmit: action(async () => {
+      sessionStorage.setItem(TOKEN, input.value.trim());
+      me = null;
+      go("endpoints");
+      return "keep";
+    }) }, input, h("button", { id: "signin", type: "submit" }, "Sign in")));
+}
+
+async function endpointsPage() {
+  const page = await api("GET", `/v1/endpoints?size=100`);
+  const rows = await Promise.all(page.content.map(async (e) => {
+    const s = await api("GET", `/v1/endpoints/${e.id}/stats`);
+    const state = e.isActive ? status("active") : h("span", { class: "disabled" }, `disabled (${e.disabledReason || "manual"})`);
+    const last = s.lastDelivery ? [status(s.lastDelivery.status), " ", when(s.lastDelivery.at)] : "never";
+    const rate = s.successRate === null ? "—" : `${s.successRate.toFixed(1)}%`;
+    return { id: e.id, item: e, cells: [e.name, e.url, state, rate, last] };
+  }));
+  const create = isAdmin() ? createEndpointForm() : null;
+  return [
+    h("h1", {}, "Endpoints"),
+    rows.length
+      ? table(["Name", "URL", "State", "Success rate", "Last delivery"], rows, (e) => go(`endpoints/${e.id}`))
+      : h("p", { class: "empty" }, isAdmin()
+        ? "No endpoints yet. Add one below: hookd delivers the events it subscribes to, signed and retried."
+        : "No endpoints yet. An admin of this workspace can add one."),
+    create,
+  ];
+}
+
+function createEndpointForm() {
+  const name = h("input", { name: "name", placeholder: "name", required: true });
+  const url = h("input", { name: "url", placeholder: "https://example.com/webhooks", size: 40, required: true });
+  const events = h("input", { name: "events", placeholder: "events: order.*, *", value: "*" });
+  return [h("h2", {}, "Add an endpoint"), h("form", { class: "inline", onsubmit: action(async () => {
+    const created = await api("POST", "/v1/endpoints", {
+      name: name.value, url: url.value,
+      events: events.value.split(",").map((x) => x.trim()).filter(Boolean),
+    });
+    main.prepend(h("div", { class: "notice" }, `Created ${created.name}. Its signing secret (shown once): `, h("code", { class: "copy" }, created.secret)));
+    return "keep";
+  }) }, name, url, events, h("button", { type: "submit" }, "Add"))];
+}
+
+async function endpointPage(id, params) {
+  const [e, s] = await Promise.all([api("GET", `/v1/endpoints/${id}`), api("GET", `/v1/endpoints/${id}/stats`)]);
+  const filter = params.get("status") || "";
+  const number = Number(params.get("page") || 0);
+  const log = await api("GET", `/v1/endpoints/${id}/deliveries?page=${number}&size=20${filter ? `&status=${filter}` : ""}`);
+  const selected = params.get("delivery");
+  const detail = selected ? await deliveryPanel(selected) : null;
+  const stat = (label, value) => h("div", { class: "stat" }, label, h("b", {}, value));
+  const actions = isAdmin() ? h("div", { class: "actions" },
+    h("button", { id: "test-send", type: "button", onclick: action(async () => {
+      const r = await api("POST", `/v1/endpoints/${id}/test`);
+      const said = r.delivered ? `delivered (${r.responseCode}, ${r.latencyMs} ms)` : `failed: ${r.error || r.responseCode}`;
+      showNotice(`Test event ${said}`);
+      return "keep";
+    }) }, "Send test event"),
+    e.isActive ? null : h("button", { id: "enable", type: "button", onclick: action(() => api("POST", `/v1/endpoints/${id}/enable`)) }, "Enable"),
+    h("button", { id: "rotate", class: "plain", type: "button", onclick: action(async () => {
+      if (!confirm("Rotate the signing secret? The old one keeps signing during the grace period.")) return "keep";
+      const r = await api("POST", `/v1/endpoints/${id}/secret/rotate`);
+      showNotice("New signing secret (shown once): ", h("code", { class: "copy" }, r.secret));
+      return "keep";
+    }) }, "Rotate secret"),
+    recoverForm(id)) : null;
+  const filterSelect = h("select", { id: "status-filter", onchange: (ev) => go(`endpoints/${id}`, { status: ev.target.value }) },
+    ["", "pending", "succeeded", "failed"].map((v) => h("option", { value: v, selected: v === filter }, v || "all")));
+  return [
+    h("h1", {}, e.name, " ", e.isActive ? status("active") : h("span", { class: "disabled" }, `disabled (${e.disabledReason || "manual"})`)),
+    h("p", {}, e.url, " · events ", e.events.join(", ")),
+    h("div", { class: "stats" },
+      stat("Success rate", s.successRate === null ? "—" : `${s.successRate.toFixed(1)}%`),
+      stat("Succeeded", s.succeeded), stat("Failed", s.failed), stat("Pending", s.pending),
+      stat("Consecutive failures", s.consecutiveFailures),
+      stat("Last delivery", s.lastDelivery ? `${s.lastDelivery.status} ${when(s.lastDelivery.at)}` : "never")),
+    actions,
+    h("h2", {}, "Deliveries"),
+    h("div", { class: "actions" }, "Status ", filterSelect),
+    log.content.length
+      ? table(["Delivery", "Event", "Type", "Status", "Attempts", "Next attempt", "Created"],
+        log.content.map((d) => ({ id: d.id, item: d, cells: [d.id, d.eventId, d.eventType, status(d.status), d.attemptCount, when(d.nextAttemptAt), when(d.createdAt)] })),
+        (d) => go(`endpoints/${id}`, { status: filter, page: number || "", delivery: d.id }))
+      : h("p", { class: "empty" }, filter ? `No ${filter} deliveries.` : "No deliveries yet: publish an event this endpoint subscribes to."),
+    pager(log, (n) => go(`endpoints/${id}`, { status: filter, page: n })),
+    detail,
+  ];
+}
+
+function recoverForm(id) {
+  const since = h("input", { type: "datetime-local", required: true, title: "since" });
+  const until = h("input", { type: "datetime-local", title: "until (empty: now)" });
+  return h("form", { class: "inline", onsubmit: action(async () => {
+    const body = { since: new Date(since.value).toISOString() };
+    if (until.value) body.until = new Date(until.value).toISOString();
+    const r = await api("POST", `/v1/endpoints/${id}/recover`, body);
+    showNotice(`Re-queued ${r.recovered} deliveries`);
+    return "keep";
+  }) }, "Recover from", since, "to", until, h("button", { class: "plain", type: "submit" }, "Recover"));
+}
+
+function showNotice(...text) {
+  main.prepend(h("div", { class: "notice", role: "status" }, ...text));
+}
+
+async function deliveryPanel(id) {
+  const d = await api("GET", `/v1/deliveries/${id}`);
+  return h("section", { id: "delivery" },
+    h("h2", {}, `Delivery ${d.id} `, status(d.status)),
+    isAdmin() ? h("div", { class: "actions" }, h("button", { id: "retry", type: "button", onclick: action(() => api("POST", `/v1/deliveries/${id}/retry`)) }, "Retry now")) : null,
+    d.attempts.length
+      ? table(["#", "At", "Response", "Latency", "Error", "Response body"],
+        d.attempts.map((a) => ({ cells: [a.number, when(a.at), a.responseCode ?? "—", a.latencyMs === null ? "—" : `${a.latencyMs} ms`,
+          a.error ? `${a.error}${a.errorMessage ? `: ${a.errorMessage}` : ""}` : "—", a.responseBody ? h("pre", {}, a.responseBody) : "—"] })))
+      : h("p", { class: "empty" }, "Not attempted yet."));
+}
+
+async function eventsPage(params) {
+  const type = params.get("type") || "";
+  const number = Number(params.get("page") || 0);
+  const page = await api("GET", `/v1/events?page=${number}&size=20${type ? `&type=${encodeURIComponent(type)}` : ""}`);
+  const input = h("input", { id: "type-filter", value: type, placeholder: "event type" });
+  return [
+    h("h1", {}, "Events"),
+    h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); go("events", { type: input.value.trim() }); } }, input, h("button", { class: "plain", type: "submit" }, "Filter")),
+    page.content.length
+      ? table(["Event", "Type", "Deliveries", "Published"], page.content.map((e) => ({ id: e.id, item: e, cells: [e.id, e.type, e.deliveries, when(e.createdAt)] })), (e) => go(`events/${e.id}`))
+      : h("p", { class: "empty" }, type ? `No ${type} events.` : "No events yet: publish one with POST /v1/events."),
+    pager(page, (n) => go("events", { type, page: n })),
+  ];
+}
+
+async function eventPage(id) {
+  const e = await api("GET", `/v1/events/${id}`);
+  return [
+    h("h1", {}, `${e.type} `, h("small", {}, e.id)),
+    h("p", {}, `Published ${when(e.createdAt)}`),
+    h("pre", {}, JSON.stringify(e.data, null, 2)),
+    h("h2", {}, "Deliveries"),
+    e.deliveries.length
+      ? table(["Delivery", "Endpoint", "Status", "Attempts", "Next attempt"], e.deliveries.map((d) => ({ id: d.id, item: d, cells: [d.id, d.endpointId, status(d.status), d.attemptCount, when(d.nextAttemptAt)] })),
+        (d) => go(`endpoints/${d.endpointId}`, { delivery: d.id }))
+      : h("p", { class: "empty" }, "No endpoint subscribes to this event type."),
+  ];
+}
+
+function createIncomingForm() {
+  const name = h("input", { placeholder: "name", required: true });
+  const eventType = h("input", { placeholder: "publish as event type (empty: store only)" , size: 32 });
+  return [h("h2", {}, "Add an incoming webhook"), h("form", { class: "inline", onsubmit: action(async () => {
+    const type = eventType.value.trim();
+    const created = await api("POST", "/v1/incoming", {
+      name: name.value, action: type ? { type: "publish", eventType: type } : { type: "store" },
+    });
+    showNotice("Give the sender this URL (shown once): ", h("code", { class: "copy", id: "incoming-url" }, `${location.origin}${created.url}`));
+    return "keep";
+  }) }, name, eventType, h("button", { type: "submit" }, "Add"))];
+}
+
+async function incomingPage() {
+  const page = await api("GET", "/v1/incoming?size=100");
+  return [
+    h("h1", {}, "Incoming webhooks"),
+    page.content.length
+      ? table(["Name", "Action", "Signed", "Created"], page.content.map((x) => ({ id: x.id, item: x, cells: [x.name,
+        x.action.type === "publish" ? `publish as ${x.action.eventType}` : "store", x.verify ? x.verify.scheme : "no", when(x.createdAt)] })), (x) => go(`incoming/${x.id}`))
+      : h("p", { class: "empty" }, "No incoming webhooks yet: add one to receive webhooks from another service; its URL is shown once."),
+    isAdmin() ? createIncomingForm() : null,
+  ];
+}
+
+async function incomingRequestsPage(id, params) {
+  const number = Number(params.get("page") || 0);
+  const page = await api("GET", `/v1/incoming/${id}/requests?page=${number}&size=20`);
+  return [
+    h("h1", {}, `Incoming ${id}`),
+    h("p", {}, "Calls go to ", h("code", { class: "copy" }, `${location.origin}/hooks/in/<token>`), " (the token was shown once, at creation)."),
+    page.content.length
+      ? table(["Received", "Status", "Content type", "Error", "Event", "Body"], page.content.map((r) => ({ cells: [when(r.receivedAt), status(r.status),
+        r.contentType || "—", r.error || "—", r.eventId || "—", r.body ? h("pre", {}, r.body) : "—"] })))
+      : h("p", { class: "empty" }, "No calls received yet."),
+    pager(page, (n) => go(`incoming/${id}`, { page: n })),
+  ];
+}
+
+async function schedulesPage() {
+  const page = await api("GET", "/v1/schedules?size=100");
+  return [
+    h("h1", {}, "Schedules"),
+    page.content.length
+      ? table(["Schedule", "Type", "Format", "Next run (schedule's zone)", "Next run (yours)", "Status"], page.content.map((s) => ({ id: s.id, item: s, cells: [s.id, s.scheduleType,
+        s.format, s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} ${s.timezone}` : "—", when(s.nextRunAt), s.status] })), (s) => go(`schedules/${s.id}`))
+      : h("p", { class: "empty" }, "No schedules. Create one with POST /v1/schedules to send digests."),
+  ];
+}
+
+async function schedulePage(id, params) {
+  const number = Number(params.get("page") || 0);
+  const [s, runs] = await Promise.all([api("GET", `/v1/schedules/${id}`), api("GET", `/v1/schedules/${id}/runs?page=${number}&size=20`)]);
+  return [
+    h("h1", {}, `${s.scheduleType} `, h("small", {}, s.id)),
+    h("p", {}, `Next run ${s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} (${s.timezone}), ${when(s.nextRunAt)} yours` : "—"} · ${s.format} by ${s.deliveryMethod}`),
+    isAdmin() ? h("div", { class: "actions" }, h("button", { id: "trigger", type: "button", onclick: action(() => api("POST", `/v1/schedules/${id}/trigger`)) }, "Run now")) : null,
+    h("h2", {}, "Runs"),
+    runs.content.length
+      ? table(["Run", "Status", "Started", "Events", "Delivery", "Error"], runs.content.map((r) => ({ cells: [r.id, status(r.status), when(r.startedAt), r.eventCount, r.deliveryId || r.emailResult || "—", r.error || "—"] })))
+      : h("p", { class: "empty" }, "No runs yet."),
+    pager(runs, (n) => go(`schedules/${id}`, { page: n })),
+  ];
+}
+
+async function integrationsPage() {
+  const { integrations } = await api("GET", "/v1/integrations");
+  return [
+    h("h1", {}, "Integrations"),
+    table(["Integration", "State", "URL", "Events", ""], Object.entries(integrations).map(([kind, i]) => ({ id: kind, cells: [kind,
+      i.connected ? status("active") : "not connected", i.url || "—", i.events ? i.events.join(", ") : "—",
+      isAdmin() ? integrationActions(kind, i) : ""] }))),
+  ];
+}
+
+function integrationActions(kind, i) {
+  if (!i.connected) {
+    const url = h("input", { placeholder: `${kind} webhook URL`, size: 30, required: true });
+    return h("form", { class: "inline", onsubmit: action(() => api("PUT", `/v1/integrations/${kind}`, { url: url.value })) }, url, h("button", { type: "submit" }, "Connect"));
+  }
+  return h("div", { class: "actions" },
+    h("button", { class: "plain", type: "button", onclick: action(async () => {
+      const r = await api("POST", `/v1/integrations/${kind}/test`);
+      showNotice(r.message);
+      return "keep";
+    }) }, "Test"),
+    h("button", { class: "plain", type: "button", onclick: action(() => api("DELETE", `/v1/integrations/${kind}`)) }, "Disconnect"));
+}
+
+// ---- the router ----------------------------------------------------------------------------
+
+async function render() {
+  const hash = location.hash;
+  if (hash.startsWith("#token=")) {
+    // A portal link: sign in with its token, and keep it out of the address bar and history.
+    sessionStorage.setItem(TOKEN, decodeURIComponent(hash.slice("#token=".length)));
+    me = null;
+    history.replaceState(null, "", "#/endpoints");
+  }
+  const { parts, params } = route();
+  const signedIn = !!sessionStorage.getItem(TOKEN);
+  document.getElementById("signout").hidden = !signedIn;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === `#/${parts[0] || "endpoints"}`);
+  if (!signedIn || parts[0] === "signin") {
+    main.replaceChildren(signIn());
+    return;
+  }
+  try {
+    if (!me) me = await api("GET", "/v1/me");
+    document.getElementById("who").textContent = `${me.tenantId} · ${me.role}${me.via === "portal" ? " (portal link)" : ""}`;
+    const [page, id] = parts;
+    let content;
+    if (page === "events" && id) content = await eventPage(id);
+    else if (page === "events") content = await eventsPage(params);
+    else if (page === "incoming" && id) content = await incomingRequestsPage(id, params);
+    else if (page === "incoming") content = await incomingPage();
+    else if (page === "schedules" && id) content = await schedulePage(id, params);
+    else if (page === "schedules") content = await schedulesPage();
+    else if (page === "integrations") content = await integrationsPage();
+    else if (page === "endpoints" && id) content = await endpointPage(id, params);
+    else content = await endpointsPage();
+    main.replaceChildren(...[content].flat(Infinity).filter(Boolean));
+    document.body.dataset.page = page || "endpoints";
+  } catch (e) {
+    if (!sessionStorage.getItem(TOKEN)) {
+      document.getElementById("signout").hidden = true;
+      document.getElementById("who").textContent = "";
+      main.replaceChildren(signIn());
+    }
+    showError(e);
+  }
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN);
+  me = null;
+  go("signin");
+});
+window.addEventListener("hashchange", () => { clearError(); render(); });
+render();
