@@ -332,16 +332,16 @@ async function integrationsPage() {
 
 function integrationActions(kind, i) {
   if (!i.connected) {
-    const url = h("input", { placeholder: `${kind} webhook URL`, size: 30, required: true });
-    return h("form", { class: "inline", onsubmit: action(() => api("PUT", `/v1/integrations/${kind}`, { url: url.value })) }, url, h("button", { type: "submit" }, "Connect"));
+    const url = h("input", { id: `url-${kind}`, placeholder: `${kind} webhook URL`, size: 30, required: true });
+    return h("form", { class: "inline", onsubmit: action(() => api("PUT", `/v1/integrations/${kind}`, { url: url.value })) }, url, h("button", { id: `connect-${kind}`, type: "submit" }, "Connect"));
   }
   return h("div", { class: "actions" },
-    h("button", { class: "plain", type: "button", onclick: action(async () => {
+    h("button", { id: `test-${kind}`, class: "plain", type: "button", onclick: action(async () => {
       const r = await api("POST", `/v1/integrations/${kind}/test`);
       showNotice(r.message);
       return "keep";
     }) }, "Test"),
-    h("button", { class: "plain", type: "button", onclick: action(() => api("DELETE", `/v1/integrations/${kind}`)) }, "Disconnect"));
+    h("button", { id: `disconnect-${kind}`, class: "plain", type: "button", onclick: action(() => api("DELETE", `/v1/integrations/${kind}`)) }, "Disconnect"));
 }
 
 // ---- the router ----------------------------------------------------------------------------

@@ -370,3 +370,67 @@ async fn a_portal_link_opens_the_dashboard_signed_in_until_it_is_revoked() {
     browser.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_runs_a_schedule_and_connects_tests_and_disconnects_an_integration() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(json!({"name": "digests", "url": receiver.url, "events": ["order.*"]}))
+        .await;
+    let (status, schedule) = t
+        .admin
+        .post(
+            "/v1/schedules",
+            json!({"scheduleType": "custom_cron", "cronExpression": "0 9 * * 1",
+                   "timezone": "Europe/Paris", "format": "json", "deliveryMethod": "webhook",
+                   "endpointId": ep["id"]}),
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::CREATED, "{schedule}");
+    let key = server.key(&t.id, "admin").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("#who", "admin").await;
+    browser
+        .goto(&format!("{}/ui/#/schedules", server.base))
+        .await;
+    browser.wait_text("main table", "Europe/Paris").await;
+    browser.screenshot("schedules-list").await;
+    let id = schedule["id"].as_str().expect("id");
+    browser.click(&format!("tr[data-id='{id}']")).await;
+    browser.wait_text("main h1", "custom_cron").await;
+    browser.click("#trigger").await;
+    let digest = receiver.wait_for(1).await;
+    assert_eq!(digest[0].json()["event"], "schedule.digest");
+    browser.wait_text("main table", "run_").await;
+    browser.screenshot("schedule").await;
+
+    browser
+        .goto(&format!("{}/ui/#/integrations", server.base))
+        .await;
+    browser.wait_text("main table", "webhook").await;
+    browser
+        .client()
+        .find(Locator::Css("#url-webhook"))
+        .await
+        .expect("url field")
+        .send_keys(&receiver.url)
+        .await
+        .expect("type");
+    browser.click("#connect-webhook").await;
+    browser.wait_text("tr[data-id='webhook']", "active").await;
+    browser.click("#test-webhook").await;
+    browser.wait_text(".notice", "200").await;
+    receiver.wait_for(2).await;
+    browser.screenshot("integrations-connected").await;
+    browser.click("#disconnect-webhook").await;
+    browser
+        .wait_text("tr[data-id='webhook']", "not connected")
+        .await;
+    browser.close().await;
+    server.stop().await;
+}
