@@ -219,6 +219,21 @@ impl Auth {
         }
     }
 
+    /// A tenant admin calling with an API key, not a portal link: for handing out credentials
+    /// (keys, portal links), which a portal link may not mint.
+    pub fn tenant_admin_with_key(&self) -> Result<TenantId, ApiError> {
+        let tenant = self.tenant(Role::Admin)?;
+        match self.0 {
+            Caller::Tenant {
+                via: crate::store::Credential::PortalLink(_),
+                ..
+            } => Err(ApiError::forbidden(
+                "keys and portal links are handed out with an API key, not from a portal link",
+            )),
+            _ => Ok(tenant),
+        }
+    }
+
     /// A tenant key with at least `role`; answers its tenant.
     pub fn tenant(&self, role: Role) -> Result<TenantId, ApiError> {
         match self.0 {

@@ -67,6 +67,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
         .route("/v1/me", get(tenants::me))
+        .route(
+            "/v1/keys",
+            post(tenants::create_own_key).get(tenants::list_own_keys),
+        )
+        .route(
+            "/v1/keys/{id}",
+            axum::routing::delete(tenants::delete_own_key),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route(

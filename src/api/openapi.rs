@@ -628,6 +628,48 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
+            body: Some((
+                object(
+                    &[
+                        ("name", string()),
+                        ("role", one_of(&["admin", "publisher", "viewer"])),
+                    ],
+                    &["name", "role"],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(201, named("Key"))],
+            ..op(
+                "post",
+                "/v1/keys",
+                "createOwnKey",
+                "Create one of this tenant's API keys (the key is shown only here)",
+                admin,
+            )
+        },
+        Op {
+            query: paging(),
+            ok: vec![(200, Some(page("Key")))],
+            ..op(
+                "get",
+                "/v1/keys",
+                "listOwnKeys",
+                "This tenant's API keys, never the keys themselves",
+                admin,
+            )
+        },
+        Op {
+            ok: vec![(204, None)],
+            ..op(
+                "delete",
+                "/v1/keys/{id}",
+                "deleteOwnKey",
+                "Delete one of this tenant's keys; it stops working at once",
+                admin,
+            )
+        },
+        Op {
             query: paging(),
             ok: vec![(200, Some(page("EventType")))],
             ..op(
@@ -1303,6 +1345,7 @@ fn links(op_id: &str) -> Vec<(&'static str, &'static str, &'static str)> {
         ),
         "retryDelivery" => (&["getDelivery"], "id", "id"),
         "createPortalLink" => (&["deletePortalLink"], "id", "id"),
+        "createOwnKey" => (&["deleteOwnKey"], "id", "id"),
         _ => (&[], "", ""),
     };
     targets.iter().map(|t| (*t, field, parameter)).collect()
@@ -1452,7 +1495,7 @@ fn operation(op: &Op) -> Value {
 fn example(op_id: &str) -> Option<Value> {
     Some(match op_id {
         "createTenant" => json!({"name": "Acme"}),
-        "createKey" => json!({"name": "backend", "role": "admin"}),
+        "createKey" | "createOwnKey" => json!({"name": "backend", "role": "publisher"}),
         "createEventType" => {
             json!({"name": "order.paid", "category": "orders", "description": "An order was paid"})
         }

@@ -112,15 +112,13 @@ pub(super) async fn me(auth: Auth) -> Result<Json<Value>, ApiError> {
     }
 }
 
-pub(super) async fn create_key(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
+/// Creates a key for `tenant`; the answer carries the key itself, shown only here.
+async fn new_key(
+    state: &AppState,
+    tenant: TenantId,
     body: JsonBody<KeyIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    auth.operator()?;
     let body = body.parse()?;
-    let tenant = tenant_id(&id)?;
     check_name(&body.name)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::invalid("role must be one of admin, publisher, viewer"))?;
@@ -134,6 +132,43 @@ pub(super) async fn create_key(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+async fn keys_page(
+    state: &AppState,
+    tenant: TenantId,
+    query: &Query,
+) -> Result<Json<Value>, ApiError> {
+    let page = state
+        .store
+        .list_keys(tenant, query.page()?)
+        .await
+        .map_err(not_found("tenant"))?;
+    Ok(Json(json!(page_json(page, key_json))))
+}
+
+async fn remove_key(
+    state: &AppState,
+    tenant: TenantId,
+    key_id: &str,
+) -> Result<StatusCode, ApiError> {
+    let key = KeyId::parse(key_id).ok_or_else(|| ApiError::not_found("key"))?;
+    state
+        .store
+        .delete_key(tenant, key)
+        .await
+        .map_err(not_found("key"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn create_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: JsonBody<KeyIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.operator()?;
+    new_key(&state, tenant_id(&id)?, body).await
+}
+
 pub(super) async fn list_keys(
     State(state): State<AppState>,
     auth: Auth,
@@ -141,12 +176,7 @@ pub(super) async fn list_keys(
     query: Query,
 ) -> Result<Json<Value>, ApiError> {
     auth.operator()?;
-    let page = state
-        .store
-        .list_keys(tenant_id(&id)?, query.page()?)
-        .await
-        .map_err(not_found("tenant"))?;
-    Ok(Json(json!(page_json(page, key_json))))
+    keys_page(&state, tenant_id(&id)?, &query).await
 }
 
 pub(super) async fn delete_key(
@@ -155,11 +185,35 @@ pub(super) async fn delete_key(
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     auth.operator()?;
-    let key = KeyId::parse(&key_id).ok_or_else(|| ApiError::not_found("key"))?;
-    state
-        .store
-        .delete_key(tenant_id(&id)?, key)
-        .await
-        .map_err(not_found("key"))?;
-    Ok(StatusCode::NO_CONTENT)
+    remove_key(&state, tenant_id(&id)?, &key_id).await
+}
+
+/// `POST /v1/keys`: a tenant admin's own key management (the same keys as the operator's).
+pub(super) async fn create_own_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: JsonBody<KeyIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth.tenant_admin_with_key()?;
+    new_key(&state, tenant, body).await
+}
+
+/// `GET /v1/keys`.
+pub(super) async fn list_own_keys(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth.tenant_admin_with_key()?;
+    keys_page(&state, tenant, &query).await
+}
+
+/// `DELETE /v1/keys/{id}`.
+pub(super) async fn delete_own_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = auth.tenant_admin_with_key()?;
+    remove_key(&state, tenant, &key_id).await
 }

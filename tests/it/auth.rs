@@ -3,7 +3,7 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{Api, Server};
 
 #[tokio::test]
 async fn missing_or_bad_tokens_get_401() {
@@ -220,4 +220,71 @@ async fn a_deleted_tenants_secrets_are_not_left_in_the_file() {
         !found,
         "the deleted endpoint's secret is still in the database file"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_admin_manages_its_own_keys_which_are_the_operators_too() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let (status, created) = t
+        .admin
+        .post("/v1/keys", json!({"name": "ci", "role": "publisher"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().expect("key shown once").to_owned();
+    let publisher = Api::new(&server.base, &key);
+    let (status, _) = publisher
+        .post("/v1/events", json!({"type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the new key publishes");
+    // A publisher key, or a portal link, hands out no keys.
+    let (status, _) = publisher
+        .post("/v1/keys", json!({"name": "x", "role": "admin"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, link) = t
+        .admin
+        .post("/v1/portal-links", json!({"role": "admin"}))
+        .await;
+    let portal = Api::new(&server.base, link["token"].as_str().expect("token"));
+    let (status, _) = portal
+        .post("/v1/keys", json!({"name": "x", "role": "admin"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Listed without secrets, here and on the operator's route.
+    let (_, own) = t.admin.get("/v1/keys").await;
+    assert_eq!(own["totalElements"], 2, "{own}");
+    assert!(
+        own["content"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .all(|k| k.get("key").is_none())
+    );
+    let (_, operators) = server
+        .operator()
+        .get(&format!("/v1/tenants/{}/keys", t.id))
+        .await;
+    assert_eq!(operators["content"], own["content"]);
+    // Another tenant's admin cannot delete it; its own admin can, at once.
+    let id = created["id"].as_str().expect("id");
+    let other = server.tenant("other").await;
+    assert_eq!(
+        other.admin.delete(&format!("/v1/keys/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.admin.delete(&format!("/v1/keys/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = publisher
+        .post("/v1/events", json!({"type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = t
+        .admin
+        .post("/v1/keys", json!({"name": "x", "role": "root"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    server.stop().await;
 }
