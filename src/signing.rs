@@ -1,10 +1,13 @@
-//! Webhook signatures: Standard Webhooks (`v1,` HMAC-SHA256 over `id.timestamp.body`) and
-//! GitHub style (`sha256=` hex HMAC-SHA256 over the body). The same code signs outgoing
-//! deliveries and verifies incoming calls.
+//! Webhook signatures: Standard Webhooks (`v1,` HMAC-SHA256 over `id.timestamp.body`), its
+//! asymmetric form (`v1a,` Ed25519 over the same), and GitHub style (`sha256=` hex HMAC-SHA256
+//! over the body). The same code signs outgoing deliveries and verifies incoming calls.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -15,12 +18,21 @@ type HmacSha256 = Hmac<Sha256>;
 /// The prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
+/// The prefix of an Ed25519 signing secret: base64 of the 32-byte seed.
+pub const ED25519_SECRET_PREFIX: &str = "whsk_";
+
+/// The prefix of an Ed25519 public key: base64 of its 32 bytes.
+pub const ED25519_PUBLIC_PREFIX: &str = "whpk_";
+
 /// Why a secret or a signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SigningError {
     /// A `standard` secret that is not `whsec_` + base64 of 24–64 bytes.
     #[error("secret must be 'whsec_' followed by the base64 of 24 to 64 bytes")]
     BadStandardSecret,
+    /// An `ed25519` secret that is not `whsk_` + base64 of a 32-byte seed.
+    #[error("secret must be 'whsk_' followed by the base64 of a 32-byte Ed25519 seed")]
+    BadEd25519Secret,
     /// A `github` secret that is not 8–256 printable characters.
     #[error("secret must be 8 to 256 printable characters")]
     BadGithubSecret,
@@ -41,11 +53,46 @@ pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", B64.encode(bytes))
 }
 
+/// A new secret for `scheme`: `whsk_` + a random 32-byte seed for `ed25519`, else as
+/// [`generate_secret`].
+pub fn generate_secret_for(scheme: SignatureScheme) -> String {
+    match scheme {
+        SignatureScheme::Ed25519 => {
+            let seed: [u8; 32] = rand::random();
+            format!("{ED25519_SECRET_PREFIX}{}", B64.encode(seed))
+        }
+        SignatureScheme::Standard | SignatureScheme::Github => generate_secret(),
+    }
+}
+
+/// The public key (`whpk_…`) of an `ed25519` secret, for receivers to verify with.
+pub fn public_key(secret: &str) -> Result<String, SigningError> {
+    let pair = ed25519_pair(secret)?;
+    Ok(format!(
+        "{ED25519_PUBLIC_PREFIX}{}",
+        B64.encode(pair.public_key().as_ref())
+    ))
+}
+
+fn ed25519_pair(secret: &str) -> Result<Ed25519KeyPair, SigningError> {
+    let seed = key_bytes(SignatureScheme::Ed25519, secret)?;
+    Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| SigningError::BadEd25519Secret)
+}
+
+/// One secret, ready to sign with.
+#[derive(Clone)]
+enum Key {
+    /// An HMAC key (`standard`, `github`).
+    Hmac(HmacSha256),
+    /// An Ed25519 key pair (`ed25519`).
+    Ed25519(Arc<Ed25519KeyPair>),
+}
+
 /// A key ready to sign with, derived once from an endpoint's secret.
 #[derive(Clone)]
 pub struct Signer {
     scheme: SignatureScheme,
-    keys: Vec<HmacSha256>,
+    keys: Vec<Key>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -61,12 +108,41 @@ impl Signer {
     pub fn new(scheme: SignatureScheme, secrets: &[&str]) -> Result<Self, SigningError> {
         let keys = secrets
             .iter()
-            .map(|s| {
-                let key = key_bytes(scheme, s)?;
-                HmacSha256::new_from_slice(&key).map_err(|_| SigningError::BadStandardSecret)
+            .map(|s| match scheme {
+                SignatureScheme::Ed25519 => Ok(Key::Ed25519(Arc::new(ed25519_pair(s)?))),
+                SignatureScheme::Standard | SignatureScheme::Github => {
+                    let key = key_bytes(scheme, s)?;
+                    HmacSha256::new_from_slice(&key)
+                        .map(Key::Hmac)
+                        .map_err(|_| SigningError::BadStandardSecret)
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { scheme, keys })
+    }
+
+    /// The signature prefix of this scheme.
+    fn prefix(&self) -> &'static str {
+        match self.scheme {
+            SignatureScheme::Standard => "v1,",
+            SignatureScheme::Ed25519 => "v1a,",
+            SignatureScheme::Github => "sha256=",
+        }
+    }
+
+    /// One key's signature of the message, without the prefix.
+    fn signature(&self, key: &Key, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        match (key, self.scheme) {
+            (Key::Hmac(key), SignatureScheme::Github) => {
+                let mut mac = key.clone();
+                mac.update(body);
+                hex::encode(mac.finalize().into_bytes())
+            }
+            (Key::Hmac(key), _) => B64.encode(standard_mac(key, msg_id, timestamp, body)),
+            (Key::Ed25519(pair), _) => {
+                B64.encode(pair.sign(&signed_content(msg_id, timestamp, body)).as_ref())
+            }
+        }
     }
 
     /// The signature header's value for this message.
@@ -76,18 +152,8 @@ impl Signer {
             if !out.is_empty() {
                 out.push(' ');
             }
-            match self.scheme {
-                SignatureScheme::Standard => {
-                    out.push_str("v1,");
-                    out.push_str(&B64.encode(standard_mac(key, msg_id, timestamp, body)));
-                }
-                SignatureScheme::Github => {
-                    let mut mac = key.clone();
-                    mac.update(body);
-                    out.push_str("sha256=");
-                    out.push_str(&hex::encode(mac.finalize().into_bytes()));
-                }
-            }
+            out.push_str(self.prefix());
+            out.push_str(&self.signature(key, msg_id, timestamp, body));
         }
         out
     }
@@ -103,32 +169,28 @@ impl Signer {
         now_s: i64,
         tolerance_s: i64,
     ) -> Result<(), SigningError> {
-        if self.scheme == SignatureScheme::Standard && (now_s - timestamp).abs() > tolerance_s {
+        if self.scheme != SignatureScheme::Github && (now_s - timestamp).abs() > tolerance_s {
             return Err(SigningError::Stale);
         }
-        let expected: Vec<String> = self
-            .keys
-            .iter()
-            .map(|key| match self.scheme {
-                SignatureScheme::Standard => B64.encode(standard_mac(key, msg_id, timestamp, body)),
-                SignatureScheme::Github => {
-                    let mut mac = key.clone();
-                    mac.update(body);
-                    hex::encode(mac.finalize().into_bytes())
-                }
-            })
-            .collect();
-        let prefix = match self.scheme {
-            SignatureScheme::Standard => "v1,",
-            SignatureScheme::Github => "sha256=",
-        };
+        let content = signed_content(msg_id, timestamp, body);
         let mut seen = false;
-        for given in header.split(' ').filter_map(|sig| sig.strip_prefix(prefix)) {
+        for given in header
+            .split(' ')
+            .filter_map(|sig| sig.strip_prefix(self.prefix()))
+        {
             seen = true;
-            if expected
-                .iter()
-                .any(|e| bool::from(e.as_bytes().ct_eq(given.as_bytes())))
-            {
+            let matches = self.keys.iter().any(|key| match key {
+                Key::Ed25519(pair) => B64.decode(given).is_ok_and(|sig| {
+                    UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref())
+                        .verify(&content, &sig)
+                        .is_ok()
+                }),
+                Key::Hmac(_) => {
+                    let expected = self.signature(key, msg_id, timestamp, body);
+                    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+                }
+            });
+            if matches {
                 return Ok(());
             }
         }
@@ -138,6 +200,13 @@ impl Signer {
             SigningError::Missing
         })
     }
+}
+
+/// What Standard Webhooks signs: `{id}.{timestamp}.{body}`.
+fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{msg_id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    content
 }
 
 fn standard_mac(key: &HmacSha256, msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
@@ -168,6 +237,17 @@ fn key_bytes(scheme: SignatureScheme, secret: &str) -> Result<Vec<u8>, SigningEr
                 Ok(key)
             } else {
                 Err(SigningError::BadStandardSecret)
+            }
+        }
+        SignatureScheme::Ed25519 => {
+            let seed = secret
+                .strip_prefix(ED25519_SECRET_PREFIX)
+                .and_then(|b64| B64.decode(b64).ok())
+                .ok_or(SigningError::BadEd25519Secret)?;
+            if seed.len() == 32 {
+                Ok(seed)
+            } else {
+                Err(SigningError::BadEd25519Secret)
             }
         }
         SignatureScheme::Github => {
@@ -252,5 +332,50 @@ mod tests {
         assert!(check_secret(SignatureScheme::Standard, "nope").is_err());
         assert!(check_secret(SignatureScheme::Github, "short").is_err());
         assert!(check_secret(SignatureScheme::Github, "long enough secret").is_ok());
+    }
+
+    #[test]
+    fn ed25519_signs_v1a_with_each_secret_and_verifies_against_its_public_key() {
+        let secret = generate_secret_for(SignatureScheme::Ed25519);
+        assert!(secret.starts_with(ED25519_SECRET_PREFIX));
+        assert_eq!(check_secret(SignatureScheme::Ed25519, &secret), Ok(()));
+        let other = generate_secret_for(SignatureScheme::Ed25519);
+        let signer = Signer::new(SignatureScheme::Ed25519, &[&secret, &other]).unwrap();
+        let header = signer.sign(MSG_ID, TS, b"{}");
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.starts_with("v1a,")));
+        let only_other = Signer::new(SignatureScheme::Ed25519, &[&other]).unwrap();
+        assert_eq!(
+            only_other.verify(MSG_ID, TS, b"{}", &header, TS, 300),
+            Ok(())
+        );
+        assert_eq!(
+            only_other.verify(MSG_ID, TS, b"{ }", &header, TS, 300),
+            Err(SigningError::Mismatch)
+        );
+        assert_eq!(
+            only_other.verify(MSG_ID, TS, b"{}", &header, TS + 301, 300),
+            Err(SigningError::Stale)
+        );
+        let public = public_key(&secret).unwrap();
+        assert!(public.starts_with(ED25519_PUBLIC_PREFIX));
+        assert_eq!(
+            B64.decode(&public[ED25519_PUBLIC_PREFIX.len()..])
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn an_ed25519_secret_is_whsk_and_a_32_byte_seed() {
+        let short = format!("{ED25519_SECRET_PREFIX}{}", B64.encode([1u8; 31]));
+        assert_eq!(
+            check_secret(SignatureScheme::Ed25519, &short),
+            Err(SigningError::BadEd25519Secret)
+        );
+        assert!(check_secret(SignatureScheme::Ed25519, SECRET).is_err());
+        assert!(check_secret(SignatureScheme::Ed25519, "whsk_not base64").is_err());
     }
 }

@@ -6,6 +6,7 @@ const TOKEN = "hookd.token";
 const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
 let me = null; // {tenantId, role, via}
+let renders = 0; // the latest render; an older one that finishes later changes nothing
 
 // ---- the API -------------------------------------------------------------------------------
 
@@ -347,6 +348,7 @@ function integrationActions(kind, i) {
 // ---- the router ----------------------------------------------------------------------------
 
 async function render() {
+  const mine = ++renders;
   const hash = location.hash;
   if (hash.startsWith("#token=")) {
     // A portal link: sign in with its token, and keep it out of the address bar and history.
@@ -376,9 +378,11 @@ async function render() {
     else if (page === "integrations") content = await integrationsPage();
     else if (page === "endpoints" && id) content = await endpointPage(id, params);
     else content = await endpointsPage();
+    if (mine !== renders) return;
     main.replaceChildren(...[content].flat(Infinity).filter(Boolean));
     document.body.dataset.page = page || "endpoints";
   } catch (e) {
+    if (mine !== renders) return;
     if (!sessionStorage.getItem(TOKEN)) {
       document.getElementById("signout").hidden = true;
       document.getElementById("who").textContent = "";

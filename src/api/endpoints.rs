@@ -110,6 +110,25 @@ impl EndpointIn {
     }
 }
 
+/// An endpoint as the API shows it: with `publicKey` for an `ed25519` endpoint, derived from
+/// its signing secret (read for it alone).
+async fn endpoint_out(state: &AppState, e: &Endpoint) -> Result<Value, ApiError> {
+    let mut out = endpoint_json(e);
+    if e.settings.signature_scheme == SignatureScheme::Ed25519 {
+        let secret = state
+            .store
+            .endpoint_secret(e.id)
+            .await
+            .map_err(not_found("endpoint"))?;
+        let key = signing::public_key(&secret).map_err(|e| {
+            tracing::error!(error = %e, "a stored ed25519 secret is unreadable");
+            ApiError::internal()
+        })?;
+        out["publicKey"] = Value::String(key);
+    }
+    Ok(out)
+}
+
 fn endpoint_json(e: &Endpoint) -> Value {
     let s = &e.settings;
     json!({
@@ -192,7 +211,7 @@ pub(super) async fn create(
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
             s
         }
-        None => signing::generate_secret(),
+        None => signing::generate_secret_for(settings.signature_scheme),
     };
     let endpoint = state
         .store
@@ -204,7 +223,7 @@ pub(super) async fn create(
             },
         )
         .await?;
-    let mut out = endpoint_json(&endpoint);
+    let mut out = endpoint_out(&state, &endpoint).await?;
     out["secret"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -216,7 +235,16 @@ pub(super) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Viewer)?;
     let page = state.store.list_endpoints(tenant, query.page()?).await?;
-    Ok(Json(page_json(page, endpoint_json)))
+    let mut out = page_json(page.clone(), endpoint_json);
+    for (shown, e) in out["content"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .zip(&page.content)
+    {
+        *shown = endpoint_out(&state, e).await?;
+    }
+    Ok(Json(out))
 }
 
 pub(super) async fn get(
@@ -226,7 +254,7 @@ pub(super) async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Viewer)?;
     let endpoint = owned_endpoint(&state, tenant, endpoint_id(&id)?).await?;
-    Ok(Json(endpoint_json(&endpoint)))
+    Ok(Json(endpoint_out(&state, &endpoint).await?))
 }
 
 pub(super) async fn patch(
@@ -251,16 +279,26 @@ pub(super) async fn patch(
             .await
             .map_err(|e| ApiError::invalid(e.to_string()))?;
     }
-    if body.signature_scheme.as_deref() == Some("standard") {
+    if let Some(scheme) = body
+        .signature_scheme
+        .as_deref()
+        .and_then(SignatureScheme::parse)
+    {
         let secret = state
             .store
             .endpoint_secret(id)
             .await
             .map_err(not_found("endpoint"))?;
-        if signing::check_secret(SignatureScheme::Standard, &secret).is_err() {
-            return Err(ApiError::invalid(
-                "signatureScheme cannot become 'standard': the endpoint's secret is not a whsec_ secret; rotate it first",
-            ));
+        if signing::check_secret(scheme, &secret).is_err() {
+            return Err(ApiError::invalid(format!(
+                "signatureScheme cannot become '{}': the endpoint's secret is not one for it (a {} secret); create a new endpoint with that scheme",
+                scheme.as_str(),
+                match scheme {
+                    SignatureScheme::Standard => "whsec_",
+                    SignatureScheme::Ed25519 => "whsk_",
+                    SignatureScheme::Github => "printable",
+                }
+            )));
         }
     }
     let endpoint = state
@@ -268,7 +306,7 @@ pub(super) async fn patch(
         .update_endpoint(tenant, id, Box::new(move |s| body.apply(s)))
         .await
         .map_err(not_found("endpoint"))?;
-    Ok(Json(endpoint_json(&endpoint)))
+    Ok(Json(endpoint_out(&state, &endpoint).await?))
 }
 
 pub(super) async fn delete(
@@ -326,7 +364,7 @@ pub(super) async fn enable(
         .enable_endpoint(tenant, endpoint_id(&id)?)
         .await
         .map_err(not_found("endpoint"))?;
-    Ok(Json(endpoint_json(&endpoint)))
+    Ok(Json(endpoint_out(&state, &endpoint).await?))
 }
 
 pub(super) async fn test_send(
@@ -387,7 +425,7 @@ pub(super) async fn rotate_secret(
                 .map_err(|e| ApiError::invalid(format!("secret: {e}")))?;
             s
         }
-        None => signing::generate_secret(),
+        None => signing::generate_secret_for(endpoint.settings.signature_scheme),
     };
     let grace_ms = grace.as_millis() as i64;
     state

@@ -110,7 +110,10 @@ pub(super) async fn create(
     };
     let verify = match body.verify {
         Some(v) => {
+            // A sender signs with Ed25519 using its own private key: hookd would need only the
+            // public key, which this verify setting does not take.
             let scheme = SignatureScheme::parse(&v.scheme)
+                .filter(|s| *s != SignatureScheme::Ed25519)
                 .ok_or_else(|| ApiError::invalid("verify.scheme must be 'standard' or 'github'"))?;
             signing::check_secret(scheme, &v.secret)
                 .map_err(|e| ApiError::invalid(format!("verify.secret: {e}")))?;

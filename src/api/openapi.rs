@@ -140,7 +140,10 @@ fn endpoint_in(create: bool) -> Value {
             json!({"type": "array", "items": string(), "minItems": 1}),
         ),
         ("isActive", json!({"type": "boolean"})),
-        ("signatureScheme", one_of(&["standard", "github"])),
+        (
+            "signatureScheme",
+            one_of(&["standard", "github", "ed25519"]),
+        ),
         ("signatureHeaderName", nullable(string())),
         ("format", one_of(&["json", "slack", "discord"])),
         (
@@ -209,7 +212,10 @@ fn schemas() -> Value {
             ("url", string()),
             ("events", strings()),
             ("isActive", json!({"type": "boolean"})),
-            ("signatureScheme", one_of(&["standard", "github"])),
+            (
+                "signatureScheme",
+                one_of(&["standard", "github", "ed25519"]),
+            ),
             ("signatureHeaderName", string()),
             ("format", one_of(&["json", "slack", "discord"])),
             (
@@ -226,6 +232,10 @@ fn schemas() -> Value {
             ("disabledAt", nullable(time())),
             ("disabledReason", nullable(string())),
             ("secret", string()),
+            (
+                "publicKey",
+                json!({"type": "string", "pattern": "^whpk_[A-Za-z0-9+/=]+$"}),
+            ),
         ],
         &[
             "id",

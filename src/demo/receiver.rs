@@ -48,7 +48,9 @@ pub async fn serve(
                     let id = header("webhook-id");
                     let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or(0);
                     let signature = match scheme {
-                        SignatureScheme::Standard => header("webhook-signature"),
+                        SignatureScheme::Standard | SignatureScheme::Ed25519 => {
+                            header("webhook-signature")
+                        }
                         SignatureScheme::Github => header("x-hub-signature-256"),
                     };
                     let body = req.into_body().collect().await?.to_bytes();

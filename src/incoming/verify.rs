@@ -21,7 +21,7 @@ pub fn verify(
 ) -> Result<(), String> {
     let signer = Signer::new(scheme, &[secret]).map_err(|e| e.to_string())?;
     let result = match scheme {
-        SignatureScheme::Standard => {
+        SignatureScheme::Standard | SignatureScheme::Ed25519 => {
             let id = header(headers, "webhook-id").ok_or("missing webhook-id header")?;
             let ts = header(headers, "webhook-timestamp")
                 .and_then(|t| t.parse::<i64>().ok())

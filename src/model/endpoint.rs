@@ -12,6 +12,8 @@ pub enum SignatureScheme {
     Standard,
     /// GitHub style: `X-Hub-Signature-256: sha256=<hex HMAC of the body>`.
     Github,
+    /// Standard Webhooks, asymmetric: `webhook-signature: v1a,<base64 Ed25519 signature>`.
+    Ed25519,
 }
 
 /// The body shape sent to the endpoint.
@@ -34,7 +36,7 @@ pub enum Ordering {
     Fifo,
 }
 
-text_enum!(SignatureScheme { Standard => "standard", Github => "github" });
+text_enum!(SignatureScheme { Standard => "standard", Github => "github", Ed25519 => "ed25519" });
 text_enum!(Format { Json => "json", Slack => "slack", Discord => "discord" });
 text_enum!(Ordering { None => "none", Fifo => "fifo" });
 text_enum!(DisableReason {
@@ -149,7 +151,7 @@ impl EndpointSettings {
     pub fn signature_header(&self) -> &str {
         match (&self.signature_header_name, self.signature_scheme) {
             (Some(name), _) => name,
-            (None, SignatureScheme::Standard) => "webhook-signature",
+            (None, SignatureScheme::Standard | SignatureScheme::Ed25519) => "webhook-signature",
             (None, SignatureScheme::Github) => "x-hub-signature-256",
         }
     }

@@ -101,14 +101,20 @@ impl Browser {
         }
     }
 
+    /// Clicks the element matching `css`, finding it again if the page re-rendered under it.
     async fn click(&self, css: &str) {
-        self.client()
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .expect("click");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let clicked = match self.client().find(Locator::Css(css)).await {
+                Ok(element) => element.click().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) if tokio::time::Instant::now() > deadline => panic!("{css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     async fn exists(&self, css: &str) -> bool {
@@ -209,6 +215,7 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     );
     browser.screenshot("endpoints").await;
     browser.click(&format!("tr[data-id='{endpoint}']")).await;
+    browser.wait_text("main h2", "Deliveries").await;
     browser.wait_text("main table", "failed").await;
     browser.screenshot("endpoint").await;
     browser.click("main table tbody tr").await;
@@ -312,6 +319,7 @@ async fn a_viewer_finds_no_write_buttons_and_the_api_refuses_its_writes() {
     browser
         .goto(&format!("{}/ui/#/endpoints/{endpoint}", server.base))
         .await;
+    browser.wait_text("main h2", "Deliveries").await;
     browser.wait_text("main table", "failed").await;
     browser.click("main table tbody tr").await;
     browser.wait_text("#delivery", "database is down").await;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::json;
 
-use crate::support::{Receiver, Server, verify_github, verify_standard, wait_until};
+use crate::support::{
+    Receiver, Server, verify_ed25519, verify_github, verify_standard, wait_until,
+};
 
 #[tokio::test]
 async fn a_delivery_carries_the_event_and_a_standard_signature_that_verifies() {
@@ -643,4 +645,79 @@ async fn wait_for_attempt(t: &crate::support::Tenant, event_id: &str) -> serde_j
     })
     .await;
     found.lock().expect("lock").clone()
+}
+
+#[tokio::test]
+async fn ed25519_endpoints_sign_with_a_key_receivers_verify_by_its_public_half() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(json!({"url": receiver.url, "events": ["*"], "signatureScheme": "ed25519"}))
+        .await;
+    assert!(
+        ep["secret"].as_str().expect("secret").starts_with("whsk_"),
+        "{ep}"
+    );
+    let first_key = ep["publicKey"].as_str().expect("publicKey").to_owned();
+    assert!(first_key.starts_with("whpk_"));
+    let id = ep["id"].as_str().expect("id");
+    let (_, read) = t.admin.get(&format!("/v1/endpoints/{id}")).await;
+    assert_eq!(
+        read["publicKey"],
+        first_key.as_str(),
+        "readable at any time"
+    );
+    assert!(read.get("secret").is_none());
+    t.publish("a.b", json!({"n": 1})).await;
+    let got = receiver.wait_for(1).await;
+    assert!(got[0].header("webhook-signature").starts_with("v1a,"));
+    assert!(verify_ed25519(&first_key, &got[0]));
+    // Rotation: during the grace period a delivery carries both keys' signatures.
+    let (status, rotated) = t
+        .admin
+        .post(&format!("/v1/endpoints/{id}/secret/rotate"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        rotated["secret"]
+            .as_str()
+            .expect("secret")
+            .starts_with("whsk_")
+    );
+    let (_, read) = t.admin.get(&format!("/v1/endpoints/{id}")).await;
+    let second_key = read["publicKey"].as_str().expect("publicKey").to_owned();
+    assert_ne!(second_key, first_key);
+    t.publish("a.b", json!({"n": 2})).await;
+    let got = receiver.wait_for(2).await;
+    assert!(
+        verify_ed25519(&second_key, &got[1]),
+        "signed with the new key"
+    );
+    assert!(
+        verify_ed25519(&first_key, &got[1]),
+        "and the old one during grace"
+    );
+    assert!(
+        !verify_ed25519(&second_key, &got[0]),
+        "the first delivery knew only the old key"
+    );
+    // A given secret must be a whsk_ seed; a scheme switch that the secret does not fit is refused.
+    let (status, body) = t
+        .admin
+        .post(
+            "/v1/endpoints",
+            json!({"name": "x", "url": receiver.url, "events": ["*"], "signatureScheme": "ed25519", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = t
+        .admin
+        .patch(
+            &format!("/v1/endpoints/{id}"),
+            json!({"signatureScheme": "standard"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    server.stop().await;
 }

@@ -619,6 +619,33 @@ pub fn verify_standard(secret: &str, received: &Received) -> bool {
         .any(|sig| sig == expected)
 }
 
+/// Whether any `v1a,` signature in the delivery's `webhook-signature` verifies with the
+/// Ed25519 public key `whpk_…`, checked with `ed25519-dalek` (not hookd's signer, `ring`).
+pub fn verify_ed25519(public_key: &str, received: &Received) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key: [u8; 32] = b64
+        .decode(public_key.strip_prefix("whpk_").expect("whpk_ key"))
+        .expect("base64 key")
+        .try_into()
+        .expect("32 bytes");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).expect("a public key");
+    let mut content = format!(
+        "{}.{}.",
+        received.header("webhook-id"),
+        received.header("webhook-timestamp")
+    )
+    .into_bytes();
+    content.extend_from_slice(&received.body);
+    received
+        .header("webhook-signature")
+        .split(' ')
+        .filter_map(|sig| sig.strip_prefix("v1a,"))
+        .filter_map(|sig| b64.decode(sig).ok())
+        .filter_map(|sig| ed25519_dalek::Signature::from_slice(&sig).ok())
+        .any(|sig| key.verify_strict(&content, &sig).is_ok())
+}
+
 /// Verifies a GitHub-style `sha256=` signature, independently of hookd's code.
 pub fn verify_github(secret: &str, header: &str, body: &[u8]) -> bool {
     use hmac::{Hmac, KeyInit, Mac};
