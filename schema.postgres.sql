@@ -286,3 +286,7 @@ CREATE TABLE portal_links (
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id, id);
+
+-- migration: 5
+-- An endpoint's payload filter, as in schema.sql (migration 8).
+ALTER TABLE endpoints ADD COLUMN filter TEXT;

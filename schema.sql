@@ -314,3 +314,8 @@ CREATE TABLE portal_links (
     expires_at  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id, id);
+
+-- migration: 8
+
+-- An endpoint's payload filter: conditions (JSON) an event must meet to be delivered to it.
+ALTER TABLE endpoints ADD COLUMN filter TEXT;

@@ -366,11 +366,24 @@ async fn processes(o: &Options) {
 }
 
 async fn fanout_100(o: &Options) {
+    fanout(o, "fanout-100", json!({})).await;
+}
+
+/// `fanout-100` with a payload filter on every endpoint (one that every event passes, so the
+/// same deliveries are made): what evaluating filters at fan-out costs.
+async fn fanout_filtered(o: &Options) {
+    let filter = json!({"filter": [{"path": "data.client", "op": "gte", "value": 0},
+                                   {"path": "data.title", "op": "prefix", "value": "bench"}]});
+    fanout(o, "fanout-filtered", filter).await;
+}
+
+/// 100 endpoints created with `settings`, every event delivered to each.
+async fn fanout(o: &Options, name: &str, settings: Value) {
     let events = scaled(20_000, o);
     let hookd = Arc::new(Hookd::start().await);
     let receiver = Receiver::start(false, false).await;
     for _ in 0..100 {
-        hookd.endpoint(&receiver.url, json!({})).await;
+        hookd.endpoint(&receiver.url, settings.clone()).await;
     }
     let started = Instant::now();
     let accepted = hookd.publish(events, 100, 4).await;
@@ -378,13 +391,13 @@ async fn fanout_100(o: &Options) {
     let done = receiver.wait_for(total, Duration::from_secs(1800)).await;
     let delivered = total as f64 / done.duration_since(started).as_secs_f64();
     report(
-        "fanout-100",
+        name,
         &[
             ("events", events.to_string()),
             ("accepted/s", format!("{accepted:.0}")),
             ("deliveries/s", format!("{delivered:.0}")),
         ],
-        json!({"scenario": "fanout-100", "events": events, "deliveries": total, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+        json!({"scenario": name, "events": events, "deliveries": total, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
     );
     Arc::try_unwrap(hookd)
         .ok()
@@ -703,6 +716,7 @@ async fn big_log(o: &Options) {
         rate_limit: None,
         ordering: hookd::model::Ordering::None,
         is_active: true,
+        filter: None,
     };
     let new = hookd::store::NewEndpoint {
         settings,
@@ -1140,6 +1154,7 @@ async fn main() {
         match name.as_str() {
             "throughput-1" => throughput_1(&options).await,
             "fanout-100" => fanout_100(&options).await,
+            "fanout-filtered" => fanout_filtered(&options).await,
             "ingest-single" => ingest_single(&options).await,
             "latency" => latency(&options).await,
             "one-dead-among-ten" => one_dead_among_ten(&options).await,

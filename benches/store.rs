@@ -26,6 +26,7 @@ fn settings() -> EndpointSettings {
         rate_limit: None,
         ordering: Ordering::None,
         is_active: true,
+        filter: None,
     }
 }
 

@@ -1,7 +1,14 @@
 //! Fan-out: which of a tenant's endpoints get a delivery of an event. A tenant's active
-//! endpoints and their patterns are compiled once into [`Subscribers`] (the store caches them
-//! per tenant and forgets them when an endpoint changes), so a publish parses nothing.
+//! endpoints, their patterns and payload filters are compiled once into [`Subscribers`] (the
+//! store caches them per tenant and forgets them when an endpoint changes), so a publish
+//! parses no subscription; an event's data is parsed once, and only when a subscribed
+//! endpoint has a filter.
 
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use crate::model::filter::Filter;
 use crate::model::{EndpointId, EventPattern};
 
 /// Which endpoints a publish delivers to.
@@ -15,29 +22,51 @@ pub enum Fanout {
     Only(EndpointId),
 }
 
+/// One active endpoint's subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The event names and patterns it subscribes to.
+    pub patterns: Vec<EventPattern>,
+    /// The conditions an event's payload must meet, if any.
+    pub filter: Option<Arc<Filter>>,
+}
+
 /// A tenant's active endpoints with their compiled subscriptions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subscribers {
-    endpoints: Vec<(EndpointId, Vec<EventPattern>)>,
+    endpoints: Vec<Subscription>,
 }
 
 impl Subscribers {
     /// Compiles the subscriptions of a tenant's active endpoints.
-    pub fn new(active: Vec<(EndpointId, Vec<EventPattern>)>) -> Self {
+    pub fn new(active: Vec<Subscription>) -> Self {
         Self { endpoints: active }
     }
 
-    /// The endpoints an event of type `name` goes to, in endpoint order.
-    pub fn targets(&self, name: &str, fanout: Fanout) -> Vec<EndpointId> {
-        let subscribed = |patterns: &[EventPattern]| patterns.iter().any(|p| p.matches(name));
+    /// The endpoints an event of type `name` with `data` (JSON text) goes to, in endpoint
+    /// order. `data` is parsed at most once, for the first subscribed endpoint with a filter;
+    /// data that does not parse passes no filter.
+    pub fn targets(&self, name: &str, data: &str, fanout: Fanout) -> Vec<EndpointId> {
+        let parsed: OnceLock<Option<Value>> = OnceLock::new();
+        let passes = |filter: &Option<Arc<Filter>>| match filter {
+            None => true,
+            Some(filter) => parsed
+                .get_or_init(|| serde_json::from_str(data).ok())
+                .as_ref()
+                .is_some_and(|data| filter.passes(name, data)),
+        };
+        let subscribed =
+            |s: &Subscription| s.patterns.iter().any(|p| p.matches(name)) && passes(&s.filter);
         self.endpoints
             .iter()
-            .filter(|(id, patterns)| match fanout {
-                Fanout::Subscribers => subscribed(patterns),
-                Fanout::SubscribersExcept(e) => *id != e && subscribed(patterns),
-                Fanout::Only(e) => *id == e,
+            .filter(|s| match fanout {
+                Fanout::Subscribers => subscribed(s),
+                Fanout::SubscribersExcept(e) => s.endpoint != e && subscribed(s),
+                Fanout::Only(e) => s.endpoint == e,
             })
-            .map(|(id, _)| *id)
+            .map(|s| s.endpoint)
             .collect()
     }
 }
@@ -50,15 +79,20 @@ mod tests {
         EventPattern::parse(p).expect("pattern")
     }
 
+    fn sub(id: i64, patterns: &[&str], filter: Option<Value>) -> Subscription {
+        Subscription {
+            endpoint: EndpointId(id),
+            patterns: patterns.iter().map(|p| pattern(p)).collect(),
+            filter: filter.map(|f| Arc::new(Filter::parse(&f).expect("filter"))),
+        }
+    }
+
     fn tenant() -> Subscribers {
         Subscribers::new(vec![
-            (EndpointId(1), vec![pattern("*")]),
-            (EndpointId(2), vec![pattern("project.*")]),
-            (
-                EndpointId(3),
-                vec![pattern("project.created"), pattern("hookd.*")],
-            ),
-            (EndpointId(4), vec![pattern("vote.cast")]),
+            sub(1, &["*"], None),
+            sub(2, &["project.*"], None),
+            sub(3, &["project.created", "hookd.*"], None),
+            sub(4, &["vote.cast"], None),
         ])
     }
 
@@ -87,7 +121,11 @@ mod tests {
             ("schedule.digest", Fanout::Only(EndpointId(4)), vec![4]),
         ];
         for (name, fanout, want) in cases {
-            assert_eq!(ids(t.targets(name, fanout)), want, "{name} {fanout:?}");
+            assert_eq!(
+                ids(t.targets(name, "{}", fanout)),
+                want,
+                "{name} {fanout:?}"
+            );
         }
     }
 
@@ -95,13 +133,31 @@ mod tests {
     fn only_reaches_nothing_when_the_endpoint_is_not_active() {
         assert!(
             tenant()
-                .targets("a.b", Fanout::Only(EndpointId(9)))
+                .targets("a.b", "{}", Fanout::Only(EndpointId(9)))
                 .is_empty()
         );
         assert!(
             Subscribers::default()
-                .targets("a.b", Fanout::Subscribers)
+                .targets("a.b", "{}", Fanout::Subscribers)
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_filtered_endpoint_gets_only_the_events_its_conditions_accept() {
+        let done = serde_json::json!([{"path": "data.status", "op": "eq", "value": "done"}]);
+        let t = Subscribers::new(vec![
+            sub(1, &["post.*"], None),
+            sub(2, &["post.*"], Some(done)),
+        ]);
+        let ids = |v: Vec<EndpointId>| v.into_iter().map(|e| e.0).collect::<Vec<_>>();
+        let to = |data: &str| ids(t.targets("post.updated", data, Fanout::Subscribers));
+        assert_eq!(to(r#"{"status": "done"}"#), [1, 2]);
+        assert_eq!(to(r#"{"status": "open"}"#), [1]);
+        assert_eq!(
+            to("not json"),
+            [1],
+            "data that does not parse passes no filter"
         );
     }
 }

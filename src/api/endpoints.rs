@@ -15,6 +15,7 @@ use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
 use crate::model::endpoint::parse_url;
+use crate::model::filter::Filter;
 use crate::model::{
     Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Role, SignatureScheme,
     duration, now_ms, parse_rfc3339, rfc3339,
@@ -49,6 +50,8 @@ pub(super) struct EndpointIn {
     #[serde(default, deserialize_with = "nullable")]
     rate_limit: Option<Option<u32>>,
     ordering: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    filter: Option<Option<Value>>,
 }
 
 impl EndpointIn {
@@ -72,7 +75,7 @@ impl EndpointIn {
         }
         if let Some(scheme) = self.signature_scheme {
             s.signature_scheme = SignatureScheme::parse(&scheme)
-                .ok_or("signatureScheme must be 'standard' or 'github'")?;
+                .ok_or("signatureScheme must be 'standard', 'github' or 'ed25519'")?;
         }
         if let Some(name) = self.signature_header_name {
             s.signature_header_name = name.map(|n| n.to_ascii_lowercase());
@@ -105,6 +108,12 @@ impl EndpointIn {
         }
         if let Some(ordering) = self.ordering {
             s.ordering = Ordering::parse(&ordering).ok_or("ordering must be 'none' or 'fifo'")?;
+        }
+        if let Some(filter) = self.filter {
+            s.filter = match filter {
+                Some(source) => Some(std::sync::Arc::new(Filter::parse(&source)?)),
+                None => None,
+            };
         }
         Ok(())
     }
@@ -146,6 +155,7 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "timeoutMs": s.timeout_ms,
         "rateLimit": s.rate_limit,
         "ordering": s.ordering.as_str(),
+        "filter": s.filter.as_ref().map(|f| f.source()),
         "createdAt": rfc3339(e.created_at),
         "updatedAt": rfc3339(e.updated_at),
         "disabledAt": e.disabled_at.map(rfc3339),

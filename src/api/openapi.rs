@@ -130,6 +130,21 @@ fn incoming_action(closed: bool) -> Value {
     )
 }
 
+/// A payload filter: conditions that must all hold (`path` is `type` or a dot path under
+/// `data`).
+fn filter_schema() -> Value {
+    json!({"type": "array", "maxItems": 32, "items": {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string"},
+            "op": {"type": "string", "enum": ["eq", "ne", "in", "nin", "exists", "prefix", "gt", "gte", "lt", "lte"]},
+            "value": {},
+        },
+        "required": ["path", "op"],
+        "additionalProperties": false,
+    }})
+}
+
 /// The endpoint settings a request may set (`create`: `name`, `url`, `events` required).
 fn endpoint_in(create: bool) -> Value {
     let mut fields = vec![
@@ -155,6 +170,7 @@ fn endpoint_in(create: bool) -> Value {
         ("timeoutMs", integer(1)),
         ("rateLimit", nullable(integer(1))),
         ("ordering", one_of(&["none", "fifo"])),
+        ("filter", nullable(filter_schema())),
     ];
     if create {
         fields.push(("secret", string()));
@@ -227,6 +243,7 @@ fn schemas() -> Value {
             ("timeoutMs", integer(1)),
             ("rateLimit", nullable(integer(1))),
             ("ordering", one_of(&["none", "fifo"])),
+            ("filter", nullable(filter_schema())),
             ("createdAt", time()),
             ("updatedAt", time()),
             ("disabledAt", nullable(time())),

@@ -136,6 +136,7 @@ mod tests {
                 rate_limit: None,
                 ordering,
                 is_active: true,
+                filter: None,
             },
             created_at: 0,
             updated_at: 0,

@@ -125,6 +125,9 @@ pub struct EndpointSettings {
     pub ordering: Ordering,
     /// Whether it receives deliveries.
     pub is_active: bool,
+    /// Conditions on the event that must all hold for it to be delivered here (none: every
+    /// subscribed event), compiled once.
+    pub filter: Option<std::sync::Arc<super::filter::Filter>>,
 }
 
 impl EndpointSettings {
@@ -144,6 +147,7 @@ impl EndpointSettings {
             rate_limit: None,
             ordering: Ordering::None,
             is_active: true,
+            filter: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod duration;
 pub mod endpoint;
 pub mod event;
+pub mod filter;
 pub mod ids;
 pub mod incoming;
 pub mod operational;

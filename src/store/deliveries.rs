@@ -809,6 +809,7 @@ mod tests {
             rate_limit: None,
             ordering: Ordering::None,
             is_active: true,
+            filter: None,
         }
     }
 

@@ -47,9 +47,9 @@ pub(super) fn insert(
         "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
                 signature_header, format, headers, retry_schedule, disable_after,
                 timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
-                created_at, updated_at)
+                created_at, updated_at, filter)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                ?16, ?17, ?18, ?18)",
+                ?16, ?17, ?18, ?18, ?19)",
         &vals![
             tenant_id.0,
             s.name,
@@ -69,6 +69,7 @@ pub(super) fn insert(
             (!s.is_active).then_some(now),
             (!s.is_active).then_some(DisableReason::Manual.as_str()),
             now,
+            cols.filter,
         ],
     )?;
     Ok(EndpointId(id))
@@ -192,7 +193,7 @@ impl Store {
                     "UPDATE endpoints SET name = ?2, url = ?3, events = ?4, signature_scheme = ?5,
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
                         disable_after = ?10, timeout_ms = ?11, rate_limit = ?12, ordering = ?13,
-                        updated_at = ?14
+                        updated_at = ?14, filter = ?15
                      WHERE id = ?1",
                     &vals![
                         id.0,
@@ -209,6 +210,7 @@ impl Store {
                         s.rate_limit,
                         s.ordering.as_str(),
                         now,
+                        cols.filter,
                     ],
                 )?;
                 batch.subscribers.forget(tenant_id);

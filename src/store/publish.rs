@@ -85,7 +85,7 @@ pub(super) fn publish_in(
             }
         }
         let name = event.name.as_str();
-        let targets = subscribers.targets(name, fanout);
+        let targets = subscribers.targets(name, &event.data, fanout);
         let event_id = c.insert(
             "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

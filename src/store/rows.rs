@@ -7,6 +7,7 @@ use super::sql::Row;
 use super::{StoreError, count};
 use crate::model::delivery::Replay;
 use crate::model::endpoint::EndpointCounters;
+use crate::model::filter::Filter;
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, DisableReason, Endpoint, EndpointId,
     EndpointSettings, EventId, EventPattern, Format, Ordering, SignatureScheme, TenantId, UnixMs,
@@ -52,7 +53,8 @@ pub(super) fn replay_of(
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, signature_scheme, signature_header, \
      format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
      is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
-     pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code";
+     pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code, \
+     filter";
 
 /// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
 pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
@@ -78,6 +80,10 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
         rate_limit: r.get(12)?,
         ordering: Ordering::parse(&ordering).ok_or_else(|| corrupt("ordering"))?,
         is_active: r.get::<i64>(14)? != 0,
+        filter: match r.get::<Option<String>>(26)? {
+            Some(text) => Some(std::sync::Arc::new(filter(&text)?)),
+            None => None,
+        },
     };
     let last_at: Option<i64> = r.get(23)?;
     let counters = EndpointCounters {
@@ -107,11 +113,23 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
     })
 }
 
+/// Parses a stored payload filter.
+pub(super) fn filter(text: &str) -> Result<Filter, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: "endpoints.filter",
+        detail,
+    };
+    let source: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    Filter::parse(&source).map_err(corrupt)
+}
+
 /// An endpoint's settings as the JSON text columns store them.
 pub(super) struct Columns {
     pub(super) events: String,
     pub(super) headers: String,
     pub(super) retry: String,
+    pub(super) filter: Option<String>,
 }
 
 /// The JSON text columns of an endpoint's settings.
@@ -126,6 +144,7 @@ pub(super) fn columns(s: &EndpointSettings) -> Columns {
         events: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
         headers: serde_json::to_string(&s.headers).unwrap_or_else(|_| "{}".into()),
         retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
+        filter: s.filter.as_ref().map(|f| f.source().to_string()),
     }
 }
 

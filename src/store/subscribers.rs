@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::sql::{Conn, vals};
 
 use super::StoreError;
-use crate::fanout::Subscribers;
+use crate::fanout::{Subscribers, Subscription};
 use crate::model::{EndpointId, TenantId};
 
 /// Tenants' compiled subscriptions, as the writer's connection sees them. Any write that
@@ -26,12 +26,21 @@ impl SubscriberCache {
             return Ok(s.clone());
         }
         let active = c.query(
-            "SELECT id, events FROM endpoints WHERE tenant_id = ?1 AND is_active = 1 ORDER BY id",
+            "SELECT id, events, filter FROM endpoints WHERE tenant_id = ?1 AND is_active = 1
+             ORDER BY id",
             &vals![tenant_id.0],
             |row| {
                 let id = EndpointId(row.get(0)?);
                 let events: String = row.get(1)?;
-                Ok((id, super::rows::patterns(&events, "endpoints.events")?))
+                let filter = match row.get::<Option<String>>(2)? {
+                    Some(text) => Some(Arc::new(super::rows::filter(&text)?)),
+                    None => None,
+                };
+                Ok(Subscription {
+                    endpoint: id,
+                    patterns: super::rows::patterns(&events, "endpoints.events")?,
+                    filter,
+                })
             },
         )?;
         let compiled = Arc::new(Subscribers::new(active));

@@ -192,3 +192,74 @@ async fn test_send_delivers_a_signed_sample_synchronously() {
     server.assert_list_counts_exact();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_filtered_endpoint_receives_only_events_whose_payload_meets_its_conditions() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let filtered = Receiver::ok().await;
+    let all = Receiver::ok().await;
+    let ep = t
+        .endpoint(
+            json!({"url": filtered.url, "events": ["post.*"], "filter": [
+                {"path": "data.status", "op": "in", "value": ["done", "shipped"]},
+                {"path": "data.votes", "op": "gte", "value": 10},
+            ]}),
+        )
+        .await;
+    assert_eq!(ep["filter"][1]["op"], "gte", "{ep}");
+    t.endpoint(json!({"url": all.url, "events": ["post.*"]}))
+        .await;
+    // The publish answer counts only the endpoints whose filters matched.
+    let passing = t
+        .publish("post.updated", json!({"status": "done", "votes": 12}))
+        .await;
+    assert_eq!(passing["deliveries"], 2, "{passing}");
+    let failing = t
+        .publish("post.updated", json!({"status": "done", "votes": 3}))
+        .await;
+    assert_eq!(failing["deliveries"], 1, "{failing}");
+    let missing = t.publish("post.updated", json!({"votes": 30})).await;
+    assert_eq!(missing["deliveries"], 1, "{missing}");
+    all.wait_for(3).await;
+    let got = filtered.wait_for(1).await;
+    assert_eq!(got[0].json()["id"], passing["id"]);
+    // Clearing the filter delivers everything it subscribes to.
+    let id = ep["id"].as_str().expect("id");
+    let (status, cleared) = t
+        .admin
+        .patch(&format!("/v1/endpoints/{id}"), json!({"filter": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert!(cleared["filter"].is_null());
+    let later = t.publish("post.updated", json!({"status": "open"})).await;
+    assert_eq!(later["deliveries"], 2);
+    filtered.wait_for(2).await;
+    // A bad filter is refused naming its part, and changes nothing.
+    for (filter, named) in [
+        (
+            json!([{"path": "data.x", "op": "like", "value": 1}]),
+            "filter[0].op",
+        ),
+        (
+            json!([{"path": "meta.x", "op": "eq", "value": 1}]),
+            "filter[0].path",
+        ),
+        (
+            json!([{"path": "data.x", "op": "eq", "value": 1}, {"path": "data.y", "op": "gt", "value": [1]}]),
+            "filter[1].value",
+        ),
+        (json!({"path": "data.x"}), "filter must be a list"),
+    ] {
+        let (status, body) = t
+            .admin
+            .patch(&format!("/v1/endpoints/{id}"), json!({"filter": filter}))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(named), "{message}");
+    }
+    let (_, read) = t.admin.get(&format!("/v1/endpoints/{id}")).await;
+    assert!(read["filter"].is_null(), "{read}");
+    server.stop().await;
+}

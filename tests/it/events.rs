@@ -226,7 +226,8 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
             .expect("delivery");
         }
         c.execute_batch(
-            "DROP TABLE list_blocks; DROP TABLE portal_links;
+            "ALTER TABLE endpoints DROP COLUMN filter;
+             DROP TABLE list_blocks; DROP TABLE portal_links;
              DROP TRIGGER deliveries_uncounted; DROP TRIGGER events_uncounted;
              DROP TRIGGER incoming_requests_counted; DROP TRIGGER incoming_requests_uncounted;
              DROP TRIGGER schedule_runs_counted; DROP TRIGGER schedule_runs_uncounted;

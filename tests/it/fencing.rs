@@ -24,6 +24,7 @@ fn settings(timeout_ms: u32) -> EndpointSettings {
         rate_limit: None,
         ordering: Ordering::None,
         is_active: true,
+        filter: None,
     }
 }
 
