@@ -62,17 +62,22 @@ pub fn recover_window(
     (start < until).then_some((start, until))
 }
 
-/// Whether a missed event goes to an endpoint on recover: it subscribes to it, and it is not
-/// an operational event about that endpoint itself (`about`: the event's `endpointId`).
+/// Whether a missed event goes to an endpoint on recover: it subscribes to it, its payload
+/// filter (if any) accepts `data` (the event's data as JSON text), and it is not an
+/// operational event about that endpoint itself (`about`: the event's `endpointId`).
 pub fn replays_to(
     endpoint: EndpointId,
     settings: &EndpointSettings,
     name: &str,
+    data: &str,
     about: Option<&str>,
 ) -> bool {
     let about_self =
         name.starts_with(OPERATIONAL_PREFIX) && about.is_some_and(|a| a == endpoint.to_string());
-    settings.subscribes_to(name) && !about_self
+    let passes = settings.filter.as_ref().is_none_or(|filter| {
+        serde_json::from_str(data).is_ok_and(|data| filter.passes(name, &data))
+    });
+    settings.subscribes_to(name) && !about_self && passes
 }
 
 #[cfg(test)]
@@ -137,24 +142,52 @@ mod tests {
             vec![EventPattern::parse("hookd.*").expect("pattern")],
         );
         let me = EndpointId(7);
-        assert!(replays_to(me, &all, "order.paid", None));
+        assert!(replays_to(me, &all, "order.paid", "{}", None));
         assert!(!replays_to(
             me,
             &all,
             "hookd.endpoint.disabled",
+            "{}",
             Some("ep_3")
         ));
         assert!(replays_to(
             me,
             &ops,
             "hookd.endpoint.disabled",
+            "{}",
             Some("ep_3")
         ));
         assert!(!replays_to(
             me,
             &ops,
             "hookd.endpoint.disabled",
+            "{}",
             Some("ep_7")
+        ));
+    }
+
+    #[test]
+    fn missed_events_replay_only_when_the_endpoints_filter_accepts_them() {
+        let url = url::Url::parse("https://example.com/h").expect("url");
+        let mut done = EndpointSettings::new("d".into(), url, vec![EventPattern::All]);
+        let filter = serde_json::json!([{"path": "data.status", "op": "eq", "value": "done"}]);
+        done.filter = Some(std::sync::Arc::new(
+            crate::model::filter::Filter::parse(&filter).expect("filter"),
+        ));
+        let me = EndpointId(7);
+        assert!(replays_to(
+            me,
+            &done,
+            "post.updated",
+            r#"{"status":"done"}"#,
+            None
+        ));
+        assert!(!replays_to(
+            me,
+            &done,
+            "post.updated",
+            r#"{"status":"open"}"#,
+            None
         ));
     }
 }

@@ -38,9 +38,9 @@ fn recover_missed(
     } else {
         "json_extract(ev.data, '$.endpointId')"
     };
-    let rows: Vec<(i64, String, Option<String>)> = c.query(
+    let rows: Vec<(i64, String, Option<String>, String)> = c.query(
         &format!(
-            "SELECT ev.id, ev.type, CASE WHEN ev.type LIKE 'hookd.%' THEN {about} END
+            "SELECT ev.id, ev.type, CASE WHEN ev.type LIKE 'hookd.%' THEN {about} END, ev.data
              FROM events ev
              WHERE ev.tenant_id = ?1 AND ev.id > ?4
                AND ev.created_at >= ?2 AND ev.created_at < ?3
@@ -49,12 +49,18 @@ fn recover_missed(
              ORDER BY ev.id LIMIT ?6"
         ),
         &vals![tenant_id.0, start, end, after, endpoint_id.0, RECOVER_CHUNK],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
     )?;
-    for (id, name, about) in rows {
+    for (id, name, about, data) in rows {
         scanned += 1;
         last = id;
-        if replays_to(endpoint_id, &endpoint.settings, &name, about.as_deref()) {
+        if replays_to(
+            endpoint_id,
+            &endpoint.settings,
+            &name,
+            &data,
+            about.as_deref(),
+        ) {
             wanted.push(last);
         }
     }
