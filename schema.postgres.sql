@@ -290,3 +290,8 @@ CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id, id);
 -- migration: 5
 -- An endpoint's payload filter, as in schema.sql (migration 8).
 ALTER TABLE endpoints ADD COLUMN filter TEXT;
+
+-- migration: 6
+-- Channels, as in schema.sql (migration 9).
+ALTER TABLE events ADD COLUMN channels TEXT;
+ALTER TABLE endpoints ADD COLUMN channels TEXT;

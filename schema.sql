@@ -319,3 +319,10 @@ CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id, id);
 
 -- An endpoint's payload filter: conditions (JSON) an event must meet to be delivered to it.
 ALTER TABLE endpoints ADD COLUMN filter TEXT;
+
+-- migration: 9
+
+-- Channels (a board, a project): an event may carry some, an endpoint may listen to some.
+-- JSON arrays of names; NULL for none.
+ALTER TABLE events ADD COLUMN channels TEXT;
+ALTER TABLE endpoints ADD COLUMN channels TEXT;

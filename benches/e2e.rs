@@ -652,6 +652,7 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
                 name: hookd::model::EventName::parse("bench.log").expect("name"),
                 data: format!("{{\"i\":{i}}}"),
                 idempotency_key: None,
+                channels: Vec::new(),
             })
             .collect()
     };
@@ -717,6 +718,7 @@ async fn big_log(o: &Options) {
         ordering: hookd::model::Ordering::None,
         is_active: true,
         filter: None,
+        channels: None,
     };
     let new = hookd::store::NewEndpoint {
         settings,

@@ -27,6 +27,7 @@ fn settings() -> EndpointSettings {
         ordering: Ordering::None,
         is_active: true,
         filter: None,
+        channels: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn events(n: usize) -> Vec<NewEvent> {
             name: EventName::parse("bench.event").expect("name"),
             data: format!("{{\"i\":{i},\"body\":\"{}\"}}", "x".repeat(200)),
             idempotency_key: None,
+            channels: Vec::new(),
         })
         .collect()
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
+use crate::model::event::channels_meet;
 use crate::model::filter::Filter;
 use crate::model::{EndpointId, EventPattern};
 
@@ -31,6 +32,8 @@ pub struct Subscription {
     pub patterns: Vec<EventPattern>,
     /// The conditions an event's payload must meet, if any.
     pub filter: Option<Arc<Filter>>,
+    /// The channels it listens to (`None`: any).
+    pub channels: Option<Vec<String>>,
 }
 
 /// A tenant's active endpoints with their compiled subscriptions.
@@ -45,10 +48,16 @@ impl Subscribers {
         Self { endpoints: active }
     }
 
-    /// The endpoints an event of type `name` with `data` (JSON text) goes to, in endpoint
-    /// order. `data` is parsed at most once, for the first subscribed endpoint with a filter;
-    /// data that does not parse passes no filter.
-    pub fn targets(&self, name: &str, data: &str, fanout: Fanout) -> Vec<EndpointId> {
+    /// The endpoints an event of type `name` with `data` (JSON text) on `channels` goes to, in
+    /// endpoint order. `data` is parsed at most once, for the first subscribed endpoint with
+    /// a filter; data that does not parse passes no filter.
+    pub fn targets(
+        &self,
+        name: &str,
+        data: &str,
+        channels: &[String],
+        fanout: Fanout,
+    ) -> Vec<EndpointId> {
         let parsed: OnceLock<Option<Value>> = OnceLock::new();
         let passes = |filter: &Option<Arc<Filter>>| match filter {
             None => true,
@@ -57,8 +66,11 @@ impl Subscribers {
                 .as_ref()
                 .is_some_and(|data| filter.passes(name, data)),
         };
-        let subscribed =
-            |s: &Subscription| s.patterns.iter().any(|p| p.matches(name)) && passes(&s.filter);
+        let subscribed = |s: &Subscription| {
+            s.patterns.iter().any(|p| p.matches(name))
+                && channels_meet(s.channels.as_deref(), channels)
+                && passes(&s.filter)
+        };
         self.endpoints
             .iter()
             .filter(|s| match fanout {
@@ -84,6 +96,7 @@ mod tests {
             endpoint: EndpointId(id),
             patterns: patterns.iter().map(|p| pattern(p)).collect(),
             filter: filter.map(|f| Arc::new(Filter::parse(&f).expect("filter"))),
+            channels: None,
         }
     }
 
@@ -122,7 +135,7 @@ mod tests {
         ];
         for (name, fanout, want) in cases {
             assert_eq!(
-                ids(t.targets(name, "{}", fanout)),
+                ids(t.targets(name, "{}", &[], fanout)),
                 want,
                 "{name} {fanout:?}"
             );
@@ -133,12 +146,12 @@ mod tests {
     fn only_reaches_nothing_when_the_endpoint_is_not_active() {
         assert!(
             tenant()
-                .targets("a.b", "{}", Fanout::Only(EndpointId(9)))
+                .targets("a.b", "{}", &[], Fanout::Only(EndpointId(9)))
                 .is_empty()
         );
         assert!(
             Subscribers::default()
-                .targets("a.b", "{}", Fanout::Subscribers)
+                .targets("a.b", "{}", &[], Fanout::Subscribers)
                 .is_empty()
         );
     }
@@ -151,13 +164,33 @@ mod tests {
             sub(2, &["post.*"], Some(done)),
         ]);
         let ids = |v: Vec<EndpointId>| v.into_iter().map(|e| e.0).collect::<Vec<_>>();
-        let to = |data: &str| ids(t.targets("post.updated", data, Fanout::Subscribers));
+        let to = |data: &str| ids(t.targets("post.updated", data, &[], Fanout::Subscribers));
         assert_eq!(to(r#"{"status": "done"}"#), [1, 2]);
         assert_eq!(to(r#"{"status": "open"}"#), [1]);
         assert_eq!(
             to("not json"),
             [1],
             "data that does not parse passes no filter"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_with_channels_gets_only_events_on_one_of_them() {
+        let mut board = sub(2, &["*"], None);
+        board.channels = Some(vec!["board.42".into(), "board.7".into()]);
+        let t = Subscribers::new(vec![sub(1, &["*"], None), board]);
+        let ids = |v: Vec<EndpointId>| v.into_iter().map(|e| e.0).collect::<Vec<_>>();
+        let on = |channels: &[&str]| {
+            let channels: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
+            ids(t.targets("post.created", "{}", &channels, Fanout::Subscribers))
+        };
+        assert_eq!(on(&["board.42"]), [1, 2]);
+        assert_eq!(on(&["board.1", "board.7"]), [1, 2]);
+        assert_eq!(on(&["board.1"]), [1]);
+        assert_eq!(
+            on(&[]),
+            [1],
+            "an event on no channel skips endpoints that listen to some"
         );
     }
 }

@@ -15,6 +15,7 @@ use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
 use crate::model::endpoint::parse_url;
+use crate::model::event::check_channels;
 use crate::model::filter::Filter;
 use crate::model::{
     Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Role, SignatureScheme,
@@ -52,6 +53,8 @@ pub(super) struct EndpointIn {
     ordering: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     filter: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    channels: Option<Option<Vec<String>>>,
 }
 
 impl EndpointIn {
@@ -109,6 +112,15 @@ impl EndpointIn {
         if let Some(ordering) = self.ordering {
             s.ordering = Ordering::parse(&ordering).ok_or("ordering must be 'none' or 'fifo'")?;
         }
+        if let Some(channels) = self.channels {
+            if let Some(list) = &channels {
+                check_channels(list).map_err(|e| format!("channels{e}"))?;
+                if list.is_empty() {
+                    return Err("channels must list at least one channel, or be null".into());
+                }
+            }
+            s.channels = channels;
+        }
         if let Some(filter) = self.filter {
             s.filter = match filter {
                 Some(source) => Some(std::sync::Arc::new(Filter::parse(&source)?)),
@@ -156,6 +168,7 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "rateLimit": s.rate_limit,
         "ordering": s.ordering.as_str(),
         "filter": s.filter.as_ref().map(|f| f.source()),
+        "channels": s.channels,
         "createdAt": rfc3339(e.created_at),
         "updatedAt": rfc3339(e.updated_at),
         "disabledAt": e.disabled_at.map(rfc3339),

@@ -12,6 +12,7 @@ use super::error::not_found;
 use super::extract::{Auth, JsonBody, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::model::event::check_channels;
 use crate::model::{EventId, EventName, Role, rfc3339};
 use crate::store::{NewEvent, Published, StoredEvent};
 
@@ -25,6 +26,7 @@ pub(super) struct EventIn {
     event_type: String,
     data: Option<Box<RawValue>>,
     idempotency_key: Option<String>,
+    channels: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -45,10 +47,13 @@ impl EventIn {
         {
             return Err("idempotencyKey must be 1 to 255 characters".into());
         }
+        let channels = self.channels.unwrap_or_default();
+        check_channels(&channels).map_err(|e| format!("channels{e}"))?;
         Ok(NewEvent {
             name,
             data: data.get().to_owned(),
             idempotency_key: self.idempotency_key,
+            channels,
         })
     }
 }
@@ -65,6 +70,7 @@ fn published_json(p: &Published) -> Value {
 fn event_json(e: &StoredEvent) -> Value {
     let mut out = published_json(&e.published);
     out["data"] = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+    out["channels"] = json!(e.channels);
     out
 }
 

@@ -258,6 +258,7 @@ pub(super) async fn receive(
                     name: name.clone(),
                     data: event_data(value).to_string(),
                     idempotency_key: None,
+                    channels: Vec::new(),
                 }),
                 IncomingAction::Store => None,
             };

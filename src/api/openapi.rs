@@ -58,6 +58,11 @@ fn id(prefix: &str) -> Value {
     json!({"type": "string", "pattern": format!("^{prefix}_[0-9]+$")})
 }
 
+/// Channel names: at most 10, each 1–128 of `[A-Za-z0-9_.:-]`.
+fn channels() -> Value {
+    json!({"type": "array", "maxItems": 10, "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}})
+}
+
 /// An event name: `[a-z0-9_]+` parts joined by dots.
 fn event_name() -> Value {
     json!({"type": "string", "pattern": "^[a-z0-9_]+(\\.[a-z0-9_]+)*$", "maxLength": 200})
@@ -171,6 +176,7 @@ fn endpoint_in(create: bool) -> Value {
         ("rateLimit", nullable(integer(1))),
         ("ordering", one_of(&["none", "fifo"])),
         ("filter", nullable(filter_schema())),
+        ("channels", nullable(channels())),
     ];
     if create {
         fields.push(("secret", string()));
@@ -244,6 +250,7 @@ fn schemas() -> Value {
             ("rateLimit", nullable(integer(1))),
             ("ordering", one_of(&["none", "fifo"])),
             ("filter", nullable(filter_schema())),
+            ("channels", nullable(channels())),
             ("createdAt", time()),
             ("updatedAt", time()),
             ("disabledAt", nullable(time())),
@@ -306,6 +313,7 @@ fn schemas() -> Value {
             ("id", id("evt")),
             ("type", string()),
             ("data", json!({})),
+            ("channels", channels()),
             ("createdAt", time()),
             ("deliveries", integer(0)),
         ],
@@ -317,6 +325,7 @@ fn schemas() -> Value {
             ("id", id("evt")),
             ("type", string()),
             ("data", json!({})),
+            ("channels", channels()),
             ("createdAt", time()),
             ("deliveryCount", integer(0)),
             (
@@ -934,6 +943,7 @@ fn operations() -> Vec<Op> {
                         ("type", event_name()),
                         ("data", json!({})),
                         ("idempotencyKey", string()),
+                        ("channels", channels()),
                     ],
                     &["type"],
                     true,
@@ -970,7 +980,8 @@ fn operations() -> Vec<Op> {
                 object(
                     &[(
                         "events",
-                        json!({"type": "array", "maxItems": 1000, "items": object(&[("type", event_name()), ("data", json!({})), ("idempotencyKey", string())], &["type"], true)}),
+                        json!({"type": "array", "maxItems": 1000, "items": object(&[("type", event_name()), ("data", json!({})), ("idempotencyKey", string()),
+                        ("channels", channels())], &["type"], true)}),
                     )],
                     &["events"],
                     true,

@@ -137,6 +137,7 @@ mod tests {
                 ordering,
                 is_active: true,
                 filter: None,
+                channels: None,
             },
             created_at: 0,
             updated_at: 0,

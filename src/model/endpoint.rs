@@ -128,6 +128,8 @@ pub struct EndpointSettings {
     /// Conditions on the event that must all hold for it to be delivered here (none: every
     /// subscribed event), compiled once.
     pub filter: Option<std::sync::Arc<super::filter::Filter>>,
+    /// The channels it listens to (none: every subscribed event, whatever its channels).
+    pub channels: Option<Vec<String>>,
 }
 
 impl EndpointSettings {
@@ -148,6 +150,7 @@ impl EndpointSettings {
             ordering: Ordering::None,
             is_active: true,
             filter: None,
+            channels: None,
         }
     }
 

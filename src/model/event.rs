@@ -98,6 +98,34 @@ impl fmt::Display for EventPattern {
     }
 }
 
+/// At most this many channels on one event or endpoint.
+pub const MAX_CHANNELS: usize = 10;
+
+/// Checks a list of channel names: at most [`MAX_CHANNELS`], each 1–128 characters of
+/// `[A-Za-z0-9_.:-]` (`board.42`, `project:7`).
+pub fn check_channels(channels: &[String]) -> Result<(), String> {
+    if channels.len() > MAX_CHANNELS {
+        return Err(format!("at most {MAX_CHANNELS} channels"));
+    }
+    for (i, c) in channels.iter().enumerate() {
+        let ok = (1..=128).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if !ok {
+            return Err(format!(
+                "[{i}]: '{c}' must be 1 to 128 characters of letters, digits, _ . : -"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an event carrying `event` channels goes to an endpoint listening to `listening`
+/// (`None`: every event, whatever its channels).
+pub fn channels_meet(listening: Option<&[String]>, event: &[String]) -> bool {
+    listening.is_none_or(|wanted| wanted.iter().any(|w| event.contains(w)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,14 +62,16 @@ pub fn recover_window(
     (start < until).then_some((start, until))
 }
 
-/// Whether a missed event goes to an endpoint on recover: it subscribes to it, its payload
-/// filter (if any) accepts `data` (the event's data as JSON text), and it is not an
+/// Whether a missed event goes to an endpoint on recover: it subscribes to it, the event is on
+/// one of the endpoint's channels (if it lists any), its payload filter (if any) accepts
+/// `data` (the event's data as JSON text), and it is not an
 /// operational event about that endpoint itself (`about`: the event's `endpointId`).
 pub fn replays_to(
     endpoint: EndpointId,
     settings: &EndpointSettings,
     name: &str,
     data: &str,
+    channels: &[String],
     about: Option<&str>,
 ) -> bool {
     let about_self =
@@ -77,7 +79,10 @@ pub fn replays_to(
     let passes = settings.filter.as_ref().is_none_or(|filter| {
         serde_json::from_str(data).is_ok_and(|data| filter.passes(name, &data))
     });
-    settings.subscribes_to(name) && !about_self && passes
+    settings.subscribes_to(name)
+        && !about_self
+        && super::event::channels_meet(settings.channels.as_deref(), channels)
+        && passes
 }
 
 #[cfg(test)]
@@ -142,12 +147,13 @@ mod tests {
             vec![EventPattern::parse("hookd.*").expect("pattern")],
         );
         let me = EndpointId(7);
-        assert!(replays_to(me, &all, "order.paid", "{}", None));
+        assert!(replays_to(me, &all, "order.paid", "{}", &[], None));
         assert!(!replays_to(
             me,
             &all,
             "hookd.endpoint.disabled",
             "{}",
+            &[],
             Some("ep_3")
         ));
         assert!(replays_to(
@@ -155,6 +161,7 @@ mod tests {
             &ops,
             "hookd.endpoint.disabled",
             "{}",
+            &[],
             Some("ep_3")
         ));
         assert!(!replays_to(
@@ -162,6 +169,7 @@ mod tests {
             &ops,
             "hookd.endpoint.disabled",
             "{}",
+            &[],
             Some("ep_7")
         ));
     }
@@ -180,6 +188,7 @@ mod tests {
             &done,
             "post.updated",
             r#"{"status":"done"}"#,
+            &[],
             None
         ));
         assert!(!replays_to(
@@ -187,6 +196,7 @@ mod tests {
             &done,
             "post.updated",
             r#"{"status":"open"}"#,
+            &[],
             None
         ));
     }

@@ -810,6 +810,7 @@ mod tests {
             ordering: Ordering::None,
             is_active: true,
             filter: None,
+            channels: None,
         }
     }
 
@@ -852,6 +853,7 @@ mod tests {
             name: EventName::parse("a.b").expect("name"),
             data: "{}".into(),
             idempotency_key: None,
+            channels: Vec::new(),
         };
         store
             .publish(tenant.id, vec![event])
@@ -967,6 +969,7 @@ mod tests {
                 name: EventName::parse("a.b").expect("name"),
                 data: "{}".into(),
                 idempotency_key: None,
+                channels: Vec::new(),
             })
             .collect();
         store.publish(tenant.id, events).await.expect("publish");

@@ -47,9 +47,9 @@ pub(super) fn insert(
         "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
                 signature_header, format, headers, retry_schedule, disable_after,
                 timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
-                created_at, updated_at, filter)
+                created_at, updated_at, filter, channels)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                ?16, ?17, ?18, ?18, ?19)",
+                ?16, ?17, ?18, ?18, ?19, ?20)",
         &vals![
             tenant_id.0,
             s.name,
@@ -70,6 +70,7 @@ pub(super) fn insert(
             (!s.is_active).then_some(DisableReason::Manual.as_str()),
             now,
             cols.filter,
+            cols.channels,
         ],
     )?;
     Ok(EndpointId(id))
@@ -193,7 +194,7 @@ impl Store {
                     "UPDATE endpoints SET name = ?2, url = ?3, events = ?4, signature_scheme = ?5,
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
                         disable_after = ?10, timeout_ms = ?11, rate_limit = ?12, ordering = ?13,
-                        updated_at = ?14, filter = ?15
+                        updated_at = ?14, filter = ?15, channels = ?16
                      WHERE id = ?1",
                     &vals![
                         id.0,
@@ -211,6 +212,7 @@ impl Store {
                         s.ordering.as_str(),
                         now,
                         cols.filter,
+                        cols.channels,
                     ],
                 )?;
                 batch.subscribers.forget(tenant_id);

@@ -17,6 +17,8 @@ pub struct StoredEvent {
     pub published: Published,
     /// Its `data`, as JSON text.
     pub data: String,
+    /// The channels it was published on.
+    pub channels: Vec<String>,
 }
 
 /// An event with its deliveries.
@@ -37,6 +39,7 @@ fn event_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
             deliveries: count(r.get(4)?),
         },
         data: r.get(2)?,
+        channels: super::rows::channels(r.get(5)?, "events.channels")?.unwrap_or_default(),
     })
 }
 
@@ -68,12 +71,12 @@ impl Store {
             };
             let query = match name {
                 None => {
-                    "SELECT id, type, data, created_at, deliveries FROM events
+                    "SELECT id, type, data, created_at, deliveries, channels FROM events
                          WHERE tenant_id = ?1 AND id < ?3
                          ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 }
                 Some(_) => {
-                    "SELECT id, type, data, created_at, deliveries FROM events
+                    "SELECT id, type, data, created_at, deliveries, channels FROM events
                             WHERE tenant_id = ?1 AND type = ?2 AND id < ?3
                             ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 }
@@ -97,7 +100,7 @@ impl Store {
         self.read(move |c| {
             let event = c
                 .query_opt(
-                    "SELECT id, type, data, created_at, deliveries FROM events
+                    "SELECT id, type, data, created_at, deliveries, channels FROM events
                      WHERE id = ?1 AND tenant_id = ?2",
                     &vals![id.0, tenant_id.0],
                     event_row,

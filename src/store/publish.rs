@@ -27,6 +27,8 @@ pub struct NewEvent {
     pub data: String,
     /// A key that makes publishing it again within 24h a no-op.
     pub idempotency_key: Option<String>,
+    /// The channels it is published on (checked with `check_channels`).
+    pub channels: Vec<String>,
 }
 
 /// What a publish answers for one event.
@@ -85,17 +87,19 @@ pub(super) fn publish_in(
             }
         }
         let name = event.name.as_str();
-        let targets = subscribers.targets(name, &event.data, fanout);
+        let targets = subscribers.targets(name, &event.data, &event.channels, fanout);
         let event_id = c.insert(
-            "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries, created_at,
+                channels)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             &vals![
                 tenant_id.0,
                 name,
                 event.data,
                 event.idempotency_key,
                 targets.len() as i64,
-                now
+                now,
+                super::rows::channels_text(&event.channels)
             ],
         )?;
         batch.counts.event_added(tenant_id.0, name, event_id);
@@ -151,6 +155,7 @@ pub(super) fn announce(
         name: EventName::parse(announcement.name).map_err(StoreError::invalid_name)?,
         data: announcement.data.to_string(),
         idempotency_key: None,
+        channels: Vec::new(),
     };
     let fanout = Fanout::SubscribersExcept(announcement.about);
     publish_in(c, batch, tenant_id, &[event], fanout)?;

@@ -38,9 +38,10 @@ fn recover_missed(
     } else {
         "json_extract(ev.data, '$.endpointId')"
     };
-    let rows: Vec<(i64, String, Option<String>, String)> = c.query(
+    let rows: Vec<MissedEvent> = c.query(
         &format!(
-            "SELECT ev.id, ev.type, CASE WHEN ev.type LIKE 'hookd.%' THEN {about} END, ev.data
+            "SELECT ev.id, ev.type, CASE WHEN ev.type LIKE 'hookd.%' THEN {about} END, ev.data,
+                    ev.channels
              FROM events ev
              WHERE ev.tenant_id = ?1 AND ev.id > ?4
                AND ev.created_at >= ?2 AND ev.created_at < ?3
@@ -49,16 +50,27 @@ fn recover_missed(
              ORDER BY ev.id LIMIT ?6"
         ),
         &vals![tenant_id.0, start, end, after, endpoint_id.0, RECOVER_CHUNK],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        },
     )?;
-    for (id, name, about, data) in rows {
+    for (id, name, about, data, channels) in rows {
         scanned += 1;
         last = id;
+        let channels = super::rows::channels(channels, "events.channels")?.unwrap_or_default();
+        let settings = &endpoint.settings;
         if replays_to(
             endpoint_id,
-            &endpoint.settings,
+            settings,
             &name,
             &data,
+            &channels,
             about.as_deref(),
         ) {
             wanted.push(last);
@@ -76,6 +88,10 @@ fn recover_missed(
     batch.wake |= created > 0;
     Ok((created, scanned, last))
 }
+
+/// An event the recover window holds: id, type, the endpoint an operational event is about,
+/// data, channels (JSON text).
+type MissedEvent = (i64, String, Option<String>, String, Option<String>);
 
 impl Store {
     /// Queues one more attempt of a delivery now. A failed or succeeded delivery gets exactly

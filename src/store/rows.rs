@@ -54,7 +54,7 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, sig
      format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
      is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
      pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code, \
-     filter";
+     filter, channels";
 
 /// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
 pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
@@ -84,6 +84,7 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
             Some(text) => Some(std::sync::Arc::new(filter(&text)?)),
             None => None,
         },
+        channels: channels(r.get(27)?, "endpoints.channels")?,
     };
     let last_at: Option<i64> = r.get(23)?;
     let counters = EndpointCounters {
@@ -113,6 +114,25 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
     })
 }
 
+/// Channels as stored: a JSON array, or NULL for none.
+pub(super) fn channels_text(channels: &[String]) -> Option<String> {
+    (!channels.is_empty()).then(|| serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
+}
+
+/// Parses stored channels (a JSON array; NULL for none).
+pub(super) fn channels(
+    text: Option<String>,
+    what: &'static str,
+) -> Result<Option<Vec<String>>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            what,
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
 /// Parses a stored payload filter.
 pub(super) fn filter(text: &str) -> Result<Filter, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
@@ -130,6 +150,7 @@ pub(super) struct Columns {
     pub(super) headers: String,
     pub(super) retry: String,
     pub(super) filter: Option<String>,
+    pub(super) channels: Option<String>,
 }
 
 /// The JSON text columns of an endpoint's settings.
@@ -145,6 +166,7 @@ pub(super) fn columns(s: &EndpointSettings) -> Columns {
         headers: serde_json::to_string(&s.headers).unwrap_or_else(|_| "{}".into()),
         retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
         filter: s.filter.as_ref().map(|f| f.source().to_string()),
+        channels: s.channels.as_deref().and_then(channels_text),
     }
 }
 

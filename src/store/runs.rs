@@ -224,6 +224,7 @@ impl Store {
                                 .map_err(StoreError::invalid_name)?,
                             data: data.to_string(),
                             idempotency_key: None,
+                            channels: Vec::new(),
                         };
                         let published = publish_in(
                             c,

@@ -26,8 +26,8 @@ impl SubscriberCache {
             return Ok(s.clone());
         }
         let active = c.query(
-            "SELECT id, events, filter FROM endpoints WHERE tenant_id = ?1 AND is_active = 1
-             ORDER BY id",
+            "SELECT id, events, filter, channels FROM endpoints
+             WHERE tenant_id = ?1 AND is_active = 1 ORDER BY id",
             &vals![tenant_id.0],
             |row| {
                 let id = EndpointId(row.get(0)?);
@@ -40,6 +40,7 @@ impl SubscriberCache {
                     endpoint: id,
                     patterns: super::rows::patterns(&events, "endpoints.events")?,
                     filter,
+                    channels: super::rows::channels(row.get(3)?, "endpoints.channels")?,
                 })
             },
         )?;

@@ -263,3 +263,92 @@ async fn a_filtered_endpoint_receives_only_events_whose_payload_meets_its_condit
     assert!(read["filter"].is_null(), "{read}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_with_channels_receives_only_events_on_one_of_them() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let board = Receiver::ok().await;
+    let everything = Receiver::ok().await;
+    let ep = t
+        .endpoint(
+            json!({"url": board.url, "events": ["post.*"], "channels": ["board.42", "board.7"]}),
+        )
+        .await;
+    assert_eq!(ep["channels"], json!(["board.42", "board.7"]));
+    t.endpoint(json!({"url": everything.url, "events": ["post.*"]}))
+        .await;
+    let publish = |channels: serde_json::Value| {
+        let admin = t.admin.clone();
+        async move {
+            let (status, body) = admin
+                .post(
+                    "/v1/events",
+                    json!({"type": "post.created", "data": {}, "channels": channels}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            body
+        }
+    };
+    let on_board = publish(json!(["board.42"])).await;
+    assert_eq!(on_board["deliveries"], 2);
+    let elsewhere = publish(json!(["board.1"])).await;
+    assert_eq!(elsewhere["deliveries"], 1);
+    let nowhere = publish(json!([])).await;
+    assert_eq!(
+        nowhere["deliveries"], 1,
+        "an event on no channel skips listening endpoints"
+    );
+    everything.wait_for(3).await;
+    let got = board.wait_for(1).await;
+    assert_eq!(got[0].json()["id"], on_board["id"]);
+    let (_, read) = t
+        .admin
+        .get(&format!(
+            "/v1/events/{}",
+            on_board["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(read["channels"], json!(["board.42"]), "{read}");
+    // Bad channels are refused, naming them.
+    for channels in [
+        json!(["has space"]),
+        json!([""]),
+        json!((0..11).map(|i| format!("c{i}")).collect::<Vec<_>>()),
+    ] {
+        let (status, body) = t
+            .admin
+            .post(
+                "/v1/events",
+                json!({"type": "post.created", "data": {}, "channels": channels}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .starts_with("channels"),
+            "{body}"
+        );
+    }
+    let id = ep["id"].as_str().expect("id");
+    let (status, body) = t
+        .admin
+        .patch(
+            &format!("/v1/endpoints/{id}"),
+            json!({"channels": ["no/slash"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Listening to no channel again: every subscribed event.
+    let (status, body) = t
+        .admin
+        .patch(&format!("/v1/endpoints/{id}"), json!({"channels": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(publish(json!(["board.1"])).await["deliveries"], 2);
+    board.wait_for(2).await;
+    server.stop().await;
+}

@@ -25,6 +25,7 @@ fn settings(timeout_ms: u32) -> EndpointSettings {
         ordering: Ordering::None,
         is_active: true,
         filter: None,
+        channels: None,
     }
 }
 
@@ -83,6 +84,7 @@ async fn fenced_attempts_ignore_stale_workers() {
         name: EventName::parse("a.b").expect("name"),
         data: "{}".into(),
         idempotency_key: None,
+        channels: Vec::new(),
     };
     store
         .publish(tenant.id, vec![event])
@@ -165,6 +167,7 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
             name: EventName::parse("a.b").expect("name"),
             data: "{}".into(),
             idempotency_key: None,
+            channels: Vec::new(),
         })
         .collect();
     store.publish(tenant.id, events).await.expect("publish");
@@ -243,6 +246,7 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
             name: EventName::parse("a.b").expect("name"),
             data: "{}".into(),
             idempotency_key: None,
+            channels: Vec::new(),
         })
         .collect();
     store.publish(tenant.id, events).await.expect("publish");

@@ -365,6 +365,7 @@ async fn a_publish_through_one_process_wakes_the_others() {
         name: EventName::parse("a.b").expect("name"),
         data: "{}".into(),
         idempotency_key: None,
+        channels: Vec::new(),
     };
     let notified = woken.notified();
     b.publish(tenant.id, vec![event]).await.expect("publish");
