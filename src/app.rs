@@ -23,9 +23,12 @@ pub enum AppError {
     /// The API server failed.
     #[error("the API server failed")]
     Serve(#[from] std::io::Error),
-    /// The API's TLS certificate or key cannot be used.
-    #[error("cannot serve HTTPS")]
+    /// The API's TLS certificate or key, or the `--ca-file`, cannot be used.
+    #[error("cannot use the TLS certificates")]
     Tls(#[from] api::TlsError),
+    /// A `--ca-file` certificate is not a usable root.
+    #[error("a --ca-file certificate cannot be trusted as a root")]
+    CaFile(#[source] rustls::Error),
 }
 
 /// Runs hookd on `listener` until `shutdown` resolves.
@@ -37,6 +40,10 @@ pub async fn run(
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(api::tls_acceptor(cert, key)?),
         _ => None,
+    };
+    let extra_roots = match &config.ca_file {
+        Some(path) => api::certificates(path)?,
+        None => Vec::new(),
     };
     let (store, handle) = Store::open_any(&config.db, config.durability).await?;
     let operator_hash = match &config.admin_token {
@@ -65,7 +72,7 @@ pub async fn run(
             "--allow-private-targets is on: endpoints may reach loopback and private addresses (this machine and its network)"
         );
     }
-    let outbound = Outbound::new(policy);
+    let outbound = Outbound::new(policy, extra_roots).map_err(AppError::CaFile)?;
     let metrics = crate::metrics::Metrics::new();
     let dispatcher = Dispatcher::new(
         store.clone(),

@@ -40,6 +40,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM certificates trusted for deliveries besides the built-in roots (an internal CA).
+    pub ca_file: Option<PathBuf>,
     /// How long the API waits for a request's head, and for the next request on an idle
     /// keep-alive connection, before closing the connection.
     pub header_read_timeout: Duration,
@@ -109,6 +111,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             max_connections: 10_000,
             tls_cert: None,
+            ca_file: None,
             tls_key: None,
             header_read_timeout: Duration::from_secs(10),
             max_in_flight: 512,
@@ -129,7 +132,7 @@ impl Default for Config {
 /// How a setting is named to the user: its flag, when it has one, and its `hookd.toml` key.
 fn setting_name(key: &str) -> String {
     match key {
-        "listen" | "db" | "admin_token" | "durability" | "tls_cert" | "tls_key" => {
+        "listen" | "db" | "admin_token" | "durability" | "tls_cert" | "tls_key" | "ca_file" => {
             format!("--{} ({key} in hookd.toml)", key.replace('_', "-"))
         }
         other => format!("{other} (in hookd.toml)"),
@@ -193,6 +196,9 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "HOOKD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PEM certificates trusted for deliveries besides the built-in roots (an internal CA).
+    #[arg(long, env = "HOOKD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Config file [default: ./hookd.toml when present].
     #[arg(long, env = "HOOKD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -212,6 +218,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     header_read_timeout: Option<String>,
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
@@ -254,6 +261,7 @@ impl Config {
             max_connections: file.max_connections.unwrap_or(d.max_connections),
             tls_cert: args.tls_cert.or(file.tls_cert),
             tls_key: args.tls_key.or(file.tls_key),
+            ca_file: args.ca_file.or(file.ca_file),
             header_read_timeout: duration(
                 "header_read_timeout",
                 file.header_read_timeout,

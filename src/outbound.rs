@@ -41,15 +41,29 @@ pub struct Message<'a> {
 }
 
 impl Outbound {
-    /// Builds the client for a target policy.
-    pub fn new(policy: TargetPolicy) -> Self {
+    /// Builds the client for a target policy; `extra_roots` are trusted besides the built-in
+    /// web roots (`--ca-file`: an internal CA).
+    pub fn new(
+        policy: TargetPolicy,
+        extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<Self, rustls::Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut http = HttpConnector::new_with_resolver(GuardedResolver(policy));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for root in extra_roots {
+            roots.add(root)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -58,11 +72,11 @@ impl Outbound {
             .pool_max_idle_per_host(256)
             .build(https);
         let user_agent = HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION")));
-        Self {
+        Ok(Self {
             client,
             policy,
             user_agent,
-        }
+        })
     }
 
     /// Signs `msg` for `endpoint` and POSTs it once; never fails, the outcome says how it went.

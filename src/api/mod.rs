@@ -283,19 +283,29 @@ async fn serve_connection<I>(
     }
 }
 
-/// A TLS acceptor for the API from PEM files: the certificate chain and its private key.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+/// The certificates in a PEM file; an error when it holds none.
+pub fn certificates(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(cert)
+    let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Pem {
-            path: cert.to_owned(),
+            path: path.to_owned(),
             source: e,
         })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate(cert.to_owned()));
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
     }
+    Ok(certs)
+}
+
+/// A TLS acceptor for the API from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let chain = certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
         path: key.to_owned(),
         source: e,

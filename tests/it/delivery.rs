@@ -721,3 +721,99 @@ async fn ed25519_endpoints_sign_with_a_key_receivers_verify_by_its_public_half()
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     server.stop().await;
 }
+
+/// An HTTPS receiver on 127.0.0.1 whose certificate an internal CA (made here) signed: answers
+/// 204 to every request and counts them. Returns its URL, the CA's PEM and the count.
+async fn receiver_behind_internal_ca() -> (
+    String,
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &*ca)
+        .expect("server cert");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("tls config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}/hook", listener.local_addr().expect("addr"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_req| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(204)
+                                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, ca.pem(), count)
+}
+
+#[tokio::test]
+async fn a_ca_file_makes_an_internal_cas_receivers_trusted() {
+    let (url, ca_pem, count) = receiver_behind_internal_ca().await;
+    // Without the CA the handshake fails, classified as tls.
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    t.endpoint(json!({"url": url, "events": ["*"], "retrySchedule": []}))
+        .await;
+    let event = t.publish("a.b", json!({})).await;
+    let id = event["id"].as_str().expect("id");
+    let delivery = t.wait_delivery_status(id, "failed").await;
+    assert_eq!(delivery["attempts"][0]["error"], "tls", "{delivery}");
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    server.stop().await;
+    // With it (--ca-file), the same receiver is reached.
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("ca file");
+    let server = Server::start_with(|c| c.ca_file = Some(ca_file.clone())).await;
+    let t = server.tenant("acme").await;
+    t.endpoint(json!({"url": url, "events": ["*"]})).await;
+    t.publish("a.b", json!({})).await;
+    wait_until("the receiver is reached", Duration::from_secs(10), || {
+        let count = count.clone();
+        async move { count.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    server.stop().await;
+}
