@@ -73,5 +73,9 @@ pub async fn pass(
     if secrets > 0 {
         tracing::info!(secrets, "deleted signing secrets past their grace period");
     }
+    let links = store.prune_expired_portal_links(now).await?;
+    if links > 0 {
+        tracing::info!(links, "deleted expired portal links");
+    }
     Ok((deliveries, events))
 }

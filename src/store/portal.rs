@@ -133,6 +133,18 @@ impl Store {
             .await
     }
 
+    /// Deletes the portal links that expired at or before `now`; returns how many.
+    pub async fn prune_expired_portal_links(&self, now: UnixMs) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |c, _| {
+                c.execute(
+                    "DELETE FROM portal_links WHERE expires_at <= ?1",
+                    &vals![now],
+                )
+            })
+            .await
+    }
+
     /// The caller a portal token stands for, at `now`; `None` for an unknown, wrong, expired or
     /// deleted one.
     pub async fn authenticate_portal(

@@ -112,3 +112,47 @@ async fn a_portal_link_stops_working_when_it_expires_and_bad_requests_are_refuse
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn housekeeping_deletes_expired_portal_links_and_keeps_live_ones() {
+    use hookd::config::Durability;
+    use hookd::model::{Role, now_ms};
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle) = crate::support::open_store(dir.path(), Durability::Normal).await;
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    let now = now_ms();
+    let (_, expired) = store
+        .create_portal_link(tenant.id, Role::Viewer, now - 1)
+        .await
+        .expect("expired link");
+    let (_, live) = store
+        .create_portal_link(tenant.id, Role::Viewer, now + 3_600_000)
+        .await
+        .expect("live link");
+    assert!(
+        store
+            .authenticate_portal(&expired, now)
+            .await
+            .expect("auth")
+            .is_none()
+    );
+    assert_eq!(
+        store.prune_expired_portal_links(now).await.expect("prune"),
+        1
+    );
+    assert_eq!(
+        store.prune_expired_portal_links(now).await.expect("prune"),
+        0
+    );
+    assert!(
+        store
+            .authenticate_portal(&live, now)
+            .await
+            .expect("auth")
+            .is_some()
+    );
+    drop(store);
+    tokio::task::spawn_blocking(move || handle.close())
+        .await
+        .expect("close");
+}
