@@ -114,7 +114,7 @@ impl EndpointIn {
         }
         if let Some(channels) = self.channels {
             if let Some(list) = &channels {
-                check_channels(list).map_err(|e| format!("channels{e}"))?;
+                check_channels(list)?;
                 if list.is_empty() {
                     return Err("channels must list at least one channel, or be null".into());
                 }

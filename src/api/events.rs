@@ -48,7 +48,7 @@ impl EventIn {
             return Err("idempotencyKey must be 1 to 255 characters".into());
         }
         let channels = self.channels.unwrap_or_default();
-        check_channels(&channels).map_err(|e| format!("channels{e}"))?;
+        check_channels(&channels)?;
         Ok(NewEvent {
             name,
             data: data.get().to_owned(),

@@ -102,10 +102,11 @@ impl fmt::Display for EventPattern {
 pub const MAX_CHANNELS: usize = 10;
 
 /// Checks a list of channel names: at most [`MAX_CHANNELS`], each 1–128 characters of
-/// `[A-Za-z0-9_.:-]` (`board.42`, `project:7`).
+/// `[A-Za-z0-9_.:-]` (`board.42`, `project:7`). The error names the bad one
+/// (`channels[2]: …`).
 pub fn check_channels(channels: &[String]) -> Result<(), String> {
     if channels.len() > MAX_CHANNELS {
-        return Err(format!("at most {MAX_CHANNELS} channels"));
+        return Err(format!("channels: at most {MAX_CHANNELS}"));
     }
     for (i, c) in channels.iter().enumerate() {
         let ok = (1..=128).contains(&c.len())
@@ -113,7 +114,7 @@ pub fn check_channels(channels: &[String]) -> Result<(), String> {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if !ok {
             return Err(format!(
-                "[{i}]: '{c}' must be 1 to 128 characters of letters, digits, _ . : -"
+                "channels[{i}]: '{c}' must be 1 to 128 characters of letters, digits, _ . : -"
             ));
         }
     }
