@@ -124,7 +124,8 @@ fn condition(item: &Value) -> Result<Condition, String> {
             && p.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     });
-    if !well_formed || !matches!(parts[0].as_str(), "data" | "type") || path.len() > 256 {
+    let rooted = path == "type" || (parts[0] == "data" && parts.len() > 1);
+    if !well_formed || !rooted || path.len() > 256 {
         return Err(format!(
             "path: '{path}' must be 'type' or a dot path under 'data' (letters, digits, _ and -)"
         ));
@@ -376,6 +377,10 @@ mod tests {
                 .starts_with("filter[0].path")
         );
         assert!(refused(json!([{"op": "eq", "value": 1}])).starts_with("filter[0].path"));
+        for path in ["type.x", "data"] {
+            let refusal = refused(json!([{"path": path, "op": "exists", "value": true}]));
+            assert!(refusal.starts_with("filter[0].path"), "{path}: {refusal}");
+        }
         assert!(
             refused(json!([{"path": "data.x", "op": "eq", "value": 1},
                                {"path": "data.x", "op": "in", "value": 1}]))
