@@ -58,6 +58,34 @@ fn id(prefix: &str) -> Value {
     json!({"type": "string", "pattern": format!("^{prefix}_[0-9]+$")})
 }
 
+/// A key's role.
+fn roles() -> Value {
+    one_of(&["admin", "publisher", "viewer"])
+}
+
+/// A key to create: its name and role.
+fn key_in() -> Value {
+    object(
+        &[("name", string()), ("role", roles())],
+        &["name", "role"],
+        true,
+    )
+}
+
+/// An event to publish (alone or in a batch).
+fn event_in() -> Value {
+    object(
+        &[
+            ("type", event_name()),
+            ("data", json!({})),
+            ("idempotencyKey", string()),
+            ("channels", channels()),
+        ],
+        &["type"],
+        true,
+    )
+}
+
 /// Channel names: at most 10, each 1–128 of `[A-Za-z0-9_.:-]`.
 fn channels() -> Value {
     json!({"type": "array", "maxItems": 10, "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}})
@@ -446,7 +474,7 @@ fn schemas() -> Value {
             &["id", "name", "createdAt"], false),
         "Key": object(&[
             ("id", id("key")), ("name", string()),
-            ("role", one_of(&["admin", "publisher", "viewer"])),
+            ("role", roles()),
             ("tenantId", id("tnt")), ("createdAt", time()), ("key", string()),
         ], &["id", "name", "role", "tenantId", "createdAt"], false),
         "EventType": object(&[
@@ -534,7 +562,7 @@ fn operations() -> Vec<Op> {
                 Some(json!({"oneOf": [
                     object(&[
                         ("tenantId", id("tnt")),
-                        ("role", one_of(&["admin", "publisher", "viewer"])),
+                        ("role", roles()),
                         ("via", one_of(&["key", "portal"])),
                     ], &["tenantId", "role", "via"], false),
                     object(&[("operator", json!({"const": true}))], &["operator"], false),
@@ -622,17 +650,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            body: Some((
-                object(
-                    &[
-                        ("name", string()),
-                        ("role", one_of(&["admin", "publisher", "viewer"])),
-                    ],
-                    &["name", "role"],
-                    true,
-                ),
-                false,
-            )),
+            body: Some((key_in(), false)),
             ok: vec![(201, named("Key"))],
             ..op(
                 "post",
@@ -664,17 +682,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            body: Some((
-                object(
-                    &[
-                        ("name", string()),
-                        ("role", one_of(&["admin", "publisher", "viewer"])),
-                    ],
-                    &["name", "role"],
-                    true,
-                ),
-                false,
-            )),
+            body: Some((key_in(), false)),
             ok: vec![(201, named("Key"))],
             ..op(
                 "post",
@@ -937,19 +945,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            body: Some((
-                object(
-                    &[
-                        ("type", event_name()),
-                        ("data", json!({})),
-                        ("idempotencyKey", string()),
-                        ("channels", channels()),
-                    ],
-                    &["type"],
-                    true,
-                ),
-                false,
-            )),
+            body: Some((event_in(), false)),
             ok: vec![(202, named("Published"))],
             errors: &[409],
             ..op(
@@ -980,8 +976,7 @@ fn operations() -> Vec<Op> {
                 object(
                     &[(
                         "events",
-                        json!({"type": "array", "maxItems": 1000, "items": object(&[("type", event_name()), ("data", json!({})), ("idempotencyKey", string()),
-                        ("channels", channels())], &["type"], true)}),
+                        json!({"type": "array", "maxItems": 1000, "items": event_in()}),
                     )],
                     &["events"],
                     true,
