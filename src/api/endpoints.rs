@@ -136,18 +136,23 @@ impl EndpointIn {
 async fn endpoint_out(state: &AppState, e: &Endpoint) -> Result<Value, ApiError> {
     let mut out = endpoint_json(e);
     if e.settings.signature_scheme == SignatureScheme::Ed25519 {
-        let secret = state
-            .store
-            .endpoint_secret(e.id)
-            .await
-            .map_err(not_found("endpoint"))?;
-        let key = signing::public_key(&secret).map_err(|e| {
-            tracing::error!(error = %e, "a stored ed25519 secret is unreadable");
-            ApiError::internal()
-        })?;
-        out["publicKey"] = Value::String(key);
+        out["publicKey"] = public_key(state, e.id).await?;
     }
     Ok(out)
+}
+
+/// The `whpk_…` public key of an `ed25519` endpoint's current secret.
+async fn public_key(state: &AppState, id: EndpointId) -> Result<Value, ApiError> {
+    let secret = state
+        .store
+        .endpoint_secret(id)
+        .await
+        .map_err(not_found("endpoint"))?;
+    let key = signing::public_key(&secret).map_err(|e| {
+        tracing::error!(error = %e, "a stored ed25519 secret is unreadable");
+        ApiError::internal()
+    })?;
+    Ok(Value::String(key))
 }
 
 fn endpoint_json(e: &Endpoint) -> Value {
@@ -258,14 +263,17 @@ pub(super) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Viewer)?;
     let page = state.store.list_endpoints(tenant, query.page()?).await?;
-    let mut out = page_json(page.clone(), endpoint_json);
-    for (shown, e) in out["content"]
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-        .zip(&page.content)
-    {
-        *shown = endpoint_out(&state, e).await?;
+    // Only `ed25519` endpoints show a key, read from their secret.
+    let keyed: Vec<(usize, EndpointId)> = page
+        .content
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.settings.signature_scheme == SignatureScheme::Ed25519)
+        .map(|(i, e)| (i, e.id))
+        .collect();
+    let mut out = page_json(page, endpoint_json);
+    for (i, id) in keyed {
+        out["content"][i]["publicKey"] = public_key(&state, id).await?;
     }
     Ok(Json(out))
 }
