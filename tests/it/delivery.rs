@@ -668,6 +668,12 @@ async fn ed25519_endpoints_sign_with_a_key_receivers_verify_by_its_public_half()
         first_key.as_str(),
         "readable at any time"
     );
+    let (_, listed) = t.admin.get("/v1/endpoints").await;
+    assert_eq!(
+        listed["content"][0]["publicKey"],
+        first_key.as_str(),
+        "and in the list"
+    );
     assert!(read.get("secret").is_none());
     t.publish("a.b", json!({"n": 1})).await;
     let got = receiver.wait_for(1).await;
