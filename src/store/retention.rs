@@ -24,7 +24,7 @@ pub struct Pruned {
 /// by binary search over ids, whose order follows creation time.
 fn first_id_since(c: &Conn<'_>, table: &str, t: UnixMs) -> Result<i64, StoreError> {
     let bounds = c.query_opt(&format!("SELECT min(id), max(id) FROM {table}"), &[], |r| {
-        Ok((r.opt_int(0)?, r.opt_int(1)?))
+        Ok((r.get::<Option<i64>>(0)?, r.get::<Option<i64>>(1)?))
     })?;
     let Some((Some(mut lo), Some(max))) = bounds else {
         return Ok(0);
@@ -33,7 +33,7 @@ fn first_id_since(c: &Conn<'_>, table: &str, t: UnixMs) -> Result<i64, StoreErro
     let probe = format!("SELECT created_at FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1");
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        match c.query_opt(&probe, &[mid.into()], |r| r.int(0))? {
+        match c.query_opt(&probe, &[mid.into()], |r| r.get::<i64>(0))? {
             Some(at) if at < t => lo = mid + 1,
             _ => hi = mid,
         }
@@ -61,7 +61,7 @@ fn prune_batch(
             succeeded_cut.max(failed_cut).into(),
             BATCH.into(),
         ],
-        |r| Ok((r.int(0)?, r.int(1)?)),
+        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
     )?;
     let mut per_endpoint: HashMap<i64, (i64, i64)> = HashMap::new();
     for (endpoint, status) in &removed {

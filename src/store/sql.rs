@@ -311,31 +311,6 @@ impl Row<'_> {
     pub fn values(&self, width: usize) -> Result<Vec<Value<'static>>, StoreError> {
         (0..width).map(|i| self.value(i)).collect()
     }
-
-    /// Column `i` as an integer; NULL is an error.
-    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
-        self.get(i)
-    }
-
-    /// Column `i` as an integer or NULL.
-    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        self.get(i)
-    }
-
-    /// Column `i` as text; NULL is an error.
-    pub fn text(&self, i: usize) -> Result<String, StoreError> {
-        self.get(i)
-    }
-
-    /// Column `i` as text or NULL.
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        self.get(i)
-    }
-
-    /// Column `i` as bytes; NULL is an error.
-    pub fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError> {
-        self.get(i)
-    }
 }
 
 fn null(i: usize) -> StoreError {
@@ -679,18 +654,23 @@ mod tests {
             .query_opt(
                 "INSERT INTO t (n, s, b) VALUES (?1, ?2, ?3) RETURNING id",
                 &[Value::Null, "x".into(), Value::Blob(vec![0, 1].into())],
-                |r| r.int(0),
+                |r| r.get::<i64>(0),
             )
             .expect("insert");
         assert_eq!(id, Some(1));
         let rows = conn
             .query("SELECT n, s, b FROM t WHERE id = ?1", &[1.into()], |r| {
-                Ok((r.opt_int(0)?, r.text(1)?, r.blob(2)?))
+                Ok((
+                    r.get::<Option<i64>>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<Vec<u8>>(2)?,
+                ))
             })
             .expect("select");
         assert_eq!(rows, [(None, "x".to_owned(), vec![0, 1])]);
         assert!(
-            conn.query("SELECT s FROM t", &[], |r| r.int(0)).is_err(),
+            conn.query("SELECT s FROM t", &[], |r| r.get::<i64>(0))
+                .is_err(),
             "text is not an int"
         );
     }

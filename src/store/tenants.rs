@@ -66,25 +66,25 @@ fn split_key(token: &str) -> Option<(KeyId, &str)> {
 
 fn tenant_row(r: &Row<'_>) -> Result<Tenant, StoreError> {
     Ok(Tenant {
-        id: TenantId(r.int(0)?),
-        name: r.text(1)?,
-        created_at: r.int(2)?,
+        id: TenantId(r.get::<i64>(0)?),
+        name: r.get::<String>(1)?,
+        created_at: r.get::<i64>(2)?,
     })
 }
 
 fn key_row(r: &Row<'_>) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
-        id: KeyId(r.int(0)?),
-        tenant_id: TenantId(r.int(1)?),
-        name: r.text(2)?,
-        role: Role::parse(&r.text(3)?).unwrap_or(Role::Viewer),
-        created_at: r.int(4)?,
+        id: KeyId(r.get::<i64>(0)?),
+        tenant_id: TenantId(r.get::<i64>(1)?),
+        name: r.get::<String>(2)?,
+        role: Role::parse(&r.get::<String>(3)?).unwrap_or(Role::Viewer),
+        created_at: r.get::<i64>(4)?,
     })
 }
 
 /// How many rows a `count(*)` query answers.
 fn counted(c: &Conn<'_>, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
-    let n = c.query_opt(sql, params, |r| r.int(0))?.unwrap_or(0);
+    let n = c.query_opt(sql, params, |r| r.get::<i64>(0))?.unwrap_or(0);
     Ok(count(n))
 }
 
@@ -114,7 +114,7 @@ impl Store {
                 let stored = c.query_opt(
                     "SELECT value FROM meta WHERE key = 'operator_token_sha256'",
                     &[],
-                    |r| r.text(0),
+                    |r| r.get::<String>(0),
                 )?;
                 if let Some(hex) = stored {
                     let mut hash = [0u8; 32];
@@ -151,7 +151,7 @@ impl Store {
                         c.query_opt(
                             "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
                             &[key_id.0.into()],
-                            |r| Ok((r.int(0)?, r.text(1)?, r.blob(2)?)),
+                            |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<Vec<u8>>(2)?)),
                         )
                     })
                     .await?;
@@ -185,7 +185,7 @@ impl Store {
                     .query_opt(
                         "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
                         &[name.as_str().into(), now.into()],
-                        |r| r.int(0),
+                        |r| r.get::<i64>(0),
                     )?
                     .ok_or_else(no_id)?;
                 Ok(Tenant {
@@ -266,7 +266,7 @@ impl Store {
                             hash_secret(&secret)[..].into(),
                             now.into(),
                         ],
-                        |r| r.int(0),
+                        |r| r.get::<i64>(0),
                     )?
                     .ok_or_else(no_id)?;
                 let id = KeyId(id);
@@ -348,9 +348,9 @@ impl Store {
                 &[tenant_id.0.into(), size, offset],
                 |r| {
                     Ok(EventType {
-                        name: r.text(0)?,
-                        category: r.opt_text(1)?,
-                        description: r.opt_text(2)?,
+                        name: r.get::<String>(0)?,
+                        category: r.get::<Option<String>>(1)?,
+                        description: r.get::<Option<String>>(2)?,
                     })
                 },
             )?;

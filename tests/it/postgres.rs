@@ -729,7 +729,7 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
                 .query_opt(
                     "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
                     &[name.into(), 1_700_000_000_000i64.into()],
-                    |r| r.int(0),
+                    |r| r.get::<i64>(0),
                 )
                 .expect("insert")
                 .expect("an id");
@@ -761,11 +761,11 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
                 &[0.into()],
                 |r| {
                     Ok((
-                        r.int(0)?,
-                        r.text(1)?,
-                        r.opt_text(2)?,
+                        r.get::<i64>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<Option<String>>(2)?,
                         r.value(3)?,
-                        r.int(4)?,
+                        r.get::<i64>(4)?,
                     ))
                 },
             )
