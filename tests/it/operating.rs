@@ -449,16 +449,7 @@ async fn a_rate_limit_spaces_deliveries_to_about_that_many_per_second() {
     let got = receiver.wait_for(60).await;
     let times: Vec<_> = got.iter().map(|r| r.at).collect();
     // Count-based: no one-second window holds many more than 20 arrivals...
-    let busiest = times
-        .iter()
-        .map(|start| {
-            times
-                .iter()
-                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .expect("arrivals");
+    let busiest = crate::support::busiest_second(&times);
     assert!(busiest <= 24, "{busiest} arrivals in one second");
     // ...so sixty take at least two seconds from first to last.
     let span = times.last().expect("last").duration_since(times[0]);

@@ -284,16 +284,7 @@ async fn a_rate_limit_holds_for_the_endpoint_across_two_processes() {
     let got = receiver.wait_for(40).await;
     let times: Vec<_> = got.iter().map(|r| r.at).collect();
     // No one-second window holds many more than 10 arrivals, whichever process sent them...
-    let busiest = times
-        .iter()
-        .map(|start| {
-            times
-                .iter()
-                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .expect("arrivals");
+    let busiest = crate::support::busiest_second(&times);
     assert!(busiest <= 13, "{busiest} arrivals in one second");
     // ...so forty take at least three seconds from first to last.
     let span = times.last().expect("last").duration_since(times[0]);

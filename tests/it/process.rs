@@ -110,6 +110,41 @@ async fn tenant_key(api: &Api) -> String {
     k["key"].as_str().expect("key").to_owned()
 }
 
+/// A client publishing batches of 20 events (their data tagged with `tag`) for each of
+/// `rounds`, noting every accepted event's id, until a request fails or is refused (its
+/// hookd was killed).
+fn publish_batches(
+    api: Api,
+    accepted: Arc<Mutex<HashSet<String>>>,
+    tag: serde_json::Value,
+    rounds: std::ops::Range<usize>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for round in rounds {
+            let events: Vec<_> = (0..20)
+                .map(|i| json!({"type": "burst.event", "data": {"client": tag, "round": round, "i": i}}))
+                .collect();
+            let req = api.raw(
+                "POST",
+                "/v1/events/batch",
+                Some("application/json"),
+                json!({"events": events}).to_string().into_bytes(),
+            );
+            let Ok((status, _, body)) = tokio::time::timeout(Duration::from_secs(5), req).await
+            else {
+                return;
+            };
+            if status != StatusCode::ACCEPTED {
+                return;
+            }
+            let mut set = accepted.lock().expect("set");
+            for e in body["events"].as_array().expect("events") {
+                set.insert(e["id"].as_str().expect("id").to_owned());
+            }
+        }
+    })
+}
+
 #[tokio::test]
 async fn sigterm_stops_hookd_with_exit_code_zero() {
     let dir = tempfile::tempdir().expect("dir");
@@ -143,31 +178,16 @@ async fn kill_during_burst_loses_nothing() {
 
     // Four clients publish batches until the process dies under them.
     let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut clients = Vec::new();
-    for c in 0..4 {
-        let (api, accepted) = (api.clone(), accepted.clone());
-        clients.push(tokio::spawn(async move {
-            for round in 0.. {
-                let events: Vec<_> = (0..20)
-                    .map(|i| json!({"type": "burst.event", "data": {"c": c, "round": round, "i": i}}))
-                    .collect();
-                let req = api.raw(
-                    "POST",
-                    "/v1/events/batch",
-                    Some("application/json"),
-                    json!({"events": events}).to_string().into_bytes(),
-                );
-                let Ok((status, _, body)) = tokio::time::timeout(Duration::from_secs(5), req).await else { return };
-                if status != StatusCode::ACCEPTED {
-                    return;
-                }
-                let mut set = accepted.lock().expect("set");
-                for e in body["events"].as_array().expect("events") {
-                    set.insert(e["id"].as_str().expect("id").to_owned());
-                }
-            }
-        }));
-    }
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            publish_batches(
+                api.clone(),
+                accepted.clone(),
+                json!({"c": c}),
+                0..usize::MAX,
+            )
+        })
+        .collect();
     wait_until("some events accepted", Duration::from_secs(20), || {
         let n = accepted.lock().expect("set").len();
         async move { n >= 4000 }
@@ -497,28 +517,9 @@ async fn three_processes_on_postgres_lose_nothing_when_one_is_killed() {
     let mut clients = Vec::new();
     for (p, h) in hookds.iter().enumerate() {
         for c in 0..2 {
-            let (api, accepted) = (Api::new(&h.base, &key), accepted.clone());
-            clients.push(tokio::spawn(async move {
-                for round in 0..60 {
-                    let events: Vec<_> = (0..20)
-                        .map(|i| json!({"type": "burst.event", "data": {"p": p, "c": c, "round": round, "i": i}}))
-                        .collect();
-                    let req = api.raw(
-                        "POST",
-                        "/v1/events/batch",
-                        Some("application/json"),
-                        json!({"events": events}).to_string().into_bytes(),
-                    );
-                    let Ok((status, _, body)) = tokio::time::timeout(Duration::from_secs(5), req).await else { return };
-                    if status != StatusCode::ACCEPTED {
-                        return;
-                    }
-                    let mut set = accepted.lock().expect("set");
-                    for e in body["events"].as_array().expect("events") {
-                        set.insert(e["id"].as_str().expect("id").to_owned());
-                    }
-                }
-            }));
+            let api = Api::new(&h.base, &key);
+            let tag = json!({"p": p, "c": c});
+            clients.push(publish_batches(api, accepted.clone(), tag, 0..60));
         }
     }
     wait_until("deliveries under way", Duration::from_secs(30), || {

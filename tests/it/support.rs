@@ -22,6 +22,20 @@ use hookd::config::Config;
 /// The operator token every test server uses.
 pub const ADMIN: &str = "test-operator-token-0123456789";
 
+/// The most arrivals in any one-second window starting at an arrival.
+pub fn busiest_second(times: &[std::time::Instant]) -> usize {
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .expect("arrivals")
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `timeout`.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
