@@ -295,3 +295,21 @@ ALTER TABLE endpoints ADD COLUMN filter TEXT;
 -- Channels, as in schema.sql (migration 9).
 ALTER TABLE events ADD COLUMN channels TEXT;
 ALTER TABLE endpoints ADD COLUMN channels TEXT;
+
+-- migration: 7
+-- Plans and the daily event count, as in schema.sql (migration 10).
+ALTER TABLE tenants ADD COLUMN feature_incoming BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN feature_integrations BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN feature_schedules BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN limit_endpoints BIGINT;
+ALTER TABLE tenants ADD COLUMN limit_events_per_day BIGINT;
+CREATE TABLE tenant_usage (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    day       BIGINT NOT NULL,
+    events    BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+);
+-- Bumped by a write batch that changed what the writers cache per tenant (endpoints, plans):
+-- another process's writer that sees it move drops its caches before its next batch.
+CREATE SEQUENCE hookd_tenant_settings;
+SELECT nextval('hookd_tenant_settings');

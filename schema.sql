@@ -326,3 +326,20 @@ ALTER TABLE endpoints ADD COLUMN filter TEXT;
 -- JSON arrays of names; NULL for none.
 ALTER TABLE events ADD COLUMN channels TEXT;
 ALTER TABLE endpoints ADD COLUMN channels TEXT;
+
+-- migration: 10
+
+-- Plans: feature switches and limits the operator sets per tenant (NULL limit: none), and the
+-- events each tenant published per UTC day (`day`: days since the Unix epoch), counted in the
+-- same commit as the events themselves.
+ALTER TABLE tenants ADD COLUMN feature_incoming INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN feature_integrations INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN feature_schedules INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN limit_endpoints INTEGER;
+ALTER TABLE tenants ADD COLUMN limit_events_per_day INTEGER;
+CREATE TABLE tenant_usage (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    day       INTEGER NOT NULL,
+    events    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+) STRICT, WITHOUT ROWID;

@@ -77,5 +77,6 @@ pub async fn pass(
     if links > 0 {
         tracing::info!(links, "deleted expired portal links");
     }
+    store.prune_old_usage(now).await?;
     Ok((deliveries, events))
 }

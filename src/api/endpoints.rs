@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
 use super::extract::{Auth, JsonBody, OptionalJson, Path, Query};
-use super::extract::{NoFields, check_name};
+use super::extract::{NoFields, check_name, nullable};
 use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
@@ -23,13 +23,6 @@ use crate::model::{
 };
 use crate::signing::{self};
 use crate::store::NewEndpoint;
-
-/// `Some(None)` for an explicit `null`, `None` for an absent field.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
 
 /// The fields of a create or PATCH body; absent fields keep their value (or default).
 #[derive(Deserialize, Default)]

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
+use crate::model::plan::PlanRefusal;
 use crate::store::StoreError;
 
 /// An error answered as `{"error": {"code", "message"}}` with its status.
@@ -126,6 +127,24 @@ impl ApiError {
         e
     }
 
+    /// 403 or 429: the tenant's plan refused the request; nothing was written.
+    pub fn plan(refusal: PlanRefusal) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            PlanRefusal::FeatureOff(_) => {
+                Self::new(StatusCode::FORBIDDEN, "plan_required", message)
+            }
+            PlanRefusal::Endpoints { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+            }
+            PlanRefusal::EventsPerDay { retry_after, .. } => {
+                let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message);
+                e.retry_after = Some(retry_after);
+                e
+            }
+        }
+    }
+
     /// 500: a fault of hookd's; the details go to the log, not the caller.
     pub fn internal() -> Self {
         Self::new(
@@ -152,6 +171,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::not_found("resource"),
             StoreError::Conflict(message) => Self::conflict(message),
             StoreError::Invalid(message) => Self::invalid(message),
+            StoreError::Plan(refusal) => Self::plan(refusal),
             e if e.is_unavailable() => {
                 tracing::error!(error = %ErrorChain(&e), "storage unavailable");
                 Self::unavailable("storage is unavailable; nothing was changed, try again")

@@ -285,6 +285,14 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// For `#[serde(deserialize_with)]` on PATCH fields: `Some(None)` for an explicit `null`,
+/// `None` (with `#[serde(default)]`) for an absent field.
+pub(super) fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// Checks a display name: 1–200 characters, not blank.
 pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 200 {

@@ -18,6 +18,7 @@ use crate::incoming::payload::{self, PayloadError, decode, event_data};
 use crate::incoming::request_log::{header, logged_body, logged_headers};
 use crate::incoming::verify::verify;
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
+use crate::model::plan::Feature;
 use crate::model::{
     EventName, IncomingId, IncomingRequestId, Role, SignatureScheme, now_ms, rfc3339,
 };
@@ -171,11 +172,14 @@ pub(super) async fn requests(
 }
 
 async fn hook_for(state: &AppState, token: &str) -> Result<IncomingHook, ApiError> {
-    state
+    let hook = state
         .store
         .find_incoming(token)
         .await?
-        .ok_or_else(|| ApiError::not_found("incoming webhook"))
+        .ok_or_else(|| ApiError::not_found("incoming webhook"))?;
+    // A tenant whose plan has incoming webhooks off receives (and logs) nothing.
+    super::gate::require(state, hook.tenant_id, Feature::Incoming).await?;
+    Ok(hook)
 }
 
 /// `GET /hooks/in/{token}?challenge=X`: answers `X` as text, for senders that verify a URL.

@@ -8,6 +8,7 @@ mod event_types;
 mod events;
 mod extract;
 mod framing;
+mod gate;
 mod health;
 mod incoming;
 mod integrations;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 
+use crate::model::plan::Feature;
 use crate::outbound::Outbound;
 use crate::store::Store;
 use crate::target::TargetPolicy;
@@ -84,7 +86,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{id}",
-            get(tenants::get).delete(tenants::delete),
+            get(tenants::get)
+                .patch(tenants::patch)
+                .delete(tenants::delete),
         )
         .route(
             "/v1/tenants/{id}/keys",
@@ -129,9 +133,34 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/v1/portal-links", post(portal::create).get(portal::list))
+        .route(
+            "/v1/portal-links/{id}",
+            axum::routing::delete(portal::delete),
+        )
+        .route(
+            "/hooks/in/{token}",
+            post(incoming::receive).get(incoming::challenge),
+        )
+        .merge(gated(&state, Feature::Incoming, incoming_routes))
+        .merge(gated(&state, Feature::Schedules, schedule_routes))
+        .merge(gated(&state, Feature::Integrations, integration_routes))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(state)
+}
+
+/// Incoming webhooks' routes (tenant side; `/hooks/in/…` checks the plan itself).
+fn incoming_routes(routes: Router<AppState>) -> Router<AppState> {
+    routes
         .route("/v1/incoming", post(incoming::create).get(incoming::list))
         .route("/v1/incoming/{id}", axum::routing::delete(incoming::delete))
         .route("/v1/incoming/{id}/requests", get(incoming::requests))
+}
+
+/// Schedules' routes.
+fn schedule_routes(routes: Router<AppState>) -> Router<AppState> {
+    routes
         .route(
             "/v1/schedules",
             post(schedules::create).get(schedules::list),
@@ -144,24 +173,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
         .route("/v1/schedules/{id}/runs", get(schedules::runs))
-        .route("/v1/portal-links", post(portal::create).get(portal::list))
-        .route(
-            "/v1/portal-links/{id}",
-            axum::routing::delete(portal::delete),
-        )
+}
+
+/// Integrations' routes.
+fn integration_routes(routes: Router<AppState>) -> Router<AppState> {
+    routes
         .route("/v1/integrations", get(integrations::list))
         .route(
             "/v1/integrations/{kind}",
             axum::routing::put(integrations::connect).delete(integrations::disconnect),
         )
         .route("/v1/integrations/{kind}/test", post(integrations::test))
-        .route(
-            "/hooks/in/{token}",
-            post(incoming::receive).get(incoming::challenge),
-        )
-        .fallback(|| async { ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .with_state(state)
+}
+
+/// The routes `add` lists, answering `403 plan_required` to a tenant whose plan has
+/// `feature` off.
+fn gated(
+    state: &AppState,
+    feature: Feature,
+    add: fn(Router<AppState>) -> Router<AppState>,
+) -> Router<AppState> {
+    let gate = gate::Gate {
+        state: state.clone(),
+        feature,
+    };
+    add(Router::new()).route_layer(axum::middleware::from_fn_with_state(gate, gate::gate))
 }
 
 /// How the API treats connections.

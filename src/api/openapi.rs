@@ -34,6 +34,23 @@ struct Op {
     errors: &'static [u16],
 }
 
+/// A plan's feature switches; `input`: a PATCH body's part (every field optional).
+fn features(input: bool) -> Value {
+    let names = ["incoming", "integrations", "schedules"];
+    let fields: Vec<(&str, Value)> = names
+        .iter()
+        .map(|n| (*n, json!({"type": "boolean"})))
+        .collect();
+    object(&fields, if input { &[] } else { &names }, input)
+}
+
+/// A plan's limits (`null`: none); `input`: a PATCH body's part (every field optional).
+fn limits(input: bool) -> Value {
+    let names = ["endpoints", "eventsPerDay"];
+    let fields: Vec<(&str, Value)> = names.iter().map(|n| (*n, nullable(integer(0)))).collect();
+    object(&fields, if input { &[] } else { &names }, input)
+}
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -470,8 +487,13 @@ fn schemas() -> Value {
             ("code", json!({"type": "string", "pattern": "^[a-z_]+$"})),
             ("message", string()),
         ], &["code", "message"], false))], &["error"], false),
-        "Tenant": object(&[("id", id("tnt")), ("name", string()), ("createdAt", time())],
-            &["id", "name", "createdAt"], false),
+        "Tenant": object(&[
+            ("id", id("tnt")), ("name", string()), ("createdAt", time()),
+            ("features", features(false)), ("limits", limits(false)),
+            ("usage", object(&[
+                ("endpoints", integer(0)), ("eventsToday", integer(0)),
+            ], &["endpoints", "eventsToday"], false)),
+        ], &["id", "name", "createdAt", "features", "limits"], false),
         "Key": object(&[
             ("id", id("key")), ("name", string()),
             ("role", roles()),
@@ -636,6 +658,24 @@ fn operations() -> Vec<Op> {
                 "/v1/tenants/{id}",
                 "getTenant",
                 "One tenant",
+                Access::Operator,
+            )
+        },
+        Op {
+            body: Some((
+                object(
+                    &[("features", features(true)), ("limits", limits(true))],
+                    &[],
+                    true,
+                ),
+                false,
+            )),
+            ok: vec![(200, named("Tenant"))],
+            ..op(
+                "patch",
+                "/v1/tenants/{id}",
+                "setTenantPlan",
+                "Set a tenant's plan: features on or off, limits (null: none); absent fields keep their value",
                 Access::Operator,
             )
         },
@@ -947,7 +987,7 @@ fn operations() -> Vec<Op> {
         Op {
             body: Some((event_in(), false)),
             ok: vec![(202, named("Published"))],
-            errors: &[409],
+            errors: &[409, 429],
             ..op(
                 "post",
                 "/v1/events",
@@ -994,7 +1034,7 @@ fn operations() -> Vec<Op> {
                     false,
                 )),
             )],
-            errors: &[409],
+            errors: &[409, 429],
             ..op(
                 "post",
                 "/v1/events/batch",
@@ -1318,7 +1358,7 @@ fn operations() -> Vec<Op> {
                     )),
                 ),
             ],
-            errors: &[401, 404, 429],
+            errors: &[401, 403, 404, 429],
             ..op(
                 "post",
                 "/hooks/in/{token}",
@@ -1332,7 +1372,7 @@ fn operations() -> Vec<Op> {
                 json!({"name": "challenge", "in": "query", "required": true, "schema": string(), "description": "answered back as text"}),
             ],
             ok: vec![(200, None)],
-            errors: &[400, 404, 422, 429],
+            errors: &[400, 403, 404, 422, 429],
             ..op(
                 "get",
                 "/hooks/in/{token}",
@@ -1372,7 +1412,13 @@ fn links(op_id: &str) -> Vec<(&'static str, &'static str, &'static str)> {
         "createEventType" => (&["deleteEventType"], "name", "name"),
         "publishEvent" => (&["getEvent"], "id", "id"),
         "createTenant" => (
-            &["getTenant", "deleteTenant", "createKey", "listKeys"],
+            &[
+                "getTenant",
+                "setTenantPlan",
+                "deleteTenant",
+                "createKey",
+                "listKeys",
+            ],
             "id",
             "id",
         ),
@@ -1413,13 +1459,15 @@ fn reason(status: u16) -> &'static str {
         303 => "See other",
         400 => "Malformed request",
         401 => "No token, or a bad one",
-        403 => "The token's role is too weak",
+        403 => {
+            "The token's role is too weak, or the tenant's plan does not allow it (plan_required, quota_exceeded)"
+        }
         404 => "Not found (also malformed ids and other tenants' ids)",
         409 => "Conflicts with the current state",
         413 => "Body over the size limit; nothing stored",
         415 => "Unsupported content type",
         422 => "Well-formed but invalid; the message names the field",
-        429 => "Rate limited (see Retry-After)",
+        429 => "Rate limited, or past the plan's daily events (see Retry-After)",
         503 => "Overloaded or storage unavailable; nothing changed",
         _ => "",
     }

@@ -7,9 +7,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Path, Query, check_name};
+use super::extract::{Auth, JsonBody, Path, Query, check_name, nullable};
 use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::model::plan::{Plan, PlanPatch};
 use crate::model::{ApiKey, KeyId, Role, Tenant, TenantId, rfc3339};
 
 #[derive(Deserialize)]
@@ -25,8 +26,71 @@ pub(super) struct KeyIn {
     role: String,
 }
 
+/// `PATCH /v1/tenants/{id}`: the plan's parts to change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlanIn {
+    #[serde(default)]
+    features: FeaturesIn,
+    #[serde(default)]
+    limits: LimitsIn,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FeaturesIn {
+    incoming: Option<bool>,
+    integrations: Option<bool>,
+    schedules: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LimitsIn {
+    #[serde(default, deserialize_with = "nullable")]
+    endpoints: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    events_per_day: Option<Option<u64>>,
+}
+
+impl PlanIn {
+    fn patch(self) -> PlanPatch {
+        PlanPatch {
+            incoming: self.features.incoming,
+            integrations: self.features.integrations,
+            schedules: self.features.schedules,
+            endpoints: self.limits.endpoints,
+            events_per_day: self.limits.events_per_day,
+        }
+    }
+}
+
+fn plan_json(plan: &Plan) -> Value {
+    let (f, l) = (plan.features, plan.limits);
+    json!({
+        "features": {
+            "incoming": f.incoming,
+            "integrations": f.integrations,
+            "schedules": f.schedules,
+        },
+        "limits": {"endpoints": l.endpoints, "eventsPerDay": l.events_per_day},
+    })
+}
+
 fn tenant_json(t: &Tenant) -> Value {
-    json!({"id": t.id, "name": t.name, "createdAt": rfc3339(t.created_at)})
+    let mut out = json!({"id": t.id, "name": t.name, "createdAt": rfc3339(t.created_at)});
+    if let (Value::Object(out), Value::Object(plan)) = (&mut out, plan_json(&t.plan)) {
+        out.extend(plan);
+    }
+    out
+}
+
+/// A tenant with its usage, as `GET` and `PATCH` answer it.
+async fn tenant_with_usage(state: &AppState, t: &Tenant) -> Result<Value, ApiError> {
+    let usage = state.store.usage(t.id).await.map_err(not_found("tenant"))?;
+    let mut out = tenant_json(t);
+    out["usage"] = json!({"endpoints": usage.endpoints, "eventsToday": usage.events_today});
+    Ok(out)
 }
 
 fn key_json(k: &ApiKey) -> Value {
@@ -76,7 +140,30 @@ pub(super) async fn get(
         .get_tenant(tenant_id(&id)?)
         .await
         .map_err(not_found("tenant"))?;
-    Ok(Json(tenant_json(&tenant)))
+    Ok(Json(tenant_with_usage(&state, &tenant).await?))
+}
+
+/// `PATCH /v1/tenants/{id}`: sets the tenant's plan (features and limits).
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: JsonBody<PlanIn>,
+) -> Result<Json<Value>, ApiError> {
+    auth.operator()?;
+    let id = tenant_id(&id)?;
+    let patch = body.parse()?.patch();
+    state
+        .store
+        .set_plan(id, patch)
+        .await
+        .map_err(not_found("tenant"))?;
+    let tenant = state
+        .store
+        .get_tenant(id)
+        .await
+        .map_err(not_found("tenant"))?;
+    Ok(Json(tenant_with_usage(&state, &tenant).await?))
 }
 
 pub(super) async fn delete(

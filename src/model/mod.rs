@@ -26,6 +26,7 @@ pub mod filter;
 pub mod ids;
 pub mod incoming;
 pub mod operational;
+pub mod plan;
 pub mod replay;
 pub mod schedule;
 pub mod tenant;

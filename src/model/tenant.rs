@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::plan::Plan;
 use super::{KeyId, TenantId, UnixMs};
 
 /// A tenant: everything else (keys, endpoints, events) belongs to exactly one.
@@ -13,6 +14,8 @@ pub struct Tenant {
     pub name: String,
     /// When it was created.
     pub created_at: UnixMs,
+    /// Its features and limits.
+    pub plan: Plan,
 }
 
 /// What a tenant API key may do.

@@ -18,6 +18,7 @@ use super::sql::{Row, Value, as_refs};
 const TABLES: &[&str] = &[
     "meta",
     "tenants",
+    "tenant_usage",
     "api_keys",
     "portal_links",
     "event_types",

@@ -5,7 +5,6 @@ use super::sql::{Conn, vals};
 use super::paging::BlockCounts;
 use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
-use super::tenants::tenant_exists;
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::operational;
@@ -36,8 +35,15 @@ pub(super) fn insert(
     tenant_id: TenantId,
     new: &NewEndpoint,
 ) -> Result<EndpointId, StoreError> {
-    if !tenant_exists(c, tenant_id)? {
-        return Err(StoreError::NotFound);
+    // Answers `NotFound` when there is no such tenant.
+    let plan = batch.subscribers.plan(c, tenant_id)?;
+    if plan.limits.endpoints.is_some() {
+        let existing: i64 = c.query_one(
+            "SELECT count(*) FROM endpoints WHERE tenant_id = ?1",
+            &vals![tenant_id.0],
+            |r| r.get(0),
+        )?;
+        plan.endpoint_fits(count(existing))?;
     }
     batch.subscribers.forget(tenant_id);
     let s = &new.settings;

@@ -4,7 +4,7 @@
 use super::sql::{Row, vals};
 
 use super::paging::{self, List};
-use super::publish::{NewEvent, Published, publish_in};
+use super::publish::{Metering, NewEvent, Published, publish_in};
 use super::rows::{SUMMARY_SELECT, summary_row};
 use super::{Store, StoreError, count};
 use crate::fanout::Fanout;
@@ -52,7 +52,16 @@ impl Store {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Published>, StoreError> {
         self.writer
-            .write(move |c, batch| publish_in(c, batch, tenant_id, &events, Fanout::Subscribers))
+            .write(move |c, batch| {
+                publish_in(
+                    c,
+                    batch,
+                    tenant_id,
+                    &events,
+                    Fanout::Subscribers,
+                    Metering::Counted,
+                )
+            })
             .await
     }
 

@@ -4,7 +4,7 @@
 use super::sql::{Row, vals};
 
 use super::paging::{self, List};
-use super::publish::{NewEvent, Published, publish_in};
+use super::publish::{Metering, NewEvent, Published, publish_in};
 use super::tenants::{hash_secret, tenant_exists};
 use super::{Store, StoreError, count};
 use crate::fanout::Fanout;
@@ -162,7 +162,14 @@ impl Store {
             .write(move |c, batch| {
                 let published = match publish {
                     Some(event) => {
-                        let p = publish_in(c, batch, tenant_id, &[event], Fanout::Subscribers)?;
+                        let p = publish_in(
+                            c,
+                            batch,
+                            tenant_id,
+                            &[event],
+                            Fanout::Subscribers,
+                            Metering::Counted,
+                        )?;
                         p.into_iter().next()
                     }
                     None => None,

@@ -13,6 +13,7 @@ mod key_cache;
 mod maintenance;
 mod migrate;
 mod paging;
+mod plans;
 mod portal;
 pub mod postgres;
 mod publish;
@@ -22,8 +23,10 @@ mod rows;
 mod runs;
 mod schedules;
 pub mod sql;
+mod staged;
 mod subscribers;
 mod tenants;
+mod usage;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +49,7 @@ pub use retention::Pruned;
 pub use runs::{EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput};
 pub use schedules::SchedulePatch;
 pub use tenants::{Caller, Credential, EventType};
+pub use usage::Usage;
 
 use crate::config::Durability;
 use writer::{WriteHealth, Writer, WriterDb};
@@ -120,6 +124,9 @@ pub enum StoreError {
     /// The change would leave the row invalid; the sentence says why.
     #[error("{0}")]
     Invalid(String),
+    /// The tenant's plan does not allow the write; nothing was written.
+    #[error(transparent)]
+    Plan(#[from] crate::model::plan::PlanRefusal),
     /// The file was written by a newer hookd.
     #[error(
         "the database was written by a newer hookd (schema version {found}; this build knows up to {known}); upgrade hookd or use another file"

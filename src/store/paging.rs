@@ -13,11 +13,11 @@
 //! statement journal, which costs more than the insert itself inside a big batch.)
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::sql::{Conn, vals};
 
 use super::StoreError;
+use super::staged::StagedCounts;
 
 use crate::model::DeliveryStatus;
 
@@ -90,10 +90,7 @@ type BlockKey = (List, i64, Cow<'static, str>, i64);
 /// batch commits. An operation's changes are staged until it succeeds, and dropped if its
 /// savepoint undoes it.
 #[derive(Debug, Default)]
-pub(crate) struct BlockCounts {
-    staged: HashMap<BlockKey, i64>,
-    kept: HashMap<BlockKey, i64>,
-}
+pub(crate) struct BlockCounts(StagedCounts<BlockKey>);
 
 /// The `part` a delivery status is counted under.
 fn status_part(status: DeliveryStatus) -> &'static str {
@@ -106,10 +103,7 @@ fn status_part(status: DeliveryStatus) -> &'static str {
 
 impl BlockCounts {
     fn change(&mut self, list: List, owner: i64, part: Cow<'static, str>, id: i64, by: i64) {
-        *self
-            .staged
-            .entry((list, owner, part, id >> BLOCK_BITS))
-            .or_default() += by;
+        self.0.add((list, owner, part, id >> BLOCK_BITS), by);
     }
 
     /// A delivery was added to an endpoint's log with `status`.
@@ -144,27 +138,23 @@ impl BlockCounts {
 
     /// The operation that staged the latest changes succeeded: keep them for the commit.
     pub fn keep_staged(&mut self) {
-        for (key, by) in self.staged.drain() {
-            *self.kept.entry(key).or_default() += by;
-        }
+        self.0.keep_staged();
     }
 
     /// The operation that staged the latest changes was undone: forget them.
     pub fn drop_staged(&mut self) {
-        self.staged.clear();
+        self.0.drop_staged();
     }
 
     /// Writes the kept changes, inside the batch's transaction, and forgets them.
     pub fn write(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
-        for ((list, owner, part, block), by) in self.kept.drain() {
-            if by != 0 {
-                c.execute(
-                    "INSERT INTO list_blocks (list, owner, part, block, n)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (list, owner, part, block) DO UPDATE SET n = list_blocks.n + excluded.n",
-                    &[(list as i64).into(), owner.into(), (&*part).into(), block.into(), by.into()],
-                )?;
-            }
+        for ((list, owner, part, block), by) in self.0.take_kept() {
+            c.execute(
+                "INSERT INTO list_blocks (list, owner, part, block, n)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (list, owner, part, block) DO UPDATE SET n = list_blocks.n + excluded.n",
+                &[(list as i64).into(), owner.into(), (&*part).into(), block.into(), by.into()],
+            )?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use super::{StoreError, count};
 use crate::fanout::Fanout;
 use crate::model::event::idempotency_holds;
 use crate::model::operational::Announcement;
+use crate::model::plan::utc_day;
 use crate::model::schedule::{covers, reported_status};
 use crate::model::{
     DeliveryStatus, EndpointId, EventId, EventName, EventPattern, TenantId, UnixMs, now_ms,
@@ -44,19 +45,33 @@ pub struct Published {
     pub deliveries: u64,
 }
 
+/// Whether a publish counts towards the tenant's daily events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Metering {
+    /// The tenant's own events (the API, incoming webhooks): counted, and refused past the
+    /// plan's daily limit.
+    Counted,
+    /// hookd's own (`hookd.*` announcements, digests): neither counted nor refused.
+    Internal,
+}
+
 /// Publishes events inside the caller's write: for each, the event row and one delivery per
 /// target of `fanout`. An idempotency key seen within the window answers with the first event.
+/// Counted events past the plan's daily limit fail the whole call (the caller's savepoint
+/// undoes what it wrote).
 pub(super) fn publish_in(
     c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
     events: &[NewEvent],
     fanout: Fanout,
+    metering: Metering,
 ) -> Result<Vec<Published>, StoreError> {
     let now = now_ms();
     let subscribers = batch.subscribers.get(c, tenant_id)?;
     let mut pending_added: HashMap<EndpointId, i64> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
+    let mut repeats = 0;
     for event in events {
         if let Some(key) = &event.idempotency_key {
             let prior = c.query_opt(
@@ -74,6 +89,7 @@ pub(super) fn publish_in(
             )?;
             match prior {
                 Some(p) if idempotency_holds(p.created_at, now) => {
+                    repeats += 1;
                     out.push(p);
                     continue;
                 }
@@ -114,6 +130,10 @@ pub(super) fn publish_in(
             deliveries: targets.len() as u64,
         });
     }
+    if metering == Metering::Counted {
+        let stored = events.len() - repeats;
+        meter_events(c, batch, tenant_id, stored as u64, now)?;
+    }
     fire_status_schedules(c, tenant_id, events, now)?;
     for (endpoint, n) in pending_added {
         c.execute(
@@ -123,6 +143,35 @@ pub(super) fn publish_in(
     }
     batch.wake |= out.iter().any(|p| p.deliveries > 0);
     Ok(out)
+}
+
+/// Counts `n` events into the tenant's day, inside the caller's write; refuses them all when
+/// they would pass the plan's daily limit (the caller's savepoint then undoes the request).
+pub(super) fn meter_events(
+    c: &Conn<'_>,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    n: u64,
+    now: UnixMs,
+) -> Result<(), StoreError> {
+    if n == 0 {
+        return Ok(());
+    }
+    let plan = batch.subscribers.plan(c, tenant_id)?;
+    let day = utc_day(now);
+    if plan.limits.events_per_day.is_some() {
+        let stored: i64 = c
+            .query_opt(
+                "SELECT events FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
+                &vals![tenant_id.0, day],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0);
+        let used = count(stored + batch.usage.added(&(tenant_id.0, day)));
+        plan.events_fit(used, n, now)?;
+    }
+    batch.usage.add((tenant_id.0, day), n as i64);
+    Ok(())
 }
 
 /// Adds one pending delivery, due at `now`, inside the caller's write (the caller counts it
@@ -158,7 +207,7 @@ pub(super) fn announce(
         channels: Vec::new(),
     };
     let fanout = Fanout::SubscribersExcept(announcement.about);
-    publish_in(c, batch, tenant_id, &[event], fanout)?;
+    publish_in(c, batch, tenant_id, &[event], fanout, Metering::Internal)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use super::sql::vals;
 
 use super::paging::{self, List};
-use super::publish::{NewEvent, publish_in};
+use super::publish::{Metering, NewEvent, publish_in};
 use super::rows::corrupt;
 use super::schedules::{COLUMNS, load, newest_event, schedule_row};
 use super::{Store, StoreError, count};
@@ -232,6 +232,7 @@ impl Store {
                             schedule.tenant_id,
                             &[event],
                             Fanout::Only(*endpoint),
+                            Metering::Internal,
                         )?;
                         let delivery: Option<i64> = match published.first() {
                             Some(p) if p.deliveries > 0 => c.query_opt(

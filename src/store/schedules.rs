@@ -283,7 +283,8 @@ impl Store {
             .await
     }
 
-    /// Schedules due at `now` (at most `limit`, earliest first).
+    /// Schedules due at `now` (at most `limit`, earliest first), of tenants whose plan has
+    /// schedules on (a tenant's due schedules wait while it is off).
     pub async fn due_schedules(
         &self,
         now: UnixMs,
@@ -294,6 +295,7 @@ impl Store {
                 &format!(
                     "SELECT {COLUMNS} FROM schedules
                  WHERE next_run_at IS NOT NULL AND next_run_at <= ?1 AND status = ?2
+                   AND tenant_id IN (SELECT id FROM tenants WHERE feature_schedules = 1)
                  ORDER BY next_run_at LIMIT ?3"
                 ),
                 &vals![now, ScheduleStatus::Active.as_str(), limit as i64],

@@ -1,5 +1,9 @@
-//! The writer's cache of each tenant's compiled subscriptions ([`crate::fanout::Subscribers`]),
-//! so a publish neither reads nor parses endpoint patterns.
+//! The writer's cache of each tenant's compiled subscriptions ([`crate::fanout::Subscribers`])
+//! and plan, so a publish neither reads nor parses endpoint patterns, nor reads the plan.
+//!
+//! On PostgreSQL other processes change endpoints and plans too: a batch that changed them
+//! moves the `hookd_tenant_settings` sequence, and every writer that sees it moved at the start
+//! of its next batch (under the write lock) drops its cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,13 +11,25 @@ use std::sync::Arc;
 use super::sql::{Conn, vals};
 
 use super::StoreError;
+use super::plans::read_plan;
+use crate::model::plan::{Feature, Plan};
+
+/// The PostgreSQL sequence a batch moves when it changed what these caches hold.
+const SETTINGS_SEQUENCE: &str = "hookd_tenant_settings";
 use crate::fanout::{Subscribers, Subscription};
 use crate::model::{EndpointId, TenantId};
 
-/// Tenants' compiled subscriptions, as the writer's connection sees them. Any write that
-/// changes an endpoint's patterns, activity or existence forgets its tenant.
+/// Tenants' compiled subscriptions and plans, as the writer's connection sees them. Any write
+/// that changes an endpoint's patterns, activity or existence, or a plan, forgets its tenant.
 #[derive(Debug, Default)]
-pub(crate) struct SubscriberCache(HashMap<TenantId, Arc<Subscribers>>);
+pub(crate) struct SubscriberCache {
+    subscribers: HashMap<TenantId, Arc<Subscribers>>,
+    plans: HashMap<TenantId, Plan>,
+    /// Whether this batch forgot a tenant (other processes must then forget theirs).
+    changed: bool,
+    /// The `hookd_tenant_settings` value the cache is current with (PostgreSQL).
+    seen: Option<i64>,
+}
 
 impl SubscriberCache {
     /// The tenant's subscribers, compiled on first use.
@@ -22,13 +38,16 @@ impl SubscriberCache {
         c: &Conn<'_>,
         tenant_id: TenantId,
     ) -> Result<Arc<Subscribers>, StoreError> {
-        if let Some(s) = self.0.get(&tenant_id) {
+        if let Some(s) = self.subscribers.get(&tenant_id) {
             return Ok(s.clone());
         }
+        // An integration's endpoint receives nothing while the plan has integrations off.
+        let integrations = self.plan(c, tenant_id)?.allows(Feature::Integrations);
         let active = c.query(
             "SELECT id, events, filter, channels FROM endpoints
-             WHERE tenant_id = ?1 AND is_active = 1 ORDER BY id",
-            &vals![tenant_id.0],
+             WHERE tenant_id = ?1 AND is_active = 1 AND (integration IS NULL OR ?2 = 1)
+             ORDER BY id",
+            &vals![tenant_id.0, i64::from(integrations)],
             |row| {
                 let id = EndpointId(row.get(0)?);
                 let events: String = row.get(1)?;
@@ -45,17 +64,62 @@ impl SubscriberCache {
             },
         )?;
         let compiled = Arc::new(Subscribers::new(active));
-        self.0.insert(tenant_id, compiled.clone());
+        self.subscribers.insert(tenant_id, compiled.clone());
         Ok(compiled)
     }
 
-    /// Drops a tenant's subscribers after one of its endpoints changed.
-    pub fn forget(&mut self, tenant_id: TenantId) {
-        self.0.remove(&tenant_id);
+    /// The tenant's plan, read on first use; `NotFound` when there is no such tenant.
+    pub fn plan(&mut self, c: &Conn<'_>, tenant_id: TenantId) -> Result<Plan, StoreError> {
+        if let Some(plan) = self.plans.get(&tenant_id) {
+            return Ok(*plan);
+        }
+        let plan = read_plan(c, tenant_id)?;
+        self.plans.insert(tenant_id, plan);
+        Ok(plan)
     }
 
-    /// Drops every tenant's subscribers.
+    /// Drops a tenant's subscribers and plan after one of its endpoints or its plan changed.
+    pub fn forget(&mut self, tenant_id: TenantId) {
+        self.subscribers.remove(&tenant_id);
+        self.plans.remove(&tenant_id);
+        self.changed = true;
+    }
+
+    /// Drops every tenant's subscribers and plan (what a failed operation cached may be what
+    /// its savepoint undid).
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.subscribers.clear();
+        self.plans.clear();
+    }
+
+    /// At a PostgreSQL batch's start, under the write lock: drops the cache when another
+    /// process changed endpoints or plans since it was filled.
+    pub fn catch_up(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
+        let now: i64 = c.query_one(
+            &format!("SELECT last_value FROM {SETTINGS_SEQUENCE}"),
+            &[],
+            |r| r.get(0),
+        )?;
+        if self.seen != Some(now) {
+            self.clear();
+            self.seen = Some(now);
+        }
+        self.changed = false;
+        Ok(())
+    }
+
+    /// Before a PostgreSQL batch commits: when it changed endpoints or plans, moves the
+    /// sequence so other processes drop their caches.
+    pub fn announce(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
+        if self.changed {
+            let next: i64 = c.query_one(
+                &format!("SELECT nextval('{SETTINGS_SEQUENCE}')"),
+                &[],
+                |r| r.get(0),
+            )?;
+            self.seen = Some(next);
+            self.changed = false;
+        }
+        Ok(())
     }
 }

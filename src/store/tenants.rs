@@ -6,8 +6,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::key_cache::KnownKey;
+use super::plans::{PLAN_COLUMNS, plan_row};
 use super::sql::{Conn, Row, Value};
 use super::{Store, StoreError, count};
+use crate::model::plan::Plan;
 use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};
 
 /// Who is calling, once a token has been checked.
@@ -69,6 +71,7 @@ fn tenant_row(r: &Row<'_>) -> Result<Tenant, StoreError> {
         id: TenantId(r.get::<i64>(0)?),
         name: r.get::<String>(1)?,
         created_at: r.get::<i64>(2)?,
+        plan: plan_row(r, 3)?,
     })
 }
 
@@ -192,6 +195,7 @@ impl Store {
                     id: TenantId(id),
                     name,
                     created_at: now,
+                    plan: Plan::default(),
                 })
             })
             .await
@@ -202,7 +206,10 @@ impl Store {
         self.read(move |c| {
             let total = counted(c, "SELECT count(*) FROM tenants", &[])?;
             let rows = c.query(
-                "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1 OFFSET ?2",
+                &format!(
+                    "SELECT id, name, created_at, {PLAN_COLUMNS} FROM tenants
+                     ORDER BY id LIMIT ?1 OFFSET ?2"
+                ),
                 &bounds(page),
                 tenant_row,
             )?;
@@ -215,7 +222,7 @@ impl Store {
     pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
         self.read(move |c| {
             c.query_opt(
-                "SELECT id, name, created_at FROM tenants WHERE id = ?1",
+                &format!("SELECT id, name, created_at, {PLAN_COLUMNS} FROM tenants WHERE id = ?1"),
                 &[id.0.into()],
                 tenant_row,
             )?

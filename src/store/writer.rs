@@ -13,6 +13,7 @@ use super::paging::BlockCounts;
 use super::postgres::{WORK_CHANNEL, WRITE_LOCK};
 use super::sql::Conn;
 use super::subscribers::SubscriberCache;
+use super::usage::{DailyUsage, write_usage};
 use crate::report::ErrorChain;
 
 /// Most operations applied in one transaction.
@@ -33,6 +34,9 @@ pub(crate) struct Batch {
     /// What the batch's operations added to or moved between the long lists' block counts,
     /// written just before the commit.
     pub counts: BlockCounts,
+    /// The events the batch's operations published, per tenant and day, written just before
+    /// the commit.
+    pub usage: DailyUsage,
 }
 
 /// How long a write that failed for want of storage keeps the store reported as failing.
@@ -99,11 +103,13 @@ where
         };
         if result.is_ok() {
             batch.counts.keep_staged();
+            batch.usage.keep_staged();
         }
         if let Err(e) = &result {
             // What the failed operation cached or counted may be what its savepoint undid.
             batch.subscribers.clear();
             batch.counts.drop_staged();
+            batch.usage.drop_staged();
             if e.is_storage_failure() {
                 batch.storage_failure = Some(ErrorChain(e).to_string());
             }
@@ -327,6 +333,7 @@ fn batches(
                 subscribers: std::mem::take(&mut subscribers),
                 storage_failure: None,
                 counts: BlockCounts::default(),
+                usage: DailyUsage::default(),
             };
             let committed = commit_batch(conn, &mut ops, &mut batch);
             match &committed {
@@ -377,7 +384,10 @@ fn commit_batch(
         // on one machine: batches then never wait on each other's rows (no deadlocks).
         Conn::Postgres(_) => {
             conn.execute("BEGIN", &[])?;
-            if let Err(e) = conn.execute("SELECT pg_advisory_xact_lock(?1)", &[WRITE_LOCK.into()]) {
+            if let Err(e) = conn
+                .execute("SELECT pg_advisory_xact_lock(?1)", &[WRITE_LOCK.into()])
+                .and_then(|_| batch.subscribers.catch_up(conn))
+            {
                 let _ = conn.execute("ROLLBACK", &[]);
                 return Err(e);
             }
@@ -389,7 +399,15 @@ fn commit_batch(
             return Err(StoreError::RolledBack);
         }
     }
-    if let Err(e) = batch.counts.write(conn) {
+    if let Err(e) = batch
+        .counts
+        .write(conn)
+        .and_then(|()| write_usage(conn, &mut batch.usage))
+        .and_then(|()| match conn.is_postgres() {
+            true => batch.subscribers.announce(conn),
+            false => Ok(()),
+        })
+    {
         let _ = conn.execute("ROLLBACK", &[]);
         return Err(e);
     }

@@ -226,7 +226,13 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
             .expect("delivery");
         }
         c.execute_batch(
-            "ALTER TABLE endpoints DROP COLUMN filter;
+            "DROP TABLE tenant_usage;
+             ALTER TABLE tenants DROP COLUMN feature_incoming;
+             ALTER TABLE tenants DROP COLUMN feature_integrations;
+             ALTER TABLE tenants DROP COLUMN feature_schedules;
+             ALTER TABLE tenants DROP COLUMN limit_endpoints;
+             ALTER TABLE tenants DROP COLUMN limit_events_per_day;
+             ALTER TABLE endpoints DROP COLUMN filter;
              ALTER TABLE endpoints DROP COLUMN channels; ALTER TABLE events DROP COLUMN channels;
              DROP TABLE list_blocks; DROP TABLE portal_links;
              DROP TRIGGER deliveries_uncounted; DROP TRIGGER events_uncounted;

@@ -13,6 +13,7 @@ mod integrations;
 mod openapi;
 mod operating;
 mod operating_cli;
+mod plans;
 mod portal;
 mod postgres;
 mod process;

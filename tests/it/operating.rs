@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Received, Receiver, Server, Tenant, verify_standard, wait_until};
+use crate::support::{Received, Receiver, Server, verify_standard, wait_until};
 
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
@@ -527,10 +527,7 @@ async fn tls_and_blocked_targets_are_classified() {
     let op = server.operator();
     let (_, keys) = op.get(&format!("/v1/tenants/{}/keys", t.id)).await;
     assert_eq!(keys["totalElements"], 1);
-    let t = Tenant {
-        id: t.id.clone(),
-        admin: t.admin.with_base(&server.base),
-    };
+    let t = t.on(&server);
     let blocked = t.publish("blocked.x", json!({})).await;
     let delivery = t.wait_delivery_status(&id(&blocked), "failed").await;
     assert_eq!(

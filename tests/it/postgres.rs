@@ -329,22 +329,13 @@ async fn fifo_holds_for_the_endpoint_across_two_processes() {
 
 #[tokio::test]
 async fn a_publish_through_one_process_wakes_the_others() {
-    use hookd::model::EventName;
-    use hookd::store::{NewEvent, Store};
+    use hookd::store::Store;
     let Some(pg) = Postgres::start() else { return };
     let url = pg.database("woken").await;
     let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
     let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
     let tenant = b.create_tenant("t".into()).await.expect("tenant");
-    let endpoint = hookd::store::NewEndpoint {
-        settings: hookd::model::EndpointSettings::new(
-            "e".into(),
-            url::Url::parse("http://127.0.0.1:9/h").expect("url"),
-            vec![hookd::model::EventPattern::All],
-        ),
-        secret: hookd::signing::generate_secret(),
-    };
-    b.create_endpoint(tenant.id, endpoint)
+    b.create_endpoint(tenant.id, catch_all_endpoint())
         .await
         .expect("endpoint");
     let woken = a.work_added();
@@ -352,17 +343,83 @@ async fn a_publish_through_one_process_wakes_the_others() {
     tokio::time::timeout(std::time::Duration::from_secs(10), woken.notified())
         .await
         .expect("a listens");
-    let event = NewEvent {
-        name: EventName::parse("a.b").expect("name"),
-        data: "{}".into(),
-        idempotency_key: None,
-        channels: Vec::new(),
-    };
     let notified = woken.notified();
-    b.publish(tenant.id, vec![event]).await.expect("publish");
+    b.publish(tenant.id, vec![event_a_b()])
+        .await
+        .expect("publish");
     tokio::time::timeout(std::time::Duration::from_secs(10), notified)
         .await
         .expect("b's commit wakes a's dispatcher");
+    close_both((a, a_handle), (b, b_handle)).await;
+}
+
+#[tokio::test]
+async fn an_endpoint_or_plan_changed_through_one_process_holds_at_once_in_the_others() {
+    use hookd::model::plan::PlanPatch;
+    use hookd::store::Store;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("settings").await;
+    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
+    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let tenant = a.create_tenant("t".into()).await.expect("tenant");
+    // b's writer compiles the tenant's subscribers (none yet) and caches them.
+    let before = b
+        .publish(tenant.id, vec![event_a_b()])
+        .await
+        .expect("publish");
+    assert_eq!(before[0].deliveries, 0);
+    a.create_endpoint(tenant.id, catch_all_endpoint())
+        .await
+        .expect("endpoint");
+    let after = b
+        .publish(tenant.id, vec![event_a_b()])
+        .await
+        .expect("publish");
+    assert_eq!(
+        after[0].deliveries, 1,
+        "b fans out to the endpoint a created"
+    );
+    // A daily limit set through a holds for b's next publish (two published so far).
+    let patch = PlanPatch {
+        events_per_day: Some(Some(2)),
+        ..PlanPatch::default()
+    };
+    a.set_plan(tenant.id, patch).await.expect("plan");
+    let refused = b.publish(tenant.id, vec![event_a_b()]).await;
+    assert!(
+        matches!(refused, Err(hookd::store::StoreError::Plan(_))),
+        "{refused:?}"
+    );
+    close_both((a, a_handle), (b, b_handle)).await;
+}
+
+/// An endpoint subscribed to every event, at a port where nothing listens.
+fn catch_all_endpoint() -> hookd::store::NewEndpoint {
+    hookd::store::NewEndpoint {
+        settings: hookd::model::EndpointSettings::new(
+            "e".into(),
+            url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+            vec![hookd::model::EventPattern::All],
+        ),
+        secret: hookd::signing::generate_secret(),
+    }
+}
+
+/// An `a.b` event with empty data.
+fn event_a_b() -> hookd::store::NewEvent {
+    hookd::store::NewEvent {
+        name: hookd::model::EventName::parse("a.b").expect("name"),
+        data: "{}".into(),
+        idempotency_key: None,
+        channels: Vec::new(),
+    }
+}
+
+/// Closes two stores opened on one database.
+async fn close_both(
+    (a, a_handle): (hookd::store::Store, hookd::store::StoreHandle),
+    (b, b_handle): (hookd::store::Store, hookd::store::StoreHandle),
+) {
     drop((a, b));
     tokio::task::spawn_blocking(move || {
         a_handle.close();

@@ -118,10 +118,7 @@ async fn a_one_time_schedule_fires_exactly_once_across_a_restart() {
     server.stop().await;
 
     let server = Server::start_in(dir, |_| {}).await;
-    let t = Tenant {
-        id: t.id.clone(),
-        admin: t.admin.with_base(&server.base),
-    };
+    let t = t.on(&server);
     // Let the restarted scheduler look (a marker event round trip), then count.
     let marker = t.publish("x.y", json!({})).await;
     wait_until("the marker", Duration::from_secs(20), || {

@@ -271,6 +271,14 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The same tenant on another (restarted) server.
+    pub fn on(&self, server: &Server) -> Tenant {
+        Tenant {
+            id: self.id.clone(),
+            admin: self.admin.with_base(&server.base),
+        }
+    }
+
     /// Creates an endpoint from `body` (merged over a name); returns its JSON.
     pub async fn endpoint(&self, body: Value) -> Value {
         let mut full = json!({"name": "test endpoint"});

@@ -1,0 +1,71 @@
+//! Usage: the events each tenant published per UTC day (`tenant_usage`), counted in the commit
+//! that publishes them so the count is exact across restarts, and checked against the plan
+//! without counting rows.
+
+use super::plans::read_plan;
+use super::sql::{Conn, vals};
+
+use super::staged::StagedCounts;
+use super::{Store, StoreError, count};
+use crate::model::plan::utc_day;
+use crate::model::{TenantId, UnixMs, now_ms};
+
+/// Events published per (tenant, UTC day) by a batch's operations.
+pub(crate) type DailyUsage = StagedCounts<(i64, i64)>;
+
+/// A tenant's usage of what its plan limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Its endpoints (integrations' included).
+    pub endpoints: u64,
+    /// Events it published today (UTC).
+    pub events_today: u64,
+}
+
+/// Writes a batch's counted events, inside its transaction.
+pub(super) fn write_usage(c: &Conn<'_>, usage: &mut DailyUsage) -> Result<(), StoreError> {
+    for ((tenant, day), n) in usage.take_kept() {
+        c.execute(
+            "INSERT INTO tenant_usage (tenant_id, day, events) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, day) DO UPDATE SET events = tenant_usage.events + excluded.events",
+            &vals![tenant, day, n],
+        )?;
+    }
+    Ok(())
+}
+
+/// Days of daily event counts kept (today's is the one plans use; older ones are history).
+const USAGE_DAYS_KEPT: i64 = 90;
+
+impl Store {
+    /// Deletes daily event counts older than [`USAGE_DAYS_KEPT`] days before `now`'s day;
+    /// returns how many.
+    pub async fn prune_old_usage(&self, now: UnixMs) -> Result<usize, StoreError> {
+        let before = utc_day(now) - USAGE_DAYS_KEPT;
+        self.writer
+            .write(move |c, _| c.execute("DELETE FROM tenant_usage WHERE day < ?1", &vals![before]))
+            .await
+    }
+
+    /// A tenant's usage of what plans limit.
+    pub async fn usage(&self, tenant_id: TenantId) -> Result<Usage, StoreError> {
+        self.read(move |c| {
+            read_plan(c, tenant_id)?;
+            let endpoints: i64 = c.query_one(
+                "SELECT count(*) FROM endpoints WHERE tenant_id = ?1",
+                &vals![tenant_id.0],
+                |r| r.get(0),
+            )?;
+            let events: Option<i64> = c.query_opt(
+                "SELECT events FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
+                &vals![tenant_id.0, utc_day(now_ms())],
+                |r| r.get(0),
+            )?;
+            Ok(Usage {
+                endpoints: count(endpoints),
+                events_today: count(events.unwrap_or(0)),
+            })
+        })
+        .await
+    }
+}
