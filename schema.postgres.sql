@@ -313,3 +313,8 @@ CREATE TABLE tenant_usage (
 -- another process's writer that sees it move drops its caches before its next batch.
 CREATE SEQUENCE hookd_tenant_settings;
 SELECT nextval('hookd_tenant_settings');
+
+-- migration: 8
+-- Endpoint credentials, sealed, as in schema.sql (migration 11).
+ALTER TABLE endpoints ADD COLUMN auth TEXT;
+ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;

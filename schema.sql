@@ -343,3 +343,11 @@ CREATE TABLE tenant_usage (
     events    INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, day)
 ) STRICT, WITHOUT ROWID;
+
+-- migration: 11
+
+-- Endpoint credentials, sealed with the credentials key kept outside the database
+-- (`src/sealing.rs`): how deliveries authenticate (HTTP Basic, OAuth2), and the client
+-- certificate presented to the endpoint's TLS server. NULL for none.
+ALTER TABLE endpoints ADD COLUMN auth TEXT;
+ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;

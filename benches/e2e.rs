@@ -719,6 +719,8 @@ async fn big_log(o: &Options) {
         is_active: true,
         filter: None,
         channels: None,
+        auth: None,
+        client_certificate: None,
     };
     let new = hookd::store::NewEndpoint {
         settings,

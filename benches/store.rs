@@ -28,6 +28,8 @@ fn settings() -> EndpointSettings {
         is_active: true,
         filter: None,
         channels: None,
+        auth: None,
+        client_certificate: None,
     }
 }
 

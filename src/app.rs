@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::delivery::{Dispatcher, DispatcherConfig};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, OutboundConfig};
+use crate::sealing::{SealingKey, default_key_path};
 use crate::store::{Store, StoreError};
 use crate::target::TargetPolicy;
 
@@ -29,6 +30,9 @@ pub enum AppError {
     /// A `--ca-file` certificate is not a usable root.
     #[error("a --ca-file certificate cannot be trusted as a root")]
     CaFile(#[source] rustls::Error),
+    /// The credentials key cannot be read or made.
+    #[error("cannot use the credentials key")]
+    Sealing(#[from] crate::sealing::SealError),
 }
 
 /// Runs hookd on `listener` until `shutdown` resolves.
@@ -44,6 +48,12 @@ pub async fn run(
     let extra_roots = match &config.ca_file {
         Some(path) => api::certificates(path)?,
         None => Vec::new(),
+    };
+    // On PostgreSQL every process needs the same key: it is never made up silently there.
+    let sealing = match &config.credentials_key_file {
+        Some(path) => Some(SealingKey::load_or_create(path)?),
+        None if crate::store::is_postgres_url(&config.db) => None,
+        None => Some(SealingKey::load_or_create(&default_key_path(&config.db))?),
     };
     let (store, handle) = Store::open_any(&config.db, config.durability).await?;
     let operator_hash = match &config.admin_token {
@@ -72,7 +82,16 @@ pub async fn run(
             "--allow-private-targets is on: endpoints may reach loopback and private addresses (this machine and its network)"
         );
     }
-    let outbound = Outbound::new(policy, extra_roots).map_err(AppError::CaFile)?;
+    if let Some(proxy) = &config.proxy {
+        tracing::info!(%proxy, "every delivery goes through the proxy");
+    }
+    let outbound = Outbound::new(OutboundConfig {
+        policy,
+        extra_roots,
+        proxy: config.proxy.clone(),
+        sealing: sealing.clone(),
+    })
+    .map_err(AppError::CaFile)?;
     let metrics = crate::metrics::Metrics::new();
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -125,6 +144,7 @@ pub async fn run(
         incoming_limiter: api::IncomingLimiter::new(config.incoming_rate_limit),
         email_enabled: config.smtp.is_some(),
         max_body_bytes: config.max_body_bytes,
+        sealing,
     };
     tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "hookd is serving");
     let signal = async move {

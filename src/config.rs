@@ -42,6 +42,11 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM certificates trusted for deliveries besides the built-in roots (an internal CA).
     pub ca_file: Option<PathBuf>,
+    /// Every delivery goes through this HTTP proxy (CONNECT for `https://`).
+    pub proxy: Option<http::Uri>,
+    /// The key file endpoint credentials are sealed with (default: beside a SQLite file;
+    /// required on PostgreSQL for endpoint credentials, the same file for every process).
+    pub credentials_key_file: Option<PathBuf>,
     /// How long the API waits for a request's head, and for the next request on an idle
     /// keep-alive connection, before closing the connection.
     pub header_read_timeout: Duration,
@@ -112,6 +117,8 @@ impl Default for Config {
             max_connections: 10_000,
             tls_cert: None,
             ca_file: None,
+            proxy: None,
+            credentials_key_file: None,
             tls_key: None,
             header_read_timeout: Duration::from_secs(10),
             max_in_flight: 512,
@@ -132,7 +139,15 @@ impl Default for Config {
 /// How a setting is named to the user: its flag, when it has one, and its `hookd.toml` key.
 fn setting_name(key: &str) -> String {
     match key {
-        "listen" | "db" | "admin_token" | "durability" | "tls_cert" | "tls_key" | "ca_file" => {
+        "listen"
+        | "db"
+        | "admin_token"
+        | "durability"
+        | "tls_cert"
+        | "tls_key"
+        | "ca_file"
+        | "proxy"
+        | "credentials_key_file" => {
             format!("--{} ({key} in hookd.toml)", key.replace('_', "-"))
         }
         other => format!("{other} (in hookd.toml)"),
@@ -199,6 +214,14 @@ pub struct ServeArgs {
     /// PEM certificates trusted for deliveries besides the built-in roots (an internal CA).
     #[arg(long, env = "HOOKD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Send every delivery through this HTTP proxy, e.g. http://127.0.0.1:3128 (CONNECT for
+    /// https:// endpoints).
+    #[arg(long, env = "HOOKD_PROXY")]
+    pub proxy: Option<String>,
+    /// The key file endpoint credentials (auth, client certificates) are sealed with
+    /// [default: <db>.credentials-key beside a SQLite file; made when missing].
+    #[arg(long, env = "HOOKD_CREDENTIALS_KEY_FILE")]
+    pub credentials_key_file: Option<PathBuf>,
     /// Config file [default: ./hookd.toml when present].
     #[arg(long, env = "HOOKD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -219,6 +242,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     ca_file: Option<PathBuf>,
+    proxy: Option<String>,
+    credentials_key_file: Option<PathBuf>,
     header_read_timeout: Option<String>,
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
@@ -231,6 +256,23 @@ struct FileConfig {
     incoming_rate_limit: Option<u32>,
     smtp: Option<SmtpConfig>,
     email_retry_schedule: Option<Vec<String>>,
+}
+
+/// Reads `--proxy`: an `http://host:port` URL.
+fn parse_proxy(text: &str) -> Result<http::Uri, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "proxy",
+        message,
+    };
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| invalid(format!("'{text}' is not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(invalid(format!(
+            "'{text}' must be an http:// proxy URL with a host, like http://127.0.0.1:3128"
+        )));
+    }
+    Ok(uri)
 }
 
 impl Config {
@@ -262,6 +304,11 @@ impl Config {
             tls_cert: args.tls_cert.or(file.tls_cert),
             tls_key: args.tls_key.or(file.tls_key),
             ca_file: args.ca_file.or(file.ca_file),
+            proxy: match args.proxy.or(file.proxy) {
+                Some(text) => Some(parse_proxy(&text)?),
+                None => None,
+            },
+            credentials_key_file: args.credentials_key_file.or(file.credentials_key_file),
             header_read_timeout: duration(
                 "header_read_timeout",
                 file.header_read_timeout,

@@ -19,7 +19,9 @@
 //! - [`housekeeping`]: periodic clean-up of the database.
 //! - [`api`]: the control API: routes, auth, errors, one file per resource.
 //! - [`metrics`]: Prometheus counters shared by the API and the dispatcher.
-//! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt.
+//! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt, with
+//!   the endpoint's credentials (Basic, OAuth2 tokens, client certificates) and the proxy.
+//! - [`sealing`]: endpoint credentials sealed at rest under a key kept outside the database.
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
 //! - [`report`]: errors in the log with their cause chain.
 //! - [`demo`]: `hookd demo` (hookd working end to end on a temporary database) and
@@ -30,7 +32,7 @@
 //! # Dependency rule
 //! `main → {app, demo} → app → {api, delivery, housekeeping, schedule} → store → rusqlite`.
 //! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
-//! `outbound`, `report` and `incoming` (which use only `model` and `signing`).
+//! `outbound`, `sealing`, `report` and `incoming` (which use only `model` and `signing`).
 //! The services under `app` never import each other, with one exception: the API's trigger
 //! runs `schedule::firing`, the same step as the timer. The store never imports `delivery`:
 //! the dispatcher hands it the after-attempt rule as a function
@@ -50,6 +52,7 @@ pub mod outbound;
 pub mod render;
 pub mod report;
 pub mod schedule;
+pub mod sealing;
 pub mod signing;
 pub mod store;
 pub mod target;

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// What the operator allows as delivery targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the operator allows as delivery targets (by default: neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TargetPolicy {
     /// Accept `http://` URLs.
     pub allow_http: bool,
@@ -62,6 +62,19 @@ impl TargetPolicy {
             Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
             _ => Ok(()),
+        }
+    }
+
+    /// Checks a host about to be reached through a proxy (which resolves it itself): hookd
+    /// resolves it first and refuses it by the same rule as a direct connection.
+    pub async fn check_host(&self, host: &str, port: u16) -> Result<(), TargetError> {
+        if self.allow_private {
+            return Ok(());
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => self.check_ip(ip),
+            Err(_) => resolve(bare, port, *self).await.map(|_| ()),
         }
     }
 

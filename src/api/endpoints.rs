@@ -14,7 +14,8 @@ use super::extract::{NoFields, check_name, nullable};
 use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
-use crate::model::endpoint::parse_url;
+use crate::model::credentials::{ClientCertificate, EndpointAuth};
+use crate::model::endpoint::{Sealed, parse_url};
 use crate::model::event::check_channels;
 use crate::model::filter::Filter;
 use crate::model::{
@@ -48,11 +49,85 @@ pub(super) struct EndpointIn {
     filter: Option<Option<Value>>,
     #[serde(default, deserialize_with = "nullable")]
     channels: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    auth: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    client_certificate: Option<Option<Value>>,
+    /// `auth` and `clientCertificate`, checked and sealed by [`EndpointIn::seal_credentials`].
+    #[serde(skip)]
+    sealed: SealedCredentials,
+}
+
+/// Credentials a body sets (`Some(Some)`), removes (`Some(None)`) or leaves (`None`), sealed.
+#[derive(Default)]
+struct SealedCredentials {
+    auth: Option<Option<Sealed>>,
+    client_certificate: Option<Option<Sealed>>,
+}
+
+/// Seals a credential for storage; refused when hookd has no credentials key.
+fn seal(state: &AppState, field: &str, value: &impl serde::Serialize) -> Result<Sealed, ApiError> {
+    let key = state.sealing.as_ref().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field} cannot be stored: this hookd has no credentials key (start it with --credentials-key-file, the same file for every process)"
+        ))
+    })?;
+    let text = serde_json::to_vec(value).map_err(|e| {
+        tracing::error!(error = %e, "a credential does not serialize");
+        ApiError::internal()
+    })?;
+    Ok(key.seal(&text))
 }
 
 impl EndpointIn {
+    /// Checks `auth` and `clientCertificate` (a token URL by the target policy, a certificate
+    /// by loading it) and seals them; `apply` then stores them.
+    async fn seal_credentials(&mut self, state: &AppState) -> Result<(), ApiError> {
+        if let Some(auth) = self.auth.take() {
+            self.sealed.auth = Some(match auth {
+                None => None,
+                Some(value) => {
+                    let auth = EndpointAuth::parse(&value).map_err(ApiError::invalid)?;
+                    if let EndpointAuth::Oauth2 { token_url, .. } = &auth {
+                        let url = parse_url(token_url).map_err(ApiError::invalid)?;
+                        state
+                            .policy
+                            .check_url(&url)
+                            .await
+                            .map_err(|e| ApiError::invalid(format!("auth.tokenUrl: {e}")))?;
+                    }
+                    Some(seal(state, "auth", &auth)?)
+                }
+            });
+        }
+        if let Some(cert) = self.client_certificate.take() {
+            self.sealed.client_certificate = Some(match cert {
+                None => None,
+                Some(value) => {
+                    let cert: ClientCertificate = serde_json::from_value(value).map_err(|e| {
+                        ApiError::invalid(format!(
+                            "clientCertificate: {e} (use {{certPem, keyPem}})"
+                        ))
+                    })?;
+                    state
+                        .outbound
+                        .check_client_certificate(&cert)
+                        .map_err(|e| ApiError::invalid(format!("clientCertificate: {e}")))?;
+                    Some(seal(state, "clientCertificate", &cert)?)
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// Applies every present field to `s`; the error names the field.
     fn apply(self, s: &mut EndpointSettings) -> Result<(), String> {
+        if let Some(auth) = self.sealed.auth {
+            s.auth = auth;
+        }
+        if let Some(cert) = self.sealed.client_certificate {
+            s.client_certificate = cert;
+        }
         if let Some(name) = self.name {
             s.name = name;
         }
@@ -167,6 +242,8 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "ordering": s.ordering.as_str(),
         "filter": s.filter.as_ref().map(|f| f.source()),
         "channels": s.channels,
+        "authConfigured": s.auth.is_some(),
+        "clientCertificateConfigured": s.client_certificate.is_some(),
         "createdAt": rfc3339(e.created_at),
         "updatedAt": rfc3339(e.updated_at),
         "disabledAt": e.disabled_at.map(rfc3339),
@@ -218,6 +295,7 @@ pub(super) async fn create(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid(format!("events: {e}")))?;
     let secret = body.secret.take();
+    body.seal_credentials(&state).await?;
     let mut settings = EndpointSettings::new(name, url, events);
     body.apply(&mut settings).map_err(ApiError::invalid)?;
     settings.check().map_err(ApiError::invalid)?;
@@ -288,7 +366,7 @@ pub(super) async fn patch(
     body: JsonBody<EndpointIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let mut body = body.parse()?;
     let id = endpoint_id(&id)?;
     if body.secret.is_some() {
         return Err(ApiError::invalid(
@@ -325,6 +403,7 @@ pub(super) async fn patch(
             )));
         }
     }
+    body.seal_credentials(&state).await?;
     let endpoint = state
         .store
         .update_endpoint(tenant, id, Box::new(move |s| body.apply(s)))

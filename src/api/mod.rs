@@ -60,6 +60,8 @@ pub struct AppState {
     pub email_enabled: bool,
     /// Largest request body read.
     pub max_body_bytes: usize,
+    /// Seals endpoint credentials before they are stored (`None`: credentials are refused).
+    pub sealing: Option<crate::sealing::SealingKey>,
 }
 
 /// The one route list.

@@ -195,6 +195,24 @@ fn filter_schema() -> Value {
     }})
 }
 
+/// An endpoint's `auth` (write-only): HTTP Basic, or OAuth2 client credentials.
+fn auth_schema() -> Value {
+    json!({"oneOf": [
+        object(&[
+            ("type", json!({"const": "basic"})),
+            ("username", json!({"type": "string", "minLength": 1})),
+            ("password", json!({"type": "string", "minLength": 1})),
+        ], &["type", "username", "password"], true),
+        object(&[
+            ("type", json!({"const": "oauth2"})),
+            ("tokenUrl", json!({"type": "string", "format": "uri"})),
+            ("clientId", json!({"type": "string", "minLength": 1})),
+            ("clientSecret", json!({"type": "string", "minLength": 1})),
+            ("scope", string()),
+        ], &["type", "tokenUrl", "clientId", "clientSecret"], true),
+    ]})
+}
+
 /// The endpoint settings a request may set (`create`: `name`, `url`, `events` required).
 fn endpoint_in(create: bool) -> Value {
     let mut fields = vec![
@@ -222,6 +240,15 @@ fn endpoint_in(create: bool) -> Value {
         ("ordering", one_of(&["none", "fifo"])),
         ("filter", nullable(filter_schema())),
         ("channels", nullable(channels())),
+        ("auth", nullable(auth_schema())),
+        (
+            "clientCertificate",
+            nullable(object(
+                &[("certPem", string()), ("keyPem", string())],
+                &["certPem", "keyPem"],
+                true,
+            )),
+        ),
     ];
     if create {
         fields.push(("secret", string()));
@@ -296,6 +323,8 @@ fn schemas() -> Value {
             ("ordering", one_of(&["none", "fifo"])),
             ("filter", nullable(filter_schema())),
             ("channels", nullable(channels())),
+            ("authConfigured", json!({"type": "boolean"})),
+            ("clientCertificateConfigured", json!({"type": "boolean"})),
             ("createdAt", time()),
             ("updatedAt", time()),
             ("disabledAt", nullable(time())),

@@ -138,6 +138,8 @@ mod tests {
                 is_active: true,
                 filter: None,
                 channels: None,
+                auth: None,
+                client_certificate: None,
             },
             created_at: 0,
             updated_at: 0,

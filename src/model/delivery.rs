@@ -82,6 +82,9 @@ pub enum ErrorClass {
     Incomplete,
     /// The target resolved to an address hookd may not call.
     BlockedTarget,
+    /// The endpoint's credentials could not be used: its OAuth2 token endpoint failed or
+    /// answered no token, or its stored credentials cannot be opened.
+    Auth,
 }
 
 impl ErrorClass {
@@ -96,6 +99,7 @@ impl ErrorClass {
             Self::BodyTooLarge,
             Self::Incomplete,
             Self::BlockedTarget,
+            Self::Auth,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -112,6 +116,7 @@ impl ErrorClass {
             Self::BodyTooLarge => "body_too_large",
             Self::Incomplete => "incomplete",
             Self::BlockedTarget => "blocked_target",
+            Self::Auth => "auth",
         }
     }
 }

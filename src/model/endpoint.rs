@@ -130,6 +130,21 @@ pub struct EndpointSettings {
     pub filter: Option<std::sync::Arc<super::filter::Filter>>,
     /// The channels it listens to (none: every subscribed event, whatever its channels).
     pub channels: Option<Vec<String>>,
+    /// How deliveries authenticate to it (HTTP Basic, OAuth2): sealed, never read back.
+    pub auth: Option<Sealed>,
+    /// The client certificate and key presented to its TLS server: sealed, never read back.
+    pub client_certificate: Option<Sealed>,
+}
+
+/// A credential sealed with the credentials key (see the sealing module): opaque text that only
+/// that key opens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(pub String);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(…)")
+    }
 }
 
 impl EndpointSettings {
@@ -151,6 +166,8 @@ impl EndpointSettings {
             is_active: true,
             filter: None,
             channels: None,
+            auth: None,
+            client_certificate: None,
         }
     }
 

@@ -811,6 +811,8 @@ mod tests {
             is_active: true,
             filter: None,
             channels: None,
+            auth: None,
+            client_certificate: None,
         }
     }
 

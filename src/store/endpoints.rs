@@ -53,9 +53,9 @@ pub(super) fn insert(
         "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
                 signature_header, format, headers, retry_schedule, disable_after,
                 timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
-                created_at, updated_at, filter, channels)
+                created_at, updated_at, filter, channels, auth, client_certificate)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                ?16, ?17, ?18, ?18, ?19, ?20)",
+                ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22)",
         &vals![
             tenant_id.0,
             s.name,
@@ -77,6 +77,8 @@ pub(super) fn insert(
             now,
             cols.filter,
             cols.channels,
+            s.auth.as_ref().map(|a| a.0.as_str()),
+            s.client_certificate.as_ref().map(|c| c.0.as_str()),
         ],
     )?;
     Ok(EndpointId(id))
@@ -200,7 +202,8 @@ impl Store {
                     "UPDATE endpoints SET name = ?2, url = ?3, events = ?4, signature_scheme = ?5,
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
                         disable_after = ?10, timeout_ms = ?11, rate_limit = ?12, ordering = ?13,
-                        updated_at = ?14, filter = ?15, channels = ?16
+                        updated_at = ?14, filter = ?15, channels = ?16, auth = ?17,
+                        client_certificate = ?18
                      WHERE id = ?1",
                     &vals![
                         id.0,
@@ -219,6 +222,8 @@ impl Store {
                         now,
                         cols.filter,
                         cols.channels,
+                        s.auth.as_ref().map(|a| a.0.as_str()),
+                        s.client_certificate.as_ref().map(|c| c.0.as_str()),
                     ],
                 )?;
                 batch.subscribers.forget(tenant_id);

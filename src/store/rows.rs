@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::sql::Row;
 use super::{StoreError, count};
 use crate::model::delivery::Replay;
-use crate::model::endpoint::EndpointCounters;
+use crate::model::endpoint::{EndpointCounters, Sealed};
 use crate::model::filter::Filter;
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, DisableReason, Endpoint, EndpointId,
@@ -54,7 +54,7 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, sig
      format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
      is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
      pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code, \
-     filter, channels";
+     filter, channels, auth, client_certificate";
 
 /// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
 pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
@@ -85,6 +85,8 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
             None => None,
         },
         channels: channels(r.get(27)?, "endpoints.channels")?,
+        auth: r.get::<Option<String>>(28)?.map(Sealed),
+        client_certificate: r.get::<Option<String>>(29)?.map(Sealed),
     };
     let last_at: Option<i64> = r.get(23)?;
     let counters = EndpointCounters {

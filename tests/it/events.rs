@@ -226,7 +226,9 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
             .expect("delivery");
         }
         c.execute_batch(
-            "DROP TABLE tenant_usage;
+            "ALTER TABLE endpoints DROP COLUMN auth;
+             ALTER TABLE endpoints DROP COLUMN client_certificate;
+             DROP TABLE tenant_usage;
              ALTER TABLE tenants DROP COLUMN feature_incoming;
              ALTER TABLE tenants DROP COLUMN feature_integrations;
              ALTER TABLE tenants DROP COLUMN feature_schedules;

@@ -26,6 +26,8 @@ fn settings(timeout_ms: u32) -> EndpointSettings {
         is_active: true,
         filter: None,
         channels: None,
+        auth: None,
+        client_certificate: None,
     }
 }
 

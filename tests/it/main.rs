@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod delivery;
+mod endpoint_auth;
 mod endpoints;
 mod events;
 mod fencing;

@@ -129,8 +129,13 @@ impl Server {
 
     /// Starts hookd on the database in `dir` (a restart when one ran there before).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = test_db(dir.path()).await;
+        // On PostgreSQL the credentials key is never made up: the test names one.
+        let credentials_key_file =
+            hookd::store::is_postgres_url(&db).then(|| dir.path().join("credentials.key"));
         let mut config = Config {
-            db: test_db(dir.path()).await,
+            db,
+            credentials_key_file,
             admin_token: Some(ADMIN.to_owned()),
             allow_http: true,
             allow_private_targets: true,

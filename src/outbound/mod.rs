@@ -1,0 +1,509 @@
+//! Outbound HTTP: one shared client (keep-alive pool, rustls for `https://`, the guarded
+//! resolver, the operator's proxy) and [`Outbound::send`], which signs and POSTs one message
+//! with the endpoint's credentials and classifies what came back. Used by the dispatcher's
+//! workers and by the synchronous test send.
+
+mod connect;
+mod credentials;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::model::credentials::ClientCertificate;
+use crate::model::{AttemptOutcome, Endpoint, EndpointId, ErrorClass, now_ms};
+use crate::report::ErrorChain;
+use crate::sealing::SealingKey;
+use crate::signing::Signer;
+use crate::target::{TargetError, TargetPolicy};
+
+use connect::Connect;
+use credentials::{AuthInUse, InUse};
+
+/// Response bytes kept in the attempt log.
+pub const KEPT_BODY_BYTES: usize = 4096;
+/// Response bytes read at most; a longer body is cut off and the connection dropped.
+pub const READ_BODY_BYTES: usize = 64 * 1024;
+
+/// Endpoints whose opened credentials are kept; past this many, all are opened afresh.
+const MAX_KEPT_CREDENTIALS: usize = 10_000;
+
+type Connector = hyper_rustls::HttpsConnector<Connect>;
+type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// How deliveries leave hookd.
+#[derive(Clone, Default)]
+pub struct OutboundConfig {
+    /// Which targets are allowed.
+    pub policy: TargetPolicy,
+    /// Roots trusted besides the built-in web roots (`--ca-file`: an internal CA).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Every delivery goes through this HTTP proxy (`--proxy`).
+    pub proxy: Option<http::Uri>,
+    /// Opens endpoints' sealed credentials.
+    pub sealing: Option<SealingKey>,
+}
+
+/// The shared delivery client.
+#[derive(Clone)]
+pub struct Outbound {
+    client: HttpClient,
+    policy: TargetPolicy,
+    user_agent: HeaderValue,
+    /// Builds clients that present an endpoint's certificate.
+    connect: Connect,
+    roots: Arc<rustls::RootCertStore>,
+    sealing: Option<SealingKey>,
+    /// Endpoints' credentials, opened.
+    in_use: Arc<Mutex<HashMap<EndpointId, Arc<InUse>>>>,
+}
+
+/// Why a client certificate cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The PEM does not parse.
+    #[error("{what} is not PEM: {source}")]
+    Pem {
+        /// `certPem` or `keyPem`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// No certificate in `certPem`.
+    #[error("certPem holds no certificate")]
+    NoCertificate,
+    /// rustls refused the pair (an unsupported key, or a key that is not the certificate's).
+    #[error("the certificate and key cannot be used together: {0}")]
+    Refused(#[source] rustls::Error),
+}
+
+fn tls_config(
+    roots: Arc<rustls::RootCertStore>,
+    client_cert: Option<&ClientCertificate>,
+) -> Result<rustls::ClientConfig, CertificateError> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(CertificateError::Refused)?
+        .with_root_certificates(roots);
+    match client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some(cert) => {
+            let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| CertificateError::Pem {
+                    what: "certPem",
+                    source,
+                })?;
+            if chain.is_empty() {
+                return Err(CertificateError::NoCertificate);
+            }
+            let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).map_err(|source| {
+                CertificateError::Pem {
+                    what: "keyPem",
+                    source,
+                }
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(CertificateError::Refused)
+        }
+    }
+}
+
+fn client(connect: Connect, tls: rustls::ClientConfig) -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connect);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+/// What to send: a message id, a body, and the endpoint that receives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The `webhook-id` (the event id).
+    pub id: &'a str,
+    /// The request body.
+    pub body: &'a Bytes,
+}
+
+impl Outbound {
+    /// Builds the shared client.
+    pub fn new(config: OutboundConfig) -> Result<Self, rustls::Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for root in config.extra_roots {
+            roots.add(root)?;
+        }
+        let roots = Arc::new(roots);
+        let connect = Connect::new(config.policy, config.proxy);
+        let tls = tls_config(roots.clone(), None).map_err(|e| match e {
+            CertificateError::Refused(e) => e,
+            other => rustls::Error::General(other.to_string()),
+        })?;
+        let user_agent = HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION")));
+        Ok(Self {
+            client: client(connect.clone(), tls),
+            policy: config.policy,
+            user_agent,
+            connect,
+            roots,
+            sealing: config.sealing,
+            in_use: Arc::default(),
+        })
+    }
+
+    /// Checks that a client certificate and its key can be presented (the API's check).
+    pub fn check_client_certificate(
+        &self,
+        cert: &ClientCertificate,
+    ) -> Result<(), CertificateError> {
+        tls_config(self.roots.clone(), Some(cert)).map(|_| ())
+    }
+
+    /// The endpoint's credentials, opened (once per change of them); `None` when it has none.
+    fn credentials(&self, endpoint: &Endpoint) -> Result<Option<Arc<InUse>>, String> {
+        let s = &endpoint.settings;
+        if s.auth.is_none() && s.client_certificate.is_none() {
+            return Ok(None);
+        }
+        let mut kept = self.in_use.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(in_use) = kept.get(&endpoint.id)
+            && in_use.opened_from(&s.auth, &s.client_certificate)
+        {
+            return Ok(Some(in_use.clone()));
+        }
+        let opened = Arc::new(InUse::open(
+            self.sealing.as_ref(),
+            &s.auth,
+            &s.client_certificate,
+            |cert| {
+                tls_config(self.roots.clone(), Some(cert))
+                    .map(|tls| client(self.connect.clone(), tls))
+                    .map_err(|e| format!("the client certificate cannot be used: {e}"))
+            },
+        )?);
+        if kept.len() >= MAX_KEPT_CREDENTIALS {
+            kept.clear();
+        }
+        kept.insert(endpoint.id, opened.clone());
+        Ok(Some(opened))
+    }
+
+    /// Signs `msg` for `endpoint` and POSTs it once, with the endpoint's credentials (an
+    /// OAuth2 endpoint that answers 401 gets one more try with a new token); never fails, the
+    /// outcome says how it went.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        signer: &Signer,
+        msg: Message<'_>,
+    ) -> AttemptOutcome {
+        let at = now_ms();
+        let started = Instant::now();
+        let settings = &endpoint.settings;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(u64::from(settings.timeout_ms));
+        let fail = |class, message| failed(at, started, class, message);
+        if let Err(e) = self.policy.check_literal(&settings.url) {
+            return fail(ErrorClass::BlockedTarget, e.to_string());
+        }
+        let credentials = match self.credentials(endpoint) {
+            Ok(c) => c,
+            Err(message) => return fail(ErrorClass::Auth, message),
+        };
+        let client = credentials
+            .as_ref()
+            .and_then(|c| c.client.as_ref())
+            .unwrap_or(&self.client);
+        let auth = credentials.as_ref().and_then(|c| c.auth.as_ref());
+        let authorization = match auth {
+            None => None,
+            Some(AuthInUse::Basic(header)) => Some(header.clone()),
+            Some(oauth @ AuthInUse::OAuth2 { .. }) => {
+                match self
+                    .bearer(oauth, None, deadline, settings.timeout_ms)
+                    .await
+                {
+                    Ok(header) => Some(header),
+                    Err(message) => return fail(ErrorClass::Auth, message),
+                }
+            }
+        };
+        let send = |authorization: Option<HeaderValue>| {
+            self.exchange(
+                client,
+                endpoint,
+                signer,
+                msg,
+                authorization,
+                deadline,
+                at,
+                started,
+            )
+        };
+        let outcome = send(authorization.clone()).await;
+        match auth {
+            Some(oauth @ AuthInUse::OAuth2 { .. }) if outcome.response_code == Some(401) => {
+                let stale = authorization.as_ref();
+                match self
+                    .bearer(oauth, stale, deadline, settings.timeout_ms)
+                    .await
+                {
+                    Ok(header) => send(Some(header)).await,
+                    Err(message) => fail(ErrorClass::Auth, message),
+                }
+            }
+            _ => outcome,
+        }
+    }
+
+    /// An OAuth2 endpoint's `Authorization` header (fetched within the attempt's deadline).
+    async fn bearer(
+        &self,
+        oauth: &AuthInUse,
+        stale: Option<&HeaderValue>,
+        deadline: tokio::time::Instant,
+        timeout_ms: u32,
+    ) -> Result<HeaderValue, String> {
+        let AuthInUse::OAuth2 {
+            token_url,
+            form,
+            token,
+        } = oauth
+        else {
+            return Err("not an OAuth2 endpoint".into());
+        };
+        self.policy
+            .check_literal(token_url)
+            .map_err(|e| format!("the token endpoint {token_url} is not allowed: {e}"))?;
+        tokio::time::timeout_at(
+            deadline,
+            credentials::bearer(&self.client, token_url, form, token, stale),
+        )
+        .await
+        .map_err(|_| {
+            format!("the token endpoint {token_url} did not answer within {timeout_ms}ms")
+        })?
+    }
+
+    /// One request and its classified answer, by `deadline`.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        client: &HttpClient,
+        endpoint: &Endpoint,
+        signer: &Signer,
+        msg: Message<'_>,
+        authorization: Option<HeaderValue>,
+        deadline: tokio::time::Instant,
+        at: i64,
+        started: Instant,
+    ) -> AttemptOutcome {
+        let settings = &endpoint.settings;
+        let fail = |class, message| failed(at, started, class, message);
+        let request = match self.build(endpoint, signer, msg, authorization) {
+            Ok(r) => r,
+            Err(e) => {
+                return fail(
+                    ErrorClass::Connect,
+                    format!("cannot build the request: {e}"),
+                );
+            }
+        };
+        let exchange = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| classify(e, &settings.url))?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, at));
+            let body = read_capped(response.into_body()).await;
+            Ok::<_, (ErrorClass, String)>((status, retry_after, body))
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Err(_) => fail(
+                ErrorClass::Timeout,
+                format!("no complete answer within {}ms", settings.timeout_ms),
+            ),
+            Ok(Err((class, message))) => fail(class, message),
+            Ok(Ok((status, _, Err(e)))) => AttemptOutcome {
+                at,
+                response_code: Some(status.as_u16()),
+                latency_ms: started.elapsed().as_millis() as u32,
+                error: Some(ErrorClass::Incomplete),
+                error_message: Some(format!(
+                    "the answer {status} was cut short: {}",
+                    ErrorChain(&e)
+                )),
+                response_body: None,
+                retry_after_ms: None,
+            },
+            Ok(Ok((status, retry_after, Ok((kept, overflow))))) => {
+                let ok = status.is_success();
+                let error = match (ok, overflow) {
+                    (true, _) => None,
+                    (false, true) => Some(ErrorClass::BodyTooLarge),
+                    (false, false) => Some(ErrorClass::HttpStatus),
+                };
+                AttemptOutcome {
+                    at,
+                    response_code: Some(status.as_u16()),
+                    latency_ms: started.elapsed().as_millis() as u32,
+                    error,
+                    error_message: error.map(|_| format!("the endpoint answered {status}")),
+                    response_body: Some(String::from_utf8_lossy(&kept).into_owned()),
+                    retry_after_ms: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
+                }
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        endpoint: &Endpoint,
+        signer: &Signer,
+        msg: Message<'_>,
+        authorization: Option<HeaderValue>,
+    ) -> Result<Request<Full<Bytes>>, http::Error> {
+        let settings = &endpoint.settings;
+        let timestamp = now_ms() / 1000;
+        let signature = signer.sign(msg.id, timestamp, msg.body);
+        let mut builder = Request::post(settings.url.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, self.user_agent.clone())
+            .header("webhook-id", msg.id)
+            .header("webhook-timestamp", timestamp.to_string());
+        for (name, value) in &settings.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header(http::header::AUTHORIZATION, authorization);
+        }
+        let name = HeaderName::from_bytes(settings.signature_header().as_bytes())?;
+        builder
+            .header(name, signature)
+            .body(Full::new(msg.body.clone()))
+    }
+}
+
+/// An attempt that got no answer.
+fn failed(at: i64, started: Instant, class: ErrorClass, message: String) -> AttemptOutcome {
+    AttemptOutcome {
+        at,
+        response_code: None,
+        latency_ms: started.elapsed().as_millis() as u32,
+        error: Some(class),
+        error_message: Some(message),
+        response_body: None,
+        retry_after_ms: None,
+    }
+}
+
+/// Reads a response body: keeps the first [`KEPT_BODY_BYTES`], stops after
+/// [`READ_BODY_BYTES`]. Returns what was kept and whether the body was longer; an error when
+/// the body broke off before its end (a reset, or fewer bytes than `Content-Length`).
+async fn read_capped(mut body: hyper::body::Incoming) -> Result<(Vec<u8>, bool), hyper::Error> {
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            let room = KEPT_BODY_BYTES.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+            if read > READ_BODY_BYTES {
+                return Ok((kept, true));
+            }
+        }
+    }
+    Ok((kept, false))
+}
+
+/// `Retry-After` as seconds or an HTTP date, in milliseconds from `now`.
+fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(secs.saturating_mul(1000));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    Some(u64::try_from(when.timestamp_millis() - now).unwrap_or(0))
+}
+
+fn classify(e: hyper_util::client::legacy::Error, url: &url::Url) -> (ErrorClass, String) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(mut err) = source {
+        // An io::Error's source() skips the error it wraps (io errors nest): unwrap them.
+        while let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            err = inner;
+        }
+        if let Some(t) = err.downcast_ref::<TargetError>() {
+            return match t {
+                TargetError::Dns(_) => (ErrorClass::Dns, t.to_string()),
+                _ => (ErrorClass::BlockedTarget, t.to_string()),
+            };
+        }
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return (ErrorClass::Tls, format!("TLS failed: {err}"));
+        }
+        source = err.source();
+    }
+    let detail = ErrorChain(&e).to_string();
+    let host = url.host_str().unwrap_or("?");
+    let port = url.port_or_known_default().unwrap_or(0);
+    if e.is_connect() {
+        (
+            ErrorClass::Connect,
+            format!("cannot connect to {host}:{port}: {detail}"),
+        )
+    } else {
+        // Connected and sent (or sending): the answer is what broke off.
+        (
+            ErrorClass::Incomplete,
+            format!("the connection to {host}:{port} broke before a complete answer: {detail}"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(parse_retry_after("3", 0), Some(3000));
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
+            Some(10_000)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+    }
+}
