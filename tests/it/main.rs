@@ -19,6 +19,8 @@ mod portal;
 mod postgres;
 mod process;
 mod properties;
+mod proxy;
 mod retention;
 mod schedules;
 mod support;
+mod tls;
