@@ -394,6 +394,10 @@ impl Outbound {
             .header("webhook-id", msg.id)
             .header("webhook-timestamp", timestamp.to_string());
         for (name, value) in &settings.headers {
+            // The endpoint's `auth` replaces an `authorization` among its headers.
+            if authorization.is_some() && name == "authorization" {
+                continue;
+            }
             builder = builder.header(name.as_str(), value.as_str());
         }
         if let Some(authorization) = authorization {

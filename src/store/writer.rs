@@ -106,8 +106,12 @@ where
             batch.usage.keep_staged();
         }
         if let Err(e) = &result {
-            // What the failed operation cached or counted may be what its savepoint undid.
-            batch.subscribers.clear();
+            // What the failed operation cached or counted may be what its savepoint undid. A
+            // plan's refusal changed no endpoint or plan, so the caches stay (a tenant past its
+            // quota must not make every batch recompile every tenant's subscriptions).
+            if !matches!(e, StoreError::Plan(_)) {
+                batch.subscribers.clear();
+            }
             batch.counts.drop_staged();
             batch.usage.drop_staged();
             if e.is_storage_failure() {

@@ -40,17 +40,19 @@ async fn basic_auth_is_sent_never_read_back_and_not_in_the_database_file_in_plai
         .endpoint(json!({
             "url": receiver.url,
             "events": ["*"],
+            "headers": {"authorization": "Bearer set-in-headers", "x-team": "core"},
             "auth": {"type": "basic", "username": "hookd", "password": "pa55-word-XYZZY"},
         }))
         .await;
     assert_eq!(ep["authConfigured"], true, "{ep}");
     assert!(!ep.to_string().contains("XYZZY"), "never read back: {ep}");
     let got = deliver_nth(&t, &receiver, 1).await;
-    // base64("hookd:pa55-word-XYZZY")
+    // base64("hookd:pa55-word-XYZZY"), alone: `auth` replaces an authorization header.
     assert_eq!(
         got.header("authorization"),
         "Basic aG9va2Q6cGE1NS13b3JkLVhZWlpZ"
     );
+    assert_eq!(got.header("x-team"), "core");
     let id = ep["id"].as_str().expect("id");
     let (_, read) = t.admin.get(&format!("/v1/endpoints/{id}")).await;
     assert_eq!(read["authConfigured"], true);
@@ -91,7 +93,7 @@ async fn basic_auth_is_sent_never_read_back_and_not_in_the_database_file_in_plai
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["authConfigured"], false);
     let got = deliver_nth(&t, &receiver, 3).await;
-    assert_eq!(got.header("authorization"), "");
+    assert_eq!(got.header("authorization"), "Bearer set-in-headers");
     server.stop().await;
 }
 

@@ -558,13 +558,15 @@ impl Receiver {
                         let (log, arrived, behavior) =
                             (log.clone(), arrived.clone(), behavior.clone());
                         async move {
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| {
-                                    (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
-                                })
-                                .collect();
+                            // A header sent twice reads as its values joined by ", ".
+                            let mut headers: HashMap<String, String> = HashMap::new();
+                            for (k, v) in req.headers() {
+                                let v = v.to_str().unwrap_or("");
+                                headers
+                                    .entry(k.as_str().to_owned())
+                                    .and_modify(|joined| *joined = format!("{joined}, {v}"))
+                                    .or_insert_with(|| v.to_owned());
+                            }
                             let at = std::time::Instant::now();
                             let body = req.into_body().collect().await?.to_bytes();
                             let received = Received { headers, body, at };
