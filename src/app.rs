@@ -35,6 +35,28 @@ pub enum AppError {
     Sealing(#[from] crate::sealing::SealError),
 }
 
+/// Says at start, loudly, when stored endpoint credentials cannot be opened (the database was
+/// restored or copied without its key, or PostgreSQL runs without one): those endpoints'
+/// attempts fail as `auth` until the key is back or their credentials are written again.
+async fn check_credentials_key(
+    store: &Store,
+    sealing: Option<&SealingKey>,
+) -> Result<(), StoreError> {
+    let Some(sealed) = store.some_sealed_credential().await? else {
+        return Ok(());
+    };
+    match sealing {
+        None => tracing::error!(
+            "endpoints have stored credentials but hookd has no credentials key: start it with --credentials-key-file (the file they were sealed with); until then their attempts fail as 'auth'"
+        ),
+        Some(key) if key.open(&sealed).is_err() => tracing::error!(
+            "the credentials key does not open the endpoints' stored credentials (a database restored or copied without its key?): put the original key file back; until then their attempts fail as 'auth'"
+        ),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// Runs hookd on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -56,6 +78,7 @@ pub async fn run(
         None => Some(SealingKey::load_or_create(&default_key_path(&config.db))?),
     };
     let (store, handle) = Store::open_any(&config.db, config.durability).await?;
+    check_credentials_key(&store, sealing.as_ref()).await?;
     let operator_hash = match &config.admin_token {
         Some(token) => Sha256::digest(token.as_bytes()).into(),
         None => {

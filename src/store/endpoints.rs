@@ -7,6 +7,7 @@ use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
+use crate::model::endpoint::Sealed;
 use crate::model::operational;
 use crate::model::{
     DisableReason, Endpoint, EndpointId, EndpointSettings, Page, PageRequest, TenantId, UnixMs,
@@ -337,6 +338,19 @@ impl Store {
     /// Every secret an endpoint signs with now, the current one first.
     pub async fn endpoint_secrets(&self, id: EndpointId) -> Result<Vec<String>, StoreError> {
         self.read(move |c| secrets(c, id, now_ms())).await
+    }
+
+    /// One stored sealed credential, if any endpoint has one (to check the key at start).
+    pub async fn some_sealed_credential(&self) -> Result<Option<Sealed>, StoreError> {
+        self.read(|c| {
+            c.query_opt(
+                "SELECT coalesce(auth, client_certificate) FROM endpoints
+                 WHERE auth IS NOT NULL OR client_certificate IS NOT NULL LIMIT 1",
+                &[],
+                |r| Ok(Sealed(r.get(0)?)),
+            )
+        })
+        .await
     }
 }
 

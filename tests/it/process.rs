@@ -17,6 +17,8 @@ struct Hookd {
     child: Child,
     base: String,
     printed: Vec<String>,
+    /// What it logged (warnings and errors), as it arrives.
+    logged: Arc<Mutex<String>>,
 }
 
 impl Drop for Hookd {
@@ -55,11 +57,21 @@ fn spawn_with(mut cmd: Command, db: &Path, admin_token: Option<&str>) -> Hookd {
     .arg(db)
     .env("HOOKD_LOG", "warn")
     .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    .stderr(Stdio::piped());
     if let Some(token) = admin_token {
         cmd.args(["--admin-token", token]);
     }
     let mut child = cmd.spawn().expect("spawn hookd");
+    let logged: Arc<Mutex<String>> = Arc::default();
+    let stderr = child.stderr.take().expect("stderr");
+    let log = logged.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = log.lock().expect("log");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut printed = Vec::new();
@@ -79,6 +91,7 @@ fn spawn_with(mut cmd: Command, db: &Path, admin_token: Option<&str>) -> Hookd {
         child,
         base,
         printed,
+        logged,
     }
 }
 
@@ -585,4 +598,51 @@ async fn three_processes_on_postgres_lose_nothing_when_one_is_killed() {
             .expect("wait");
         assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
     }
+}
+
+#[tokio::test]
+async fn a_database_served_without_its_credentials_key_says_so_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("h.db");
+    let mut first = spawn(&db, Some(ADMIN));
+    wait_health(&first.base).await;
+    let key = tenant_key(&Api::new(&first.base, ADMIN)).await;
+    let (status, ep) = Api::new(&first.base, &key)
+        .post(
+            "/v1/endpoints",
+            json!({"name": "e", "url": "http://127.0.0.1:9/h", "events": ["*"],
+                   "auth": {"type": "basic", "username": "u", "password": "p"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+    signal(&first.child, "-TERM");
+    let _ = first.child.wait();
+    let key_file = dir.path().join("h.db.credentials-key");
+    // Restarted with its key: nothing to say.
+    let mut second = spawn(&db, Some(ADMIN));
+    wait_health(&second.base).await;
+    signal(&second.child, "-TERM");
+    let _ = second.child.wait();
+    let said = second.logged.lock().expect("log").clone();
+    assert!(!said.contains("credentials key"), "{said}");
+    // Without it (a restored database): a new key is made, and hookd says what is wrong.
+    std::fs::remove_file(&key_file).expect("remove the key");
+    let mut third = spawn(&db, Some(ADMIN));
+    let logged = third.logged.clone();
+    wait_until(
+        "hookd says the key does not fit",
+        Duration::from_secs(10),
+        || {
+            let logged = logged.clone();
+            async move {
+                logged
+                    .lock()
+                    .expect("log")
+                    .contains("does not open the endpoints' stored credentials")
+            }
+        },
+    )
+    .await;
+    signal(&third.child, "-TERM");
+    let _ = third.child.wait();
 }
