@@ -5,7 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use super::sql::vals;
-use super::tenants::{Caller, Credential, hash_secret, random_token, tenant_exists};
+use super::tenants::{Caller, Credential, hash_secret, random_token, split_token, tenant_exists};
 use super::{Store, StoreError, count};
 use crate::model::{Page, PageRequest, PortalLinkId, Role, TenantId, UnixMs, now_ms};
 
@@ -25,11 +25,12 @@ pub struct PortalLink {
 }
 
 /// Splits a portal token `hkp_<id>_<secret>` into its id and secret.
-fn split_token(token: &str) -> Option<(PortalLinkId, &str)> {
-    let rest = token.strip_prefix("hkp_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let id = PortalLinkId::parse(&format!("{}{id}", PortalLinkId::PREFIX))?;
-    Some((id, secret))
+fn split_link_token(token: &str) -> Option<(PortalLinkId, &str)> {
+    let (id, secret) = split_token(token, "hkp_")?;
+    Some((
+        PortalLinkId::parse(&format!("{}{id}", PortalLinkId::PREFIX))?,
+        secret,
+    ))
 }
 
 /// Whether `token` looks like a portal token (rather than an API key).
@@ -152,7 +153,7 @@ impl Store {
         token: &str,
         now: UnixMs,
     ) -> Result<Option<Caller>, StoreError> {
-        let Some((id, secret)) = split_token(token) else {
+        let Some((id, secret)) = split_link_token(token) else {
             return Ok(None);
         };
         let given = hash_secret(secret);

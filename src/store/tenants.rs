@@ -58,12 +58,16 @@ pub(super) fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Splits a token `<prefix><id>_<secret>` (keys, portal links) into the id's text and the
+/// secret.
+pub(super) fn split_token<'a>(token: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    token.strip_prefix(prefix)?.split_once('_')
+}
+
 /// Splits a tenant key `hk_<id>_<secret>` into its id and secret.
 fn split_key(token: &str) -> Option<(KeyId, &str)> {
-    let rest = token.strip_prefix("hk_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let id = KeyId::parse(&format!("{}{id}", KeyId::PREFIX))?;
-    Some((id, secret))
+    let (id, secret) = split_token(token, "hk_")?;
+    Some((KeyId::parse(&format!("{}{id}", KeyId::PREFIX))?, secret))
 }
 
 fn tenant_row(r: &Row<'_>) -> Result<Tenant, StoreError> {
