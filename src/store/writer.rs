@@ -269,13 +269,12 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
                     Err(e) => {
                         tracing::error!(error = %ErrorChain(&e), "the writer cannot connect to PostgreSQL");
                         health.failed(format!("cannot connect to PostgreSQL: {}", ErrorChain(&e)));
-                        // Writes meanwhile are answered as unavailable, not left waiting.
+                        // Writes meanwhile are answered as unavailable as they arrive, not
+                        // left waiting for the next try.
                         let e = Arc::new(e);
-                        let deadline = Instant::now() + pause;
-                        while let Ok(op) = rx.try_recv() {
+                        refuse_until(&mut rx, Instant::now() + pause, |op| {
                             op.finish(Err(StoreError::Postgres(e.clone())));
-                        }
-                        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                        });
                         pause = (pause * 2).min(Duration::from_secs(5));
                         if rx.is_closed() && rx.is_empty() {
                             return;
@@ -285,6 +284,33 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
             }
         }
     }
+}
+
+/// Until `deadline`, hands every operation that arrives to `refuse` at once.
+fn refuse_until(
+    rx: &mut mpsc::Receiver<Box<dyn Op>>,
+    deadline: Instant,
+    mut refuse: impl FnMut(Box<dyn Op>),
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        return;
+    };
+    rt.block_on(async {
+        let until = tokio::time::Instant::from_std(deadline);
+        loop {
+            tokio::select! {
+                op = rx.recv() => match op {
+                    Some(op) => refuse(op),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(until) => return,
+            }
+        }
+    });
 }
 
 /// Why [`batches`] returned.

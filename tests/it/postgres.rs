@@ -227,6 +227,22 @@ async fn an_outage_answers_503_and_hookd_recovers_when_postgres_returns() {
         .await;
     assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    // While the writer backs off between reconnects (up to 5 s apart), writes are still
+    // answered at once, not held until its next try.
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < std::time::Duration::from_secs(7) {
+        let asked = std::time::Instant::now();
+        let (status, _) = t
+            .admin
+            .post("/v1/events", json!({"type": "a.b", "data": {}}))
+            .await;
+        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(2),
+            "answered after {:?}",
+            asked.elapsed()
+        );
+    }
     let (status, _) = t.admin.get("/v1/events").await;
     assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
     pg.resume();
