@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hookd::config::{Config, Durability, ServeArgs};
 use hookd::model::SignatureScheme;
 use hookd::report::ErrorChain;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(name = "hookd", version, about = "Self-hosted webhook delivery engine")]
@@ -110,14 +114,25 @@ impl DbArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // `HOOKD_LOG`: a level (`debug`) or targets with levels (`hookd=debug,hyper=info`).
+    let (filter, unreadable) = match std::env::var("HOOKD_LOG") {
+        Ok(text) => match text.parse::<Targets>() {
+            Ok(filter) => (filter, None),
+            Err(e) => (Targets::new().with_default(Level::INFO), Some((text, e))),
+        },
+        Err(_) => (Targets::new().with_default(Level::INFO), None),
+    };
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr);
     match cli.log_format.unwrap_or(LogFormat::Text) {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().finish().with(filter).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(filter)
+            .init(),
+    }
+    if let Some((text, e)) = unreadable {
+        tracing::warn!(value = %text, error = %e, "HOOKD_LOG is not a level or a list of target=level; logging at info");
     }
     match run(cli.command) {
         Ok(code) => code,
