@@ -4,9 +4,14 @@
 //! forgets it once the delete has committed; a read that started before then never puts the
 //! old row back (each forget moves a generation counter, and a read only fills the cache when
 //! the generation it started in is still current). Only keys that exist are cached.
+//!
+//! On PostgreSQL other processes delete keys too: each process hears of it through its
+//! listener (`store::postgres::listen`), caches nothing until it first listens, and forgets
+//! every key each time it listens again after losing its connection.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::model::Role;
 
@@ -15,7 +20,7 @@ const MAX_KEYS: usize = 100_000;
 
 /// A key as stored: its tenant, role and the SHA-256 of its secret.
 #[derive(Debug, Clone)]
-pub(super) struct KnownKey {
+pub(crate) struct KnownKey {
     pub tenant: i64,
     pub role: Role,
     pub secret_hash: Vec<u8>,
@@ -29,9 +34,23 @@ struct Keys {
 
 /// The keys read so far.
 #[derive(Debug, Default)]
-pub(super) struct KeyCache(RwLock<Keys>);
+pub(crate) struct KeyCache(RwLock<Keys>, AtomicBool);
 
 impl KeyCache {
+    /// A cache that keeps nothing until [`KeyCache::resume`] (a process on PostgreSQL, until
+    /// its listener hears other processes' deletes).
+    pub fn paused() -> Self {
+        let cache = Self::default();
+        cache.1.store(true, Ordering::SeqCst);
+        cache
+    }
+
+    /// Keeps keys again, from nothing (deletes elsewhere are heard again).
+    pub fn resume(&self) {
+        self.forget_all();
+        self.1.store(false, Ordering::SeqCst);
+    }
+
     /// The key with this id, if it has been read and not forgotten since.
     pub fn get(&self, id: i64) -> Option<KnownKey> {
         self.0.read().ok()?.by_id.get(&id).cloned()
@@ -44,6 +63,9 @@ impl KeyCache {
 
     /// Remembers a key read in `generation`, unless something was forgotten since.
     pub fn fill(&self, generation: u64, id: i64, key: KnownKey) {
+        if self.1.load(Ordering::SeqCst) {
+            return;
+        }
         if let Ok(mut keys) = self.0.write()
             && keys.generation == generation
         {

@@ -361,6 +361,7 @@ impl Store {
         handle.listener = Some(Listener(tokio::spawn(postgres::listen(
             url.to_owned(),
             store.wake.clone(),
+            store.keys.clone(),
         ))));
         Ok((store, handle))
     }
@@ -401,10 +402,15 @@ impl Store {
     ) -> Result<(Self, StoreHandle), StoreError> {
         let wake = Arc::new(Notify::new());
         let health = WriteHealth::default();
+        // On PostgreSQL keys are kept only while the listener hears other processes' deletes.
+        let keys = match &db {
+            WriterDb::Postgres(_) => key_cache::KeyCache::paused(),
+            WriterDb::Sqlite(_) => key_cache::KeyCache::default(),
+        };
         let (writer, thread) = Writer::start(db, wake.clone(), health.clone())?;
         let store = Self {
             writer,
-            keys: Arc::default(),
+            keys: Arc::new(keys),
             reads,
             wake,
             health,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::StoreError;
+use super::key_cache::KeyCache;
 use super::migrate::sections;
 
 const SCHEMA: &str = include_str!("../../schema.postgres.sql");
@@ -27,20 +28,30 @@ pub(super) const CLAIM_LOCK: i64 = MIGRATION_LOCK + 2;
 /// The channel a commit that made deliveries due notifies.
 pub(super) const WORK_CHANNEL: &str = "hookd_work";
 
-/// Wakes `wake` whenever any process's commit made deliveries due (`LISTEN`), reconnecting
-/// when the connection drops. The dispatcher's poll stays the fallback.
-pub(super) async fn listen(url: String, wake: Arc<Notify>) {
+/// The channel a commit that deleted API keys (or a tenant) notifies: every process forgets
+/// the keys it cached.
+pub(super) const KEYS_CHANNEL: &str = "hookd_keys";
+
+/// Listens to the other processes (`LISTEN`), reconnecting: wakes `wake` whenever a commit
+/// made deliveries due, and forgets every cached key whenever one deleted keys. On each
+/// (re)connect it does both, for what was committed while no one listened.
+pub(super) async fn listen(url: String, wake: Arc<Notify>, keys: Arc<KeyCache>) {
     let mut pause = std::time::Duration::from_millis(100);
     loop {
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             Ok((client, mut connection)) => {
                 let messages = tokio::spawn({
-                    let wake = wake.clone();
+                    let (wake, keys) = (wake.clone(), keys.clone());
                     async move {
                         while let Some(message) =
                             std::future::poll_fn(|cx| connection.poll_message(cx)).await
                         {
                             match message {
+                                Ok(tokio_postgres::AsyncMessage::Notification(n))
+                                    if n.channel() == KEYS_CHANNEL =>
+                                {
+                                    keys.forget_all();
+                                }
                                 Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
                                     wake.notify_one();
                                 }
@@ -51,14 +62,17 @@ pub(super) async fn listen(url: String, wake: Arc<Notify>) {
                     }
                 });
                 if client
-                    .batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+                    .batch_execute(&format!("LISTEN {WORK_CHANNEL}; LISTEN {KEYS_CHANNEL}"))
                     .await
                     .is_ok()
                 {
                     pause = std::time::Duration::from_millis(100);
-                    // Anything committed while no one listened is found now.
+                    keys.resume();
                     wake.notify_one();
                 }
+                // Cached keys stay while the listener reconnects (every request would otherwise
+                // wait on a database that may be down); reconnected, it forgets them all, so
+                // a delete it did not hear holds from then on.
                 let _ = messages.await;
                 tracing::warn!("the PostgreSQL listener lost its connection; reconnecting");
             }

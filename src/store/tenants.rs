@@ -243,7 +243,7 @@ impl Store {
                 batch.subscribers.forget(id);
                 match c.execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])? {
                     0 => Err(StoreError::NotFound),
-                    _ => Ok(()),
+                    _ => keys_revoked(c),
                 }
             })
             .await;
@@ -331,7 +331,7 @@ impl Store {
                     &[key_id.0.into(), tenant_id.0.into()],
                 )? {
                     0 => Err(StoreError::NotFound),
-                    _ => Ok(()),
+                    _ => keys_revoked(c),
                 }
             })
             .await;
@@ -419,6 +419,15 @@ impl Store {
             })
             .await
     }
+}
+
+/// Inside a write that deleted keys: on PostgreSQL, tells every process at the commit to
+/// forget the keys it cached (this process forgets its own after the commit).
+fn keys_revoked(c: &Conn<'_>) -> Result<(), StoreError> {
+    if c.is_postgres() {
+        c.execute(&format!("NOTIFY {}", super::postgres::KEYS_CHANNEL), &[])?;
+    }
+    Ok(())
 }
 
 /// An insert that answered no id: the database did not do what it said.

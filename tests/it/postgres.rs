@@ -409,6 +409,45 @@ async fn an_endpoint_or_plan_changed_through_one_process_holds_at_once_in_the_ot
     close_both((a, a_handle), (b, b_handle)).await;
 }
 
+#[tokio::test]
+async fn a_key_deleted_through_one_process_stops_working_in_the_others() {
+    use hookd::model::Role;
+    use hookd::store::Store;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("revoked").await;
+    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
+    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let listening = b.work_added();
+    tokio::time::timeout(std::time::Duration::from_secs(10), listening.notified())
+        .await
+        .expect("b listens");
+    let tenant = a.create_tenant("t".into()).await.expect("tenant");
+    let (key, token) = a
+        .create_key(tenant.id, "k".into(), Role::Admin)
+        .await
+        .expect("key");
+    // b reads the key (and keeps it), twice.
+    for _ in 0..2 {
+        assert!(b.authenticate_key(&token).await.expect("auth").is_some());
+    }
+    a.delete_key(tenant.id, key.id).await.expect("delete");
+    let b_ref = &b;
+    let token_ref = &token;
+    crate::support::wait_until(
+        "the key stops working in b",
+        std::time::Duration::from_secs(10),
+        || async move {
+            b_ref
+                .authenticate_key(token_ref)
+                .await
+                .expect("auth")
+                .is_none()
+        },
+    )
+    .await;
+    close_both((a, a_handle), (b, b_handle)).await;
+}
+
 /// An endpoint subscribed to every event, at a port where nothing listens.
 fn catch_all_endpoint() -> hookd::store::NewEndpoint {
     hookd::store::NewEndpoint {
