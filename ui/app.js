@@ -181,6 +181,11 @@ async function endpointPage(id, params) {
   return [
     h("h1", {}, e.name, " ", e.isActive ? status("active") : h("span", { class: "disabled" }, `disabled (${e.disabledReason || "manual"})`)),
     h("p", {}, e.url, " · events ", e.events.join(", ")),
+    h("p", { id: "guards" }, [
+      `signed: ${e.signatureScheme}`,
+      e.authConfigured ? "auth configured (write-only)" : null,
+      e.clientCertificateConfigured ? "client certificate configured" : null,
+    ].filter(Boolean).join(" · ")),
     h("div", { class: "stats" },
       stat("Success rate", s.successRate === null ? "—" : `${s.successRate.toFixed(1)}%`),
       stat("Succeeded", s.succeeded), stat("Failed", s.failed), stat("Pending", s.pending),

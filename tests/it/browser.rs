@@ -174,7 +174,8 @@ async fn failed_delivery(server: &Server) -> (Tenant, Receiver, String) {
     })
     .await;
     let ep = t
-        .endpoint(json!({"name": "orders", "url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0}))
+        .endpoint(json!({"name": "orders", "url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0,
+            "auth": {"type": "basic", "username": "shop", "password": "pw-never-shown"}}))
         .await;
     t.publish("order.paid", json!({"orderId": 42})).await;
     receiver.wait_for(1).await;
@@ -217,6 +218,7 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     browser.click(&format!("tr[data-id='{endpoint}']")).await;
     browser.wait_text("main h2", "Deliveries").await;
     browser.wait_text("main table", "failed").await;
+    browser.wait_text("#guards", "auth configured").await;
     browser.screenshot("endpoint").await;
     browser.click("main table tbody tr").await;
     browser.wait_text("#delivery", "database is down").await;
