@@ -371,7 +371,10 @@ async function render() {
   }
   try {
     if (!me) me = await api("GET", "/v1/me");
-    document.getElementById("who").textContent = `${me.tenantId} · ${me.role}${me.via === "portal" ? " (portal link)" : ""}`;
+    const daily = me.limits && me.limits.eventsPerDay !== null && me.limits.eventsPerDay !== undefined
+      ? ` · events today ${me.usage.eventsToday} of ${me.limits.eventsPerDay}` : "";
+    document.getElementById("who").textContent =
+      `${me.tenantName || me.tenantId} · ${me.role}${me.via === "portal" ? " (portal link)" : ""}${daily}`;
     const [page, id] = parts;
     let content;
     if (page === "events" && id) content = await eventPage(id);

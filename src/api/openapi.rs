@@ -51,6 +51,15 @@ fn limits(input: bool) -> Value {
     object(&fields, if input { &[] } else { &names }, input)
 }
 
+/// A tenant's usage of what its plan limits.
+fn usage() -> Value {
+    object(
+        &[("endpoints", integer(0)), ("eventsToday", integer(0))],
+        &["endpoints", "eventsToday"],
+        false,
+    )
+}
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -519,9 +528,7 @@ fn schemas() -> Value {
         "Tenant": object(&[
             ("id", id("tnt")), ("name", string()), ("createdAt", time()),
             ("features", features(false)), ("limits", limits(false)),
-            ("usage", object(&[
-                ("endpoints", integer(0)), ("eventsToday", integer(0)),
-            ], &["endpoints", "eventsToday"], false)),
+            ("usage", usage()),
         ], &["id", "name", "createdAt", "features", "limits"], false),
         "Key": object(&[
             ("id", id("key")), ("name", string()),
@@ -613,9 +620,13 @@ fn operations() -> Vec<Op> {
                 Some(json!({"oneOf": [
                     object(&[
                         ("tenantId", id("tnt")),
+                        ("tenantName", string()),
                         ("role", roles()),
                         ("via", one_of(&["key", "portal"])),
-                    ], &["tenantId", "role", "via"], false),
+                        ("features", features(false)),
+                        ("limits", limits(false)),
+                        ("usage", usage()),
+                    ], &["tenantId", "role", "via", "features", "limits", "usage"], false),
                     object(&[("operator", json!({"const": true}))], &["operator"], false),
                 ]})),
             )],
@@ -623,7 +634,7 @@ fn operations() -> Vec<Op> {
                 "get",
                 "/v1/me",
                 "me",
-                "Who the token is: its tenant and role (or the operator)",
+                "Who the token is: its tenant, role, and the tenant's plan and usage (or the operator)",
                 Access::Tenant("viewer"),
             )
         },

@@ -180,21 +180,35 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/me`: who the token is (the dashboard shows and hides actions by role).
-pub(super) async fn me(auth: Auth) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/me`: who the token is (the dashboard shows and hides actions by role), and its
+/// tenant's plan and usage (what it may still do today).
+pub(super) async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
     match auth.0 {
         crate::store::Caller::Tenant {
             tenant_id,
             via,
             role,
-        } => Ok(Json(json!({
-            "tenantId": tenant_id,
-            "role": role,
-            "via": match via {
+        } => {
+            let tenant = state
+                .store
+                .get_tenant(tenant_id)
+                .await
+                .map_err(not_found("tenant"))?;
+            let mut out = tenant_with_usage(&state, &tenant).await?;
+            out["tenantId"] = json!(tenant_id);
+            out["tenantName"] = json!(tenant.name);
+            out["role"] = json!(role);
+            out["via"] = json!(match via {
                 crate::store::Credential::Key(_) => "key",
                 crate::store::Credential::PortalLink(_) => "portal",
-            },
-        }))),
+            });
+            for key in ["id", "name", "createdAt"] {
+                if let Value::Object(map) = &mut out {
+                    map.remove(key);
+                }
+            }
+            Ok(Json(out))
+        }
         crate::store::Caller::Operator => Ok(Json(json!({"operator": true}))),
     }
 }

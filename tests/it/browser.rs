@@ -197,10 +197,19 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     };
     let server = Server::start().await;
     let (t, receiver, endpoint) = failed_delivery(&server).await;
+    let (status, _) = server
+        .operator()
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            json!({"limits": {"eventsPerDay": 100}}),
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::OK);
     let key = server.key(&t.id, "admin").await;
     browser.sign_in(&server.base, &key).await;
     browser.wait_text("main table", "orders").await;
     browser.wait_text("#who", "admin").await;
+    browser.wait_text("#who", "events today 1 of 100").await;
     browser.wait_text("main h2", "Add an endpoint").await;
     let text = browser
         .client()

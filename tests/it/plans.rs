@@ -77,6 +77,14 @@ async fn a_tenant_starts_with_everything_on_and_no_limits_and_shows_its_usage() 
         json!({"endpoints": null, "eventsPerDay": null})
     );
     assert_eq!(got["usage"], json!({"endpoints": 1, "eventsToday": 3}));
+    // The tenant sees its own plan and usage, whatever its role.
+    let viewer = t.admin.with_token(&server.key(&t.id, "viewer").await);
+    let (status, me) = viewer.get("/v1/me").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["role"], "viewer");
+    assert_eq!(me["tenantName"], "acme");
+    assert_eq!(me["limits"], got["limits"]);
+    assert_eq!(me["usage"], got["usage"]);
     let (_, listed) = server.operator().get("/v1/tenants").await;
     assert_eq!(listed["content"][0]["features"], got["features"]);
     server.stop().await;
