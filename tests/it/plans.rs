@@ -367,3 +367,47 @@ async fn incoming_webhooks_count_towards_the_days_events() {
     assert_eq!(events["totalElements"], 1, "{events}");
     server.stop().await;
 }
+
+/// An every-second digest schedule of `t` to a receiver of its own; returns the receiver.
+async fn digest_every_second(t: &Tenant) -> Receiver {
+    let r = Receiver::ok().await;
+    let ep = t
+        .endpoint(json!({"url": r.url, "events": ["nothing.subscribed"]}))
+        .await;
+    let (status, s) = t
+        .admin
+        .post(
+            "/v1/schedules",
+            json!({"scheduleType": "custom_cron", "cronExpression": "* * * * * *", "timezone": "UTC",
+                   "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    r
+}
+
+#[tokio::test]
+async fn a_tenants_schedules_wait_while_its_plan_has_them_off() {
+    let server = Server::start().await;
+    let (off, witness) = (server.tenant("off").await, server.tenant("on").await);
+    let (paused, running) = (
+        digest_every_second(&off).await,
+        digest_every_second(&witness).await,
+    );
+    paused.wait_for(1).await;
+    set_plan(&server, &off.id, json!({"features": {"schedules": false}})).await;
+    let before = paused.count();
+    // While the witness's schedule runs three more times, the paused one runs at most once
+    // more (a run already under way when the plan changed).
+    let seen = running.count();
+    running.wait_for(seen + 3).await;
+    assert!(
+        paused.count() <= before + 1,
+        "{} runs while off",
+        paused.count() - before
+    );
+    set_plan(&server, &off.id, json!({"features": {"schedules": true}})).await;
+    let resumed = paused.count() + 1;
+    paused.wait_for(resumed).await;
+    server.stop().await;
+}
