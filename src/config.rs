@@ -43,7 +43,7 @@ pub struct Config {
     /// PEM certificates trusted for deliveries besides the built-in roots (an internal CA).
     pub ca_file: Option<PathBuf>,
     /// Every delivery goes through this HTTP proxy (CONNECT for `https://`).
-    pub proxy: Option<http::Uri>,
+    pub proxy: Option<ProxySetting>,
     /// The key file endpoint credentials are sealed with (default: beside a SQLite file;
     /// required on PostgreSQL for endpoint credentials, the same file for every process).
     pub credentials_key_file: Option<PathBuf>,
@@ -258,21 +258,58 @@ struct FileConfig {
     email_retry_schedule: Option<Vec<String>>,
 }
 
-/// Reads `--proxy`: an `http://host:port` URL.
-fn parse_proxy(text: &str) -> Result<http::Uri, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
-        key: "proxy",
-        message,
-    };
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|e| invalid(format!("'{text}' is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(invalid(format!(
-            "'{text}' must be an http:// proxy URL with a host, like http://127.0.0.1:3128"
-        )));
+/// `--proxy`: the HTTP proxy every delivery goes through, and the credentials it asks for.
+#[derive(Debug, Clone)]
+pub struct ProxySetting {
+    /// `http://host:port`, without credentials.
+    pub uri: http::Uri,
+    /// `Proxy-Authorization: Basic …`, from the URL's `user:password@` (marked sensitive).
+    pub authorization: Option<http::HeaderValue>,
+}
+
+impl std::fmt::Display for ProxySetting {
+    /// The proxy's address; never its credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.uri)?;
+        if self.authorization.is_some() {
+            write!(f, " (with credentials)")?;
+        }
+        Ok(())
     }
-    Ok(uri)
+}
+
+impl ProxySetting {
+    /// Reads `http://[user:password@]host:port` (user and password percent-encoded).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let shape = "must be an http:// proxy URL with a host, like http://127.0.0.1:3128 or http://user:password@proxy:3128";
+        let url = url::Url::parse(text).map_err(|_| format!("the proxy URL {shape}"))?;
+        if url.scheme() != "http" || url.host_str().is_none() {
+            return Err(format!("the proxy URL {shape}"));
+        }
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let authorization = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, password) => {
+                use base64::Engine;
+                let pair = format!("{}:{}", decode(user), decode(password.unwrap_or("")));
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                let mut header = http::HeaderValue::try_from(format!("Basic {encoded}"))
+                    .map_err(|e| format!("the proxy's credentials: {e}"))?;
+                header.set_sensitive(true);
+                Some(header)
+            }
+        };
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let uri = format!("http://{host}:{port}")
+            .parse()
+            .map_err(|_| format!("the proxy URL {shape}"))?;
+        Ok(Self { uri, authorization })
+    }
 }
 
 impl Config {
@@ -289,63 +326,69 @@ impl Config {
                 .map_err(|message| ConfigError::Invalid { key, message }),
             None => Ok(default),
         };
-        let config = Config {
-            listen: args.listen.or(file.listen).unwrap_or(d.listen),
-            db: args.db.or(file.db).unwrap_or(d.db),
-            admin_token: args.admin_token.or(file.admin_token),
-            allow_private_targets: args.allow_private_targets
-                || file
-                    .allow_private_targets
-                    .unwrap_or(d.allow_private_targets),
-            allow_http: args.allow_http || file.allow_http.unwrap_or(d.allow_http),
-            durability: args.durability.or(file.durability).unwrap_or(d.durability),
-            max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
-            max_connections: file.max_connections.unwrap_or(d.max_connections),
-            tls_cert: args.tls_cert.or(file.tls_cert),
-            tls_key: args.tls_key.or(file.tls_key),
-            ca_file: args.ca_file.or(file.ca_file),
-            proxy: match args.proxy.or(file.proxy) {
-                Some(text) => Some(parse_proxy(&text)?),
-                None => None,
-            },
-            credentials_key_file: args.credentials_key_file.or(file.credentials_key_file),
-            header_read_timeout: duration(
-                "header_read_timeout",
-                file.header_read_timeout,
-                d.header_read_timeout,
-            )?,
-            max_in_flight: file.max_in_flight.unwrap_or(d.max_in_flight),
-            max_in_flight_per_endpoint: file
-                .max_in_flight_per_endpoint
-                .unwrap_or(d.max_in_flight_per_endpoint),
-            poll_interval: duration("poll_interval", file.poll_interval, d.poll_interval)?,
-            shutdown_grace: duration("shutdown_grace", file.shutdown_grace, d.shutdown_grace)?,
-            lease_margin: duration("lease_margin", file.lease_margin, d.lease_margin)?,
-            retention: duration("retention", file.retention, d.retention)?,
-            failed_retention: duration(
-                "failed_retention",
-                file.failed_retention,
-                d.failed_retention,
-            )?,
-            housekeeping_interval: duration(
-                "housekeeping_interval",
-                file.housekeeping_interval,
-                d.housekeeping_interval,
-            )?,
-            incoming_rate_limit: file.incoming_rate_limit.unwrap_or(d.incoming_rate_limit),
-            smtp: file.smtp,
-            email_retry_schedule: match file.email_retry_schedule {
-                Some(list) => list
-                    .iter()
-                    .map(|s| crate::model::duration::parse(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(|message| ConfigError::Invalid {
-                        key: "email_retry_schedule",
-                        message,
-                    })?,
-                None => d.email_retry_schedule,
-            },
-        };
+        let config =
+            Config {
+                listen: args.listen.or(file.listen).unwrap_or(d.listen),
+                db: args.db.or(file.db).unwrap_or(d.db),
+                admin_token: args.admin_token.or(file.admin_token),
+                allow_private_targets: args.allow_private_targets
+                    || file
+                        .allow_private_targets
+                        .unwrap_or(d.allow_private_targets),
+                allow_http: args.allow_http || file.allow_http.unwrap_or(d.allow_http),
+                durability: args.durability.or(file.durability).unwrap_or(d.durability),
+                max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
+                max_connections: file.max_connections.unwrap_or(d.max_connections),
+                tls_cert: args.tls_cert.or(file.tls_cert),
+                tls_key: args.tls_key.or(file.tls_key),
+                ca_file: args.ca_file.or(file.ca_file),
+                proxy: match args.proxy.or(file.proxy) {
+                    Some(text) => Some(ProxySetting::parse(&text).map_err(|message| {
+                        ConfigError::Invalid {
+                            key: "proxy",
+                            message,
+                        }
+                    })?),
+                    None => None,
+                },
+                credentials_key_file: args.credentials_key_file.or(file.credentials_key_file),
+                header_read_timeout: duration(
+                    "header_read_timeout",
+                    file.header_read_timeout,
+                    d.header_read_timeout,
+                )?,
+                max_in_flight: file.max_in_flight.unwrap_or(d.max_in_flight),
+                max_in_flight_per_endpoint: file
+                    .max_in_flight_per_endpoint
+                    .unwrap_or(d.max_in_flight_per_endpoint),
+                poll_interval: duration("poll_interval", file.poll_interval, d.poll_interval)?,
+                shutdown_grace: duration("shutdown_grace", file.shutdown_grace, d.shutdown_grace)?,
+                lease_margin: duration("lease_margin", file.lease_margin, d.lease_margin)?,
+                retention: duration("retention", file.retention, d.retention)?,
+                failed_retention: duration(
+                    "failed_retention",
+                    file.failed_retention,
+                    d.failed_retention,
+                )?,
+                housekeeping_interval: duration(
+                    "housekeeping_interval",
+                    file.housekeeping_interval,
+                    d.housekeeping_interval,
+                )?,
+                incoming_rate_limit: file.incoming_rate_limit.unwrap_or(d.incoming_rate_limit),
+                smtp: file.smtp,
+                email_retry_schedule: match file.email_retry_schedule {
+                    Some(list) => list
+                        .iter()
+                        .map(|s| crate::model::duration::parse(s))
+                        .collect::<Result<_, _>>()
+                        .map_err(|message| ConfigError::Invalid {
+                            key: "email_retry_schedule",
+                            message,
+                        })?,
+                    None => d.email_retry_schedule,
+                },
+            };
         config.validate()?;
         Ok(config)
     }
@@ -419,6 +462,24 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_url_gives_its_address_and_credentials_and_never_shows_the_password() {
+        let p = ProxySetting::parse("http://egress:s%3Acret@proxy.internal:3128").unwrap();
+        assert_eq!(p.uri.to_string(), "http://proxy.internal:3128/");
+        // base64("egress:s:cret")
+        assert_eq!(
+            p.authorization.as_ref().map(|h| h.to_str().unwrap()),
+            Some("Basic ZWdyZXNzOnM6Y3JldA==")
+        );
+        assert!(!format!("{p} {p:?}").contains("cret"), "{p:?}");
+        let plain = ProxySetting::parse("http://127.0.0.1").unwrap();
+        assert_eq!(plain.uri.to_string(), "http://127.0.0.1:80/");
+        assert!(plain.authorization.is_none());
+        for bad in ["https://proxy:3128", "socks5://proxy:1080", "proxy:3128", "http://"] {
+            assert!(ProxySetting::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {

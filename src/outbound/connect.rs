@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::config::ProxySetting;
 use crate::target::{GuardedResolver, TargetError, TargetPolicy};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,6 +28,8 @@ pub(super) struct Connect {
 #[derive(Clone)]
 struct Proxy {
     uri: Uri,
+    /// `Proxy-Authorization` for `CONNECT`.
+    authorization: Option<http::HeaderValue>,
     /// Reaches the proxy itself (the operator's own address: not guarded).
     plain: HttpConnector,
     policy: TargetPolicy,
@@ -34,13 +37,18 @@ struct Proxy {
 
 impl Connect {
     /// A connector for `policy`, through `proxy` when one is given.
-    pub(super) fn new(policy: TargetPolicy, proxy: Option<Uri>) -> Self {
+    pub(super) fn new(policy: TargetPolicy, proxy: Option<ProxySetting>) -> Self {
         let mut direct = HttpConnector::new_with_resolver(GuardedResolver(policy));
         tune(&mut direct);
-        let proxy = proxy.map(|uri| {
+        let proxy = proxy.map(|setting| {
             let mut plain = HttpConnector::new();
             tune(&mut plain);
-            Proxy { uri, plain, policy }
+            Proxy {
+                uri: setting.uri,
+                authorization: setting.authorization,
+                plain,
+                policy,
+            }
         });
         Self { direct, proxy }
     }
@@ -85,7 +93,11 @@ impl tower_service::Service<Uri> for Connect {
                 let port = dst.port_u16().unwrap_or(if https { 443 } else { 80 });
                 proxy.policy.check_host(host, port).await?;
                 if https {
-                    let io = Tunnel::new(proxy.uri, proxy.plain).call(dst).await?;
+                    let mut tunnel = Tunnel::new(proxy.uri, proxy.plain);
+                    if let Some(authorization) = proxy.authorization {
+                        tunnel = tunnel.with_auth(authorization);
+                    }
+                    let io = tunnel.call(dst).await?;
                     Ok(Conn { io, proxied: false })
                 } else {
                     let io = proxy.plain.clone().call(proxy.uri).await?;

@@ -136,11 +136,12 @@ struct TokenAnswer {
 }
 
 /// The `Authorization` header to send: the cached token unless it expired or is `stale` (the
-/// one an endpoint just refused), else a new one fetched with `client`.
+/// one an endpoint just refused), else a new one fetched with `client` (with the proxy's
+/// credentials when the proxy forwards the request).
 pub(super) async fn bearer(
     client: &HttpClient,
-    token_url: &url::Url,
-    form: &str,
+    proxy_authorization: Option<&HeaderValue>,
+    (token_url, form): (&url::Url, &str),
     cached: &tokio::sync::Mutex<Option<Token>>,
     stale: Option<&HeaderValue>,
 ) -> Result<HeaderValue, String> {
@@ -152,15 +153,24 @@ pub(super) async fn bearer(
         return Ok(token.header.clone());
     }
     *cached = None;
-    let token = fetch(client, token_url, form).await?;
+    let token = fetch(client, proxy_authorization, token_url, form).await?;
     let header = token.header.clone();
     *cached = Some(token);
     Ok(header)
 }
 
 /// One client-credentials token request.
-async fn fetch(client: &HttpClient, token_url: &url::Url, form: &str) -> Result<Token, String> {
-    let request = Request::post(token_url.as_str())
+async fn fetch(
+    client: &HttpClient,
+    proxy_authorization: Option<&HeaderValue>,
+    token_url: &url::Url,
+    form: &str,
+) -> Result<Token, String> {
+    let mut request = Request::post(token_url.as_str());
+    if let Some(proxy) = proxy_authorization {
+        request = request.header(http::header::PROXY_AUTHORIZATION, proxy.clone());
+    }
+    let request = request
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",

@@ -46,7 +46,7 @@ pub struct OutboundConfig {
     /// Roots trusted besides the built-in web roots (`--ca-file`: an internal CA).
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Every delivery goes through this HTTP proxy (`--proxy`).
-    pub proxy: Option<http::Uri>,
+    pub proxy: Option<crate::config::ProxySetting>,
     /// Opens endpoints' sealed credentials.
     pub sealing: Option<SealingKey>,
 }
@@ -63,6 +63,9 @@ pub struct Outbound {
     sealing: Option<SealingKey>,
     /// Endpoints' credentials, opened.
     in_use: Arc<Mutex<HashMap<EndpointId, Arc<InUse>>>>,
+    /// The proxy's `Proxy-Authorization`, sent with requests it forwards (`http://` targets;
+    /// tunnels carry it in their `CONNECT`).
+    proxy_authorization: Option<HeaderValue>,
 }
 
 /// Why a client certificate cannot be used.
@@ -151,6 +154,7 @@ impl Outbound {
             roots.add(root)?;
         }
         let roots = Arc::new(roots);
+        let proxy_authorization = config.proxy.as_ref().and_then(|p| p.authorization.clone());
         let connect = Connect::new(config.policy, config.proxy);
         let tls = tls_config(roots.clone(), None).map_err(|e| match e {
             CertificateError::Refused(e) => e,
@@ -165,7 +169,15 @@ impl Outbound {
             roots,
             sealing: config.sealing,
             in_use: Arc::default(),
+            proxy_authorization,
         })
+    }
+
+    /// The `Proxy-Authorization` a request to `url` carries: one the proxy forwards (`http://`).
+    fn forwarded(&self, url: &url::Url) -> Option<&HeaderValue> {
+        self.proxy_authorization
+            .as_ref()
+            .filter(|_| url.scheme() == "http")
     }
 
     /// Checks that a client certificate and its key can be presented (the API's check).
@@ -294,7 +306,13 @@ impl Outbound {
             .map_err(|e| format!("the token endpoint {token_url} is not allowed: {e}"))?;
         tokio::time::timeout_at(
             deadline,
-            credentials::bearer(&self.client, token_url, form, token, stale),
+            credentials::bearer(
+                &self.client,
+                self.forwarded(token_url),
+                (token_url, form),
+                token,
+                stale,
+            ),
         )
         .await
         .map_err(|_| {
@@ -402,6 +420,9 @@ impl Outbound {
         }
         if let Some(authorization) = authorization {
             builder = builder.header(http::header::AUTHORIZATION, authorization);
+        }
+        if let Some(proxy) = self.forwarded(&settings.url) {
+            builder = builder.header(http::header::PROXY_AUTHORIZATION, proxy.clone());
         }
         let name = HeaderName::from_bytes(settings.signature_header().as_bytes())?;
         builder
