@@ -476,7 +476,12 @@ mod tests {
         let plain = ProxySetting::parse("http://127.0.0.1").unwrap();
         assert_eq!(plain.uri.to_string(), "http://127.0.0.1:80/");
         assert!(plain.authorization.is_none());
-        for bad in ["https://proxy:3128", "socks5://proxy:1080", "proxy:3128", "http://"] {
+        for bad in [
+            "https://proxy:3128",
+            "socks5://proxy:1080",
+            "proxy:3128",
+            "http://",
+        ] {
             assert!(ProxySetting::parse(bad).is_err(), "{bad}");
         }
     }
