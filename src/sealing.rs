@@ -32,6 +32,9 @@ pub enum SealError {
     /// The key file does not hold a key.
     #[error("the credentials key file {0} does not hold a key (base64 of 32 bytes on one line)")]
     BadKey(PathBuf),
+    /// The value could not be sealed (larger than AES-GCM seals at once).
+    #[error("the value cannot be sealed")]
+    Seal,
     /// A sealed value is not one this key sealed (another key, or damaged).
     #[error(
         "stored credentials cannot be opened with this credentials key (another key, or damaged)"
@@ -85,7 +88,7 @@ impl SealingKey {
     }
 
     /// Seals `plain`: a fresh random nonce each time.
-    pub fn seal(&self, plain: &[u8]) -> Sealed {
+    pub fn seal(&self, plain: &[u8]) -> Result<Sealed, SealError> {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let mut data = plain.to_vec();
         let tag = self
@@ -95,11 +98,11 @@ impl SealingKey {
                 Aad::from(AAD),
                 &mut data,
             )
-            .unwrap_or_else(|_| unreachable!("AES-GCM seals any input under 64 GiB"));
+            .map_err(|_| SealError::Seal)?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&data);
         out.extend_from_slice(tag.as_ref());
-        Sealed(format!("{FORMAT}{}", URL_SAFE_NO_PAD.encode(out)))
+        Ok(Sealed(format!("{FORMAT}{}", URL_SAFE_NO_PAD.encode(out))))
     }
 
     /// Opens what [`SealingKey::seal`] sealed with this key.
@@ -138,10 +141,10 @@ mod tests {
         let path = dir.path().join("k");
         let key = SealingKey::load_or_create(&path).unwrap();
         let again = SealingKey::load_or_create(&path).unwrap();
-        let sealed = key.seal(b"hunter2-password");
+        let sealed = key.seal(b"hunter2-password").unwrap();
         assert!(!sealed.0.contains("hunter2"));
         assert_ne!(
-            key.seal(b"hunter2-password"),
+            key.seal(b"hunter2-password").unwrap(),
             sealed,
             "a fresh nonce each time"
         );

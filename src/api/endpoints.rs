@@ -76,7 +76,10 @@ fn seal(state: &AppState, field: &str, value: &impl serde::Serialize) -> Result<
         tracing::error!(error = %e, "a credential does not serialize");
         ApiError::internal()
     })?;
-    Ok(key.seal(&text))
+    key.seal(&text).map_err(|e| {
+        tracing::error!(error = %e, "a credential cannot be sealed");
+        ApiError::internal()
+    })
 }
 
 impl EndpointIn {
