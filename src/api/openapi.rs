@@ -222,21 +222,15 @@ fn auth_schema() -> Value {
     ]})
 }
 
-/// The endpoint settings a request may set (`create`: `name`, `url`, `events` required).
-fn endpoint_in(create: bool) -> Value {
-    let mut fields = vec![
-        ("name", json!({"type": "string", "minLength": 1})),
-        ("url", json!({"type": "string", "format": "uri"})),
-        (
-            "events",
-            json!({"type": "array", "items": string(), "minItems": 1}),
-        ),
+/// The endpoint settings that read back as they are written (`signatureHeaderName` is
+/// nullable in a request, always present in an answer).
+fn endpoint_settings() -> [(&'static str, Value); 11] {
+    [
         ("isActive", json!({"type": "boolean"})),
         (
             "signatureScheme",
             one_of(&["standard", "github", "ed25519"]),
         ),
-        ("signatureHeaderName", nullable(string())),
         ("format", one_of(&["json", "slack", "discord"])),
         (
             "headers",
@@ -249,6 +243,19 @@ fn endpoint_in(create: bool) -> Value {
         ("ordering", one_of(&["none", "fifo"])),
         ("filter", nullable(filter_schema())),
         ("channels", nullable(channels())),
+    ]
+}
+
+/// The endpoint settings a request may set (`create`: `name`, `url`, `events` required).
+fn endpoint_in(create: bool) -> Value {
+    let mut fields = vec![
+        ("name", json!({"type": "string", "minLength": 1})),
+        ("url", json!({"type": "string", "format": "uri"})),
+        (
+            "events",
+            json!({"type": "array", "items": string(), "minItems": 1}),
+        ),
+        ("signatureHeaderName", nullable(string())),
         ("auth", nullable(auth_schema())),
         (
             "clientCertificate",
@@ -259,6 +266,7 @@ fn endpoint_in(create: bool) -> Value {
             )),
         ),
     ];
+    fields.extend(endpoint_settings());
     if create {
         fields.push(("secret", string()));
     }
@@ -308,42 +316,27 @@ fn schedule_in(create: bool) -> Value {
 
 /// The schemas the operations share.
 fn schemas() -> Value {
+    let mut endpoint_fields = vec![
+        ("id", id("ep")),
+        ("name", string()),
+        ("url", string()),
+        ("events", strings()),
+        ("signatureHeaderName", string()),
+        ("authConfigured", json!({"type": "boolean"})),
+        ("clientCertificateConfigured", json!({"type": "boolean"})),
+        ("createdAt", time()),
+        ("updatedAt", time()),
+        ("disabledAt", nullable(time())),
+        ("disabledReason", nullable(string())),
+        ("secret", string()),
+        (
+            "publicKey",
+            json!({"type": "string", "pattern": "^whpk_[A-Za-z0-9+/=]+$"}),
+        ),
+    ];
+    endpoint_fields.extend(endpoint_settings());
     let endpoint = object(
-        &[
-            ("id", id("ep")),
-            ("name", string()),
-            ("url", string()),
-            ("events", strings()),
-            ("isActive", json!({"type": "boolean"})),
-            (
-                "signatureScheme",
-                one_of(&["standard", "github", "ed25519"]),
-            ),
-            ("signatureHeaderName", string()),
-            ("format", one_of(&["json", "slack", "discord"])),
-            (
-                "headers",
-                json!({"type": "object", "additionalProperties": {"type": "string"}}),
-            ),
-            ("retrySchedule", strings()),
-            ("disableAfter", integer(0)),
-            ("timeoutMs", integer(1)),
-            ("rateLimit", nullable(integer(1))),
-            ("ordering", one_of(&["none", "fifo"])),
-            ("filter", nullable(filter_schema())),
-            ("channels", nullable(channels())),
-            ("authConfigured", json!({"type": "boolean"})),
-            ("clientCertificateConfigured", json!({"type": "boolean"})),
-            ("createdAt", time()),
-            ("updatedAt", time()),
-            ("disabledAt", nullable(time())),
-            ("disabledReason", nullable(string())),
-            ("secret", string()),
-            (
-                "publicKey",
-                json!({"type": "string", "pattern": "^whpk_[A-Za-z0-9+/=]+$"}),
-            ),
-        ],
+        &endpoint_fields,
         &[
             "id",
             "name",
