@@ -5,6 +5,7 @@ use super::sql::{Conn, vals};
 use super::paging::BlockCounts;
 use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
+use super::usage::endpoint_count;
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::endpoint::Sealed;
@@ -39,12 +40,7 @@ pub(super) fn insert(
     // Answers `NotFound` when there is no such tenant.
     let plan = batch.subscribers.plan(c, tenant_id)?;
     if plan.limits.endpoints.is_some() {
-        let existing: i64 = c.query_one(
-            "SELECT count(*) FROM endpoints WHERE tenant_id = ?1",
-            &vals![tenant_id.0],
-            |r| r.get(0),
-        )?;
-        plan.endpoint_fits(count(existing))?;
+        plan.endpoint_fits(endpoint_count(c, tenant_id)?)?;
     }
     batch.subscribers.forget(tenant_id);
     let s = &new.settings;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use super::sql::{Conn, vals};
 
 use super::paging::BlockCounts;
+use super::usage::events_on;
 use super::writer::Batch;
 use super::{StoreError, count};
 use crate::fanout::Fanout;
@@ -160,14 +161,8 @@ pub(super) fn meter_events(
     let plan = batch.subscribers.plan(c, tenant_id)?;
     let day = utc_day(now);
     if plan.limits.events_per_day.is_some() {
-        let stored: i64 = c
-            .query_opt(
-                "SELECT events FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
-                &vals![tenant_id.0, day],
-                |r| r.get(0),
-            )?
-            .unwrap_or(0);
-        let used = count(stored + batch.usage.added(&(tenant_id.0, day)));
+        let added = count(batch.usage.added(&(tenant_id.0, day)));
+        let used = events_on(c, tenant_id, day)? + added;
         plan.events_fit(used, n, now)?;
     }
     batch.usage.add((tenant_id.0, day), n as i64);

@@ -2,8 +2,8 @@
 //! that publishes them so the count is exact across restarts, and checked against the plan
 //! without counting rows.
 
-use super::plans::read_plan;
 use super::sql::{Conn, vals};
+use super::tenants::tenant_exists;
 
 use super::staged::StagedCounts;
 use super::{Store, StoreError, count};
@@ -20,6 +20,26 @@ pub struct Usage {
     pub endpoints: u64,
     /// Events it published today (UTC).
     pub events_today: u64,
+}
+
+/// How many endpoints a tenant has (integrations' included).
+pub(super) fn endpoint_count(c: &Conn<'_>, tenant_id: TenantId) -> Result<u64, StoreError> {
+    let n: i64 = c.query_one(
+        "SELECT count(*) FROM endpoints WHERE tenant_id = ?1",
+        &vals![tenant_id.0],
+        |r| r.get(0),
+    )?;
+    Ok(count(n))
+}
+
+/// The events a tenant published on `day` (UTC days since the epoch), as committed.
+pub(super) fn events_on(c: &Conn<'_>, tenant_id: TenantId, day: i64) -> Result<u64, StoreError> {
+    let n: Option<i64> = c.query_opt(
+        "SELECT events FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
+        &vals![tenant_id.0, day],
+        |r| r.get(0),
+    )?;
+    Ok(count(n.unwrap_or(0)))
 }
 
 /// Writes a batch's counted events, inside its transaction.
@@ -50,20 +70,12 @@ impl Store {
     /// A tenant's usage of what plans limit.
     pub async fn usage(&self, tenant_id: TenantId) -> Result<Usage, StoreError> {
         self.read(move |c| {
-            read_plan(c, tenant_id)?;
-            let endpoints: i64 = c.query_one(
-                "SELECT count(*) FROM endpoints WHERE tenant_id = ?1",
-                &vals![tenant_id.0],
-                |r| r.get(0),
-            )?;
-            let events: Option<i64> = c.query_opt(
-                "SELECT events FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
-                &vals![tenant_id.0, utc_day(now_ms())],
-                |r| r.get(0),
-            )?;
+            if !tenant_exists(c, tenant_id)? {
+                return Err(StoreError::NotFound);
+            }
             Ok(Usage {
-                endpoints: count(endpoints),
-                events_today: count(events.unwrap_or(0)),
+                endpoints: endpoint_count(c, tenant_id)?,
+                events_today: events_on(c, tenant_id, utc_day(now_ms()))?,
             })
         })
         .await
