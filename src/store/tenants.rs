@@ -102,12 +102,7 @@ fn bounds(page: PageRequest) -> [Value<'static>; 2] {
 
 /// Whether the tenant exists (used inside write operations).
 pub(super) fn tenant_exists(c: &Conn<'_>, id: TenantId) -> Result<bool, StoreError> {
-    Ok(c.query_opt(
-        "SELECT 1 FROM tenants WHERE id = ?1",
-        &[id.0.into()],
-        |_| Ok(()),
-    )?
-    .is_some())
+    c.exists("SELECT 1 FROM tenants WHERE id = ?1", &[id.0.into()])
 }
 
 // Everything here runs through `store::sql`, so the same statements serve SQLite and
@@ -188,13 +183,10 @@ impl Store {
         self.writer
             .write(move |c, _| {
                 let now = now_ms();
-                let id = c
-                    .query_opt(
-                        "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
-                        &[name.as_str().into(), now.into()],
-                        |r| r.get::<i64>(0),
-                    )?
-                    .ok_or_else(no_id)?;
+                let id = c.insert(
+                    "INSERT INTO tenants (name, created_at) VALUES (?1, ?2)",
+                    &[name.as_str().into(), now.into()],
+                )?;
                 Ok(Tenant {
                     id: TenantId(id),
                     name,
@@ -266,20 +258,17 @@ impl Store {
                 }
                 let secret = random_token();
                 let now = now_ms();
-                let id = c
-                    .query_opt(
-                        "INSERT INTO api_keys (tenant_id, name, role, secret_hash, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                        &[
-                            tenant_id.0.into(),
-                            name.as_str().into(),
-                            role.as_str().into(),
-                            hash_secret(&secret)[..].into(),
-                            now.into(),
-                        ],
-                        |r| r.get::<i64>(0),
-                    )?
-                    .ok_or_else(no_id)?;
+                let id = c.insert(
+                    "INSERT INTO api_keys (tenant_id, name, role, secret_hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &[
+                        tenant_id.0.into(),
+                        name.as_str().into(),
+                        role.as_str().into(),
+                        hash_secret(&secret)[..].into(),
+                        now.into(),
+                    ],
+                )?;
                 let id = KeyId(id);
                 let token = format!("hk_{}_{secret}", id.0);
                 let key = ApiKey {
@@ -428,14 +417,6 @@ fn keys_revoked(c: &Conn<'_>) -> Result<(), StoreError> {
         c.execute(&format!("NOTIFY {}", super::postgres::KEYS_CHANNEL), &[])?;
     }
     Ok(())
-}
-
-/// An insert that answered no id: the database did not do what it said.
-fn no_id() -> StoreError {
-    StoreError::Corrupt {
-        what: "inserted row",
-        detail: "the insert returned no id".into(),
-    }
 }
 
 #[cfg(test)]
