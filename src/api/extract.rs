@@ -206,6 +206,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 }
 
 /// The checked caller of a request.
+#[derive(Clone, Copy)]
 pub struct Auth(pub Caller);
 
 impl Auth {
@@ -258,6 +259,10 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Checked already on its way here (a plan gate): not again.
+        if let Some(auth) = parts.extensions.get::<Auth>() {
+            return Ok(*auth);
+        }
         let token = parts
             .headers
             .get(http::header::AUTHORIZATION)

@@ -22,11 +22,14 @@ pub(super) struct Gate {
 /// tenant's (no token, a bad one, the operator's) go on to the handler, which answers them.
 pub(super) async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    if let Ok(Auth(Caller::Tenant { tenant_id, .. })) =
-        Auth::from_request_parts(&mut parts, &gate.state).await
-        && let Err(e) = require(&gate.state, tenant_id, gate.feature).await
-    {
-        return e.into_response();
+    if let Ok(auth) = Auth::from_request_parts(&mut parts, &gate.state).await {
+        if let Auth(Caller::Tenant { tenant_id, .. }) = auth
+            && let Err(e) = require(&gate.state, tenant_id, gate.feature).await
+        {
+            return e.into_response();
+        }
+        // The handler takes the caller from here instead of checking the token again.
+        parts.extensions.insert(auth);
     }
     next.run(Request::from_parts(parts, body)).await
 }
