@@ -833,6 +833,60 @@ mod tests {
         }
     }
 
+    /// A write that changed endpoints and then failed is undone; what the fan-out cache
+    /// learnt from it must go too, while a failure that changed none leaves the cache as it was.
+    #[tokio::test]
+    async fn a_failed_write_leaves_nothing_it_undid_in_the_fanout_cache() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, handle) =
+            Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+        let tenant = store.create_tenant("t".into()).await.expect("tenant");
+        let new = || NewEndpoint {
+            settings: settings(),
+            secret: crate::signing::generate_secret(),
+        };
+        store.create_endpoint(tenant.id, new()).await.expect("one");
+        let event = || NewEvent {
+            name: EventName::parse("a.b").expect("name"),
+            data: "{}".into(),
+            idempotency_key: None,
+            channels: Vec::new(),
+        };
+        let published = store
+            .publish(tenant.id, vec![event()])
+            .await
+            .expect("publish");
+        assert_eq!(published[0].deliveries, 1);
+        // Adds a second endpoint, fans out to it (cached), then fails: all undone.
+        let tenant_id = tenant.id;
+        let failed = store
+            .writer
+            .write(move |c, batch| {
+                super::super::endpoints::insert(c, batch, tenant_id, &new())?;
+                let seen = batch.subscribers.get(c, tenant_id)?;
+                assert_eq!(
+                    seen.targets("a.b", "{}", &[], crate::fanout::Fanout::Subscribers)
+                        .len(),
+                    2
+                );
+                Err::<(), _>(StoreError::Invalid("refused after the fact".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        let published = store
+            .publish(tenant.id, vec![event()])
+            .await
+            .expect("publish");
+        assert_eq!(
+            published[0].deliveries, 1,
+            "the undone endpoint is not a target"
+        );
+        drop(store);
+        tokio::task::spawn_blocking(move || handle.close())
+            .await
+            .expect("close");
+    }
+
     /// A claim is answered before its batch commits. When that batch rolls back, the lease
     /// it handed out must still never be handed out again.
     #[tokio::test]

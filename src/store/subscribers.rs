@@ -27,6 +27,8 @@ pub(crate) struct SubscriberCache {
     plans: HashMap<TenantId, Plan>,
     /// Whether this batch forgot a tenant (other processes must then forget theirs).
     changed: bool,
+    /// Whether the operation being applied forgot a tenant (changed endpoints or a plan).
+    forgot_in_op: bool,
     /// The `hookd_tenant_settings` value the cache is current with (PostgreSQL).
     seen: Option<i64>,
 }
@@ -83,6 +85,22 @@ impl SubscriberCache {
         self.subscribers.remove(&tenant_id);
         self.plans.remove(&tenant_id);
         self.changed = true;
+        self.forgot_in_op = true;
+    }
+
+    /// A write operation starts.
+    pub fn op_started(&mut self) {
+        self.forgot_in_op = false;
+    }
+
+    /// The operation failed and its savepoint undid its writes. Only writes that change
+    /// endpoints or plans change what is cached, and each forgets its tenant; when this one
+    /// did, what it cached afterwards may be what was undone, so everything goes. Otherwise
+    /// (a refused quota, a missing row) the caches stay.
+    pub fn op_failed(&mut self) {
+        if self.forgot_in_op {
+            self.clear();
+        }
     }
 
     /// Drops every tenant's subscribers and plan (what a failed operation cached may be what

@@ -96,6 +96,7 @@ where
 {
     fn apply(&mut self, conn: &Conn<'_>, batch: &mut Batch) -> bool {
         let Some(f) = self.f.take() else { return true };
+        batch.subscribers.op_started();
         let result = if self.mode == Mode::Guarded {
             in_savepoint(conn, |c| f(c, batch))
         } else {
@@ -106,12 +107,8 @@ where
             batch.usage.keep_staged();
         }
         if let Err(e) = &result {
-            // What the failed operation cached or counted may be what its savepoint undid. A
-            // plan's refusal changed no endpoint or plan, so the caches stay (a tenant past its
-            // quota must not make every batch recompile every tenant's subscriptions).
-            if !matches!(e, StoreError::Plan(_)) {
-                batch.subscribers.clear();
-            }
+            // What the failed operation cached or counted may be what its savepoint undid.
+            batch.subscribers.op_failed();
             batch.counts.drop_staged();
             batch.usage.drop_staged();
             if e.is_storage_failure() {
