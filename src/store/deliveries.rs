@@ -827,6 +827,49 @@ mod tests {
         }
     }
 
+    /// Holds the writer inside one batch until the returned sender is used, so that writes
+    /// queued meanwhile land together in the next batch.
+    async fn hold_writer(
+        store: &Store,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .writer
+                    .write(move |_, _| {
+                        let _ = started_tx.send(());
+                        let _ = release_rx.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .expect("join")
+            .expect("blocker started");
+        (blocker, release_tx)
+    }
+
+    /// Queues a write that fails without a savepoint: its whole batch rolls back.
+    fn queue_failing_write(store: &Store) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .writer
+                .write_unguarded(|_, _| -> Result<(), StoreError> {
+                    Err(StoreError::Invalid("a failing write (simulated)".into()))
+                })
+                .await
+        })
+    }
+
     async fn wait_queued(store: &Store, n: usize) {
         while store.writer.queued() < n {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -887,6 +930,65 @@ mod tests {
             .expect("close");
     }
 
+    /// A claim is answered before its batch commits, so it must not see what that batch
+    /// wrote: a publish queued ahead of it in a batch that then rolls back (its caller told
+    /// 503) is never handed to a worker.
+    #[tokio::test]
+    async fn a_claim_never_hands_out_what_its_own_batch_rolls_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, handle) =
+            Store::open(&dir.path().join("h.db"), Durability::Normal).expect("open");
+        let tenant = store.create_tenant("t".into()).await.expect("tenant");
+        let new = NewEndpoint {
+            settings: settings(),
+            secret: crate::signing::generate_secret(),
+        };
+        store
+            .create_endpoint(tenant.id, new)
+            .await
+            .expect("endpoint");
+        let now = now_ms();
+
+        // Hold the writer in one batch while a publish, a claim and a failing write queue
+        // behind it, in that order, so all three land in the next batch.
+        let (blocker, release_tx) = hold_writer(&store).await;
+        let publish = tokio::spawn({
+            let store = store.clone();
+            let event = NewEvent {
+                name: EventName::parse("a.b").expect("name"),
+                data: "{}".into(),
+                idempotency_key: None,
+                channels: Vec::new(),
+            };
+            async move { store.publish(tenant.id, vec![event]).await }
+        });
+        wait_queued(&store, 1).await;
+        let claim = tokio::spawn({
+            let store = store.clone();
+            async move { store.claim(request(now + 60_000)).await }
+        });
+        wait_queued(&store, 2).await;
+        let failing = queue_failing_write(&store);
+        wait_queued(&store, 3).await;
+        release_tx.send(()).expect("release");
+        blocker.await.expect("join").expect("blocker committed");
+        assert!(failing.await.expect("join").is_err());
+        assert!(
+            publish.await.expect("join").is_err(),
+            "the publish was rolled back with its batch"
+        );
+        let claimed = claim.await.expect("join").expect("claim answered");
+        assert!(
+            claimed.is_empty(),
+            "the claim handed out {} deliveries its batch rolled back",
+            claimed.len()
+        );
+        let after = store.claim(request(now + 60_000)).await.expect("claim");
+        assert!(after.is_empty(), "nothing was published");
+        drop(store);
+        handle.close();
+    }
+
     /// A claim is answered before its batch commits. When that batch rolls back, the lease
     /// it handed out must still never be handed out again.
     #[tokio::test]
@@ -919,41 +1021,13 @@ mod tests {
 
         // Hold the writer inside one batch while the claim and a failing write queue behind
         // it, so both land in the next batch, in that order.
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .writer
-                    .write(move |_, _| {
-                        let _ = started_tx.send(());
-                        let _ = release_rx.recv();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        tokio::task::spawn_blocking(move || started_rx.recv())
-            .await
-            .expect("join")
-            .expect("blocker started");
+        let (blocker, release_tx) = hold_writer(&store).await;
         let claim = tokio::spawn({
             let store = store.clone();
             async move { store.claim(request(now)).await }
         });
         wait_queued(&store, 1).await;
-        let failing = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .writer
-                    .write_unguarded(|_, _| -> Result<(), StoreError> {
-                        Err(StoreError::Invalid("a failing write (simulated)".into()))
-                    })
-                    .await
-            }
-        });
+        let failing = queue_failing_write(&store);
         wait_queued(&store, 2).await;
         release_tx.send(()).expect("release");
         blocker.await.expect("join").expect("blocker committed");

@@ -67,6 +67,8 @@ trait Op: Send {
     /// Applies the operation; `false` when it failed without a savepoint to undo it, which
     /// leaves the transaction unusable.
     fn apply(&mut self, conn: &Conn<'_>, batch: &mut Batch) -> bool;
+    /// Whether it is answered before the commit (see [`Mode::Eager`]).
+    fn eager(&self) -> bool;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
@@ -79,6 +81,8 @@ enum Mode {
     Unguarded,
     /// Without a savepoint, answered as soon as it is applied, before the commit. Only for
     /// writes whose loss in a crash is harmless (a lease: the row is simply claimed again).
+    /// Applied before the batch's other operations, so what it answers was all committed
+    /// before: a claim never hands out a delivery that its own batch may yet roll back.
     Eager,
 }
 
@@ -124,6 +128,10 @@ where
             self.result = Some(result);
         }
         usable
+    }
+
+    fn eager(&self) -> bool {
+        self.mode == Mode::Eager
     }
 
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
@@ -420,7 +428,10 @@ fn commit_batch(
             }
         }
     }
-    for op in ops.iter_mut() {
+    // Eager operations first: they answer before the commit, so they must see only what
+    // earlier batches committed, never this batch's writes.
+    let (eager, guarded): (Vec<_>, Vec<_>) = ops.iter_mut().partition(|op| op.eager());
+    for op in eager.into_iter().chain(guarded) {
         if !op.apply(conn, batch) {
             let _ = conn.execute("ROLLBACK", &[]);
             return Err(StoreError::RolledBack);
