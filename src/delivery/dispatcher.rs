@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::held::Held;
 use super::slots::Slots;
 use super::transition::after_attempt;
 use super::worker::render_body;
@@ -116,6 +117,8 @@ pub struct Dispatcher {
     /// Set when shutdown's grace has run out: attempts still waiting on HTTP are dropped
     /// (their leases are released at the next start, so they are retried).
     abandon: Arc<watch::Sender<bool>>,
+    /// Deliveries started and not yet recorded, and the pause while writes fail.
+    held: Arc<Mutex<Held>>,
     /// Finished attempts, recorded in batches by the recorder.
     done: mpsc::UnboundedSender<Done>,
     recorder: Arc<Mutex<Option<mpsc::UnboundedReceiver<Done>>>>,
@@ -136,6 +139,7 @@ impl Dispatcher {
             recorder: Arc::new(Mutex::new(Some(recorder))),
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             busy: Arc::default(),
+            held: Arc::default(),
             store,
             outbound,
             metrics,
@@ -150,9 +154,26 @@ impl Dispatcher {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         if let Some(finished) = self.recorder.lock().ok().and_then(|mut r| r.take()) {
-            tokio::spawn(record_loop(self.store.clone(), self.wake.clone(), finished));
+            tokio::spawn(record_loop(
+                self.store.clone(),
+                self.wake.clone(),
+                self.held.clone(),
+                finished,
+            ));
         }
         loop {
+            // While writes fail, claims wait: work started now could not be recorded.
+            let paused = self
+                .held
+                .lock()
+                .ok()
+                .and_then(|h| h.paused_until(Instant::now()));
+            if let Some(until) = paused {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep_until(until.into()) => {}
+                }
+            }
             let busy = self.dispatch_due().await > 0;
             // A saturated rate limit frees a start at a known time: wake then, not at the poll.
             let poll = tokio::time::Instant::now() + self.config.poll_interval;
@@ -205,9 +226,13 @@ impl Dispatcher {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %ErrorChain(&e), "claim failed");
+                    if let Ok(mut held) = self.held.lock() {
+                        held.write_failed(Instant::now());
+                    }
                     return started;
                 }
             };
+            let claims = self.not_held(claims);
             let n = claims.len();
             // Rendered once per event and format, whatever the number of endpoints.
             let mut bodies: HashMap<(EventId, Format), Bytes> = HashMap::new();
@@ -220,10 +245,34 @@ impl Dispatcher {
                 self.start(claim, body);
             }
             started += n;
+            // Fewer than asked for: none left due, or some were held (claimed again at once
+            // only while writes fail, when claims pause anyway).
             if n < free {
                 return started;
             }
         }
+    }
+
+    /// The claims to start: those whose delivery is not held (see [`Held`]), each now held
+    /// until its lease ends.
+    fn not_held(&self, claims: Vec<Claim>) -> Vec<Claim> {
+        let Ok(mut held) = self.held.lock() else {
+            return claims;
+        };
+        let now = Instant::now();
+        held.prune(now);
+        claims
+            .into_iter()
+            .filter(|claim| {
+                if held.holds(claim.delivery_id, now) {
+                    tracing::debug!(delivery_id = %claim.delivery_id, "claimed again before its outcome was recorded; not sent until its lease ends");
+                    return false;
+                }
+                let timeout = Duration::from_millis(claim.endpoint.0.settings.timeout_ms.into());
+                held.started(claim.delivery_id, now + timeout + self.config.lease_margin);
+                true
+            })
+            .collect()
     }
 
     fn start(&self, claim: Claim, body: Bytes) {
@@ -335,7 +384,12 @@ impl Dispatcher {
 
 /// Records finished attempts in batches: whatever has finished while the previous batch was
 /// being written goes in the next one. Each batch frees its slots once it is recorded.
-async fn record_loop(store: Store, wake: Arc<Notify>, mut finished: mpsc::UnboundedReceiver<Done>) {
+async fn record_loop(
+    store: Store,
+    wake: Arc<Notify>,
+    held: Arc<Mutex<Held>>,
+    mut finished: mpsc::UnboundedReceiver<Done>,
+) {
     while let Some(first) = finished.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_RECORD {
@@ -346,6 +400,7 @@ async fn record_loop(store: Store, wake: Arc<Notify>, mut finished: mpsc::Unboun
         }
         let store = store.clone();
         let wake = wake.clone();
+        let held = held.clone();
         tokio::spawn(async move {
             let mut slots = Vec::with_capacity(batch.len());
             let results: Vec<_> = batch
@@ -356,8 +411,16 @@ async fn record_loop(store: Store, wake: Arc<Notify>, mut finished: mpsc::Unboun
                 })
                 .collect();
             let n = results.len();
-            if let Err(e) = store.record_attempts(results, after_attempt).await {
-                tracing::error!(attempts = n, error = %ErrorChain(&e), "cannot record attempts; their leases will expire and they will be retried");
+            let ids: Vec<_> = results.iter().map(|(c, _)| c.delivery_id).collect();
+            let recorded = store.record_attempts(results, after_attempt).await;
+            if let Ok(mut held) = held.lock() {
+                match &recorded {
+                    Ok(_) => held.recorded(ids),
+                    Err(_) => held.write_failed(Instant::now()),
+                }
+            }
+            if let Err(e) = recorded {
+                tracing::error!(attempts = n, error = %ErrorChain(&e), "cannot record attempts; they are retried when their leases end");
             }
             drop(slots);
             wake.notify_one();

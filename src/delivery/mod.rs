@@ -3,6 +3,7 @@
 //! attempt ([`worker::attempt`]) and records its outcome through the store.
 
 mod dispatcher;
+mod held;
 mod slots;
 mod transition;
 mod worker;

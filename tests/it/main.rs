@@ -8,6 +8,7 @@ mod delivery;
 mod endpoint_auth;
 mod endpoints;
 mod events;
+mod fail_safe;
 mod fencing;
 mod incoming;
 mod integrations;

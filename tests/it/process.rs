@@ -13,12 +13,12 @@ use serde_json::json;
 use crate::support::{ADMIN, Api, Receiver, wait_until};
 
 /// A `hookd serve` child process and the lines it printed before listening.
-struct Hookd {
-    child: Child,
-    base: String,
-    printed: Vec<String>,
+pub(crate) struct Hookd {
+    pub child: Child,
+    pub base: String,
+    pub printed: Vec<String>,
     /// What it logged (warnings and errors), as it arrives.
-    logged: Arc<Mutex<String>>,
+    pub logged: Arc<Mutex<String>>,
 }
 
 impl Drop for Hookd {
@@ -31,13 +31,13 @@ impl Drop for Hookd {
     }
 }
 
-fn spawn(db: &Path, admin_token: Option<&str>) -> Hookd {
+pub(crate) fn spawn(db: &Path, admin_token: Option<&str>) -> Hookd {
     spawn_with(Command::new(env!("CARGO_BIN_EXE_hookd")), db, admin_token)
 }
 
 /// `hookd serve` whose files may not grow past `kib` KiB, as on a disk that fills up (writes
 /// past it fail with `EFBIG`; the signal that would kill the process is ignored).
-fn spawn_on_small_disk(db: &Path, admin_token: &str, kib: u64) -> Hookd {
+pub(crate) fn spawn_on_small_disk(db: &Path, admin_token: &str, kib: u64) -> Hookd {
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
@@ -45,7 +45,7 @@ fn spawn_on_small_disk(db: &Path, admin_token: &str, kib: u64) -> Hookd {
     spawn_with(cmd, db, Some(admin_token))
 }
 
-fn spawn_with(mut cmd: Command, db: &Path, admin_token: Option<&str>) -> Hookd {
+pub(crate) fn spawn_with(mut cmd: Command, db: &Path, admin_token: Option<&str>) -> Hookd {
     cmd.args([
         "serve",
         "--listen",
@@ -95,7 +95,7 @@ fn spawn_with(mut cmd: Command, db: &Path, admin_token: Option<&str>) -> Hookd {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -103,7 +103,7 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
-async fn wait_health(base: &str) {
+pub(crate) async fn wait_health(base: &str) {
     let api = Api::new(base, "");
     wait_until("hookd healthy", Duration::from_secs(20), || {
         let api = api.clone();
@@ -112,7 +112,7 @@ async fn wait_health(base: &str) {
     .await;
 }
 
-async fn tenant_key(api: &Api) -> String {
+pub(crate) async fn tenant_key(api: &Api) -> String {
     let (_, t) = api.post("/v1/tenants", json!({"name": "t"})).await;
     let (_, k) = api
         .post(
