@@ -167,6 +167,7 @@ pub async fn run(
         incoming_limiter: api::IncomingLimiter::new(config.incoming_rate_limit),
         email_enabled: config.smtp.is_some(),
         max_body_bytes: config.max_body_bytes,
+        body_read_timeout: config.body_read_timeout,
         sealing,
     };
     tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "hookd is serving");

@@ -50,6 +50,8 @@ pub struct Config {
     /// How long the API waits for a request's head, and for the next request on an idle
     /// keep-alive connection, before closing the connection.
     pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive, once its head has; slower is `408`.
+    pub body_read_timeout: Duration,
     /// Deliveries in flight at once, over all endpoints.
     pub max_in_flight: usize,
     /// Deliveries in flight at once to one endpoint.
@@ -121,6 +123,7 @@ impl Default for Config {
             credentials_key_file: None,
             tls_key: None,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_in_flight: 512,
             max_in_flight_per_endpoint: 128,
             poll_interval: Duration::from_secs(1),
@@ -245,6 +248,7 @@ struct FileConfig {
     proxy: Option<String>,
     credentials_key_file: Option<PathBuf>,
     header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
     poll_interval: Option<String>,
@@ -357,6 +361,11 @@ impl Config {
                     file.header_read_timeout,
                     d.header_read_timeout,
                 )?,
+                body_read_timeout: duration(
+                    "body_read_timeout",
+                    file.body_read_timeout,
+                    d.body_read_timeout,
+                )?,
                 max_in_flight: file.max_in_flight.unwrap_or(d.max_in_flight),
                 max_in_flight_per_endpoint: file
                     .max_in_flight_per_endpoint
@@ -417,6 +426,9 @@ impl Config {
         }
         if self.header_read_timeout < Duration::from_millis(100) {
             return invalid("header_read_timeout", "must be at least 100ms");
+        }
+        if self.body_read_timeout < Duration::from_millis(100) {
+            return invalid("body_read_timeout", "must be at least 100ms");
         }
         if !(1..=10_000).contains(&self.max_in_flight) {
             return invalid("max_in_flight", "must be between 1 and 10000");

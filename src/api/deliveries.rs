@@ -87,7 +87,7 @@ pub(super) async fn retry(
     body: OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    body.parse()?;
+    body.parse().await?;
     let id = DeliveryId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;
     let summary = state
         .store

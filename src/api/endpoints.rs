@@ -277,7 +277,7 @@ pub(super) async fn create(
     body: JsonBody<EndpointIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let mut body = body.parse()?;
+    let mut body = body.parse().await?;
     let name = body
         .name
         .take()
@@ -369,7 +369,7 @@ pub(super) async fn patch(
     body: JsonBody<EndpointIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let mut body = body.parse()?;
+    let mut body = body.parse().await?;
     let id = endpoint_id(&id)?;
     if body.secret.is_some() {
         return Err(ApiError::invalid(
@@ -464,7 +464,7 @@ pub(super) async fn enable(
     body: OptionalJson<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    body.parse()?;
+    body.parse().await?;
     let endpoint = state
         .store
         .enable_endpoint(tenant, endpoint_id(&id)?)
@@ -480,7 +480,7 @@ pub(super) async fn test_send(
     body: OptionalJson<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    body.parse()?;
+    body.parse().await?;
     let id = endpoint_id(&id)?;
     let endpoint = owned_endpoint(&state, tenant, id).await?;
     let data = json!({"message": "This is a test event from hookd.", "endpointId": id});
@@ -513,7 +513,7 @@ pub(super) async fn rotate_secret(
     body: OptionalJson<RotateIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let id = endpoint_id(&id)?;
     let endpoint = owned_endpoint(&state, tenant, id).await?;
     let grace = match body.grace_period {
@@ -560,7 +560,7 @@ pub(super) async fn recover(
     body: JsonBody<RecoverIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let id = endpoint_id(&id)?;
     let since = parse_rfc3339(&body.since)
         .ok_or_else(|| ApiError::invalid("since must be an RFC 3339 timestamp"))?;

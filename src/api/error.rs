@@ -14,6 +14,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// Whether the connection is closed after the answer (the request was not read whole).
+    close: bool,
 }
 
 impl ApiError {
@@ -23,7 +25,13 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            close: false,
         }
+    }
+
+    /// The sentence the caller is told.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// 400: the body is not well-formed.
@@ -75,6 +83,20 @@ impl ApiError {
             "payload_too_large",
             format!("the request body is larger than the limit of {limit} bytes"),
         )
+    }
+
+    /// 408: the body did not arrive within `limit`; the connection is closed.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                limit.as_millis()
+            ),
+        );
+        e.close = true;
+        e
     }
 
     /// 415: not JSON.
@@ -192,6 +214,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        if self.close {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         response
     }

@@ -41,7 +41,7 @@ pub(super) async fn create(
     body: JsonBody<EventTypeIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let name = EventName::parse(&body.name).map_err(ApiError::invalid)?;
     for (field, value) in [
         ("category", &body.category),

@@ -80,7 +80,7 @@ pub(super) async fn publish(
     body: JsonBody<EventIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let event = body.parse().map_err(ApiError::invalid)?;
     let published = state.store.publish(tenant, vec![event]).await?;
     state.metrics.published(1);
@@ -94,7 +94,7 @@ pub(super) async fn publish_batch(
     body: JsonBody<BatchIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let events = body
         .events
         .filter(|e| !e.is_empty())

@@ -11,60 +11,105 @@ use super::{ApiError, AppState};
 use crate::model::{PageRequest, Role, TenantId};
 use crate::store::Caller;
 
-/// A JSON body, limited in size; unknown fields and wrong types are 422 naming the field.
-/// Read with the request but judged by [`JsonBody::parse`], which a handler calls after its
-/// role check: a caller without the role gets `403`, whatever it sent.
-pub struct JsonBody<T>(Result<T, ApiError>);
+/// A JSON body, limited in size and in the time it may take to arrive; unknown fields and
+/// wrong types are 422 naming the field. Not read with the request: [`JsonBody::parse`] reads
+/// it, and a handler calls that after its role check, so a caller without the role gets `403`
+/// at once, whatever it sends and however slowly.
+pub struct JsonBody<T>(Unread, std::marker::PhantomData<T>);
 
-/// An optional JSON body: none, empty or `{}` all give `T::default()`. Judged by
+/// An optional JSON body: none, empty or `{}` all give `T::default()`. Read by
 /// [`OptionalJson::parse`] after the role check, like [`JsonBody`].
-pub struct OptionalJson<T>(Result<T, ApiError>);
+pub struct OptionalJson<T>(Unread, std::marker::PhantomData<T>);
 
-impl<T> JsonBody<T> {
-    /// The body, or why it is refused.
-    pub fn parse(self) -> Result<T, ApiError> {
-        self.0
+/// A request body not read yet, with the limits it is read under.
+pub struct Unread {
+    request: Request,
+    limit: usize,
+    timeout: std::time::Duration,
+}
+
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// Reads the body and parses it, or says why it is refused.
+    pub async fn parse(self) -> Result<T, ApiError> {
+        let body = self.0.read().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::malformed("the request needs a JSON body"));
+        }
+        parse_json(&body)
     }
 }
 
-impl<T> OptionalJson<T> {
-    /// The body (or its default), or why it is refused.
-    pub fn parse(self) -> Result<T, ApiError> {
-        self.0
+impl<T: DeserializeOwned + Default> OptionalJson<T> {
+    /// Reads the body and parses it (or gives the default), or says why it is refused.
+    pub async fn parse(self) -> Result<T, ApiError> {
+        let body = self.0.read().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        parse_json(&body)
     }
 }
 
-async fn read_body(req: Request, state: &AppState) -> Result<bytes::Bytes, ApiError> {
-    let limit = state.max_body_bytes;
-    let declared = req
+impl Unread {
+    fn new(request: Request, state: &AppState) -> Self {
+        Self {
+            request,
+            limit: state.max_body_bytes,
+            timeout: state.body_read_timeout,
+        }
+    }
+
+    /// The body: `413` when it states or reaches a size over the limit, `415` when it is not
+    /// JSON, `408` when it does not arrive in time.
+    async fn read(self) -> Result<bytes::Bytes, ApiError> {
+        let Self {
+            request,
+            limit,
+            timeout,
+        } = self;
+        let json = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| {
+                let mime = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        let body = read_limited(request, limit, timeout).await?;
+        if !body.is_empty() && !json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        Ok(body)
+    }
+}
+
+/// Reads a request's body of at most `limit` bytes, which must arrive within `timeout`. A
+/// `Content-Length` over the limit is refused before anything is read.
+pub(super) async fn read_limited(
+    request: Request,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    let json = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|ct| {
-            let mime = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
-        });
-    let body = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))?;
-    if !body.is_empty() && !json {
-        return Err(ApiError::unsupported_media_type());
+    let body = axum::body::to_bytes(request.into_body(), limit);
+    match tokio::time::timeout(timeout, body).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(ApiError::too_large(limit)),
+        Err(_) => Err(ApiError::body_timeout(timeout)),
     }
-    Ok(body)
 }
 
 /// A serde message in the API's words: `invalid type: string "5000", expected u32` becomes
@@ -130,14 +175,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let parsed = match read_body(req, state).await {
-            Ok(body) if body.is_empty() => {
-                Err(ApiError::malformed("the request needs a JSON body"))
-            }
-            Ok(body) => parse_json(&body),
-            Err(e) => Err(e),
-        };
-        Ok(Self(parsed))
+        Ok(Self(Unread::new(req, state), std::marker::PhantomData))
     }
 }
 
@@ -145,12 +183,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let parsed = match read_body(req, state).await {
-            Ok(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
-            Ok(body) => parse_json(&body),
-            Err(e) => Err(e),
-        };
-        Ok(Self(parsed))
+        Ok(Self(Unread::new(req, state), std::marker::PhantomData))
     }
 }
 

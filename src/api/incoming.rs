@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::not_found;
 use super::extract::check_name;
-use super::extract::{Auth, JsonBody, Path, Query};
+use super::extract::{Auth, JsonBody, Path, Query, read_limited};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::incoming::payload::{self, PayloadError, decode, event_data};
@@ -85,7 +85,7 @@ pub(super) async fn create(
     body: JsonBody<IncomingIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     check_name(&body.name)?;
     let action = match (body.action.kind.as_str(), body.action.event_type) {
         ("publish", Some(name)) => IncomingAction::Publish(
@@ -235,12 +235,12 @@ pub(super) async fn receive(
         event_id: None,
     };
     let limit = state.max_body_bytes;
-    let body = match axum::body::to_bytes(request.into_body(), limit).await {
+    let body = match read_limited(request, limit, state.body_read_timeout).await {
         Ok(b) => b,
-        Err(_) => {
-            log.error = Some(format!("body over the {limit}-byte limit"));
+        Err(e) => {
+            log.error = Some(e.message().to_owned());
             state.store.record_incoming(&hook, log, None).await?;
-            return Err(ApiError::too_large(limit));
+            return Err(e);
         }
     };
     log.body = Some(logged_body(&body));

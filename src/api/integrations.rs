@@ -69,7 +69,7 @@ pub(super) async fn connect(
     body: JsonBody<ConnectIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let (kind, format, display) = kind(&name)?;
     let url = parse_url(&body.url).map_err(ApiError::invalid)?;
     state
@@ -139,7 +139,7 @@ pub(super) async fn test(
     body: OptionalJson<super::extract::NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth.tenant(Role::Admin)?;
-    body.parse()?;
+    body.parse().await?;
     let (kind, _, display) = kind(&name)?;
     let connected = state.store.integrations(tenant_id).await?;
     let (_, endpoint) = connected

@@ -60,6 +60,8 @@ pub struct AppState {
     pub email_enabled: bool,
     /// Largest request body read.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: Duration,
     /// Seals endpoint credentials before they are stored (`None`: credentials are refused).
     pub sealing: Option<crate::sealing::SealingKey>,
 }
@@ -217,7 +219,7 @@ pub struct ConnectionLimits {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes open requests
-/// (bounded by `limits.drain`). Connections are bounded in number, and one that sends its
+/// (bounded by `limits.drain`: connections still open then are closed). Connections are bounded in number, and one that sends its
 /// head too slowly or sits idle past `header_read_timeout` is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -238,8 +240,11 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    // Every connection's task, so that those still open after the drain time can be ended.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             () = &mut shutdown => break,
             permit = open.clone().acquire_owned() => match permit {
@@ -263,7 +268,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (http, app, watcher) = (http.clone(), app.clone(), graceful.watcher());
         let (tls, handshake) = (limits.tls.clone(), limits.header_read_timeout);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             match tls {
                 None => serve_connection(&http, stream, app, watcher).await,
                 Some(acceptor) => {
@@ -283,8 +288,13 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("API connections still open after the drain time; closing them");
+        tracing::warn!(
+            open = connections.len(),
+            "API connections still open after the drain time; closing them"
+        );
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -65,7 +65,7 @@ pub(super) async fn create(
     body: JsonBody<PortalLinkIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant_admin_with_key()?;
-    let (role, lifetime) = wanted(body.parse()?)?;
+    let (role, lifetime) = wanted(body.parse().await?)?;
     let expires_at = now_ms() + i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
     let (link, token) = state
         .store

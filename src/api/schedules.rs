@@ -285,7 +285,7 @@ pub(super) async fn create(
     body: JsonBody<ScheduleIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     let Some(url) = body.webhook_url.clone() else {
         let spec = body.apply(None, now_ms()).map_err(ApiError::invalid)?;
         email_possible(&state, spec.target.endpoint().is_none())?;
@@ -367,7 +367,7 @@ pub(super) async fn patch(
     body: JsonBody<ScheduleIn>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     if body.delivery_method.as_deref() == Some("email") {
         email_possible(&state, true)?;
     }
@@ -405,7 +405,7 @@ pub(super) async fn trigger(
     body: OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
-    body.parse()?;
+    body.parse().await?;
     let run = crate::schedule::firing::trigger(&state.store, tenant, schedule_id(&id)?)
         .await
         .map_err(|e| match e {

@@ -113,7 +113,7 @@ pub(super) async fn create(
     body: JsonBody<TenantIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.operator()?;
-    let body = body.parse()?;
+    let body = body.parse().await?;
     check_name(&body.name)?;
     let tenant = state.store.create_tenant(body.name).await?;
     Ok((StatusCode::CREATED, Json(tenant_json(&tenant))))
@@ -152,7 +152,7 @@ pub(super) async fn patch(
 ) -> Result<Json<Value>, ApiError> {
     auth.operator()?;
     let id = tenant_id(&id)?;
-    let patch = body.parse()?.patch();
+    let patch = body.parse().await?.patch();
     state
         .store
         .set_plan(id, patch)
@@ -219,7 +219,7 @@ async fn new_key(
     tenant: TenantId,
     body: JsonBody<KeyIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = body.parse()?;
+    let body = body.parse().await?;
     check_name(&body.name)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::invalid("role must be one of admin, publisher, viewer"))?;

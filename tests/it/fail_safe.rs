@@ -157,3 +157,179 @@ async fn a_full_disk_never_delivers_a_refused_event_nor_resends_in_a_loop() {
     signal(&hookd.child, "-TERM");
     let _ = hookd.child.wait();
 }
+
+/// `hookd serve` (the real binary) with these `hookd.toml` lines.
+fn spawn_configured(dir: &std::path::Path, toml: &str) -> crate::process::Hookd {
+    let config = dir.join("hookd.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"));
+    cmd.env("HOOKD_CONFIG", &config);
+    crate::process::spawn_with(cmd, &dir.join("hookd.db"), Some(ADMIN))
+}
+
+/// A raw connection to `base` that has sent `head` (and whatever else the test writes).
+async fn send_head(base: &str, head: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    stream
+}
+
+/// Reads until the connection closes (or `within` passes, which fails the test); returns
+/// what was read and how long it took.
+async fn read_to_close(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the connection stayed open {within:?}; read so far: {}",
+                String::from_utf8_lossy(&answer)
+            )
+        })
+        .expect("read");
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+fn head(path: &str, token: &str, framing: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: hookd\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn slow_or_endless_bodies_are_refused_in_bounded_time_and_roles_before_bodies() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut hookd = spawn_configured(dir.path(), "body_read_timeout = \"1s\"\n");
+    wait_health(&hookd.base).await;
+    let op = Api::new(&hookd.base, ADMIN);
+    let admin_key = tenant_key(&op).await;
+    let admin = op.with_token(&admin_key);
+    let (_, viewer) = admin
+        .post("/v1/keys", json!({"name": "v", "role": "viewer"}))
+        .await;
+    let viewer = viewer["key"].as_str().expect("viewer key").to_owned();
+    let (_, hook) = admin
+        .post(
+            "/v1/incoming",
+            json!({"name": "in", "action": {"type": "store"}}),
+        )
+        .await;
+
+    // A viewer may not publish: told at once from the head, before any body byte.
+    let mut s = send_head(
+        &hookd.base,
+        &head("/v1/events", &viewer, "Content-Length: 100000"),
+    )
+    .await;
+    let (answer, took) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(took < Duration::from_secs(1), "403 took {took:?}");
+
+    // A stated size over the limit: 413 at once.
+    let mut s = send_head(
+        &hookd.base,
+        &head("/v1/events", &admin_key, "Content-Length: 5000000"),
+    )
+    .await;
+    let (answer, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // A body that trickles: 408 once the body time is up, and the connection is closed.
+    let mut trickle = send_head(
+        &hookd.base,
+        &head("/v1/events", &admin_key, "Content-Length: 100000"),
+    )
+    .await;
+    trickle.write_all(b"{").await.expect("a byte");
+    let (answer, took) = read_to_close(&mut trickle, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(took >= Duration::from_millis(900), "408 after {took:?}");
+
+    // A chunk that claims 2^64-1 bytes: the same, on the API and on an incoming hook.
+    let hook_path = hook["url"]
+        .as_str()
+        .and_then(|u| u.find("/hooks/in/").map(|i| u[i..].to_owned()))
+        .expect("hook url");
+    for path in ["/v1/events/batch", hook_path.as_str()] {
+        let mut endless = send_head(
+            &hookd.base,
+            &head(path, &admin_key, "Transfer-Encoding: chunked"),
+        )
+        .await;
+        endless
+            .write_all(b"ffffffffffffffff\r\nab")
+            .await
+            .expect("chunk");
+        let (answer, _) = read_to_close(&mut endless, Duration::from_secs(10)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 413"),
+            "{path}: {answer}"
+        );
+    }
+    // Nothing of any of them was stored, and the server still answers.
+    let (status, events) = admin.get("/v1/events").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events["totalElements"], 0, "{events}");
+    signal(&hookd.child, "-TERM");
+    let _ = hookd.child.wait();
+}
+
+#[tokio::test]
+async fn sigterm_ends_hookd_within_the_drain_time_despite_a_half_sent_body() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut hookd = spawn_configured(
+        dir.path(),
+        "body_read_timeout = \"10m\"\nshutdown_grace = \"1s\"\n",
+    );
+    wait_health(&hookd.base).await;
+    let op = Api::new(&hookd.base, ADMIN);
+    let key = tenant_key(&op).await;
+    let mut half = send_head(
+        &hookd.base,
+        &head("/v1/events", &key, "Content-Length: 100000"),
+    )
+    .await;
+    half.write_all(b"{\"type\":").await.expect("half a body");
+    // The request is being read when the signal comes.
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    signal(&hookd.child, "-TERM");
+    let mut child = std::mem::replace(
+        &mut hookd.child,
+        std::process::Command::new("true").spawn().expect("true"),
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("join")
+    .expect("hookd exited within 30 s of SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    drop(half);
+}
