@@ -253,8 +253,8 @@ impl Auth {
         }
     }
 
-    /// A tenant admin calling with an API key, not a portal link: for handing out credentials
-    /// (keys, portal links), which a portal link may not mint.
+    /// A tenant admin calling with an API key, not a portal link: for managing credentials
+    /// (keys, portal links), which a portal link may not mint, list or revoke.
     pub fn tenant_admin_with_key(&self) -> Result<TenantId, ApiError> {
         let tenant = self.tenant(Role::Admin)?;
         match self.0 {
@@ -262,7 +262,7 @@ impl Auth {
                 via: crate::store::Credential::PortalLink(_),
                 ..
             } => Err(ApiError::forbidden(
-                "keys and portal links are handed out with an API key, not from a portal link",
+                "keys and portal links are managed with an API key, not from a portal link",
             )),
             _ => Ok(tenant),
         }

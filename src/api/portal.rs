@@ -83,7 +83,7 @@ pub(super) async fn list(
     auth: Auth,
     query: Query,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth.tenant(Role::Admin)?;
+    let tenant = auth.tenant_admin_with_key()?;
     let page = state.store.list_portal_links(tenant, query.page()?).await?;
     Ok(Json(page_json(page, link_json)))
 }
@@ -93,7 +93,7 @@ pub(super) async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = auth.tenant(Role::Admin)?;
+    let tenant = auth.tenant_admin_with_key()?;
     let id = PortalLinkId::parse(&id).ok_or_else(|| ApiError::not_found("portal link"))?;
     state
         .store

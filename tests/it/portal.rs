@@ -55,6 +55,17 @@ async fn a_portal_link_acts_with_its_role_until_it_is_deleted() {
     assert_eq!(status, StatusCode::CREATED, "an admin link writes");
     let (status, body) = admin.post("/v1/portal-links", json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Nor may it see the other links, or revoke one (another customer's, say).
+    let (status, body) = admin.get("/v1/portal-links").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = admin
+        .delete(&format!(
+            "/v1/portal-links/{}",
+            link["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(viewer.get("/v1/endpoints").await.0, StatusCode::OK);
     // Listed without tokens; deleting one stops it at once.
     let (_, listed) = t.admin.get("/v1/portal-links").await;
     assert_eq!(listed["totalElements"], 3, "{listed}");
