@@ -39,6 +39,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
     }
 
+    /// 400: the body is not JSON (cut short, bytes after it, none where one is needed).
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+    }
+
     /// 401: no token, or one that is not valid.
     pub fn unauthorized() -> Self {
         Self::new(

@@ -17,7 +17,7 @@ use crate::store::Caller;
 /// at once, whatever it sends and however slowly.
 pub struct JsonBody<T>(Unread, std::marker::PhantomData<T>);
 
-/// An optional JSON body: none, empty or `{}` all give `T::default()`. Read by
+/// An optional JSON body: none (an empty body) or `{}` give `T::default()`. Read by
 /// [`OptionalJson::parse`] after the role check, like [`JsonBody`].
 pub struct OptionalJson<T>(Unread, std::marker::PhantomData<T>);
 
@@ -32,8 +32,8 @@ impl<T: DeserializeOwned> JsonBody<T> {
     /// Reads the body and parses it, or says why it is refused.
     pub async fn parse(self) -> Result<T, ApiError> {
         let body = self.0.read().await?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::malformed("the request needs a JSON body"));
+        if body.is_empty() {
+            return Err(ApiError::malformed_json("the request needs a JSON body"));
         }
         parse_json(&body)
     }
@@ -43,7 +43,7 @@ impl<T: DeserializeOwned + Default> OptionalJson<T> {
     /// Reads the body and parses it (or gives the default), or says why it is refused.
     pub async fn parse(self) -> Result<T, ApiError> {
         let body = self.0.read().await?;
-        if body.iter().all(u8::is_ascii_whitespace) {
+        if body.is_empty() {
             return Ok(T::default());
         }
         parse_json(&body)
@@ -144,31 +144,40 @@ fn plain_words(message: &str) -> String {
     format!("must be {expected}, not {got}")
 }
 
-/// Parses JSON, naming the field at fault.
+/// Parses a JSON object, naming the field at fault: not JSON (cut short, bytes after it) is
+/// `400 malformed_json`; JSON that is not an object, or whose fields are wrong, is `422`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize(de) {
-        Ok(v) => Ok(v),
-        Err(e) => {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let message = inner.to_string();
-                    let message = message.split(" at line ").next().unwrap_or(&message);
-                    let message = plain_words(message);
-                    if path == "." {
-                        Err(ApiError::invalid(message))
-                    } else {
-                        Err(ApiError::invalid(format!("{path}: {message}")))
-                    }
-                }
-                _ => Err(ApiError::malformed(format!(
-                    "the body is not valid JSON: {inner}"
-                ))),
+            if inner.classify() != serde_json::error::Category::Data {
+                return not_json(&inner);
             }
-        }
+            // A wrong field in a body cut short further on: the body is not JSON first.
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return not_json(&syntax);
+            }
+            let message = inner.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            let message = plain_words(message);
+            if path == "." {
+                ApiError::invalid(message)
+            } else {
+                ApiError::invalid(format!("{path}: {message}"))
+            }
+        })
+        .and_then(|parsed| de.end().map(|()| parsed).map_err(|e| not_json(&e)))?;
+    // Structs also take JSON lists (their fields in order); every body here is an object.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(parsed),
+        _ => Err(ApiError::invalid("the body must be a JSON object")),
     }
+}
+
+fn not_json(e: &serde_json::Error) -> ApiError {
+    ApiError::malformed_json(format!("the body is not valid JSON: {e}"))
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -296,9 +305,14 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(auth) = parts.extensions.get::<Auth>() {
             return Ok(*auth);
         }
-        let token = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
+        let mut given = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+        let (header, second) = (given.next(), given.next());
+        if second.is_some() {
+            return Err(ApiError::malformed(
+                "send one Authorization header, not several",
+            ));
+        }
+        let token = header
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)

@@ -37,7 +37,7 @@ async fn malformed_json_is_400_and_wrong_content_type_415() {
             b"{\"type\": \"a.b\", ".to_vec(),
         )
         .await;
-    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_json");
     let (status, _, body) = t
         .admin
         .raw(
@@ -54,8 +54,191 @@ async fn malformed_json_is_400_and_wrong_content_type_415() {
         "unsupported_media_type",
     );
     let (status, _, body) = t.admin.raw("POST", "/v1/events", None, Vec::new()).await;
-    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_json");
     assert_eq!(event_count(&t).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trailing_bytes_truncations_non_objects_and_blank_bodies_are_refused() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let endpoint = t
+        .endpoint(json!({"url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .await;
+    let id = endpoint["id"].as_str().expect("id");
+    let rotate = format!("/v1/endpoints/{id}/secret/rotate");
+    let enable = format!("/v1/endpoints/{id}/enable");
+    let cases: Vec<(&str, &str, &[u8], StatusCode, &str)> = vec![
+        // Bytes after the object are not ignored.
+        (
+            "POST",
+            "/v1/events",
+            b"{\"type\":\"a.b\",\"data\":{}}x",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/events",
+            b"{\"type\":\"a.b\",\"data\":{}} {}",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            b"{\"url\":\"http://127.0.0.1:9/x\",\"events\":[\"*\"]}]",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            &rotate,
+            b"{}x",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        // Cut short anywhere: 400, not 422.
+        (
+            "POST",
+            "/v1/events",
+            b"{\"type\":\"a.b\",\"data\":{\"n\":1}",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/events",
+            b"{\"type\":\"a.b\",\"data\":{\"n\":",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            b"{\"url\":\"http://127.0.0",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/events/batch",
+            b"{\"events\":[{\"type\":\"a.b\",\"data\":{}}",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        // Every body is an object: a list or a bare value is not one.
+        (
+            "POST",
+            &enable,
+            b"[]",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            &rotate,
+            b"[]",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/v1/events",
+            b"[\"a.b\", {}]",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            &rotate,
+            b"null",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        // Blank is not empty: spaces are no JSON.
+        (
+            "POST",
+            &enable,
+            b"   ",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            &rotate,
+            b"\n",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, _, answer) = t
+            .admin
+            .raw(method, path, Some("application/json"), body.to_vec())
+            .await;
+        assert_eq!(
+            got,
+            status,
+            "{method} {path} {}: {answer}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(
+            answer["error"]["code"],
+            code,
+            "{method} {path} {}: {answer}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Nothing was changed by any of them; an action with no body, or `{}`, still works.
+    assert_eq!(event_count(&t).await, 0);
+    assert_eq!(endpoint_count(&t).await, 1);
+    assert_eq!(
+        t.admin.raw("POST", &enable, None, Vec::new()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.admin
+            .raw("POST", &enable, Some("application/json"), b" {} ".to_vec())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let key = server.key(&t.id, "admin").await;
+    let (status, _, body) = t
+        .admin
+        .raw_with_headers(
+            "GET",
+            "/v1/endpoints",
+            &[
+                ("authorization", format!("Bearer {key}")),
+                ("authorization", "Bearer someone-else".to_owned()),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+    let (status, _, body) = t
+        .admin
+        .raw_with_headers(
+            "GET",
+            "/v1/endpoints",
+            &[
+                ("authorization", format!("Bearer {key}")),
+                ("authorization", format!("Bearer {key}")),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
     server.stop().await;
 }
 
