@@ -189,6 +189,8 @@ impl Store {
     ) -> Result<Endpoint, StoreError> {
         self.writer
             .write(move |c, batch| {
+                // Old header values and credentials leave the disk with the change.
+                batch.scrub = true;
                 let before = load(c, tenant_id, id)?;
                 let mut s = before.settings.clone();
                 patch(&mut s).map_err(StoreError::Invalid)?;
@@ -248,6 +250,7 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 batch.subscribers.forget(tenant_id);
+                batch.scrub = true;
                 match c.execute(
                     "DELETE FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
                     &vals![id.0, tenant_id.0],
@@ -285,6 +288,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c, batch| {
+                batch.scrub = true;
                 load(c, tenant_id, id)?;
                 let old = secret(c, id)?;
                 let now = now_ms();
@@ -317,11 +321,13 @@ impl Store {
     /// Deletes secrets whose rotation grace has ended; returns how many.
     pub async fn prune_old_secrets(&self) -> Result<usize, StoreError> {
         self.writer
-            .write(|c, _| {
-                c.execute(
+            .write(|c, batch| {
+                let pruned = c.execute(
                     "DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1",
                     &vals![now_ms()],
-                )
+                )?;
+                batch.scrub |= pruned > 0;
+                Ok(pruned)
             })
             .await
     }

@@ -124,7 +124,8 @@ impl Store {
         id: IncomingId,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
+                batch.scrub = true;
                 match c.execute(
                     "DELETE FROM incoming_hooks WHERE id = ?1 AND tenant_id = ?2",
                     &vals![id.0, tenant_id.0],

@@ -68,6 +68,7 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 batch.subscribers.forget(tenant_id);
+                batch.scrub = true;
                 match c.execute(
                     "DELETE FROM endpoints WHERE tenant_id = ?1 AND integration = ?2",
                     &vals![tenant_id.0, kind],

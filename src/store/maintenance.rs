@@ -54,6 +54,8 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
     let target = to
         .to_str()
         .ok_or_else(|| StoreError::Invalid(format!("{} is not a UTF-8 path", to.display())))?;
+    // Made first, private: VACUUM INTO writes into an empty file and keeps its mode.
+    super::create_private(to)?;
     conn.execute("VACUUM INTO ?1", [target])?;
     Ok(())
 }

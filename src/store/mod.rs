@@ -107,6 +107,15 @@ pub enum StoreError {
         #[source]
         source: Arc<std::io::Error>,
     },
+    /// A file hookd makes (the database, a backup) cannot be created.
+    #[error("cannot create {path}")]
+    CreateFile {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// A stored value hookd cannot read back: an error, never a guess.
     #[error("stored {what} cannot be read: {detail}")]
     Corrupt {
@@ -250,20 +259,37 @@ impl LeaseTokens {
 /// until the returned file is dropped; refused while another process holds it.
 fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::LockFile {
-            path: lock_path.display().to_string(),
-            source: Arc::new(e),
-        })?;
+    let mut options = std::fs::File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options.open(&lock_path).map_err(|e| StoreError::LockFile {
+        path: lock_path.display().to_string(),
+        source: Arc::new(e),
+    })?;
     lock.try_lock().map_err(|_| StoreError::Locked {
         path: path.display().to_string(),
         lock: lock_path.display().to_string(),
     })?;
     Ok(lock)
+}
+
+/// Creates `path` empty and readable by its owner alone, unless it exists. SQLite gives the
+/// files it makes beside a database (`-wal`, `-shm`) the database file's mode, so they are
+/// private too: they hold secrets (signing secrets, tokens' hashes, sealed credentials).
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::CreateFile {
+            path: path.display().to_string(),
+            source: Arc::new(e),
+        }),
+    }
 }
 
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
@@ -314,6 +340,7 @@ impl Store {
     pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
         // One hookd per file: a second one would release the first one's leases at start.
         let lock = lock(path)?;
+        create_private(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

@@ -247,7 +247,8 @@ impl Store {
         patch: SchedulePatch,
     ) -> Result<Schedule, StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
+                batch.scrub = true;
                 let before = load(c, tenant_id, id)?;
                 let mut spec = before.spec.clone();
                 patch(&mut spec).map_err(StoreError::Invalid)?;
@@ -271,7 +272,8 @@ impl Store {
         id: ScheduleId,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |c, _| {
+            .write(move |c, batch| {
+                batch.scrub = true;
                 match c.execute(
                     "DELETE FROM schedules WHERE id = ?1 AND tenant_id = ?2",
                     &vals![id.0, tenant_id.0],

@@ -233,6 +233,7 @@ impl Store {
             .writer
             .write(move |c, batch| {
                 batch.subscribers.forget(id);
+                batch.scrub = true;
                 match c.execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])? {
                     0 => Err(StoreError::NotFound),
                     _ => keys_revoked(c),

@@ -37,6 +37,9 @@ pub(crate) struct Batch {
     /// The events the batch's operations published, per tenant and day, written just before
     /// the commit.
     pub usage: DailyUsage,
+    /// Set when an operation deleted or replaced secrets (signing secrets, credentials, header
+    /// values): after the commit the WAL, which still holds their old pages, is emptied.
+    pub scrub: bool,
 }
 
 /// How long a write that failed for want of storage keeps the store reported as failing.
@@ -266,7 +269,7 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
                         pause = Duration::from_millis(100);
                         let mut client = super::sql::PgClient::new(client);
                         let conn = Conn::postgres(&mut client);
-                        if batches(&conn, &mut rx, &wake, &health, |_| {}) == Ended::Closed {
+                        if batches(&conn, &mut rx, &wake, &health, |_| true) == Ended::Closed {
                             return;
                         }
                         tracing::warn!("the writer lost its PostgreSQL connection; reconnecting");
@@ -334,7 +337,7 @@ fn batches(
     rx: &mut mpsc::Receiver<Box<dyn Op>>,
     wake: &Notify,
     health: &WriteHealth,
-    mut checkpoint: impl FnMut(Checkpoint),
+    mut checkpoint: impl FnMut(Checkpoint) -> bool,
 ) -> Ended {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -347,6 +350,8 @@ fn batches(
         }
     };
     let mut last_checkpoint = Instant::now();
+    // A scrub that readers kept from finishing, tried again at each checkpoint until it does.
+    let mut scrub_pending = false;
     let mut subscribers = SubscriberCache::default();
     let mut ops: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -369,6 +374,7 @@ fn batches(
                 storage_failure: None,
                 counts: BlockCounts::default(),
                 usage: DailyUsage::default(),
+                scrub: false,
             };
             let committed = commit_batch(conn, &mut ops, &mut batch);
             match &committed {
@@ -386,6 +392,12 @@ fn batches(
                 }
             }
             let woke = batch.wake && committed.is_ok();
+            // Before the callers hear of it: a deleted secret is gone from the disk once its
+            // deletion is answered (or, with readers in the way, at the next checkpoint).
+            if batch.scrub && committed.is_ok() {
+                scrub_pending = !checkpoint(Checkpoint::Scrub);
+                last_checkpoint = Instant::now();
+            }
             for op in ops.drain(..) {
                 op.finish(committed.clone());
             }
@@ -397,7 +409,11 @@ fn batches(
             }
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(Checkpoint::Restart);
+            if scrub_pending {
+                scrub_pending = !checkpoint(Checkpoint::Scrub);
+            } else {
+                checkpoint(Checkpoint::Restart);
+            }
             last_checkpoint = Instant::now();
         }
     }
@@ -472,18 +488,31 @@ enum Checkpoint {
     /// Truncate it to nothing (at shutdown: no old page images, such as deleted secrets,
     /// stay behind in it).
     Truncate,
+    /// Truncate it to nothing after secrets were deleted, waiting only briefly for readers
+    /// (the writer waits meanwhile); tried again at later checkpoints until it succeeds.
+    Scrub,
 }
 
-/// Moves the WAL back into the database file. Readers are waited for only briefly: a busy
-/// checkpoint is simply tried again next time.
-fn checkpoint(conn: &Connection, mode: Checkpoint) {
+/// Moves the WAL back into the database file; whether it completed. Readers are waited for
+/// only briefly: a busy checkpoint is simply tried again next time.
+fn checkpoint(conn: &Connection, mode: Checkpoint) -> bool {
     let (sql, wait) = match mode {
         Checkpoint::Restart => ("PRAGMA wal_checkpoint(RESTART)", Duration::from_millis(50)),
         Checkpoint::Truncate => ("PRAGMA wal_checkpoint(TRUNCATE)", Duration::from_secs(2)),
+        Checkpoint::Scrub => (
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            Duration::from_millis(200),
+        ),
     };
     let _ = conn.busy_timeout(wait);
-    if let Err(e) = conn.query_row(sql, [], |_| Ok(())) {
-        tracing::debug!(error = %e, "checkpoint skipped");
-    }
+    // The first column is 1 when readers or writers kept it from finishing.
+    let done = match conn.query_row(sql, [], |r| r.get::<_, i64>(0)) {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::debug!(error = %e, "checkpoint skipped");
+            false
+        }
+    };
     let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
+    done
 }

@@ -333,3 +333,92 @@ async fn sigterm_ends_hookd_within_the_drain_time_despite_a_half_sent_body() {
     );
     drop(half);
 }
+
+/// Whether any of the database's files (`hookd.db`, its `-wal`) holds `needle`.
+fn on_disk(db: &std::path::Path, needle: &str) -> Vec<String> {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            let path = format!("{}{suffix}", db.display());
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            bytes
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+                .then_some(path)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deleted_tenants_secrets_leave_the_disk_and_the_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("hookd.db");
+    let mut hookd = crate::process::spawn(&db, Some(ADMIN));
+    wait_health(&hookd.base).await;
+    for file in ["hookd.db", "hookd.db-wal", "hookd.db-shm", "hookd.db.lock"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .expect(file)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is {:o}", mode & 0o777);
+    }
+    let op = Api::new(&hookd.base, ADMIN);
+    let (_, tenant) = op.post("/v1/tenants", json!({"name": "gone"})).await;
+    let tenant_id = tenant["id"].as_str().expect("id").to_owned();
+    let (_, key) = op
+        .post(
+            &format!("/v1/tenants/{tenant_id}/keys"),
+            json!({"name": "k", "role": "admin"}),
+        )
+        .await;
+    let admin = op.with_token(key["key"].as_str().expect("key"));
+    let header_value = "hdr-value-7f3a9c1e5b2d";
+    let (status, endpoint) = admin
+        .post(
+            "/v1/endpoints",
+            json!({"name": "e", "url": "http://127.0.0.1:9/h", "events": ["*"],
+                   "headers": {"X-Api-Key": header_value}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let secret = endpoint["secret"].as_str().expect("secret").to_owned();
+    let verify_secret = "whsec_aW5jb21pbmctdmVyaWZ5LXNlY3JldC0xMjM0NTY3OA==";
+    let (status, hook) = admin
+        .post(
+            "/v1/incoming",
+            json!({"name": "in", "action": {"type": "store"},
+                   "verify": {"scheme": "standard", "secret": verify_secret}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    // Rotated with a grace period: the old secret is stored a second time.
+    let (status, _) = admin
+        .post(
+            &format!(
+                "/v1/endpoints/{}/secret/rotate",
+                endpoint["id"].as_str().expect("id")
+            ),
+            json!({"gracePeriod": "1h"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let secrets = [secret.as_str(), verify_secret, header_value];
+    wait_until("the secrets written", Duration::from_secs(10), || {
+        let found = secrets.iter().all(|s| !on_disk(&db, s).is_empty());
+        async move { found }
+    })
+    .await;
+
+    let (status, _) = op.delete(&format!("/v1/tenants/{tenant_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for s in secrets {
+        assert_eq!(on_disk(&db, s), Vec::<String>::new(), "{s} stays on disk");
+    }
+    // Killed now, nothing was left for a clean stop to remove.
+    signal(&hookd.child, "-KILL");
+    let _ = hookd.child.wait();
+    for s in secrets {
+        assert_eq!(on_disk(&db, s), Vec::<String>::new(), "{s} after kill -9");
+    }
+}

@@ -49,6 +49,11 @@ async fn a_backup_taken_while_serving_holds_everything_and_checks_healthy() {
         &dir.path().join("hookd.db"),
     );
     assert!(out.status.success(), "{}", text(&out));
+    // It holds secrets: readable by its owner alone.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&copy).expect("backup").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the backup is {:o}", mode & 0o777);
     // A backup never overwrites.
     let again = hookd(
         &["backup", "--to", copy.to_str().expect("path")],
