@@ -16,7 +16,7 @@ use crate::model::DeliveryId;
 /// The first wait after a failed write.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// The longest wait between claims while writes keep failing.
-const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+const LONGEST_PAUSE: Duration = Duration::from_secs(2);
 
 /// Deliveries started and not yet recorded, and the pause after failed writes.
 #[derive(Debug, Default)]

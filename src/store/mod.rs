@@ -58,6 +58,10 @@ use writer::{WriteHealth, Writer, WriterDb};
 /// none is parsed twice.
 const STATEMENT_CACHE: usize = 128;
 
+/// The longest wait between tries to reach PostgreSQL again (the writer, the listener): a
+/// database that returns is in use again within this.
+pub(crate) const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a connection waits on a lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -81,7 +81,7 @@ pub(super) async fn listen(url: String, wake: Arc<Notify>, keys: Arc<KeyCache>) 
             }
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+        pause = (pause * 2).min(super::RECONNECT_AT_MOST_EVERY);
     }
 }
 

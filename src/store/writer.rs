@@ -59,6 +59,15 @@ impl WriteHealth {
         (at.elapsed() < FAILURE_MEMORY).then(|| why.clone())
     }
 
+    /// The database is reachable again (a new PostgreSQL connection): the failure reported
+    /// while it was not is over. (A SQLite file that failed stays reported for
+    /// [`FAILURE_MEMORY`]: one small write that succeeds on a nearly full disk proves nothing.)
+    fn recovered(&self) {
+        if let Ok(mut latest) = self.0.lock() {
+            *latest = None;
+        }
+    }
+
     fn failed(&self, why: String) {
         if let Ok(mut latest) = self.0.lock() {
             *latest = Some((Instant::now(), why));
@@ -267,6 +276,8 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
                 match postgres::Client::connect(&url, postgres::NoTls) {
                     Ok(client) => {
                         pause = Duration::from_millis(100);
+                        // Connected: the outage it reported is over.
+                        health.recovered();
                         let mut client = super::sql::PgClient::new(client);
                         let conn = Conn::postgres(&mut client);
                         if batches(&conn, &mut rx, &wake, &health, |_| true) == Ended::Closed {
@@ -283,7 +294,7 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
                         refuse_until(&mut rx, Instant::now() + pause, |op| {
                             op.finish(Err(StoreError::Postgres(e.clone())));
                         });
-                        pause = (pause * 2).min(Duration::from_secs(5));
+                        pause = (pause * 2).min(super::RECONNECT_AT_MOST_EVERY);
                         if rx.is_closed() && rx.is_empty() {
                             return;
                         }

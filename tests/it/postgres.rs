@@ -209,17 +209,21 @@ pub async fn fresh_database() -> String {
 
 #[tokio::test]
 async fn an_outage_answers_503_and_hookd_recovers_when_postgres_returns() {
-    use crate::support::{Server, wait_until};
+    use crate::support::{Api, Server, wait_until};
     use serde_json::json;
     let Some(pg) = Postgres::start() else { return };
     let url = pg.database("outage").await;
     let server = Server::start_with(|c| c.db = url.clone().into()).await;
     let t = server.tenant("acme").await;
+    let receiver = crate::support::Receiver::ok().await;
+    t.endpoint(json!({"url": receiver.url, "events": ["*"]}))
+        .await;
     let (status, _) = t
         .admin
         .post("/v1/events", json!({"type": "a.b", "data": {}}))
         .await;
     assert_eq!(status, http::StatusCode::ACCEPTED);
+    receiver.wait_for(1).await;
     pg.halt();
     let (status, body) = t
         .admin
@@ -227,7 +231,7 @@ async fn an_outage_answers_503_and_hookd_recovers_when_postgres_returns() {
         .await;
     assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
-    // While the writer backs off between reconnects (up to 5 s apart), writes are still
+    // While the writer backs off between reconnects (up to 1 s apart), writes are still
     // answered at once, not held until its next try.
     let outage = std::time::Instant::now();
     while outage.elapsed() < std::time::Duration::from_secs(7) {
@@ -246,25 +250,57 @@ async fn an_outage_answers_503_and_hookd_recovers_when_postgres_returns() {
     let (status, _) = t.admin.get("/v1/events").await;
     assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
     pg.resume();
+    let back = std::time::Instant::now();
     let t = &t;
     wait_until(
         "publishing works again",
         std::time::Duration::from_secs(30),
         || async move {
             t.admin
-                .post("/v1/events", json!({"type": "a.b", "data": {}}))
+                .post("/v1/events", json!({"type": "after.outage", "data": {}}))
                 .await
                 .0
                 == http::StatusCode::ACCEPTED
         },
     )
     .await;
+    let published = back.elapsed();
     let (_, page) = t.admin.get("/v1/events").await;
     let total = page["totalElements"].as_u64().expect("total");
     assert!(
         total >= 2,
         "the event before the outage and the one after: {page}"
     );
+    // Deliveries and health come back within seconds of the database, not tens of them.
+    wait_until(
+        "an event published after the outage delivered",
+        std::time::Duration::from_secs(30),
+        || {
+            let got = receiver
+                .received()
+                .iter()
+                .any(|r| r.json()["event"] == "after.outage");
+            async move { got }
+        },
+    )
+    .await;
+    let delivered = back.elapsed();
+    let health = Api::new(&server.base, "");
+    wait_until("healthy again", std::time::Duration::from_secs(30), || {
+        let health = health.clone();
+        async move { health.get("/health").await.0 == http::StatusCode::OK }
+    })
+    .await;
+    let healthy = back.elapsed();
+    eprintln!(
+        "after the database returned: publishing {published:?}, healthy {healthy:?}, delivered {delivered:?}"
+    );
+    for (what, took) in [("healthy", healthy), ("delivered", delivered)] {
+        assert!(
+            took < std::time::Duration::from_secs(8),
+            "{what} only {took:?} after the database returned"
+        );
+    }
     server.stop().await;
 }
 
