@@ -351,3 +351,11 @@ CREATE TABLE tenant_usage (
 -- certificate presented to the endpoint's TLS server. NULL for none.
 ALTER TABLE endpoints ADD COLUMN auth TEXT;
 ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;
+
+-- migration: 12
+
+-- Ids are never handed out twice, whatever is deleted: every table whose id is public (a
+-- `webhook-id` receivers de-duplicate on, a `dlv_` in the log) becomes AUTOINCREMENT, so
+-- SQLite picks ids past the highest ever used (`sqlite_sequence`), not past the highest left.
+-- A table cannot be altered into AUTOINCREMENT: src/store/migrate.rs rebuilds each one (rows,
+-- indexes and triggers kept) in this migration's transaction.

@@ -34,19 +34,7 @@ const TABLES: &[&str] = &[
     "list_blocks",
 ];
 
-/// Tables whose `id` PostgreSQL generates: their sequences continue after a copy.
-const WITH_IDS: &[&str] = &[
-    "tenants",
-    "api_keys",
-    "portal_links",
-    "endpoints",
-    "events",
-    "deliveries",
-    "incoming_hooks",
-    "incoming_requests",
-    "schedules",
-    "schedule_runs",
-];
+use super::ID_TABLES;
 
 /// Rows written per progress report.
 const REPORT_EVERY: u64 = 100_000;
@@ -128,19 +116,11 @@ pub async fn copy(
         copied += n;
         progress(table, n);
     }
-    if let Side::Postgres(client) = &target {
-        for table in WITH_IDS {
-            client
-                .execute(
-                    &format!(
-                        "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
-                                       (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(postgres)?;
-        }
+    // Ids continue past the highest the source ever handed out, not past the highest it still
+    // holds: ids of rows deleted before the copy never come back.
+    for table in ID_TABLES {
+        let used = high_water(&source, table).await?;
+        continue_ids_after(&target, table, used).await?;
     }
     execute(&target, "COMMIT").await?;
     Ok(copied)
@@ -156,6 +136,9 @@ async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
                 )));
             }
             let lock = super::lock(path)?;
+            if is_target {
+                super::create_private(path)?;
+            }
             let conn = rusqlite::Connection::open(path)?;
             if is_target {
                 // Never write hookd's tables into someone else's file.
@@ -225,6 +208,69 @@ async fn execute(side: &Side, sql: &str) -> Result<(), StoreError> {
     match side {
         Side::Sqlite { conn, .. } => conn.execute_batch(sql)?,
         Side::Postgres(client) => client.batch_execute(sql).await.map_err(postgres)?,
+    }
+    Ok(())
+}
+
+/// The highest id `table` has ever handed out (its rows' highest, or more when the newest rows
+/// were deleted).
+async fn high_water(side: &Side, table: &str) -> Result<i64, StoreError> {
+    Ok(match side {
+        Side::Sqlite { conn, .. } => conn.query_row(
+            &format!(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?1), 0),
+                            coalesce((SELECT max(id) FROM {table}), 0))"
+            ),
+            [table],
+            |r| r.get(0),
+        )?,
+        Side::Postgres(client) => client
+            .query_one(
+                &format!(
+                    "SELECT greatest(coalesce(pg_sequence_last_value(
+                                         pg_get_serial_sequence('{table}', 'id')::regclass), 0),
+                                     coalesce((SELECT max(id) FROM {table}), 0))"
+                ),
+                &[],
+            )
+            .await
+            .map_err(postgres)?
+            .get(0),
+    })
+}
+
+/// Makes `table` hand out ids after `used` (and after its own rows).
+async fn continue_ids_after(side: &Side, table: &str, used: i64) -> Result<(), StoreError> {
+    match side {
+        Side::Sqlite { conn, .. } => {
+            let seq = format!("max(?2, coalesce((SELECT max(id) FROM {table}), 0))");
+            let updated = conn.execute(
+                &format!("UPDATE sqlite_sequence SET seq = {seq} WHERE name = ?1"),
+                rusqlite::params![table, used],
+            )?;
+            if updated == 0 {
+                conn.execute(
+                    &format!("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, {seq})"),
+                    rusqlite::params![table, used],
+                )?;
+            }
+        }
+        Side::Postgres(client) => {
+            // Set as called, so that the next copy out reads it back as the highest used.
+            client
+                .execute(
+                    &format!(
+                        "SELECT CASE WHEN used = 0 THEN setval(seq, 1, false)
+                                     ELSE setval(seq, used, true) END
+                         FROM (SELECT pg_get_serial_sequence('{table}', 'id') AS seq,
+                                      greatest($1, (SELECT coalesce(max(id), 0) FROM {table}))
+                                          AS used) wanted"
+                    ),
+                    &[&used],
+                )
+                .await
+                .map_err(postgres)?;
+        }
     }
     Ok(())
 }

@@ -62,6 +62,21 @@ const STATEMENT_CACHE: usize = 128;
 /// database that returns is in use again within this.
 pub(crate) const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
+/// Tables whose `id` the database generates and hookd shows (`tnt_`, `evt_`, `dlv_` …): never
+/// handed out twice, on either store.
+pub(crate) const ID_TABLES: &[&str] = &[
+    "tenants",
+    "api_keys",
+    "portal_links",
+    "endpoints",
+    "events",
+    "deliveries",
+    "incoming_hooks",
+    "incoming_requests",
+    "schedules",
+    "schedule_runs",
+];
+
 /// How long a connection waits on a lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -10,6 +10,7 @@ mod endpoints;
 mod events;
 mod fail_safe;
 mod fencing;
+mod ids;
 mod incoming;
 mod integrations;
 mod openapi;

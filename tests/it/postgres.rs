@@ -740,6 +740,23 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
         .await;
     assert_eq!(status, http::StatusCode::CREATED);
     receiver.wait_for(3).await;
+    // The newest tenant, endpoint and event are deleted before the copy: their ids stay used.
+    let doomed = server.tenant("doomed").await;
+    doomed
+        .endpoint(json!({"url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .await;
+    let doomed_event = doomed.publish("order.created", json!({})).await;
+    let doomed_id = |id: &serde_json::Value| -> u64 {
+        id.as_str()
+            .and_then(|s| s.rsplit('_').next())
+            .and_then(|n| n.parse().ok())
+            .expect("an id")
+    };
+    let (status, _) = server
+        .operator()
+        .delete(&format!("/v1/tenants/{}", doomed.id))
+        .await;
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
     server.stop().await;
     let original = dir.path().join("hookd.db");
 
@@ -773,6 +790,14 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
     let (ok, said) = hookd_copy(&url, foreign.to_str().expect("path"));
     assert!(!ok && said.contains("not a hookd database"), "{said}");
     let server = Server::start_in(back_dir.clone(), |_| {}).await;
+    // Through two copies, the deleted event's id was not handed out again.
+    let fresh = t.on(&server).publish("order.created", json!({})).await;
+    assert!(
+        doomed_id(&fresh["id"]) > doomed_id(&doomed_event["id"]),
+        "{} reused after the copy ({} was deleted before it)",
+        fresh["id"],
+        doomed_event["id"]
+    );
     let elsewhere = pg.database("elsewhere").await;
     let (ok, said) = hookd_copy(back.to_str().expect("path"), &elsewhere);
     assert!(!ok && said.contains("another hookd is using"), "{said}");
