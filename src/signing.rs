@@ -13,6 +13,13 @@ use subtle::ConstantTimeEq;
 
 use crate::model::SignatureScheme;
 
+/// Base64 of given secrets: the standard alphabet, with or without padding.
+const SECRET_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The prefix of a Standard Webhooks secret.
@@ -145,10 +152,18 @@ impl Signer {
         }
     }
 
-    /// The signature header's value for this message.
+    /// The signature header's value for this message. Standard Webhooks lists one signature
+    /// per secret (the current one first, then the one it replaced, during a rotation's grace
+    /// period). GitHub's header holds one value: during the grace period the previous secret's
+    /// (receivers that have not switched keep verifying; those that have verify with the new
+    /// secret and fall back to the old), from then on the current one's.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let keys = match self.scheme {
+            SignatureScheme::Github => self.keys.last().map_or(&[][..], std::slice::from_ref),
+            _ => &self.keys[..],
+        };
         let mut out = String::new();
-        for key in &self.keys {
+        for key in keys {
             if !out.is_empty() {
                 out.push(' ');
             }
@@ -230,7 +245,8 @@ fn key_bytes(scheme: SignatureScheme, secret: &str) -> Result<Vec<u8>, SigningEr
             let b64 = secret
                 .strip_prefix(SECRET_PREFIX)
                 .ok_or(SigningError::BadStandardSecret)?;
-            let key = B64
+            // Padded or not, as the reference libraries take it.
+            let key = SECRET_B64
                 .decode(b64)
                 .map_err(|_| SigningError::BadStandardSecret)?;
             if (24..=64).contains(&key.len()) {
@@ -311,6 +327,31 @@ mod tests {
         assert_eq!(parts[1], "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         let old_only = Signer::new(SignatureScheme::Standard, &[SECRET]).unwrap();
         assert_eq!(old_only.verify(MSG_ID, TS, BODY, &header, TS, 300), Ok(()));
+    }
+
+    #[test]
+    fn a_standard_secret_reads_the_same_with_or_without_padding() {
+        let padded = format!("{SECRET_PREFIX}{}", B64.encode([7u8; 25]));
+        let unpadded = padded.trim_end_matches('=');
+        assert_ne!(padded, unpadded);
+        let sign = |secret: &str| {
+            Signer::new(SignatureScheme::Standard, &[secret])
+                .unwrap()
+                .sign(MSG_ID, TS, BODY)
+        };
+        assert_eq!(sign(&padded), sign(unpadded));
+        assert!(check_secret(SignatureScheme::Standard, "whsec_not*base64").is_err());
+    }
+
+    #[test]
+    fn github_signs_with_one_secret_the_previous_during_a_rotation() {
+        let (new, old) = ("the-new-secret-5678", "the-old-secret-1234");
+        let both = Signer::new(SignatureScheme::Github, &[new, old]).unwrap();
+        let only_old = Signer::new(SignatureScheme::Github, &[old]).unwrap();
+        assert_eq!(both.sign("", 0, BODY), only_old.sign("", 0, BODY));
+        assert!(!both.sign("", 0, BODY).contains(' '));
+        let standard = Signer::new(SignatureScheme::Standard, &[SECRET, SECRET]).unwrap();
+        assert_eq!(standard.sign(MSG_ID, TS, BODY).split(' ').count(), 2);
     }
 
     #[test]

@@ -278,7 +278,7 @@ impl Store {
     }
 
     /// Replaces an endpoint's secret. The old one keeps signing (beside the new) for `grace_ms`;
-    /// secrets whose grace has ended are deleted. Announces `hookd.endpoint.secret_rotated`.
+    /// any older secret, and secrets whose grace has ended, are deleted. Announces `hookd.endpoint.secret_rotated`.
     pub async fn rotate_secret(
         &self,
         tenant_id: TenantId,
@@ -292,20 +292,17 @@ impl Store {
                 load(c, tenant_id, id)?;
                 let old = secret(c, id)?;
                 let now = now_ms();
+                // At most two secrets sign: the new one and the one it replaces. Older ones
+                // end now, whatever grace they were given.
                 c.execute(
-                    "DELETE FROM endpoint_old_secrets WHERE expires_at <= ?1",
-                    &vals![now],
+                    "DELETE FROM endpoint_old_secrets WHERE endpoint_id = ?1 OR expires_at <= ?2",
+                    &vals![id.0, now],
                 )?;
                 if grace_ms > 0 {
                     c.execute(
                         "INSERT INTO endpoint_old_secrets (endpoint_id, secret, expires_at)
                          VALUES (?1, ?2, ?3)",
                         &vals![id.0, old, now + grace_ms],
-                    )?;
-                } else {
-                    c.execute(
-                        "DELETE FROM endpoint_old_secrets WHERE endpoint_id = ?1",
-                        &vals![id.0],
                     )?;
                 }
                 c.execute(

@@ -23,6 +23,7 @@ mod process;
 mod properties;
 mod proxy;
 mod retention;
+mod rotation;
 mod schedules;
 mod support;
 mod tls;
