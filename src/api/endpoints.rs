@@ -517,6 +517,12 @@ pub(super) async fn rotate_secret(
     let id = endpoint_id(&id)?;
     let endpoint = owned_endpoint(&state, tenant, id).await?;
     let grace = match body.grace_period {
+        // Exactly digits and a unit, as the document says: no spaces around them.
+        Some(g) if g.trim() != g => {
+            return Err(ApiError::invalid(format!(
+                "gracePeriod: '{g}' is not a duration: write a number and a unit, like 24h"
+            )));
+        }
         Some(g) => {
             duration::parse(&g).map_err(|e| ApiError::invalid(format!("gracePeriod: {e}")))?
         }

@@ -76,6 +76,11 @@ fn time() -> Value {
     json!({"type": "string", "format": "date-time"})
 }
 
+/// A duration as hookd reads one: digits and a unit (`250ms`, `10s`, `5m`, `2h`, `1d`).
+fn duration_text() -> Value {
+    json!({"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$"})
+}
+
 fn integer(minimum: i64) -> Value {
     json!({"type": "integer", "minimum": minimum})
 }
@@ -533,6 +538,10 @@ fn schemas() -> Value {
             ("description", nullable(string())),
         ], &["name"], false),
         "Endpoint": endpoint,
+        "CreatedEndpoint": {"allOf": [
+            reference("Endpoint"),
+            {"type": "object", "required": ["secret"]},
+        ]},
         "Delivery": delivery,
         "DeliveryDetail": delivery_detail,
         "Attempt": attempt,
@@ -832,7 +841,7 @@ fn operations() -> Vec<Op> {
         },
         Op {
             body: Some((endpoint_in(true), false)),
-            ok: vec![(201, named("Endpoint"))],
+            ok: vec![(201, named("CreatedEndpoint"))],
             ..op(
                 "post",
                 "/v1/endpoints",
@@ -953,6 +962,8 @@ fn operations() -> Vec<Op> {
                         ("responseCode", nullable(integer(100))),
                         ("latencyMs", nullable(integer(0))),
                         ("error", nullable(string())),
+                        ("errorMessage", nullable(string())),
+                        ("responseBody", nullable(string())),
                     ],
                     &["delivered"],
                     false,
@@ -967,10 +978,21 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            body: Some((empty(), true)),
+            body: Some((
+                object(
+                    &[("gracePeriod", duration_text()), ("secret", string())],
+                    &[],
+                    true,
+                ),
+                true,
+            )),
             ok: vec![(
                 200,
-                Some(object(&[("secret", string())], &["secret"], false)),
+                Some(object(
+                    &[("secret", string()), ("oldSecretExpiresAt", time())],
+                    &["secret", "oldSecretExpiresAt"],
+                    false,
+                )),
             )],
             ..op(
                 "post",
