@@ -15,13 +15,14 @@ use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
 use crate::model::credentials::{ClientCertificate, EndpointAuth};
-use crate::model::endpoint::{Sealed, parse_url};
+use crate::model::endpoint::{HeaderSetting, Sealed, check_header_value, parse_url};
 use crate::model::event::check_channels;
 use crate::model::filter::Filter;
 use crate::model::{
     Endpoint, EndpointId, EndpointSettings, EventPattern, Format, Ordering, Role, SignatureScheme,
     duration, now_ms, parse_rfc3339, rfc3339,
 };
+use crate::sealing::SealingKey;
 use crate::signing::{self};
 use crate::store::NewEndpoint;
 
@@ -63,6 +64,8 @@ pub(super) struct EndpointIn {
 struct SealedCredentials {
     auth: Option<Option<Sealed>>,
     client_certificate: Option<Option<Sealed>>,
+    /// The custom headers a body sets, values sealed (plain when hookd has no key).
+    headers: Option<BTreeMap<String, HeaderSetting>>,
 }
 
 /// Seals a credential for storage; refused when hookd has no credentials key.
@@ -84,8 +87,27 @@ fn seal(state: &AppState, field: &str, value: &impl serde::Serialize) -> Result<
 
 impl EndpointIn {
     /// Checks `auth` and `clientCertificate` (a token URL by the target policy, a certificate
-    /// by loading it) and seals them; `apply` then stores them.
+    /// by loading it) and seals them, and seals custom header values (they often hold API
+    /// keys); `apply` then stores them.
     async fn seal_credentials(&mut self, state: &AppState) -> Result<(), ApiError> {
+        if let Some(headers) = self.headers.take() {
+            let mut sealed = BTreeMap::new();
+            for (name, value) in headers {
+                let name = name.to_ascii_lowercase();
+                check_header_value(&name, &value).map_err(ApiError::invalid)?;
+                let value = match &state.sealing {
+                    Some(key) => {
+                        HeaderSetting::Sealed(key.seal(value.as_bytes()).map_err(|e| {
+                            tracing::error!(error = %e, "a header value cannot be sealed");
+                            ApiError::internal()
+                        })?)
+                    }
+                    None => HeaderSetting::Plain(value),
+                };
+                sealed.insert(name, value);
+            }
+            self.sealed.headers = Some(sealed);
+        }
         if let Some(auth) = self.auth.take() {
             self.sealed.auth = Some(match auth {
                 None => None,
@@ -158,11 +180,8 @@ impl EndpointIn {
             s.format =
                 Format::parse(&format).ok_or("format must be 'json', 'slack' or 'discord'")?;
         }
-        if let Some(headers) = self.headers {
-            s.headers = headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect();
+        if let Some(headers) = self.sealed.headers {
+            s.headers = headers;
         }
         if let Some(schedule) = self.retry_schedule {
             s.retry_schedule = schedule
@@ -205,7 +224,7 @@ impl EndpointIn {
 /// An endpoint as the API shows it: with `publicKey` for an `ed25519` endpoint, derived from
 /// its signing secret (read for it alone).
 async fn endpoint_out(state: &AppState, e: &Endpoint) -> Result<Value, ApiError> {
-    let mut out = endpoint_json(e);
+    let mut out = endpoint_json(e, state.sealing.as_ref());
     if e.settings.signature_scheme == SignatureScheme::Ed25519 {
         out["publicKey"] = public_key(state, e.id).await?;
     }
@@ -226,7 +245,30 @@ async fn public_key(state: &AppState, id: EndpointId) -> Result<Value, ApiError>
     Ok(Value::String(key))
 }
 
-fn endpoint_json(e: &Endpoint) -> Value {
+/// Custom headers as the API shows them: sealed values opened (one the key cannot open shows
+/// as `null`, and the log says why).
+fn headers_json(headers: &BTreeMap<String, HeaderSetting>, sealing: Option<&SealingKey>) -> Value {
+    let shown: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                HeaderSetting::Plain(v) => Value::String(v.clone()),
+                HeaderSetting::Sealed(sealed) => match sealing.map(|key| key.open(sealed)) {
+                    Some(Ok(bytes)) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                    Some(Err(e)) => {
+                        tracing::error!(header = %name, error = %e, "a stored header value cannot be opened");
+                        Value::Null
+                    }
+                    None => Value::Null,
+                },
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    Value::Object(shown)
+}
+
+fn endpoint_json(e: &Endpoint, sealing: Option<&SealingKey>) -> Value {
     let s = &e.settings;
     json!({
         "id": e.id,
@@ -237,7 +279,7 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "signatureScheme": s.signature_scheme.as_str(),
         "signatureHeaderName": s.signature_header(),
         "format": s.format.as_str(),
-        "headers": s.headers,
+        "headers": headers_json(&s.headers, sealing),
         "retrySchedule": s.retry_schedule.iter().map(|d| duration::format(*d)).collect::<Vec<_>>(),
         "disableAfter": s.disable_after,
         "timeoutMs": s.timeout_ms,
@@ -345,7 +387,7 @@ pub(super) async fn list(
         .filter(|(_, e)| e.settings.signature_scheme == SignatureScheme::Ed25519)
         .map(|(i, e)| (i, e.id))
         .collect();
-    let mut out = page_json(page, endpoint_json);
+    let mut out = page_json(page, |e| endpoint_json(e, state.sealing.as_ref()));
     for (i, id) in keyed {
         out["content"][i]["publicKey"] = public_key(&state, id).await?;
     }

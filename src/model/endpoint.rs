@@ -111,8 +111,8 @@ pub struct EndpointSettings {
     pub signature_header_name: Option<String>,
     /// Body shape.
     pub format: Format,
-    /// Extra request headers, lowercase names.
-    pub headers: BTreeMap<String, String>,
+    /// Extra request headers, lowercase names; their values sealed at rest.
+    pub headers: BTreeMap<String, HeaderSetting>,
     /// Delays before each retry; its length is the retry count.
     pub retry_schedule: Vec<Duration>,
     /// Consecutive deliveries failed for good that disable the endpoint; 0 = never.
@@ -134,6 +134,17 @@ pub struct EndpointSettings {
     pub auth: Option<Sealed>,
     /// The client certificate and key presented to its TLS server: sealed, never read back.
     pub client_certificate: Option<Sealed>,
+}
+
+/// A custom header's value: as given (checked, not stored yet), or sealed with the credentials
+/// key, as it is stored (header values often hold API keys). Values stored by a hookd before
+/// sealing, or without a credentials key, read back as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderSetting {
+    /// The value itself.
+    Plain(String),
+    /// The value sealed; opened where it is sent or shown.
+    Sealed(Sealed),
 }
 
 /// A credential sealed with the credentials key (see the sealing module): opaque text that only
@@ -223,19 +234,28 @@ impl EndpointSettings {
             {
                 return Err(format!("headers may not set '{name}': hookd sets it"));
             }
-            if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(format!(
-                    "header '{name}' has an invalid value: no CR, LF or NUL, at most 4096 bytes"
-                ));
-            }
-            if http::HeaderValue::from_str(value).is_err() {
-                return Err(format!(
-                    "header '{name}' has a value that is not valid in HTTP"
-                ));
+            // A sealed value was checked before it was sealed.
+            if let HeaderSetting::Plain(value) = value {
+                check_header_value(name, value)?;
             }
         }
         Ok(())
     }
+}
+
+/// Checks a custom header's value: valid in HTTP, no CR, LF or NUL, at most 4096 bytes.
+pub fn check_header_value(name: &str, value: &str) -> Result<(), String> {
+    if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!(
+            "header '{name}' has an invalid value: no CR, LF or NUL, at most 4096 bytes"
+        ));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(format!(
+            "header '{name}' has a value that is not valid in HTTP"
+        ));
+    }
+    Ok(())
 }
 
 /// Lowercases and checks a header name (an HTTP token, at most 100 bytes).

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::model::credentials::ClientCertificate;
+use crate::model::endpoint::HeaderSetting;
 use crate::model::{AttemptOutcome, Endpoint, EndpointId, ErrorClass, now_ms};
 use crate::report::ErrorChain;
 use crate::sealing::SealingKey;
@@ -337,12 +338,7 @@ impl Outbound {
         let fail = |class, message| failed(at, started, class, message);
         let request = match self.build(endpoint, signer, msg, authorization) {
             Ok(r) => r,
-            Err(e) => {
-                return fail(
-                    ErrorClass::Connect,
-                    format!("cannot build the request: {e}"),
-                );
-            }
+            Err((class, message)) => return fail(class, message),
         };
         let exchange = async {
             let response = client
@@ -402,7 +398,13 @@ impl Outbound {
         signer: &Signer,
         msg: Message<'_>,
         authorization: Option<HeaderValue>,
-    ) -> Result<Request<Full<Bytes>>, http::Error> {
+    ) -> Result<Request<Full<Bytes>>, (ErrorClass, String)> {
+        let unbuilt = |e: http::Error| {
+            (
+                ErrorClass::Connect,
+                format!("cannot build the request: {e}"),
+            )
+        };
         let settings = &endpoint.settings;
         let timestamp = now_ms() / 1000;
         let signature = signer.sign(msg.id, timestamp, msg.body);
@@ -416,7 +418,22 @@ impl Outbound {
             if authorization.is_some() && name == "authorization" {
                 continue;
             }
-            builder = builder.header(name.as_str(), value.as_str());
+            builder = match value {
+                HeaderSetting::Plain(value) => builder.header(name.as_str(), value.as_str()),
+                HeaderSetting::Sealed(sealed) => {
+                    let opened = self
+                        .sealing
+                        .as_ref()
+                        .ok_or_else(|| "the endpoint's headers are sealed but hookd has no credentials key (--credentials-key-file)".to_owned())
+                        .and_then(|key| key.open(sealed).map_err(|e| e.to_string()))
+                        .and_then(|bytes| {
+                            HeaderValue::from_bytes(&bytes)
+                                .map_err(|e| format!("header '{name}': {e}"))
+                        })
+                        .map_err(|message| (ErrorClass::Auth, message))?;
+                    builder.header(name.as_str(), opened)
+                }
+            };
         }
         if let Some(authorization) = authorization {
             builder = builder.header(http::header::AUTHORIZATION, authorization);
@@ -424,10 +441,12 @@ impl Outbound {
         if let Some(proxy) = self.forwarded(&settings.url) {
             builder = builder.header(http::header::PROXY_AUTHORIZATION, proxy.clone());
         }
-        let name = HeaderName::from_bytes(settings.signature_header().as_bytes())?;
+        let name = HeaderName::from_bytes(settings.signature_header().as_bytes())
+            .map_err(|e| unbuilt(e.into()))?;
         builder
             .header(name, signature)
             .body(Full::new(msg.body.clone()))
+            .map_err(unbuilt)
     }
 }
 

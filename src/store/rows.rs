@@ -1,12 +1,13 @@
 //! Rows to model types and back: the select lists and row readers the store's files share.
 //! A stored value hookd cannot read back is an error, never a guess.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::sql::Row;
 use super::{StoreError, count};
 use crate::model::delivery::Replay;
-use crate::model::endpoint::{EndpointCounters, Sealed};
+use crate::model::endpoint::{EndpointCounters, HeaderSetting, Sealed};
 use crate::model::filter::Filter;
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, DisableReason, Endpoint, EndpointId,
@@ -73,7 +74,7 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
         signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("scheme"))?,
         signature_header_name: r.get(6)?,
         format: Format::parse(&format).ok_or_else(|| corrupt("format"))?,
-        headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
+        headers: header_settings(&headers)?,
         retry_schedule: retry_ms.into_iter().map(Duration::from_millis).collect(),
         disable_after: r.get(10)?,
         timeout_ms: r.get(11)?,
@@ -146,6 +147,42 @@ pub(super) fn filter(text: &str) -> Result<Filter, StoreError> {
     Filter::parse(&source).map_err(corrupt)
 }
 
+/// Custom headers as stored: a JSON object of each name and its value, `{"sealed": "…"}` when
+/// sealed, the value itself when not.
+fn headers_text(headers: &BTreeMap<String, HeaderSetting>) -> String {
+    let stored: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                HeaderSetting::Plain(v) => serde_json::json!(v),
+                HeaderSetting::Sealed(sealed) => serde_json::json!({"sealed": sealed.0}),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(stored).to_string()
+}
+
+/// Reads custom headers as [`headers_text`] stores them.
+fn header_settings(text: &str) -> Result<BTreeMap<String, HeaderSetting>, StoreError> {
+    let stored: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|_| corrupt("headers"))?;
+    stored
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(v) => HeaderSetting::Plain(v),
+                serde_json::Value::Object(mut o) => match o.remove("sealed") {
+                    Some(serde_json::Value::String(s)) => HeaderSetting::Sealed(Sealed(s)),
+                    _ => return Err(corrupt("headers")),
+                },
+                _ => return Err(corrupt("headers")),
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
 /// An endpoint's settings as the JSON text columns store them.
 pub(super) struct Columns {
     pub(super) events: String,
@@ -165,7 +202,7 @@ pub(super) fn columns(s: &EndpointSettings) -> Columns {
         .collect();
     Columns {
         events: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
-        headers: serde_json::to_string(&s.headers).unwrap_or_else(|_| "{}".into()),
+        headers: headers_text(&s.headers),
         retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
         filter: s.filter.as_ref().map(|f| f.source().to_string()),
         channels: s.channels.as_deref().and_then(channels_text),
