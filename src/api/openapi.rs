@@ -64,6 +64,14 @@ fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
+/// Whether `schema` already takes `null`.
+fn accepts_null(schema: &Value) -> bool {
+    schema["type"] == "null"
+        || schema["anyOf"]
+            .as_array()
+            .is_some_and(|options| options.iter().any(|o| o["type"] == "null"))
+}
+
 fn nullable(schema: Value) -> Value {
     json!({"anyOf": [schema, {"type": "null"}]})
 }
@@ -89,6 +97,11 @@ fn id(prefix: &str) -> Value {
     json!({"type": "string", "pattern": format!("^{prefix}_[0-9]+$")})
 }
 
+/// A display name as hookd takes one: 1–200 characters, not only spaces.
+fn name_text() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"})
+}
+
 /// A key's role.
 fn roles() -> Value {
     one_of(&["admin", "publisher", "viewer"])
@@ -97,7 +110,7 @@ fn roles() -> Value {
 /// A key to create: its name and role.
 fn key_in() -> Value {
     object(
-        &[("name", string()), ("role", roles())],
+        &[("name", name_text()), ("role", roles())],
         &["name", "role"],
         true,
     )
@@ -108,11 +121,14 @@ fn event_in() -> Value {
     object(
         &[
             ("type", event_name()),
-            ("data", json!({})),
-            ("idempotencyKey", string()),
+            ("data", json!({"type": "object"})),
+            (
+                "idempotencyKey",
+                json!({"type": "string", "minLength": 1, "maxLength": 255}),
+            ),
             ("channels", channels()),
         ],
-        &["type"],
+        &["type", "data"],
         true,
     )
 }
@@ -138,9 +154,18 @@ fn one_of(values: &[&str]) -> Value {
 /// An object schema; `required` lists the fields that are always present (responses) or must
 /// be given (requests). Request bodies refuse unknown fields (`closed`).
 fn object(fields: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
+    // In a request, an optional field may also be `null`, which means the same as leaving it
+    // out (or, on PATCH, removing the setting).
     let properties: Map<String, Value> = fields
         .iter()
-        .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+        .map(|(name, schema)| {
+            let optional = closed && !required.contains(name);
+            let schema = match optional && !accepts_null(schema) {
+                true => nullable(schema.clone()),
+                false => schema.clone(),
+            };
+            ((*name).to_owned(), schema)
+        })
         .collect();
     let mut schema = json!({"type": "object", "properties": properties, "required": required});
     if closed {
@@ -173,7 +198,11 @@ fn query(name: &str, schema: Value, description: &str) -> Value {
 
 fn paging() -> Vec<Value> {
     vec![
-        query("page", integer(0), "0-based page number"),
+        query(
+            "page",
+            json!({"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+            "0-based page number",
+        ),
         query(
             "size",
             json!({"type": "integer", "minimum": 1, "maximum": 100}),
@@ -254,7 +283,7 @@ fn endpoint_settings() -> [(&'static str, Value); 11] {
 /// The endpoint settings a request may set (`create`: `name`, `url`, `events` required).
 fn endpoint_in(create: bool) -> Value {
     let mut fields = vec![
-        ("name", json!({"type": "string", "minLength": 1})),
+        ("name", name_text()),
         ("url", json!({"type": "string", "format": "uri"})),
         (
             "events",
@@ -672,7 +701,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            body: Some((object(&[("name", string())], &["name"], true), false)),
+            body: Some((object(&[("name", name_text())], &["name"], true), false)),
             ok: vec![(201, named("Tenant"))],
             ..op(
                 "post",
@@ -1053,7 +1082,7 @@ fn operations() -> Vec<Op> {
         },
         Op {
             query: [
-                vec![query("type", string(), "only events of this type")],
+                vec![query("type", event_name(), "only events of this type")],
                 paging(),
             ]
             .concat(),
@@ -1071,7 +1100,7 @@ fn operations() -> Vec<Op> {
                 object(
                     &[(
                         "events",
-                        json!({"type": "array", "maxItems": 1000, "items": event_in()}),
+                        json!({"type": "array", "minItems": 1, "maxItems": 1000, "items": event_in()}),
                     )],
                     &["events"],
                     true,
@@ -1134,7 +1163,7 @@ fn operations() -> Vec<Op> {
             body: Some((
                 object(
                     &[
-                        ("name", string()),
+                        ("name", name_text()),
                         ("action", incoming_action(true)),
                         (
                             "verify",
@@ -1209,7 +1238,7 @@ fn operations() -> Vec<Op> {
             query: [
                 vec![query(
                     "endpointId",
-                    string(),
+                    id("ep"),
                     "only schedules delivering to this endpoint",
                 )],
                 paging(),
@@ -1283,7 +1312,7 @@ fn operations() -> Vec<Op> {
                 object(
                     &[
                         ("role", one_of(&["admin", "viewer"])),
-                        ("expiresIn", string()),
+                        ("expiresIn", duration_text()),
                     ],
                     &[],
                     true,

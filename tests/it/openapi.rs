@@ -34,11 +34,12 @@ async fn the_document_types_rotation_creation_and_test_sends_as_the_server_answe
     // Rotation: both request fields typed, both answer fields required.
     let rotate = &document["paths"]["/v1/endpoints/{id}/secret/rotate"]["post"];
     let body = &rotate["requestBody"]["content"]["application/json"]["schema"];
-    assert_eq!(
-        body["properties"]["gracePeriod"]["type"], "string",
-        "{body}"
-    );
-    assert_eq!(body["properties"]["secret"]["type"], "string", "{body}");
+    // (Optional request fields also take `null`, meaning the same as leaving them out.)
+    for field in ["gracePeriod", "secret"] {
+        let types = &body["properties"][field]["anyOf"];
+        assert_eq!(types[0]["type"], "string", "{body}");
+        assert_eq!(types[1]["type"], "null", "{body}");
+    }
     let answer = schema(rotate, "200");
     assert_eq!(answer["required"], json!(["secret", "oldSecretExpiresAt"]));
     // Creation: the answer always carries the secret.
