@@ -121,7 +121,11 @@ fn event_in() -> Value {
     object(
         &[
             ("type", event_name()),
-            ("data", json!({"type": "object"})),
+            // Any JSON object (typed as one by generated clients, not as an empty one).
+            (
+                "data",
+                json!({"type": "object", "additionalProperties": true}),
+            ),
             (
                 "idempotencyKey",
                 json!({"type": "string", "minLength": 1, "maxLength": 255}),
@@ -477,7 +481,10 @@ fn schemas() -> Value {
             ("id", string()),
             ("receivedAt", time()),
             ("contentType", nullable(string())),
-            ("headers", json!({"type": "object"})),
+            (
+                "headers",
+                json!({"type": "object", "additionalProperties": {"type": "string"}}),
+            ),
             ("body", nullable(string())),
             ("status", one_of(&["accepted", "rejected"])),
             ("error", nullable(string())),
@@ -569,7 +576,7 @@ fn schemas() -> Value {
         "Endpoint": endpoint,
         "CreatedEndpoint": {"allOf": [
             reference("Endpoint"),
-            {"type": "object", "required": ["secret"]},
+            {"type": "object", "properties": {"secret": string()}, "required": ["secret"]},
         ]},
         "Delivery": delivery,
         "DeliveryDetail": delivery_detail,
