@@ -35,11 +35,22 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<V
 pub(super) async fn metrics(
     State(state): State<AppState>,
     auth: super::extract::Auth,
+    headers: http::HeaderMap,
 ) -> Result<axum::response::Response, super::ApiError> {
     use axum::response::IntoResponse;
     auth.operator()?;
     let pending = state.store.pending_total().await?;
     let body = state.metrics.render(pending);
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    // Prometheus asks for OpenMetrics; anyone else (curl, a generated client) gets the same
+    // text as plain text, which the classic exposition format parses too.
+    let openmetrics = headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let content_type = match openmetrics {
+        true => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        false => "text/plain; version=0.0.4; charset=utf-8",
+    };
     Ok(([(http::header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -1570,8 +1570,10 @@ fn operation(op: &Op) -> Value {
         let mut response = json!({"description": reason(*status)});
         match (op.id, schema) {
             ("metrics", _) => {
-                response["content"] =
-                    json!({"application/openmetrics-text": {"schema": {"type": "string"}}});
+                response["content"] = json!({
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}},
+                });
             }
             ("challengeIncoming", _) => {
                 response["content"] = json!({"text/plain": {"schema": {"type": "string"}}});

@@ -481,6 +481,34 @@ async fn metrics_count_events_and_attempts_for_the_operator() {
         "{text}"
     );
     assert!(text.contains("hookd_deliveries_pending 0"), "{text}");
+    // Plain text by default (curl, generated clients); OpenMetrics for a scraper that asks.
+    let (_, headers, _) = op.raw("GET", "/metrics", None, Vec::new()).await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/plain")
+    );
+    let (_, headers, _) = op
+        .raw_with_headers(
+            "GET",
+            "/metrics",
+            &[
+                ("authorization", format!("Bearer {}", crate::support::ADMIN)),
+                (
+                    "accept",
+                    "application/openmetrics-text;version=1.0.0,text/plain;q=0.5".to_owned(),
+                ),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("application/openmetrics-text")
+    );
     assert_eq!(t.admin.get("/metrics").await.0, StatusCode::FORBIDDEN);
     assert_eq!(
         op.with_token("").get("/metrics").await.0,
