@@ -318,3 +318,7 @@ SELECT nextval('hookd_tenant_settings');
 -- Endpoint credentials, sealed, as in schema.sql (migration 11).
 ALTER TABLE endpoints ADD COLUMN auth TEXT;
 ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;
+
+-- migration: 9
+-- An endpoint whose URL is a credential, sealed, as in schema.sql (migration 13).
+ALTER TABLE endpoints ADD COLUMN url_sealed TEXT;

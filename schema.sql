@@ -359,3 +359,9 @@ ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;
 -- SQLite picks ids past the highest ever used (`sqlite_sequence`), not past the highest left.
 -- A table cannot be altered into AUTOINCREMENT: src/store/migrate.rs rebuilds each one (rows,
 -- indexes and triggers kept) in this migration's transaction.
+
+-- migration: 13
+
+-- An endpoint whose URL is a credential (Slack, Discord: the path holds the token): the URL
+-- sealed with the credentials key, `url` keeping only its origin. NULL for the others.
+ALTER TABLE endpoints ADD COLUMN url_sealed TEXT;

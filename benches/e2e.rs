@@ -721,6 +721,7 @@ async fn big_log(o: &Options) {
         channels: None,
         auth: None,
         client_certificate: None,
+        url_sealed: None,
     };
     let new = hookd::store::NewEndpoint {
         settings,

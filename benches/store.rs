@@ -30,6 +30,7 @@ fn settings() -> EndpointSettings {
         channels: None,
         auth: None,
         client_certificate: None,
+        url_sealed: None,
     }
 }
 

@@ -15,7 +15,7 @@ use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
 use crate::model::credentials::{ClientCertificate, EndpointAuth};
-use crate::model::endpoint::{HeaderSetting, Sealed, check_header_value, parse_url};
+use crate::model::endpoint::{HeaderSetting, Sealed, check_header_value, parse_url, redacted};
 use crate::model::event::check_channels;
 use crate::model::filter::Filter;
 use crate::model::{
@@ -158,6 +158,7 @@ impl EndpointIn {
         }
         if let Some(url) = self.url {
             s.url = parse_url(&url)?;
+            s.url_sealed = None;
         }
         if let Some(events) = self.events {
             s.events = events
@@ -245,6 +246,52 @@ async fn public_key(state: &AppState, id: EndpointId) -> Result<Value, ApiError>
     Ok(Value::String(key))
 }
 
+/// Seals the URL of an endpoint whose format makes it a credential (Slack, Discord), keeping
+/// only its origin readable, and opens it again when the format no longer does. Without a
+/// credentials key the URL stays as it is.
+pub(super) fn protect_url(
+    s: &mut EndpointSettings,
+    sealing: Option<&SealingKey>,
+) -> Result<(), String> {
+    let Some(key) = sealing else { return Ok(()) };
+    match (&s.url_sealed, s.format.url_is_secret()) {
+        (None, true) => {
+            let sealed = key
+                .seal(s.url.as_str().as_bytes())
+                .map_err(|e| format!("url: {e}"))?;
+            s.url = redacted(&s.url);
+            s.url_sealed = Some(sealed);
+        }
+        (Some(sealed), false) => {
+            s.url = open_url(sealed, key)?;
+            s.url_sealed = None;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A sealed URL, opened.
+fn open_url(sealed: &Sealed, key: &SealingKey) -> Result<url::Url, String> {
+    let bytes = key.open(sealed).map_err(|e| format!("url: {e}"))?;
+    url::Url::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("url: {e}"))
+}
+
+/// An endpoint's URL as the API shows it: whole (opened when sealed; its origin alone when the
+/// key cannot open it).
+pub(super) fn shown_url(s: &EndpointSettings, sealing: Option<&SealingKey>) -> String {
+    match (&s.url_sealed, sealing) {
+        (Some(sealed), Some(key)) => match open_url(sealed, key) {
+            Ok(url) => url.to_string(),
+            Err(e) => {
+                tracing::error!(error = %e, "a stored endpoint URL cannot be opened");
+                s.url.to_string()
+            }
+        },
+        _ => s.url.to_string(),
+    }
+}
+
 /// Custom headers as the API shows them: sealed values opened (one the key cannot open shows
 /// as `null`, and the log says why).
 fn headers_json(headers: &BTreeMap<String, HeaderSetting>, sealing: Option<&SealingKey>) -> Value {
@@ -273,7 +320,7 @@ fn endpoint_json(e: &Endpoint, sealing: Option<&SealingKey>) -> Value {
     json!({
         "id": e.id,
         "name": s.name,
-        "url": s.url.as_str(),
+        "url": shown_url(s, sealing),
         "events": s.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "isActive": s.is_active,
         "signatureScheme": s.signature_scheme.as_str(),
@@ -349,6 +396,10 @@ pub(super) async fn create(
         .check_url(&settings.url)
         .await
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    protect_url(&mut settings, state.sealing.as_ref()).map_err(|e| {
+        tracing::error!(error = %e, "an endpoint URL cannot be sealed");
+        ApiError::internal()
+    })?;
     let secret = match secret {
         Some(s) => {
             signing::check_secret(settings.signature_scheme, &s)
@@ -449,9 +500,17 @@ pub(super) async fn patch(
         }
     }
     body.seal_credentials(&state).await?;
+    let sealing = state.sealing.clone();
     let endpoint = state
         .store
-        .update_endpoint(tenant, id, Box::new(move |s| body.apply(s)))
+        .update_endpoint(
+            tenant,
+            id,
+            Box::new(move |s| {
+                body.apply(s)?;
+                protect_url(s, sealing.as_ref())
+            }),
+        )
         .await
         .map_err(not_found("endpoint"))?;
     Ok(Json(endpoint_out(&state, &endpoint).await?))

@@ -50,7 +50,7 @@ pub(super) async fn list(
             Some((_, e)) => json!({
                 "connected": true,
                 "endpointId": e.id,
-                "url": e.settings.url.as_str(),
+                "url": super::endpoints::shown_url(&e.settings, state.sealing.as_ref()),
                 "events": e.settings.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "isActive": e.settings.is_active,
                 "connectedAt": rfc3339(e.created_at),
@@ -93,6 +93,10 @@ pub(super) async fn connect(
     let mut settings = EndpointSettings::new(format!("{display} integration"), url, events);
     settings.format = format;
     settings.check().map_err(ApiError::invalid)?;
+    super::endpoints::protect_url(&mut settings, state.sealing.as_ref()).map_err(|e| {
+        tracing::error!(error = %e, "an endpoint URL cannot be sealed");
+        ApiError::internal()
+    })?;
     let secret = signing::generate_secret();
     let new = NewEndpoint {
         settings,

@@ -140,6 +140,7 @@ mod tests {
                 channels: None,
                 auth: None,
                 client_certificate: None,
+                url_sealed: None,
             },
             created_at: 0,
             updated_at: 0,

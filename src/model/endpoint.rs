@@ -27,6 +27,25 @@ pub enum Format {
     Discord,
 }
 
+impl Format {
+    /// Whether an endpoint of this format has a URL that is a credential: a Slack or Discord
+    /// webhook URL lets anyone who has it post to the channel.
+    pub fn url_is_secret(self) -> bool {
+        matches!(self, Self::Slack | Self::Discord)
+    }
+}
+
+/// What of a URL may be kept readable when the URL itself is sealed: its origin.
+pub fn redacted(url: &url::Url) -> url::Url {
+    let mut shown = url.clone();
+    shown.set_path("/");
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown
+}
+
 /// Whether deliveries to the endpoint may overtake each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ordering {
@@ -134,6 +153,9 @@ pub struct EndpointSettings {
     pub auth: Option<Sealed>,
     /// The client certificate and key presented to its TLS server: sealed, never read back.
     pub client_certificate: Option<Sealed>,
+    /// When the URL is a credential (a Slack or Discord webhook: its path holds the token),
+    /// the URL sealed; `url` then holds only its origin (see [`redacted`]).
+    pub url_sealed: Option<Sealed>,
 }
 
 /// A custom header's value: as given (checked, not stored yet), or sealed with the credentials
@@ -179,6 +201,7 @@ impl EndpointSettings {
             channels: None,
             auth: None,
             client_certificate: None,
+            url_sealed: None,
         }
     }
 

@@ -408,7 +408,23 @@ impl Outbound {
         let settings = &endpoint.settings;
         let timestamp = now_ms() / 1000;
         let signature = signer.sign(msg.id, timestamp, msg.body);
-        let mut builder = Request::post(settings.url.as_str())
+        // A URL that is a credential (Slack, Discord) is stored sealed: opened for the request.
+        let target = match &settings.url_sealed {
+            None => settings.url.as_str().to_owned(),
+            Some(sealed) => {
+                let key = self.sealing.as_ref().ok_or_else(|| {
+                    (
+                        ErrorClass::Auth,
+                        "the endpoint's URL is sealed but hookd has no credentials key (--credentials-key-file)".to_owned(),
+                    )
+                })?;
+                let bytes = key
+                    .open(sealed)
+                    .map_err(|e| (ErrorClass::Auth, e.to_string()))?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
+        let mut builder = Request::post(target.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::USER_AGENT, self.user_agent.clone())
             .header("webhook-id", msg.id)

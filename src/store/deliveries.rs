@@ -813,6 +813,7 @@ mod tests {
             channels: None,
             auth: None,
             client_certificate: None,
+            url_sealed: None,
         }
     }
 

@@ -50,9 +50,9 @@ pub(super) fn insert(
         "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
                 signature_header, format, headers, retry_schedule, disable_after,
                 timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
-                created_at, updated_at, filter, channels, auth, client_certificate)
+                created_at, updated_at, filter, channels, auth, client_certificate, url_sealed)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22)",
+                ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23)",
         &vals![
             tenant_id.0,
             s.name,
@@ -76,6 +76,7 @@ pub(super) fn insert(
             cols.channels,
             s.auth.as_ref().map(|a| a.0.as_str()),
             s.client_certificate.as_ref().map(|c| c.0.as_str()),
+            s.url_sealed.as_ref().map(|u| u.0.as_str()),
         ],
     )?;
     Ok(EndpointId(id))
@@ -202,7 +203,7 @@ impl Store {
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
                         disable_after = ?10, timeout_ms = ?11, rate_limit = ?12, ordering = ?13,
                         updated_at = ?14, filter = ?15, channels = ?16, auth = ?17,
-                        client_certificate = ?18
+                        client_certificate = ?18, url_sealed = ?19
                      WHERE id = ?1",
                     &vals![
                         id.0,
@@ -223,6 +224,7 @@ impl Store {
                         cols.channels,
                         s.auth.as_ref().map(|a| a.0.as_str()),
                         s.client_certificate.as_ref().map(|c| c.0.as_str()),
+                        s.url_sealed.as_ref().map(|u| u.0.as_str()),
                     ],
                 )?;
                 batch.subscribers.forget(tenant_id);

@@ -45,8 +45,10 @@ impl Store {
                 match existing {
                     Some(id) => {
                         batch.subscribers.forget(tenant_id);
+                        // The URL it replaces may be a credential (Slack, Discord).
+                        batch.scrub = true;
                         let cols = columns(&new.settings);
-                        c.execute("UPDATE endpoints SET url = ?2, events = ?3, updated_at = ?4 WHERE id = ?1", &vals![id, new.settings.url.as_str(), cols.events, now])?;
+                        c.execute("UPDATE endpoints SET url = ?2, events = ?3, updated_at = ?4, url_sealed = ?5 WHERE id = ?1", &vals![id, new.settings.url.as_str(), cols.events, now, new.settings.url_sealed.as_ref().map(|u| u.0.as_str())])?;
                         Ok((load(c, tenant_id, EndpointId(id))?, false))
                     }
                     None => {

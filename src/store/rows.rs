@@ -55,7 +55,7 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, sig
      format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
      is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
      pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code, \
-     filter, channels, auth, client_certificate";
+     filter, channels, auth, client_certificate, url_sealed";
 
 /// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
 pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
@@ -88,6 +88,7 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
         channels: channels(r.get(27)?, "endpoints.channels")?,
         auth: r.get::<Option<String>>(28)?.map(Sealed),
         client_certificate: r.get::<Option<String>>(29)?.map(Sealed),
+        url_sealed: r.get::<Option<String>>(30)?.map(Sealed),
     };
     let last_at: Option<i64> = r.get(23)?;
     let counters = EndpointCounters {

@@ -431,3 +431,61 @@ async fn a_deleted_tenants_secrets_leave_the_disk_and_the_files_are_private() {
         assert_eq!(on_disk(&db, s), Vec::<String>::new(), "{s} after kill -9");
     }
 }
+
+#[tokio::test]
+async fn a_slack_webhook_url_is_sealed_at_rest_yet_delivered_to_and_shown_whole() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("hookd.db");
+    let mut hookd = crate::process::spawn(&db, Some(ADMIN));
+    wait_health(&hookd.base).await;
+    let op = Api::new(&hookd.base, ADMIN);
+    let admin = op.with_token(&tenant_key(&op).await);
+    let receiver = Receiver::ok().await;
+    let token = "slacktoken9f8e7d6c5b4a";
+    let url = format!(
+        "{}/services/T0001/B0001/{token}",
+        receiver.url.trim_end_matches("/hook")
+    );
+    // Through the integration route and as a plain endpoint with format slack.
+    let (status, body) = admin
+        .put("/v1/integrations/slack", json!({"url": url}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, endpoint) = admin
+        .post(
+            "/v1/endpoints",
+            json!({"name": "slack-marker-4c1d", "url": url, "events": ["*"], "format": "slack"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    assert_eq!(endpoint["url"], url.as_str(), "shown whole");
+    let id = endpoint["id"].as_str().expect("id").to_owned();
+    let (_, listed) = admin.get("/v1/integrations").await;
+    assert_eq!(
+        listed["integrations"]["slack"]["url"],
+        url.as_str(),
+        "{listed}"
+    );
+    // Delivered to the whole URL.
+    let (status, _) = admin
+        .post("/v1/events", json!({"type": "a.b", "data": {"n": 1}}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].path, format!("/services/T0001/B0001/{token}"));
+    // The token is never in the database's files.
+    wait_until("the endpoint written out", Duration::from_secs(10), || {
+        let written = !on_disk(&db, "slack-marker-4c1d").is_empty();
+        async move { written }
+    })
+    .await;
+    assert_eq!(on_disk(&db, token), Vec::<String>::new());
+    // A format that makes the URL no secret opens it again; the URL still works.
+    let (status, patched) = admin
+        .patch(&format!("/v1/endpoints/{id}"), json!({"format": "json"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["url"], url.as_str());
+    signal(&hookd.child, "-TERM");
+    let _ = hookd.child.wait();
+}

@@ -28,6 +28,7 @@ fn settings(timeout_ms: u32) -> EndpointSettings {
         channels: None,
         auth: None,
         client_certificate: None,
+        url_sealed: None,
     }
 }
 

@@ -470,6 +470,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     /// The body.
     pub body: Bytes,
+    /// The request's path.
+    pub path: String,
     /// When it arrived.
     pub at: std::time::Instant,
 }
@@ -568,8 +570,14 @@ impl Receiver {
                                     .or_insert_with(|| v.to_owned());
                             }
                             let at = std::time::Instant::now();
+                            let path = req.uri().path().to_owned();
                             let body = req.into_body().collect().await?.to_bytes();
-                            let received = Received { headers, body, at };
+                            let received = Received {
+                                headers,
+                                body,
+                                path,
+                                at,
+                            };
                             if let Some(d) = delay {
                                 tokio::time::sleep(d).await;
                             }
