@@ -122,6 +122,12 @@ impl SealingKey {
             .map_err(|_| SealError::Open)?;
         Ok(plain.to_vec())
     }
+
+    /// Opens sealed text (a URL, a header value).
+    pub fn open_text(&self, sealed: &Sealed) -> Result<String, SealError> {
+        self.open(sealed)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
 }
 
 /// Where the credentials key of a SQLite database lives when none is configured: beside it.

@@ -273,8 +273,8 @@ pub(super) fn protect_url(
 
 /// A sealed URL, opened.
 fn open_url(sealed: &Sealed, key: &SealingKey) -> Result<url::Url, String> {
-    let bytes = key.open(sealed).map_err(|e| format!("url: {e}"))?;
-    url::Url::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("url: {e}"))
+    let text = key.open_text(sealed).map_err(|e| format!("url: {e}"))?;
+    url::Url::parse(&text).map_err(|e| format!("url: {e}"))
 }
 
 /// An endpoint's URL as the API shows it: whole (opened when sealed; its origin alone when the
@@ -300,8 +300,8 @@ fn headers_json(headers: &BTreeMap<String, HeaderSetting>, sealing: Option<&Seal
         .map(|(name, value)| {
             let value = match value {
                 HeaderSetting::Plain(v) => Value::String(v.clone()),
-                HeaderSetting::Sealed(sealed) => match sealing.map(|key| key.open(sealed)) {
-                    Some(Ok(bytes)) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                HeaderSetting::Sealed(sealed) => match sealing.map(|key| key.open_text(sealed)) {
+                    Some(Ok(text)) => Value::String(text),
                     Some(Err(e)) => {
                         tracing::error!(header = %name, error = %e, "a stored header value cannot be opened");
                         Value::Null

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::model::credentials::ClientCertificate;
-use crate::model::endpoint::HeaderSetting;
+use crate::model::endpoint::{HeaderSetting, Sealed};
 use crate::model::{AttemptOutcome, Endpoint, EndpointId, ErrorClass, now_ms};
 use crate::report::ErrorChain;
 use crate::sealing::SealingKey;
@@ -392,6 +392,19 @@ impl Outbound {
         }
     }
 
+    /// Opens `what` (its URL, a header value), which the endpoint's settings hold sealed; an
+    /// `auth` failure of the attempt when it cannot be.
+    fn opened(&self, sealed: &Sealed, what: &str) -> Result<String, (ErrorClass, String)> {
+        let key = self.sealing.as_ref().ok_or_else(|| {
+            (
+                ErrorClass::Auth,
+                format!("the endpoint's {what} is sealed but hookd has no credentials key (--credentials-key-file)"),
+            )
+        })?;
+        key.open_text(sealed)
+            .map_err(|e| (ErrorClass::Auth, format!("{what}: {e}")))
+    }
+
     fn build(
         &self,
         endpoint: &Endpoint,
@@ -411,18 +424,7 @@ impl Outbound {
         // A URL that is a credential (Slack, Discord) is stored sealed: opened for the request.
         let target = match &settings.url_sealed {
             None => settings.url.as_str().to_owned(),
-            Some(sealed) => {
-                let key = self.sealing.as_ref().ok_or_else(|| {
-                    (
-                        ErrorClass::Auth,
-                        "the endpoint's URL is sealed but hookd has no credentials key (--credentials-key-file)".to_owned(),
-                    )
-                })?;
-                let bytes = key
-                    .open(sealed)
-                    .map_err(|e| (ErrorClass::Auth, e.to_string()))?;
-                String::from_utf8_lossy(&bytes).into_owned()
-            }
+            Some(sealed) => self.opened(sealed, "URL")?,
         };
         let mut builder = Request::post(target.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -437,17 +439,10 @@ impl Outbound {
             builder = match value {
                 HeaderSetting::Plain(value) => builder.header(name.as_str(), value.as_str()),
                 HeaderSetting::Sealed(sealed) => {
-                    let opened = self
-                        .sealing
-                        .as_ref()
-                        .ok_or_else(|| "the endpoint's headers are sealed but hookd has no credentials key (--credentials-key-file)".to_owned())
-                        .and_then(|key| key.open(sealed).map_err(|e| e.to_string()))
-                        .and_then(|bytes| {
-                            HeaderValue::from_bytes(&bytes)
-                                .map_err(|e| format!("header '{name}': {e}"))
-                        })
-                        .map_err(|message| (ErrorClass::Auth, message))?;
-                    builder.header(name.as_str(), opened)
+                    let opened = self.opened(sealed, &format!("header '{name}'"))?;
+                    let value = HeaderValue::try_from(opened)
+                        .map_err(|e| (ErrorClass::Auth, format!("header '{name}': {e}")))?;
+                    builder.header(name.as_str(), value)
                 }
             };
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::support::{Receiver, Server, Tenant};
 
 /// The number in an id such as `evt_12`.
-fn number(id: &Value) -> u64 {
+pub(crate) fn number(id: &Value) -> u64 {
     id.as_str()
         .and_then(|s| s.rsplit('_').next())
         .and_then(|n| n.parse().ok())

@@ -746,12 +746,6 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
         .endpoint(json!({"url": "http://127.0.0.1:9/h", "events": ["*"]}))
         .await;
     let doomed_event = doomed.publish("order.created", json!({})).await;
-    let doomed_id = |id: &serde_json::Value| -> u64 {
-        id.as_str()
-            .and_then(|s| s.rsplit('_').next())
-            .and_then(|n| n.parse().ok())
-            .expect("an id")
-    };
     let (status, _) = server
         .operator()
         .delete(&format!("/v1/tenants/{}", doomed.id))
@@ -793,7 +787,7 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
     // Through two copies, the deleted event's id was not handed out again.
     let fresh = t.on(&server).publish("order.created", json!({})).await;
     assert!(
-        doomed_id(&fresh["id"]) > doomed_id(&doomed_event["id"]),
+        crate::ids::number(&fresh["id"]) > crate::ids::number(&doomed_event["id"]),
         "{} reused after the copy ({} was deleted before it)",
         fresh["id"],
         doomed_event["id"]
