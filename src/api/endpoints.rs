@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::error::not_found;
 use super::extract::{Auth, JsonBody, OptionalJson, Path, Query};
-use super::extract::{NoFields, check_name, nullable};
+use super::extract::{NoFields, Whole, check_name, nullable};
 use super::page::page_json;
 use super::sample::send_sample;
 use super::{ApiError, AppState};
@@ -41,10 +41,10 @@ pub(super) struct EndpointIn {
     format: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     retry_schedule: Option<Vec<String>>,
-    disable_after: Option<u32>,
-    timeout_ms: Option<u32>,
+    disable_after: Option<Whole<u32>>,
+    timeout_ms: Option<Whole<u32>>,
     #[serde(default, deserialize_with = "nullable")]
-    rate_limit: Option<Option<u32>>,
+    rate_limit: Option<Option<Whole<u32>>>,
     ordering: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     filter: Option<Option<Value>>,
@@ -129,6 +129,11 @@ impl EndpointIn {
             self.sealed.client_certificate = Some(match cert {
                 None => None,
                 Some(value) => {
+                    if !value.is_object() {
+                        return Err(ApiError::invalid(
+                            "clientCertificate must be an object {certPem, keyPem}",
+                        ));
+                    }
                     let cert: ClientCertificate = serde_json::from_value(value).map_err(|e| {
                         ApiError::invalid(format!(
                             "clientCertificate: {e} (use {{certPem, keyPem}})"
@@ -191,14 +196,14 @@ impl EndpointIn {
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("retrySchedule: {e}"))?;
         }
-        if let Some(n) = self.disable_after {
+        if let Some(Whole(n)) = self.disable_after {
             s.disable_after = n;
         }
-        if let Some(ms) = self.timeout_ms {
+        if let Some(Whole(ms)) = self.timeout_ms {
             s.timeout_ms = ms;
         }
         if let Some(limit) = self.rate_limit {
-            s.rate_limit = limit;
+            s.rate_limit = limit.map(|Whole(n)| n);
         }
         if let Some(ordering) = self.ordering {
             s.ordering = Ordering::parse(&ordering).ok_or("ordering must be 'none' or 'fifo'")?;

@@ -196,6 +196,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::not_found("resource"),
+            StoreError::Missing(message) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             StoreError::Conflict(message) => Self::conflict(message),
             StoreError::Invalid(message) => Self::invalid(message),
             StoreError::Plan(refusal) => Self::plan(refusal),

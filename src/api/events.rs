@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::deliveries::summary_json;
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Path, Query};
+use super::extract::{Auth, JsonBody, Object, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::event::check_channels;
@@ -32,7 +32,7 @@ pub(super) struct EventIn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BatchIn {
-    events: Option<Vec<EventIn>>,
+    events: Option<Vec<Object<EventIn>>>,
 }
 
 impl EventIn {
@@ -108,7 +108,7 @@ pub(super) async fn publish_batch(
     let events = events
         .into_iter()
         .enumerate()
-        .map(|(i, e)| {
+        .map(|(i, Object(e))| {
             e.parse()
                 .map_err(|m| ApiError::invalid(format!("events[{i}]: {m}")))
         })

@@ -345,6 +345,70 @@ pub(super) fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
+/// A whole number as JSON (and JSON Schema) counts one: `5000` and `5000.0` alike, refused
+/// when negative, fractional or too large for `T`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Whole<T>(pub T);
+
+impl<'de, T: TryFrom<u64>> serde::Deserialize<'de> for Whole<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected, Visitor};
+        struct Expect<T>(std::marker::PhantomData<T>);
+        impl<T: TryFrom<u64>> Visitor<'_> for Expect<T> {
+            type Value = Whole<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                let most = std::any::type_name::<T>();
+                write!(f, "{most} (a whole number in its range)")
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Whole<T>, E> {
+                T::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Whole<T>, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Whole<T>, E> {
+                // Below 2^64 and without a fraction, the conversion is exact.
+                if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                    self.visit_u64(v as u64)
+                } else {
+                    Err(E::invalid_type(Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Expect(std::marker::PhantomData))
+    }
+}
+
+/// A nested JSON object read as `T`. (A derived struct also takes a JSON list of its fields
+/// in order; a request's objects are objects.)
+#[derive(Debug, Default)]
+pub(super) struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                // The fields stream through to `T`: no copy, and error paths stay whole.
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
 /// Checks a display name: 1–200 characters, not blank.
 pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 200 {

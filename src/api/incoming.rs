@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::check_name;
 use super::extract::{Auth, JsonBody, Path, Query, read_limited};
+use super::extract::{Object, check_name};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::incoming::payload::{self, PayloadError, decode, event_data};
@@ -44,8 +44,8 @@ pub(super) struct VerifyIn {
 #[serde(deny_unknown_fields)]
 pub(super) struct IncomingIn {
     name: String,
-    action: ActionIn,
-    verify: Option<VerifyIn>,
+    action: Object<ActionIn>,
+    verify: Option<Object<VerifyIn>>,
 }
 
 fn hook_json(h: &IncomingHook) -> Value {
@@ -87,7 +87,8 @@ pub(super) async fn create(
     let tenant = auth.tenant(Role::Admin)?;
     let body = body.parse().await?;
     check_name(&body.name)?;
-    let action = match (body.action.kind.as_str(), body.action.event_type) {
+    let Object(action) = body.action;
+    let action = match (action.kind.as_str(), action.event_type) {
         ("publish", Some(name)) => IncomingAction::Publish(
             EventName::parse(&name)
                 .map_err(|e| ApiError::invalid(format!("action.eventType: {e}")))?,
@@ -109,7 +110,7 @@ pub(super) async fn create(
             ));
         }
     };
-    let verify = match body.verify {
+    let verify = match body.verify.map(|Object(v)| v) {
         Some(v) => {
             // A sender signs with Ed25519 using its own private key: hookd would need only the
             // public key, which this verify setting does not take.

@@ -4,6 +4,7 @@
 //! exists without an entry here, or an entry without a route, and Schemathesis checks the
 //! live server against it in CI.
 
+use crate::model::endpoint::RESERVED_HEADERS;
 use serde_json::{Map, Value, json};
 
 /// Who may call an operation.
@@ -47,7 +48,11 @@ fn features(input: bool) -> Value {
 /// A plan's limits (`null`: none); `input`: a PATCH body's part (every field optional).
 fn limits(input: bool) -> Value {
     let names = ["endpoints", "eventsPerDay"];
-    let fields: Vec<(&str, Value)> = names.iter().map(|n| (*n, nullable(integer(0)))).collect();
+    let count = json!({"type": "integer", "minimum": 0, "maximum": u64::MAX});
+    let fields: Vec<(&str, Value)> = names
+        .iter()
+        .map(|n| (*n, nullable(count.clone())))
+        .collect();
     object(&fields, if input { &[] } else { &names }, input)
 }
 
@@ -84,17 +89,113 @@ fn time() -> Value {
     json!({"type": "string", "format": "date-time"})
 }
 
-/// A duration as hookd reads one: digits and a unit (`250ms`, `10s`, `5m`, `2h`, `1d`).
-fn duration_text() -> Value {
-    json!({"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$"})
+/// A regular expression for the decimal numbers 1..=`most` (no leading zero), or 0..=`most`
+/// with `zero`.
+fn numbers_up_to(most: u64, zero: bool) -> String {
+    let digits: Vec<u32> = most
+        .to_string()
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    let width = digits.len();
+    let mut options = Vec::new();
+    if zero {
+        options.push("0".to_owned());
+    }
+    // Shorter numbers: any.
+    if width > 1 {
+        options.push(format!("[1-9][0-9]{{0,{}}}", width - 2));
+    }
+    // As long as `most`: its first i digits, then a smaller one, then any.
+    for i in 0..width {
+        let low = u32::from(i == 0);
+        if digits[i] > low {
+            let prefix: String = digits[..i].iter().map(|d| d.to_string()).collect();
+            let rest = width - i - 1;
+            options.push(format!("{prefix}[{low}-{}][0-9]{{{rest}}}", digits[i] - 1));
+        }
+    }
+    if most > 0 {
+        options.push(most.to_string());
+    }
+    options.join("|")
+}
+
+/// A duration as hookd reads one, digits and a unit (`250ms`, `10s`, `5m`, `2h`, `1d`), from
+/// zero (or from one unit, `positive`) up to `most` (`duration::parse` takes at most 366d).
+fn duration_up_to(most: std::time::Duration, positive: bool) -> Value {
+    let most_ms = u64::try_from(most.as_millis()).unwrap_or(u64::MAX);
+    let units = [
+        ("ms", 1),
+        ("s", 1_000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+    ];
+    let options: Vec<String> = units
+        .iter()
+        .map(|(unit, ms)| format!("(?:{}){unit}", numbers_up_to(most_ms / ms, !positive)))
+        .collect();
+    json!({"type": "string", "pattern": format!("^0*(?:{})$", options.join("|"))})
+}
+
+/// The longest duration hookd reads.
+const LONGEST_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
+/// The longest grace period, portal link lifetime.
+const THIRTY_DAYS: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// One base64 character; the last character of a 1-byte and of a 2-byte tail (whose spare
+/// bits are zero, as the decoder requires).
+const B64: &str = "[A-Za-z0-9+/]";
+const B64_END_1: &str = "[AQgw]";
+const B64_END_2: &str = "[AEIMQUYcgkosw048]";
+
+/// A signing secret as a scheme takes one (`signing::check_secret`): `standard` is `whsec_`
+/// and the base64 (padded or not) of 24 to 64 bytes, `ed25519` `whsk_` and the padded base64
+/// of a 32-byte seed, `github` 8 to 256 characters with no control character.
+fn secret_text(scheme: &str) -> Value {
+    let tail = format!("(?:{B64}{B64_END_1}(?:==)?|{B64}{{2}}{B64_END_2}=?)");
+    let tail_1 = format!("(?:{B64}{B64_END_1}(?:==)?)");
+    match scheme {
+        "standard" => json!({"type": "string", "pattern": format!(
+            "^whsec_(?:(?:{B64}{{4}}){{8,20}}{tail}?|(?:{B64}{{4}}){{21}}{tail_1}?)$"
+        )}),
+        "ed25519" => json!({"type": "string", "pattern": format!(
+            "^whsk_(?:{B64}{{4}}){{10}}{B64}{{2}}{B64_END_2}=$"
+        )}),
+        _ => json!({
+            "type": "string", "minLength": 8, "maxLength": 256,
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+        }),
+    }
+}
+
+/// `secret` in the form `schemeField` names (`standard` when it is left out or null).
+fn secret_by_scheme(scheme_field: &str, schemes: &[&str]) -> Value {
+    let rules: Vec<Value> = schemes
+        .iter()
+        .map(|scheme| {
+            let named = match *scheme {
+                "standard" => json!({"enum": ["standard", null]}),
+                other => json!({"const": other}),
+            };
+            let condition = match *scheme {
+                "standard" => json!({"properties": {scheme_field: named}}),
+                _ => json!({"properties": {scheme_field: named}, "required": [scheme_field]}),
+            };
+            json!({"if": condition, "then": {"properties": {"secret": nullable(secret_text(scheme))}}})
+        })
+        .collect();
+    Value::Array(rules)
 }
 
 fn integer(minimum: i64) -> Value {
     json!({"type": "integer", "minimum": minimum})
 }
 
+/// An id: its prefix and a number from 1 (hookd's ids fit in 63 bits).
 fn id(prefix: &str) -> Value {
-    json!({"type": "string", "pattern": format!("^{prefix}_[0-9]+$")})
+    json!({"type": "string", "pattern": format!("^{prefix}_[1-9][0-9]{{0,17}}$")})
 }
 
 /// A display name as hookd takes one: 1–200 characters, not only spaces.
@@ -145,6 +246,36 @@ fn channels() -> Value {
 /// An event name: `[a-z0-9_]+` parts joined by dots.
 fn event_name() -> Value {
     json!({"type": "string", "pattern": "^[a-z0-9_]+(\\.[a-z0-9_]+)*$", "maxLength": 200})
+}
+
+/// An event type pattern: `*`, a name, or a name and `.*`.
+fn event_pattern() -> Value {
+    json!({"type": "string", "pattern": "^(\\*|[a-z0-9_]+(\\.[a-z0-9_]+)*(\\.\\*)?)$", "maxLength": 202})
+}
+
+/// A URL hookd sends to: `http(s)://`, at most 2048 characters, no user or password.
+fn url_text() -> Value {
+    json!({"type": "string", "format": "uri", "maxLength": 2048, "pattern": "^https?://[^/?#@]+([/?#][^@]*)?$"})
+}
+
+/// A header name as hookd takes one: a lowercase HTTP token of at most 100 characters.
+fn header_name() -> Value {
+    json!({"type": "string", "pattern": "^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$"})
+}
+
+/// The header names an endpoint's `headers` may not use (`signature`: that
+/// `signatureHeaderName` may not use), as `EndpointSettings::check` refuses them.
+fn hookd_headers(signature: bool) -> Value {
+    let mut names: Vec<&str> = if signature {
+        RESERVED_HEADERS[..11].to_vec()
+    } else {
+        RESERVED_HEADERS.to_vec()
+    };
+    names.push("content-type");
+    if !signature {
+        names.push("x-hub-signature-256");
+    }
+    json!(names)
 }
 
 fn strings() -> Value {
@@ -215,47 +346,83 @@ fn paging() -> Vec<Value> {
     ]
 }
 
-/// An incoming webhook's action: what a call to it does.
+/// An incoming webhook's action: what a call to it does. `eventType` (the type a call is
+/// published as) belongs to `publish` alone.
 fn incoming_action(closed: bool) -> Value {
-    object(
-        &[
-            ("type", one_of(&["publish", "store"])),
-            ("eventType", string()),
-        ],
-        &["type"],
-        closed,
-    )
+    if !closed {
+        return object(
+            &[
+                ("type", one_of(&["publish", "store"])),
+                ("eventType", string()),
+            ],
+            &["type"],
+            false,
+        );
+    }
+    json!({"oneOf": [
+        object(
+            &[("type", json!({"const": "publish"})), ("eventType", event_name())],
+            &["type", "eventType"],
+            true,
+        ),
+        object(
+            &[("type", json!({"const": "store"})), ("eventType", json!({"type": "null"}))],
+            &["type"],
+            true,
+        ),
+    ]})
 }
 
 /// A payload filter: conditions that must all hold (`path` is `type` or a dot path under
-/// `data`).
+/// `data`); what `value` holds depends on `op`.
 fn filter_schema() -> Value {
-    json!({"type": "array", "maxItems": 32, "items": {
-        "type": "object",
-        "properties": {
-            "path": {"type": "string"},
-            "op": {"type": "string", "enum": ["eq", "ne", "in", "nin", "exists", "prefix", "gt", "gte", "lt", "lte"]},
-            "value": {},
-        },
-        "required": ["path", "op"],
-        "additionalProperties": false,
-    }})
+    let scalar = json!({"type": ["string", "number", "boolean", "null"]});
+    let rules = [
+        (vec!["eq", "ne"], scalar.clone()),
+        (vec!["in", "nin"], json!({"type": "array", "items": scalar})),
+        (vec!["exists"], json!({"type": "boolean"})),
+        (vec!["prefix"], string()),
+        (
+            vec!["gt", "gte", "lt", "lte"],
+            json!({"type": ["number", "string"]}),
+        ),
+    ];
+    let conditions: Vec<Value> = rules
+        .into_iter()
+        .map(|(ops, value)| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "maxLength": 256, "pattern": "^(type|data(\\.[A-Za-z0-9_-]+)+)$"},
+                    "op": {"type": "string", "enum": ops},
+                    "value": value,
+                },
+                "required": ["path", "op", "value"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    json!({"type": "array", "maxItems": 32, "items": {"oneOf": conditions}})
 }
 
-/// An endpoint's `auth` (write-only): HTTP Basic, or OAuth2 client credentials.
+/// An endpoint's `auth` (write-only): HTTP Basic, or OAuth2 client credentials. Texts are
+/// 1 to `max` characters without control characters (`model::credentials`).
 fn auth_schema() -> Value {
+    let text = |max: u32| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"});
+    let mut username = text(256);
+    username["pattern"] = json!("^[^:\\u0000-\\u001f\\u007f-\\u009f]*$");
     json!({"oneOf": [
         object(&[
             ("type", json!({"const": "basic"})),
-            ("username", json!({"type": "string", "minLength": 1})),
-            ("password", json!({"type": "string", "minLength": 1})),
+            ("username", username),
+            ("password", text(1024)),
         ], &["type", "username", "password"], true),
         object(&[
             ("type", json!({"const": "oauth2"})),
-            ("tokenUrl", json!({"type": "string", "format": "uri"})),
-            ("clientId", json!({"type": "string", "minLength": 1})),
-            ("clientSecret", json!({"type": "string", "minLength": 1})),
-            ("scope", string()),
+            ("tokenUrl", url_text()),
+            ("clientId", text(256)),
+            ("clientSecret", text(1024)),
+            ("scope", text(1024)),
         ], &["type", "tokenUrl", "clientId", "clientSecret"], true),
     ]})
 }
@@ -272,15 +439,36 @@ fn endpoint_settings() -> [(&'static str, Value); 11] {
         ("format", one_of(&["json", "slack", "discord"])),
         (
             "headers",
-            json!({"type": "object", "additionalProperties": {"type": "string"}}),
+            json!({
+                "type": "object", "maxProperties": 30,
+                "propertyNames": {"allOf": [header_name(), {"not": {"enum": hookd_headers(false)}}]},
+                "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"},
+                "description": "sent with every delivery; not the headers hookd sets, nor the signature header; values at most 4096 bytes",
+            }),
         ),
-        ("retrySchedule", strings()),
-        ("disableAfter", integer(0)),
-        ("timeoutMs", integer(1)),
-        ("rateLimit", nullable(integer(1))),
+        (
+            "retrySchedule",
+            json!({"type": "array", "maxItems": 20, "items": duration_up_to(LONGEST_DURATION, false)}),
+        ),
+        (
+            "disableAfter",
+            json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+        ),
+        (
+            "timeoutMs",
+            json!({"type": "integer", "minimum": 100, "maximum": 120_000}),
+        ),
+        (
+            "rateLimit",
+            nullable(json!({"type": "integer", "minimum": 1, "maximum": 100_000})),
+        ),
         ("ordering", one_of(&["none", "fifo"])),
         ("filter", nullable(filter_schema())),
-        ("channels", nullable(channels())),
+        // An endpoint's channels: at least one (null: every channel).
+        (
+            "channels",
+            nullable(json!({"allOf": [channels(), {"minItems": 1}]})),
+        ),
     ]
 }
 
@@ -288,12 +476,15 @@ fn endpoint_settings() -> [(&'static str, Value); 11] {
 fn endpoint_in(create: bool) -> Value {
     let mut fields = vec![
         ("name", name_text()),
-        ("url", json!({"type": "string", "format": "uri"})),
+        ("url", url_text()),
         (
             "events",
-            json!({"type": "array", "items": string(), "minItems": 1}),
+            json!({"type": "array", "items": event_pattern(), "minItems": 1, "maxItems": 100}),
         ),
-        ("signatureHeaderName", nullable(string())),
+        (
+            "signatureHeaderName",
+            nullable(json!({"allOf": [header_name(), {"not": {"enum": hookd_headers(true)}}]})),
+        ),
         ("auth", nullable(auth_schema())),
         (
             "clientCertificate",
@@ -313,7 +504,11 @@ fn endpoint_in(create: bool) -> Value {
     } else {
         &[]
     };
-    object(&fields, required, true)
+    let mut schema = object(&fields, required, true);
+    if create {
+        schema["allOf"] = secret_by_scheme("signatureScheme", &["standard", "github", "ed25519"]);
+    }
+    schema
 }
 
 fn schedule_in(create: bool) -> Value {
@@ -328,28 +523,98 @@ fn schedule_in(create: bool) -> Value {
             ]),
         ),
         ("cronExpression", string()),
-        ("triggerStatus", string()),
+        (
+            "triggerStatus",
+            json!({"type": "string", "minLength": 1, "maxLength": 100}),
+        ),
         ("scheduledAt", time()),
-        ("timezone", string()),
+        (
+            "timezone",
+            json!({"type": "string", "description": "an IANA zone, such as Europe/Berlin"}),
+        ),
         (
             "format",
             one_of(&["json", "markdown", "html", "pdf", "docx"]),
         ),
         ("deliveryMethod", one_of(&["webhook", "email"])),
-        ("endpointId", string()),
-        ("webhookUrl", json!({"type": "string", "format": "uri"})),
-        ("recipients", strings()),
-        ("eventTypes", strings()),
+        ("endpointId", id("ep")),
+        ("recipients", recipients()),
+        (
+            "eventTypes",
+            json!({"type": "array", "items": event_pattern()}),
+        ),
         ("includeChangelog", json!({"type": "boolean"})),
-        ("customSubject", string()),
-        ("customMessage", string()),
+        ("customSubject", json!({"type": "string", "maxLength": 200})),
+        (
+            "customMessage",
+            json!({"type": "string", "maxLength": 5000}),
+        ),
     ];
     let required: &[&str] = if create {
         &["scheduleType", "timezone", "format", "deliveryMethod"]
     } else {
         &[]
     };
-    object(&fields, required, true)
+    let mut fields = fields.to_vec();
+    if create {
+        fields.push(("webhookUrl", url_text()));
+    }
+    let mut schema = object(&fields, required, true);
+    if create {
+        schema["allOf"] = schedule_rules();
+    }
+    schema
+}
+
+/// Email recipients: 1 to 50 addresses.
+fn recipients() -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": 50, "items": {"type": "string", "format": "email"}})
+}
+
+/// What a new schedule's fields require of each other: the field its type needs, and the
+/// target its delivery method needs (a webhook goes to `endpointId` or to a new endpoint for
+/// `webhookUrl`, an email to `recipients`). A PATCH is held to the same rules after it is
+/// merged with the stored schedule.
+fn schedule_rules() -> Value {
+    let absent = |fields: &[&str]| -> Value {
+        let none: Map<String, Value> = fields
+            .iter()
+            .map(|f| ((*f).to_owned(), json!({"type": "null"})))
+            .collect();
+        json!({"properties": none})
+    };
+    let when = |field: &str, value: &str, then: Value| json!({"if": {"properties": {field: {"const": value}}, "required": [field]}, "then": then});
+    let needs =
+        |field: &str, schema: Value| json!({"required": [field], "properties": {field: schema}});
+    json!([
+        when(
+            "scheduleType",
+            "custom_cron",
+            needs("cronExpression", string())
+        ),
+        when("scheduleType", "one_time", needs("scheduledAt", time())),
+        when(
+            "scheduleType",
+            "on_status_change",
+            needs("triggerStatus", json!({"type": "string"})),
+        ),
+        when(
+            "deliveryMethod",
+            "webhook",
+            json!({"allOf": [
+                absent(&["recipients"]),
+                {"oneOf": [
+                    json!({"allOf": [needs("endpointId", string()), absent(&["webhookUrl"])]}),
+                    json!({"allOf": [needs("webhookUrl", string()), absent(&["endpointId"])]}),
+                ]},
+            ]}),
+        ),
+        when(
+            "deliveryMethod",
+            "email",
+            json!({"allOf": [needs("recipients", recipients()), absent(&["endpointId", "webhookUrl"])]}),
+        ),
+    ])
 }
 
 /// The schemas the operations share.
@@ -1016,7 +1281,10 @@ fn operations() -> Vec<Op> {
         Op {
             body: Some((
                 object(
-                    &[("gracePeriod", duration_text()), ("secret", string())],
+                    &[
+                        ("gracePeriod", duration_up_to(THIRTY_DAYS, false)),
+                        ("secret", string()),
+                    ],
                     &[],
                     true,
                 ),
@@ -1174,14 +1442,14 @@ fn operations() -> Vec<Op> {
                         ("action", incoming_action(true)),
                         (
                             "verify",
-                            object(
+                            json!({"oneOf": (["standard", "github"].map(|scheme| object(
                                 &[
-                                    ("scheme", one_of(&["standard", "github"])),
-                                    ("secret", string()),
+                                    ("scheme", json!({"const": scheme})),
+                                    ("secret", secret_text(scheme)),
                                 ],
                                 &["scheme", "secret"],
                                 true,
-                            ),
+                            )))}),
                         ),
                     ],
                     &["name", "action"],
@@ -1233,6 +1501,8 @@ fn operations() -> Vec<Op> {
         Op {
             body: Some((schedule_in(true), false)),
             ok: vec![(201, named("Schedule"))],
+            // `endpointId` names no endpoint of the tenant.
+            errors: &[404],
             ..op(
                 "post",
                 "/v1/schedules",
@@ -1319,7 +1589,7 @@ fn operations() -> Vec<Op> {
                 object(
                     &[
                         ("role", one_of(&["admin", "viewer"])),
-                        ("expiresIn", duration_text()),
+                        ("expiresIn", duration_up_to(THIRTY_DAYS, true)),
                     ],
                     &[],
                     true,

@@ -53,6 +53,17 @@ impl ScheduleIn {
         if self.webhook_url.is_some() {
             return Err("webhookUrl can only be given when a schedule is created".into());
         }
+        // A field another type would use is still checked when given.
+        if let Some(status) = &self.trigger_status
+            && (status.is_empty() || status.chars().count() > 100)
+        {
+            return Err("triggerStatus must be 1 to 100 characters".into());
+        }
+        if let Some(at) = &self.scheduled_at
+            && parse_rfc3339(at).is_none()
+        {
+            return Err(format!("scheduledAt '{at}' is not an RFC 3339 instant"));
+        }
         let base_target = base.as_ref().map(|b| b.target.clone());
         let method = match (self.delivery_method.as_deref(), &base_target) {
             (Some(m @ ("webhook" | "email")), _) => m.to_owned(),

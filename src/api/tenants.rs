@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Path, Query, check_name, nullable};
+use super::extract::{Auth, JsonBody, Object, Path, Query, Whole, check_name, nullable};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::plan::{Plan, PlanPatch};
@@ -30,10 +30,8 @@ pub(super) struct KeyIn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PlanIn {
-    #[serde(default)]
-    features: FeaturesIn,
-    #[serde(default)]
-    limits: LimitsIn,
+    features: Option<Object<FeaturesIn>>,
+    limits: Option<Object<LimitsIn>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -48,19 +46,21 @@ struct FeaturesIn {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct LimitsIn {
     #[serde(default, deserialize_with = "nullable")]
-    endpoints: Option<Option<u64>>,
+    endpoints: Option<Option<Whole<u64>>>,
     #[serde(default, deserialize_with = "nullable")]
-    events_per_day: Option<Option<u64>>,
+    events_per_day: Option<Option<Whole<u64>>>,
 }
 
 impl PlanIn {
     fn patch(self) -> PlanPatch {
+        let features = self.features.map(|Object(f)| f).unwrap_or_default();
+        let limits = self.limits.map(|Object(l)| l).unwrap_or_default();
         PlanPatch {
-            incoming: self.features.incoming,
-            integrations: self.features.integrations,
-            schedules: self.features.schedules,
-            endpoints: self.limits.endpoints,
-            events_per_day: self.limits.events_per_day,
+            incoming: features.incoming,
+            integrations: features.integrations,
+            schedules: features.schedules,
+            endpoints: limits.endpoints.map(|l| l.map(|Whole(n)| n)),
+            events_per_day: limits.events_per_day.map(|l| l.map(|Whole(n)| n)),
         }
     }
 }

@@ -57,6 +57,10 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), String> {
 impl EndpointAuth {
     /// Reads and checks the API's `auth` object; the error names the bad part.
     pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        // Serde also reads a tagged enum from a list; the API takes an object.
+        if !value.is_object() {
+            return Err("auth must be an object {type, …}".into());
+        }
         let auth: Self = serde_json::from_value(value.clone()).map_err(|e| {
             format!("auth: {e} (use {{type: basic, username, password}} or {{type: oauth2, tokenUrl, clientId, clientSecret, scope?}})")
         })?;

@@ -98,7 +98,7 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 5] = [
 ];
 
 /// Headers an endpoint's `headers` may not set: hop-by-hop, framing, and the signature headers.
-const RESERVED_HEADERS: [&str; 14] = [
+pub const RESERVED_HEADERS: [&str; 14] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",

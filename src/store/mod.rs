@@ -146,6 +146,10 @@ pub enum StoreError {
     /// The row does not exist (or belongs to another tenant).
     #[error("not found")]
     NotFound,
+    /// A row the write refers to does not exist (or belongs to another tenant); the sentence
+    /// says which.
+    #[error("{0}")]
+    Missing(String),
     /// The write conflicts with what is stored; the sentence says how.
     #[error("{0}")]
     Conflict(String),

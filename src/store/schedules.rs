@@ -103,8 +103,8 @@ fn endpoint_is_tenants(
     if owned {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!(
-            "endpointId {id} is not an endpoint of this tenant"
+        Err(StoreError::Missing(format!(
+            "endpointId {id}: no such endpoint in this tenant"
         )))
     }
 }

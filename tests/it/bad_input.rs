@@ -663,3 +663,92 @@ async fn a_request_stating_its_length_twice_is_refused_and_ends_the_connection()
     );
     server.stop().await;
 }
+
+/// What JSON Schema says of numbers and objects holds here: `5000.0` is the whole number 5000,
+/// and a nested object given as a list of its fields is refused (serde would read one).
+#[tokio::test]
+async fn whole_numbers_as_json_counts_them_and_objects_never_as_lists() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let endpoint = json!({"name": "x", "url": "http://127.0.0.1:9/h", "events": ["*"],
+        "timeoutMs": 5000.0, "rateLimit": 7.0, "disableAfter": 3.0});
+    let (status, created) = t.admin.post("/v1/endpoints", endpoint).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["timeoutMs"], 5000);
+    assert_eq!(created["rateLimit"], 7);
+    assert_eq!(created["disableAfter"], 3);
+    for (field, value) in [
+        ("timeoutMs", json!(5000.5)),
+        ("rateLimit", json!(-1)),
+        ("disableAfter", json!(1e12)),
+    ] {
+        let body =
+            json!({"name": "y", "url": "http://127.0.0.1:9/h", "events": ["*"], field: value});
+        let (status, answer) = t.admin.post("/v1/endpoints", body).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(field), "{message}");
+    }
+    assert_eq!(endpoint_count(&t).await, 1);
+
+    let operator = server.operator();
+    let tenant = format!("/v1/tenants/{}", t.id);
+    let (status, plan) = operator
+        .patch(&tenant, json!({"limits": {"endpoints": 10.0}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["limits"]["endpoints"], 10);
+    let (status, plan) = operator
+        .patch(&tenant, json!({"limits": null, "features": null}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "null is the same as leaving it out: {plan}"
+    );
+    assert_eq!(plan["limits"]["endpoints"], 10);
+    for body in [
+        json!({"limits": [null, null]}),
+        json!({"features": [false, false, false]}),
+    ] {
+        let (status, answer) = operator.patch(&tenant, body.clone()).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+    assert_eq!(operator.get(&tenant).await.1["features"]["incoming"], true);
+    let lists = [
+        ("/v1/events/batch", json!({"events": [["a.b", {}]]})),
+        ("/v1/incoming", json!({"name": "in", "action": ["store"]})),
+        (
+            "/v1/endpoints",
+            json!({"name": "z", "url": "http://127.0.0.1:9/h", "events": ["*"],
+            "auth": ["basic", "user", "password"]}),
+        ),
+        (
+            "/v1/endpoints",
+            json!({"name": "z", "url": "http://127.0.0.1:9/h", "events": ["*"],
+            "clientCertificate": ["cert", "key"]}),
+        ),
+    ];
+    for (path, body) in lists {
+        let (status, answer) = t.admin.post(path, body).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+    assert_eq!(event_count(&t).await, 0);
+    assert_eq!(endpoint_count(&t).await, 1);
+    server.stop().await;
+}

@@ -313,7 +313,8 @@ async fn bad_schedules_get_422_naming_the_field() {
         (with("format", json!("xml")), "format"),
         (with("deliveryMethod", json!("pigeon")), "deliveryMethod"),
         (with("scheduleType", json!("hourly")), "scheduleType"),
-        (with("endpointId", json!("ep_999")), "endpointId"),
+        // A field of another type is still checked.
+        (with("triggerStatus", json!("")), "triggerStatus"),
     ];
     for (body, needle) in cases {
         let (status, answer) = t.admin.post("/v1/schedules", body).await;
@@ -325,6 +326,18 @@ async fn bad_schedules_get_422_naming_the_field() {
         let message = answer["error"]["message"].as_str().expect("message");
         assert!(message.contains(needle), "{needle}: {message}");
     }
+    // An endpointId that names no endpoint of the tenant is a 404 naming it.
+    let (status, answer) = t
+        .admin
+        .post("/v1/schedules", with("endpointId", json!("ep_999")))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("ep_999")
+    );
     let (_, list) = t.admin.get("/v1/schedules").await;
     assert_eq!(list["totalElements"], 0);
     // PATCH recomputes nextRunAt and refuses bad values without changing anything.
