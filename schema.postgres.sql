@@ -322,3 +322,13 @@ ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;
 -- migration: 9
 -- An endpoint whose URL is a credential, sealed, as in schema.sql (migration 13).
 ALTER TABLE endpoints ADD COLUMN url_sealed TEXT;
+
+-- migration: 10
+-- The hookd processes serving this database, each with its latest heartbeat. A process's
+-- lease tokens carry its id (token >> 36); a live process releases the leases of one that
+-- stopped beating, so its deliveries are claimed again within seconds, not at the lease's end.
+CREATE TABLE hookd_processes (
+    id         BIGSERIAL PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    beat_at    BIGINT NOT NULL
+);

@@ -598,11 +598,10 @@ impl Store {
             return Ok(Vec::new());
         }
         if self.is_postgres() {
+            let lease = self.leases.next();
             return self
                 .in_transaction(move |c| {
                     c.execute("SELECT pg_advisory_xact_lock(?1)", &vals![CLAIM_LOCK])?;
-                    let lease: i64 =
-                        c.query_one("SELECT nextval('hookd_leases')", &[], |r| r.get(0))?;
                     let req = with_others_in_flight(c, req)?;
                     let rows = claim_rows_postgres(c, &req, lease)?;
                     let claims = claims(c, rows, lease, req.now)?;

@@ -16,6 +16,7 @@ mod paging;
 mod plans;
 mod portal;
 pub mod postgres;
+mod processes;
 mod publish;
 mod replay;
 mod retention;
@@ -273,6 +274,12 @@ impl LeaseTokens {
         Self(AtomicI64::new(crate::model::now_ms() << 20))
     }
 
+    /// The tokens of PostgreSQL process `id` (see [`processes::LEASE_BITS`]): tokens from
+    /// one process's range are drawn by it alone, so they only need to grow within it.
+    fn for_process(id: i64) -> Self {
+        Self(AtomicI64::new(processes::lease_range(id).0 + 1))
+    }
+
     fn next(&self) -> i64 {
         self.0.fetch_add(1, AtomicOrdering::Relaxed)
     }
@@ -320,17 +327,20 @@ pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
     _lock: Option<std::fs::File>,
     listener: Option<Listener>,
+    heartbeat: Option<Listener>,
 }
 
 impl StoreHandle {
     /// Waits for the writer to finish once every [`Store`] clone is dropped.
     pub fn close(self) {
         drop(self.listener);
+        drop(self.heartbeat);
         let _ = self.thread.join();
     }
 }
 
-/// The PostgreSQL listener task, stopped with the store's handle.
+/// A PostgreSQL background task (the listener, the heartbeat), stopped with the store's
+/// handle.
 struct Listener(tokio::task::JoinHandle<()>);
 
 impl Drop for Listener {
@@ -408,10 +418,19 @@ impl Store {
         postgres::migrate(url).await?;
         let reads = Reads::Postgres(Arc::new(PgReads::new(url)?));
         let (store, mut handle) = Self::start(WriterDb::Postgres(url.to_owned()), reads, None)?;
+        // This process's id: its lease tokens carry it, and its heartbeat keeps them alive.
+        let process = processes::register(url).await?;
+        let mut store = store;
+        store.leases = Arc::new(LeaseTokens::for_process(process));
         handle.listener = Some(Listener(tokio::spawn(postgres::listen(
             url.to_owned(),
             store.wake.clone(),
             store.keys.clone(),
+        ))));
+        handle.heartbeat = Some(Listener(tokio::spawn(processes::beat(
+            url.to_owned(),
+            process,
+            store.wake.clone(),
         ))));
         Ok((store, handle))
     }
@@ -472,6 +491,7 @@ impl Store {
                 thread,
                 _lock: lock,
                 listener: None,
+                heartbeat: None,
             },
         ))
     }

@@ -138,7 +138,7 @@ pub async fn migrate(url: &str) -> Result<i64, StoreError> {
     Ok(current.max(known))
 }
 
-fn postgres(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn postgres(e: tokio_postgres::Error) -> StoreError {
     StoreError::Postgres(Arc::new(e))
 }
 

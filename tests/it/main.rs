@@ -9,6 +9,7 @@ mod endpoint_auth;
 mod endpoints;
 mod events;
 mod fail_safe;
+mod failover;
 mod fencing;
 mod ids;
 mod incoming;
