@@ -58,11 +58,15 @@ pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>) {
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             Ok((mut client, connection)) => {
                 let connection = tokio::spawn(connection);
-                pause = Duration::from_millis(100);
                 loop {
+                    // The pause grows while beats fail, connected or not.
                     match beat_once(&mut client, id, now_ms()).await {
-                        Ok(released) if released > 0 => wake.notify_one(),
-                        Ok(_) => {}
+                        Ok(released) => {
+                            pause = Duration::from_millis(100);
+                            if released > 0 {
+                                wake.notify_one();
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(error = %ErrorChain(&e), "a heartbeat failed; reconnecting");
                             break;
