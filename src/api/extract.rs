@@ -148,7 +148,8 @@ fn plain_words(message: &str) -> String {
 /// `400 malformed_json`; JSON that is not an object, or whose fields are wrong, is `422`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = serde_path_to_error::deserialize(&mut de)
+    // As an `Object`: every body here is an object, never a list of a struct's fields.
+    serde_path_to_error::deserialize::<_, Object<T>>(&mut de)
         .map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -168,12 +169,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 ApiError::invalid(format!("{path}: {message}"))
             }
         })
-        .and_then(|parsed| de.end().map(|()| parsed).map_err(|e| not_json(&e)))?;
-    // Structs also take JSON lists (their fields in order); every body here is an object.
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(parsed),
-        _ => Err(ApiError::invalid("the body must be a JSON object")),
-    }
+        .and_then(|Object(parsed)| de.end().map(|()| parsed).map_err(|e| not_json(&e)))
 }
 
 fn not_json(e: &serde_json::Error) -> ApiError {
@@ -384,8 +380,8 @@ impl<'de, T: TryFrom<u64>> serde::Deserialize<'de> for Whole<T> {
     }
 }
 
-/// A nested JSON object read as `T`. (A derived struct also takes a JSON list of its fields
-/// in order; a request's objects are objects.)
+/// A JSON object read as `T`: a body, or an object inside one. (A derived struct also takes
+/// a JSON list of its fields in order; a request's objects are objects.)
 #[derive(Debug, Default)]
 pub(super) struct Object<T>(pub T);
 

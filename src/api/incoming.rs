@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::not_found;
-use super::extract::{Auth, JsonBody, Path, Query, read_limited};
-use super::extract::{Object, check_name};
+use super::extract::{Auth, JsonBody, Object, Path, Query, check_name, read_limited};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::incoming::payload::{self, PayloadError, decode, event_data};

@@ -53,17 +53,19 @@ impl ScheduleIn {
         if self.webhook_url.is_some() {
             return Err("webhookUrl can only be given when a schedule is created".into());
         }
-        // A field another type would use is still checked when given.
+        // Fields another type would use are checked whenever given.
         if let Some(status) = &self.trigger_status
             && (status.is_empty() || status.chars().count() > 100)
         {
             return Err("triggerStatus must be 1 to 100 characters".into());
         }
-        if let Some(at) = &self.scheduled_at
-            && parse_rfc3339(at).is_none()
-        {
-            return Err(format!("scheduledAt '{at}' is not an RFC 3339 instant"));
-        }
+        let scheduled_at = match self.scheduled_at {
+            Some(s) => match parse_rfc3339(&s) {
+                Some(at) => Some((at, s)),
+                None => return Err(format!("scheduledAt '{s}' is not an RFC 3339 instant")),
+            },
+            None => None,
+        };
         let base_target = base.as_ref().map(|b| b.target.clone());
         let method = match (self.delivery_method.as_deref(), &base_target) {
             (Some(m @ ("webhook" | "email")), _) => m.to_owned(),
@@ -140,11 +142,8 @@ impl ScheduleIn {
                 ScheduleKind::CustomCron(expr, spec)
             }
             "one_time" => {
-                let at = match (self.scheduled_at, base_kind) {
-                    (Some(s), _) => {
-                        let at = parse_rfc3339(&s).ok_or_else(|| {
-                            format!("scheduledAt '{s}' is not an RFC 3339 instant")
-                        })?;
+                let at = match (scheduled_at, base_kind) {
+                    (Some((at, s)), _) => {
                         if at <= now {
                             return Err(format!("scheduledAt '{s}' is in the past"));
                         }
@@ -165,9 +164,6 @@ impl ScheduleIn {
                         return Err(missing("triggerStatus", "for on_status_change"));
                     }
                 };
-                if status.is_empty() || status.chars().count() > 100 {
-                    return Err("triggerStatus must be 1 to 100 characters".into());
-                }
                 ScheduleKind::OnStatusChange(status)
             }
             other => {
