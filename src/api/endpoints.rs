@@ -610,7 +610,7 @@ pub(super) struct RotateIn {
 }
 
 /// Longest grace period a rotation may give the old secret.
-const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+pub(super) const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 pub(super) async fn rotate_secret(
     State(state): State<AppState>,

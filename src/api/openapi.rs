@@ -4,6 +4,7 @@
 //! exists without an entry here, or an entry without a route, and Schemathesis checks the
 //! live server against it in CI.
 
+use crate::model::duration;
 use crate::model::endpoint::RESERVED_HEADERS;
 use serde_json::{Map, Value, json};
 
@@ -125,24 +126,15 @@ fn numbers_up_to(most: u64, zero: bool) -> String {
 /// zero (or from one unit, `positive`) up to `most` (`duration::parse` takes at most 366d).
 fn duration_up_to(most: std::time::Duration, positive: bool) -> Value {
     let most_ms = u64::try_from(most.as_millis()).unwrap_or(u64::MAX);
-    let units = [
-        ("ms", 1),
-        ("s", 1_000),
-        ("m", 60_000),
-        ("h", 3_600_000),
-        ("d", 86_400_000),
-    ];
-    let options: Vec<String> = units
+    let options: Vec<String> = duration::UNITS
         .iter()
         .map(|(unit, ms)| format!("(?:{}){unit}", numbers_up_to(most_ms / ms, !positive)))
         .collect();
     json!({"type": "string", "pattern": format!("^0*(?:{})$", options.join("|"))})
 }
 
-/// The longest duration hookd reads.
-const LONGEST_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
-/// The longest grace period, portal link lifetime.
-const THIRTY_DAYS: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+/// Text without control characters (Unicode's Cc, as Rust's `char::is_control`).
+const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 
 /// One base64 character; the last character of a 1-byte and of a 2-byte tail (whose spare
 /// bits are zero, as the decoder requires).
@@ -165,7 +157,7 @@ fn secret_text(scheme: &str) -> Value {
         )}),
         _ => json!({
             "type": "string", "minLength": 8, "maxLength": 256,
-            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+            "pattern": NO_CONTROL
         }),
     }
 }
@@ -408,9 +400,10 @@ fn filter_schema() -> Value {
 /// An endpoint's `auth` (write-only): HTTP Basic, or OAuth2 client credentials. Texts are
 /// 1 to `max` characters without control characters (`model::credentials`).
 fn auth_schema() -> Value {
-    let text = |max: u32| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"});
+    let text = |max: u32| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": NO_CONTROL});
     let mut username = text(256);
-    username["pattern"] = json!("^[^:\\u0000-\\u001f\\u007f-\\u009f]*$");
+    // Nor a colon, which would end the name in HTTP Basic.
+    username["pattern"] = json!(NO_CONTROL.replacen("[^", "[^:", 1));
     json!({"oneOf": [
         object(&[
             ("type", json!({"const": "basic"})),
@@ -448,7 +441,7 @@ fn endpoint_settings() -> [(&'static str, Value); 11] {
         ),
         (
             "retrySchedule",
-            json!({"type": "array", "maxItems": 20, "items": duration_up_to(LONGEST_DURATION, false)}),
+            json!({"type": "array", "maxItems": 20, "items": duration_up_to(duration::LONGEST, false)}),
         ),
         (
             "disableAfter",
@@ -1282,7 +1275,10 @@ fn operations() -> Vec<Op> {
             body: Some((
                 object(
                     &[
-                        ("gracePeriod", duration_up_to(THIRTY_DAYS, false)),
+                        (
+                            "gracePeriod",
+                            duration_up_to(super::endpoints::MAX_GRACE, false),
+                        ),
                         ("secret", string()),
                     ],
                     &[],
@@ -1589,7 +1585,10 @@ fn operations() -> Vec<Op> {
                 object(
                     &[
                         ("role", one_of(&["admin", "viewer"])),
-                        ("expiresIn", duration_up_to(THIRTY_DAYS, true)),
+                        (
+                            "expiresIn",
+                            duration_up_to(super::portal::LONGEST_LIFETIME, true),
+                        ),
                     ],
                     &[],
                     true,

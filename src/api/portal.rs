@@ -20,7 +20,7 @@ use crate::store::PortalLink;
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The longest a link may last.
-const LONGEST_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(super) const LONGEST_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

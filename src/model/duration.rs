@@ -3,6 +3,18 @@
 
 use std::time::Duration;
 
+/// The units a duration is written in, with their length in milliseconds.
+pub const UNITS: [(&str, u64); 5] = [
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
+
+/// The longest duration [`parse`] takes: 366 days.
+pub const LONGEST: Duration = Duration::from_secs(366 * 86_400);
+
 /// Parses `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -16,20 +28,13 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{s}' is not a duration: the number is too large"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "'{s}' is not a duration: the unit must be one of ms, s, m, h, d"
-            ));
-        }
+    let Some((_, unit_ms)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+        return Err(format!(
+            "'{s}' is not a duration: the unit must be one of ms, s, m, h, d"
+        ));
     };
-    n.checked_mul(unit_ms)
-        .filter(|ms| *ms <= 366 * 86_400_000)
+    n.checked_mul(*unit_ms)
+        .filter(|ms| u128::from(*ms) <= LONGEST.as_millis())
         .map(Duration::from_millis)
         .ok_or_else(|| format!("'{s}' is too long: the most is 366d"))
 }
