@@ -6,43 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::json;
 
 use crate::postgres::{Postgres, connect};
 use crate::process::{signal, spawn, tenant_key, wait_health};
-use crate::support::{Api, wait_until};
-
-/// A receiver on 127.0.0.1 that holds every request while `hold` is set, then answers 200.
-async fn holding_receiver(hold: Arc<AtomicBool>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let hold = hold.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let hold = hold.clone();
-                    async move {
-                        while hold.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}/hook")
-}
+use crate::support::{Api, Receiver, wait_until};
 
 #[tokio::test]
 async fn a_process_killed_mid_burst_has_its_deliveries_made_by_the_others_within_10_s() {
@@ -55,12 +23,12 @@ async fn a_process_killed_mid_burst_has_its_deliveries_made_by_the_others_within
     let key = tenant_key(&Api::new(&victim.base, token)).await;
     let api = Api::new(&victim.base, &key);
     let hold = Arc::new(AtomicBool::new(true));
-    let receiver = holding_receiver(hold.clone()).await;
+    let receiver = Receiver::held(hold.clone()).await;
     // A long timeout: the victim's leases would last over 30 s.
     let (status, endpoint) = api
         .post(
             "/v1/endpoints",
-            json!({"name": "e", "url": receiver, "events": ["*"], "timeoutMs": 30000}),
+            json!({"name": "e", "url": receiver.url, "events": ["*"], "timeoutMs": 30000}),
         )
         .await;
     assert_eq!(status, http::StatusCode::CREATED, "{endpoint}");

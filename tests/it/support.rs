@@ -493,6 +493,31 @@ pub type Reply = (u16, Vec<(&'static str, String)>, String);
 
 type Behavior = Arc<dyn Fn(usize, &Received) -> Reply + Send + Sync>;
 
+/// How long a receiver holds a request before it answers.
+#[derive(Clone)]
+enum Hold {
+    /// Not at all.
+    No,
+    /// For a while.
+    For(Duration),
+    /// While the flag is set.
+    While(Arc<std::sync::atomic::AtomicBool>),
+}
+
+impl Hold {
+    async fn wait(&self) {
+        match self {
+            Self::No => {}
+            Self::For(delay) => tokio::time::sleep(*delay).await,
+            Self::While(held) => {
+                while held.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
 /// A real HTTP receiver on 127.0.0.1 that records every request.
 #[derive(Clone)]
 pub struct Receiver {
@@ -533,15 +558,28 @@ impl Receiver {
     pub async fn with(
         behavior: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        Self::start(Arc::new(behavior), None).await
+        Self::start(Arc::new(behavior), Hold::No).await
     }
 
     /// A receiver that holds every request for `delay` before answering 200.
     pub async fn slow(delay: Duration) -> Self {
-        Self::start(Arc::new(|_, _| (200, vec![], "slow".into())), Some(delay)).await
+        Self::start(
+            Arc::new(|_, _| (200, vec![], "slow".into())),
+            Hold::For(delay),
+        )
+        .await
     }
 
-    async fn start(behavior: Behavior, delay: Option<Duration>) -> Self {
+    /// A receiver that holds every request while `held` is set, then answers 200.
+    pub async fn held(held: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self::start(
+            Arc::new(|_, _| (200, vec![], "ok".into())),
+            Hold::While(held),
+        )
+        .await
+    }
+
+    async fn start(behavior: Behavior, hold: Hold) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -554,11 +592,12 @@ impl Receiver {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (log, arrived, behavior) = (l.clone(), a.clone(), behavior.clone());
+                let (log, arrived, behavior, hold) =
+                    (l.clone(), a.clone(), behavior.clone(), hold.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (log, arrived, behavior) =
-                            (log.clone(), arrived.clone(), behavior.clone());
+                        let (log, arrived, behavior, hold) =
+                            (log.clone(), arrived.clone(), behavior.clone(), hold.clone());
                         async move {
                             // A header sent twice reads as its values joined by ", ".
                             let mut headers: HashMap<String, String> = HashMap::new();
@@ -578,9 +617,7 @@ impl Receiver {
                                 path,
                                 at,
                             };
-                            if let Some(d) = delay {
-                                tokio::time::sleep(d).await;
-                            }
+                            hold.wait().await;
                             let n = {
                                 let mut log = log.lock().expect("log");
                                 log.push(received.clone());
