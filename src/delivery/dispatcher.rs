@@ -415,15 +415,7 @@ async fn record_loop(
             let recorded = store.record_attempts(results, after_attempt).await;
             if let Ok(mut held) = held.lock() {
                 match &recorded {
-                    // A stale answer may mean the claim's lease never committed (the row is
-                    // still due): such a delivery stays held until its lease ends, as when
-                    // the record fails, or it would be sent again at once.
-                    Ok(outcomes) => held.recorded(
-                        ids.into_iter()
-                            .zip(outcomes)
-                            .filter(|(_, r)| !matches!(r, crate::store::Recorded::Stale))
-                            .map(|(id, _)| id),
-                    ),
+                    Ok(_) => held.recorded(ids),
                     Err(_) => held.write_failed(Instant::now()),
                 }
             }
