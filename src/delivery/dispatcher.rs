@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::model::{AttemptOutcome, EndpointId, EventId, Format, now_ms};
 use crate::outbound::Outbound;
 use crate::report::ErrorChain;
-use crate::store::{Claim, ClaimRequest, EndpointLoad, Store};
+use crate::store::{Claim, ClaimRequest, EndpointLoad, Recorded, Store};
 
 /// The window a `rateLimit` counts starts in.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -415,6 +415,17 @@ async fn record_loop(
             let recorded = store.record_attempts(results, after_attempt).await;
             if let Ok(mut held) = held.lock() {
                 match &recorded {
+                    // While writes fail for want of storage, a stale answer may mean that the
+                    // claim's lease never committed (a claim is answered before its batch
+                    // commits): the row is still due, and releasing it now would send it again
+                    // at once. Such a delivery stays held until its lease ends, as when the
+                    // record fails. Otherwise stale means someone else holds it, or it is gone.
+                    Ok(outcomes) if store.write_failure().is_some() => held.recorded(
+                        ids.into_iter()
+                            .zip(outcomes)
+                            .filter(|(_, r)| !matches!(r, Recorded::Stale))
+                            .map(|(id, _)| id),
+                    ),
                     Ok(_) => held.recorded(ids),
                     Err(_) => held.write_failed(Instant::now()),
                 }
