@@ -33,7 +33,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
@@ -297,12 +297,26 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
         path: lock_path.display().to_string(),
         source: Arc::new(e),
     })?;
-    lock.try_lock().map_err(|_| StoreError::Locked {
-        path: path.display().to_string(),
-        lock: lock_path.display().to_string(),
-    })?;
-    Ok(lock)
+    // A lock is shared by every process holding its open file, and a child process forked
+    // by this one holds it from the fork until its exec closes it: a lock released moments
+    // ago may be held that briefly still. So a refusal is retried for a moment.
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => {
+                return Err(StoreError::Locked {
+                    path: path.display().to_string(),
+                    lock: lock_path.display().to_string(),
+                });
+            }
+        }
+    }
 }
+
+/// How long a held lock file is tried again before the file is reported in use.
+const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Creates `path` empty and readable by its owner alone, unless it exists. SQLite gives the
 /// files it makes beside a database (`-wal`, `-shm`) the database file's mode, so they are
