@@ -332,3 +332,16 @@ CREATE TABLE hookd_processes (
     started_at BIGINT NOT NULL,
     beat_at    BIGINT NOT NULL
 );
+
+-- migration: 11
+-- What each tenant's subscriptions and plan were computed from, for the writers' caches. A
+-- batch that publishes for a tenant holds its row shared until it commits; one that changes
+-- the tenant's endpoints or plan bumps it first (exclusive) — so a publish always fans out
+-- with the subscriptions that hold when it commits, and batches need no global lock. (The
+-- sequence that did this under the global lock goes.)
+CREATE TABLE hookd_tenant_versions (
+    tenant_id BIGINT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    version   BIGINT NOT NULL
+);
+INSERT INTO hookd_tenant_versions (tenant_id, version) SELECT id, 0 FROM tenants;
+DROP SEQUENCE hookd_tenant_settings;

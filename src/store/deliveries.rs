@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::sql::{Conn, vals};
 
 use super::endpoints::{deactivate, load, load_any, secrets};
+use super::ledger::{EndpointChange, Streak};
 use super::paging::{self, List};
-use super::postgres::CLAIM_LOCK;
 use super::publish::announce;
 use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
@@ -250,36 +250,13 @@ fn leased_facts(
     Ok(row)
 }
 
-/// One endpoint's counters as a record operation changes them: read once, changed in memory
-/// result by result, written once at the operation's end.
-struct Tally {
-    state: EndpointState,
-    succeeded: u64,
-    failed: u64,
-    settled: u64,
-    last: Option<(UnixMs, &'static str, Option<u16>)>,
-}
-
-impl Tally {
-    fn new(state: EndpointState) -> Self {
-        Self {
-            state,
-            succeeded: 0,
-            failed: 0,
-            settled: 0,
-            last: None,
-        }
-    }
-}
-
 /// Records one attempt inside the caller's write: checks the lease, asks `rule` what follows
 /// and writes it (the attempt row, the delivery, the endpoint's state and announcements); the
-/// endpoint's counters go into `tallies`, for [`write_tallies`]. Returns what it did, and the
-/// endpoint when it was disabled.
+/// endpoint's counters go into the batch's ledger. Returns what it did, and the endpoint when
+/// it was disabled.
 fn record_in(
     c: &Conn<'_>,
     batch: &mut Batch,
-    tallies: &mut HashMap<EndpointId, Tally>,
     claim: &Claim,
     outcome: &AttemptOutcome,
     jitter: f64,
@@ -289,16 +266,19 @@ fn record_in(
         return Ok((Recorded::Stale, None));
     };
     let endpoint = &claim.endpoint.0;
-    // The first result of an endpoint in this operation reads its state; the next ones see it
-    // as the earlier results left it.
-    let tally = tallies
-        .entry(endpoint.id)
-        .or_insert_with(|| Tally::new(fresh));
+    // The run of failures as committed, and as this batch's earlier results left it.
+    let state = EndpointState {
+        is_active: fresh.is_active,
+        consecutive_failures: batch
+            .ledger
+            .endpoints
+            .consecutive_failures(endpoint.id, fresh.consecutive_failures),
+    };
     let t = rule(&AttemptFacts {
         delivery: &facts,
         attempt: claim.attempt,
         endpoint,
-        state: tally.state,
+        state,
         outcome,
         jitter,
     });
@@ -334,28 +314,30 @@ fn record_in(
         ],
     )?;
     // A leased delivery is pending (`leased_facts` reads only those).
-    batch.counts.delivery_moved(
+    batch.ledger.blocks.delivery_moved(
         endpoint.id.0,
         claim.delivery_id.0,
         DeliveryStatus::Pending,
         t.status,
     );
     let k = t.counters;
-    tally.succeeded += k.succeeded;
-    tally.failed += k.failed;
-    tally.settled += k.settled;
-    tally.state.consecutive_failures = k.consecutive_failures;
     let last_status = if outcome.is_success() {
         "succeeded"
     } else {
         "failed"
     };
-    if tally.last.is_none_or(|(at, _, _)| at <= t.finished_at) {
-        tally.last = Some((t.finished_at, last_status, outcome.response_code));
-    }
+    batch.ledger.endpoints.change(
+        endpoint.id,
+        EndpointChange {
+            succeeded: k.succeeded as i64,
+            failed: k.failed as i64,
+            pending: -(k.settled as i64),
+            streak: Streak::of(state.consecutive_failures, k),
+            last: Some((t.finished_at, last_status, outcome.response_code)),
+        },
+    );
     let mut disabled = None;
     if let Some(reason) = t.disable {
-        tally.state.is_active = false;
         deactivate(c, batch, endpoint, t.finished_at, reason)?;
         tracing::warn!(
             endpoint_id = %endpoint.id,
@@ -369,35 +351,6 @@ fn record_in(
         announce(c, batch, endpoint.tenant_id, announcement)?;
     }
     Ok((Recorded::Applied(t.status), disabled))
-}
-
-/// Writes each endpoint's counters as a record operation left them: one update per endpoint,
-/// however many of its results the operation recorded.
-fn write_tallies(c: &Conn<'_>, tallies: HashMap<EndpointId, Tally>) -> Result<(), StoreError> {
-    for (endpoint, tally) in tallies {
-        // A tally exists only once a result was applied, so it always has a last delivery.
-        let Some((at, status, code)) = tally.last else {
-            continue;
-        };
-        c.execute(
-            "UPDATE endpoints SET
-                succeeded = succeeded + ?2, failed = failed + ?3, pending = pending - ?4,
-                consecutive_failures = ?5,
-                last_delivery_at = ?6, last_delivery_status = ?7, last_response_code = ?8
-             WHERE id = ?1",
-            &vals![
-                endpoint.0,
-                tally.succeeded as i64,
-                tally.failed as i64,
-                tally.settled as i64,
-                tally.state.consecutive_failures as i64,
-                at,
-                status,
-                code
-            ],
-        )?;
-    }
-    Ok(())
 }
 
 /// The claims for leased rows, each with its endpoint (and signing secrets) and event, read
@@ -509,13 +462,28 @@ fn count_starts(c: &Conn<'_>, claims: &[Claim], now: UnixMs) -> Result<(), Store
     Ok(())
 }
 
-/// [`claim_rows`] in PostgreSQL's words, for a claim that may run beside other processes'
-/// writes: rows another transaction holds are skipped (`SKIP LOCKED`), except a FIFO
-/// endpoint's oldest row, which is waited for (skipping it would break the order); the outer
-/// conditions are checked again on the row as it is when locked.
+/// The rate-limited endpoints whose starts this claim may count: each is held (its row, until
+/// the claim commits) by one process's claim at a time, so the starts every process counted
+/// in `hookd_starts` are exact when it reads them. One that another claim (or a batch writing
+/// its counters) holds is skipped this time, never waited for.
+fn hold_rate_limited(c: &Conn<'_>) -> Result<Vec<i64>, StoreError> {
+    c.query(
+        "SELECT id FROM endpoints WHERE is_active = 1 AND rate_limit IS NOT NULL
+         ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
+        &[],
+        |r| r.get(0),
+    )
+}
+
+/// [`claim_rows`] in PostgreSQL's words, for a claim that runs beside other processes' claims
+/// and writes, and never waits for them: rows another transaction holds are skipped (`SKIP
+/// LOCKED`) — a FIFO endpoint's oldest row too, and then nothing of that endpoint is claimed
+/// this time (taking the next one would break the order); the outer conditions are checked
+/// again on the row as it is when locked. Rate-limited endpoints not in `held` get nothing.
 fn claim_rows_postgres(
     c: &Conn<'_>,
     req: &ClaimRequest,
+    held: &[i64],
     lease: i64,
 ) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
     c.query(
@@ -540,7 +508,9 @@ fn claim_rows_postgres(
                                     (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)),
                               CAST(?3 AS BIGINT)))
                  FROM endpoints e LEFT JOIN load l ON l.endpoint = e.id
-                 WHERE e.is_active = 1),
+                 WHERE e.is_active = 1 AND (e.rate_limit IS NULL OR e.id IN (
+                     SELECT CAST(value AS BIGINT)
+                     FROM jsonb_array_elements_text(CAST(CAST(?8 AS TEXT) AS jsonb))))),
              cap(n) AS (
                  SELECT LEAST(CAST(?3 AS BIGINT), CAST(?4 AS BIGINT),
                               GREATEST(32, 2 * CAST(?4 AS BIGINT) / GREATEST(count(*), 1)))
@@ -562,9 +532,10 @@ fn claim_rows_postgres(
                  FROM room r
                  CROSS JOIN LATERAL (
                      SELECT x.id, x.next_attempt_at FROM deliveries x
-                     WHERE x.endpoint_id = r.endpoint AND x.status = 0
-                     ORDER BY x.id LIMIT 1
-                     FOR UPDATE) d
+                     WHERE x.id = (SELECT min(y.id) FROM deliveries y
+                                   WHERE y.endpoint_id = r.endpoint AND y.status = 0)
+                       AND x.status = 0
+                     FOR UPDATE SKIP LOCKED) d
                  WHERE r.room > 0 AND r.ordering = 'fifo' AND d.next_attempt_at <= ?1) candidates
              WHERE rn <= room
              ORDER BY due, id
@@ -577,7 +548,8 @@ fn claim_rows_postgres(
             req.limit,
             req.lease_margin_ms,
             lease,
-            req.unlisted_slots
+            req.unlisted_slots,
+            serde_json::to_string(held).unwrap_or_else(|_| "[]".into())
         ],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
@@ -590,9 +562,11 @@ impl Store {
     /// result is fenced out).
     ///
     /// On PostgreSQL, where several hookd processes may share the database, a claim is a
-    /// transaction of its own, one at a time across processes, that counts every process's
-    /// attempts in flight and skips rows another transaction holds; its fencing token comes
-    /// from a sequence.
+    /// transaction of its own, beside the other processes' claims: it counts every process's
+    /// attempts in flight (exactly for rate-limited endpoints, which one claim at a time holds;
+    /// as committed for the others, so two claims at once may each fill an endpoint's
+    /// per-endpoint room) and skips rows another transaction holds. Its fencing token carries
+    /// the process's id.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
         if req.limit == 0 {
             return Ok(Vec::new());
@@ -601,9 +575,9 @@ impl Store {
             let lease = self.leases.next();
             return self
                 .in_transaction(move |c| {
-                    c.execute("SELECT pg_advisory_xact_lock(?1)", &vals![CLAIM_LOCK])?;
+                    let held = hold_rate_limited(c)?;
                     let req = with_others_in_flight(c, req)?;
-                    let rows = claim_rows_postgres(c, &req, lease)?;
+                    let rows = claim_rows_postgres(c, &req, &held, lease)?;
                     let claims = claims(c, rows, lease, req.now)?;
                     count_starts(c, &claims, req.now)?;
                     Ok(claims)
@@ -639,13 +613,11 @@ impl Store {
             .write_unguarded(move |c, batch| {
                 let mut recorded = Vec::with_capacity(done.len());
                 let mut disabled = Vec::new();
-                let mut tallies = HashMap::new();
                 for ((claim, outcome), jitter) in done.iter().zip(jitters) {
-                    let (r, d) = record_in(c, batch, &mut tallies, claim, outcome, jitter, rule)?;
+                    let (r, d) = record_in(c, batch, claim, outcome, jitter, rule)?;
                     recorded.push(r);
                     disabled.extend(d);
                 }
-                write_tallies(c, tallies)?;
                 Ok((recorded, disabled))
             })
             .await?;

@@ -2,7 +2,7 @@
 
 use super::sql::{Conn, vals};
 
-use super::paging::BlockCounts;
+use super::ledger::{EndpointChange, Ledger};
 use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
 use super::usage::endpoint_count;
@@ -42,7 +42,7 @@ pub(super) fn insert(
     if plan.limits.endpoints.is_some() {
         plan.endpoint_fits(endpoint_count(c, tenant_id)?)?;
     }
-    batch.subscribers.forget(tenant_id);
+    batch.subscribers.forget(c, tenant_id)?;
     let s = &new.settings;
     let cols = columns(s);
     let now = now_ms();
@@ -198,6 +198,8 @@ impl Store {
                 s.check().map_err(StoreError::Invalid)?;
                 let cols = columns(&s);
                 let now = now_ms();
+                // Before the endpoint's row: see `SubscriberCache::forget`.
+                batch.subscribers.forget(c, tenant_id)?;
                 c.execute(
                     "UPDATE endpoints SET name = ?2, url = ?3, events = ?4, signature_scheme = ?5,
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
@@ -227,7 +229,6 @@ impl Store {
                         s.url_sealed.as_ref().map(|u| u.0.as_str()),
                     ],
                 )?;
-                batch.subscribers.forget(tenant_id);
                 if s.is_active != before.settings.is_active {
                     if s.is_active {
                         activate(c, batch, &before, now)?;
@@ -251,7 +252,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c, batch| {
-                batch.subscribers.forget(tenant_id);
+                batch.subscribers.forget(c, tenant_id)?;
                 batch.scrub = true;
                 match c.execute(
                     "DELETE FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
@@ -363,13 +364,13 @@ fn activate(
     before: &Endpoint,
     now: UnixMs,
 ) -> Result<(), StoreError> {
+    batch.subscribers.forget(c, before.tenant_id)?;
     c.execute(
         "UPDATE endpoints SET is_active = 1, disabled_at = NULL, disabled_reason = NULL,
             consecutive_failures = 0, updated_at = ?2
          WHERE id = ?1",
         &vals![before.id.0, now],
     )?;
-    batch.subscribers.forget(before.tenant_id);
     batch.wake = true;
     if let Some(enabled) = operational::on_enabled(before, now) {
         announce(c, batch, before.tenant_id, enabled)?;
@@ -386,9 +387,9 @@ pub(super) fn deactivate(
     now: UnixMs,
     reason: DisableReason,
 ) -> Result<(), StoreError> {
+    batch.subscribers.forget(c, endpoint.tenant_id)?;
     c.execute("UPDATE endpoints SET is_active = 0, disabled_at = ?2, disabled_reason = ?3, updated_at = ?2
          WHERE id = ?1", &vals![endpoint.id.0, now, reason.as_str()])?;
-    batch.subscribers.forget(endpoint.tenant_id);
     Ok(())
 }
 
@@ -396,7 +397,7 @@ pub(super) fn deactivate(
 /// fails them; returns how many.
 fn settle_chunk(
     c: &Conn<'_>,
-    counts: &mut BlockCounts,
+    ledger: &mut Ledger,
     id: EndpointId,
     limit: usize,
 ) -> Result<usize, StoreError> {
@@ -419,7 +420,7 @@ fn settle_chunk(
         |r| r.get::<i64>(0),
     )?;
     for delivery in &settled {
-        counts.delivery_moved(
+        ledger.blocks.delivery_moved(
             id.0,
             *delivery,
             crate::model::DeliveryStatus::Pending,
@@ -427,10 +428,14 @@ fn settle_chunk(
         );
     }
     let failed = settled.len();
-    c.execute(
-        "UPDATE endpoints SET failed = failed + ?2, pending = pending - ?2 WHERE id = ?1",
-        &vals![id.0, failed as i64],
-    )?;
+    ledger.endpoints.change(
+        id,
+        EndpointChange {
+            failed: failed as i64,
+            pending: -(failed as i64),
+            ..EndpointChange::default()
+        },
+    );
     Ok(failed)
 }
 
@@ -443,7 +448,7 @@ impl Store {
         loop {
             let failed = self
                 .writer
-                .write(move |c, batch| settle_chunk(c, &mut batch.counts, id, SETTLE_CHUNK))
+                .write(move |c, batch| settle_chunk(c, &mut batch.ledger, id, SETTLE_CHUNK))
                 .await?;
             total += failed as u64;
             if failed < SETTLE_CHUNK {

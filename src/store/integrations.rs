@@ -44,7 +44,7 @@ impl Store {
                 let now = now_ms();
                 match existing {
                     Some(id) => {
-                        batch.subscribers.forget(tenant_id);
+                        batch.subscribers.forget(c, tenant_id)?;
                         // The URL it replaces may be a credential (Slack, Discord).
                         batch.scrub = true;
                         let cols = columns(&new.settings);
@@ -69,7 +69,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c, batch| {
-                batch.subscribers.forget(tenant_id);
+                batch.subscribers.forget(c, tenant_id)?;
                 batch.scrub = true;
                 match c.execute(
                     "DELETE FROM endpoints WHERE tenant_id = ?1 AND integration = ?2",

@@ -10,6 +10,7 @@ mod events;
 mod incoming;
 mod integrations;
 mod key_cache;
+mod ledger;
 mod maintenance;
 mod migrate;
 mod paging;

@@ -22,7 +22,7 @@ use super::staged::StagedCounts;
 use crate::model::DeliveryStatus;
 
 /// The long lists whose rows are counted in blocks (the `list` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum List {
     /// An endpoint's deliveries, by status.
     Deliveries = 1,

@@ -56,6 +56,7 @@ impl Store {
                 let f = plan.features;
                 let l = plan.limits;
                 let limit = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+                batch.subscribers.forget(c, tenant_id)?;
                 c.execute(
                     "UPDATE tenants SET feature_incoming = ?2, feature_integrations = ?3,
                         feature_schedules = ?4, limit_endpoints = ?5, limit_events_per_day = ?6
@@ -69,7 +70,6 @@ impl Store {
                         limit(l.events_per_day)
                     ],
                 )?;
-                batch.subscribers.forget(tenant_id);
                 Ok(plan)
             })
             .await

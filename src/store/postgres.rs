@@ -1,6 +1,6 @@
 //! PostgreSQL: the schema (`schema.postgres.sql`) and its migrations, applied at start and safe
-//! when several hookd processes start at once; the advisory locks and the notification channel
-//! that let several processes share one database.
+//! when several hookd processes start at once (under an advisory lock), and the notification
+//! channel that wakes every process's dispatcher.
 //!
 //! The store's statements run on PostgreSQL through `store::sql`. Migrations and the listener
 //! use `tokio-postgres` directly, asynchronously.
@@ -17,13 +17,6 @@ const SCHEMA: &str = include_str!("../../schema.postgres.sql");
 
 /// The advisory lock key every hookd takes while it migrates ("hookd" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b64;
-
-/// Held by a write batch until it commits: one batch at a time across every process, so
-/// batches never wait on each other's rows.
-pub(super) const WRITE_LOCK: i64 = MIGRATION_LOCK + 1;
-
-/// Held by a claim until it commits: claims count what the others have in flight exactly.
-pub(super) const CLAIM_LOCK: i64 = MIGRATION_LOCK + 2;
 
 /// The channel a commit that made deliveries due notifies.
 pub(super) const WORK_CHANNEL: &str = "hookd_work";

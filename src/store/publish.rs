@@ -3,11 +3,9 @@
 //! `202` always means both are committed. Which endpoints are targets is [`crate::fanout`]'s
 //! rule, over subscriptions compiled once per tenant and cached here.
 
-use std::collections::HashMap;
-
 use super::sql::{Conn, vals};
 
-use super::paging::BlockCounts;
+use super::ledger::Ledger;
 use super::usage::events_on;
 use super::writer::Batch;
 use super::{StoreError, count};
@@ -70,7 +68,6 @@ pub(super) fn publish_in(
 ) -> Result<Vec<Published>, StoreError> {
     let now = now_ms();
     let subscribers = batch.subscribers.get(c, tenant_id)?;
-    let mut pending_added: HashMap<EndpointId, i64> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
     let mut repeats = 0;
     for event in events {
@@ -119,10 +116,9 @@ pub(super) fn publish_in(
                 super::rows::channels_text(&event.channels)
             ],
         )?;
-        batch.counts.event_added(tenant_id.0, name, event_id);
+        batch.ledger.blocks.event_added(tenant_id.0, name, event_id);
         for endpoint in &targets {
-            add_delivery(c, &mut batch.counts, EventId(event_id), *endpoint, now)?;
-            *pending_added.entry(*endpoint).or_default() += 1;
+            add_delivery(c, &mut batch.ledger, EventId(event_id), *endpoint, now)?;
         }
         out.push(Published {
             id: EventId(event_id),
@@ -136,12 +132,6 @@ pub(super) fn publish_in(
         meter_events(c, batch, tenant_id, stored as u64, now)?;
     }
     fire_status_schedules(c, tenant_id, events, now)?;
-    for (endpoint, n) in pending_added {
-        c.execute(
-            "UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1",
-            &vals![endpoint.0, n],
-        )?;
-    }
     batch.wake |= out.iter().any(|p| p.deliveries > 0);
     Ok(out)
 }
@@ -161,19 +151,20 @@ pub(super) fn meter_events(
     let plan = batch.subscribers.plan(c, tenant_id)?;
     let day = utc_day(now);
     if plan.limits.events_per_day.is_some() {
-        let added = count(batch.usage.added(&(tenant_id.0, day)));
+        let added = count(batch.ledger.usage.added(&(tenant_id.0, day)));
         let used = events_on(c, tenant_id, day)? + added;
         plan.events_fit(used, n, now)?;
     }
-    batch.usage.add((tenant_id.0, day), n as i64);
+    batch.ledger.usage.add((tenant_id.0, day), n as i64);
     Ok(())
 }
 
-/// Adds one pending delivery, due at `now`, inside the caller's write (the caller counts it
+/// Adds one pending delivery, due at `now`, inside the caller's write, and counts it in the
+/// ledger (its endpoint's `pending` and list).
 /// in the endpoint's `pending`).
 pub(super) fn add_delivery(
     c: &Conn<'_>,
-    counts: &mut BlockCounts,
+    ledger: &mut Ledger,
     event_id: EventId,
     endpoint_id: EndpointId,
     now: UnixMs,
@@ -183,7 +174,10 @@ pub(super) fn add_delivery(
          VALUES (?1, ?2, 0, ?3, ?3)",
         &vals![event_id.0, endpoint_id.0, now],
     )?;
-    counts.delivery_added(endpoint_id.0, id, DeliveryStatus::Pending);
+    ledger
+        .blocks
+        .delivery_added(endpoint_id.0, id, DeliveryStatus::Pending);
+    ledger.endpoints.pending_added(endpoint_id, 1);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use super::sql::{Conn, vals};
 
 use super::endpoints::{load, load_any};
+use super::ledger::EndpointChange;
 use super::publish::add_delivery;
 use super::rows::{SUMMARY_SELECT, replay_of, summary_row};
 use super::writer::Batch;
@@ -78,13 +79,9 @@ fn recover_missed(
     }
     let now = now_ms();
     for event_id in &wanted {
-        add_delivery(c, &mut batch.counts, EventId(*event_id), endpoint_id, now)?;
+        add_delivery(c, &mut batch.ledger, EventId(*event_id), endpoint_id, now)?;
     }
     let created = wanted.len() as i64;
-    c.execute(
-        "UPDATE endpoints SET pending = pending + ?2 WHERE id = ?1",
-        &vals![endpoint_id.0, created],
-    )?;
     batch.wake |= created > 0;
     Ok((created, scanned, last))
 }
@@ -144,19 +141,22 @@ impl Store {
                              WHERE id = ?1",
                             &vals![id.0, finished.code(), now],
                         )?;
-                        batch.counts.delivery_moved(
+                        batch.ledger.blocks.delivery_moved(
                             endpoint.id.0,
                             id.0,
                             finished,
                             DeliveryStatus::Pending,
                         );
                         let succeeded = i64::from(finished == DeliveryStatus::Succeeded);
-                        c.execute(
-                            "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3,
-                                pending = pending + 1
-                             WHERE id = ?1",
-                            &vals![endpoint.id.0, succeeded, 1 - succeeded],
-                        )?;
+                        batch.ledger.endpoints.change(
+                            endpoint.id,
+                            EndpointChange {
+                                succeeded: -succeeded,
+                                failed: succeeded - 1,
+                                pending: 1,
+                                ..EndpointChange::default()
+                            },
+                        );
                     }
                 }
                 batch.wake = true;
@@ -201,7 +201,7 @@ impl Store {
                         |r| r.get::<i64>(0),
                     )?;
                     for id in &requeued {
-                        batch.counts.delivery_moved(
+                        batch.ledger.blocks.delivery_moved(
                             endpoint_id.0,
                             *id,
                             DeliveryStatus::Failed,
@@ -209,11 +209,14 @@ impl Store {
                         );
                     }
                     let n = requeued.len() as i64;
-                    c.execute(
-                        "UPDATE endpoints SET failed = failed - ?2, pending = pending + ?2
-                         WHERE id = ?1",
-                        &vals![endpoint_id.0, n],
-                    )?;
+                    batch.ledger.endpoints.change(
+                        endpoint_id,
+                        EndpointChange {
+                            failed: -n,
+                            pending: n,
+                            ..EndpointChange::default()
+                        },
+                    );
                     batch.wake |= n > 0;
                     Ok(n)
                 })

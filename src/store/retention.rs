@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use super::ledger::{EndpointChange, Ledger};
 use super::sql::Conn;
 use super::{Store, StoreError};
-use crate::model::UnixMs;
+use crate::model::{EndpointId, UnixMs};
 
 /// Rows deleted per write operation.
 const BATCH: i64 = 1000;
@@ -43,6 +44,7 @@ fn first_id_since(c: &Conn<'_>, table: &str, t: UnixMs) -> Result<i64, StoreErro
 
 fn prune_batch(
     c: &Conn<'_>,
+    ledger: &mut Ledger,
     succeeded_before: UnixMs,
     failed_before: UnixMs,
 ) -> Result<Pruned, StoreError> {
@@ -73,10 +75,14 @@ fn prune_batch(
         }
     }
     for (endpoint, (succeeded, failed)) in per_endpoint {
-        c.execute(
-            "UPDATE endpoints SET succeeded = succeeded - ?2, failed = failed - ?3 WHERE id = ?1",
-            &[endpoint.into(), succeeded.into(), failed.into()],
-        )?;
+        ledger.endpoints.change(
+            EndpointId(endpoint),
+            EndpointChange {
+                succeeded: -succeeded,
+                failed: -failed,
+                ..EndpointChange::default()
+            },
+        );
     }
     let event_cut = first_id_since(c, "events", succeeded_before)?;
     let events = c.execute(
@@ -107,7 +113,9 @@ impl Store {
         failed_before: UnixMs,
     ) -> Result<Pruned, StoreError> {
         self.writer
-            .write(move |c, _| prune_batch(c, succeeded_before, failed_before))
+            .write(move |c, batch| {
+                prune_batch(c, &mut batch.ledger, succeeded_before, failed_before)
+            })
             .await
     }
 }

@@ -1,22 +1,22 @@
 //! The writer's cache of each tenant's compiled subscriptions ([`crate::fanout::Subscribers`])
 //! and plan, so a publish neither reads nor parses endpoint patterns, nor reads the plan.
 //!
-//! On PostgreSQL other processes change endpoints and plans too: a batch that changed them
-//! moves the `hookd_tenant_settings` sequence, and every writer that sees it moved at the start
-//! of its next batch (under the write lock) drops its cache.
+//! On PostgreSQL other processes change endpoints and plans too. Each tenant has a version
+//! (`hookd_tenant_versions`): a batch that uses a tenant's cache first holds that row shared,
+//! until it commits, and drops the cache if the version moved; a write that changes the
+//! tenant's endpoints or plan bumps it first ([`SubscriberCache::forget`]), waiting for the
+//! batches that hold it. What a publish fans out to is so never older than its commit, and no
+//! lock is taken across tenants.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::sql::{Conn, vals};
 
 use super::StoreError;
 use super::plans::read_plan;
-use crate::model::plan::{Feature, Plan};
-
-/// The PostgreSQL sequence a batch moves when it changed what these caches hold.
-const SETTINGS_SEQUENCE: &str = "hookd_tenant_settings";
 use crate::fanout::{Subscribers, Subscription};
+use crate::model::plan::{Feature, Plan};
 use crate::model::{EndpointId, TenantId};
 
 /// Tenants' compiled subscriptions and plans, as the writer's connection sees them. Any write
@@ -25,12 +25,13 @@ use crate::model::{EndpointId, TenantId};
 pub(crate) struct SubscriberCache {
     subscribers: HashMap<TenantId, Arc<Subscribers>>,
     plans: HashMap<TenantId, Plan>,
-    /// Whether this batch forgot a tenant (other processes must then forget theirs).
-    changed: bool,
+    /// The version each tenant's cached entries were read at (PostgreSQL).
+    versions: HashMap<TenantId, i64>,
+    /// Tenants whose version row the batch holds (PostgreSQL): their entries stay current
+    /// until the commit.
+    held: HashSet<TenantId>,
     /// Whether the operation being applied forgot a tenant (changed endpoints or a plan).
     forgot_in_op: bool,
-    /// The `hookd_tenant_settings` value the cache is current with (PostgreSQL).
-    seen: Option<i64>,
 }
 
 impl SubscriberCache {
@@ -40,6 +41,7 @@ impl SubscriberCache {
         c: &Conn<'_>,
         tenant_id: TenantId,
     ) -> Result<Arc<Subscribers>, StoreError> {
+        self.hold(c, tenant_id)?;
         if let Some(s) = self.subscribers.get(&tenant_id) {
             return Ok(s.clone());
         }
@@ -72,6 +74,7 @@ impl SubscriberCache {
 
     /// The tenant's plan, read on first use; `NotFound` when there is no such tenant.
     pub fn plan(&mut self, c: &Conn<'_>, tenant_id: TenantId) -> Result<Plan, StoreError> {
+        self.hold(c, tenant_id)?;
         if let Some(plan) = self.plans.get(&tenant_id) {
             return Ok(*plan);
         }
@@ -80,12 +83,62 @@ impl SubscriberCache {
         Ok(plan)
     }
 
-    /// Drops a tenant's subscribers and plan after one of its endpoints or its plan changed.
-    pub fn forget(&mut self, tenant_id: TenantId) {
+    /// On PostgreSQL, holds the tenant's version row (shared) for the rest of the batch and
+    /// drops its entries if another process changed them since they were read.
+    fn hold(&mut self, c: &Conn<'_>, tenant_id: TenantId) -> Result<(), StoreError> {
+        if !c.is_postgres() || self.held.contains(&tenant_id) {
+            return Ok(());
+        }
+        let read = |c: &Conn<'_>| {
+            c.query_opt(
+                "SELECT version FROM hookd_tenant_versions WHERE tenant_id = ?1 FOR SHARE",
+                &vals![tenant_id.0],
+                |r| r.get::<i64>(0),
+            )
+        };
+        let version = match read(c)? {
+            Some(v) => Some(v),
+            // A tenant copied from SQLite has no row yet (one with no tenant gets none).
+            None => {
+                c.execute(
+                    "INSERT INTO hookd_tenant_versions (tenant_id, version)
+                     SELECT id, 0 FROM tenants WHERE id = ?1 ON CONFLICT (tenant_id) DO NOTHING",
+                    &vals![tenant_id.0],
+                )?;
+                read(c)?
+            }
+        };
+        let Some(version) = version else {
+            return Ok(());
+        };
+        if self.versions.get(&tenant_id) != Some(&version) {
+            self.subscribers.remove(&tenant_id);
+            self.plans.remove(&tenant_id);
+            self.versions.insert(tenant_id, version);
+        }
+        self.held.insert(tenant_id);
+        Ok(())
+    }
+
+    /// Drops a tenant's subscribers and plan: its endpoints or its plan are about to change.
+    /// Called before the write that changes them: on PostgreSQL it bumps the tenant's version,
+    /// waiting for the batches that publish with the old one, and a batch must take that row
+    /// before the endpoint rows (as publishes do), or two batches could wait on each other.
+    pub fn forget(&mut self, c: &Conn<'_>, tenant_id: TenantId) -> Result<(), StoreError> {
+        if c.is_postgres() {
+            c.execute(
+                "INSERT INTO hookd_tenant_versions (tenant_id, version)
+                 SELECT id, 1 FROM tenants WHERE id = ?1
+                 ON CONFLICT (tenant_id) DO UPDATE SET version = hookd_tenant_versions.version + 1",
+                &vals![tenant_id.0],
+            )?;
+        }
         self.subscribers.remove(&tenant_id);
         self.plans.remove(&tenant_id);
-        self.changed = true;
+        self.versions.remove(&tenant_id);
+        self.held.remove(&tenant_id);
         self.forgot_in_op = true;
+        Ok(())
     }
 
     /// A write operation starts.
@@ -93,11 +146,13 @@ impl SubscriberCache {
         self.forgot_in_op = false;
     }
 
-    /// The operation failed and its savepoint undid its writes. Only writes that change
-    /// endpoints or plans change what is cached, and each forgets its tenant; when this one
-    /// did, what it cached afterwards may be what was undone, so everything goes. Otherwise
-    /// (a refused quota, a missing row) the caches stay.
+    /// The operation failed and its savepoint undid its writes — and released the rows it
+    /// held, which are taken again when next used. Only writes that change endpoints or plans
+    /// change what is cached, and each forgets its tenant; when this one did, what it cached
+    /// afterwards may be what was undone, so everything goes. Otherwise (a refused quota, a
+    /// missing row) the caches stay.
     pub fn op_failed(&mut self) {
+        self.held.clear();
         if self.forgot_in_op {
             self.clear();
         }
@@ -108,36 +163,11 @@ impl SubscriberCache {
     pub fn clear(&mut self) {
         self.subscribers.clear();
         self.plans.clear();
+        self.versions.clear();
     }
 
-    /// At a PostgreSQL batch's start, under the write lock: drops the cache when another
-    /// process changed endpoints or plans since it was filled.
-    pub fn catch_up(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
-        let now: i64 = c.query_one(
-            &format!("SELECT last_value FROM {SETTINGS_SEQUENCE}"),
-            &[],
-            |r| r.get(0),
-        )?;
-        if self.seen != Some(now) {
-            self.clear();
-            self.seen = Some(now);
-        }
-        self.changed = false;
-        Ok(())
-    }
-
-    /// Before a PostgreSQL batch commits: when it changed endpoints or plans, moves the
-    /// sequence so other processes drop their caches.
-    pub fn announce(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
-        if self.changed {
-            let next: i64 = c.query_one(
-                &format!("SELECT nextval('{SETTINGS_SEQUENCE}')"),
-                &[],
-                |r| r.get(0),
-            )?;
-            self.seen = Some(next);
-            self.changed = false;
-        }
-        Ok(())
+    /// A batch starts: it holds no tenant's row yet.
+    pub fn batch_started(&mut self) {
+        self.held.clear();
     }
 }

@@ -232,7 +232,7 @@ impl Store {
         let deleted = self
             .writer
             .write(move |c, batch| {
-                batch.subscribers.forget(id);
+                batch.subscribers.forget(c, id)?;
                 batch.scrub = true;
                 match c.execute("DELETE FROM tenants WHERE id = ?1", &[id.0.into()])? {
                     0 => Err(StoreError::NotFound),

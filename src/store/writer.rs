@@ -9,11 +9,10 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
-use super::paging::BlockCounts;
-use super::postgres::{WORK_CHANNEL, WRITE_LOCK};
+use super::ledger::Ledger;
+use super::postgres::WORK_CHANNEL;
 use super::sql::Conn;
 use super::subscribers::SubscriberCache;
-use super::usage::{DailyUsage, write_usage};
 use crate::report::ErrorChain;
 
 /// Most operations applied in one transaction.
@@ -31,12 +30,9 @@ pub(crate) struct Batch {
     pub subscribers: SubscriberCache,
     /// Why an operation failed for want of storage, if one did.
     pub storage_failure: Option<String>,
-    /// What the batch's operations added to or moved between the long lists' block counts,
-    /// written just before the commit.
-    pub counts: BlockCounts,
-    /// The events the batch's operations published, per tenant and day, written just before
-    /// the commit.
-    pub usage: DailyUsage,
+    /// What the batch's operations changed in derived counts (block counts, endpoint
+    /// counters, daily usage), written just before the commit.
+    pub ledger: Ledger,
     /// Set when an operation deleted or replaced secrets (signing secrets, credentials, header
     /// values): after the commit the WAL, which still holds their old pages, is emptied.
     pub scrub: bool,
@@ -119,14 +115,12 @@ where
             f(conn, batch)
         };
         if result.is_ok() {
-            batch.counts.keep_staged();
-            batch.usage.keep_staged();
+            batch.ledger.keep_staged();
         }
         if let Err(e) = &result {
             // What the failed operation cached or counted may be what its savepoint undid.
             batch.subscribers.op_failed();
-            batch.counts.drop_staged();
-            batch.usage.drop_staged();
+            batch.ledger.drop_staged();
             if e.is_storage_failure() {
                 batch.storage_failure = Some(ErrorChain(e).to_string());
             }
@@ -383,8 +377,7 @@ fn batches(
                 wake: false,
                 subscribers: std::mem::take(&mut subscribers),
                 storage_failure: None,
-                counts: BlockCounts::default(),
-                usage: DailyUsage::default(),
+                ledger: Ledger::default(),
                 scrub: false,
             };
             let committed = commit_batch(conn, &mut ops, &mut batch);
@@ -439,22 +432,12 @@ fn commit_batch(
 ) -> Result<(), StoreError> {
     match conn {
         // Take the write lock now, not at the first write: a busy file fails here, whole.
-        Conn::Sqlite(_) => {
-            conn.execute("BEGIN IMMEDIATE", &[])?;
-        }
-        // One batch at a time across every hookd on the database, as SQLite's lock makes it
-        // on one machine: batches then never wait on each other's rows (no deadlocks).
-        Conn::Postgres(_) => {
-            conn.execute("BEGIN", &[])?;
-            if let Err(e) = conn
-                .execute("SELECT pg_advisory_xact_lock(?1)", &[WRITE_LOCK.into()])
-                .and_then(|_| batch.subscribers.catch_up(conn))
-            {
-                let _ = conn.execute("ROLLBACK", &[]);
-                return Err(e);
-            }
-        }
-    }
+        Conn::Sqlite(_) => conn.execute("BEGIN IMMEDIATE", &[])?,
+        // Every process commits its own batches, side by side: what they share is written
+        // last, in one order (the ledger), or held per tenant (the subscriber caches).
+        Conn::Postgres(_) => conn.execute("BEGIN", &[])?,
+    };
+    batch.subscribers.batch_started();
     // Eager operations first: they answer before the commit, so they must see only what
     // earlier batches committed, never this batch's writes.
     let (eager, guarded): (Vec<_>, Vec<_>) = ops.iter_mut().partition(|op| op.eager());
@@ -464,15 +447,7 @@ fn commit_batch(
             return Err(StoreError::RolledBack);
         }
     }
-    if let Err(e) = batch
-        .counts
-        .write(conn)
-        .and_then(|()| write_usage(conn, &mut batch.usage))
-        .and_then(|()| match conn.is_postgres() {
-            true => batch.subscribers.announce(conn),
-            false => Ok(()),
-        })
-    {
+    if let Err(e) = batch.ledger.write(conn) {
         let _ = conn.execute("ROLLBACK", &[]);
         return Err(e);
     }
