@@ -72,20 +72,7 @@ pub(super) fn publish_in(
     let mut repeats = 0;
     for event in events {
         if let Some(key) = &event.idempotency_key {
-            let prior = c.query_opt(
-                "SELECT id, type, created_at, deliveries FROM events
-                     WHERE tenant_id = ?1 AND idempotency_key = ?2",
-                &vals![tenant_id.0, key],
-                |r| {
-                    Ok(Published {
-                        id: EventId(r.get(0)?),
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                        deliveries: count(r.get(3)?),
-                    })
-                },
-            )?;
-            match prior {
+            match prior(c, tenant_id, key)? {
                 Some(p) if idempotency_holds(p.created_at, now) => {
                     repeats += 1;
                     out.push(p);
@@ -102,20 +89,49 @@ pub(super) fn publish_in(
         }
         let name = event.name.as_str();
         let targets = subscribers.targets(name, &event.data, &event.channels, fanout);
-        let event_id = c.insert(
-            "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries, created_at,
-                channels)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            &vals![
-                tenant_id.0,
-                name,
-                event.data,
-                event.idempotency_key,
-                targets.len() as i64,
-                now,
-                super::rows::channels_text(&event.channels)
-            ],
-        )?;
+        let (deliveries, channels) = (
+            targets.len() as i64,
+            super::rows::channels_text(&event.channels),
+        );
+        let row = vals![
+            tenant_id.0,
+            name,
+            event.data,
+            event.idempotency_key,
+            deliveries,
+            now,
+            channels
+        ];
+        let event_id = match &event.idempotency_key {
+            None => c.insert(
+                "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
+                    created_at, channels)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &row,
+            )?,
+            // Another process may publish the same key at the same moment (PostgreSQL): the
+            // insert then waits for its commit, and the publish is that one's repeat.
+            Some(key) => {
+                let inserted = c.query_opt(
+                    "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
+                        created_at, channels)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+                     DO NOTHING RETURNING id",
+                    &row,
+                    |r| r.get::<i64>(0),
+                )?;
+                match inserted {
+                    Some(id) => id,
+                    None => {
+                        let p = prior(c, tenant_id, key)?.ok_or(StoreError::RolledBack)?;
+                        repeats += 1;
+                        out.push(p);
+                        continue;
+                    }
+                }
+            }
+        };
         batch.ledger.blocks.event_added(tenant_id.0, name, event_id);
         for endpoint in &targets {
             add_delivery(c, &mut batch.ledger, EventId(event_id), *endpoint, now)?;
@@ -157,6 +173,23 @@ pub(super) fn meter_events(
     }
     batch.ledger.usage.add((tenant_id.0, day), n as i64);
     Ok(())
+}
+
+/// The event published earlier with idempotency key `key`, if one was.
+fn prior(c: &Conn<'_>, tenant_id: TenantId, key: &str) -> Result<Option<Published>, StoreError> {
+    c.query_opt(
+        "SELECT id, type, created_at, deliveries FROM events
+         WHERE tenant_id = ?1 AND idempotency_key = ?2",
+        &vals![tenant_id.0, key],
+        |r| {
+            Ok(Published {
+                id: EventId(r.get(0)?),
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+                deliveries: count(r.get(3)?),
+            })
+        },
+    )
 }
 
 /// Adds one pending delivery, due at `now`, inside the caller's write, and counts it in the

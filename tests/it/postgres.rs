@@ -406,6 +406,42 @@ async fn a_publish_through_one_process_wakes_the_others() {
 }
 
 #[tokio::test]
+async fn one_idempotency_key_published_through_two_processes_at_once_is_one_event() {
+    use hookd::store::Store;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("idempotent").await;
+    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
+    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let tenant = a.create_tenant("t".into()).await.expect("tenant");
+    let endpoint = a
+        .create_endpoint(tenant.id, catch_all_endpoint())
+        .await
+        .expect("endpoint");
+    let keyed = |i: usize| hookd::store::NewEvent {
+        idempotency_key: Some(format!("key-{i}")),
+        ..event_a_b()
+    };
+    // Each key through both processes at the same moment, batched with other keys so the
+    // two batches overlap: both answer, with the same event, and one delivery is queued.
+    let rounds = 40;
+    let (through_a, through_b) = tokio::join!(
+        futures_util::future::join_all((0..rounds).map(|i| a.publish(tenant.id, vec![keyed(i)]))),
+        futures_util::future::join_all((0..rounds).map(|i| b.publish(tenant.id, vec![keyed(i)]))),
+    );
+    for (i, (x, y)) in through_a.into_iter().zip(through_b).enumerate() {
+        let (x, y) = (x.expect("through a"), y.expect("through b"));
+        assert_eq!(x[0].id, y[0].id, "key-{i} is one event");
+    }
+    let counters = a
+        .get_endpoint(tenant.id, endpoint.id)
+        .await
+        .expect("endpoint")
+        .counters;
+    assert_eq!(counters.pending, rounds as u64, "one delivery per key");
+    close_both((a, a_handle), (b, b_handle)).await;
+}
+
+#[tokio::test]
 async fn an_endpoint_or_plan_changed_through_one_process_holds_at_once_in_the_others() {
     use hookd::model::plan::PlanPatch;
     use hookd::store::Store;
