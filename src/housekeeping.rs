@@ -35,6 +35,9 @@ pub async fn run(
             () = &mut shutdown => return,
             () = tokio::time::sleep(interval) => {}
         }
+        if !store.leads() {
+            continue;
+        }
         if let Err(e) = pass(&store, retention).await {
             tracing::warn!(error = %crate::report::ErrorChain(&e), "housekeeping failed; will try again");
         }

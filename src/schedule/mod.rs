@@ -35,6 +35,9 @@ pub async fn run(store: Store, interval: Duration, shutdown: impl Future<Output 
             () = &mut shutdown => return,
             () = tokio::time::sleep(interval) => {}
         }
+        if !store.leads() {
+            continue;
+        }
         if let Err(e) = fire_due(&store).await {
             tracing::warn!(error = %ErrorChain(&e), "firing schedules failed; will try again");
         }

@@ -37,12 +37,14 @@ pub(super) fn insert(
     tenant_id: TenantId,
     new: &NewEndpoint,
 ) -> Result<EndpointId, StoreError> {
+    // First: on PostgreSQL this holds the tenant's version row, so endpoints are added one
+    // at a time per tenant across processes and the count below is exact.
+    batch.subscribers.forget(c, tenant_id)?;
     // Answers `NotFound` when there is no such tenant.
     let plan = batch.subscribers.plan(c, tenant_id)?;
     if plan.limits.endpoints.is_some() {
         plan.endpoint_fits(endpoint_count(c, tenant_id)?)?;
     }
-    batch.subscribers.forget(c, tenant_id)?;
     let s = &new.settings;
     let cols = columns(s);
     let now = now_ms();

@@ -33,7 +33,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -262,6 +262,8 @@ pub struct Store {
     wake: Arc<Notify>,
     leases: Arc<LeaseTokens>,
     health: WriteHealth,
+    /// Whether this process runs the duties one process runs at a time (always, on SQLite).
+    leads: Arc<AtomicBool>,
 }
 
 /// Fencing tokens for leases, drawn outside any transaction so a rolled-back claim never
@@ -437,6 +439,8 @@ impl Store {
         let process = processes::register(url).await?;
         let mut store = store;
         store.leases = Arc::new(LeaseTokens::for_process(process));
+        // Until its first beat shows whether it does.
+        store.leads = Arc::new(AtomicBool::new(false));
         handle.listener = Some(Listener(tokio::spawn(postgres::listen(
             url.to_owned(),
             store.wake.clone(),
@@ -446,8 +450,15 @@ impl Store {
             url.to_owned(),
             process,
             store.wake.clone(),
+            store.leads.clone(),
         ))));
         Ok((store, handle))
+    }
+
+    /// Whether this process runs housekeeping and fires schedules: on PostgreSQL, one live
+    /// process at a time does (see `processes`); on SQLite, the one process does.
+    pub fn leads(&self) -> bool {
+        self.leads.load(AtomicOrdering::Relaxed)
     }
 
     /// Whether the store is on PostgreSQL.
@@ -499,6 +510,7 @@ impl Store {
             wake,
             health,
             leases: Arc::new(LeaseTokens::starting_now()),
+            leads: Arc::new(AtomicBool::new(true)),
         };
         Ok((
             store,

@@ -3,10 +3,16 @@
 //! or cut off from the database), so its deliveries are claimed again within seconds instead of
 //! at the end of each lease.
 //!
+//! The live process with the lowest id leads: it alone runs housekeeping and fires schedules
+//! (see [`super::Store::leads`]). Leadership is read from the beats, not held as a lock: when the
+//! leader stops beating, the next one leads within [`DEAD_AFTER`]. Two leaders for a moment
+//! are harmless (a schedule's run is unique per slot; retention deletes what is there).
+//!
 //! A process's lease tokens carry its id in their high bits ([`LEASE_BITS`]): the leases a dead
 //! process held are found by their token alone, with no table of leases to keep.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -51,8 +57,9 @@ pub(super) async fn register(url: &str) -> Result<i64, StoreError> {
 }
 
 /// Beats for process `id` every [`BEAT_EVERY`] and releases dead processes' leases, waking
-/// `wake` (and the other processes) when it released any. Runs until aborted, reconnecting.
-pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>) {
+/// `wake` (and the other processes) when it released any; sets `leads` after each beat (and
+/// clears it while beats fail). Runs until aborted, reconnecting.
+pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>, leads: Arc<AtomicBool>) {
     let mut pause = Duration::from_millis(100);
     loop {
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
@@ -61,13 +68,15 @@ pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>) {
                 loop {
                     // The pause grows while beats fail, connected or not.
                     match beat_once(&mut client, id, now_ms()).await {
-                        Ok(released) => {
+                        Ok((released, leader)) => {
+                            leads.store(leader, Ordering::Relaxed);
                             pause = Duration::from_millis(100);
                             if released > 0 {
                                 wake.notify_one();
                             }
                         }
                         Err(e) => {
+                            leads.store(false, Ordering::Relaxed);
                             tracing::warn!(error = %ErrorChain(&e), "a heartbeat failed; reconnecting");
                             break;
                         }
@@ -87,12 +96,13 @@ pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>) {
 
 /// One beat at `now`: records this process as alive (again, if another took it for dead and
 /// removed it), then, in one transaction, removes the processes that stopped beating and
-/// releases every lease they held. Returns how many deliveries it released.
+/// releases every lease they held. Returns how many deliveries it released, and whether this
+/// process leads (it is the live one with the lowest id).
 async fn beat_once(
     client: &mut tokio_postgres::Client,
     id: i64,
     now: UnixMs,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<(u64, bool), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO hookd_processes (id, started_at, beat_at) VALUES ($1, $2, $2)
@@ -111,6 +121,13 @@ async fn beat_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let leader: Option<i64> = tx
+        .query_one(
+            "SELECT min(id) FROM hookd_processes WHERE beat_at >= $1",
+            &[&(now - DEAD_AFTER.as_millis() as i64)],
+        )
+        .await?
+        .get(0);
     let mut released = 0;
     for process in &dead {
         let (first, end) = lease_range(*process);
@@ -134,7 +151,7 @@ async fn beat_once(
             "released the leases of hookd processes that stopped beating"
         );
     }
-    Ok(released)
+    Ok((released, leader == Some(id)))
 }
 
 #[cfg(test)]

@@ -520,6 +520,46 @@ async fn a_key_deleted_through_one_process_stops_working_in_the_others() {
     close_both((a, a_handle), (b, b_handle)).await;
 }
 
+#[tokio::test]
+async fn one_process_at_a_time_leads_and_another_takes_over_when_it_stops() {
+    use crate::support::wait_until;
+    use hookd::store::Store;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("leads").await;
+    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
+    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let (a2, b2) = (a.clone(), b.clone());
+    wait_until(
+        "the first process leads, the second does not",
+        std::time::Duration::from_secs(10),
+        || {
+            let (a, b) = (a2.clone(), b2.clone());
+            async move { a.leads() && !b.leads() }
+        },
+    )
+    .await;
+    // The leader stops (its beats with it): the other leads once it is taken for dead.
+    drop(a);
+    drop(a2);
+    tokio::task::spawn_blocking(move || a_handle.close())
+        .await
+        .expect("a closes");
+    let b3 = b.clone();
+    wait_until(
+        "the second process leads",
+        std::time::Duration::from_secs(15),
+        || {
+            let b = b3.clone();
+            async move { b.leads() }
+        },
+    )
+    .await;
+    drop((b, b2, b3));
+    tokio::task::spawn_blocking(move || b_handle.close())
+        .await
+        .expect("b closes");
+}
+
 /// An endpoint subscribed to every event, at a port where nothing listens.
 fn catch_all_endpoint() -> hookd::store::NewEndpoint {
     hookd::store::NewEndpoint {
