@@ -201,53 +201,68 @@ fn busy_json(req: &ClaimRequest) -> String {
     serde_json::Value::Object(busy).to_string()
 }
 
-/// The stored event behind a claim.
-fn claimed_event(c: &Conn<'_>, event_id: i64) -> Result<ClaimedEvent, StoreError> {
-    c.query_one(
-        "SELECT type, data, created_at FROM events WHERE id = ?1",
-        &vals![event_id],
+/// The stored events behind a claim's rows, read in one statement (one round trip on
+/// PostgreSQL, however many rows).
+fn claimed_events(
+    c: &Conn<'_>,
+    ids: &[i64],
+) -> Result<HashMap<i64, Arc<ClaimedEvent>>, StoreError> {
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let rows = c.query(
+        &format!(
+            "SELECT id, type, data, created_at FROM events WHERE id IN ({})",
+            c.id_list(1)
+        ),
+        &vals![list],
         |r| {
-            Ok(ClaimedEvent {
-                name: r.get(0)?,
-                data: r.get(1)?,
-                created_at: r.get(2)?,
-            })
+            let event = ClaimedEvent {
+                name: r.get(1)?,
+                data: r.get(2)?,
+                created_at: r.get(3)?,
+            };
+            Ok((r.get::<i64>(0)?, Arc::new(event)))
         },
-    )
+    )?;
+    Ok(rows.into_iter().collect())
 }
 
-/// The facts of a delivery still leased by `lease`, with its endpoint's state; `None` when
-/// the lease has passed to another attempt or the delivery is finished.
-fn leased_facts(
-    c: &Conn<'_>,
-    delivery: DeliveryId,
-    lease: i64,
-) -> Result<Option<(DeliveryFacts, EndpointState)>, StoreError> {
-    let row = c.query_opt(
-        "SELECT d.schedule_offset, d.replay_return, d.resume_at, d.was_exhausted, d.event_id,
-                    ev.type, e.is_active, e.consecutive_failures
+/// A pending delivery's lease, endpoint and facts, with its endpoint's state as committed.
+type Leased = (i64, EndpointId, DeliveryFacts, EndpointState);
+
+/// The pending deliveries among `ids`, each with its lease, facts and endpoint's state, read
+/// in one statement (one round trip on PostgreSQL for a whole batch of results).
+fn leased_facts(c: &Conn<'_>, ids: &[i64]) -> Result<HashMap<DeliveryId, Leased>, StoreError> {
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let rows = c.query(
+        &format!(
+            "SELECT d.id, d.lease, d.schedule_offset, d.replay_return, d.resume_at,
+                    d.was_exhausted, d.event_id, ev.type, e.is_active, e.consecutive_failures,
+                    d.endpoint_id
              FROM deliveries d
              JOIN events ev ON ev.id = d.event_id
              JOIN endpoints e ON e.id = d.endpoint_id
-             WHERE d.id = ?1 AND d.status = 0 AND d.lease = ?2",
-        &vals![delivery.0, lease],
+             WHERE d.id IN ({}) AND d.status = 0 AND d.lease IS NOT NULL",
+            c.id_list(1)
+        ),
+        &vals![list],
         |r| {
+            let id = DeliveryId(r.get(0)?);
             let facts = DeliveryFacts {
-                id: delivery,
-                event_id: EventId(r.get(4)?),
-                event_type: r.get(5)?,
-                schedule_offset: r.get(0)?,
-                replay: replay_of(r.get(1)?, r.get(2)?)?,
-                was_exhausted: r.get::<i64>(3)? != 0,
+                id,
+                event_id: EventId(r.get(6)?),
+                event_type: r.get(7)?,
+                schedule_offset: r.get(2)?,
+                replay: replay_of(r.get(3)?, r.get(4)?)?,
+                was_exhausted: r.get::<i64>(5)? != 0,
             };
             let state = EndpointState {
-                is_active: r.get::<i64>(6)? != 0,
-                consecutive_failures: count(r.get(7)?),
+                is_active: r.get::<i64>(8)? != 0,
+                consecutive_failures: count(r.get(9)?),
             };
-            Ok((facts, state))
+            Ok((id, (r.get::<i64>(1)?, EndpointId(r.get(10)?), facts, state)))
         },
     )?;
-    Ok(row)
+    Ok(rows.into_iter().collect())
 }
 
 /// Records one attempt inside the caller's write: checks the lease, asks `rule` what follows
@@ -257,12 +272,17 @@ fn leased_facts(
 fn record_in(
     c: &Conn<'_>,
     batch: &mut Batch,
+    leased: &mut HashMap<DeliveryId, Leased>,
     claim: &Claim,
     outcome: &AttemptOutcome,
     jitter: f64,
     rule: AttemptRule,
 ) -> Result<(Recorded, Option<EndpointId>), StoreError> {
-    let Some((facts, fresh)) = leased_facts(c, claim.delivery_id, claim.lease)? else {
+    // Taken: a second result for the same delivery finds it finished.
+    let Some((_, _, facts, fresh)) = leased
+        .remove(&claim.delivery_id)
+        .filter(|(lease, _, _, _)| *lease == claim.lease)
+    else {
         return Ok((Recorded::Stale, None));
     };
     let endpoint = &claim.endpoint.0;
@@ -338,6 +358,13 @@ fn record_in(
     );
     let mut disabled = None;
     if let Some(reason) = t.disable {
+        // The operation's other results for this endpoint were read before: they see it
+        // disabled now.
+        for (_, of, _, other) in leased.values_mut() {
+            if *of == endpoint.id {
+                other.is_active = false;
+            }
+        }
         deactivate(c, batch, endpoint, t.finished_at, reason)?;
         tracing::warn!(
             endpoint_id = %endpoint.id,
@@ -362,7 +389,10 @@ fn claims(
     now: UnixMs,
 ) -> Result<Vec<Claim>, StoreError> {
     let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
-    let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let events = claimed_events(c, &ids)?;
     let mut claims = Vec::with_capacity(rows.len());
     for (id, event_id, endpoint_id, attempt) in rows {
         let endpoint = match endpoints.get(&endpoint_id) {
@@ -375,14 +405,11 @@ fn claims(
                 shared
             }
         };
-        let event = match events.get(&event_id) {
-            Some(e) => e.clone(),
-            None => {
-                let e = Arc::new(claimed_event(c, event_id)?);
-                events.insert(event_id, e.clone());
-                e
-            }
-        };
+        // A leased delivery's event stays (retention deletes only events without deliveries).
+        let event = events.get(&event_id).cloned().ok_or(StoreError::Corrupt {
+            what: "deliveries.event_id",
+            detail: format!("names no event: {event_id}"),
+        })?;
         claims.push(Claim {
             delivery_id: DeliveryId(id),
             event_id: EventId(event_id),
@@ -613,8 +640,10 @@ impl Store {
             .write_unguarded(move |c, batch| {
                 let mut recorded = Vec::with_capacity(done.len());
                 let mut disabled = Vec::new();
+                let ids: Vec<i64> = done.iter().map(|(claim, _)| claim.delivery_id.0).collect();
+                let mut leased = leased_facts(c, &ids)?;
                 for ((claim, outcome), jitter) in done.iter().zip(jitters) {
-                    let (r, d) = record_in(c, batch, claim, outcome, jitter, rule)?;
+                    let (r, d) = record_in(c, batch, &mut leased, claim, outcome, jitter, rule)?;
                     recorded.push(r);
                     disabled.extend(d);
                 }

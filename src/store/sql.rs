@@ -388,6 +388,17 @@ impl<'c> Conn<'c> {
         }
     }
 
+    /// A subquery answering the integers of the JSON array bound as parameter `n` (`[1,2]`),
+    /// for `id IN (…)` with any number of ids in one statement.
+    pub fn id_list(&self, n: usize) -> String {
+        match self {
+            Self::Sqlite(_) => format!("SELECT value FROM json_each(?{n})"),
+            Self::Postgres(_) => format!(
+                "SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(CAST(?{n} AS TEXT) AS jsonb))"
+            ),
+        }
+    }
+
     /// Whether this is PostgreSQL (for the few statements written twice).
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
