@@ -82,6 +82,10 @@ const MAX_CLAIM: usize = 500;
 /// Most outcomes recorded in one write.
 const MAX_RECORD: usize = 512;
 
+/// Record writes waiting for the writer at a time: two, so one gathers results while the
+/// other commits.
+const RECORDS_IN_FLIGHT: usize = 2;
+
 /// A finished attempt on its way to the store, holding its slot until it is recorded.
 struct Done {
     claim: Claim,
@@ -382,15 +386,20 @@ impl Dispatcher {
     }
 }
 
-/// Records finished attempts in batches: whatever has finished while the previous batch was
-/// being written goes in the next one. Each batch frees its slots once it is recorded.
+/// Records finished attempts in batches: whatever has finished while the previous batches were
+/// being written goes in the next one ([`RECORDS_IN_FLIGHT`] are written at a time, so results
+/// gather instead of each going alone). Each batch frees its slots once it is recorded.
 async fn record_loop(
     store: Store,
     wake: Arc<Notify>,
     held: Arc<Mutex<Held>>,
     mut finished: mpsc::UnboundedReceiver<Done>,
 ) {
+    let in_flight = Arc::new(Semaphore::new(RECORDS_IN_FLIGHT));
     while let Some(first) = finished.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_RECORD {
             match finished.try_recv() {
@@ -434,6 +443,7 @@ async fn record_loop(
                 tracing::error!(attempts = n, error = %ErrorChain(&e), "cannot record attempts; they are retried when their leases end");
             }
             drop(slots);
+            drop(permit);
             wake.notify_one();
         });
     }

@@ -210,8 +210,8 @@ fn claimed_events(
     let list = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let rows = c.query(
         &format!(
-            "SELECT id, type, data, created_at FROM events WHERE id IN ({})",
-            c.id_list(1)
+            "SELECT id, type, data, created_at FROM events WHERE {}",
+            c.in_ids("id", 1)
         ),
         &vals![list],
         |r| {
@@ -241,8 +241,8 @@ fn leased_facts(c: &Conn<'_>, ids: &[i64]) -> Result<HashMap<DeliveryId, Leased>
              FROM deliveries d
              JOIN events ev ON ev.id = d.event_id
              JOIN endpoints e ON e.id = d.endpoint_id
-             WHERE d.id IN ({}) AND d.status = 0 AND d.lease IS NOT NULL",
-            c.id_list(1)
+             WHERE {} AND d.status = 0 AND d.lease IS NOT NULL",
+            c.in_ids("d.id", 1)
         ),
         &vals![list],
         |r| {

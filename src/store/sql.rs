@@ -388,13 +388,15 @@ impl<'c> Conn<'c> {
         }
     }
 
-    /// A subquery answering the integers of the JSON array bound as parameter `n` (`[1,2]`),
-    /// for `id IN (…)` with any number of ids in one statement.
-    pub fn id_list(&self, n: usize) -> String {
+    /// A condition that `column` is one of the integers of the JSON array bound as parameter
+    /// `n` (`[1,2]`): any number of ids in one statement, each found through the column's
+    /// index (on PostgreSQL the array is built once, and `= ANY` keeps the index lookups
+    /// that a join with a set-returning function may trade for a scan).
+    pub fn in_ids(&self, column: &str, n: usize) -> String {
         match self {
-            Self::Sqlite(_) => format!("SELECT value FROM json_each(?{n})"),
+            Self::Sqlite(_) => format!("{column} IN (SELECT value FROM json_each(?{n}))"),
             Self::Postgres(_) => format!(
-                "SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(CAST(?{n} AS TEXT) AS jsonb))"
+                "{column} = ANY(ARRAY(SELECT CAST(jsonb_array_elements_text(CAST(CAST(?{n} AS TEXT) AS jsonb)) AS BIGINT)))"
             ),
         }
     }
