@@ -13,7 +13,7 @@ use super::publish::announce;
 use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState};
+use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState, Transition};
 use crate::model::delivery::DeliveryFacts;
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,
@@ -265,6 +265,108 @@ fn leased_facts(c: &Conn<'_>, ids: &[i64]) -> Result<HashMap<DeliveryId, Leased>
     Ok(rows.into_iter().collect())
 }
 
+/// A batch of results being recorded: the leases and facts of its deliveries, read at its
+/// start, and the attempt rows and delivery updates it writes. On SQLite each row is written
+/// at once (a statement costs no round trip); on PostgreSQL they are gathered and written in
+/// two statements for the whole batch ([`Recording::write`]).
+struct Recording {
+    leased: HashMap<DeliveryId, Leased>,
+    attempts: Vec<serde_json::Value>,
+    deliveries: Vec<serde_json::Value>,
+}
+
+impl Recording {
+    fn start(c: &Conn<'_>, ids: &[i64]) -> Result<Self, StoreError> {
+        Ok(Self {
+            leased: leased_facts(c, ids)?,
+            attempts: Vec::new(),
+            deliveries: Vec::new(),
+        })
+    }
+
+    fn add(
+        &mut self,
+        c: &Conn<'_>,
+        claim: &Claim,
+        outcome: &AttemptOutcome,
+        t: &Transition,
+    ) -> Result<(), StoreError> {
+        let id = claim.delivery_id.0;
+        if c.is_postgres() {
+            self.attempts.push(serde_json::json!({
+                "delivery_id": id, "number": claim.attempt, "at": outcome.at,
+                "response_code": outcome.response_code, "latency_ms": outcome.latency_ms,
+                "error": outcome.error.map(|e| e.as_str()),
+                "error_message": outcome.error_message, "response_body": outcome.response_body,
+            }));
+            self.deliveries.push(serde_json::json!({
+                "id": id, "status": t.status.code(), "next_attempt_at": t.next_attempt_at,
+                "exhausted": i64::from(t.exhausted),
+            }));
+            return Ok(());
+        }
+        c.execute(
+            "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
+                error, error_message, response_body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,
+                response_code = excluded.response_code, latency_ms = excluded.latency_ms,
+                error = excluded.error, error_message = excluded.error_message,
+                response_body = excluded.response_body",
+            &vals![
+                id,
+                claim.attempt,
+                outcome.at,
+                outcome.response_code,
+                outcome.latency_ms,
+                outcome.error.map(|e| e.as_str()),
+                outcome.error_message,
+                outcome.response_body,
+            ],
+        )?;
+        c.execute(
+            "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL,
+                lease = NULL, replay_return = NULL, resume_at = NULL,
+                was_exhausted = CASE WHEN ?4 = 1 THEN 1 ELSE was_exhausted END
+             WHERE id = ?1",
+            &vals![id, t.status.code(), t.next_attempt_at, t.exhausted],
+        )?;
+        Ok(())
+    }
+
+    /// Writes what was gathered (PostgreSQL), each kind in one statement.
+    fn write(self, c: &Conn<'_>) -> Result<(), StoreError> {
+        if self.attempts.is_empty() {
+            return Ok(());
+        }
+        let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
+        c.execute(
+            "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
+                error, error_message, response_body)
+             SELECT x.delivery_id, x.number, x.at, x.response_code, x.latency_ms,
+                x.error, x.error_message, x.response_body
+             FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb)) AS x(delivery_id BIGINT,
+                number BIGINT, at BIGINT, response_code BIGINT, latency_ms BIGINT, error TEXT,
+                error_message TEXT, response_body TEXT)
+             ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,
+                response_code = excluded.response_code, latency_ms = excluded.latency_ms,
+                error = excluded.error, error_message = excluded.error_message,
+                response_body = excluded.response_body",
+            &vals![json(self.attempts)],
+        )?;
+        c.execute(
+            "UPDATE deliveries d SET status = x.status, next_attempt_at = x.next_attempt_at,
+                lease_until = NULL, lease = NULL, replay_return = NULL, resume_at = NULL,
+                was_exhausted = CASE WHEN x.exhausted = 1 THEN 1 ELSE d.was_exhausted END
+             FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb))
+                AS x(id BIGINT, status BIGINT, next_attempt_at BIGINT, exhausted BIGINT)
+             WHERE d.id = x.id",
+            &vals![json(self.deliveries)],
+        )?;
+        Ok(())
+    }
+}
+
 /// Records one attempt inside the caller's write: checks the lease, asks `rule` what follows
 /// and writes it (the attempt row, the delivery, the endpoint's state and announcements); the
 /// endpoint's counters go into the batch's ledger. Returns what it did, and the endpoint when
@@ -272,14 +374,15 @@ fn leased_facts(c: &Conn<'_>, ids: &[i64]) -> Result<HashMap<DeliveryId, Leased>
 fn record_in(
     c: &Conn<'_>,
     batch: &mut Batch,
-    leased: &mut HashMap<DeliveryId, Leased>,
+    rec: &mut Recording,
     claim: &Claim,
     outcome: &AttemptOutcome,
     jitter: f64,
     rule: AttemptRule,
 ) -> Result<(Recorded, Option<EndpointId>), StoreError> {
     // Taken: a second result for the same delivery finds it finished.
-    let Some((_, _, facts, fresh)) = leased
+    let Some((_, _, facts, fresh)) = rec
+        .leased
         .remove(&claim.delivery_id)
         .filter(|(lease, _, _, _)| *lease == claim.lease)
     else {
@@ -302,37 +405,7 @@ fn record_in(
         outcome,
         jitter,
     });
-    c.execute(
-        "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
-            error, error_message, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,
-            response_code = excluded.response_code, latency_ms = excluded.latency_ms,
-            error = excluded.error, error_message = excluded.error_message,
-            response_body = excluded.response_body",
-        &vals![
-            claim.delivery_id.0,
-            claim.attempt,
-            outcome.at,
-            outcome.response_code,
-            outcome.latency_ms,
-            outcome.error.map(|e| e.as_str()),
-            outcome.error_message,
-            outcome.response_body,
-        ],
-    )?;
-    c.execute(
-        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL, lease = NULL,
-            replay_return = NULL, resume_at = NULL,
-            was_exhausted = CASE WHEN ?4 = 1 THEN 1 ELSE was_exhausted END
-         WHERE id = ?1",
-        &vals![
-            claim.delivery_id.0,
-            t.status.code(),
-            t.next_attempt_at,
-            t.exhausted
-        ],
-    )?;
+    rec.add(c, claim, outcome, &t)?;
     // A leased delivery is pending (`leased_facts` reads only those).
     batch.ledger.blocks.delivery_moved(
         endpoint.id.0,
@@ -360,7 +433,7 @@ fn record_in(
     if let Some(reason) = t.disable {
         // The operation's other results for this endpoint were read before: they see it
         // disabled now.
-        for (_, of, _, other) in leased.values_mut() {
+        for (_, of, _, other) in rec.leased.values_mut() {
             if *of == endpoint.id {
                 other.is_active = false;
             }
@@ -641,12 +714,13 @@ impl Store {
                 let mut recorded = Vec::with_capacity(done.len());
                 let mut disabled = Vec::new();
                 let ids: Vec<i64> = done.iter().map(|(claim, _)| claim.delivery_id.0).collect();
-                let mut leased = leased_facts(c, &ids)?;
+                let mut rec = Recording::start(c, &ids)?;
                 for ((claim, outcome), jitter) in done.iter().zip(jitters) {
-                    let (r, d) = record_in(c, batch, &mut leased, claim, outcome, jitter, rule)?;
+                    let (r, d) = record_in(c, batch, &mut rec, claim, outcome, jitter, rule)?;
                     recorded.push(r);
                     disabled.extend(d);
                 }
+                rec.write(c)?;
                 Ok((recorded, disabled))
             })
             .await?;
