@@ -3,6 +3,7 @@
 //! connections. Its public methods speak in model types, so that another store (PostgreSQL,
 //! many nodes) can offer the same interface later.
 
+mod claims;
 pub mod copy;
 mod deliveries;
 mod endpoints;
@@ -40,7 +41,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
-pub use deliveries::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad, Recorded};
+pub use claims::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad};
+pub use deliveries::Recorded;
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
@@ -407,7 +409,7 @@ impl Store {
             Durability::Normal => "PRAGMA synchronous = NORMAL;",
         })?;
         migrate::migrate(&conn)?;
-        deliveries::release_leases(&sql::Conn::Sqlite(&conn))?;
+        claims::release_leases(&sql::Conn::Sqlite(&conn))?;
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(

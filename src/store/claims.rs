@@ -1,0 +1,448 @@
+//! Claims: due deliveries leased to this process's workers, each with its endpoint and event,
+//! at most as many as there are free slots, paced per endpoint; and the release of leases
+//! after a restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::endpoints::{load_any, secrets};
+use super::sql::{Conn, vals};
+use super::{Store, StoreError};
+use crate::model::{DeliveryId, Endpoint, EndpointId, EventId, UnixMs, now_ms};
+
+/// What the dispatcher asks for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Claim rows due at or before this time.
+    pub now: UnixMs,
+    /// At most this many rows (the free worker slots).
+    pub limit: usize,
+    /// At most this many in flight per endpoint, counting `busy` (1 for FIFO endpoints).
+    pub per_endpoint: usize,
+    /// At most this many in flight for an endpoint `busy` does not list (a new or idle one).
+    pub unlisted_slots: usize,
+    /// Per endpoint: attempts in flight, attempts started in the last second and tenth
+    /// (checked against the endpoint's `rateLimit`), and its slot budget.
+    pub busy: Vec<(EndpointId, EndpointLoad)>,
+    /// How long a lease lasts beyond the endpoint's timeout.
+    pub lease_margin_ms: i64,
+}
+
+/// What an endpoint is already doing, as the dispatcher counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointLoad {
+    /// Attempts in flight.
+    pub in_flight: usize,
+    /// Attempts started within the last second.
+    pub started_last_second: usize,
+    /// Attempts started within the last tenth of a second.
+    pub started_last_tenth: usize,
+    /// At most this many in flight now (slots follow success); `None` for the per-endpoint
+    /// cap itself.
+    pub slots: Option<usize>,
+}
+
+/// One leased delivery, with everything a worker needs to attempt it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// Its event: the `webhook-id`.
+    pub event_id: EventId,
+    /// This attempt's number (1-based), as the log shows it.
+    pub attempt: u32,
+    /// The lease's fencing token: recording a result needs it. Never handed out twice, even
+    /// when the claim's batch rolls back (the attempt number would then repeat).
+    pub lease: i64,
+    /// The endpoint and its signing secrets (the current one first, then any still in a
+    /// rotation's grace period), shared by the claims of one batch.
+    pub endpoint: Arc<(Endpoint, Vec<String>)>,
+    /// The event as stored, shared by the claims of one batch; the delivery engine renders
+    /// it in the endpoint's format.
+    pub event: Arc<ClaimedEvent>,
+}
+
+/// An event as a claim carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvent {
+    /// Its type.
+    pub name: String,
+    /// Its `data`, as JSON text.
+    pub data: String,
+    /// When it was published.
+    pub created_at: UnixMs,
+}
+
+/// After a restart, leases held by the previous process are void: their rows are due now.
+pub(super) fn release_leases(c: &Conn<'_>) -> Result<usize, StoreError> {
+    // Only pending rows hold leases: the due index finds them (no index on the lease itself,
+    // which every claim and every result would otherwise have to update).
+    let n = c.execute(
+        "UPDATE deliveries SET next_attempt_at = ?1, lease_until = NULL
+         WHERE status = 0 AND lease_until IS NOT NULL",
+        &vals![now_ms()],
+    )?;
+    if n > 0 {
+        tracing::info!(
+            deliveries = n,
+            "re-queued deliveries that were in flight before a restart"
+        );
+    }
+    Ok(n)
+}
+
+/// Claims due deliveries in one `UPDATE … RETURNING`: at most `limit` rows, earliest due
+/// first. Each endpoint offers at most `min(per_endpoint, limit, max(32, 2·limit / endpoints
+/// with room))` candidates, so the sort stays small with many endpoints. Per active endpoint, at most `per_endpoint` in flight (one, and only the oldest
+/// pending delivery, for FIFO endpoints), and no more starts than its `rateLimit` leaves in
+/// the last second — paced to a tenth of it per 100 ms, so a limit spreads starts evenly
+/// instead of bursting at each second. Each claimed row gets a lease (its `next_attempt_at` moves to the
+/// lease's end) and its next attempt number.
+fn claim_rows(
+    c: &Conn<'_>,
+    req: &ClaimRequest,
+    lease: i64,
+) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+    let busy = busy_json(req);
+    c.query(
+        "UPDATE deliveries
+         SET attempts = attempts + 1,
+             lease = ?6,
+             lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
+             next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
+         WHERE id IN (
+             -- CROSS JOIN keeps endpoints the outer loop, so deliveries are only ever probed
+             -- through the due index, never scanned.
+             WITH load(endpoint, in_flight, last_second, last_tenth, slots) AS (
+                 SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1, value ->> 2, value ->> 3
+                 FROM json_each(?2)),
+             room(endpoint, ordering, room) AS (
+                 SELECT e.id, e.ordering, min(
+                     min(CASE e.ordering WHEN 'fifo' THEN 1 ELSE ?3 END,
+                         coalesce(l.slots, CASE WHEN l.endpoint IS NULL THEN ?7 ELSE ?3 END))
+                         - coalesce(l.in_flight, 0),
+                     coalesce(min(e.rate_limit - coalesce(l.last_second, 0),
+                                  (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)), ?3))
+                 FROM endpoints e LEFT JOIN load l ON l.endpoint = e.id
+                 WHERE e.is_active = 1)
+             SELECT id FROM (
+                 SELECT d.id AS id, d.next_attempt_at AS due, r.room AS room,
+                        row_number() OVER (PARTITION BY r.endpoint ORDER BY d.next_attempt_at, d.id) AS rn
+                 FROM room r
+                 CROSS JOIN deliveries d ON d.id IN (
+                     SELECT x.id FROM deliveries x
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0 AND x.next_attempt_at <= ?1
+                     ORDER BY x.next_attempt_at, x.id
+                     LIMIT (SELECT min(?3, ?4, max(32, 2 * ?4 / count(*))) FROM room WHERE room > 0))
+                 WHERE r.room > 0 AND r.ordering = 'none'
+                 UNION ALL
+                 SELECT d.id, d.next_attempt_at, r.room, 1
+                 FROM room r
+                 CROSS JOIN deliveries d ON d.id = (
+                     SELECT x.id FROM deliveries x
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0
+                     ORDER BY x.id LIMIT 1)
+                 WHERE r.room > 0 AND r.ordering = 'fifo' AND d.next_attempt_at <= ?1)
+             WHERE rn <= room
+             ORDER BY due, id
+             LIMIT ?4)
+         RETURNING id, event_id, endpoint_id, attempts",
+        &vals![
+            req.now,
+            busy,
+            req.per_endpoint,
+            req.limit,
+            req.lease_margin_ms,
+            lease,
+            req.unlisted_slots
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+}
+
+/// The dispatcher's per-endpoint load as the claim statements read it: `{"<endpoint id>":
+/// [in flight, started last second, started last tenth, slots]}`.
+fn busy_json(req: &ClaimRequest) -> String {
+    let busy: serde_json::Map<String, serde_json::Value> = req
+        .busy
+        .iter()
+        .map(|(id, load)| {
+            (
+                id.0.to_string(),
+                serde_json::json!([
+                    load.in_flight,
+                    load.started_last_second,
+                    load.started_last_tenth,
+                    load.slots
+                ]),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(busy).to_string()
+}
+
+/// The stored events behind a claim's rows, read in one statement (one round trip on
+/// PostgreSQL, however many rows).
+fn claimed_events(
+    c: &Conn<'_>,
+    ids: &[i64],
+) -> Result<HashMap<i64, Arc<ClaimedEvent>>, StoreError> {
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let rows = c.query(
+        &format!(
+            "SELECT id, type, data, created_at FROM events WHERE {}",
+            c.in_ids("id", 1)
+        ),
+        &vals![list],
+        |r| {
+            let event = ClaimedEvent {
+                name: r.get(1)?,
+                data: r.get(2)?,
+                created_at: r.get(3)?,
+            };
+            Ok((r.get::<i64>(0)?, Arc::new(event)))
+        },
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The claims for leased rows, each with its endpoint (and signing secrets) and event, read
+/// once per batch.
+fn claims(
+    c: &Conn<'_>,
+    rows: Vec<(i64, i64, i64, u32)>,
+    lease: i64,
+    now: UnixMs,
+) -> Result<Vec<Claim>, StoreError> {
+    let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let events = claimed_events(c, &ids)?;
+    let mut claims = Vec::with_capacity(rows.len());
+    for (id, event_id, endpoint_id, attempt) in rows {
+        let endpoint = match endpoints.get(&endpoint_id) {
+            Some(e) => e.clone(),
+            None => {
+                let e = load_any(c, EndpointId(endpoint_id))?;
+                let s = secrets(c, e.id, now)?;
+                let shared = Arc::new((e, s));
+                endpoints.insert(endpoint_id, shared.clone());
+                shared
+            }
+        };
+        // A leased delivery's event stays (retention deletes only events without deliveries).
+        let event = events.get(&event_id).cloned().ok_or(StoreError::Corrupt {
+            what: "deliveries.event_id",
+            detail: format!("names no event: {event_id}"),
+        })?;
+        claims.push(Claim {
+            delivery_id: DeliveryId(id),
+            event_id: EventId(event_id),
+            attempt,
+            lease,
+            endpoint,
+            event,
+        });
+    }
+    Ok(claims)
+}
+
+/// The claim's load with what every process has in flight: attempts whose lease still runs,
+/// and those of them started in the last second and tenth (a lease starts its endpoint's
+/// timeout plus the margin before it ends); and, for rate-limited endpoints, the attempts
+/// every process started in the last second and tenth (`hookd_starts`). This process's own counts stay where they are
+/// higher (its finished attempts hold no lease; a result may be recorded before the
+/// dispatcher forgets the attempt).
+fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimRequest, StoreError> {
+    let leased: Vec<(i64, usize, usize, usize)> = c.query(
+        "SELECT d.endpoint_id, count(*),
+                count(*) FILTER (WHERE d.lease_until - e.timeout_ms - ?2 > ?1 - 1000),
+                count(*) FILTER (WHERE d.lease_until - e.timeout_ms - ?2 > ?1 - 100)
+         FROM endpoints e
+         JOIN deliveries d ON d.endpoint_id = e.id
+             AND d.status = 0 AND d.next_attempt_at > ?1 AND d.lease_until > ?1
+         WHERE e.is_active = 1
+         GROUP BY d.endpoint_id",
+        &vals![req.now, req.lease_margin_ms],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    // Attempts started lately by any process, for endpoints with a rate limit.
+    let started: Vec<(i64, usize, usize, usize)> = c.query(
+        "SELECT endpoint_id, 0, CAST(sum(n) AS BIGINT),
+                CAST(coalesce(sum(n) FILTER (WHERE tenth = CAST(?1 AS BIGINT) / 100), 0) AS BIGINT)
+         FROM hookd_starts WHERE tenth > CAST(?1 AS BIGINT) / 100 - 10
+         GROUP BY endpoint_id",
+        &vals![req.now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    for (endpoint, in_flight, last_second, last_tenth) in leased.into_iter().chain(started) {
+        let endpoint = EndpointId(endpoint);
+        let load = match req.busy.iter_mut().find(|(id, _)| *id == endpoint) {
+            Some((_, load)) => load,
+            None => {
+                req.busy.push((endpoint, EndpointLoad::default()));
+                &mut req.busy.last_mut().expect("just pushed").1
+            }
+        };
+        load.in_flight = load.in_flight.max(in_flight);
+        load.started_last_second = load.started_last_second.max(last_second);
+        load.started_last_tenth = load.started_last_tenth.max(last_tenth);
+    }
+    Ok(req)
+}
+
+/// Counts the claimed attempts of rate-limited endpoints in `hookd_starts` (in the claim's
+/// transaction, under its lock), and forgets tenths older than a second.
+fn count_starts(c: &Conn<'_>, claims: &[Claim], now: UnixMs) -> Result<(), StoreError> {
+    let mut per_endpoint: HashMap<EndpointId, i64> = HashMap::new();
+    for claim in claims {
+        if claim.endpoint.0.settings.rate_limit.is_some() {
+            *per_endpoint.entry(claim.endpoint.0.id).or_default() += 1;
+        }
+    }
+    for (endpoint, n) in per_endpoint {
+        c.execute(
+            "INSERT INTO hookd_starts (endpoint_id, tenth, n) VALUES (?1, CAST(?2 AS BIGINT) / 100, ?3)
+             ON CONFLICT (endpoint_id, tenth) DO UPDATE SET n = hookd_starts.n + excluded.n",
+            &vals![endpoint.0, now, n],
+        )?;
+    }
+    c.execute(
+        "DELETE FROM hookd_starts WHERE tenth <= CAST(?1 AS BIGINT) / 100 - 10",
+        &vals![now],
+    )?;
+    Ok(())
+}
+
+/// The rate-limited endpoints whose starts this claim may count: each is held (its row, until
+/// the claim commits) by one process's claim at a time, so the starts every process counted
+/// in `hookd_starts` are exact when it reads them. One that another claim (or a batch writing
+/// its counters) holds is skipped this time, never waited for.
+fn hold_rate_limited(c: &Conn<'_>) -> Result<Vec<i64>, StoreError> {
+    c.query(
+        "SELECT id FROM endpoints WHERE is_active = 1 AND rate_limit IS NOT NULL
+         ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
+        &[],
+        |r| r.get(0),
+    )
+}
+
+/// [`claim_rows`] in PostgreSQL's words, for a claim that runs beside other processes' claims
+/// and writes, and never waits for them: rows another transaction holds are skipped (`SKIP
+/// LOCKED`) — a FIFO endpoint's oldest row too, and then nothing of that endpoint is claimed
+/// this time (taking the next one would break the order); the outer conditions are checked
+/// again on the row as it is when locked. Rate-limited endpoints not in `held` get nothing.
+fn claim_rows_postgres(
+    c: &Conn<'_>,
+    req: &ClaimRequest,
+    held: &[i64],
+    lease: i64,
+) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+    c.query(
+        "UPDATE deliveries
+         SET attempts = attempts + 1,
+             lease = ?6,
+             lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
+             next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
+         WHERE status = 0 AND next_attempt_at <= ?1 AND id IN (
+             WITH load(endpoint, in_flight, last_second, last_tenth, slots) AS (
+                 SELECT CAST(key AS BIGINT), CAST(value ->> 0 AS BIGINT),
+                        CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT),
+                        CAST(value ->> 3 AS BIGINT)
+                 FROM jsonb_each(CAST(CAST(?2 AS TEXT) AS jsonb))),
+             room(endpoint, ordering, room) AS (
+                 SELECT e.id, e.ordering, LEAST(
+                     LEAST(CASE e.ordering WHEN 'fifo' THEN 1 ELSE CAST(?3 AS BIGINT) END,
+                           coalesce(l.slots, CASE WHEN l.endpoint IS NULL THEN CAST(?7 AS BIGINT)
+                                                  ELSE CAST(?3 AS BIGINT) END))
+                         - coalesce(l.in_flight, 0),
+                     coalesce(LEAST(e.rate_limit - coalesce(l.last_second, 0),
+                                    (e.rate_limit + 9) / 10 - coalesce(l.last_tenth, 0)),
+                              CAST(?3 AS BIGINT)))
+                 FROM endpoints e LEFT JOIN load l ON l.endpoint = e.id
+                 WHERE e.is_active = 1 AND (e.rate_limit IS NULL OR e.id IN (
+                     SELECT CAST(value AS BIGINT)
+                     FROM jsonb_array_elements_text(CAST(CAST(?8 AS TEXT) AS jsonb))))),
+             cap(n) AS (
+                 SELECT LEAST(CAST(?3 AS BIGINT), CAST(?4 AS BIGINT),
+                              GREATEST(32, 2 * CAST(?4 AS BIGINT) / GREATEST(count(*), 1)))
+                 FROM room WHERE room > 0)
+             SELECT id FROM (
+                 SELECT d.id AS id, d.next_attempt_at AS due, r.room AS room,
+                        row_number() OVER (PARTITION BY r.endpoint
+                                           ORDER BY d.next_attempt_at, d.id) AS rn
+                 FROM room r
+                 CROSS JOIN LATERAL (
+                     SELECT x.id, x.next_attempt_at FROM deliveries x
+                     WHERE x.endpoint_id = r.endpoint AND x.status = 0 AND x.next_attempt_at <= ?1
+                     ORDER BY x.next_attempt_at, x.id
+                     LIMIT (SELECT n FROM cap)
+                     FOR UPDATE SKIP LOCKED) d
+                 WHERE r.room > 0 AND r.ordering = 'none'
+                 UNION ALL
+                 SELECT d.id, d.next_attempt_at, r.room, 1
+                 FROM room r
+                 CROSS JOIN LATERAL (
+                     SELECT x.id, x.next_attempt_at FROM deliveries x
+                     WHERE x.id = (SELECT min(y.id) FROM deliveries y
+                                   WHERE y.endpoint_id = r.endpoint AND y.status = 0)
+                       AND x.status = 0
+                     FOR UPDATE SKIP LOCKED) d
+                 WHERE r.room > 0 AND r.ordering = 'fifo' AND d.next_attempt_at <= ?1) candidates
+             WHERE rn <= room
+             ORDER BY due, id
+             LIMIT ?4)
+         RETURNING id, event_id, endpoint_id, attempts",
+        &vals![
+            req.now,
+            busy_json(req),
+            req.per_endpoint,
+            req.limit,
+            req.lease_margin_ms,
+            lease,
+            req.unlisted_slots,
+            serde_json::to_string(held).unwrap_or_else(|_| "[]".into())
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+}
+
+impl Store {
+    /// Leases due deliveries (see [`ClaimRequest`]), each with its endpoint and event. Answers
+    /// before the lease is committed: a lease lost to a crash or a failed commit only means
+    /// the row is claimed again, and its token is never handed out again (the stale attempt's
+    /// result is fenced out).
+    ///
+    /// On PostgreSQL, where several hookd processes may share the database, a claim is a
+    /// transaction of its own, beside the other processes' claims: it counts every process's
+    /// attempts in flight (exactly for rate-limited endpoints, which one claim at a time holds;
+    /// as committed for the others, so two claims at once may each fill an endpoint's
+    /// per-endpoint room) and skips rows another transaction holds. Its fencing token carries
+    /// the process's id.
+    pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        if self.is_postgres() {
+            let lease = self.leases.next();
+            return self
+                .in_transaction(move |c| {
+                    let held = hold_rate_limited(c)?;
+                    let req = with_others_in_flight(c, req)?;
+                    let rows = claim_rows_postgres(c, &req, &held, lease)?;
+                    let claims = claims(c, rows, lease, req.now)?;
+                    count_starts(c, &claims, req.now)?;
+                    Ok(claims)
+                })
+                .await;
+        }
+        let lease = self.leases.next();
+        self.writer
+            .write_eager(move |c, _| {
+                let rows = claim_rows(c, &req, lease)?;
+                claims(c, rows, lease, req.now)
+            })
+            .await
+    }
+}
