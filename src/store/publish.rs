@@ -9,7 +9,7 @@ use super::ledger::Ledger;
 use super::usage::events_on;
 use super::writer::Batch;
 use super::{StoreError, count};
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, Subscribers};
 use crate::model::event::idempotency_holds;
 use crate::model::operational::Announcement;
 use crate::model::plan::utc_day;
@@ -70,78 +70,83 @@ pub(super) fn publish_in(
     let subscribers = batch.subscribers.get(c, tenant_id)?;
     let mut out = Vec::with_capacity(events.len());
     let mut repeats = 0;
-    for event in events {
-        if let Some(key) = &event.idempotency_key {
-            match prior(c, tenant_id, key)? {
-                Some(p) if idempotency_holds(p.created_at, now) => {
-                    repeats += 1;
-                    out.push(p);
-                    continue;
-                }
-                Some(p) => {
-                    c.execute(
-                        "UPDATE events SET idempotency_key = NULL WHERE id = ?1",
-                        &vals![p.id.0],
-                    )?;
-                }
-                None => {}
-            }
-        }
-        let name = event.name.as_str();
-        let targets = subscribers.targets(name, &event.data, &event.channels, fanout);
-        let (deliveries, channels) = (
-            targets.len() as i64,
-            super::rows::channels_text(&event.channels),
-        );
-        let row = vals![
-            tenant_id.0,
-            name,
-            event.data,
-            event.idempotency_key,
-            deliveries,
-            now,
-            channels
-        ];
-        let event_id = match &event.idempotency_key {
-            None => c.insert(
-                "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
-                    created_at, channels)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                &row,
-            )?,
-            // Another process may publish the same key at the same moment (PostgreSQL): the
-            // insert then waits for its commit, and the publish is that one's repeat.
-            Some(key) => {
-                let inserted = c.query_opt(
-                    "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
-                        created_at, channels)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-                     DO NOTHING RETURNING id",
-                    &row,
-                    |r| r.get::<i64>(0),
-                )?;
-                match inserted {
-                    Some(id) => id,
-                    None => {
-                        let p = prior(c, tenant_id, key)?.ok_or(StoreError::RolledBack)?;
+    // On PostgreSQL a batch without idempotency keys goes in two statements, not two per event.
+    if c.is_postgres() && events.len() > 1 && events.iter().all(|e| e.idempotency_key.is_none()) {
+        out = insert_together(c, batch, tenant_id, events, &subscribers, fanout, now)?;
+    } else {
+        for event in events {
+            if let Some(key) = &event.idempotency_key {
+                match prior(c, tenant_id, key)? {
+                    Some(p) if idempotency_holds(p.created_at, now) => {
                         repeats += 1;
                         out.push(p);
                         continue;
                     }
+                    Some(p) => {
+                        c.execute(
+                            "UPDATE events SET idempotency_key = NULL WHERE id = ?1",
+                            &vals![p.id.0],
+                        )?;
+                    }
+                    None => {}
                 }
             }
-        };
-        batch.ledger.blocks.event_added(tenant_id.0, name, event_id);
-        for endpoint in &targets {
-            add_delivery(c, &mut batch.ledger, EventId(event_id), *endpoint, now)?;
+            let name = event.name.as_str();
+            let targets = subscribers.targets(name, &event.data, &event.channels, fanout);
+            let (deliveries, channels) = (
+                targets.len() as i64,
+                super::rows::channels_text(&event.channels),
+            );
+            let row = vals![
+                tenant_id.0,
+                name,
+                event.data,
+                event.idempotency_key,
+                deliveries,
+                now,
+                channels
+            ];
+            let event_id = match &event.idempotency_key {
+                None => c.insert(
+                    "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
+                        created_at, channels)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    &row,
+                )?,
+                // Another process may publish the same key at the same moment (PostgreSQL): the
+                // insert then waits for its commit, and the publish is that one's repeat.
+                Some(key) => {
+                    let inserted = c.query_opt(
+                        "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
+                            created_at, channels)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+                         DO NOTHING RETURNING id",
+                        &row,
+                        |r| r.get::<i64>(0),
+                    )?;
+                    match inserted {
+                        Some(id) => id,
+                        None => {
+                            let p = prior(c, tenant_id, key)?.ok_or(StoreError::RolledBack)?;
+                            repeats += 1;
+                            out.push(p);
+                            continue;
+                        }
+                    }
+                }
+            };
+            batch.ledger.blocks.event_added(tenant_id.0, name, event_id);
+            for endpoint in &targets {
+                add_delivery(c, &mut batch.ledger, EventId(event_id), *endpoint, now)?;
+            }
+            out.push(Published {
+                id: EventId(event_id),
+                name: name.to_owned(),
+                created_at: now,
+                deliveries: targets.len() as u64,
+            });
         }
-        out.push(Published {
-            id: EventId(event_id),
-            name: name.to_owned(),
-            created_at: now,
-            deliveries: targets.len() as u64,
-        });
     }
     if metering == Metering::Counted {
         let stored = events.len() - repeats;
@@ -173,6 +178,96 @@ pub(super) fn meter_events(
     }
     batch.ledger.usage.add((tenant_id.0, day), n as i64);
     Ok(())
+}
+
+/// Inserts `events` (none with an idempotency key) and their deliveries in one statement each:
+/// ids drawn from the tables' sequences in the events' order, each statement one round trip.
+fn insert_together(
+    c: &Conn<'_>,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    events: &[NewEvent],
+    subscribers: &Subscribers,
+    fanout: Fanout,
+    now: UnixMs,
+) -> Result<Vec<Published>, StoreError> {
+    let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
+    let targets: Vec<Vec<EndpointId>> = events
+        .iter()
+        .map(|e| subscribers.targets(e.name.as_str(), &e.data, &e.channels, fanout))
+        .collect();
+    let rows = events
+        .iter()
+        .zip(&targets)
+        .enumerate()
+        .map(|(i, (e, to))| {
+            serde_json::json!({
+                "ord": i, "type": e.name.as_str(), "data": e.data, "deliveries": to.len(),
+                "channels": super::rows::channels_text(&e.channels),
+            })
+        })
+        .collect();
+    let ids: Vec<i64> = c.query(
+        "WITH x AS MATERIALIZED (
+             SELECT r.*, nextval(pg_get_serial_sequence('events', 'id')) AS id
+             FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb))
+                 AS r(ord BIGINT, type TEXT, data TEXT, deliveries BIGINT, channels TEXT)),
+         ins AS (
+             INSERT INTO events (id, tenant_id, type, data, deliveries, created_at, channels)
+             SELECT id, ?2, type, data, deliveries, ?3, channels FROM x)
+         SELECT id FROM x ORDER BY ord",
+        &vals![json(rows), tenant_id.0, now],
+        |r| r.get(0),
+    )?;
+    let mut wanted = Vec::new();
+    for (event_id, to) in ids.iter().zip(&targets) {
+        for endpoint in to {
+            wanted.push(serde_json::json!({
+                "ord": wanted.len(), "event_id": event_id, "endpoint_id": endpoint.0,
+            }));
+        }
+    }
+    let made = wanted.len();
+    let delivery_ids: Vec<i64> = if made == 0 {
+        Vec::new()
+    } else {
+        c.query(
+            "WITH x AS MATERIALIZED (
+                 SELECT r.*, nextval(pg_get_serial_sequence('deliveries', 'id')) AS id
+                 FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb))
+                     AS r(ord BIGINT, event_id BIGINT, endpoint_id BIGINT)),
+             ins AS (
+                 INSERT INTO deliveries (id, event_id, endpoint_id, status, next_attempt_at,
+                     created_at)
+                 SELECT id, event_id, endpoint_id, 0, ?2, ?2 FROM x)
+             SELECT id FROM x ORDER BY ord",
+            &vals![json(wanted), now],
+            |r| r.get(0),
+        )?
+    };
+    if delivery_ids.len() != made || ids.len() != events.len() {
+        return Err(StoreError::RolledBack);
+    }
+    let mut delivery_ids = delivery_ids.into_iter();
+    let mut out = Vec::with_capacity(events.len());
+    for ((event, id), to) in events.iter().zip(ids).zip(&targets) {
+        let name = event.name.as_str();
+        batch.ledger.blocks.event_added(tenant_id.0, name, id);
+        for (endpoint, delivery) in to.iter().zip(delivery_ids.by_ref()) {
+            batch
+                .ledger
+                .blocks
+                .delivery_added(endpoint.0, delivery, DeliveryStatus::Pending);
+            batch.ledger.endpoints.pending_added(*endpoint, 1);
+        }
+        out.push(Published {
+            id: EventId(id),
+            name: name.to_owned(),
+            created_at: now,
+            deliveries: to.len() as u64,
+        });
+    }
+    Ok(out)
 }
 
 /// The event published earlier with idempotency key `key`, if one was.

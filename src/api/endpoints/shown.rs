@@ -57,10 +57,7 @@ pub(in crate::api) fn shown_url(s: &EndpointSettings, sealing: Option<&SealingKe
 
 /// Custom headers as the API shows them: sealed values opened (one the key cannot open shows
 /// as `null`, and the log says why).
-fn headers_json(
-    headers: &BTreeMap<String, HeaderSetting>,
-    sealing: Option<&SealingKey>,
-) -> Value {
+fn headers_json(headers: &BTreeMap<String, HeaderSetting>, sealing: Option<&SealingKey>) -> Value {
     let shown: serde_json::Map<String, Value> = headers
         .iter()
         .map(|(name, value)| {
