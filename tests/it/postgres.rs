@@ -911,6 +911,8 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
             endpoint["id"].as_str().expect("id")
         ))
         .await;
+    // The three copied deliveries, and maybe already the fresh event's (published above while
+    // the receiver was down, retried a second later): at least three.
     wait_until(
         "the copy's deliveries succeed",
         std::time::Duration::from_secs(30),
@@ -920,7 +922,7 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
                 "/v1/endpoints/{}/stats",
                 endpoint["id"].as_str().expect("id")
             );
-            async move { api.get(&path).await.1["succeeded"] == 3 }
+            async move { api.get(&path).await.1["succeeded"].as_u64() >= Some(3) }
         },
     )
     .await;
