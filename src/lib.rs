@@ -6,8 +6,10 @@
 //! - [`config`]: settings from flags > `HOOKD_*` environment > `hookd.toml` > defaults.
 //! - [`model`]: pure types (ids, endpoints, events, deliveries, schedules, an attempt's facts
 //!   and transition, the `hookd.*` event shapes) and the rules that parse them.
-//! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool. It keeps
-//!   rows and checks leases; it decides nothing.
+//! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
+//!   the ledger every derived count goes through, and on PostgreSQL the processes' heartbeats.
+//!   It keeps rows and checks leases; the use-cases (publish, recording a result) still run
+//!   inside its writes (issue 22 moves them out).
 //! - [`delivery`]: the dispatcher (claims, leases, bounded workers, batched records), one
 //!   attempt's step, and the rule for what follows an attempt ([`delivery::after_attempt`]:
 //!   retry, give up, disable, `hookd.*` events).
