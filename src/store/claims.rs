@@ -328,15 +328,18 @@ fn count_starts(
     Ok(())
 }
 
-/// The rate-limited endpoints whose starts this claim may count: each is held (its row, until
-/// the claim commits) by one process's claim at a time, so the starts every process counted
-/// in `hookd_starts` are exact when it reads them. One that another claim (or a batch writing
-/// its counters) holds is skipped this time, never waited for.
-fn hold_rate_limited(c: &Conn<'_>) -> Result<Vec<i64>, StoreError> {
+/// The rate-limited endpoints with due deliveries whose starts this claim may count: each is
+/// held (its row, until the claim commits) by one process's claim at a time, so the starts
+/// every process counted in `hookd_starts` are exact when it reads them. One that another
+/// claim (or a batch writing its counters) holds is skipped this time, never waited for.
+fn hold_rate_limited(c: &Conn<'_>, now: UnixMs) -> Result<Vec<i64>, StoreError> {
     c.query(
-        "SELECT id FROM endpoints WHERE is_active = 1 AND rate_limit IS NOT NULL
-         ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
-        &[],
+        "SELECT e.id FROM endpoints e
+         WHERE e.is_active = 1 AND e.rate_limit IS NOT NULL AND EXISTS (
+             SELECT 1 FROM deliveries d
+             WHERE d.endpoint_id = e.id AND d.status = 0 AND d.next_attempt_at <= ?1)
+         ORDER BY e.id FOR NO KEY UPDATE OF e SKIP LOCKED",
+        &vals![now],
         |r| r.get(0),
     )
 }
@@ -441,7 +444,7 @@ impl Store {
             let lease = self.leases.next();
             return self
                 .in_transaction(move |c| {
-                    let held = hold_rate_limited(c)?;
+                    let held = hold_rate_limited(c, req.now)?;
                     let req = with_others_in_flight(c, req)?;
                     let rows = claim_rows_postgres(c, &req, &held, lease)?;
                     let claims = claims(c, rows, lease, req.now)?;
