@@ -646,9 +646,9 @@ async fn backlog(o: &Options) {
 
 /// Publish and claim + ack costs on one store, measured through the store's own interface.
 async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId) -> (f64, f64) {
-    let events = || -> Vec<hookd::store::NewEvent> {
+    let events = || -> Vec<hookd::model::publish::NewEvent> {
         (0..100)
-            .map(|i| hookd::store::NewEvent {
+            .map(|i| hookd::model::publish::NewEvent {
                 name: hookd::model::EventName::parse("bench.log").expect("name"),
                 data: format!("{{\"i\":{i}}}"),
                 idempotency_key: None,
@@ -659,7 +659,9 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
     let rounds = 30;
     let started = Instant::now();
     for _ in 0..rounds {
-        store.publish(tenant, events()).await.expect("publish");
+        hookd::service::publish::publish(store, tenant, events())
+            .await
+            .expect("publish");
     }
     let publish_ms = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
     let started = Instant::now();

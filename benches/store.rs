@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookd::config::Durability;
+use hookd::model::publish::NewEvent;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
     TenantId, now_ms,
 };
-use hookd::store::{ClaimRequest, NewEndpoint, NewEvent, Store};
+use hookd::store::{ClaimRequest, NewEndpoint, Store};
 
 fn settings() -> EndpointSettings {
     EndpointSettings {
@@ -81,8 +82,12 @@ fn store_benches(c: &mut Criterion) {
         "publish 100 events x 10 endpoints (1000 deliveries, one commit)",
         |b| {
             b.iter(|| {
-                rt.block_on(store.publish(tenant, events(100)))
-                    .expect("publish")
+                rt.block_on(hookd::service::publish::publish(
+                    &store,
+                    tenant,
+                    events(100),
+                ))
+                .expect("publish")
             })
         },
     );
@@ -93,7 +98,9 @@ fn store_benches(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    store2.publish(tenant2, events(100)).await.expect("publish");
+                    hookd::service::publish::publish(&store2, tenant2, events(100))
+                        .await
+                        .expect("publish");
                     let started = std::time::Instant::now();
                     let request = ClaimRequest {
                         now: now_ms(),

@@ -8,9 +8,12 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
-use crate::model::event::channels_meet;
+use crate::model::event::{IDEMPOTENCY_WINDOW_MS, channels_meet};
 use crate::model::filter::Filter;
-use crate::model::{EndpointId, EventPattern};
+use crate::model::plan::Plan;
+use crate::model::publish::{Metering, NewEvent, PlannedEvent, PublishPlan};
+use crate::model::schedule::{covers, reported_status};
+use crate::model::{EndpointId, EventPattern, ScheduleId, TenantId, UnixMs};
 
 /// Which endpoints a publish delivers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,79 @@ impl Subscribers {
             })
             .map(|s| s.endpoint)
             .collect()
+    }
+}
+
+/// An `on_status_change` schedule as a publish sees it: the status it waits for and the event
+/// types it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusTrigger {
+    /// The schedule.
+    pub schedule: ScheduleId,
+    /// The `data.status` it waits for.
+    pub status: String,
+    /// The event types it covers (`None`: all but digests and `hookd.*`).
+    pub events: Option<Vec<EventPattern>>,
+}
+
+/// What a publish is planned from: one tenant's active subscriptions, plan and active
+/// `on_status_change` schedules, as of one version of them (see [`PublishPlan::version`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audience {
+    /// The tenant's version these were read at.
+    pub version: i64,
+    /// Its active endpoints' subscriptions.
+    pub subscribers: Subscribers,
+    /// Its plan.
+    pub plan: Plan,
+    /// Its active `on_status_change` schedules.
+    pub triggers: Vec<StatusTrigger>,
+}
+
+impl Audience {
+    /// The plan for publishing `events` at `now`: each event's targets, the quota they count
+    /// against, the idempotency window and the schedules they make due.
+    pub fn plan(
+        &self,
+        tenant: TenantId,
+        events: Vec<NewEvent>,
+        fanout: Fanout,
+        metering: Metering,
+        now: UnixMs,
+    ) -> PublishPlan {
+        let mut wake_schedules = Vec::new();
+        let events = events
+            .into_iter()
+            .map(|event| {
+                let name = event.name.as_str();
+                if !self.triggers.is_empty()
+                    && let Some(status) = reported_status(name, &event.data)
+                {
+                    let due = self
+                        .triggers
+                        .iter()
+                        .filter(|t| t.status == status && covers(t.events.as_deref(), name));
+                    for t in due {
+                        if !wake_schedules.contains(&t.schedule) {
+                            wake_schedules.push(t.schedule);
+                        }
+                    }
+                }
+                let targets = self
+                    .subscribers
+                    .targets(name, &event.data, &event.channels, fanout);
+                PlannedEvent { event, targets }
+            })
+            .collect();
+        PublishPlan {
+            tenant,
+            version: self.version,
+            at: now,
+            events,
+            quota: (metering == Metering::Counted).then_some(self.plan),
+            repeats_since: now - IDEMPOTENCY_WINDOW_MS + 1,
+            wake_schedules,
+        }
     }
 }
 
@@ -192,5 +268,115 @@ mod tests {
             [1],
             "an event on no channel skips endpoints that listen to some"
         );
+    }
+
+    fn new_event(name: &str, data: &str) -> NewEvent {
+        NewEvent {
+            name: crate::model::EventName::parse(name).expect("name"),
+            data: data.into(),
+            idempotency_key: None,
+            channels: Vec::new(),
+        }
+    }
+
+    fn audience() -> Audience {
+        let trigger = |id: i64, status: &str, events: Option<&[&str]>| StatusTrigger {
+            schedule: ScheduleId(id),
+            status: status.into(),
+            events: events.map(|e| e.iter().map(|p| pattern(p)).collect()),
+        };
+        Audience {
+            version: 7,
+            subscribers: tenant(),
+            plan: Plan::default(),
+            triggers: vec![
+                trigger(10, "shipped", None),
+                trigger(11, "shipped", Some(&["post.*"])),
+                trigger(12, "planned", None),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_plan_carries_each_events_targets_and_the_version_it_was_computed_from() {
+        let now = 1_000_000_000;
+        let events = vec![
+            new_event("project.created", "{}"),
+            new_event("vote.cast", "{}"),
+        ];
+        let plan = audience().plan(
+            TenantId(3),
+            events,
+            Fanout::Subscribers,
+            Metering::Counted,
+            now,
+        );
+        assert_eq!((plan.tenant, plan.version, plan.at), (TenantId(3), 7, now));
+        let targets: Vec<Vec<i64>> = plan
+            .events
+            .iter()
+            .map(|p| p.targets.iter().map(|e| e.0).collect())
+            .collect();
+        assert_eq!(targets, [vec![1, 2, 3], vec![1, 4]]);
+        assert_eq!(
+            plan.quota,
+            Some(Plan::default()),
+            "counted against the plan"
+        );
+        // A key first used exactly one window ago no longer holds; a millisecond later it does.
+        assert_eq!(plan.repeats_since, now - IDEMPOTENCY_WINDOW_MS + 1);
+        let internal = audience().plan(
+            TenantId(3),
+            vec![new_event("a.b", "{}")],
+            Fanout::SubscribersExcept(EndpointId(1)),
+            Metering::Internal,
+            now,
+        );
+        assert_eq!(internal.quota, None, "hookd's own events are not counted");
+        assert!(internal.events[0].targets.is_empty());
+    }
+
+    #[test]
+    fn a_plan_wakes_the_status_schedules_its_events_report_once_each() {
+        let wakes = |events: &[(&str, &str)]| -> Vec<i64> {
+            let events = events.iter().map(|(n, d)| new_event(n, d)).collect();
+            audience()
+                .plan(
+                    TenantId(1),
+                    events,
+                    Fanout::Subscribers,
+                    Metering::Counted,
+                    0,
+                )
+                .wake_schedules
+                .iter()
+                .map(|s| s.0)
+                .collect()
+        };
+        type Events<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Events, Vec<i64>); 6] = [
+            (
+                &[("post.updated", r#"{"status": "shipped"}"#)],
+                vec![10, 11],
+            ),
+            (&[("vote.cast", r#"{"status": "shipped"}"#)], vec![10]),
+            (&[("post.updated", r#"{"status": "planned"}"#)], vec![12]),
+            (&[("post.updated", r#"{"state": "shipped"}"#)], vec![]),
+            // Never hookd's own events.
+            (
+                &[("hookd.endpoint.disabled", r#"{"status": "shipped"}"#)],
+                vec![],
+            ),
+            (
+                &[
+                    ("post.updated", r#"{"status": "shipped"}"#),
+                    ("post.created", r#"{"status": "shipped"}"#),
+                ],
+                vec![10, 11],
+            ),
+        ];
+        for (events, want) in cases {
+            assert_eq!(wakes(events), want, "{events:?}");
+        }
     }
 }

@@ -6,14 +6,18 @@
 //! - [`config`]: settings from flags > `HOOKD_*` environment > `hookd.toml` > defaults.
 //! - [`model`]: pure types (ids, endpoints, events, deliveries, schedules, an attempt's facts
 //!   and transition, the `hookd.*` event shapes) and the rules that parse them.
+//! - [`service`]: the use-cases outside the store. Publishing is one: it plans events from the
+//!   tenant's [`fanout::Audience`] (targets, quota, idempotency window, status schedules to
+//!   wake) and the store applies the plan, or hands it back when the tenant's version moved.
+//!   Recording results, replay, schedule runs and auth still run inside the store's writes.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
-//!   the ledger every derived count goes through, and on PostgreSQL the processes' heartbeats.
-//!   It keeps rows and checks leases; the use-cases (publish, recording a result) still run
-//!   inside its writes (issue 22 moves them out).
+//!   the ledger every derived count goes through, tenants' versions and audiences, and on
+//!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.
 //! - [`delivery`]: the dispatcher (claims, leases, bounded workers, batched records), one
 //!   attempt's step, and the rule for what follows an attempt ([`delivery::after_attempt`]:
 //!   retry, give up, disable, `hookd.*` events).
-//! - [`fanout`]: which endpoints an event goes to (subscriptions compiled once per tenant).
+//! - [`fanout`]: which endpoints an event goes to (subscriptions compiled once per tenant),
+//!   and the publish plan computed from a tenant's audience.
 //! - [`schedule`]: schedules' timer, firing (period, digest, one short write), digest text,
 //!   PDF/DOCX documents and the SMTP mailer.
 //! - [`incoming`]: incoming webhooks' rules: body decoding, challenges, signature checks,
@@ -32,7 +36,8 @@
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → {app, demo} → app → {api, delivery, housekeeping, schedule} → store → rusqlite`.
+//! `main → {app, demo} → app → {api, delivery, housekeeping, schedule} → service → store →
+//! rusqlite` (a service is skipped where a route only reads or writes one row).
 //! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
 //! `outbound`, `sealing`, `report` and `incoming` (which use only `model` and `signing`).
 //! The services under `app` never import each other, with one exception: the API's trigger
@@ -55,6 +60,7 @@ pub mod render;
 pub mod report;
 pub mod schedule;
 pub mod sealing;
+pub mod service;
 pub mod signing;
 pub mod store;
 pub mod target;

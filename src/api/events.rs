@@ -13,8 +13,10 @@ use super::extract::{Auth, JsonBody, Object, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::event::check_channels;
+use crate::model::publish::{NewEvent, Published};
 use crate::model::{EventId, EventName, Role, rfc3339};
-use crate::store::{NewEvent, Published, StoredEvent};
+use crate::service::publish;
+use crate::store::StoredEvent;
 
 /// Most events in one batch publish.
 const MAX_BATCH: usize = 1000;
@@ -82,7 +84,7 @@ pub(super) async fn publish(
     let tenant = auth.tenant(Role::Publisher)?;
     let body = body.parse().await?;
     let event = body.parse().map_err(ApiError::invalid)?;
-    let published = state.store.publish(tenant, vec![event]).await?;
+    let published = publish::publish(&state.store, tenant, vec![event]).await?;
     state.metrics.published(1);
     let first = published.first().ok_or_else(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(published_json(first))))
@@ -113,7 +115,7 @@ pub(super) async fn publish_batch(
                 .map_err(|m| ApiError::invalid(format!("events[{i}]: {m}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let published = state.store.publish(tenant, events).await?;
+    let published = publish::publish(&state.store, tenant, events).await?;
     state.metrics.published(published.len() as u64);
     Ok((
         StatusCode::ACCEPTED,

@@ -18,11 +18,12 @@ use crate::incoming::request_log::{header, logged_body, logged_headers};
 use crate::incoming::verify::verify;
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
 use crate::model::plan::Feature;
+use crate::model::publish::NewEvent;
 use crate::model::{
     EventName, IncomingId, IncomingRequestId, Role, SignatureScheme, now_ms, rfc3339,
 };
+use crate::service::publish::record_incoming;
 use crate::signing;
-use crate::store::NewEvent;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -239,7 +240,7 @@ pub(super) async fn receive(
         Ok(b) => b,
         Err(e) => {
             log.error = Some(e.message().to_owned());
-            state.store.record_incoming(&hook, log, None).await?;
+            record_incoming(&state.store, &hook, log, None).await?;
             return Err(e);
         }
     };
@@ -247,12 +248,12 @@ pub(super) async fn receive(
     match check(&hook, &headers, &body) {
         Err(verdict) => {
             log.error = Some(verdict.logged);
-            state.store.record_incoming(&hook, log, None).await?;
+            record_incoming(&state.store, &hook, log, None).await?;
             Err(verdict.error)
         }
         Ok(Checked::Challenge(challenge)) => {
             log.accepted = true;
-            state.store.record_incoming(&hook, log, None).await?;
+            record_incoming(&state.store, &hook, log, None).await?;
             Ok(Json(json!({"challenge": challenge})).into_response())
         }
         Ok(Checked::Payload(value)) => {
@@ -266,7 +267,7 @@ pub(super) async fn receive(
                 }),
                 IncomingAction::Store => None,
             };
-            let (id, published) = state.store.record_incoming(&hook, log, publish).await?;
+            let (id, published) = record_incoming(&state.store, &hook, log, publish).await?;
             if published.is_some() {
                 state.metrics.published(1);
             }

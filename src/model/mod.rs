@@ -28,6 +28,7 @@ pub mod ids;
 pub mod incoming;
 pub mod operational;
 pub mod plan;
+pub mod publish;
 pub mod replay;
 pub mod schedule;
 pub mod tenant;

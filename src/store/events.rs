@@ -1,13 +1,11 @@
-//! Events: publishing through the API (see [`super::publish`] for the path itself), and
-//! reading the event log.
+//! Events: reading the event log (publishing is [`super::publish`]).
 
 use super::sql::{Row, vals};
 
 use super::paging::{self, List};
-use super::publish::{Metering, NewEvent, Published, publish_in};
 use super::rows::{SUMMARY_SELECT, summary_row};
 use super::{Store, StoreError, count};
-use crate::fanout::Fanout;
+use crate::model::publish::Published;
 use crate::model::{DeliverySummary, EventId, Page, PageRequest, TenantId};
 
 /// A stored event.
@@ -44,27 +42,6 @@ fn event_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
 }
 
 impl Store {
-    /// Publishes events, all or nothing, and answers once they and their deliveries are
-    /// committed.
-    pub async fn publish(
-        &self,
-        tenant_id: TenantId,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<Published>, StoreError> {
-        self.writer
-            .write(move |c, batch| {
-                publish_in(
-                    c,
-                    batch,
-                    tenant_id,
-                    &events,
-                    Fanout::Subscribers,
-                    Metering::Counted,
-                )
-            })
-            .await
-    }
-
     /// One page of a tenant's events, newest first, optionally of one type.
     pub async fn list_events(
         &self,

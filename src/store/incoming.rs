@@ -4,11 +4,11 @@
 use super::sql::{Row, vals};
 
 use super::paging::{self, List};
-use super::publish::{Metering, NewEvent, Published, publish_in};
+use super::publish::apply_in;
 use super::tenants::{hash_secret, tenant_exists};
 use super::{Store, StoreError, count};
-use crate::fanout::Fanout;
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
+use crate::model::publish::{Applied, PublishPlan, Published};
 use crate::model::{
     EventId, EventName, IncomingId, IncomingRequestId, Page, PageRequest, SignatureScheme,
     TenantId, now_ms,
@@ -150,29 +150,22 @@ impl Store {
         .await
     }
 
-    /// Logs a call and, when `publish` is given, publishes it in the same commit through the
-    /// same path as `POST /v1/events`. Answers once both are durable.
+    /// Logs a call and, when `publish` is given, applies that plan in the same commit, as
+    /// `POST /v1/events` does. Answers once both are durable; a stale plan comes back with
+    /// nothing written.
     pub async fn record_incoming(
         &self,
-        hook: &IncomingHook,
+        hook: IncomingId,
         request: IncomingRequest,
-        publish: Option<NewEvent>,
-    ) -> Result<(IncomingRequestId, Option<Published>), StoreError> {
-        let (hook_id, tenant_id) = (hook.id, hook.tenant_id);
+        publish: Option<PublishPlan>,
+    ) -> Result<Applied<(IncomingRequestId, Option<Published>)>, StoreError> {
         self.writer
             .write(move |c, batch| {
                 let published = match publish {
-                    Some(event) => {
-                        let p = publish_in(
-                            c,
-                            batch,
-                            tenant_id,
-                            &[event],
-                            Fanout::Subscribers,
-                            Metering::Counted,
-                        )?;
-                        p.into_iter().next()
-                    }
+                    Some(plan) => match apply_in(c, batch, plan)? {
+                        Applied::Done(p) => p.into_iter().next(),
+                        Applied::Stale(plan) => return Ok(Applied::Stale(plan)),
+                    },
                     None => None,
                 };
                 let id = c.insert(
@@ -180,7 +173,7 @@ impl Store {
                         body, status, error, event_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     &vals![
-                        hook_id.0,
+                        hook.0,
                         request.received_at,
                         request.content_type,
                         serde_json::to_string(&request.headers).unwrap_or_else(|_| "{}".into()),
@@ -194,7 +187,7 @@ impl Store {
                         published.as_ref().map(|p| p.id.0),
                     ],
                 )?;
-                Ok((IncomingRequestId(id), published))
+                Ok(Applied::Done((IncomingRequestId(id), published)))
             })
             .await
     }

@@ -48,7 +48,6 @@ pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
 pub use maintenance::{CheckReport, backup, check};
 pub use portal::{PortalLink, is_portal_token};
-pub use publish::{NewEvent, Published};
 pub use retention::Pruned;
 pub use runs::{EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput};
 pub use schedules::SchedulePatch;
@@ -113,6 +112,10 @@ pub enum StoreError {
     /// Another operation in the same batch failed and the whole batch was rolled back.
     #[error("the write was rolled back with its batch")]
     RolledBack,
+    /// A publish was planned again and again while the tenant's endpoints, plan or schedules
+    /// kept changing under it; nothing was written.
+    #[error("the tenant's subscriptions changed while its events were planned")]
+    StalePlan,
     /// The file is used by another hookd (it holds the lock file).
     #[error("another hookd is using {path} (it holds {lock})")]
     Locked {
@@ -184,9 +187,23 @@ impl StoreError {
             | Self::Pool(_)
             | Self::WriterStopped
             | Self::RolledBack
+            | Self::StalePlan
             | Self::Locked { .. }
             | Self::LockFile { .. } => true,
             Self::Postgres(e) => postgres_unavailable(e),
+            _ => false,
+        }
+    }
+
+    /// Whether the write lost to another writer's (a deadlock or serialization failure on
+    /// PostgreSQL): nothing of it was written, and the same write may well succeed at once.
+    pub fn lost_to_another_writer(&self) -> bool {
+        match self {
+            Self::Postgres(e) => e.as_db_error().is_some_and(|db| {
+                let code = db.code();
+                *code == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+            }),
             _ => false,
         }
     }
@@ -259,6 +276,8 @@ impl From<r2d2::Error> for StoreError {
 #[derive(Clone)]
 pub struct Store {
     writer: Writer,
+    /// The audiences publishes are planned from (see [`Store::audience`]).
+    audiences: Arc<subscribers::Audiences>,
     keys: Arc<key_cache::KeyCache>,
     reads: Reads,
     wake: Arc<Notify>,
@@ -504,9 +523,11 @@ impl Store {
             WriterDb::Postgres(_) => key_cache::KeyCache::paused(),
             WriterDb::Sqlite(_) => key_cache::KeyCache::default(),
         };
-        let (writer, thread) = Writer::start(db, wake.clone(), health.clone())?;
+        let audiences = Arc::new(subscribers::Audiences::default());
+        let (writer, thread) = Writer::start(db, wake.clone(), health.clone(), audiences.clone())?;
         let store = Self {
             writer,
+            audiences,
             keys: Arc::new(keys),
             reads,
             wake,

@@ -1,83 +1,50 @@
-//! The publish path every event takes (the API, incoming webhooks, digests, `hookd.*`
-//! announcements): the event row and one delivery per target, inside the caller's write, so a
-//! `202` always means both are committed. Which endpoints are targets is [`crate::fanout`]'s
-//! rule, over subscriptions compiled once per tenant and cached here.
+//! Applying a publish plan (the API, incoming webhooks, digests, `hookd.*` announcements): the
+//! event rows and one delivery per planned target, inside the caller's write, so a `202`
+//! always means both are committed. The plan is computed outside ([`crate::service::publish`],
+//! from [`crate::fanout::Audience`]); one computed from an older version of the tenant's
+//! subscriptions is handed back unapplied.
+
+use std::sync::Arc;
 
 use super::sql::{Conn, vals};
 
 use super::ledger::Ledger;
+use super::subscribers::read_audience;
 use super::usage::events_on;
 use super::writer::Batch;
-use super::{StoreError, count};
-use crate::fanout::{Fanout, Subscribers};
-use crate::model::event::idempotency_holds;
+use super::{Store, StoreError, count};
+use crate::fanout::{Audience, Fanout};
 use crate::model::operational::Announcement;
-use crate::model::plan::utc_day;
-use crate::model::schedule::{covers, reported_status};
-use crate::model::{
-    DeliveryStatus, EndpointId, EventId, EventName, EventPattern, TenantId, UnixMs, now_ms,
-};
+use crate::model::plan::{Plan, utc_day};
+use crate::model::publish::{Applied, Metering, NewEvent, PlannedEvent, PublishPlan, Published};
+use crate::model::{DeliveryStatus, EndpointId, EventId, EventName, TenantId, UnixMs, now_ms};
 
-/// An event to publish.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// Its type.
-    pub name: EventName,
-    /// Its `data`, as JSON text.
-    pub data: String,
-    /// A key that makes publishing it again within 24h a no-op.
-    pub idempotency_key: Option<String>,
-    /// The channels it is published on (checked with `check_channels`).
-    pub channels: Vec<String>,
-}
-
-/// What a publish answers for one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// The event's id.
-    pub id: EventId,
-    /// Its type.
-    pub name: String,
-    /// When it was (first) published.
-    pub created_at: UnixMs,
-    /// How many endpoints it fanned out to.
-    pub deliveries: u64,
-}
-
-/// Whether a publish counts towards the tenant's daily events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Metering {
-    /// The tenant's own events (the API, incoming webhooks): counted, and refused past the
-    /// plan's daily limit.
-    Counted,
-    /// hookd's own (`hookd.*` announcements, digests): neither counted nor refused.
-    Internal,
-}
-
-/// Publishes events inside the caller's write: for each, the event row and one delivery per
-/// target of `fanout`. An idempotency key seen within the window answers with the first event.
-/// Counted events past the plan's daily limit fail the whole call (the caller's savepoint
-/// undoes what it wrote).
-pub(super) fn publish_in(
+/// Applies `plan` inside the caller's write: for each event, the event row and one delivery
+/// per planned target. A key first used since `plan.repeats_since` answers with that first
+/// event. Counted events past the quota's daily limit fail the whole call (the caller's
+/// savepoint undoes what it wrote). A plan computed from another version of the tenant's
+/// audience than this batch sees is handed back, nothing written.
+pub(super) fn apply_in(
     c: &Conn<'_>,
     batch: &mut Batch,
-    tenant_id: TenantId,
-    events: &[NewEvent],
-    fanout: Fanout,
-    metering: Metering,
-) -> Result<Vec<Published>, StoreError> {
-    let now = now_ms();
-    let subscribers = batch.subscribers.get(c, tenant_id)?;
+    plan: PublishPlan,
+) -> Result<Applied, StoreError> {
+    if batch.subscribers.version(c, plan.tenant)? != plan.version {
+        return Ok(Applied::Stale(plan));
+    }
+    let (tenant_id, now) = (plan.tenant, plan.at);
+    let events = &plan.events;
     let mut out = Vec::with_capacity(events.len());
     let mut repeats = 0;
     // On PostgreSQL a batch without idempotency keys goes in two statements, not two per event.
-    if c.is_postgres() && events.len() > 1 && events.iter().all(|e| e.idempotency_key.is_none()) {
-        out = insert_together(c, batch, tenant_id, events, &subscribers, fanout, now)?;
+    let keyless = events.iter().all(|e| e.event.idempotency_key.is_none());
+    if c.is_postgres() && events.len() > 1 && keyless {
+        out = insert_together(c, batch, tenant_id, events, now)?;
     } else {
-        for event in events {
+        for PlannedEvent { event, targets } in events {
             if let Some(key) = &event.idempotency_key {
                 match prior(c, tenant_id, key)? {
-                    Some(p) if idempotency_holds(p.created_at, now) => {
+                    Some(p) if p.created_at >= plan.repeats_since => {
                         repeats += 1;
                         out.push(p);
                         continue;
@@ -92,7 +59,6 @@ pub(super) fn publish_in(
                 }
             }
             let name = event.name.as_str();
-            let targets = subscribers.targets(name, &event.data, &event.channels, fanout);
             let (deliveries, channels) = (
                 targets.len() as i64,
                 super::rows::channels_text(&event.channels),
@@ -137,7 +103,7 @@ pub(super) fn publish_in(
                 }
             };
             batch.ledger.blocks.event_added(tenant_id.0, name, event_id);
-            for endpoint in &targets {
+            for endpoint in targets {
                 add_delivery(c, &mut batch.ledger, EventId(event_id), *endpoint, now)?;
             }
             out.push(Published {
@@ -148,28 +114,51 @@ pub(super) fn publish_in(
             });
         }
     }
-    if metering == Metering::Counted {
+    if let Some(quota) = &plan.quota {
         let stored = events.len() - repeats;
-        meter_events(c, batch, tenant_id, stored as u64, now)?;
+        meter_events(c, batch, tenant_id, quota, stored as u64, now)?;
     }
-    fire_status_schedules(c, tenant_id, events, now)?;
+    for schedule in &plan.wake_schedules {
+        c.execute(
+            "UPDATE schedules SET next_run_at = ?2
+             WHERE id = ?1 AND tenant_id = ?3 AND status = 'active'",
+            &vals![schedule.0, now, tenant_id.0],
+        )?;
+    }
     batch.wake |= out.iter().any(|p| p.deliveries > 0);
-    Ok(out)
+    Ok(Applied::Done(out))
+}
+
+/// Plans and applies a publish inside the writer (hookd's own events: announcements,
+/// digests), from the audience this batch sees, so the plan is never stale.
+pub(super) fn publish_in(
+    c: &Conn<'_>,
+    batch: &mut Batch,
+    tenant_id: TenantId,
+    events: Vec<NewEvent>,
+    fanout: Fanout,
+) -> Result<Vec<Published>, StoreError> {
+    let audience = batch.subscribers.audience(c, tenant_id)?;
+    let plan = audience.plan(tenant_id, events, fanout, Metering::Internal, now_ms());
+    match apply_in(c, batch, plan)? {
+        Applied::Done(published) => Ok(published),
+        Applied::Stale(_) => Err(StoreError::StalePlan),
+    }
 }
 
 /// Counts `n` events into the tenant's day, inside the caller's write; refuses them all when
 /// they would pass the plan's daily limit (the caller's savepoint then undoes the request).
-pub(super) fn meter_events(
+fn meter_events(
     c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
+    plan: &Plan,
     n: u64,
     now: UnixMs,
 ) -> Result<(), StoreError> {
     if n == 0 {
         return Ok(());
     }
-    let plan = batch.subscribers.plan(c, tenant_id)?;
     let day = utc_day(now);
     if plan.limits.events_per_day.is_some() {
         let added = count(batch.ledger.usage.added(&(tenant_id.0, day)));
@@ -186,19 +175,13 @@ fn insert_together(
     c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
-    events: &[NewEvent],
-    subscribers: &Subscribers,
-    fanout: Fanout,
+    events: &[PlannedEvent],
     now: UnixMs,
 ) -> Result<Vec<Published>, StoreError> {
     let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
-    let targets: Vec<Vec<EndpointId>> = events
-        .iter()
-        .map(|e| subscribers.targets(e.name.as_str(), &e.data, &e.channels, fanout))
-        .collect();
     let rows = events
         .iter()
-        .zip(&targets)
+        .map(|p| (&p.event, &p.targets))
         .enumerate()
         .map(|(i, (e, to))| {
             serde_json::json!({
@@ -220,7 +203,7 @@ fn insert_together(
         |r| r.get(0),
     )?;
     let mut wanted = Vec::new();
-    for (event_id, to) in ids.iter().zip(&targets) {
+    for (event_id, to) in ids.iter().zip(events.iter().map(|p| &p.targets)) {
         for endpoint in to {
             wanted.push(serde_json::json!({
                 "ord": wanted.len(), "event_id": event_id, "endpoint_id": endpoint.0,
@@ -250,7 +233,7 @@ fn insert_together(
     }
     let mut delivery_ids = delivery_ids.into_iter();
     let mut out = Vec::with_capacity(events.len());
-    for ((event, id), to) in events.iter().zip(ids).zip(&targets) {
+    for (PlannedEvent { event, targets: to }, id) in events.iter().zip(ids) {
         let name = event.name.as_str();
         batch.ledger.blocks.event_added(tenant_id.0, name, id);
         for (endpoint, delivery) in to.iter().zip(delivery_ids.by_ref()) {
@@ -289,7 +272,6 @@ fn prior(c: &Conn<'_>, tenant_id: TenantId, key: &str) -> Result<Option<Publishe
 
 /// Adds one pending delivery, due at `now`, inside the caller's write, and counts it in the
 /// ledger (its endpoint's `pending` and list).
-/// in the endpoint's `pending`).
 pub(super) fn add_delivery(
     c: &Conn<'_>,
     ledger: &mut Ledger,
@@ -324,50 +306,51 @@ pub(super) fn announce(
         channels: Vec::new(),
     };
     let fanout = Fanout::SubscribersExcept(announcement.about);
-    publish_in(c, batch, tenant_id, &[event], fanout, Metering::Internal)?;
+    publish_in(c, batch, tenant_id, vec![event], fanout)?;
     Ok(())
 }
 
-/// Makes `on_status_change` schedules due now when a published event reports their status
-/// (several such events before the scheduler runs make one run).
-fn fire_status_schedules(
-    c: &Conn<'_>,
-    tenant_id: TenantId,
-    events: &[NewEvent],
-    now: UnixMs,
-) -> Result<(), StoreError> {
-    let any = c.exists(
-        "SELECT 1 FROM schedules WHERE tenant_id = ?1 AND schedule_type = 'on_status_change'
-           AND status = 'active'",
-        &vals![tenant_id.0],
-    )?;
-    if !any {
-        return Ok(());
-    }
-    for event in events {
-        let name = event.name.as_str();
-        let Some(status) = reported_status(name, &event.data) else {
-            continue;
-        };
-        let waiting: Vec<(i64, Option<String>)> = c.query(
-            "SELECT id, event_types FROM schedules WHERE tenant_id = ?1
-                   AND schedule_type = 'on_status_change' AND trigger_status = ?2
-                   AND status = 'active'",
-            &vals![tenant_id.0, status],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        for (id, event_types) in waiting {
-            let patterns: Option<Vec<EventPattern>> = match event_types {
-                Some(json) => Some(super::rows::patterns(&json, "schedules.event_types")?),
-                None => None,
-            };
-            if covers(patterns.as_deref(), name) {
-                c.execute(
-                    "UPDATE schedules SET next_run_at = ?2 WHERE id = ?1",
-                    &vals![id, now],
-                )?;
-            }
+impl Store {
+    /// The audience a tenant's publishes are planned from: kept from an earlier read while
+    /// it is current as far as this process knows (a stale one is found when its plan is
+    /// applied); `NotFound` when there is no such tenant.
+    pub async fn audience(&self, tenant_id: TenantId) -> Result<Arc<Audience>, StoreError> {
+        let sqlite = !self.is_postgres();
+        if let Some(audience) = self.audiences.cached(tenant_id, sqlite) {
+            return Ok(audience);
         }
+        // Read before the rows: the rows are then never older than the version they carry.
+        let committed = self.audiences.committed(tenant_id);
+        let audience = self
+            .read(move |c| {
+                let version = if c.is_postgres() {
+                    c.query_opt(
+                        "SELECT version FROM hookd_tenant_versions WHERE tenant_id = ?1",
+                        &vals![tenant_id.0],
+                        |r| r.get::<i64>(0),
+                    )?
+                    .unwrap_or(0)
+                } else {
+                    committed
+                };
+                read_audience(c, tenant_id, version)
+            })
+            .await?;
+        let audience = Arc::new(audience);
+        self.audiences.keep(tenant_id, audience.clone());
+        Ok(audience)
     }
-    Ok(())
+
+    /// Drops the tenant's kept audience: a plan computed from it was stale.
+    pub fn forget_audience(&self, tenant_id: TenantId) {
+        self.audiences.forget(tenant_id);
+    }
+
+    /// Applies a publish plan and answers once its events and deliveries are committed, all
+    /// or nothing; a stale plan comes back unapplied.
+    pub async fn apply_publish(&self, plan: PublishPlan) -> Result<Applied, StoreError> {
+        self.writer
+            .write(move |c, batch| apply_in(c, batch, plan))
+            .await
+    }
 }

@@ -5,11 +5,12 @@
 use super::sql::vals;
 
 use super::paging::{self, List};
-use super::publish::{Metering, NewEvent, publish_in};
+use super::publish::publish_in;
 use super::rows::corrupt;
 use super::schedules::{COLUMNS, load, newest_event, schedule_row};
 use super::{Store, StoreError, count};
 use crate::fanout::Fanout;
+use crate::model::publish::NewEvent;
 use crate::model::schedule::{
     DIGEST_EVENT, DigestFormat, RunStatus, Schedule, ScheduleRun, ScheduleStatus, ScheduleTarget,
 };
@@ -230,9 +231,8 @@ impl Store {
                             c,
                             batch,
                             schedule.tenant_id,
-                            &[event],
+                            vec![event],
                             Fanout::Only(*endpoint),
-                            Metering::Internal,
                         )?;
                         let delivery: Option<i64> = match published.first() {
                             Some(p) if p.deliveries > 0 => c.query_opt(

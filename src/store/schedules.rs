@@ -182,6 +182,8 @@ impl Store {
     ) -> Result<Schedule, StoreError> {
         self.writer
             .write(move |c, batch| {
+                // A status-triggered schedule is part of what publishes are planned from.
+                batch.subscribers.forget(c, tenant_id)?;
                 let mut spec = spec;
                 if let Some(new) = &endpoint {
                     let id = insert_endpoint(c, batch, tenant_id, new)?;
@@ -249,6 +251,7 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 batch.scrub = true;
+                batch.subscribers.forget(c, tenant_id)?;
                 let before = load(c, tenant_id, id)?;
                 let mut spec = before.spec.clone();
                 patch(&mut spec).map_err(StoreError::Invalid)?;
@@ -274,6 +277,7 @@ impl Store {
         self.writer
             .write(move |c, batch| {
                 batch.scrub = true;
+                batch.subscribers.forget(c, tenant_id)?;
                 match c.execute(
                     "DELETE FROM schedules WHERE id = ?1 AND tenant_id = ?2",
                     &vals![id.0, tenant_id.0],

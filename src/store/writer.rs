@@ -12,7 +12,7 @@ use super::StoreError;
 use super::ledger::Ledger;
 use super::postgres::WORK_CHANNEL;
 use super::sql::Conn;
-use super::subscribers::SubscriberCache;
+use super::subscribers::{Audiences, SubscriberCache};
 use crate::report::ErrorChain;
 
 /// Most operations applied in one transaction.
@@ -21,11 +21,11 @@ const MAX_BATCH: usize = 512;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 /// What a batch's operations share: flags for the writer, and the writer's caches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Batch {
     /// Set when an operation made deliveries due: the dispatcher is woken after the commit.
     pub wake: bool,
-    /// Tenants' compiled subscriptions as this connection sees them. Kept across batches
+    /// Tenants' audiences and versions as this connection sees them. Kept across batches
     /// that commit; dropped whole when one rolls back (it may hold what was undone).
     pub subscribers: SubscriberCache,
     /// Why an operation failed for want of storage, if one did.
@@ -181,11 +181,17 @@ impl Writer {
         db: WriterDb,
         wake: Arc<Notify>,
         health: WriteHealth,
+        audiences: Arc<Audiences>,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(4096);
+        let shared = Shared {
+            wake,
+            health,
+            audiences,
+        };
         let handle = std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(db, rx, wake, health))
+            .spawn(move || run(db, rx, shared))
             .map_err(|e| StoreError::WriterStart(Arc::new(e)))?;
         Ok((Self { tx }, handle))
     }
@@ -255,11 +261,22 @@ pub(crate) enum WriterDb {
     Postgres(String),
 }
 
-fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health: WriteHealth) {
+/// What the writer thread shares with the store.
+struct Shared {
+    /// Notified after commits that made work due.
+    wake: Arc<Notify>,
+    /// Whether writes fail for want of storage.
+    health: WriteHealth,
+    /// The audiences publishes are planned from, and (SQLite) the tenants' versions.
+    audiences: Arc<Audiences>,
+}
+
+fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, shared: Shared) {
+    let health = &shared.health;
     match db {
         WriterDb::Sqlite(conn) => {
             let mut rx = rx;
-            batches(&Conn::Sqlite(&conn), &mut rx, &wake, &health, |mode| {
+            batches(&Conn::Sqlite(&conn), &mut rx, &shared, |mode| {
                 checkpoint(&conn, mode)
             });
         }
@@ -274,7 +291,7 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, wake: Arc<Notify>, health:
                         health.recovered();
                         let mut client = super::sql::PgClient::new(client);
                         let conn = Conn::postgres(&mut client);
-                        if batches(&conn, &mut rx, &wake, &health, |_| true) == Ended::Closed {
+                        if batches(&conn, &mut rx, &shared, |_| true) == Ended::Closed {
                             return;
                         }
                         tracing::warn!("the writer lost its PostgreSQL connection; reconnecting");
@@ -340,10 +357,10 @@ enum Ended {
 fn batches(
     conn: &Conn<'_>,
     rx: &mut mpsc::Receiver<Box<dyn Op>>,
-    wake: &Notify,
-    health: &WriteHealth,
+    shared: &Shared,
     mut checkpoint: impl FnMut(Checkpoint) -> bool,
 ) -> Ended {
+    let (wake, health) = (&shared.wake, &shared.health);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -357,7 +374,13 @@ fn batches(
     let mut last_checkpoint = Instant::now();
     // A scrub that readers kept from finishing, tried again at each checkpoint until it does.
     let mut scrub_pending = false;
-    let mut subscribers = SubscriberCache::default();
+    let mut batch = Batch {
+        wake: false,
+        subscribers: SubscriberCache::new(shared.audiences.clone()),
+        storage_failure: None,
+        ledger: Ledger::default(),
+        scrub: false,
+    };
     let mut ops: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = rt.block_on(async { tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()).await });
@@ -373,13 +396,10 @@ fn batches(
             }
         }
         if !ops.is_empty() {
-            let mut batch = Batch {
-                wake: false,
-                subscribers: std::mem::take(&mut subscribers),
-                storage_failure: None,
-                ledger: Ledger::default(),
-                scrub: false,
-            };
+            batch.wake = false;
+            batch.storage_failure = None;
+            batch.ledger = Ledger::default();
+            batch.scrub = false;
             let committed = commit_batch(conn, &mut ops, &mut batch);
             match &committed {
                 Err(e) => {
@@ -392,9 +412,11 @@ fn batches(
                     if let Some(failure) = batch.storage_failure.take() {
                         health.failed(failure);
                     }
-                    subscribers = std::mem::take(&mut batch.subscribers);
                 }
             }
+            // Before the callers hear of it: a publish planned after an answered change
+            // sees the change's version.
+            batch.subscribers.batch_ended(committed.is_ok());
             let woke = batch.wake && committed.is_ok();
             // Before the callers hear of it: a deleted secret is gone from the disk once its
             // deletion is answered (or, with readers in the way, at the next checkpoint).

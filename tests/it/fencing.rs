@@ -2,10 +2,11 @@
 
 use hookd::config::Durability;
 use hookd::delivery::after_attempt;
+use hookd::model::publish::NewEvent;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
 };
-use hookd::store::{ClaimRequest, EndpointLoad, NewEndpoint, NewEvent, Recorded, Store};
+use hookd::store::{ClaimRequest, EndpointLoad, NewEndpoint, Recorded, Store};
 
 use crate::support::open_store;
 
@@ -89,8 +90,7 @@ async fn fenced_attempts_ignore_stale_workers() {
         idempotency_key: None,
         channels: Vec::new(),
     };
-    store
-        .publish(tenant.id, vec![event])
+    hookd::service::publish::publish(&store, tenant.id, vec![event])
         .await
         .expect("publish");
     let now = hookd::model::now_ms();
@@ -173,7 +173,9 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
             channels: Vec::new(),
         })
         .collect();
-    store.publish(tenant.id, events).await.expect("publish");
+    hookd::service::publish::publish(&store, tenant.id, events)
+        .await
+        .expect("publish");
     let now = hookd::model::now_ms();
     let first = store.claim(claim_at(now, 7)).await.expect("claim");
     assert_eq!(first.len(), 7);
@@ -252,7 +254,9 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
             channels: Vec::new(),
         })
         .collect();
-    store.publish(tenant.id, events).await.expect("publish");
+    hookd::service::publish::publish(&store, tenant.id, events)
+        .await
+        .expect("publish");
     let now = hookd::model::now_ms();
     // A limit of 20/s allows ceil(20/10) = 2 starts per 100 ms; 2 already started in this tenth.
     let paced = ClaimRequest {

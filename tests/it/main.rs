@@ -17,6 +17,7 @@ mod integrations;
 mod openapi;
 mod operating;
 mod operating_cli;
+mod planning;
 mod plans;
 mod portal;
 mod postgres;

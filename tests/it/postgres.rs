@@ -396,7 +396,7 @@ async fn a_publish_through_one_process_wakes_the_others() {
         .await
         .expect("a listens");
     let notified = woken.notified();
-    b.publish(tenant.id, vec![event_a_b()])
+    hookd::service::publish::publish(&b, tenant.id, vec![event_a_b()])
         .await
         .expect("publish");
     tokio::time::timeout(std::time::Duration::from_secs(10), notified)
@@ -417,7 +417,7 @@ async fn one_idempotency_key_published_through_two_processes_at_once_is_one_even
         .create_endpoint(tenant.id, catch_all_endpoint())
         .await
         .expect("endpoint");
-    let keyed = |i: usize| hookd::store::NewEvent {
+    let keyed = |i: usize| hookd::model::publish::NewEvent {
         idempotency_key: Some(format!("key-{i}")),
         ..event_a_b()
     };
@@ -425,8 +425,16 @@ async fn one_idempotency_key_published_through_two_processes_at_once_is_one_even
     // two batches overlap: both answer, with the same event, and one delivery is queued.
     let rounds = 40;
     let (through_a, through_b) = tokio::join!(
-        futures_util::future::join_all((0..rounds).map(|i| a.publish(tenant.id, vec![keyed(i)]))),
-        futures_util::future::join_all((0..rounds).map(|i| b.publish(tenant.id, vec![keyed(i)]))),
+        futures_util::future::join_all((0..rounds).map(|i| hookd::service::publish::publish(
+            &a,
+            tenant.id,
+            vec![keyed(i)]
+        ))),
+        futures_util::future::join_all((0..rounds).map(|i| hookd::service::publish::publish(
+            &b,
+            tenant.id,
+            vec![keyed(i)]
+        ))),
     );
     for (i, (x, y)) in through_a.into_iter().zip(through_b).enumerate() {
         let (x, y) = (x.expect("through a"), y.expect("through b"));
@@ -451,16 +459,14 @@ async fn an_endpoint_or_plan_changed_through_one_process_holds_at_once_in_the_ot
     let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
     let tenant = a.create_tenant("t".into()).await.expect("tenant");
     // b's writer compiles the tenant's subscribers (none yet) and caches them.
-    let before = b
-        .publish(tenant.id, vec![event_a_b()])
+    let before = hookd::service::publish::publish(&b, tenant.id, vec![event_a_b()])
         .await
         .expect("publish");
     assert_eq!(before[0].deliveries, 0);
     a.create_endpoint(tenant.id, catch_all_endpoint())
         .await
         .expect("endpoint");
-    let after = b
-        .publish(tenant.id, vec![event_a_b()])
+    let after = hookd::service::publish::publish(&b, tenant.id, vec![event_a_b()])
         .await
         .expect("publish");
     assert_eq!(
@@ -473,7 +479,7 @@ async fn an_endpoint_or_plan_changed_through_one_process_holds_at_once_in_the_ot
         ..PlanPatch::default()
     };
     a.set_plan(tenant.id, patch).await.expect("plan");
-    let refused = b.publish(tenant.id, vec![event_a_b()]).await;
+    let refused = hookd::service::publish::publish(&b, tenant.id, vec![event_a_b()]).await;
     assert!(
         matches!(refused, Err(hookd::store::StoreError::Plan(_))),
         "{refused:?}"
@@ -573,8 +579,8 @@ fn catch_all_endpoint() -> hookd::store::NewEndpoint {
 }
 
 /// An `a.b` event with empty data.
-fn event_a_b() -> hookd::store::NewEvent {
-    hookd::store::NewEvent {
+fn event_a_b() -> hookd::model::publish::NewEvent {
+    hookd::model::publish::NewEvent {
         name: hookd::model::EventName::parse("a.b").expect("name"),
         data: "{}".into(),
         idempotency_key: None,

@@ -5,9 +5,10 @@ use std::time::Duration;
 use super::*;
 use crate::config::Durability;
 use crate::delivery::after_attempt;
+use crate::model::publish::NewEvent;
 use crate::model::{EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme};
 use crate::model::{UnixMs, now_ms};
-use crate::store::{ClaimRequest, NewEndpoint, NewEvent};
+use crate::store::{ClaimRequest, NewEndpoint};
 
 fn settings() -> EndpointSettings {
     EndpointSettings {
@@ -110,8 +111,7 @@ async fn a_failed_write_leaves_nothing_it_undid_in_the_fanout_cache() {
         idempotency_key: None,
         channels: Vec::new(),
     };
-    let published = store
-        .publish(tenant.id, vec![event()])
+    let published = crate::service::publish::publish(&store, tenant.id, vec![event()])
         .await
         .expect("publish");
     assert_eq!(published[0].deliveries, 1);
@@ -121,9 +121,10 @@ async fn a_failed_write_leaves_nothing_it_undid_in_the_fanout_cache() {
         .writer
         .write(move |c, batch| {
             super::super::endpoints::insert(c, batch, tenant_id, &new())?;
-            let seen = batch.subscribers.get(c, tenant_id)?;
+            let seen = batch.subscribers.audience(c, tenant_id)?;
             assert_eq!(
-                seen.targets("a.b", "{}", &[], crate::fanout::Fanout::Subscribers)
+                seen.subscribers
+                    .targets("a.b", "{}", &[], crate::fanout::Fanout::Subscribers)
                     .len(),
                 2
             );
@@ -131,8 +132,7 @@ async fn a_failed_write_leaves_nothing_it_undid_in_the_fanout_cache() {
         })
         .await;
     assert!(failed.is_err());
-    let published = store
-        .publish(tenant.id, vec![event()])
+    let published = crate::service::publish::publish(&store, tenant.id, vec![event()])
         .await
         .expect("publish");
     assert_eq!(
@@ -174,7 +174,7 @@ async fn a_claim_never_hands_out_what_its_own_batch_rolls_back() {
             idempotency_key: None,
             channels: Vec::new(),
         };
-        async move { store.publish(tenant.id, vec![event]).await }
+        async move { crate::service::publish::publish(&store, tenant.id, vec![event]).await }
     });
     wait_queued(&store, 1).await;
     let claim = tokio::spawn({
@@ -226,8 +226,7 @@ async fn a_lease_from_a_rolled_back_batch_is_never_handed_out_again() {
         idempotency_key: None,
         channels: Vec::new(),
     };
-    store
-        .publish(tenant.id, vec![event])
+    crate::service::publish::publish(&store, tenant.id, vec![event])
         .await
         .expect("publish");
     let now = now_ms();
@@ -314,7 +313,9 @@ async fn results_recorded_together_count_in_order() {
             channels: Vec::new(),
         })
         .collect();
-    store.publish(tenant.id, events).await.expect("publish");
+    crate::service::publish::publish(&store, tenant.id, events)
+        .await
+        .expect("publish");
     let now = now_ms();
     let claims = store.claim(request(now)).await.expect("claim");
     assert_eq!(claims.len(), 3);

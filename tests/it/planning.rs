@@ -1,0 +1,122 @@
+//! Publish plans: computed outside the store from a tenant's audience, refused by the store
+//! when the tenant changed since, and computed again by the publish service.
+
+use hookd::config::Durability;
+use hookd::fanout::Fanout;
+use hookd::model::publish::{Applied, Metering, NewEvent, PublishPlan};
+use hookd::model::{EndpointSettings, EventName, EventPattern, TenantId, now_ms};
+use hookd::store::{NewEndpoint, Store};
+
+use crate::support::open_store;
+
+fn endpoint(n: u16) -> NewEndpoint {
+    NewEndpoint {
+        settings: EndpointSettings::new(
+            format!("e{n}"),
+            url::Url::parse(&format!("http://127.0.0.1:9/{n}")).expect("url"),
+            vec![EventPattern::All],
+        ),
+        secret: hookd::signing::generate_secret(),
+    }
+}
+
+fn event() -> NewEvent {
+    NewEvent {
+        name: EventName::parse("a.b").expect("name"),
+        data: "{}".into(),
+        idempotency_key: None,
+        channels: Vec::new(),
+    }
+}
+
+/// A plan for one `a.b` event, from the tenant's audience as the store gives it now.
+async fn plan_one(store: &Store, tenant: TenantId) -> PublishPlan {
+    let audience = store.audience(tenant).await.expect("audience");
+    audience.plan(
+        tenant,
+        vec![event()],
+        Fanout::Subscribers,
+        Metering::Counted,
+        now_ms(),
+    )
+}
+
+#[tokio::test]
+async fn a_plan_made_before_an_endpoint_was_added_is_refused_and_planned_again_with_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle) = open_store(dir.path(), Durability::Normal).await;
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    let first = store
+        .create_endpoint(tenant.id, endpoint(1))
+        .await
+        .expect("first");
+    let plan = plan_one(&store, tenant.id).await;
+    assert_eq!(
+        plan.events[0].targets,
+        [first.id],
+        "planned for the one endpoint"
+    );
+
+    let second = store
+        .create_endpoint(tenant.id, endpoint(2))
+        .await
+        .expect("second");
+    let Applied::Stale(plan) = store.apply_publish(plan).await.expect("apply") else {
+        panic!("a plan made before the endpoint was added must be refused");
+    };
+    let events = store
+        .list_events(
+            tenant.id,
+            None,
+            hookd::model::PageRequest {
+                number: 0,
+                size: 10,
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(events.total_elements, 0, "a refused plan writes nothing");
+    let usage = store.usage(tenant.id).await.expect("usage");
+    assert_eq!(usage.events_today, 0, "and counts nothing");
+
+    let published = hookd::service::publish::publish(&store, tenant.id, plan.into_events())
+        .await
+        .expect("publish");
+    assert_eq!(published[0].deliveries, 2, "planned again: both endpoints");
+    let detail = store
+        .get_event(tenant.id, published[0].id)
+        .await
+        .expect("event");
+    let to: Vec<_> = detail.deliveries.iter().map(|d| d.endpoint_id).collect();
+    assert_eq!(to, [first.id, second.id]);
+    drop(store);
+    handle.close();
+}
+
+#[tokio::test]
+async fn a_plan_made_before_a_plan_change_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle) = open_store(dir.path(), Durability::Normal).await;
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    store
+        .create_endpoint(tenant.id, endpoint(1))
+        .await
+        .expect("endpoint");
+    let plan = plan_one(&store, tenant.id).await;
+    let limit = hookd::model::plan::PlanPatch {
+        events_per_day: Some(Some(0)),
+        ..Default::default()
+    };
+    store.set_plan(tenant.id, limit).await.expect("plan");
+    assert!(
+        matches!(store.apply_publish(plan).await, Ok(Applied::Stale(_))),
+        "planned against the old quota: refused"
+    );
+    let refused = hookd::service::publish::publish(&store, tenant.id, vec![event()]).await;
+    assert!(
+        matches!(refused, Err(hookd::store::StoreError::Plan(_))),
+        "planned again, the new quota refuses it: {refused:?}"
+    );
+    drop(store);
+    handle.close();
+}
