@@ -1,6 +1,7 @@
 //! Configuration: flags > `HOOKD_*` environment > `hookd.toml` > defaults. This is the only
 //! module that reads the environment. [`Config::validate`] runs once, at start.
 
+use crate::model::Invalid;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -284,11 +285,11 @@ impl std::fmt::Display for ProxySetting {
 
 impl ProxySetting {
     /// Reads `http://[user:password@]host:port` (user and password percent-encoded).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         let shape = "must be an http:// proxy URL with a host, like http://127.0.0.1:3128 or http://user:password@proxy:3128";
         let url = url::Url::parse(text).map_err(|_| format!("the proxy URL {shape}"))?;
         if url.scheme() != "http" || url.host_str().is_none() {
-            return Err(format!("the proxy URL {shape}"));
+            return Err(format!("the proxy URL {shape}").into());
         }
         let decode = |part: &str| {
             percent_encoding::percent_decode_str(part)
@@ -326,8 +327,10 @@ impl Config {
         };
         let d = Config::default();
         let duration = |key: &'static str, v: Option<String>, default: Duration| match v {
-            Some(s) => crate::model::duration::parse(&s)
-                .map_err(|message| ConfigError::Invalid { key, message }),
+            Some(s) => crate::model::duration::parse(&s).map_err(|message| ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            }),
             None => Ok(default),
         };
         let config =
@@ -350,7 +353,7 @@ impl Config {
                     Some(text) => Some(ProxySetting::parse(&text).map_err(|message| {
                         ConfigError::Invalid {
                             key: "proxy",
-                            message,
+                            message: message.to_string(),
                         }
                     })?),
                     None => None,
@@ -393,7 +396,7 @@ impl Config {
                         .collect::<Result<_, _>>()
                         .map_err(|message| ConfigError::Invalid {
                             key: "email_retry_schedule",
-                            message,
+                            message: message.to_string(),
                         })?,
                     None => d.email_retry_schedule,
                 },

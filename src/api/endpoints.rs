@@ -1,5 +1,6 @@
 //! Endpoints: create, read, change, delete, stats, enable, and the synchronous test send.
 
+use crate::model::Invalid;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -154,7 +155,7 @@ impl EndpointIn {
     }
 
     /// Applies every present field to `s`; the error names the field.
-    fn apply(self, s: &mut EndpointSettings) -> Result<(), String> {
+    fn apply(self, s: &mut EndpointSettings) -> Result<(), Invalid> {
         if let Some(auth) = self.sealed.auth {
             s.auth = auth;
         }

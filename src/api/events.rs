@@ -1,5 +1,6 @@
 //! Publishing and reading events.
 
+use crate::model::Invalid;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
@@ -38,7 +39,7 @@ pub(super) struct BatchIn {
 }
 
 impl EventIn {
-    fn parse(self) -> Result<NewEvent, String> {
+    fn parse(self) -> Result<NewEvent, Invalid> {
         let name = EventName::parse(&self.event_type).map_err(|e| format!("type: {e}"))?;
         let data = self.data.ok_or("data is required: a JSON object")?;
         if !data.get().trim_start().starts_with('{') {

@@ -301,7 +301,7 @@ fn check(hook: &IncomingHook, headers: &HeaderMap, body: &[u8]) -> Result<Checke
     })?;
     if let Some((scheme, secret)) = &hook.verify {
         verify(*scheme, secret, headers, body, now_ms() / 1000)
-            .map_err(|why| reject(ApiError::signature(why.clone()), why))?;
+            .map_err(|why| reject(ApiError::signature(why.to_string()), why.to_string()))?;
     }
     if let Some(challenge) = payload::challenge(&value) {
         return Ok(Checked::Challenge(challenge.to_owned()));

@@ -1,5 +1,6 @@
 //! Schedules: create, read, change, delete, trigger, and the run log.
 
+use crate::model::Invalid;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
@@ -43,13 +44,13 @@ pub(super) struct ScheduleIn {
     custom_message: Option<String>,
 }
 
-fn missing(field: &str, why: &str) -> String {
-    format!("{field} is required {why}")
+fn missing(field: &str, why: &str) -> Invalid {
+    Invalid(format!("{field} is required {why}"))
 }
 
 impl ScheduleIn {
     /// Builds the spec from `base` (the stored one, for PATCH) and the present fields.
-    fn apply(self, base: Option<ScheduleSpec>, now: UnixMs) -> Result<ScheduleSpec, String> {
+    fn apply(self, base: Option<ScheduleSpec>, now: UnixMs) -> Result<ScheduleSpec, Invalid> {
         if self.webhook_url.is_some() {
             return Err("webhookUrl can only be given when a schedule is created".into());
         }
@@ -62,7 +63,7 @@ impl ScheduleIn {
         let scheduled_at = match self.scheduled_at {
             Some(s) => match parse_rfc3339(&s) {
                 Some(at) => Some((at, s)),
-                None => return Err(format!("scheduledAt '{s}' is not an RFC 3339 instant")),
+                None => return Err(format!("scheduledAt '{s}' is not an RFC 3339 instant").into()),
             },
             None => None,
         };
@@ -70,9 +71,9 @@ impl ScheduleIn {
         let method = match (self.delivery_method.as_deref(), &base_target) {
             (Some(m @ ("webhook" | "email")), _) => m.to_owned(),
             (Some(other), _) => {
-                return Err(format!(
-                    "deliveryMethod must be webhook or email (not '{other}')"
-                ));
+                return Err(
+                    format!("deliveryMethod must be webhook or email (not '{other}')").into(),
+                );
             }
             (None, Some(ScheduleTarget::Email(_))) => "email".into(),
             (None, Some(ScheduleTarget::Endpoint(_))) => "webhook".into(),
@@ -145,7 +146,7 @@ impl ScheduleIn {
                 let at = match (scheduled_at, base_kind) {
                     (Some((at, s)), _) => {
                         if at <= now {
-                            return Err(format!("scheduledAt '{s}' is in the past"));
+                            return Err(format!("scheduledAt '{s}' is in the past").into());
                         }
                         at
                     }
@@ -169,7 +170,7 @@ impl ScheduleIn {
             other => {
                 return Err(format!(
                     "scheduleType must be weekly_digest, on_status_change, custom_cron or one_time (not '{other}')"
-                ));
+                ).into());
             }
         };
         let event_types = match (self.event_types, &base) {
@@ -216,7 +217,7 @@ impl ScheduleIn {
         {
             return Err(format!(
                 "cronExpression '{expr}' never fires (it names no date that exists after now), so the schedule would never run"
-            ));
+            ).into());
         }
         Ok(spec)
     }

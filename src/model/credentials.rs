@@ -2,6 +2,7 @@
 //! a TLS client certificate (`clientCertificate`). Written by the API, sealed at rest, opened
 //! only to send.
 
+use super::Invalid;
 use serde::{Deserialize, Serialize};
 
 /// How deliveries authenticate to an endpoint.
@@ -44,19 +45,19 @@ impl std::fmt::Debug for EndpointAuth {
 }
 
 /// Checks one text field: 1 to `max` characters, no control characters.
-fn text(field: &str, value: &str, max: usize) -> Result<(), String> {
+fn text(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
     if value.is_empty() || value.chars().count() > max {
-        return Err(format!("auth.{field} must be 1 to {max} characters"));
+        return Err(format!("auth.{field} must be 1 to {max} characters").into());
     }
     if value.chars().any(char::is_control) {
-        return Err(format!("auth.{field} may not hold control characters"));
+        return Err(format!("auth.{field} may not hold control characters").into());
     }
     Ok(())
 }
 
 impl EndpointAuth {
     /// Reads and checks the API's `auth` object; the error names the bad part.
-    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+    pub fn parse(value: &serde_json::Value) -> Result<Self, Invalid> {
         // Serde also reads a tagged enum from a list; the API takes an object.
         if !value.is_object() {
             return Err("auth must be an object {type, …}".into());
@@ -144,7 +145,7 @@ mod tests {
                 "clientId",
             ),
         ] {
-            let err = EndpointAuth::parse(&bad).unwrap_err();
+            let err = EndpointAuth::parse(&bad).unwrap_err().0;
             assert!(err.contains(names), "{bad}: {err}");
         }
     }

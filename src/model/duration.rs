@@ -1,6 +1,7 @@
 //! Durations as people write them in settings and retry schedules: `250ms`, `10s`, `5m`,
 //! `2h`, `1d`.
 
+use super::Invalid;
 use std::time::Duration;
 
 /// The units a duration is written in, with their length in milliseconds.
@@ -16,27 +17,28 @@ pub const UNITS: [(&str, u64); 5] = [
 pub const LONGEST: Duration = Duration::from_secs(366 * 86_400);
 
 /// Parses `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, Invalid> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     if digits.is_empty() {
         return Err(format!(
             "'{s}' is not a duration: write a number and a unit, like 250ms, 10s, 5m, 2h or 1d"
-        ));
+        )
+        .into());
     }
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{s}' is not a duration: the number is too large"))?;
     let Some((_, unit_ms)) = UNITS.iter().find(|(name, _)| *name == unit) else {
-        return Err(format!(
-            "'{s}' is not a duration: the unit must be one of ms, s, m, h, d"
-        ));
+        return Err(
+            format!("'{s}' is not a duration: the unit must be one of ms, s, m, h, d").into(),
+        );
     };
     n.checked_mul(*unit_ms)
         .filter(|ms| u128::from(*ms) <= LONGEST.as_millis())
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{s}' is too long: the most is 366d"))
+        .ok_or_else(|| Invalid(format!("'{s}' is too long: the most is 366d")))
 }
 
 /// Formats a duration in the largest unit that divides it exactly (`90000ms` → `90s`).

@@ -1,5 +1,6 @@
 //! Outgoing endpoints: their settings (validated once, here) and their stored state.
 
+use super::Invalid;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -220,7 +221,7 @@ impl EndpointSettings {
     }
 
     /// Checks the rules that tie fields together (run after every create or PATCH).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return Err("name must be 1 to 200 characters".into());
         }
@@ -242,7 +243,7 @@ impl EndpointSettings {
         if let Some(name) = &self.signature_header_name {
             check_header_name(name)?;
             if RESERVED_HEADERS[..11].contains(&name.as_str()) || name == "content-type" {
-                return Err(format!("signatureHeaderName '{name}' is a reserved header"));
+                return Err(format!("signatureHeaderName '{name}' is a reserved header").into());
             }
         }
         if self.headers.len() > 30 {
@@ -255,7 +256,7 @@ impl EndpointSettings {
                 || name == "x-hub-signature-256"
                 || name == self.signature_header()
             {
-                return Err(format!("headers may not set '{name}': hookd sets it"));
+                return Err(format!("headers may not set '{name}': hookd sets it").into());
             }
             // A sealed value was checked before it was sealed.
             if let HeaderSetting::Plain(value) = value {
@@ -267,34 +268,33 @@ impl EndpointSettings {
 }
 
 /// Checks a custom header's value: valid in HTTP, no CR, LF or NUL, at most 4096 bytes.
-pub fn check_header_value(name: &str, value: &str) -> Result<(), String> {
+pub fn check_header_value(name: &str, value: &str) -> Result<(), Invalid> {
     if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(format!(
             "header '{name}' has an invalid value: no CR, LF or NUL, at most 4096 bytes"
-        ));
+        )
+        .into());
     }
     if http::HeaderValue::from_str(value).is_err() {
-        return Err(format!(
-            "header '{name}' has a value that is not valid in HTTP"
-        ));
+        return Err(format!("header '{name}' has a value that is not valid in HTTP").into());
     }
     Ok(())
 }
 
 /// Lowercases and checks a header name (an HTTP token, at most 100 bytes).
-pub fn check_header_name(name: &str) -> Result<(), String> {
+pub fn check_header_name(name: &str) -> Result<(), Invalid> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || name.len() > 100 || !name.bytes().all(token) {
-        return Err(format!("'{name}' is not a valid header name"));
+        return Err(format!("'{name}' is not a valid header name").into());
     }
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(format!("header name '{name}' must be lowercase"));
+        return Err(format!("header name '{name}' must be lowercase").into());
     }
     Ok(())
 }
 
 /// Parses a user-supplied URL: absolute `http(s)://host…`, at most 2048 bytes, no credentials.
-pub fn parse_url(s: &str) -> Result<url::Url, String> {
+pub fn parse_url(s: &str) -> Result<url::Url, Invalid> {
     if s.len() > 2048 {
         return Err("url must be at most 2048 characters".into());
     }
@@ -308,10 +308,11 @@ pub fn parse_url(s: &str) -> Result<url::Url, String> {
         return Err(format!(
             "url '{s}' must be an https:// (or, where allowed, http://) URL, not {}://",
             url.scheme()
-        ));
+        )
+        .into());
     }
     if url.host().is_none() {
-        return Err(format!("url '{s}' has no host"));
+        return Err(format!("url '{s}' has no host").into());
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("url must not carry credentials; use headers instead".into());

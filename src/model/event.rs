@@ -1,6 +1,7 @@
 //! Event names (`project.created`) and the patterns endpoints subscribe with
 //! (`project.*`, `*`).
 
+use super::Invalid;
 use std::fmt;
 
 /// How long an idempotency key answers with its first event.
@@ -21,9 +22,9 @@ pub struct EventName(String);
 
 impl EventName {
     /// Parses a name; the error says what is wrong with it.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s.is_empty() || s.len() > 200 {
-            return Err(format!("event type '{s}' must be 1 to 200 characters"));
+            return Err(format!("event type '{s}' must be 1 to 200 characters").into());
         }
         let ok = s.split('.').all(|seg| {
             !seg.is_empty()
@@ -36,7 +37,7 @@ impl EventName {
         } else {
             Err(format!(
                 "event type '{s}' must be lowercase segments of [a-z0-9_] joined by dots, like project.created"
-            ))
+            ).into())
         }
     }
 
@@ -65,7 +66,7 @@ pub enum EventPattern {
 
 impl EventPattern {
     /// Parses `*`, `name.*` or `name`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s == "*" {
             return Ok(Self::All);
         }
@@ -104,9 +105,9 @@ pub const MAX_CHANNELS: usize = 10;
 /// Checks a list of channel names: at most [`MAX_CHANNELS`], each 1–128 characters of
 /// `[A-Za-z0-9_.:-]` (`board.42`, `project:7`). The error names the bad one
 /// (`channels[2]: …`).
-pub fn check_channels(channels: &[String]) -> Result<(), String> {
+pub fn check_channels(channels: &[String]) -> Result<(), Invalid> {
     if channels.len() > MAX_CHANNELS {
-        return Err(format!("channels: at most {MAX_CHANNELS}"));
+        return Err(format!("channels: at most {MAX_CHANNELS}").into());
     }
     for (i, c) in channels.iter().enumerate() {
         let ok = (1..=128).contains(&c.len())
@@ -115,7 +116,8 @@ pub fn check_channels(channels: &[String]) -> Result<(), String> {
         if !ok {
             return Err(format!(
                 "channels[{i}]: '{c}' must be 1 to 128 characters of letters, digits, _ . : -"
-            ));
+            )
+            .into());
         }
     }
     Ok(())

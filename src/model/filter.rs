@@ -2,6 +2,7 @@
 //! A filter is checked and compiled once, when the endpoint is written; fan-out then only
 //! evaluates it against each event (`{"type": …, "data": …}`).
 
+use super::Invalid;
 use serde_json::Value;
 
 /// A condition's test.
@@ -68,14 +69,12 @@ pub const MAX_CONDITIONS: usize = 32;
 impl Filter {
     /// Checks and compiles a filter: a JSON list of `{path, op, value?}`. The error names the
     /// bad part (`filter[1].op: …`).
-    pub fn parse(source: &Value) -> Result<Self, String> {
+    pub fn parse(source: &Value) -> Result<Self, Invalid> {
         let items = source
             .as_array()
             .ok_or("filter must be a list of conditions")?;
         if items.len() > MAX_CONDITIONS {
-            return Err(format!(
-                "filter may hold at most {MAX_CONDITIONS} conditions"
-            ));
+            return Err(format!("filter may hold at most {MAX_CONDITIONS} conditions").into());
         }
         let conditions = items
             .iter()
@@ -102,7 +101,7 @@ impl Filter {
     }
 }
 
-fn condition(item: &Value) -> Result<Condition, String> {
+fn condition(item: &Value) -> Result<Condition, Invalid> {
     let object = item
         .as_object()
         .ok_or("a condition must be an object {path, op, value}")?;
@@ -110,9 +109,7 @@ fn condition(item: &Value) -> Result<Condition, String> {
         .keys()
         .find(|k| !matches!(k.as_str(), "path" | "op" | "value"))
     {
-        return Err(format!(
-            "{unknown}: unknown field (a condition has path, op, value)"
-        ));
+        return Err(format!("{unknown}: unknown field (a condition has path, op, value)").into());
     }
     let path = object
         .get("path")
@@ -128,24 +125,23 @@ fn condition(item: &Value) -> Result<Condition, String> {
     if !well_formed || !rooted || path.len() > 256 {
         return Err(format!(
             "path: '{path}' must be 'type' or a dot path under 'data' (letters, digits, _ and -)"
-        ));
+        )
+        .into());
     }
     let op = object
         .get("op")
         .and_then(Value::as_str)
         .ok_or("op: required, one of eq, ne, in, nin, exists, prefix, gt, gte, lt, lte")?;
     let value = object.get("value");
-    let scalar = |v: Option<&Value>| -> Result<Value, String> {
+    let scalar = |v: Option<&Value>| -> Result<Value, Invalid> {
         match v {
             Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null)) => {
                 Ok(v.clone())
             }
-            _ => Err(format!(
-                "value: '{op}' takes a string, number, boolean or null"
-            )),
+            _ => Err(format!("value: '{op}' takes a string, number, boolean or null").into()),
         }
     };
-    let list = |v: Option<&Value>| -> Result<Vec<Value>, String> {
+    let list = |v: Option<&Value>| -> Result<Vec<Value>, Invalid> {
         let items = v
             .and_then(Value::as_array)
             .ok_or(format!("value: '{op}' takes a list"))?;
@@ -177,14 +173,15 @@ fn condition(item: &Value) -> Result<Condition, String> {
             let bound = match value {
                 Some(Value::Number(n)) => Bound::Number(n.as_f64().unwrap_or(f64::NAN)),
                 Some(Value::String(s)) => Bound::Text(s.clone()),
-                _ => return Err(format!("value: '{op}' takes a number or a string")),
+                _ => return Err(format!("value: '{op}' takes a number or a string").into()),
             };
             Test::Compare(order, bound)
         }
         other => {
             return Err(format!(
                 "op: '{other}' is not one of eq, ne, in, nin, exists, prefix, gt, gte, lt, lte"
-            ));
+            )
+            .into());
         }
     };
     Ok(Condition {
@@ -362,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_bad_filter_is_refused_naming_the_part() {
-        let refused = |v: Value| Filter::parse(&v).expect_err("refused");
+        let refused = |v: Value| Filter::parse(&v).expect_err("refused").0;
         assert!(refused(json!({"path": "data.x"})).contains("list"));
         assert!(
             refused(json!([{"path": "data.x", "op": "like", "value": 1}]))

@@ -63,6 +63,30 @@ pub fn rfc3339(ms: UnixMs) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A value hookd refuses, with the sentence that says why, as the caller is shown it (the
+/// API answers it as a `validation_failed`; the CLI prints it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(invalid: Invalid) -> Self {
+        invalid.0
+    }
+}
+
 /// Parses an RFC 3339 timestamp (any offset) into unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<UnixMs> {
     chrono::DateTime::parse_from_rfc3339(s)

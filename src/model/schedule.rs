@@ -1,5 +1,6 @@
 //! Schedules: what fires when, and what a run sends.
 
+use super::Invalid;
 use chrono_tz::Tz;
 
 use super::timing::CronSpec;
@@ -63,16 +64,16 @@ impl DigestFormat {
 
 impl DigestFormat {
     /// Parses the API name.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         match s {
             "json" => Ok(Self::Json),
             "markdown" => Ok(Self::Markdown),
             "html" => Ok(Self::Html),
             "pdf" => Ok(Self::Pdf),
             "docx" => Ok(Self::Docx),
-            _ => Err(format!(
-                "format must be one of json, markdown, html, pdf, docx (not '{s}')"
-            )),
+            _ => Err(
+                format!("format must be one of json, markdown, html, pdf, docx (not '{s}')").into(),
+            ),
         }
     }
 

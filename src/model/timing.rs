@@ -9,6 +9,7 @@
 //! schedule next fires at its next existing time); a local time that occurs twice on a
 //! fall-back day fires once, at its first occurrence.
 
+use super::Invalid;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -26,8 +27,9 @@ const MONTH_NAMES: [&str; 12] = [
 ];
 
 /// Parses a time zone name (`America/New_York`); the error names it.
-pub fn parse_zone(name: &str) -> Result<Tz, String> {
-    Tz::from_str(name).map_err(|_| format!("timezone '{name}' is not an IANA time zone name"))
+pub fn parse_zone(name: &str) -> Result<Tz, Invalid> {
+    Tz::from_str(name)
+        .map_err(|_| Invalid(format!("timezone '{name}' is not an IANA time zone name")))
 }
 
 /// Expands one cron field (lists, ranges, steps, names) into the set of values it allows.
@@ -37,8 +39,8 @@ fn expand(
     max: u32,
     names: &[&str],
     name_base: u32,
-) -> Result<Vec<u32>, String> {
-    let value = |s: &str| -> Result<u32, String> {
+) -> Result<Vec<u32>, Invalid> {
+    let value = |s: &str| -> Result<u32, Invalid> {
         let lower = s.to_ascii_lowercase();
         if let Some(i) = names.iter().position(|n| *n == lower) {
             return Ok(i as u32 + name_base);
@@ -46,7 +48,7 @@ fn expand(
         s.parse::<u32>()
             .ok()
             .filter(|v| (min..=max).contains(v))
-            .ok_or_else(|| format!("'{s}' is out of range {min}-{max}"))
+            .ok_or_else(|| Invalid(format!("'{s}' is out of range {min}-{max}")))
     };
     let mut out = Vec::new();
     for part in field.split(',') {
@@ -69,7 +71,7 @@ fn expand(
             },
         };
         if lo > hi {
-            return Err(format!("range '{range}' runs backwards"));
+            return Err(format!("range '{range}' runs backwards").into());
         }
         out.extend((lo..=hi).step_by(step as usize));
     }
@@ -88,7 +90,7 @@ fn list(values: &[u32]) -> String {
 
 impl CronSpec {
     /// Parses a 5-field (standard) or 6-field (seconds first) expression.
-    pub fn parse(expr: &str) -> Result<Self, String> {
+    pub fn parse(expr: &str) -> Result<Self, Invalid> {
         let fields: Vec<&str> = expr.split_whitespace().collect();
         let (seconds, rest) = match fields.len() {
             5 => ("0".to_owned(), &fields[..]),
@@ -96,10 +98,10 @@ impl CronSpec {
             n => {
                 return Err(format!(
                     "cronExpression must have 5 fields (minute hour day month weekday) or 6 with seconds first; it has {n}"
-                ));
+                ).into());
             }
         };
-        let field = |what: &str, r: Result<Vec<u32>, String>| {
+        let field = |what: &str, r: Result<Vec<u32>, Invalid>| {
             r.map_err(|e| format!("cronExpression {what}: {e}"))
         };
         let minutes = field("minute", expand(rest[0], 0, 59, &[], 0))?;
@@ -262,7 +264,7 @@ mod tests {
             ("* * * * FUNDAY", "day of week"),
             ("5-1 * * * *", "minute"),
         ] {
-            let err = CronSpec::parse(expr).unwrap_err();
+            let err = CronSpec::parse(expr).unwrap_err().0;
             assert!(err.contains(needle), "{expr}: {err}");
         }
         assert!(parse_zone("Mars/Olympus").is_err());

@@ -13,9 +13,99 @@ use http_body_util::Full;
 
 use crate::model::credentials::{ClientCertificate, EndpointAuth};
 use crate::model::endpoint::Sealed;
-use crate::sealing::SealingKey;
+use crate::report::ErrorChain;
+use crate::sealing::{SealError, SealingKey};
+use crate::target::TargetError;
 
-use super::HttpClient;
+use super::{CertificateError, HttpClient};
+
+/// Why an endpoint's credentials could not be used for an attempt; the sentence is what the
+/// attempt log shows (class `auth`).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// Sealed credentials, and no key to open them.
+    #[error(
+        "the endpoint has credentials but hookd has no credentials key (--credentials-key-file)"
+    )]
+    NoKey,
+    /// The key does not open them.
+    #[error(transparent)]
+    Unseal(SealError),
+    /// The opened auth is not an auth setting.
+    #[error("stored auth cannot be read: {0}")]
+    StoredAuth(#[source] serde_json::Error),
+    /// The opened certificate is not a certificate setting.
+    #[error("stored client certificate cannot be read: {0}")]
+    StoredCertificate(#[source] serde_json::Error),
+    /// The certificate or its key cannot be presented.
+    #[error("the client certificate cannot be used: {0}")]
+    Certificate(#[source] CertificateError),
+    /// The Basic credentials make no header value.
+    #[error("auth: {0}")]
+    Header(#[source] http::header::InvalidHeaderValue),
+    /// The token URL is not a URL.
+    #[error("auth.tokenUrl: {0}")]
+    TokenUrl(#[source] url::ParseError),
+    /// The token URL is not an allowed target.
+    #[error("the token endpoint {url} is not allowed: {source}")]
+    TokenNotAllowed {
+        /// The token URL.
+        url: String,
+        /// Why.
+        source: TargetError,
+    },
+    /// The token request could not be built.
+    #[error("cannot build the token request: {0}")]
+    TokenRequest(#[source] http::Error),
+    /// The token endpoint could not be reached.
+    #[error("the token endpoint {url} failed: {}", ErrorChain(.source.as_ref()))]
+    TokenFailed {
+        /// The token URL.
+        url: String,
+        /// Why.
+        source: Box<hyper_util::client::legacy::Error>,
+    },
+    /// The token endpoint broke off its answer.
+    #[error("the token endpoint {url} broke off its answer: {source}")]
+    TokenBrokeOff {
+        /// The token URL.
+        url: String,
+        /// Why.
+        source: hyper::Error,
+    },
+    /// The token endpoint refused.
+    #[error("the token endpoint {url} answered {status}: {snippet}")]
+    TokenRefused {
+        /// The token URL.
+        url: String,
+        /// Its status.
+        status: http::StatusCode,
+        /// The start of its body.
+        snippet: String,
+    },
+    /// The token endpoint answered without a token.
+    #[error("the token endpoint {url} answered no usable token (access_token): {source}")]
+    NoToken {
+        /// The token URL.
+        url: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The token is not a header value.
+    #[error("the token endpoint {0} answered a token that is not a header value")]
+    TokenNotHeader(String),
+    /// A token was asked for an endpoint without OAuth2.
+    #[error("not an OAuth2 endpoint")]
+    NotOAuth2,
+    /// The token endpoint did not answer in time.
+    #[error("the token endpoint {url} did not answer within {timeout_ms}ms")]
+    TokenTimeout {
+        /// The token URL.
+        url: String,
+        /// The attempt's timeout.
+        timeout_ms: u32,
+    },
+}
 
 /// How an endpoint's requests authenticate.
 pub(super) enum AuthInUse {
@@ -60,19 +150,15 @@ impl InUse {
         key: Option<&SealingKey>,
         auth: &Option<Sealed>,
         cert: &Option<Sealed>,
-        client_with: impl FnOnce(&ClientCertificate) -> Result<HttpClient, String>,
-    ) -> Result<Self, String> {
-        let key = key.ok_or(
-            "the endpoint has credentials but hookd has no credentials key (--credentials-key-file)",
-        )?;
-        let open = |sealed: &Sealed| -> Result<Vec<u8>, String> {
-            key.open(sealed).map_err(|e| e.to_string())
-        };
+        client_with: impl FnOnce(&ClientCertificate) -> Result<HttpClient, CredentialError>,
+    ) -> Result<Self, CredentialError> {
+        let key = key.ok_or(CredentialError::NoKey)?;
+        let open = |sealed: &Sealed| key.open(sealed).map_err(CredentialError::Unseal);
         let auth_in_use = match auth {
             None => None,
             Some(sealed) => {
-                let auth: EndpointAuth = serde_json::from_slice(&open(sealed)?)
-                    .map_err(|e| format!("stored auth cannot be read: {e}"))?;
+                let auth: EndpointAuth =
+                    serde_json::from_slice(&open(sealed)?).map_err(CredentialError::StoredAuth)?;
                 Some(AuthInUse::from(auth)?)
             }
         };
@@ -80,7 +166,7 @@ impl InUse {
             None => None,
             Some(sealed) => {
                 let cert: ClientCertificate = serde_json::from_slice(&open(sealed)?)
-                    .map_err(|e| format!("stored client certificate cannot be read: {e}"))?;
+                    .map_err(CredentialError::StoredCertificate)?;
                 Some(client_with(&cert)?)
             }
         };
@@ -94,12 +180,12 @@ impl InUse {
 }
 
 impl AuthInUse {
-    fn from(auth: EndpointAuth) -> Result<Self, String> {
+    fn from(auth: EndpointAuth) -> Result<Self, CredentialError> {
         Ok(match auth {
             EndpointAuth::Basic { username, password } => {
                 let encoded = STANDARD.encode(format!("{username}:{password}"));
                 let mut header = HeaderValue::try_from(format!("Basic {encoded}"))
-                    .map_err(|e| format!("auth: {e}"))?;
+                    .map_err(CredentialError::Header)?;
                 header.set_sensitive(true);
                 Self::Basic(header)
             }
@@ -117,8 +203,7 @@ impl AuthInUse {
                     form.append_pair("scope", scope);
                 }
                 Self::OAuth2 {
-                    token_url: url::Url::parse(&token_url)
-                        .map_err(|e| format!("auth.tokenUrl: {e}"))?,
+                    token_url: url::Url::parse(&token_url).map_err(CredentialError::TokenUrl)?,
                     form: form.finish(),
                     token: tokio::sync::Mutex::new(None),
                 }
@@ -144,7 +229,7 @@ pub(super) async fn bearer(
     (token_url, form): (&url::Url, &str),
     cached: &tokio::sync::Mutex<Option<Token>>,
     stale: Option<&HeaderValue>,
-) -> Result<HeaderValue, String> {
+) -> Result<HeaderValue, CredentialError> {
     let mut cached = cached.lock().await;
     if let Some(token) = cached.as_ref()
         && token.until.is_none_or(|until| Instant::now() < until)
@@ -165,7 +250,7 @@ async fn fetch(
     proxy_authorization: Option<&HeaderValue>,
     token_url: &url::Url,
     form: &str,
-) -> Result<Token, String> {
+) -> Result<Token, CredentialError> {
     let mut request = Request::post(token_url.as_str());
     if let Some(proxy) = proxy_authorization {
         request = request.header(http::header::PROXY_AUTHORIZATION, proxy.clone());
@@ -177,32 +262,34 @@ async fn fetch(
         )
         .header(http::header::ACCEPT, "application/json")
         .body(Full::new(Bytes::from(form.to_owned())))
-        .map_err(|e| format!("cannot build the token request: {e}"))?;
+        .map_err(CredentialError::TokenRequest)?;
     let fetched_at = Instant::now();
-    let response = client.request(request).await.map_err(|e| {
-        format!(
-            "the token endpoint {token_url} failed: {}",
-            crate::report::ErrorChain(&e)
-        )
-    })?;
+    let url = || token_url.to_string();
+    let response =
+        client
+            .request(request)
+            .await
+            .map_err(|source| CredentialError::TokenFailed {
+                url: url(),
+                source: Box::new(source),
+            })?;
     let status = response.status();
     let (body, _) = super::read_capped(response.into_body())
         .await
-        .map_err(|e| format!("the token endpoint {token_url} broke off its answer: {e}"))?;
+        .map_err(|source| CredentialError::TokenBrokeOff { url: url(), source })?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         let snippet: String = text.chars().take(200).collect();
-        return Err(format!(
-            "the token endpoint {token_url} answered {status}: {snippet}"
-        ));
+        return Err(CredentialError::TokenRefused {
+            url: url(),
+            status,
+            snippet,
+        });
     }
-    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-        format!("the token endpoint {token_url} answered no usable token (access_token): {e}")
-    })?;
-    let mut header =
-        HeaderValue::try_from(format!("Bearer {}", answer.access_token)).map_err(|_| {
-            format!("the token endpoint {token_url} answered a token that is not a header value")
-        })?;
+    let answer: TokenAnswer = serde_json::from_slice(&body)
+        .map_err(|source| CredentialError::NoToken { url: url(), source })?;
+    let mut header = HeaderValue::try_from(format!("Bearer {}", answer.access_token))
+        .map_err(|_| CredentialError::TokenNotHeader(url()))?;
     header.set_sensitive(true);
     let until = answer
         .expires_in

@@ -26,7 +26,7 @@ use crate::signing::Signer;
 use crate::target::{TargetError, TargetPolicy};
 
 use connect::Connect;
-use credentials::{AuthInUse, InUse};
+use credentials::{AuthInUse, CredentialError, InUse};
 
 /// Response bytes kept in the attempt log.
 pub const KEPT_BODY_BYTES: usize = 4096;
@@ -190,7 +190,7 @@ impl Outbound {
     }
 
     /// The endpoint's credentials, opened (once per change of them); `None` when it has none.
-    fn credentials(&self, endpoint: &Endpoint) -> Result<Option<Arc<InUse>>, String> {
+    fn credentials(&self, endpoint: &Endpoint) -> Result<Option<Arc<InUse>>, CredentialError> {
         let s = &endpoint.settings;
         if s.auth.is_none() && s.client_certificate.is_none() {
             return Ok(None);
@@ -208,7 +208,7 @@ impl Outbound {
             |cert| {
                 tls_config(self.roots.clone(), Some(cert))
                     .map(|tls| client(self.connect.clone(), tls))
-                    .map_err(|e| format!("the client certificate cannot be used: {e}"))
+                    .map_err(CredentialError::Certificate)
             },
         )?);
         if kept.len() >= MAX_KEPT_CREDENTIALS {
@@ -238,7 +238,7 @@ impl Outbound {
         }
         let credentials = match self.credentials(endpoint) {
             Ok(c) => c,
-            Err(message) => return fail(ErrorClass::Auth, message),
+            Err(e) => return fail(ErrorClass::Auth, e.to_string()),
         };
         let client = credentials
             .as_ref()
@@ -254,7 +254,7 @@ impl Outbound {
                     .await
                 {
                     Ok(header) => Some(header),
-                    Err(message) => return fail(ErrorClass::Auth, message),
+                    Err(e) => return fail(ErrorClass::Auth, e.to_string()),
                 }
             }
         };
@@ -279,7 +279,7 @@ impl Outbound {
                     .await
                 {
                     Ok(header) => send(Some(header)).await,
-                    Err(message) => fail(ErrorClass::Auth, message),
+                    Err(e) => fail(ErrorClass::Auth, e.to_string()),
                 }
             }
             _ => outcome,
@@ -293,18 +293,21 @@ impl Outbound {
         stale: Option<&HeaderValue>,
         deadline: tokio::time::Instant,
         timeout_ms: u32,
-    ) -> Result<HeaderValue, String> {
+    ) -> Result<HeaderValue, CredentialError> {
         let AuthInUse::OAuth2 {
             token_url,
             form,
             token,
         } = oauth
         else {
-            return Err("not an OAuth2 endpoint".into());
+            return Err(CredentialError::NotOAuth2);
         };
-        self.policy
-            .check_literal(token_url)
-            .map_err(|e| format!("the token endpoint {token_url} is not allowed: {e}"))?;
+        self.policy.check_literal(token_url).map_err(|source| {
+            CredentialError::TokenNotAllowed {
+                url: token_url.to_string(),
+                source,
+            }
+        })?;
         tokio::time::timeout_at(
             deadline,
             credentials::bearer(
@@ -316,8 +319,9 @@ impl Outbound {
             ),
         )
         .await
-        .map_err(|_| {
-            format!("the token endpoint {token_url} did not answer within {timeout_ms}ms")
+        .map_err(|_| CredentialError::TokenTimeout {
+            url: token_url.to_string(),
+            timeout_ms,
         })?
     }
 

@@ -16,6 +16,34 @@ use crate::model::{UnixMs, now_ms};
 use crate::report::ErrorChain;
 use crate::store::{EmailAfter, EmailJob, Store};
 
+/// Why an email could not be sent; the sentence is what the run log shows.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The SMTP relay cannot be set up (TLS).
+    #[error("SMTP relay: {0}")]
+    Relay(#[source] lettre::transport::smtp::Error),
+    /// The configured sender is not an address.
+    #[error("bad sender address: {0}")]
+    Sender(#[source] lettre::address::AddressError),
+    /// A recipient is not an address.
+    #[error("bad address {to}: {source}")]
+    Recipient {
+        /// The recipient as given.
+        to: String,
+        /// Why.
+        source: lettre::address::AddressError,
+    },
+    /// The attachment's type is not a MIME type.
+    #[error("attachment type: {0}")]
+    Attachment(#[source] lettre::message::header::ContentTypeErr),
+    /// The message could not be built.
+    #[error("cannot build the email: {0}")]
+    Build(#[source] lettre::error::Error),
+    /// The SMTP server refused or could not be reached.
+    #[error("SMTP: {0}")]
+    Smtp(#[source] lettre::transport::smtp::Error),
+}
+
 /// Sends due email runs every `interval` until `shutdown` resolves.
 pub async fn run(
     store: Store,
@@ -27,7 +55,7 @@ pub async fn run(
     let transport = match transport(&smtp) {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "cannot set up SMTP; email digests will wait");
+            tracing::error!(error = %ErrorChain(&e), "cannot set up SMTP; email digests will wait");
             return;
         }
     };
@@ -47,7 +75,7 @@ pub async fn run(
         for job in jobs {
             let result = send(&transport, &smtp.from, &job).await;
             if let Err(e) = &result {
-                tracing::warn!(run_id = %job.run_id, error = %e, "email digest not sent");
+                tracing::warn!(run_id = %job.run_id, error = %ErrorChain(e), "email digest not sent");
             }
             let jitter = 0.8 + rand::random::<f64>() * 0.4;
             let after = after_send(result, job.attempt, &retry, jitter, now_ms());
@@ -58,10 +86,11 @@ pub async fn run(
     }
 }
 
-/// What follows send attempt number `attempt`: done, tried again after the email retry
-/// schedule's next delay, or failed for good once the schedule is used up.
-pub fn after_send(
-    result: Result<String, String>,
+/// What follows send attempt number `attempt` (the server's answer, or the error as the run
+/// log shows it): done, tried again after the email retry schedule's next delay, or failed
+/// for good once the schedule is used up.
+pub fn after_send<E: std::fmt::Display>(
+    result: Result<String, E>,
     attempt: u32,
     retry: &[Duration],
     jitter: f64,
@@ -76,19 +105,22 @@ pub fn after_send(
                     at: now + ms as i64,
                     note,
                 },
-                None => EmailAfter::Failed { note, error },
+                None => EmailAfter::Failed {
+                    note,
+                    error: error.to_string(),
+                },
             }
         }
     }
 }
 
-fn transport(smtp: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+fn transport(smtp: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let builder = match smtp.tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
         SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-            .map_err(|e| e.to_string())?,
+            .map_err(MailError::Relay)?,
         SmtpTls::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(|e| e.to_string())?
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(MailError::Relay)?
         }
     };
     let builder = builder
@@ -108,18 +140,19 @@ async fn send(
     transport: &AsyncSmtpTransport<Tokio1Executor>,
     from: &str,
     job: &EmailJob,
-) -> Result<String, String> {
-    let from: Mailbox = from
-        .parse()
-        .map_err(|e| format!("bad sender address: {e}"))?;
+) -> Result<String, MailError> {
+    let from: Mailbox = from.parse().map_err(MailError::Sender)?;
     let mut builder = Message::builder().from(from).subject(job.subject.clone());
     for to in &job.recipients {
         builder = builder.to(to
             .parse::<Mailbox>()
-            .map_err(|e| format!("bad address {to}: {e}"))?);
+            .map_err(|source| MailError::Recipient {
+                to: to.clone(),
+                source,
+            })?);
     }
     let (filename, mime) = job.format.attachment();
-    let content_type = ContentType::parse(mime).map_err(|e| e.to_string())?;
+    let content_type = ContentType::parse(mime).map_err(MailError::Attachment)?;
     let text = job
         .message
         .clone()
@@ -127,13 +160,8 @@ async fn send(
     let body = MultiPart::mixed()
         .singlepart(SinglePart::plain(text))
         .singlepart(Attachment::new(filename.to_owned()).body(job.document.clone(), content_type));
-    let message = builder
-        .multipart(body)
-        .map_err(|e| format!("cannot build the email: {e}"))?;
-    let response = transport
-        .send(message)
-        .await
-        .map_err(|e| format!("SMTP: {e}"))?;
+    let message = builder.multipart(body).map_err(MailError::Build)?;
+    let response = transport.send(message).await.map_err(MailError::Smtp)?;
     Ok(format!(
         "sent to {} recipient(s): {}",
         job.recipients.len(),
@@ -149,18 +177,18 @@ mod tests {
     fn a_failed_send_is_retried_on_the_schedule_then_fails_for_good() {
         let retry = [Duration::from_secs(60), Duration::from_secs(300)];
         assert_eq!(
-            after_send(Ok("250 ok".into()), 1, &retry, 1.0, 0),
+            after_send(Ok::<_, &str>("250 ok".into()), 1, &retry, 1.0, 0),
             EmailAfter::Sent("250 ok".into())
         );
         assert_eq!(
-            after_send(Err("refused".into()), 1, &retry, 1.0, 1000),
+            after_send(Err::<String, _>("refused"), 1, &retry, 1.0, 1000),
             EmailAfter::RetryAt {
                 at: 61_000,
                 note: "attempt 1 failed: refused".into()
             }
         );
         assert_eq!(
-            after_send(Err("refused".into()), 3, &retry, 1.0, 0),
+            after_send(Err::<String, _>("refused"), 3, &retry, 1.0, 0),
             EmailAfter::Failed {
                 note: "attempt 3 failed: refused".into(),
                 error: "refused".into()

@@ -187,7 +187,7 @@ fn claimed_events(
     c: &Conn<'_>,
     ids: &[i64],
 ) -> Result<HashMap<i64, Arc<ClaimedEvent>>, StoreError> {
-    let list = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let list = Conn::id_list(ids);
     let rows = c.query(
         &format!(
             "SELECT id, type, data, created_at FROM events WHERE {}",
@@ -317,7 +317,7 @@ fn count_starts(
     if held.is_empty() {
         return Ok(());
     }
-    let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let held = Conn::id_list(held);
     c.execute(
         &format!(
             "DELETE FROM hookd_starts WHERE {} AND tenth <= CAST(?2 AS BIGINT) / 100 - 10",

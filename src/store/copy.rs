@@ -130,10 +130,9 @@ async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
     match db {
         Database::Sqlite(path) => {
             if !is_target && !path.exists() {
-                return Err(StoreError::Invalid(format!(
-                    "{} does not exist",
-                    path.display()
-                )));
+                return Err(StoreError::Invalid(
+                    format!("{} does not exist", path.display()).into(),
+                ));
             }
             let lock = super::lock(path)?;
             if is_target {
@@ -191,7 +190,7 @@ fn same_version(db: &Database, found: i64, known: i64) -> Result<(), StoreError>
     if found < known {
         return Err(StoreError::Invalid(format!(
             "{db} is at schema version {found}; this hookd copies version {known}: run `hookd migrate` on it first"
-        )));
+        ).into()));
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ type Leased = (i64, EndpointId, DeliveryFacts, EndpointState);
 /// The pending deliveries among `ids`, each with its lease, facts and endpoint's state, read
 /// in one statement (one round trip on PostgreSQL for a whole batch of results).
 fn leased_facts(c: &Conn<'_>, ids: &[i64]) -> Result<HashMap<DeliveryId, Leased>, StoreError> {
-    let list = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let list = Conn::id_list(ids);
     let rows = c.query(
         &format!(
             "SELECT d.id, d.lease, d.schedule_offset, d.replay_return, d.resume_at,

@@ -1,6 +1,7 @@
 //! Endpoints: settings, state and running counters.
 
 use super::sql::{Conn, vals};
+use crate::model::Invalid;
 
 use super::ledger::{EndpointChange, Ledger};
 use super::publish::announce;
@@ -28,7 +29,7 @@ pub struct NewEndpoint {
 }
 
 /// A change to an endpoint's settings, applied inside the write so two changes never race.
-pub type EndpointPatch = Box<dyn FnOnce(&mut EndpointSettings) -> Result<(), String> + Send>;
+pub type EndpointPatch = Box<dyn FnOnce(&mut EndpointSettings) -> Result<(), Invalid> + Send>;
 
 /// Inserts an endpoint inside the caller's write; returns its id.
 pub(super) fn insert(

@@ -30,10 +30,9 @@ impl CheckReport {
 
 fn open_existing(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     if !db.exists() {
-        return Err(StoreError::Invalid(format!(
-            "{} does not exist",
-            db.display()
-        )));
+        return Err(StoreError::Invalid(
+            format!("{} does not exist", db.display()).into(),
+        ));
     }
     let conn = Connection::open_with_flags(db, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -51,9 +50,9 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
         )));
     }
     let conn = open_existing(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    let target = to
-        .to_str()
-        .ok_or_else(|| StoreError::Invalid(format!("{} is not a UTF-8 path", to.display())))?;
+    let target = to.to_str().ok_or_else(|| {
+        StoreError::Invalid(format!("{} is not a UTF-8 path", to.display()).into())
+    })?;
     // Made first, private: VACUUM INTO writes into an empty file and keeps its mode.
     super::create_private(to)?;
     conn.execute("VACUUM INTO ?1", [target])?;
@@ -93,7 +92,7 @@ fn sqlite_file(db: &Path, what: &str) -> Result<(), StoreError> {
     if super::is_postgres_url(db) {
         return Err(StoreError::Invalid(format!(
             "hookd can only {what} a SQLite file; for PostgreSQL use its own tools (pg_dump, amcheck), or `hookd copy` the database into a SQLite file"
-        )));
+        ).into()));
     }
     Ok(())
 }

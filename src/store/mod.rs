@@ -161,8 +161,8 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     /// The change would leave the row invalid; the sentence says why.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] crate::model::Invalid),
     /// The tenant's plan does not allow the write; nothing was written.
     #[error(transparent)]
     Plan(#[from] crate::model::plan::PlanRefusal),
@@ -221,10 +221,10 @@ impl StoreError {
     }
 
     /// A hookd event name that does not parse: a fault in hookd, reported as stored data.
-    pub(crate) fn invalid_name(detail: String) -> Self {
+    pub(crate) fn invalid_name(detail: crate::model::Invalid) -> Self {
         Self::Corrupt {
             what: "event name",
-            detail,
+            detail: detail.0,
         }
     }
 }

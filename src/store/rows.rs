@@ -32,7 +32,10 @@ pub(super) fn patterns(json: &str, what: &'static str) -> Result<Vec<EventPatter
         .iter()
         .map(|n| EventPattern::parse(n))
         .collect::<Result<_, _>>()
-        .map_err(|detail| StoreError::Corrupt { what, detail })
+        .map_err(|detail| StoreError::Corrupt {
+            what,
+            detail: detail.to_string(),
+        })
 }
 
 /// A delivery's manual replay, from its stored `replay_return` (0: a pending delivery's extra
@@ -145,7 +148,7 @@ pub(super) fn filter(text: &str) -> Result<Filter, StoreError> {
     };
     let source: serde_json::Value =
         serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
-    Filter::parse(&source).map_err(corrupt)
+    Filter::parse(&source).map_err(|e| corrupt(e.0))
 }
 
 /// Custom headers as stored: a JSON object of each name and its value, `{"sealed": "…"}` when

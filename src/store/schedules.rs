@@ -1,6 +1,7 @@
 //! Schedules: their rows, and which are due. Their runs are in `runs.rs`.
 
 use super::sql::{Conn, Row, vals};
+use crate::model::Invalid;
 
 use super::endpoints::insert as insert_endpoint;
 use super::rows::{corrupt, patterns};
@@ -12,7 +13,7 @@ use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{EndpointId, Page, PageRequest, ScheduleId, TenantId, UnixMs, now_ms};
 
 /// A change to a schedule, applied inside the write.
-pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), String> + Send>;
+pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), Invalid> + Send>;
 
 /// The columns [`schedule_row`] reads.
 pub(super) const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \

@@ -119,6 +119,12 @@ impl<'c> Conn<'c> {
         }
     }
 
+    /// `ids` as the JSON list [`Conn::in_ids`] reads.
+    pub fn id_list(ids: &[i64]) -> String {
+        let items: Vec<String> = ids.iter().map(i64::to_string).collect();
+        format!("[{}]", items.join(","))
+    }
+
     /// Whether this is PostgreSQL (for the few statements written twice).
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))

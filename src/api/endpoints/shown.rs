@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::model::endpoint::{HeaderSetting, Sealed, redacted};
-use crate::model::{Endpoint, EndpointSettings, duration, rfc3339};
-use crate::sealing::SealingKey;
+use crate::model::{Endpoint, EndpointSettings, Invalid, duration, rfc3339};
+use crate::report::ErrorChain;
+use crate::sealing::{SealError, SealingKey};
 
 /// Seals the URL of an endpoint whose format makes it a credential (Slack, Discord), keeping
 /// only its origin readable, and opens it again when the format no longer does. Without a
@@ -15,18 +16,19 @@ use crate::sealing::SealingKey;
 pub(in crate::api) fn protect_url(
     s: &mut EndpointSettings,
     sealing: Option<&SealingKey>,
-) -> Result<(), String> {
+) -> Result<(), Invalid> {
     let Some(key) = sealing else { return Ok(()) };
     match (&s.url_sealed, s.format.url_is_secret()) {
         (None, true) => {
             let sealed = key
                 .seal(s.url.as_str().as_bytes())
-                .map_err(|e| format!("url: {e}"))?;
+                .map_err(|e| Invalid(format!("url: {e}")))?;
             s.url = redacted(&s.url);
             s.url_sealed = Some(sealed);
         }
         (Some(sealed), false) => {
-            s.url = open_url(sealed, key)?;
+            s.url =
+                open_url(sealed, key).map_err(|e| Invalid(format!("url: {}", ErrorChain(&e))))?;
             s.url_sealed = None;
         }
         _ => {}
@@ -34,10 +36,21 @@ pub(in crate::api) fn protect_url(
     Ok(())
 }
 
+/// Why a sealed URL cannot be opened.
+#[derive(Debug, thiserror::Error)]
+enum UrlOpenError {
+    /// The key does not open it.
+    #[error("the sealed url cannot be opened")]
+    Open(#[source] SealError),
+    /// What it opens to is not a URL.
+    #[error("the sealed url is not a URL")]
+    Parse(#[source] url::ParseError),
+}
+
 /// A sealed URL, opened.
-fn open_url(sealed: &Sealed, key: &SealingKey) -> Result<url::Url, String> {
-    let text = key.open_text(sealed).map_err(|e| format!("url: {e}"))?;
-    url::Url::parse(&text).map_err(|e| format!("url: {e}"))
+fn open_url(sealed: &Sealed, key: &SealingKey) -> Result<url::Url, UrlOpenError> {
+    let text = key.open_text(sealed).map_err(UrlOpenError::Open)?;
+    url::Url::parse(&text).map_err(UrlOpenError::Parse)
 }
 
 /// An endpoint's URL as the API shows it: whole (opened when sealed; its origin alone when the
@@ -47,7 +60,7 @@ pub(in crate::api) fn shown_url(s: &EndpointSettings, sealing: Option<&SealingKe
         (Some(sealed), Some(key)) => match open_url(sealed, key) {
             Ok(url) => url.to_string(),
             Err(e) => {
-                tracing::error!(error = %e, "a stored endpoint URL cannot be opened");
+                tracing::error!(error = %ErrorChain(&e), "a stored endpoint URL cannot be opened");
                 s.url.to_string()
             }
         },
