@@ -4,12 +4,11 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::model::auth::Caller;
 use crate::model::{PageRequest, Role, TenantId};
-use crate::store::Caller;
+use crate::service::auth::authenticate;
 
 /// A JSON body, limited in size and in the time it may take to arrive; unknown fields and
 /// wrong types are 422 naming the field. Not read with the request: [`JsonBody::parse`] reads
@@ -264,7 +263,7 @@ impl Auth {
         let tenant = self.tenant(Role::Admin)?;
         match self.0 {
             Caller::Tenant {
-                via: crate::store::Credential::PortalLink(_),
+                via: crate::model::auth::Credential::PortalLink(_),
                 ..
             } => Err(ApiError::forbidden(
                 "keys and portal links are managed with an API key, not from a portal link",
@@ -314,19 +313,8 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if bool::from(given.ct_eq(&state.operator_hash)) {
-            return Ok(Self(Caller::Operator));
-        }
-        let caller = if crate::store::is_portal_token(token) {
-            state
-                .store
-                .authenticate_portal(token, crate::model::now_ms())
-                .await?
-        } else {
-            state.store.authenticate_key(token).await?
-        };
-        match caller {
+        let now = crate::model::now_ms();
+        match authenticate(&state.store, &state.operator_hash, token, now).await? {
             Some(caller) => Ok(Self(caller)),
             None => Err(ApiError::unauthorized()),
         }

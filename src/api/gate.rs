@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::extract::Auth;
 use super::{ApiError, AppState};
 use crate::model::TenantId;
+use crate::model::auth::Caller;
 use crate::model::plan::Feature;
-use crate::store::Caller;
 
 /// What a gate needs: the state, and the feature its routes belong to.
 #[derive(Clone)]

@@ -184,7 +184,7 @@ pub(super) async fn delete(
 /// tenant's plan and usage (what it may still do today).
 pub(super) async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
     match auth.0 {
-        crate::store::Caller::Tenant {
+        crate::model::auth::Caller::Tenant {
             tenant_id,
             via,
             role,
@@ -199,8 +199,8 @@ pub(super) async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json
             out["tenantName"] = json!(tenant.name);
             out["role"] = json!(role);
             out["via"] = json!(match via {
-                crate::store::Credential::Key(_) => "key",
-                crate::store::Credential::PortalLink(_) => "portal",
+                crate::model::auth::Credential::Key(_) => "key",
+                crate::model::auth::Credential::PortalLink(_) => "portal",
             });
             for key in ["id", "name", "createdAt"] {
                 if let Value::Object(map) = &mut out {
@@ -209,7 +209,7 @@ pub(super) async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json
             }
             Ok(Json(out))
         }
-        crate::store::Caller::Operator => Ok(Json(json!({"operator": true}))),
+        crate::model::auth::Caller::Operator => Ok(Json(json!({"operator": true}))),
     }
 }
 

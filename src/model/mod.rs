@@ -18,6 +18,7 @@ macro_rules! text_enum {
 }
 
 pub mod attempt;
+pub mod auth;
 pub mod credentials;
 pub mod delivery;
 pub mod duration;

@@ -5,8 +5,9 @@ use super::sql::{Row, vals};
 
 use super::paging::{self, List};
 use super::publish::apply_in;
-use super::tenants::{hash_secret, tenant_exists};
+use super::tenants::tenant_exists;
 use super::{Store, StoreError, count};
+use crate::model::auth::hash_secret;
 use crate::model::incoming::{IncomingAction, IncomingHook, IncomingRequest};
 use crate::model::publish::{Applied, PublishPlan, Published};
 use crate::model::{

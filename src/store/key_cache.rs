@@ -13,23 +13,15 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::model::Role;
+use crate::model::auth::StoredCredential;
 
 /// At most this many keys are remembered; past it the cache starts over.
 const MAX_KEYS: usize = 100_000;
 
-/// A key as stored: its tenant, role and the SHA-256 of its secret.
-#[derive(Debug, Clone)]
-pub(crate) struct KnownKey {
-    pub tenant: i64,
-    pub role: Role,
-    pub secret_hash: Vec<u8>,
-}
-
 #[derive(Debug, Default)]
 struct Keys {
     generation: u64,
-    by_id: HashMap<i64, KnownKey>,
+    by_id: HashMap<i64, StoredCredential>,
 }
 
 /// The keys read so far.
@@ -52,7 +44,7 @@ impl KeyCache {
     }
 
     /// The key with this id, if it has been read and not forgotten since.
-    pub fn get(&self, id: i64) -> Option<KnownKey> {
+    pub fn get(&self, id: i64) -> Option<StoredCredential> {
         self.0.read().ok()?.by_id.get(&id).cloned()
     }
 
@@ -62,7 +54,7 @@ impl KeyCache {
     }
 
     /// Remembers a key read in `generation`, unless something was forgotten since.
-    pub fn fill(&self, generation: u64, id: i64, key: KnownKey) {
+    pub fn fill(&self, generation: u64, id: i64, key: StoredCredential) {
         if self.1.load(Ordering::SeqCst) {
             return;
         }
@@ -91,11 +83,12 @@ impl KeyCache {
 mod tests {
     use super::*;
 
-    fn key() -> KnownKey {
-        KnownKey {
-            tenant: 1,
-            role: Role::Admin,
+    fn key() -> StoredCredential {
+        StoredCredential {
+            tenant_id: crate::model::TenantId(1),
+            role: crate::model::Role::Admin,
             secret_hash: vec![1, 2, 3],
+            expires_at: None,
         }
     }
 
@@ -107,7 +100,7 @@ mod tests {
         cache.fill(before, 7, key());
         assert!(cache.get(7).is_none());
         cache.fill(cache.generation(), 7, key());
-        assert_eq!(cache.get(7).map(|k| k.tenant), Some(1));
+        assert_eq!(cache.get(7).map(|k| k.tenant_id.0), Some(1));
         cache.forget_all();
         assert!(cache.get(7).is_none());
     }

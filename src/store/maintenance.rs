@@ -6,8 +6,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::tenants::{hash_secret, random_token};
 use super::{BUSY_TIMEOUT, Store, StoreError, migrate};
+use crate::model::auth::{hash_secret, random_token};
 
 /// What `hookd check` found.
 #[derive(Debug, Clone, PartialEq, Eq)]

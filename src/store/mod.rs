@@ -47,11 +47,11 @@ pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
 pub use maintenance::{CheckReport, backup, check};
-pub use portal::{PortalLink, is_portal_token};
+pub use portal::PortalLink;
 pub use retention::Pruned;
 pub use runs::{EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput};
 pub use schedules::SchedulePatch;
-pub use tenants::{Caller, Credential, EventType};
+pub use tenants::EventType;
 pub use usage::Usage;
 
 use crate::config::Durability;

@@ -2,11 +2,10 @@
 //! token (`hkp_<id>_<secret>`, stored hashed like keys) acts on the tenant's routes with the
 //! link's role until it expires or is deleted.
 
-use subtle::ConstantTimeEq;
-
 use super::sql::vals;
-use super::tenants::{Caller, Credential, hash_secret, random_token, split_token, tenant_exists};
+use super::tenants::tenant_exists;
 use super::{Store, StoreError, count};
+use crate::model::auth::{StoredCredential, hash_secret, random_token};
 use crate::model::{Page, PageRequest, PortalLinkId, Role, TenantId, UnixMs, now_ms};
 
 /// A portal link as it is listed: never its token.
@@ -22,20 +21,6 @@ pub struct PortalLink {
     pub created_at: UnixMs,
     /// When its token stops working.
     pub expires_at: UnixMs,
-}
-
-/// Splits a portal token `hkp_<id>_<secret>` into its id and secret.
-fn split_link_token(token: &str) -> Option<(PortalLinkId, &str)> {
-    let (id, secret) = split_token(token, "hkp_")?;
-    Some((
-        PortalLinkId::parse(&format!("{}{id}", PortalLinkId::PREFIX))?,
-        secret,
-    ))
-}
-
-/// Whether `token` looks like a portal token (rather than an API key).
-pub fn is_portal_token(token: &str) -> bool {
-    token.starts_with("hkp_")
 }
 
 impl Store {
@@ -146,42 +131,28 @@ impl Store {
             .await
     }
 
-    /// The caller a portal token stands for, at `now`; `None` for an unknown, wrong, expired or
-    /// deleted one.
-    pub async fn authenticate_portal(
+    /// A portal link as stored, by id; `None` when there is none (deleted, or never made).
+    pub async fn portal_credential(
         &self,
-        token: &str,
-        now: UnixMs,
-    ) -> Result<Option<Caller>, StoreError> {
-        let Some((id, secret)) = split_link_token(token) else {
-            return Ok(None);
-        };
-        let given = hash_secret(secret);
-        let row = self
-            .read(move |c| {
-                c.query_opt(
-                    "SELECT tenant_id, role, secret_hash, expires_at FROM portal_links
-                     WHERE id = ?1",
-                    &vals![id.0],
-                    |r| {
-                        Ok((
-                            r.get::<i64>(0)?,
-                            r.get::<String>(1)?,
-                            r.get::<Vec<u8>>(2)?,
-                            r.get::<i64>(3)?,
-                        ))
-                    },
-                )
-            })
-            .await?;
-        Ok(row.and_then(|(tenant, role, hash, expires_at)| {
-            let matches: bool = hash.ct_eq(&given).into();
-            (matches && expires_at > now).then_some(())?;
-            Some(Caller::Tenant {
-                tenant_id: TenantId(tenant),
-                via: Credential::PortalLink(id),
-                role: Role::parse(&role)?,
-            })
-        }))
+        id: PortalLinkId,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT tenant_id, role, secret_hash, expires_at FROM portal_links WHERE id = ?1",
+                &vals![id.0],
+                |r| {
+                    let (tenant, role) = (r.get::<i64>(0)?, r.get::<String>(1)?);
+                    let (secret_hash, expires_at) = (r.get(2)?, r.get(3)?);
+                    Ok(Role::parse(&role).map(|role| StoredCredential {
+                        tenant_id: TenantId(tenant),
+                        role,
+                        secret_hash,
+                        expires_at: Some(expires_at),
+                    }))
+                },
+            )
+        })
+        .await
+        .map(Option::flatten)
     }
 }

@@ -1,41 +1,12 @@
-//! Tenants, their API keys, the operator token and the event-type catalog.
+//! Tenants, their API keys, the operator token and the event-type catalog (who a token
+//! stands for is decided in [`crate::model::auth`], by [`crate::service::auth`]).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use super::key_cache::KnownKey;
 use super::plans::{PLAN_COLUMNS, plan_row};
 use super::sql::{Conn, Row, Value};
 use super::{Store, StoreError, count};
+use crate::model::auth::{StoredCredential, hash_secret, random_token};
 use crate::model::plan::Plan;
 use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};
-
-/// Who is calling, once a token has been checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
-    /// The operator token: manages tenants and keys.
-    Operator,
-    /// A tenant API key, or a portal link's token.
-    Tenant {
-        /// The tenant.
-        tenant_id: TenantId,
-        /// Which credential.
-        via: Credential,
-        /// Its role.
-        role: Role,
-    },
-}
-
-/// The tenant credential a call came with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// An API key.
-    Key(KeyId),
-    /// A portal link's token.
-    PortalLink(crate::model::PortalLinkId),
-}
 
 /// One entry of a tenant's event-type catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,28 +17,6 @@ pub struct EventType {
     pub category: Option<String>,
     /// What the event means.
     pub description: Option<String>,
-}
-
-/// SHA-256 of a secret: what is stored in place of keys and tokens.
-pub fn hash_secret(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-pub(super) fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Splits a token `<prefix><id>_<secret>` (keys, portal links) into the id's text and the
-/// secret.
-pub(super) fn split_token<'a>(token: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
-    token.strip_prefix(prefix)?.split_once('_')
-}
-
-/// Splits a tenant key `hk_<id>_<secret>` into its id and secret.
-fn split_key(token: &str) -> Option<(KeyId, &str)> {
-    let (id, secret) = split_token(token, "hk_")?;
-    Some((KeyId::parse(&format!("{}{id}", KeyId::PREFIX))?, secret))
 }
 
 fn tenant_row(r: &Row<'_>) -> Result<Tenant, StoreError> {
@@ -137,44 +86,31 @@ impl Store {
             .await
     }
 
-    /// Checks a tenant API key; `None` when it is unknown, deleted or wrong. A key is read
-    /// from the file once and then checked from memory (`store/key_cache.rs`).
-    pub async fn authenticate_key(&self, token: &str) -> Result<Option<Caller>, StoreError> {
-        let Some((key_id, secret)) = split_key(token) else {
-            return Ok(None);
-        };
-        let given = hash_secret(secret);
-        let known = match self.keys.get(key_id.0) {
-            Some(known) => Some(known),
-            None => {
-                let generation = self.keys.generation();
-                let row = self
-                    .read(move |c| {
-                        c.query_opt(
-                            "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
-                            &[key_id.0.into()],
-                            |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<Vec<u8>>(2)?)),
-                        )
-                    })
-                    .await?;
-                row.and_then(|(tenant, role, secret_hash)| {
-                    let known = KnownKey {
-                        tenant,
-                        role: Role::parse(&role)?,
-                        secret_hash,
-                    };
-                    self.keys.fill(generation, key_id.0, known.clone());
-                    Some(known)
-                })
-            }
-        };
-        Ok(known.and_then(|k| {
-            let matches: bool = k.secret_hash.ct_eq(&given).into();
-            matches.then_some(Caller::Tenant {
-                tenant_id: TenantId(k.tenant),
-                via: Credential::Key(key_id),
-                role: k.role,
+    /// A tenant key as stored, by id; `None` when there is none. A key is read from the
+    /// database once and then kept in memory (`store/key_cache.rs`) until keys are deleted.
+    pub async fn key_credential(&self, id: KeyId) -> Result<Option<StoredCredential>, StoreError> {
+        if let Some(known) = self.keys.get(id.0) {
+            return Ok(Some(known));
+        }
+        let generation = self.keys.generation();
+        let row = self
+            .read(move |c| {
+                c.query_opt(
+                    "SELECT tenant_id, role, secret_hash FROM api_keys WHERE id = ?1",
+                    &[id.0.into()],
+                    |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<Vec<u8>>(2)?)),
+                )
             })
+            .await?;
+        Ok(row.and_then(|(tenant, role, secret_hash)| {
+            let known = StoredCredential {
+                tenant_id: TenantId(tenant),
+                role: Role::parse(&role)?,
+                secret_hash,
+                expires_at: None,
+            };
+            self.keys.fill(generation, id.0, known.clone());
+            Some(known)
         }))
     }
 
@@ -418,16 +354,4 @@ fn keys_revoked(c: &Conn<'_>) -> Result<(), StoreError> {
         c.execute(&format!("NOTIFY {}", super::postgres::KEYS_CHANNEL), &[])?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_split_into_id_and_secret() {
-        assert_eq!(split_key("hk_12_abc_def"), Some((KeyId(12), "abc_def")));
-        assert_eq!(split_key("hk_x_abc"), None);
-        assert_eq!(split_key("nope"), None);
-    }
 }

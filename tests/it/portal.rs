@@ -141,8 +141,7 @@ async fn housekeeping_deletes_expired_portal_links_and_keeps_live_ones() {
         .await
         .expect("live link");
     assert!(
-        store
-            .authenticate_portal(&expired, now)
+        crate::support::authenticate_at(&store, &expired, now)
             .await
             .expect("auth")
             .is_none()
@@ -156,8 +155,7 @@ async fn housekeeping_deletes_expired_portal_links_and_keeps_live_ones() {
         0
     );
     assert!(
-        store
-            .authenticate_portal(&live, now)
+        crate::support::authenticate_at(&store, &live, now)
             .await
             .expect("auth")
             .is_some()

@@ -506,7 +506,12 @@ async fn a_key_deleted_through_one_process_stops_working_in_the_others() {
         .expect("key");
     // b reads the key (and keeps it), twice.
     for _ in 0..2 {
-        assert!(b.authenticate_key(&token).await.expect("auth").is_some());
+        assert!(
+            crate::support::authenticate(&b, &token)
+                .await
+                .expect("auth")
+                .is_some()
+        );
     }
     a.delete_key(tenant.id, key.id).await.expect("delete");
     let b_ref = &b;
@@ -515,8 +520,7 @@ async fn a_key_deleted_through_one_process_stops_working_in_the_others() {
         "the key stops working in b",
         std::time::Duration::from_secs(10),
         || async move {
-            b_ref
-                .authenticate_key(token_ref)
+            crate::support::authenticate(b_ref, token_ref)
                 .await
                 .expect("auth")
                 .is_none()
@@ -1025,8 +1029,9 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
 /// What the tenant side of the store answers to one fixed sequence of calls, with times left
 /// out (they differ between two runs).
 async fn tenant_story(store: &hookd::store::Store) -> Vec<String> {
+    use hookd::model::auth::Caller;
     use hookd::model::{PageRequest, Role};
-    use hookd::store::{Caller, EventType, StoreError};
+    use hookd::store::{EventType, StoreError};
     let page = PageRequest {
         number: 0,
         size: 10,
@@ -1047,7 +1052,9 @@ async fn tenant_story(store: &hookd::store::Store) -> Vec<String> {
         .await
         .expect("key");
     said.push(format!("key {:?} {:?} {}", key.id, key.role, key.name));
-    let caller = store.authenticate_key(&token).await.expect("authenticate");
+    let caller = crate::support::authenticate(store, &token)
+        .await
+        .expect("authenticate");
     said.push(format!(
         "authenticated as the tenant: {}",
         matches!(caller, Some(Caller::Tenant { tenant_id, .. }) if tenant_id == acme.id)
@@ -1055,7 +1062,9 @@ async fn tenant_story(store: &hookd::store::Store) -> Vec<String> {
     let wrong = format!("{}x", &token[..token.len() - 1]);
     said.push(format!(
         "a wrong secret: {:?}",
-        store.authenticate_key(&wrong).await.expect("check")
+        crate::support::authenticate(store, &wrong)
+            .await
+            .expect("check")
     ));
     let tenants = store.list_tenants(page).await.expect("list");
     said.push(format!(
@@ -1094,7 +1103,9 @@ async fn tenant_story(store: &hookd::store::Store) -> Vec<String> {
     store.delete_key(acme.id, key.id).await.expect("delete key");
     said.push(format!(
         "after delete: {:?}",
-        store.authenticate_key(&token).await.expect("check")
+        crate::support::authenticate(store, &token)
+            .await
+            .expect("check")
     ));
     store.delete_tenant(globex.id).await.expect("delete tenant");
     said.push(format!(

@@ -727,3 +727,20 @@ pub fn verify_github(secret: &str, header: &str, body: &[u8]) -> bool {
     mac.update(body);
     header == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+/// Who `token` stands for through the auth service (no operator token matches here).
+pub async fn authenticate(
+    store: &hookd::store::Store,
+    token: &str,
+) -> Result<Option<hookd::model::auth::Caller>, hookd::store::StoreError> {
+    hookd::service::auth::authenticate(store, &[0; 32], token, hookd::model::now_ms()).await
+}
+
+/// Who `token` stands for at `now` through the auth service.
+pub async fn authenticate_at(
+    store: &hookd::store::Store,
+    token: &str,
+    now: i64,
+) -> Result<Option<hookd::model::auth::Caller>, hookd::store::StoreError> {
+    hookd::service::auth::authenticate(store, &[0; 32], token, now).await
+}
