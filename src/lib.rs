@@ -5,11 +5,13 @@
 //!   `app::run(config, listener, shutdown)`.
 //! - [`config`]: settings from flags > `HOOKD_*` environment > `hookd.toml` > defaults.
 //! - [`model`]: pure types (ids, endpoints, events, deliveries, schedules, an attempt's facts
-//!   and transition, the `hookd.*` event shapes) and the rules that parse them.
-//! - [`service`]: the use-cases outside the store. Publishing is one: it plans events from the
-//!   tenant's [`fanout::Audience`] (targets, quota, idempotency window, status schedules to
-//!   wake) and the store applies the plan, or hands it back when the tenant's version moved.
-//!   Recording results, replay, schedule runs and auth still run inside the store's writes.
+//!   and transition, the `hookd.*` event shapes, publish plans, token rules, how derived counts
+//!   fold) and the rules that parse them.
+//! - [`service`]: the use-cases outside the store. Publishing plans events from the tenant's
+//!   [`fanout::Audience`] (targets, quota, idempotency window, status schedules to wake) and
+//!   the store applies the plan, or hands it back when the tenant's version moved;
+//!   authentication reads the credential a token names and decides by [`model::auth`].
+//!   Recording results, replay and schedule runs still run inside the store's writes.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
 //!   the ledger every derived count goes through, tenants' versions and audiences, and on
 //!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.

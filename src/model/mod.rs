@@ -19,6 +19,7 @@ macro_rules! text_enum {
 
 pub mod attempt;
 pub mod auth;
+pub mod counts;
 pub mod credentials;
 pub mod delivery;
 pub mod duration;

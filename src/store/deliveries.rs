@@ -7,13 +7,13 @@ use super::sql::{Conn, vals};
 
 use super::claims::Claim;
 use super::endpoints::{deactivate, load};
-use super::ledger::{EndpointChange, Streak};
 use super::paging::{self, List};
 use super::publish::announce;
 use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState, Transition};
+use crate::model::counts::{EndpointChange, Streak};
 use crate::model::delivery::DeliveryFacts;
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,

@@ -3,12 +3,13 @@
 use super::sql::{Conn, vals};
 use crate::model::Invalid;
 
-use super::ledger::{EndpointChange, Ledger};
+use super::ledger::Ledger;
 use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
 use super::usage::endpoint_count;
 use super::writer::Batch;
 use super::{Store, StoreError, count};
+use crate::model::counts::EndpointChange;
 use crate::model::endpoint::Sealed;
 use crate::model::operational;
 use crate::model::{

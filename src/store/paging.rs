@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use super::sql::{Conn, vals};
 
 use super::StoreError;
-use super::staged::StagedCounts;
+use crate::model::counts::StagedCounts;
 
 use crate::model::DeliveryStatus;
 

@@ -4,11 +4,11 @@
 use super::sql::{Conn, vals};
 
 use super::endpoints::{load, load_any};
-use super::ledger::EndpointChange;
 use super::publish::add_delivery;
 use super::rows::{SUMMARY_SELECT, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
+use crate::model::counts::EndpointChange;
 use crate::model::replay::{RetryPlan, plan_retry, recover_window, replays_to};
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, EventId, TenantId, UnixMs, now_ms,

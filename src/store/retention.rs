@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::ledger::{EndpointChange, Ledger};
+use super::ledger::Ledger;
 use super::sql::Conn;
 use super::{Store, StoreError};
+use crate::model::counts::EndpointChange;
 use crate::model::{EndpointId, UnixMs};
 
 /// Rows deleted per write operation.

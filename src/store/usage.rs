@@ -5,8 +5,8 @@
 use super::sql::{Conn, vals};
 use super::tenants::tenant_exists;
 
-use super::staged::StagedCounts;
 use super::{Store, StoreError, count};
+use crate::model::counts::StagedCounts;
 use crate::model::plan::utc_day;
 use crate::model::{TenantId, UnixMs, now_ms};
 
