@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::AttemptOutcome;
 use super::UnixMs;
-use super::attempt::CounterChange;
+use super::attempt::{CounterChange, Transition};
 
 /// A change that later changes to the same key fold into.
 pub(crate) trait Change: Default {
@@ -150,6 +151,27 @@ pub(crate) struct EndpointChange {
     pub last: Option<LastResult>,
 }
 
+impl EndpointChange {
+    /// What one recorded attempt changes in its endpoint's counters: the transition's
+    /// counts, one pending delivery less when it settled, the run of failures from the run
+    /// `consecutive_before` it, and the latest result.
+    pub fn of_result(consecutive_before: u64, t: &Transition, outcome: &AttemptOutcome) -> Self {
+        let k = t.counters;
+        let status = if outcome.is_success() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        Self {
+            succeeded: k.succeeded as i64,
+            failed: k.failed as i64,
+            pending: -(k.settled as i64),
+            streak: Streak::of(consecutive_before, k),
+            last: Some((t.finished_at, status, outcome.response_code)),
+        }
+    }
+}
+
 impl Change for EndpointChange {
     fn then(&mut self, later: Self) {
         self.succeeded += later.succeeded;
@@ -258,5 +280,66 @@ mod tests {
         assert_eq!(k.streak, None);
         assert!(!k.is_none());
         assert!(EndpointChange::default().is_none());
+    }
+
+    #[test]
+    fn a_recorded_attempt_changes_its_endpoints_counters_by_its_transition() {
+        let outcome = |code: u16| AttemptOutcome {
+            at: 5,
+            response_code: Some(code),
+            latency_ms: 1,
+            error: None,
+            error_message: None,
+            response_body: None,
+            retry_after_ms: None,
+        };
+        let transition = |k: CounterChange| Transition {
+            status: crate::model::DeliveryStatus::Pending,
+            next_attempt_at: None,
+            exhausted: false,
+            finished_at: 9,
+            counters: k,
+            disable: None,
+            announce: Vec::new(),
+        };
+        let delivered = CounterChange {
+            settled: 1,
+            ..counters(1, 0)
+        };
+        let ok = EndpointChange::of_result(3, &transition(delivered), &outcome(200));
+        assert_eq!(
+            ok,
+            EndpointChange {
+                succeeded: 1,
+                failed: 0,
+                pending: -1,
+                streak: Some(Streak {
+                    reset: true,
+                    failures: 0
+                }),
+                last: Some((9, "succeeded", Some(200))),
+            }
+        );
+        // A failure that will be retried: nothing settles, the run grows by one.
+        let retried = CounterChange {
+            succeeded: 0,
+            failed: 0,
+            settled: 0,
+            consecutive_failures: 4,
+        };
+        let refused = AttemptOutcome {
+            error: Some(crate::model::ErrorClass::HttpStatus),
+            ..outcome(500)
+        };
+        let failed = EndpointChange::of_result(3, &transition(retried), &refused);
+        assert_eq!((failed.failed, failed.pending), (0, 0));
+        assert_eq!(
+            failed.streak,
+            Some(Streak {
+                reset: false,
+                failures: 1
+            })
+        );
+        assert_eq!(failed.last, Some((9, "failed", Some(500))));
     }
 }

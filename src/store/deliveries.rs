@@ -13,7 +13,7 @@ use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState, Transition};
-use crate::model::counts::{EndpointChange, Streak};
+use crate::model::counts::EndpointChange;
 use crate::model::delivery::DeliveryFacts;
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,
@@ -218,20 +218,9 @@ fn record_in(
         t.status,
     );
     let k = t.counters;
-    let last_status = if outcome.is_success() {
-        "succeeded"
-    } else {
-        "failed"
-    };
     batch.ledger.endpoints.change(
         endpoint.id,
-        EndpointChange {
-            succeeded: k.succeeded as i64,
-            failed: k.failed as i64,
-            pending: -(k.settled as i64),
-            streak: Streak::of(state.consecutive_failures, k),
-            last: Some((t.finished_at, last_status, outcome.response_code)),
-        },
+        EndpointChange::of_result(state.consecutive_failures, &t, outcome),
     );
     let mut disabled = None;
     if let Some(reason) = t.disable {

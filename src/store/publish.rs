@@ -32,6 +32,16 @@ pub(super) fn apply_in(
     if batch.subscribers.version(c, plan.tenant)? != plan.version {
         return Ok(Applied::Stale(plan));
     }
+    write_plan(c, batch, &plan).map(Applied::Done)
+}
+
+/// Writes a plan's rows inside the caller's write: each event and one delivery per planned
+/// target, the quota's count, the schedules it wakes.
+fn write_plan(
+    c: &Conn<'_>,
+    batch: &mut Batch,
+    plan: &PublishPlan,
+) -> Result<Vec<Published>, StoreError> {
     let (tenant_id, now) = (plan.tenant, plan.at);
     let events = &plan.events;
     let mut out = Vec::with_capacity(events.len());
@@ -126,12 +136,14 @@ pub(super) fn apply_in(
         )?;
     }
     batch.wake |= out.iter().any(|p| p.deliveries > 0);
-    Ok(Applied::Done(out))
+    Ok(out)
 }
 
-/// Plans and applies a publish inside the writer (hookd's own events: announcements,
-/// digests), from the audience this batch sees, so the plan is never stale.
-pub(super) fn publish_in(
+/// Writes hookd's own events (announcements, digests) inside the caller's write: planned by
+/// the same rule as a publish, from the audience this batch sees (so never stale), and
+/// written by the same row writer; never counted, no idempotency. Not the publish use-case:
+/// recording a result or a run never re-enters it.
+pub(super) fn write_own(
     c: &Conn<'_>,
     batch: &mut Batch,
     tenant_id: TenantId,
@@ -140,10 +152,7 @@ pub(super) fn publish_in(
 ) -> Result<Vec<Published>, StoreError> {
     let audience = batch.subscribers.audience(c, tenant_id)?;
     let plan = audience.plan(tenant_id, events, fanout, Metering::Internal, now_ms());
-    match apply_in(c, batch, plan)? {
-        Applied::Done(published) => Ok(published),
-        Applied::Stale(_) => Err(StoreError::StalePlan),
-    }
+    write_plan(c, batch, &plan)
 }
 
 /// Counts `n` events into the tenant's day, inside the caller's write; refuses them all when
@@ -291,8 +300,8 @@ pub(super) fn add_delivery(
     Ok(())
 }
 
-/// Publishes one of hookd's own `hookd.*` events into `tenant_id`, inside the caller's write,
-/// through the same path as the API's publish. The endpoint it is about never receives it.
+/// Writes one of hookd's own `hookd.*` events into `tenant_id`, inside the caller's write
+/// ([`write_own`]). The endpoint it is about never receives it.
 pub(super) fn announce(
     c: &Conn<'_>,
     batch: &mut Batch,
@@ -306,7 +315,7 @@ pub(super) fn announce(
         channels: Vec::new(),
     };
     let fanout = Fanout::SubscribersExcept(announcement.about);
-    publish_in(c, batch, tenant_id, vec![event], fanout)?;
+    write_own(c, batch, tenant_id, vec![event], fanout)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use super::sql::vals;
 
 use super::paging::{self, List};
-use super::publish::publish_in;
+use super::publish::write_own;
 use super::rows::corrupt;
 use super::schedules::{COLUMNS, load, newest_event, schedule_row};
 use super::{Store, StoreError, count};
@@ -227,7 +227,7 @@ impl Store {
                             idempotency_key: None,
                             channels: Vec::new(),
                         };
-                        let published = publish_in(
+                        let published = write_own(
                             c,
                             batch,
                             schedule.tenant_id,
