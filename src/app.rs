@@ -71,6 +71,10 @@ pub async fn run(
         Some(path) => api::certificates(path)?,
         None => Vec::new(),
     };
+    // Before the credentials key or any other file is made beside the database.
+    if !crate::store::is_postgres_url(&config.db) {
+        crate::store::check_location(&config.db)?;
+    }
     // On PostgreSQL every process needs the same key: it is never made up silently there.
     let sealing = match &config.credentials_key_file {
         Some(path) => Some(SealingKey::load_or_create(path)?),

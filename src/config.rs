@@ -140,8 +140,13 @@ impl Default for Config {
     }
 }
 
-/// How a setting is named to the user: its flag, when it has one, and its `hookd.toml` key.
-fn setting_name(key: &str) -> String {
+/// How a setting is named to the user: its flag, when it has one, and its key in the config
+/// file the settings were read with, if one was.
+fn setting_name(key: &str, file: Option<&Path>) -> String {
+    let in_file = |key: &str| match file {
+        Some(path) => format!("{key} in {}", path.display()),
+        None => key.to_owned(),
+    };
     match key {
         "listen"
         | "db"
@@ -152,9 +157,9 @@ fn setting_name(key: &str) -> String {
         | "ca_file"
         | "proxy"
         | "credentials_key_file" => {
-            format!("--{} ({key} in hookd.toml)", key.replace('_', "-"))
+            format!("--{} ({})", key.replace('_', "-"), in_file(key))
         }
-        other => format!("{other} (in hookd.toml)"),
+        other => in_file(other),
     }
 }
 
@@ -162,10 +167,12 @@ fn setting_name(key: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}")]
+    #[error("cannot read config file {path} (named by {named_by})")]
     Read {
         /// The file.
         path: PathBuf,
+        /// What asked for it: `--config`, `HOOKD_CONFIG`, or the default `./hookd.toml`.
+        named_by: &'static str,
         /// The cause.
         #[source]
         source: std::io::Error,
@@ -179,22 +186,24 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range.
-    #[error("invalid setting {}: {message}", setting_name(key))]
+    #[error("invalid setting {}: {message}", setting_name(key, file.as_deref()))]
     Invalid {
         /// The setting.
         key: &'static str,
         /// What is wrong.
         message: String,
+        /// The config file the settings were read with, if one was.
+        file: Option<PathBuf>,
     },
 }
 
 /// `hookd serve` flags; each also reads its `HOOKD_*` variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "HOOKD_LISTEN")]
+    /// Address to listen on, IP:PORT or a host name that resolves [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOOKD_LISTEN", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
-    /// SQLite database file [default: ./hookd.db].
+    /// SQLite database file, or a postgres://user@host:port/db URL [default: ./hookd.db].
     #[arg(long, env = "HOOKD_DB")]
     pub db: Option<PathBuf>,
     /// Operator token (generated and printed once on first start when unset).
@@ -235,7 +244,7 @@ pub struct ServeArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     db: Option<PathBuf>,
     admin_token: Option<String>,
     allow_private_targets: Option<bool>,
@@ -261,6 +270,30 @@ struct FileConfig {
     incoming_rate_limit: Option<u32>,
     smtp: Option<SmtpConfig>,
     email_retry_schedule: Option<Vec<String>>,
+}
+
+/// An address to listen on: `IP:PORT`, or `host:port` with a host name that resolves
+/// (`localhost:8081`; an IPv4 address is preferred when the name has both).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, Invalid> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let refused = || {
+        Invalid(format!(
+            "'{text}' is not an address to listen on: use IP:PORT, like 127.0.0.1:8081"
+        ))
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(refused)?;
+    let port: u16 = port.parse().map_err(|_| refused())?;
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|_| refused())?
+        .collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(refused)
 }
 
 /// `--proxy`: the HTTP proxy every delivery goes through, and the credentials it asks for.
@@ -320,22 +353,56 @@ impl ProxySetting {
 impl Config {
     /// Builds the configuration from flags, environment and the config file.
     pub fn load(args: ServeArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None if Path::new("hookd.toml").exists() => read_file(Path::new("hookd.toml"))?,
+        let (path, named_by) = match &args.config {
+            // Clap folds the flag and the variable into one value.
+            Some(path) if std::env::var_os("HOOKD_CONFIG").is_some_and(|v| v == *path) => {
+                (Some(path.clone()), "HOOKD_CONFIG")
+            }
+            Some(path) => (Some(path.clone()), "--config"),
+            None if Path::new("hookd.toml").exists() => (
+                Some(PathBuf::from("hookd.toml")),
+                "the default ./hookd.toml",
+            ),
+            None => (None, ""),
+        };
+        let file = match &path {
+            Some(p) => read_file(p, named_by)?,
             None => FileConfig::default(),
         };
+        Self::build(args, file).map_err(|e| match e {
+            ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
+                key,
+                message,
+                file: path,
+            },
+            other => other,
+        })
+    }
+
+    /// The configuration from flags and the file's keys, checked.
+    fn build(args: ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
         let d = Config::default();
         let duration = |key: &'static str, v: Option<String>, default: Duration| match v {
             Some(s) => crate::model::duration::parse(&s).map_err(|message| ConfigError::Invalid {
                 key,
                 message: message.to_string(),
+                file: None,
             }),
             None => Ok(default),
         };
         let config =
             Config {
-                listen: args.listen.or(file.listen).unwrap_or(d.listen),
+                listen: match (args.listen, file.listen) {
+                    (Some(flag), _) => flag,
+                    (None, Some(text)) => {
+                        parse_listen(&text).map_err(|message| ConfigError::Invalid {
+                            key: "listen",
+                            message: message.to_string(),
+                            file: None,
+                        })?
+                    }
+                    (None, None) => d.listen,
+                },
                 db: args.db.or(file.db).unwrap_or(d.db),
                 admin_token: args.admin_token.or(file.admin_token),
                 allow_private_targets: args.allow_private_targets
@@ -354,6 +421,7 @@ impl Config {
                         ConfigError::Invalid {
                             key: "proxy",
                             message: message.to_string(),
+                            file: None,
                         }
                     })?),
                     None => None,
@@ -397,6 +465,7 @@ impl Config {
                         .map_err(|message| ConfigError::Invalid {
                             key: "email_retry_schedule",
                             message: message.to_string(),
+                            file: None,
                         })?,
                     None => d.email_retry_schedule,
                 },
@@ -411,6 +480,7 @@ impl Config {
             Err(ConfigError::Invalid {
                 key,
                 message: message.to_owned(),
+                file: None,
             })
         };
         if let Some(token) = &self.admin_token
@@ -463,9 +533,10 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+fn read_file(path: &Path, named_by: &'static str) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
+        named_by,
         source,
     })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse {
@@ -561,5 +632,64 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_example_config_holds_every_setting_at_its_default_and_its_commented_ones_parse() {
+        let example = include_str!("../examples/hookd.toml");
+        let shipped: FileConfig = toml::from_str(example).expect("the example parses");
+        let config = Config::build(ServeArgs::default(), shipped).expect("valid");
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{:?}", Config::default()),
+            "as shipped, the example changes nothing"
+        );
+        // Every commented setting is a key hookd takes, with a value it accepts.
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let all: FileConfig = toml::from_str(&uncommented).expect("every setting parses");
+        assert!(all.smtp.is_some() && all.proxy.is_some() && all.admin_token.is_some());
+        Config::build(ServeArgs::default(), all).expect("every setting is valid");
+        // Every key hookd takes is in the example.
+        let keys = [
+            "listen",
+            "db",
+            "admin_token",
+            "allow_private_targets",
+            "allow_http",
+            "durability",
+            "max_body_bytes",
+            "max_connections",
+            "tls_cert",
+            "tls_key",
+            "ca_file",
+            "proxy",
+            "credentials_key_file",
+            "header_read_timeout",
+            "body_read_timeout",
+            "max_in_flight",
+            "max_in_flight_per_endpoint",
+            "poll_interval",
+            "shutdown_grace",
+            "lease_margin",
+            "retention",
+            "failed_retention",
+            "housekeeping_interval",
+            "incoming_rate_limit",
+            "email_retry_schedule",
+            "[smtp]",
+        ];
+        for key in keys {
+            assert!(
+                uncommented.contains(&format!("\n{key}")),
+                "{key} is in the example"
+            );
+        }
     }
 }

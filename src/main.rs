@@ -69,7 +69,7 @@ enum Command {
     /// Run a receiver that verifies hookd's signatures and prints each delivery.
     Receive {
         /// Address to listen on; point an endpoint at http://<address>/webhooks.
-        #[arg(long, default_value = "127.0.0.1:9000")]
+        #[arg(long, default_value = "127.0.0.1:9000", value_parser = hookd::config::parse_listen)]
         listen: std::net::SocketAddr,
         /// The endpoint's signing secret.
         #[arg(long)]
@@ -90,7 +90,8 @@ enum TokenCommand {
 /// Which database a maintenance command works on.
 #[derive(clap::Args)]
 struct DbArgs {
-    /// SQLite database file [default: ./hookd.db, or `db` in the config file].
+    /// SQLite database file, or a postgres:// URL [default: ./hookd.db, or `db` in the
+    /// config file].
     #[arg(long, env = "HOOKD_DB")]
     db: Option<PathBuf>,
     /// Commit durability of the writes the command makes [default: full].

@@ -61,6 +61,31 @@ pub enum StoreError {
         #[source]
         source: Arc<std::io::Error>,
     },
+    /// The folder a SQLite database goes in does not exist.
+    #[error(
+        "the folder {0} for the database does not exist; create it, or give --db a file in an existing folder"
+    )]
+    NoFolder(String),
+    /// What should be the database's folder is a file.
+    #[error("{0} is not a folder; --db must name a file in a folder")]
+    NotFolder(String),
+    /// `--db` names a folder.
+    #[error("{0} is a folder; --db names a database file in it, like {0}/hookd.db")]
+    DbIsFolder(String),
+    /// This user may not write in the database's folder.
+    #[error(
+        "hookd cannot write in {folder} (the database, its lock file and the credentials key go there); make it writable for this user, or give --db a file elsewhere"
+    )]
+    FolderNotWritable {
+        /// The folder.
+        folder: String,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// `--db` names a file that is not a SQLite database.
+    #[error("{0} is not a SQLite database; give --db a hookd database, or the name of a new file")]
+    NotDatabase(String),
     /// A stored value hookd cannot read back: an error, never a guess.
     #[error("stored {what} cannot be read: {detail}")]
     Corrupt {

@@ -13,6 +13,7 @@ mod incoming;
 mod integrations;
 mod key_cache;
 mod ledger;
+mod location;
 mod maintenance;
 mod migrate;
 mod paging;
@@ -47,6 +48,7 @@ pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use error::StoreError;
 pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
+pub use location::check_location;
 pub use maintenance::{CheckReport, backup, check};
 pub use portal::PortalLink;
 pub use retention::Pruned;
@@ -221,6 +223,7 @@ impl Store {
 
     /// Opens (creating and migrating) the database file and starts the writer.
     pub fn open(path: &Path, durability: Durability) -> Result<(Self, StoreHandle), StoreError> {
+        check_location(path)?;
         // One hookd per file: a second one would release the first one's leases at start.
         let lock = lock(path)?;
         create_private(path)?;

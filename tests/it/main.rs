@@ -11,6 +11,7 @@ mod events;
 mod fail_safe;
 mod failover;
 mod fencing;
+mod first_hour;
 mod ids;
 mod incoming;
 mod integrations;
