@@ -33,26 +33,19 @@ fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Serving `db` fails, saying `says`.
+fn refused_db(db: &Path, dir: &Path, says: &str) {
+    let db = db.to_str().expect("path");
+    let out = serve(&["--db", db, "--listen", "127.0.0.1:0"], &[], dir);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(says), "{}", stderr(&out));
+}
+
 #[test]
 fn a_db_in_a_missing_folder_or_a_file_that_is_no_database_is_named_and_nothing_is_made() {
     let dir = tempfile::tempdir().expect("dir");
     let missing = dir.path().join("nope").join("hookd.db");
-    let out = serve(
-        &[
-            "--db",
-            missing.to_str().expect("path"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir.path(),
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("for the database does not exist"),
-        "{}",
-        stderr(&out)
-    );
+    refused_db(&missing, dir.path(), "for the database does not exist");
     assert!(
         files_in(dir.path()).is_empty(),
         "{:?}",
@@ -61,22 +54,7 @@ fn a_db_in_a_missing_folder_or_a_file_that_is_no_database_is_named_and_nothing_i
 
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "these are my notes").expect("write");
-    let out = serve(
-        &[
-            "--db",
-            notes.to_str().expect("path"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir.path(),
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("is not a SQLite database"),
-        "{}",
-        stderr(&out)
-    );
+    refused_db(&notes, dir.path(), "is not a SQLite database");
     assert_eq!(
         files_in(dir.path()),
         ["notes.txt"],
