@@ -7,6 +7,7 @@ const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
 let me = null; // {tenantId, role, via}
 let renders = 0; // the latest render; an older one that finishes later changes nothing
+let pending = []; // notices to show above the next page rendered (a secret shown once)
 
 // ---- the API -------------------------------------------------------------------------------
 
@@ -21,7 +22,11 @@ async function api(method, path, body) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!res.ok) {
-    if (res.status === 401) { sessionStorage.removeItem(TOKEN); me = null; }
+    if (res.status === 401) {
+      sessionStorage.removeItem(TOKEN);
+      me = null;
+      throw new ApiError("That key was not accepted: it is unknown, deleted or mistyped. Tenant keys (hk_…) come from whoever runs your hookd; a portal link you were given signs you in by itself.");
+    }
     const message = data && data.error ? data.error.message : `${res.status} ${res.statusText}`;
     throw new ApiError(message);
   }
@@ -49,6 +54,14 @@ const isAdmin = () => me && me.role === "admin";
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const whenIn = (iso, zone) => (iso ? new Date(iso).toLocaleString(undefined, { timeZone: zone }) : "—");
 const status = (s) => h("span", { class: s }, s);
+
+// Words for the codes the API answers with.
+const REASONS = { consecutive_failures: "after failing again and again", gone: "the receiver answered 410 Gone", manual: "by hand" };
+const disabled = (reason) => h("span", { class: "disabled" }, `disabled ${REASONS[reason || "manual"] || reason}`);
+const KINDS = { custom_cron: "Custom (cron)", one_time: "One time", weekly_digest: "Weekly digest", on_status_change: "On status change" };
+const scheduleKind = (k) => KINDS[k] || k;
+// An id as a link to its page; a click on it does not also click the row it sits in.
+const link = (text, path) => h("a", { href: `#/${path}`, onclick: (ev) => ev.stopPropagation() }, text);
 
 function showError(e) {
   errorBox.textContent = e instanceof Error ? e.message : String(e);
@@ -109,7 +122,7 @@ function signIn() {
   const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "hk_…" });
   return h("div", { class: "signin" },
     h("h1", {}, "Sign in"),
-    h("p", {}, "Paste a tenant API key. It stays in this browser tab only."),
+    h("p", {}, "Paste a tenant API key (hk_…). Keys are made by whoever runs your hookd, one or more per tenant; a portal link you were given signs you in by itself. The key stays in this browser tab only."),
     h("form", { onsubmit: action(async () => {
       sessionStorage.setItem(TOKEN, input.value.trim());
       me = null;
@@ -122,10 +135,10 @@ async function endpointsPage() {
   const page = await api("GET", `/v1/endpoints?size=100`);
   const rows = await Promise.all(page.content.map(async (e) => {
     const s = await api("GET", `/v1/endpoints/${e.id}/stats`);
-    const state = e.isActive ? status("active") : h("span", { class: "disabled" }, `disabled (${e.disabledReason || "manual"})`);
+    const state = e.isActive ? status("active") : disabled(e.disabledReason);
     const last = s.lastDelivery ? [status(s.lastDelivery.status), " ", when(s.lastDelivery.at)] : "never";
     const rate = s.successRate === null ? "—" : `${s.successRate.toFixed(1)}%`;
-    return { id: e.id, item: e, cells: [e.name, e.url, state, rate, last] };
+    return { id: e.id, item: e, cells: [link(e.name, `endpoints/${e.id}`), e.url, state, rate, last] };
   }));
   const create = isAdmin() ? createEndpointForm() : null;
   return [
@@ -148,8 +161,7 @@ function createEndpointForm() {
       name: name.value, url: url.value,
       events: events.value.split(",").map((x) => x.trim()).filter(Boolean),
     });
-    main.prepend(h("div", { class: "notice" }, `Created ${created.name}. Its signing secret (shown once): `, h("code", { class: "copy" }, created.secret)));
-    return "keep";
+    noticeNext(`Created ${created.name}. Its signing secret (shown once): `, h("code", { class: "copy" }, created.secret));
   }) }, name, url, events, h("button", { type: "submit" }, "Add"))];
 }
 
@@ -179,7 +191,7 @@ async function endpointPage(id, params) {
   const filterSelect = h("select", { id: "status-filter", onchange: (ev) => go(`endpoints/${id}`, { status: ev.target.value }) },
     ["", "pending", "succeeded", "failed"].map((v) => h("option", { value: v, selected: v === filter }, v || "all")));
   return [
-    h("h1", {}, e.name, " ", e.isActive ? status("active") : h("span", { class: "disabled" }, `disabled (${e.disabledReason || "manual"})`)),
+    h("h1", {}, e.name, " ", e.isActive ? status("active") : disabled(e.disabledReason)),
     h("p", {}, e.url, " · events ", e.events.join(", ")),
     h("p", { id: "guards" }, [
       `signed: ${e.signatureScheme}`,
@@ -196,7 +208,7 @@ async function endpointPage(id, params) {
     h("div", { class: "actions" }, "Status ", filterSelect),
     log.content.length
       ? table(["Delivery", "Event", "Type", "Status", "Attempts", "Next attempt", "Created"],
-        log.content.map((d) => ({ id: d.id, item: d, cells: [d.id, d.eventId, d.eventType, status(d.status), d.attemptCount, when(d.nextAttemptAt), when(d.createdAt)] })),
+        log.content.map((d) => ({ id: d.id, item: d, cells: [d.id, link(d.eventId, `events/${d.eventId}`), d.eventType, status(d.status), d.attemptCount, when(d.nextAttemptAt), when(d.createdAt)] })),
         (d) => go(`endpoints/${id}`, { status: filter, page: number || "", delivery: d.id }))
       : h("p", { class: "empty" }, filter ? `No ${filter} deliveries.` : "No deliveries yet: publish an event this endpoint subscribes to."),
     pager(log, (n) => go(`endpoints/${id}`, { status: filter, page: n })),
@@ -220,6 +232,11 @@ function showNotice(...text) {
   main.prepend(h("div", { class: "notice", role: "status" }, ...text));
 }
 
+// A notice for the page about to be rendered (after a create: the list shows the new row).
+function noticeNext(...text) {
+  pending.push(h("div", { class: "notice", role: "status" }, ...text));
+}
+
 async function deliveryPanel(id) {
   const d = await api("GET", `/v1/deliveries/${id}`);
   return h("section", { id: "delivery" },
@@ -241,7 +258,7 @@ async function eventsPage(params) {
     h("h1", {}, "Events"),
     h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); go("events", { type: input.value.trim() }); } }, input, h("button", { class: "plain", type: "submit" }, "Filter")),
     page.content.length
-      ? table(["Event", "Type", "Deliveries", "Published"], page.content.map((e) => ({ id: e.id, item: e, cells: [e.id, e.type, e.deliveries, when(e.createdAt)] })), (e) => go(`events/${e.id}`))
+      ? table(["Event", "Type", "Deliveries", "Published"], page.content.map((e) => ({ id: e.id, item: e, cells: [link(e.id, `events/${e.id}`), e.type, e.deliveries, when(e.createdAt)] })), (e) => go(`events/${e.id}`))
       : h("p", { class: "empty" }, type ? `No ${type} events.` : "No events yet: publish one with POST /v1/events."),
     pager(page, (n) => go("events", { type, page: n })),
   ];
@@ -255,7 +272,7 @@ async function eventPage(id) {
     h("pre", {}, JSON.stringify(e.data, null, 2)),
     h("h2", {}, "Deliveries"),
     e.deliveries.length
-      ? table(["Delivery", "Endpoint", "Status", "Attempts", "Next attempt"], e.deliveries.map((d) => ({ id: d.id, item: d, cells: [d.id, d.endpointId, status(d.status), d.attemptCount, when(d.nextAttemptAt)] })),
+      ? table(["Delivery", "Endpoint", "Status", "Attempts", "Next attempt"], e.deliveries.map((d) => ({ id: d.id, item: d, cells: [link(d.id, `endpoints/${d.endpointId}?delivery=${d.id}`), link(d.endpointId, `endpoints/${d.endpointId}`), status(d.status), d.attemptCount, when(d.nextAttemptAt)] })),
         (d) => go(`endpoints/${d.endpointId}`, { delivery: d.id }))
       : h("p", { class: "empty" }, "No endpoint subscribes to this event type."),
   ];
@@ -269,8 +286,7 @@ function createIncomingForm() {
     const created = await api("POST", "/v1/incoming", {
       name: name.value, action: type ? { type: "publish", eventType: type } : { type: "store" },
     });
-    showNotice("Give the sender this URL (shown once): ", h("code", { class: "copy", id: "incoming-url" }, `${location.origin}${created.url}`));
-    return "keep";
+    noticeNext("Give the sender this URL (shown once): ", h("code", { class: "copy", id: "incoming-url" }, `${location.origin}${created.url}`));
   }) }, name, eventType, h("button", { type: "submit" }, "Add"))];
 }
 
@@ -294,7 +310,7 @@ async function incomingRequestsPage(id, params) {
     h("p", {}, "Calls go to ", h("code", { class: "copy" }, `${location.origin}/hooks/in/<token>`), " (the token was shown once, at creation)."),
     page.content.length
       ? table(["Received", "Status", "Content type", "Error", "Event", "Body"], page.content.map((r) => ({ cells: [when(r.receivedAt), status(r.status),
-        r.contentType || "—", r.error || "—", r.eventId || "—", r.body ? h("pre", {}, r.body) : "—"] })))
+        r.contentType || "—", r.error || "—", r.eventId ? link(r.eventId, `events/${r.eventId}`) : "—", r.body ? h("pre", {}, r.body) : "—"] })))
       : h("p", { class: "empty" }, "No calls received yet."),
     pager(page, (n) => go(`incoming/${id}`, { page: n })),
   ];
@@ -305,7 +321,7 @@ async function schedulesPage() {
   return [
     h("h1", {}, "Schedules"),
     page.content.length
-      ? table(["Schedule", "Type", "Format", "Next run (schedule's zone)", "Next run (yours)", "Status"], page.content.map((s) => ({ id: s.id, item: s, cells: [s.id, s.scheduleType,
+      ? table(["Schedule", "Type", "Format", "Next run (schedule's zone)", "Next run (yours)", "Status"], page.content.map((s) => ({ id: s.id, item: s, cells: [link(s.id, `schedules/${s.id}`), scheduleKind(s.scheduleType),
         s.format, s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} ${s.timezone}` : "—", when(s.nextRunAt), s.status] })), (s) => go(`schedules/${s.id}`))
       : h("p", { class: "empty" }, "No schedules. Create one with POST /v1/schedules to send digests."),
   ];
@@ -315,7 +331,7 @@ async function schedulePage(id, params) {
   const number = Number(params.get("page") || 0);
   const [s, runs] = await Promise.all([api("GET", `/v1/schedules/${id}`), api("GET", `/v1/schedules/${id}/runs?page=${number}&size=20`)]);
   return [
-    h("h1", {}, `${s.scheduleType} `, h("small", {}, s.id)),
+    h("h1", {}, `${scheduleKind(s.scheduleType)} `, h("small", {}, s.id)),
     h("p", {}, `Next run ${s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} (${s.timezone}), ${when(s.nextRunAt)} yours` : "—"} · ${s.format} by ${s.deliveryMethod}`),
     isAdmin() ? h("div", { class: "actions" }, h("button", { id: "trigger", type: "button", onclick: action(() => api("POST", `/v1/schedules/${id}/trigger`)) }, "Run now")) : null,
     h("h2", {}, "Runs"),
@@ -336,9 +352,11 @@ async function integrationsPage() {
   ];
 }
 
+const INTEGRATION_URLS = { slack: "Slack webhook URL", discord: "Discord webhook URL", webhook: "Webhook URL" };
+
 function integrationActions(kind, i) {
   if (!i.connected) {
-    const url = h("input", { id: `url-${kind}`, placeholder: `${kind} webhook URL`, size: 30, required: true });
+    const url = h("input", { id: `url-${kind}`, placeholder: INTEGRATION_URLS[kind] || "URL", size: 30, required: true });
     return h("form", { class: "inline", onsubmit: action(() => api("PUT", `/v1/integrations/${kind}`, { url: url.value })) }, url, h("button", { id: `connect-${kind}`, type: "submit" }, "Connect"));
   }
   return h("div", { class: "actions" },
@@ -371,6 +389,15 @@ async function render() {
   }
   try {
     if (!me) me = await api("GET", "/v1/me");
+    if (me.operator) {
+      document.getElementById("who").textContent = "operator";
+      main.replaceChildren(
+        h("h1", {}, "This is the operator token"),
+        h("p", {}, "The operator token manages tenants and their keys through the API; the dashboard shows one tenant's endpoints, events and schedules. Create a key for a tenant (POST /v1/tenants/{id}/keys with role admin) and sign in with it."),
+        h("button", { type: "button", onclick: () => document.getElementById("signout").click() }, "Sign in with a tenant key"));
+      document.body.dataset.page = "operator";
+      return;
+    }
     const daily = me.limits && me.limits.eventsPerDay !== null && me.limits.eventsPerDay !== undefined
       ? ` · events today ${me.usage.eventsToday} of ${me.limits.eventsPerDay}` : "";
     document.getElementById("who").textContent =
@@ -388,6 +415,8 @@ async function render() {
     else content = await endpointsPage();
     if (mine !== renders) return;
     main.replaceChildren(...[content].flat(Infinity).filter(Boolean));
+    main.prepend(...pending);
+    pending = [];
     document.body.dataset.page = page || "endpoints";
   } catch (e) {
     if (mine !== renders) return;
@@ -395,6 +424,12 @@ async function render() {
       document.getElementById("signout").hidden = true;
       document.getElementById("who").textContent = "";
       main.replaceChildren(signIn());
+    } else {
+      // Never the previous page's body under this page's error (a page the plan does not
+      // include, a deleted resource).
+      main.replaceChildren(h("h1", {}, "Not available"), h("p", { class: "empty", id: "unavailable" }, e.message));
+      document.body.dataset.page = "unavailable";
+      return;
     }
     showError(e);
   }

@@ -421,7 +421,7 @@ async fn an_admin_runs_a_schedule_and_connects_tests_and_disconnects_an_integrat
     browser.screenshot("schedules-list").await;
     let id = schedule["id"].as_str().expect("id");
     browser.click(&format!("tr[data-id='{id}']")).await;
-    browser.wait_text("main h1", "custom_cron").await;
+    browser.wait_text("main h1", "Custom (cron)").await;
     browser.click("#trigger").await;
     let digest = receiver.wait_for(1).await;
     assert_eq!(digest[0].json()["event"], "schedule.digest");
@@ -450,6 +450,134 @@ async fn an_admin_runs_a_schedule_and_connects_tests_and_disconnects_an_integrat
     browser
         .wait_text("tr[data-id='webhook']", "not connected")
         .await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Typing into a form field found by `css`.
+async fn type_into(browser: &Browser, css: &str, text: &str) {
+    browser
+        .client()
+        .find(Locator::Css(css))
+        .await
+        .expect("field")
+        .send_keys(text)
+        .await
+        .expect("type");
+}
+
+#[tokio::test]
+async fn the_dashboard_speaks_to_a_person_and_shows_what_was_just_made() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+
+    // The operator token is not a tenant's: the page says what it is and where keys come from.
+    browser.sign_in(&server.base, crate::support::ADMIN).await;
+    browser
+        .wait_text("main h1", "This is the operator token")
+        .await;
+    let who = browser
+        .client()
+        .find(Locator::Css("#who"))
+        .await
+        .expect("who");
+    assert_eq!(who.text().await.expect("text"), "operator");
+    assert!(
+        !browser
+            .client()
+            .source()
+            .await
+            .expect("page")
+            .contains("undefined")
+    );
+    browser.screenshot("operator-token").await;
+    // A wrong key: a sentence for a person, not the API's header instructions.
+    browser.click("main button").await;
+    browser.sign_in(&server.base, "hk_999_wrong").await;
+    browser
+        .wait_text("#error", "come from whoever runs your hookd")
+        .await;
+    let page = browser.client().source().await.expect("page");
+    assert!(!page.contains("Authorization: Bearer"), "{page}");
+
+    // A new endpoint shows in the list at once, the form is empty again, the secret above.
+    let key = server.key(&t.id, "admin").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("main h1", "Endpoints").await;
+    type_into(&browser, "form input[name='name']", "orders").await;
+    type_into(&browser, "form input[name='url']", &receiver.url).await;
+    browser.click("form button[type='submit']").await;
+    browser
+        .wait_text(".notice", "signing secret (shown once)")
+        .await;
+    browser.wait_text("main table", "orders").await;
+    let name = browser
+        .client()
+        .find(Locator::Css("form input[name='name']"))
+        .await
+        .expect("name field");
+    assert_eq!(
+        name.prop("value").await.expect("value").as_deref(),
+        Some("")
+    );
+    let (_, listed) = t.admin.get("/v1/endpoints").await;
+    assert_eq!(listed["totalElements"], 1, "one click, one endpoint");
+    browser.screenshot("endpoint-created").await;
+
+    // Words, not codes; ids are links.
+    let id = listed["content"][0]["id"].as_str().expect("id").to_owned();
+    let (status, _) = t
+        .admin
+        .patch(&format!("/v1/endpoints/{id}"), json!({"isActive": false}))
+        .await;
+    assert_eq!(status, http::StatusCode::OK);
+    browser
+        .goto(&format!("{}/ui/#/endpoints/{id}", server.base))
+        .await;
+    browser.wait_text("main h1", "disabled by hand").await;
+    let event = t.publish("order.paid", json!({"n": 1})).await;
+    let event = event["id"].as_str().expect("event id").to_owned();
+    browser.goto(&format!("{}/ui/#/events", server.base)).await;
+    browser.click(&format!("a[href='#/events/{event}']")).await;
+    browser.wait_text("main h1", "order.paid").await;
+    browser
+        .goto(&format!("{}/ui/#/integrations", server.base))
+        .await;
+    browser.wait_text("main table", "webhook").await;
+    let placeholder = browser
+        .client()
+        .find(Locator::Css("#url-webhook"))
+        .await
+        .expect("url field")
+        .attr("placeholder")
+        .await
+        .expect("placeholder");
+    assert_eq!(placeholder.as_deref(), Some("Webhook URL"));
+
+    // A page the plan leaves out says so, and shows nothing of the page before it.
+    let (status, _) = server
+        .operator()
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            json!({"features": {"incoming": false}}),
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::OK);
+    browser
+        .goto(&format!("{}/ui/#/endpoints", server.base))
+        .await;
+    browser.wait_text("main h1", "Endpoints").await;
+    browser
+        .goto(&format!("{}/ui/#/incoming", server.base))
+        .await;
+    browser.wait_text("main h1", "Not available").await;
+    assert!(!browser.exists("main table").await, "no other page's body");
+    browser.wait_text("#unavailable", "incoming").await;
+    browser.screenshot("not-in-plan").await;
     browser.close().await;
     server.stop().await;
 }
