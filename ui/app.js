@@ -180,13 +180,22 @@ async function endpointPage(id, params) {
       showNotice(`Test event ${said}`);
       return "keep";
     }) }, "Send test event"),
-    e.isActive ? null : h("button", { id: "enable", type: "button", onclick: action(() => api("POST", `/v1/endpoints/${id}/enable`)) }, "Enable"),
+    e.isActive
+      ? h("button", { id: "pause", class: "plain", type: "button", onclick: action(() => api("PATCH", `/v1/endpoints/${id}`, { isActive: false })) }, "Pause")
+      : h("button", { id: "enable", type: "button", onclick: action(() => api("POST", `/v1/endpoints/${id}/enable`)) }, "Resume"),
     h("button", { id: "rotate", class: "plain", type: "button", onclick: action(async () => {
       if (!confirm("Rotate the signing secret? The old one keeps signing during the grace period.")) return "keep";
       const r = await api("POST", `/v1/endpoints/${id}/secret/rotate`);
       showNotice("New signing secret (shown once): ", h("code", { class: "copy" }, r.secret));
       return "keep";
     }) }, "Rotate secret"),
+    h("button", { id: "delete", class: "plain danger", type: "button", onclick: action(async () => {
+      if (!confirm(`Delete ${e.name} with its delivery log? Pending deliveries to it are dropped. This cannot be undone.`)) return "keep";
+      await api("DELETE", `/v1/endpoints/${id}`);
+      noticeNext(`Deleted ${e.name}.`);
+      go("endpoints");
+      return "keep";
+    }) }, "Delete"),
     recoverForm(id)) : null;
   const filterSelect = h("select", { id: "status-filter", onchange: (ev) => go(`endpoints/${id}`, { status: ev.target.value }) },
     ["", "pending", "succeeded", "failed"].map((v) => h("option", { value: v, selected: v === filter }, v || "all")));
@@ -204,6 +213,7 @@ async function endpointPage(id, params) {
       stat("Consecutive failures", s.consecutiveFailures),
       stat("Last delivery", s.lastDelivery ? `${s.lastDelivery.status} ${when(s.lastDelivery.at)}` : "never")),
     actions,
+    isAdmin() ? editEndpointForm(e) : null,
     h("h2", {}, "Deliveries"),
     h("div", { class: "actions" }, "Status ", filterSelect),
     log.content.length
@@ -214,6 +224,35 @@ async function endpointPage(id, params) {
     pager(log, (n) => go(`endpoints/${id}`, { status: filter, page: n })),
     detail,
   ];
+}
+
+// The settings an operator changes most, in one form; empty means "none" where a setting may
+// be absent (rate limit).
+function editEndpointForm(e) {
+  const field = (name, label, value, attrs) => {
+    const input = h("input", { name, value: value ?? "", ...attrs });
+    return [h("label", { for: `edit-${name}` }, label), Object.assign(input, { id: `edit-${name}` })];
+  };
+  const [urlLabel, url] = field("url", "URL", e.url, { size: 40, required: true });
+  const [eventsLabel, events] = field("events", "Events (comma-separated)", e.events.join(", "), { size: 30 });
+  const [retryLabel, retry] = field("retrySchedule", "Retry delays", e.retrySchedule.join(", "), { size: 30, placeholder: "1m, 5m, 30m, 2h, 24h" });
+  const [rateLabel, rate] = field("rateLimit", "Rate limit (per second, empty: none)", e.rateLimit, { type: "number", min: 1 });
+  const [timeoutLabel, timeout] = field("timeoutMs", "Timeout (ms)", e.timeoutMs, { type: "number", min: 100 });
+  const [disableLabel, disable] = field("disableAfter", "Disable after failures (0: never)", e.disableAfter, { type: "number", min: 0 });
+  const list = (text) => text.split(",").map((x) => x.trim()).filter(Boolean);
+  return h("details", { id: "edit" }, h("summary", {}, "Edit settings"),
+    h("form", { class: "grid", onsubmit: action(async () => {
+      await api("PATCH", `/v1/endpoints/${e.id}`, {
+        url: url.value.trim(),
+        events: list(events.value),
+        retrySchedule: list(retry.value),
+        rateLimit: rate.value === "" ? null : Number(rate.value),
+        timeoutMs: Number(timeout.value),
+        disableAfter: Number(disable.value),
+      });
+      noticeNext("Saved.");
+    }) }, urlLabel, url, eventsLabel, events, retryLabel, retry, rateLabel, rate, timeoutLabel, timeout,
+      disableLabel, disable, h("button", { id: "save", type: "submit" }, "Save")));
 }
 
 function recoverForm(id) {
@@ -254,9 +293,12 @@ async function eventsPage(params) {
   const number = Number(params.get("page") || 0);
   const page = await api("GET", `/v1/events?page=${number}&size=20${type ? `&type=${encodeURIComponent(type)}` : ""}`);
   const input = h("input", { id: "type-filter", value: type, placeholder: "event type" });
+  const find = h("input", { id: "event-id", placeholder: "evt_…" });
   return [
     h("h1", {}, "Events"),
-    h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); go("events", { type: input.value.trim() }); } }, input, h("button", { class: "plain", type: "submit" }, "Filter")),
+    h("div", { class: "actions" },
+      h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); go("events", { type: input.value.trim() }); } }, input, h("button", { class: "plain", type: "submit" }, "Filter")),
+      h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); if (find.value.trim()) go(`events/${find.value.trim()}`); } }, find, h("button", { id: "find-event", class: "plain", type: "submit" }, "Open event"))),
     page.content.length
       ? table(["Event", "Type", "Deliveries", "Published"], page.content.map((e) => ({ id: e.id, item: e, cells: [link(e.id, `events/${e.id}`), e.type, e.deliveries, when(e.createdAt)] })), (e) => go(`events/${e.id}`))
       : h("p", { class: "empty" }, type ? `No ${type} events.` : "No events yet: publish one with POST /v1/events."),

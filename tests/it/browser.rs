@@ -581,3 +581,78 @@ async fn the_dashboard_speaks_to_a_person_and_shows_what_was_just_made() {
     browser.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_edits_pauses_resumes_and_deletes_an_endpoint_and_opens_an_event_by_id() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(json!({"name": "orders", "url": receiver.url, "events": ["order.*"]}))
+        .await;
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let key = server.key(&t.id, "admin").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("main table", "orders").await;
+    browser
+        .goto(&format!("{}/ui/#/endpoints/{id}", server.base))
+        .await;
+    browser.wait_text("main h1", "orders").await;
+
+    // Edit: the form holds the settings as they are; saved, the API answers the new ones.
+    browser.click("#edit summary").await;
+    let set = |css: &'static str, text: String| {
+        let browser = &browser;
+        async move {
+            let field = browser
+                .client()
+                .find(Locator::Css(css))
+                .await
+                .expect("field");
+            field.clear().await.expect("clear");
+            field.send_keys(&text).await.expect("type");
+        }
+    };
+    set("#edit-events", "order.*, invoice.paid".into()).await;
+    set("#edit-retrySchedule", "10s, 1m".into()).await;
+    set("#edit-rateLimit", "50".into()).await;
+    browser.click("#save").await;
+    browser.wait_text(".notice", "Saved").await;
+    let path = format!("/v1/endpoints/{id}");
+    let (_, now) = t.admin.get(&path).await;
+    assert_eq!(now["events"], json!(["order.*", "invoice.paid"]));
+    assert_eq!(now["retrySchedule"], json!(["10s", "1m"]));
+    assert_eq!(now["rateLimit"], 50);
+    browser.screenshot("endpoint-edited").await;
+
+    // Pause and resume.
+    browser.click("#pause").await;
+    browser.wait_text("main h1", "disabled by hand").await;
+    assert_eq!(t.admin.get(&path).await.1["isActive"], false);
+    browser.click("#enable").await;
+    browser.wait_text("main h1", "active").await;
+    assert_eq!(t.admin.get(&path).await.1["isActive"], true);
+
+    // An event found by its id.
+    let event = t.publish("order.paid", json!({"orderId": 7})).await;
+    let event = event["id"].as_str().expect("event id").to_owned();
+    browser.goto(&format!("{}/ui/#/events", server.base)).await;
+    type_into(&browser, "#event-id", &event).await;
+    browser.click("#find-event").await;
+    browser.wait_text("main pre", "\"orderId\": 7").await;
+
+    // Delete asks first; confirmed, the endpoint is gone.
+    browser
+        .goto(&format!("{}/ui/#/endpoints/{id}", server.base))
+        .await;
+    browser.wait_text("main h1", "orders").await;
+    browser.click("#delete").await;
+    browser.client().accept_alert().await.expect("confirm");
+    browser.wait_text(".notice", "Deleted orders").await;
+    assert_eq!(t.admin.get(&path).await.0, http::StatusCode::NOT_FOUND);
+    browser.close().await;
+    server.stop().await;
+}
