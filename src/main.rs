@@ -37,8 +37,8 @@ enum LogFormat {
 enum Command {
     /// Serve the API and deliver webhooks.
     Serve(ServeArgs),
-    /// Create or upgrade the database file, then exit.
-    Migrate(DbArgs),
+    /// Create or upgrade the database, then exit.
+    Migrate(WriteArgs),
     /// Write a consistent copy of the database to a new file, while hookd serves.
     Backup {
         #[command(flatten)]
@@ -84,12 +84,33 @@ enum Command {
 enum TokenCommand {
     /// Replace the operator token of a database file (hookd must be stopped); prints the new
     /// token once.
-    Rotate(DbArgs),
+    Rotate(WriteArgs),
 }
 
-/// Which database a maintenance command works on.
+/// Which SQLite file a command that only reads it works on (backup, check).
 #[derive(clap::Args)]
 struct DbArgs {
+    /// SQLite database file [default: ./hookd.db, or `db` in the config file].
+    #[arg(long, env = "HOOKD_DB")]
+    db: Option<PathBuf>,
+    /// Config file [default: ./hookd.toml when present].
+    #[arg(long, env = "HOOKD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn load(self) -> anyhow::Result<Config> {
+        Ok(Config::load(ServeArgs {
+            db: self.db,
+            config: self.config,
+            ..ServeArgs::default()
+        })?)
+    }
+}
+
+/// Which database a command that writes to it works on (migrate, token rotate).
+#[derive(clap::Args)]
+struct WriteArgs {
     /// SQLite database file, or a postgres:// URL [default: ./hookd.db, or `db` in the
     /// config file].
     #[arg(long, env = "HOOKD_DB")]
@@ -102,7 +123,7 @@ struct DbArgs {
     config: Option<PathBuf>,
 }
 
-impl DbArgs {
+impl WriteArgs {
     fn load(self) -> anyhow::Result<Config> {
         Ok(Config::load(ServeArgs {
             db: self.db,

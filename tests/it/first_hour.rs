@@ -128,3 +128,31 @@ fn a_config_error_names_the_file_and_what_asked_for_it() {
         stderr(&by_env)
     );
 }
+
+#[test]
+fn each_command_lists_only_the_flags_it_uses() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("run hookd");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for reads in [&["check"][..], &["backup"][..]] {
+        let text = help(reads);
+        assert!(text.contains("--db"), "{text}");
+        assert!(
+            !text.contains("--durability"),
+            "{reads:?} writes nothing: {text}"
+        );
+    }
+    for writes in [&["migrate"][..], &["token", "rotate"][..], &["serve"][..]] {
+        let text = help(writes);
+        assert!(text.contains("--durability"), "{text}");
+        assert!(
+            text.contains("postgres://"),
+            "{writes:?} takes a PostgreSQL URL: {text}"
+        );
+    }
+}
