@@ -321,15 +321,20 @@ async function eventPage(id) {
 }
 
 function createIncomingForm() {
-  const name = h("input", { placeholder: "name", required: true });
-  const eventType = h("input", { placeholder: "publish as event type (empty: store only)" , size: 32 });
+  const name = h("input", { id: "incoming-name", placeholder: "name", required: true });
+  const eventType = h("input", { id: "incoming-type", placeholder: "publish as event type (empty: store only)" , size: 32 });
+  const scheme = h("select", { id: "incoming-scheme", title: "signature check" },
+    h("option", { value: "" }, "no signature check"),
+    h("option", { value: "standard" }, "Standard Webhooks signature"),
+    h("option", { value: "github" }, "GitHub signature (X-Hub-Signature-256)"));
+  const secret = h("input", { id: "incoming-secret", type: "password", autocomplete: "off", placeholder: "the sender's signing secret", size: 28 });
   return [h("h2", {}, "Add an incoming webhook"), h("form", { class: "inline", onsubmit: action(async () => {
     const type = eventType.value.trim();
-    const created = await api("POST", "/v1/incoming", {
-      name: name.value, action: type ? { type: "publish", eventType: type } : { type: "store" },
-    });
+    const body = { name: name.value, action: type ? { type: "publish", eventType: type } : { type: "store" } };
+    if (scheme.value) body.verify = { scheme: scheme.value, secret: secret.value };
+    const created = await api("POST", "/v1/incoming", body);
     noticeNext("Give the sender this URL (shown once): ", h("code", { class: "copy", id: "incoming-url" }, `${location.origin}${created.url}`));
-  }) }, name, eventType, h("button", { type: "submit" }, "Add"))];
+  }) }, name, eventType, scheme, secret, h("button", { id: "add-incoming", type: "submit" }, "Add"))];
 }
 
 async function incomingPage() {
@@ -349,6 +354,13 @@ async function incomingRequestsPage(id, params) {
   const page = await api("GET", `/v1/incoming/${id}/requests?page=${number}&size=20`);
   return [
     h("h1", {}, `Incoming ${id}`),
+    isAdmin() ? h("div", { class: "actions" }, h("button", { id: "delete-incoming", class: "plain danger", type: "button", onclick: action(async () => {
+      if (!confirm("Delete this incoming webhook? Calls to its URL are refused from now on.")) return "keep";
+      await api("DELETE", `/v1/incoming/${id}`);
+      noticeNext(`Deleted incoming webhook ${id}.`);
+      go("incoming");
+      return "keep";
+    }) }, "Delete")) : null,
     h("p", {}, "Calls go to ", h("code", { class: "copy" }, `${location.origin}/hooks/in/<token>`), " (the token was shown once, at creation)."),
     page.content.length
       ? table(["Received", "Status", "Content type", "Error", "Event", "Body"], page.content.map((r) => ({ cells: [when(r.receivedAt), status(r.status),
@@ -365,8 +377,41 @@ async function schedulesPage() {
     page.content.length
       ? table(["Schedule", "Type", "Format", "Next run (schedule's zone)", "Next run (yours)", "Status"], page.content.map((s) => ({ id: s.id, item: s, cells: [link(s.id, `schedules/${s.id}`), scheduleKind(s.scheduleType),
         s.format, s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} ${s.timezone}` : "—", when(s.nextRunAt), s.status] })), (s) => go(`schedules/${s.id}`))
-      : h("p", { class: "empty" }, "No schedules. Create one with POST /v1/schedules to send digests."),
+      : h("p", { class: "empty" }, "No schedules yet: a schedule sends a digest of the events it covers to an endpoint or by email."),
+    isAdmin() ? await createScheduleForm() : null,
   ];
+}
+
+async function createScheduleForm() {
+  const endpoints = await api("GET", "/v1/endpoints?size=100");
+  const select = (id, options) => h("select", { id }, options.map(([v, label]) => h("option", { value: v }, label)));
+  const type = select("schedule-type", Object.entries(KINDS));
+  const cron = h("input", { id: "schedule-cron", placeholder: "cron, like 0 9 * * 1-5", size: 18 });
+  const status = h("input", { id: "schedule-status", placeholder: "status, like shipped", size: 14 });
+  const at = h("input", { id: "schedule-at", type: "datetime-local" });
+  const zone = h("input", { id: "schedule-zone", value: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC", size: 16, title: "time zone (IANA)" });
+  const format = select("schedule-format", ["json", "markdown", "html", "pdf", "docx"].map((f) => [f, f]));
+  const target = select("schedule-endpoint", endpoints.content.map((e) => [e.id, `to ${e.name}`]));
+  const recipients = h("input", { id: "schedule-recipients", placeholder: "or email to: a@x.com, b@y.com", size: 26 });
+  const shown = () => {
+    cron.hidden = type.value !== "custom_cron";
+    status.hidden = type.value !== "on_status_change";
+    at.hidden = type.value !== "one_time";
+  };
+  type.addEventListener("change", shown);
+  shown();
+  return [h("h2", {}, "Add a schedule"), h("form", { class: "inline", onsubmit: action(async () => {
+    const body = { scheduleType: type.value, timezone: zone.value.trim(), format: format.value };
+    if (type.value === "custom_cron") body.cronExpression = cron.value.trim();
+    if (type.value === "on_status_change") body.triggerStatus = status.value.trim();
+    if (type.value === "one_time" && at.value) body.scheduledAt = new Date(at.value).toISOString();
+    const to = recipients.value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (to.length) Object.assign(body, { deliveryMethod: "email", recipients: to });
+    else Object.assign(body, { deliveryMethod: "webhook", endpointId: target.value });
+    const created = await api("POST", "/v1/schedules", body);
+    noticeNext(`Created ${scheduleKind(created.scheduleType)} ${created.id}; next run `,
+      created.nextRunAt ? `${whenIn(created.nextRunAt, created.timezone)} (${created.timezone})` : "when its status is published");
+  }) }, type, cron, status, at, zone, format, target, recipients, h("button", { id: "add-schedule", type: "submit" }, "Add"))];
 }
 
 async function schedulePage(id, params) {
@@ -375,7 +420,15 @@ async function schedulePage(id, params) {
   return [
     h("h1", {}, `${scheduleKind(s.scheduleType)} `, h("small", {}, s.id)),
     h("p", {}, `Next run ${s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} (${s.timezone}), ${when(s.nextRunAt)} yours` : "—"} · ${s.format} by ${s.deliveryMethod}`),
-    isAdmin() ? h("div", { class: "actions" }, h("button", { id: "trigger", type: "button", onclick: action(() => api("POST", `/v1/schedules/${id}/trigger`)) }, "Run now")) : null,
+    isAdmin() ? h("div", { class: "actions" },
+      h("button", { id: "trigger", type: "button", onclick: action(() => api("POST", `/v1/schedules/${id}/trigger`)) }, "Run now"),
+      h("button", { id: "delete-schedule", class: "plain danger", type: "button", onclick: action(async () => {
+        if (!confirm("Delete this schedule and its run log?")) return "keep";
+        await api("DELETE", `/v1/schedules/${id}`);
+        noticeNext(`Deleted schedule ${id}.`);
+        go("schedules");
+        return "keep";
+      }) }, "Delete")) : null,
     h("h2", {}, "Runs"),
     runs.content.length
       ? table(["Run", "Status", "Started", "Events", "Delivery", "Error"], runs.content.map((r) => ({ cells: [r.id, status(r.status), when(r.startedAt), r.eventCount, r.deliveryId || r.emailResult || "—", r.error || "—"] })))

@@ -656,3 +656,78 @@ async fn an_admin_edits_pauses_resumes_and_deletes_an_endpoint_and_opens_an_even
     browser.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_adds_a_signed_incoming_webhook_and_adds_and_deletes_a_schedule() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    t.endpoint(json!({"name": "digests", "url": receiver.url, "events": ["*"]}))
+        .await;
+    let key = server.key(&t.id, "admin").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("main table", "digests").await;
+
+    // An incoming webhook that checks GitHub signatures.
+    browser
+        .goto(&format!("{}/ui/#/incoming", server.base))
+        .await;
+    browser
+        .wait_text("main h2", "Add an incoming webhook")
+        .await;
+    type_into(&browser, "#incoming-name", "github").await;
+    type_into(&browser, "#incoming-type", "repo.pushed").await;
+    let scheme = browser
+        .client()
+        .find(Locator::Css("#incoming-scheme"))
+        .await
+        .expect("scheme");
+    scheme.select_by_value("github").await.expect("select");
+    type_into(&browser, "#incoming-secret", "a-github-webhook-secret").await;
+    browser.click("#add-incoming").await;
+    browser.wait_text("#incoming-url", "/hooks/in/").await;
+    browser.wait_text("main table", "github").await;
+    let (_, hooks) = t.admin.get("/v1/incoming").await;
+    assert_eq!(hooks["content"][0]["verify"]["scheme"], "github", "{hooks}");
+    browser.screenshot("incoming-created").await;
+
+    // A custom cron schedule in the schedule's own zone, then deleted after a confirmation.
+    browser
+        .goto(&format!("{}/ui/#/schedules", server.base))
+        .await;
+    browser.wait_text("main h2", "Add a schedule").await;
+    let kind = browser
+        .client()
+        .find(Locator::Css("#schedule-type"))
+        .await
+        .expect("type");
+    kind.select_by_value("custom_cron").await.expect("select");
+    type_into(&browser, "#schedule-cron", "0 9 * * 1").await;
+    let zone = browser
+        .client()
+        .find(Locator::Css("#schedule-zone"))
+        .await
+        .expect("zone");
+    zone.clear().await.expect("clear");
+    zone.send_keys("Europe/Paris").await.expect("type");
+    browser.click("#add-schedule").await;
+    browser.wait_text(".notice", "(Europe/Paris)").await;
+    browser.wait_text("main table", "Custom (cron)").await;
+    let (_, schedules) = t.admin.get("/v1/schedules").await;
+    assert_eq!(schedules["content"][0]["cronExpression"], "0 9 * * 1");
+    let id = schedules["content"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    browser.screenshot("schedule-created").await;
+    browser.click(&format!("tr[data-id='{id}']")).await;
+    browser.click("#delete-schedule").await;
+    browser.client().accept_alert().await.expect("confirm");
+    browser.wait_text(".notice", "Deleted schedule").await;
+    assert_eq!(t.admin.get("/v1/schedules").await.1["totalElements"], 0);
+    browser.close().await;
+    server.stop().await;
+}
