@@ -59,6 +59,8 @@ const status = (s) => h("span", { class: s }, s);
 const REASONS = { consecutive_failures: "after failing again and again", gone: "the receiver answered 410 Gone", manual: "by hand" };
 const disabled = (reason) => h("span", { class: "disabled" }, `disabled ${REASONS[reason || "manual"] || reason}`);
 const KINDS = { custom_cron: "Custom (cron)", one_time: "One time", weekly_digest: "Weekly digest", on_status_change: "On status change" };
+const ERRORS = { timeout: "no answer in time", connect: "could not connect", dns: "the name did not resolve", tls: "the TLS handshake failed",
+  http_status: "answered with a status that is not 2xx", body_too_large: "answered a body too large", incomplete: "the answer broke off", blocked_target: "the address is not allowed", auth: "could not authenticate" };
 const scheduleKind = (k) => KINDS[k] || k;
 // An id as a link to its page; a click on it does not also click the row it sits in.
 const link = (text, path) => h("a", { href: `#/${path}`, onclick: (ev) => ev.stopPropagation() }, text);
@@ -284,7 +286,7 @@ async function deliveryPanel(id) {
     d.attempts.length
       ? table(["#", "At", "Response", "Latency", "Error", "Response body"],
         d.attempts.map((a) => ({ cells: [a.number, when(a.at), a.responseCode ?? "—", a.latencyMs === null ? "—" : `${a.latencyMs} ms`,
-          a.error ? `${a.error}${a.errorMessage ? `: ${a.errorMessage}` : ""}` : "—", a.responseBody ? h("pre", {}, a.responseBody) : "—"] })))
+          a.error ? h("span", { title: a.error }, a.errorMessage || ERRORS[a.error] || a.error) : "—", a.responseBody ? h("pre", {}, a.responseBody) : "—"] })))
       : h("p", { class: "empty" }, "Not attempted yet."));
 }
 

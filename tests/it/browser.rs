@@ -232,6 +232,19 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     browser.click("main table tbody tr").await;
     browser.wait_text("#delivery", "database is down").await;
     browser.wait_text("#delivery", "500").await;
+    // The error in words, its class code kept for a hover.
+    browser
+        .wait_text("#delivery", "the endpoint answered 500")
+        .await;
+    let panel = browser
+        .client()
+        .find(Locator::Css("#delivery"))
+        .await
+        .expect("panel")
+        .text()
+        .await
+        .expect("text");
+    assert!(!panel.contains("http_status"), "{panel}");
     browser.screenshot("delivery-failed").await;
     browser.click("#retry").await;
     receiver.wait_for(2).await;
