@@ -345,3 +345,15 @@ CREATE TABLE hookd_tenant_versions (
 );
 INSERT INTO hookd_tenant_versions (tenant_id, version) SELECT id, 0 FROM tenants;
 DROP SEQUENCE hookd_tenant_settings;
+
+-- migration: 12
+-- Each endpoint's attempts per hour and latency bucket (`src/model/series.rs`), counted by the
+-- ledger in the commit that records them; housekeeping keeps 8 days.
+CREATE TABLE endpoint_hours (
+    endpoint_id BIGINT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    hour        BIGINT NOT NULL,
+    bucket      BIGINT NOT NULL,
+    succeeded   BIGINT NOT NULL,
+    failed      BIGINT NOT NULL,
+    PRIMARY KEY (endpoint_id, hour, bucket)
+);

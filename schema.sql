@@ -365,3 +365,17 @@ ALTER TABLE endpoints ADD COLUMN client_certificate TEXT;
 -- An endpoint whose URL is a credential (Slack, Discord: the path holds the token): the URL
 -- sealed with the credentials key, `url` keeping only its origin. NULL for the others.
 ALTER TABLE endpoints ADD COLUMN url_sealed TEXT;
+
+-- migration: 14
+
+-- Each endpoint's attempts per hour and latency bucket (`src/model/series.rs`), counted by the
+-- ledger in the commit that records them, so a chart of the last day or week reads at most
+-- 8 × 24 × 12 small rows per endpoint and never the attempts. Housekeeping keeps 8 days.
+CREATE TABLE endpoint_hours (
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    hour        INTEGER NOT NULL,
+    bucket      INTEGER NOT NULL,
+    succeeded   INTEGER NOT NULL,
+    failed      INTEGER NOT NULL,
+    PRIMARY KEY (endpoint_id, hour, bucket)
+) STRICT, WITHOUT ROWID;

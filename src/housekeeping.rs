@@ -81,5 +81,6 @@ pub async fn pass(
         tracing::info!(links, "deleted expired portal links");
     }
     store.prune_old_usage(now).await?;
+    store.prune_old_hours(now).await?;
     Ok((deliveries, events))
 }

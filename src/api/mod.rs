@@ -18,6 +18,7 @@ mod portal;
 mod release;
 mod sample;
 mod schedules;
+mod series;
 mod tenants;
 mod ui;
 
@@ -121,6 +122,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(endpoints::delete),
         )
         .route("/v1/endpoints/{id}/stats", get(endpoints::stats))
+        .route("/v1/endpoints/{id}/stats/series", get(series::endpoint))
+        .route("/v1/stats/series", get(series::all_endpoints))
         .route("/v1/endpoints/{id}/enable", post(endpoints::enable))
         .route("/v1/endpoints/{id}/test", post(endpoints::test_send))
         .route(

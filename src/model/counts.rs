@@ -12,7 +12,7 @@ use super::UnixMs;
 use super::attempt::{CounterChange, Transition};
 
 /// A change that later changes to the same key fold into.
-pub(crate) trait Change: Default {
+pub trait Change: Default {
     /// Folds `later` (applied after `self`) into `self`.
     fn then(&mut self, later: Self);
     /// Whether applying it would change nothing.
@@ -31,7 +31,7 @@ impl Change for i64 {
 
 /// Changes keyed by `K` (counts, by default).
 #[derive(Debug)]
-pub(crate) struct StagedCounts<K, V = i64> {
+pub struct StagedCounts<K, V = i64> {
     staged: HashMap<K, V>,
     kept: HashMap<K, V>,
 }

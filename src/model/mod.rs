@@ -33,6 +33,7 @@ pub mod plan;
 pub mod publish;
 pub mod replay;
 pub mod schedule;
+pub mod series;
 pub mod tenant;
 pub mod timing;
 

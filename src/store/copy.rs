@@ -32,6 +32,7 @@ const TABLES: &[&str] = &[
     "schedules",
     "schedule_runs",
     "list_blocks",
+    "endpoint_hours",
 ];
 
 use super::ID_TABLES;

@@ -15,6 +15,7 @@ use super::{Store, StoreError, count};
 use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState, Transition};
 use crate::model::counts::EndpointChange;
 use crate::model::delivery::DeliveryFacts;
+use crate::model::series::{Tally, bucket, hour_of};
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryStatus, DeliverySummary,
     EndpointId, EventId, Page, PageRequest, TenantId,
@@ -222,6 +223,12 @@ fn record_in(
         endpoint.id,
         EndpointChange::of_result(state.consecutive_failures, &t, outcome),
     );
+    let at = (
+        endpoint.id.0,
+        hour_of(outcome.at),
+        bucket(outcome.latency_ms) as i64,
+    );
+    batch.ledger.hours.add(at, Tally::one(outcome.is_success()));
     let mut disabled = None;
     if let Some(reason) = t.disable {
         // The operation's other results for this endpoint were read before: they see it

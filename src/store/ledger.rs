@@ -15,6 +15,7 @@ use super::sql::{Conn, vals};
 use super::usage::{DailyUsage, write_usage};
 use crate::model::EndpointId;
 use crate::model::counts::{EndpointChange, StagedCounts};
+use crate::model::series::Tally;
 
 /// What a batch changes in `list_blocks`, `endpoints` and `tenant_usage`.
 #[derive(Debug, Default)]
@@ -23,6 +24,8 @@ pub(crate) struct Ledger {
     pub blocks: BlockCounts,
     /// The endpoints' delivery counters.
     pub endpoints: EndpointCounts,
+    /// Attempts per endpoint, hour and latency bucket.
+    pub hours: HourCounts,
     /// Events published per tenant and day.
     pub usage: DailyUsage,
 }
@@ -32,6 +35,7 @@ impl Ledger {
     pub fn keep_staged(&mut self) {
         self.blocks.keep_staged();
         self.endpoints.0.keep_staged();
+        self.hours.keep_staged();
         self.usage.keep_staged();
     }
 
@@ -39,6 +43,7 @@ impl Ledger {
     pub fn drop_staged(&mut self) {
         self.blocks.drop_staged();
         self.endpoints.0.drop_staged();
+        self.hours.drop_staged();
         self.usage.drop_staged();
     }
 
@@ -46,9 +51,51 @@ impl Ledger {
     /// uses, and forgets them.
     pub fn write(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
         self.endpoints.write(c)?;
+        write_hours(c, &mut self.hours)?;
         self.blocks.write(c)?;
         write_usage(c, &mut self.usage)
     }
+}
+
+/// Attempts per (endpoint, hour, latency bucket) as a batch records them.
+pub(crate) type HourCounts = StagedCounts<(i64, i64, i64), Tally>;
+
+/// Writes a batch's attempt counts per hour, after the endpoints' counters (so each
+/// endpoint's row is held first, as every batch holds it), in key order; counts of an endpoint
+/// deleted meanwhile are dropped with it.
+fn write_hours(c: &Conn<'_>, hours: &mut HourCounts) -> Result<(), StoreError> {
+    let kept = hours.take_kept();
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = kept
+        .iter()
+        .map(|((e, h, b), t)| serde_json::json!([e, h, b, t.succeeded, t.failed]))
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    let sql = if c.is_postgres() {
+        "INSERT INTO endpoint_hours (endpoint_id, hour, bucket, succeeded, failed)
+         SELECT CAST(x.value ->> 0 AS BIGINT), CAST(x.value ->> 1 AS BIGINT),
+                CAST(x.value ->> 2 AS BIGINT), CAST(x.value ->> 3 AS BIGINT),
+                CAST(x.value ->> 4 AS BIGINT)
+         FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) WITH ORDINALITY AS x(value, n)
+         JOIN endpoints e ON e.id = CAST(x.value ->> 0 AS BIGINT)
+         ORDER BY x.n
+         ON CONFLICT (endpoint_id, hour, bucket) DO UPDATE SET
+             succeeded = endpoint_hours.succeeded + excluded.succeeded,
+             failed = endpoint_hours.failed + excluded.failed"
+    } else {
+        "INSERT INTO endpoint_hours (endpoint_id, hour, bucket, succeeded, failed)
+         SELECT x.value ->> 0, x.value ->> 1, x.value ->> 2, x.value ->> 3, x.value ->> 4
+         FROM json_each(?1) AS x
+         JOIN endpoints e ON e.id = x.value ->> 0
+         WHERE true
+         ON CONFLICT (endpoint_id, hour, bucket) DO UPDATE SET
+             succeeded = endpoint_hours.succeeded + excluded.succeeded,
+             failed = endpoint_hours.failed + excluded.failed"
+    };
+    c.execute(sql, &vals![rows])?;
+    Ok(())
 }
 
 /// The endpoints' counters (`succeeded`, `failed`, `pending`, `consecutive_failures` and the

@@ -27,6 +27,7 @@ mod retention;
 mod rows;
 mod runs;
 mod schedules;
+mod series;
 pub mod sql;
 mod subscribers;
 mod tenants;

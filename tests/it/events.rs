@@ -226,7 +226,8 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
             .expect("delivery");
         }
         c.execute_batch(
-            "ALTER TABLE endpoints DROP COLUMN url_sealed;
+            "DROP TABLE endpoint_hours;
+             ALTER TABLE endpoints DROP COLUMN url_sealed;
              ALTER TABLE endpoints DROP COLUMN auth;
              ALTER TABLE endpoints DROP COLUMN client_certificate;
              DROP TABLE tenant_usage;

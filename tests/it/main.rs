@@ -28,5 +28,6 @@ mod proxy;
 mod retention;
 mod rotation;
 mod schedules;
+mod series;
 mod support;
 mod tls;

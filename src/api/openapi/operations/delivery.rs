@@ -111,6 +111,42 @@ pub(super) fn operations() -> Vec<Op> {
             )
         },
         Op {
+            query: vec![window_query()],
+            ok: vec![(200, Some(series(&[])))],
+            ..op(
+                "get",
+                "/v1/endpoints/{id}/stats/series",
+                "endpointSeries",
+                "Attempts per hour (24h) or six hours (7d), with success rate and latency",
+                VIEWER,
+            )
+        },
+        Op {
+            query: vec![window_query()],
+            ok: vec![(
+                200,
+                Some(object(
+                    &[
+                        ("window", one_of(&["24h", "7d"])),
+                        ("stepSeconds", integer(1)),
+                        (
+                            "endpoints",
+                            json!({"type": "array", "items": series(&[("endpointId", id("ep_"))])}),
+                        ),
+                    ],
+                    &["window", "stepSeconds", "endpoints"],
+                    false,
+                )),
+            )],
+            ..op(
+                "get",
+                "/v1/stats/series",
+                "allEndpointsSeries",
+                "Every endpoint's attempts over time, for a list of sparklines",
+                VIEWER,
+            )
+        },
+        Op {
             body: Some((empty(), true)),
             ok: vec![(200, named("Endpoint"))],
             ..op(
@@ -306,4 +342,42 @@ pub(super) fn operations() -> Vec<Op> {
             )
         },
     ]
+}
+
+/// `window`: the span a series covers.
+fn window_query() -> serde_json::Value {
+    query(
+        "window",
+        one_of(&["24h", "7d"]),
+        "24h (a point per hour, the default) or 7d (a point per six hours)",
+    )
+}
+
+/// A series of points, oldest first (the last one is the current, partial step), with
+/// `extra` fields.
+fn series(extra: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let point = object(
+        &[
+            ("at", time()),
+            ("succeeded", integer(0)),
+            ("failed", integer(0)),
+            (
+                "successRate",
+                nullable(json!({"type": "number", "minimum": 0, "maximum": 100})),
+            ),
+            ("p50Ms", nullable(integer(0))),
+            ("p99Ms", nullable(integer(0))),
+        ],
+        &["at", "succeeded", "failed", "successRate", "p50Ms", "p99Ms"],
+        false,
+    );
+    let mut fields = vec![
+        ("window", one_of(&["24h", "7d"])),
+        ("stepSeconds", integer(1)),
+        ("points", json!({"type": "array", "items": point})),
+    ];
+    fields.extend(extra.iter().cloned());
+    let mut required = vec!["window", "stepSeconds", "points"];
+    required.extend(extra.iter().map(|(name, _)| *name));
+    object(&fields, &required, false)
 }
