@@ -653,6 +653,8 @@ async fn an_admin_edits_pauses_resumes_and_deletes_an_endpoint_and_opens_an_even
     let event = t.publish("order.paid", json!({"orderId": 7})).await;
     let event = event["id"].as_str().expect("event id").to_owned();
     browser.goto(&format!("{}/ui/#/events", server.base)).await;
+    browser.wait_text("main h1", "Events").await;
+    browser.wait_text("main table", &event).await;
     type_into(&browser, "#event-id", &event).await;
     browser.click("#find-event").await;
     browser.wait_text("main pre", "\"orderId\": 7").await;
