@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
-use crate::model::event::{IDEMPOTENCY_WINDOW_MS, channels_meet};
+use crate::model::event::{channels_meet, repeats_since};
 use crate::model::filter::Filter;
 use crate::model::plan::Plan;
 use crate::model::publish::{Metering, NewEvent, PlannedEvent, PublishPlan};
@@ -153,7 +153,7 @@ impl Audience {
             at: now,
             events,
             quota: (metering == Metering::Counted).then_some(self.plan),
-            repeats_since: now - IDEMPOTENCY_WINDOW_MS + 1,
+            repeats_since: repeats_since(now),
             wake_schedules,
         }
     }
@@ -162,6 +162,7 @@ impl Audience {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::event::IDEMPOTENCY_WINDOW_MS;
 
     fn pattern(p: &str) -> EventPattern {
         EventPattern::parse(p).expect("pattern")

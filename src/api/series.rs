@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::error::not_found;
 use super::extract::{Auth, Path, Query};
 use super::{ApiError, AppState};
-use crate::model::series::{HOUR_MS, Point, Window};
+use crate::model::series::{Point, Window};
 use crate::model::{EndpointId, Role, now_ms, rfc3339};
 
 /// `window`: `24h` (the default) or `7d`.
@@ -38,7 +38,7 @@ fn point_json(p: &Point) -> Value {
 fn series_json(window: Window, points: &[Point]) -> Value {
     json!({
         "window": window.as_str(),
-        "stepSeconds": window.step_hours() * HOUR_MS / 1000,
+        "stepSeconds": window.step_seconds(),
         "points": points.iter().map(point_json).collect::<Vec<_>>(),
     })
 }
@@ -78,7 +78,7 @@ pub(super) async fn all_endpoints(
         .collect();
     Ok(Json(json!({
         "window": window.as_str(),
-        "stepSeconds": window.step_hours() * HOUR_MS / 1000,
+        "stepSeconds": window.step_seconds(),
         "endpoints": endpoints,
     })))
 }

@@ -7,10 +7,10 @@ use std::fmt;
 /// How long an idempotency key answers with its first event.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
 
-/// Whether a publish with an idempotency key first used at `first_at` answers with that first
-/// event at `now` (within the window), instead of publishing again.
-pub fn idempotency_holds(first_at: super::UnixMs, now: super::UnixMs) -> bool {
-    first_at > now - IDEMPOTENCY_WINDOW_MS
+/// The earliest time an idempotency key's first use still holds at `now`: a publish with a
+/// key first used at or after it answers with that first event instead of publishing again.
+pub fn repeats_since(now: super::UnixMs) -> super::UnixMs {
+    now - IDEMPOTENCY_WINDOW_MS + 1
 }
 
 /// The prefix of hookd's own operational events, which `*` does not match.

@@ -93,6 +93,11 @@ impl Window {
         }
     }
 
+    /// Seconds per point.
+    pub fn step_seconds(self) -> i64 {
+        self.step_hours() * HOUR_MS / 1000
+    }
+
     /// Points in the window.
     pub fn points(self) -> i64 {
         match self {
