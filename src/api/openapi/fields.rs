@@ -2,6 +2,9 @@
 
 use crate::model::duration;
 use crate::model::endpoint::RESERVED_HEADERS;
+pub(super) use crate::model::ids::{
+    DeliveryId, EndpointId, EventId, IncomingId, KeyId, PortalLinkId, ScheduleId, TenantId,
+};
 use serde_json::{Map, Value, json};
 
 /// A plan's feature switches; `input`: a PATCH body's part (every field optional).
@@ -155,7 +158,7 @@ pub(super) fn integer(minimum: i64) -> Value {
 
 /// An id: its prefix and a number from 1 (hookd's ids fit in 63 bits).
 pub(super) fn id(prefix: &str) -> Value {
-    json!({"type": "string", "pattern": format!("^{prefix}_[1-9][0-9]{{0,17}}$")})
+    json!({"type": "string", "pattern": format!("^{prefix}[1-9][0-9]{{0,17}}$")})
 }
 
 /// A display name as hookd takes one: 1–200 characters, not only spaces.
@@ -498,7 +501,7 @@ pub(super) fn schedule_in(create: bool) -> Value {
             one_of(&["json", "markdown", "html", "pdf", "docx"]),
         ),
         ("deliveryMethod", one_of(&["webhook", "email"])),
-        ("endpointId", id("ep")),
+        ("endpointId", id(EndpointId::PREFIX)),
         ("recipients", recipients()),
         (
             "eventTypes",

@@ -7,7 +7,7 @@ use super::fields::*;
 /// The schemas the operations share.
 pub(super) fn schemas() -> Value {
     let mut endpoint_fields = vec![
-        ("id", id("ep")),
+        ("id", id(EndpointId::PREFIX)),
         ("name", string()),
         ("url", string()),
         ("events", strings()),
@@ -46,10 +46,10 @@ pub(super) fn schemas() -> Value {
     );
     let delivery = object(
         &[
-            ("id", id("dlv")),
-            ("eventId", id("evt")),
+            ("id", id(DeliveryId::PREFIX)),
+            ("eventId", id(EventId::PREFIX)),
             ("eventType", string()),
-            ("endpointId", id("ep")),
+            ("endpointId", id(EndpointId::PREFIX)),
             ("status", one_of(&["pending", "succeeded", "failed"])),
             ("attemptCount", integer(0)),
             ("nextAttemptAt", nullable(time())),
@@ -76,7 +76,7 @@ pub(super) fn schemas() -> Value {
         json!({"type": "array", "items": reference("Attempt")});
     let event = object(
         &[
-            ("id", id("evt")),
+            ("id", id(EventId::PREFIX)),
             ("type", string()),
             ("data", json!({})),
             ("channels", channels()),
@@ -88,7 +88,7 @@ pub(super) fn schemas() -> Value {
     );
     let event_detail = object(
         &[
-            ("id", id("evt")),
+            ("id", id(EventId::PREFIX)),
             ("type", string()),
             ("data", json!({})),
             ("channels", channels()),
@@ -104,7 +104,7 @@ pub(super) fn schemas() -> Value {
     );
     let published = object(
         &[
-            ("id", id("evt")),
+            ("id", id(EventId::PREFIX)),
             ("type", string()),
             ("createdAt", time()),
             ("deliveries", integer(0)),
@@ -114,7 +114,7 @@ pub(super) fn schemas() -> Value {
     );
     let incoming = object(
         &[
-            ("id", id("in")),
+            ("id", id(IncomingId::PREFIX)),
             ("name", string()),
             ("action", incoming_action(false)),
             (
@@ -147,7 +147,7 @@ pub(super) fn schemas() -> Value {
     );
     let schedule = object(
         &[
-            ("id", id("sch")),
+            ("id", id(ScheduleId::PREFIX)),
             ("scheduleType", string()),
             ("cronExpression", nullable(string())),
             ("triggerStatus", nullable(string())),
@@ -198,7 +198,7 @@ pub(super) fn schemas() -> Value {
     let integration = json!({"oneOf": [
         object(&[
             ("connected", json!({"const": true})),
-            ("endpointId", id("ep")),
+            ("endpointId", id(EndpointId::PREFIX)),
             ("url", string()),
             ("events", strings()),
             ("isActive", json!({"type": "boolean"})),
@@ -212,14 +212,14 @@ pub(super) fn schemas() -> Value {
             ("message", string()),
         ], &["code", "message"], false))], &["error"], false),
         "Tenant": object(&[
-            ("id", id("tnt")), ("name", string()), ("createdAt", time()),
+            ("id", id(TenantId::PREFIX)), ("name", string()), ("createdAt", time()),
             ("features", features(false)), ("limits", limits(false)),
             ("usage", usage()),
         ], &["id", "name", "createdAt", "features", "limits"], false),
         "Key": object(&[
-            ("id", id("key")), ("name", string()),
+            ("id", id(KeyId::PREFIX)), ("name", string()),
             ("role", roles()),
-            ("tenantId", id("tnt")), ("createdAt", time()), ("key", string()),
+            ("tenantId", id(TenantId::PREFIX)), ("createdAt", time()), ("key", string()),
         ], &["id", "name", "role", "tenantId", "createdAt"], false),
         "EventType": object(&[
             ("name", string()), ("category", nullable(string())),
@@ -242,7 +242,7 @@ pub(super) fn schemas() -> Value {
         "Run": run,
         "Integration": integration,
         "PortalLink": object(&[
-            ("id", id("prt")), ("role", one_of(&["admin", "viewer"])),
+            ("id", id(PortalLinkId::PREFIX)), ("role", one_of(&["admin", "viewer"])),
             ("createdAt", time()), ("expiresAt", time()),
             ("url", string()), ("token", string()),
         ], &["id", "role", "createdAt", "expiresAt"], false),

@@ -131,7 +131,7 @@ pub(super) fn operations() -> Vec<Op> {
                         ("stepSeconds", integer(1)),
                         (
                             "endpoints",
-                            json!({"type": "array", "items": series(&[("endpointId", id("ep_"))])}),
+                            json!({"type": "array", "items": series(&[("endpointId", id(EndpointId::PREFIX))])}),
                         ),
                     ],
                     &["window", "stepSeconds", "endpoints"],

@@ -89,7 +89,7 @@ pub(super) fn operations() -> Vec<Op> {
             query: [
                 vec![query(
                     "endpointId",
-                    id("ep"),
+                    id(EndpointId::PREFIX),
                     "only schedules delivering to this endpoint",
                 )],
                 paging(),
@@ -241,7 +241,7 @@ pub(super) fn operations() -> Vec<Op> {
                     &[
                         ("success", json!({"type": "boolean"})),
                         ("message", string()),
-                        ("endpointId", id("ep")),
+                        ("endpointId", id(EndpointId::PREFIX)),
                         ("secret", string()),
                     ],
                     &["success", "message", "endpointId"],

@@ -45,7 +45,7 @@ pub(super) fn operations() -> Vec<Op> {
                 200,
                 Some(json!({"oneOf": [
                     object(&[
-                        ("tenantId", id("tnt")),
+                        ("tenantId", id(TenantId::PREFIX)),
                         ("tenantName", string()),
                         ("role", roles()),
                         ("via", one_of(&["key", "portal"])),
