@@ -2,6 +2,8 @@
 // signs in with, kept for this browser tab only (sessionStorage). Every page has its own URL
 // (hash routes), so links and the back button work. Plain DOM, no dependencies.
 
+import { deliveriesChart, latencyChart, rateChart, rateText, sparkline } from "./charts.js";
+
 const TOKEN = "hookd.token";
 const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
@@ -133,20 +135,20 @@ function signIn() {
     }) }, input, h("button", { id: "signin", type: "submit" }, "Sign in")));
 }
 
+// The list reads every endpoint's last 24 hours in one request (not one per endpoint).
 async function endpointsPage() {
-  const page = await api("GET", `/v1/endpoints?size=100`);
-  const rows = await Promise.all(page.content.map(async (e) => {
-    const s = await api("GET", `/v1/endpoints/${e.id}/stats`);
+  const [page, series] = await Promise.all([api("GET", `/v1/endpoints?size=100`), api("GET", "/v1/stats/series?window=24h")]);
+  const recent = new Map(series.endpoints.map((s) => [s.endpointId, s.points]));
+  const rows = page.content.map((e) => {
     const state = e.isActive ? status("active") : disabled(e.disabledReason);
-    const last = s.lastDelivery ? [status(s.lastDelivery.status), " ", when(s.lastDelivery.at)] : "never";
-    const rate = s.successRate === null ? "—" : `${s.successRate.toFixed(1)}%`;
-    return { id: e.id, item: e, cells: [link(e.name, `endpoints/${e.id}`), e.url, state, rate, last] };
-  }));
+    const points = recent.get(e.id) || [];
+    return { id: e.id, item: e, cells: [link(e.name, `endpoints/${e.id}`), e.url, state, sparkline(points, series.stepSeconds), rateText(points)] };
+  });
   const create = isAdmin() ? createEndpointForm() : null;
   return [
     h("h1", {}, "Endpoints"),
     rows.length
-      ? table(["Name", "URL", "State", "Success rate", "Last delivery"], rows, (e) => go(`endpoints/${e.id}`))
+      ? table(["Name", "URL", "State", "Last 24 hours", "Success rate (24 h)"], rows, (e) => go(`endpoints/${e.id}`))
       : h("p", { class: "empty" }, isAdmin()
         ? "No endpoints yet. Add one below: hookd delivers the events it subscribes to, signed and retried."
         : "No endpoints yet. An admin of this workspace can add one."),
@@ -168,8 +170,11 @@ function createEndpointForm() {
 }
 
 async function endpointPage(id, params) {
-  const [e, s] = await Promise.all([api("GET", `/v1/endpoints/${id}`), api("GET", `/v1/endpoints/${id}/stats`)]);
+  const windowName = params.get("window") === "7d" ? "7d" : "24h";
+  const [e, s, series] = await Promise.all([api("GET", `/v1/endpoints/${id}`), api("GET", `/v1/endpoints/${id}/stats`),
+    api("GET", `/v1/endpoints/${id}/stats/series?window=${windowName}`)]);
   const filter = params.get("status") || "";
+  const kept = { status: filter, window: windowName === "7d" ? "7d" : "" }; // what paging and picking keep
   const number = Number(params.get("page") || 0);
   const log = await api("GET", `/v1/endpoints/${id}/deliveries?page=${number}&size=20${filter ? `&status=${filter}` : ""}`);
   const selected = params.get("delivery");
@@ -199,7 +204,7 @@ async function endpointPage(id, params) {
       return "keep";
     }) }, "Delete"),
     recoverForm(id)) : null;
-  const filterSelect = h("select", { id: "status-filter", onchange: (ev) => go(`endpoints/${id}`, { status: ev.target.value }) },
+  const filterSelect = h("select", { id: "status-filter", onchange: (ev) => go(`endpoints/${id}`, { ...kept, status: ev.target.value }) },
     ["", "pending", "succeeded", "failed"].map((v) => h("option", { value: v, selected: v === filter }, v || "all")));
   return [
     h("h1", {}, e.name, " ", e.isActive ? status("active") : disabled(e.disabledReason)),
@@ -214,6 +219,7 @@ async function endpointPage(id, params) {
       stat("Succeeded", s.succeeded), stat("Failed", s.failed), stat("Pending", s.pending),
       stat("Consecutive failures", s.consecutiveFailures),
       stat("Last delivery", s.lastDelivery ? `${s.lastDelivery.status} ${when(s.lastDelivery.at)}` : "never")),
+    charts(id, series, kept),
     actions,
     isAdmin() ? editEndpointForm(e) : null,
     h("h2", {}, "Deliveries"),
@@ -221,11 +227,27 @@ async function endpointPage(id, params) {
     log.content.length
       ? table(["Delivery", "Event", "Type", "Status", "Attempts", "Next attempt", "Created"],
         log.content.map((d) => ({ id: d.id, item: d, cells: [d.id, link(d.eventId, `events/${d.eventId}`), d.eventType, status(d.status), d.attemptCount, when(d.nextAttemptAt), when(d.createdAt)] })),
-        (d) => go(`endpoints/${id}`, { status: filter, page: number || "", delivery: d.id }))
+        (d) => go(`endpoints/${id}`, { ...kept, page: number || "", delivery: d.id }))
       : h("p", { class: "empty" }, filter ? `No ${filter} deliveries.` : "No deliveries yet: publish an event this endpoint subscribes to."),
-    pager(log, (n) => go(`endpoints/${id}`, { status: filter, page: n })),
+    pager(log, (n) => go(`endpoints/${id}`, { ...kept, page: n })),
     detail,
   ];
+}
+
+// Deliveries, success rate and latency over the last day (per hour) or week (per six hours).
+function charts(id, series, kept) {
+  const words = series.window === "7d" ? "over the last 7 days" : "over the last 24 hours";
+  const choose = (value, text) => h("button", {
+    id: `window-${value}`, type: "button", class: series.window === value ? "" : "plain",
+    onclick: () => go(`endpoints/${id}`, { ...kept, window: value === "24h" ? "" : value }),
+  }, text);
+  const figure = (title, chart) => h("figure", {}, h("figcaption", {}, title), chart);
+  return h("section", { id: "charts" },
+    h("div", { class: "actions" }, h("h2", {}, `Attempts ${words}`), choose("24h", "24 hours"), choose("7d", "7 days")),
+    h("div", { class: "charts" },
+      figure([series.window === "7d" ? "Attempts per six hours: " : "Attempts per hour: ", h("span", { class: "key ok" }, "succeeded"), " and ", h("span", { class: "key bad" }, "failed")], deliveriesChart(series.points, series.stepSeconds, words)),
+      figure("Success rate", rateChart(series.points, series.stepSeconds, words)),
+      figure(["Latency: ", h("span", { class: "key p50" }, "p50"), " and ", h("span", { class: "key p99" }, "p99")], latencyChart(series.points, series.stepSeconds, words))));
 }
 
 // The settings an operator changes most, in one form; empty means "none" where a setting may

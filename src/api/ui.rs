@@ -20,6 +20,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../ui/app.js"),
     ),
     (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/charts.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../../ui/style.css"),

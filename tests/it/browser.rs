@@ -746,3 +746,145 @@ async fn an_admin_adds_a_signed_incoming_webhook_and_adds_and_deletes_a_schedule
     browser.close().await;
     server.stop().await;
 }
+
+/// The value of `attr` on the element matching `css`, once it contains `text`.
+async fn wait_attr(browser: &Browser, css: &str, attr: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(found) = browser.client().find(Locator::Css(css)).await
+            && found
+                .attr(attr)
+                .await
+                .is_ok_and(|v| v.is_some_and(|v| v.contains(text)))
+        {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let page = browser.client().source().await.unwrap_or_default();
+            panic!("no {css} with {attr} containing {text:?} after 20 s; the page:\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn count(browser: &Browser, css: &str) -> usize {
+    browser
+        .client()
+        .find_all(Locator::Css(css))
+        .await
+        .expect("find")
+        .len()
+}
+
+#[tokio::test]
+async fn an_operator_reads_the_last_day_in_charts_and_each_endpoint_in_a_sparkline() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    // Every fourth request fails: 6 of 8 attempts succeed.
+    let receiver = Receiver::with(|n, _| {
+        if n % 4 == 3 {
+            (500, vec![], "busy".into())
+        } else {
+            (200, vec![], "ok".into())
+        }
+    })
+    .await;
+    let busy = t
+        .endpoint(json!({"name": "orders", "url": receiver.url, "events": ["order.*"], "retrySchedule": [], "disableAfter": 0}))
+        .await;
+    let busy = busy["id"].as_str().expect("id").to_owned();
+    let quiet = t
+        .endpoint(json!({"name": "invoices", "url": receiver.url, "events": ["invoice.*"]}))
+        .await;
+    let quiet = quiet["id"].as_str().expect("id").to_owned();
+    for n in 0..8 {
+        t.publish("order.paid", json!({"n": n})).await;
+    }
+    let admin = t.admin.clone();
+    let path = format!("/v1/endpoints/{busy}/stats");
+    wait_until("8 attempts recorded", Duration::from_secs(20), || {
+        let (admin, path) = (admin.clone(), path.clone());
+        async move {
+            let (_, s) = admin.get(&path).await;
+            s["succeeded"] == 6 && s["failed"] == 2
+        }
+    })
+    .await;
+
+    // The list: a sparkline per endpoint from one request for all of them.
+    let key = server.key(&t.id, "admin").await;
+    browser.sign_in(&server.base, &key).await;
+    browser.wait_text("main table", "orders").await;
+    let row = |id: &str| format!("tr[data-id='{id}'] svg.sparkline");
+    wait_attr(&browser, &row(&busy), "aria-label", "6 succeeded, 2 failed").await;
+    wait_attr(
+        &browser,
+        &row(&quiet),
+        "aria-label",
+        "0 succeeded, 0 failed",
+    )
+    .await;
+    assert_eq!(count(&browser, &format!("{} g.step", row(&busy))).await, 24);
+    browser
+        .wait_text(&format!("tr[data-id='{busy}']"), "75.0%")
+        .await;
+    let fetched = browser
+        .client()
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name)",
+            vec![],
+        )
+        .await
+        .expect("resources");
+    let fetched: Vec<String> = serde_json::from_value(fetched).expect("names");
+    let per_endpoint = fetched.iter().filter(|u| u.contains("/stats")).count();
+    assert_eq!(
+        per_endpoint, 1,
+        "one stats request for the list: {fetched:?}"
+    );
+    assert!(
+        fetched
+            .iter()
+            .any(|u| u.ends_with("/v1/stats/series?window=24h")),
+        "{fetched:?}"
+    );
+    browser.screenshot("endpoints-sparklines").await;
+
+    // An endpoint's page: attempts, success rate and latency per hour over the last 24 hours.
+    browser
+        .click(&format!("a[href='#/endpoints/{busy}']"))
+        .await;
+    wait_attr(
+        &browser,
+        "svg.chart.deliveries",
+        "aria-label",
+        "6 succeeded, 2 failed",
+    )
+    .await;
+    assert_eq!(count(&browser, "svg.chart.deliveries g.step").await, 24);
+    // Both failures fall in one hour, or two when the test spans the hour.
+    let red = count(&browser, "svg.chart.deliveries rect.bad").await;
+    assert!((1..=2).contains(&red), "{red} red bars");
+    wait_attr(&browser, "svg.chart.rate", "aria-label", "75.0%").await;
+    assert!(browser.exists("svg.chart.latency path.line.p99").await);
+    assert!(browser.exists("svg.chart.latency circle.dot.p50").await);
+    browser.screenshot("endpoint-charts").await;
+
+    // The week, per six hours; the choice stays in the page's address.
+    browser.click("#window-7d").await;
+    wait_attr(
+        &browser,
+        "svg.chart.deliveries",
+        "aria-label",
+        "over the last 7 days",
+    )
+    .await;
+    assert_eq!(count(&browser, "svg.chart.deliveries g.step").await, 28);
+    let url = browser.client().current_url().await.expect("url");
+    assert!(url.as_str().ends_with("window=7d"), "{url}");
+    browser.close().await;
+    server.stop().await;
+}
