@@ -264,19 +264,66 @@ function editEndpointForm(e) {
   const [timeoutLabel, timeout] = field("timeoutMs", "Timeout (ms)", e.timeoutMs, { type: "number", min: 100 });
   const [disableLabel, disable] = field("disableAfter", "Disable after failures (0: never)", e.disableAfter, { type: "number", min: 0 });
   const list = (text) => text.split(",").map((x) => x.trim()).filter(Boolean);
+  // Headers are sent only when changed: a value hookd could not open reads back as null.
+  const written = Object.entries(e.headers || {}).map(([k, v]) => `${k}: ${v ?? ""}`).join("\n");
+  const headers = h("textarea", { id: "edit-headers", rows: 3, cols: 40, placeholder: "X-Source: hookd (one per line)" }, written);
+  const auth = endpointAuthFields(e.authConfigured);
   return h("details", { id: "edit" }, h("summary", {}, "Edit settings"),
     h("form", { class: "grid", onsubmit: action(async () => {
-      await api("PATCH", `/v1/endpoints/${e.id}`, {
+      const body = {
         url: url.value.trim(),
         events: list(events.value),
         retrySchedule: list(retry.value),
         rateLimit: rate.value === "" ? null : Number(rate.value),
         timeoutMs: Number(timeout.value),
         disableAfter: Number(disable.value),
-      });
+      };
+      if (headers.value.trim() !== written.trim()) body.headers = headerLines(headers.value);
+      const credentials = auth.value();
+      if (credentials !== undefined) body.auth = credentials;
+      await api("PATCH", `/v1/endpoints/${e.id}`, body);
       noticeNext("Saved.");
     }) }, urlLabel, url, eventsLabel, events, retryLabel, retry, rateLabel, rate, timeoutLabel, timeout,
-      disableLabel, disable, h("button", { id: "save", type: "submit" }, "Save")));
+      disableLabel, disable, h("label", { for: "edit-headers" }, "Headers"), headers,
+      h("label", { for: "edit-auth" }, "Auth (write-only)"), auth.fields,
+      h("button", { id: "save", type: "submit" }, "Save")));
+}
+
+// "Name: value" lines as a headers object; a line without a colon is refused here, by name.
+function headerLines(text) {
+  const out = {};
+  for (const line of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const at = line.indexOf(":");
+    if (at < 1) throw new ApiError(`Header line "${line}" needs the form Name: value`);
+    out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return out;
+}
+
+// How hookd authenticates to the endpoint. Credentials are never read back, so what is set
+// is kept unless another choice is made; `value()` is undefined for "keep".
+function endpointAuthFields(configured) {
+  const choices = [...(configured ? [["keep", "keep what is set"]] : []), ["none", "none"], ["basic", "HTTP Basic"], ["oauth2", "OAuth 2 client credentials"]];
+  const kind = h("select", { id: "edit-auth" }, choices.map(([v, label]) => h("option", { value: v }, label)));
+  const input = (name, placeholder, type) => h("input", { id: `edit-auth-${name}`, placeholder, type: type || "text", size: 24 });
+  const basic = { username: input("username", "username"), password: input("password", "password", "password") };
+  const oauth2 = { tokenUrl: input("tokenUrl", "token URL"), clientId: input("clientId", "client id"),
+    clientSecret: input("clientSecret", "client secret", "password"), scope: input("scope", "scope (optional)") };
+  const shown = () => {
+    for (const el of Object.values(basic)) el.hidden = kind.value !== "basic";
+    for (const el of Object.values(oauth2)) el.hidden = kind.value !== "oauth2";
+  };
+  kind.addEventListener("change", shown);
+  shown();
+  const value = () => {
+    if (kind.value === "keep") return undefined;
+    if (kind.value === "none") return configured ? null : undefined;
+    const fields = kind.value === "basic" ? basic : oauth2;
+    const out = { type: kind.value };
+    for (const [k, el] of Object.entries(fields)) if (el.value.trim()) out[k] = el.value.trim();
+    return out;
+  };
+  return { fields: h("div", { class: "auth" }, kind, Object.values(basic), Object.values(oauth2)), value };
 }
 
 function recoverForm(id) {
@@ -406,6 +453,29 @@ async function schedulesPage() {
   ];
 }
 
+// The next 3 runs of a cron in a zone, asked of the API as the fields change (a weekly
+// digest is Mondays at 09:00); what is wrong with them shown instead.
+function runsPreview(cron, zone, type) {
+  const out = h("span", { class: "preview", id: "schedule-preview" });
+  let asked = 0;
+  const refresh = async () => {
+    const expr = type() === "weekly_digest" ? "0 9 * * 1" : type() === "custom_cron" ? cron.value.trim() : "";
+    const mine = ++asked;
+    if (!expr || !zone.value.trim()) { out.replaceChildren(); return; }
+    const q = new URLSearchParams({ cronExpression: expr, timezone: zone.value.trim() });
+    try {
+      const p = await api("GET", `/v1/schedules/preview?${q}`);
+      if (mine === asked) out.replaceChildren("Next runs: ", p.nextRuns.map((t) => whenIn(t, p.timezone)).join(" · "), ` (${p.timezone})`);
+    } catch (e) {
+      if (mine === asked) out.replaceChildren(h("span", { class: "failed" }, e.message));
+    }
+  };
+  let timer;
+  const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 250); };
+  for (const field of [cron, zone]) field.addEventListener("input", later);
+  return { out, refresh };
+}
+
 async function createScheduleForm() {
   const endpoints = await api("GET", "/v1/endpoints?size=100");
   const select = (id, options) => h("select", { id }, options.map(([v, label]) => h("option", { value: v }, label)));
@@ -422,8 +492,10 @@ async function createScheduleForm() {
     status.hidden = type.value !== "on_status_change";
     at.hidden = type.value !== "one_time";
   };
-  type.addEventListener("change", shown);
+  const preview = runsPreview(cron, zone, () => type.value);
+  type.addEventListener("change", () => { shown(); preview.refresh(); });
   shown();
+  preview.refresh();
   return [h("h2", {}, "Add a schedule"), h("form", { class: "inline", onsubmit: action(async () => {
     const body = { scheduleType: type.value, timezone: zone.value.trim(), format: format.value };
     if (type.value === "custom_cron") body.cronExpression = cron.value.trim();
@@ -435,7 +507,34 @@ async function createScheduleForm() {
     const created = await api("POST", "/v1/schedules", body);
     noticeNext(`Created ${scheduleKind(created.scheduleType)} ${created.id}; next run `,
       created.nextRunAt ? `${whenIn(created.nextRunAt, created.timezone)} (${created.timezone})` : "when its status is published");
-  }) }, type, cron, status, at, zone, format, target, recipients, h("button", { id: "add-schedule", type: "submit" }, "Add"))];
+  }) }, type, cron, status, at, zone, format, target, recipients, h("button", { id: "add-schedule", type: "submit" }, "Add")), preview.out];
+}
+
+// What a schedule's owner changes: when it fires, its zone and format, its subject.
+function editScheduleForm(s) {
+  const cron = h("input", { id: "edit-cron", value: s.cronExpression || "", size: 18, hidden: s.scheduleType !== "custom_cron" });
+  const status = h("input", { id: "edit-status", value: s.triggerStatus || "", size: 14, hidden: s.scheduleType !== "on_status_change" });
+  const zone = h("input", { id: "edit-zone", value: s.timezone, size: 16 });
+  const format = h("select", { id: "edit-format" }, ["json", "markdown", "html", "pdf", "docx"].map((f) => h("option", { value: f, selected: f === s.format }, f)));
+  const subject = h("input", { id: "edit-subject", value: s.customSubject || "", placeholder: "subject (optional)", size: 24 });
+  const preview = runsPreview(cron, zone, () => s.scheduleType);
+  preview.refresh();
+  const row = (label, ...field) => [h("label", {}, label), h("div", {}, field)];
+  return h("details", { id: "edit-schedule" }, h("summary", {}, "Edit schedule"),
+    h("form", { class: "grid", onsubmit: action(async () => {
+      const body = { timezone: zone.value.trim(), format: format.value };
+      if (s.scheduleType === "custom_cron") body.cronExpression = cron.value.trim();
+      if (s.scheduleType === "on_status_change") body.triggerStatus = status.value.trim();
+      if (subject.value.trim() !== (s.customSubject || "")) body.customSubject = subject.value.trim();
+      const saved = await api("PATCH", `/v1/schedules/${s.id}`, body);
+      noticeNext("Saved. Next run ", saved.nextRunAt ? `${whenIn(saved.nextRunAt, saved.timezone)} (${saved.timezone})` : "when its status is published", ".");
+    }) },
+    s.scheduleType === "custom_cron" ? row("Cron", cron) : null,
+    s.scheduleType === "on_status_change" ? row("On status", status) : null,
+    row("Time zone", zone, " ", preview.out),
+    row("Format", format),
+    row("Subject", subject),
+    h("button", { id: "save-schedule", type: "submit" }, "Save")));
 }
 
 async function schedulePage(id, params) {
@@ -444,6 +543,7 @@ async function schedulePage(id, params) {
   return [
     h("h1", {}, `${scheduleKind(s.scheduleType)} `, h("small", {}, s.id)),
     h("p", {}, `Next run ${s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} (${s.timezone}), ${when(s.nextRunAt)} yours` : "—"} · ${s.format} by ${s.deliveryMethod}`),
+    s.nextRuns.length > 1 ? h("p", { id: "next-runs" }, "Then ", s.nextRuns.slice(1).map((t) => whenIn(t, s.timezone)).join(" · "), ` (${s.timezone})`) : null,
     isAdmin() ? h("div", { class: "actions" },
       h("button", { id: "trigger", type: "button", onclick: action(() => api("POST", `/v1/schedules/${id}/trigger`)) }, "Run now"),
       h("button", { id: "delete-schedule", class: "plain danger", type: "button", onclick: action(async () => {
@@ -453,6 +553,7 @@ async function schedulePage(id, params) {
         go("schedules");
         return "keep";
       }) }, "Delete")) : null,
+    isAdmin() && s.status === "active" ? editScheduleForm(s) : null,
     h("h2", {}, "Runs"),
     runs.content.length
       ? table(["Run", "Status", "Started", "Events", "Delivery", "Error"], runs.content.map((r) => ({ cells: [r.id, status(r.status), when(r.startedAt), r.eventCount, r.deliveryId || r.emailResult || "—", r.error || "—"] })))

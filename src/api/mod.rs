@@ -172,6 +172,7 @@ fn schedule_routes(routes: Router<AppState>) -> Router<AppState> {
             "/v1/schedules",
             post(schedules::create).get(schedules::list),
         )
+        .route("/v1/schedules/preview", get(schedules::preview))
         .route(
             "/v1/schedules/{id}",
             get(schedules::get)

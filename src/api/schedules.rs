@@ -223,6 +223,9 @@ impl ScheduleIn {
     }
 }
 
+/// How many upcoming runs a schedule's answer (and a preview) lists.
+const UPCOMING: usize = 3;
+
 fn schedule_json(s: &Schedule) -> Value {
     let spec = &s.spec;
     let (cron, status, at) = match &spec.kind {
@@ -252,6 +255,7 @@ fn schedule_json(s: &Schedule) -> Value {
         "customMessage": spec.custom_message,
         "status": s.status.as_str(),
         "nextRunAt": s.next_run_at.map(rfc3339),
+        "nextRuns": spec.upcoming(s.next_run_at, UPCOMING).into_iter().map(rfc3339).collect::<Vec<_>>(),
         "lastRunAt": s.last_run_at.map(rfc3339),
         "createdAt": rfc3339(s.created_at),
         "updatedAt": rfc3339(s.updated_at),
@@ -440,4 +444,35 @@ pub(super) async fn runs(
         .await
         .map_err(not_found("schedule"))?;
     Ok(Json(page_json(page, run_json)))
+}
+
+/// `GET /v1/schedules/preview?cronExpression=&timezone=`: when a cron would fire next in a
+/// zone, before a schedule is made or changed, refused as creating it would be.
+pub(super) async fn preview(auth: Auth, query: Query) -> Result<Json<Value>, ApiError> {
+    auth.tenant(Role::Viewer)?;
+    let required = |field: &str, example: &str| {
+        query
+            .get(field)
+            .ok_or_else(|| ApiError::invalid(format!("{field} is required, like {example}")))
+    };
+    let expr = required("cronExpression", "0 9 * * 1-5")?;
+    let zone = required("timezone", "Europe/Berlin")?;
+    let spec = CronSpec::parse(expr).map_err(ApiError::invalid)?;
+    let timezone = parse_zone(zone).map_err(ApiError::invalid)?;
+    let now = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
+    let runs: Vec<String> = spec
+        .upcoming(timezone, now, UPCOMING)
+        .iter()
+        .map(|t| rfc3339(t.timestamp_millis()))
+        .collect();
+    if runs.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "cronExpression '{expr}' never fires (it names no date that exists after now)"
+        )));
+    }
+    Ok(Json(json!({
+        "cronExpression": expr,
+        "timezone": timezone.name(),
+        "nextRuns": runs,
+    })))
 }

@@ -146,6 +146,18 @@ impl ScheduleSpec {
         }
     }
 
+    /// The next `n` fire times from `first` (the schedule's stored next run): `first`, then
+    /// each next slot after the one before. A one-time schedule has one; a status-triggered
+    /// one has none.
+    pub fn upcoming(&self, first: Option<UnixMs>, n: usize) -> Vec<UnixMs> {
+        std::iter::successors(first, |t| match self.kind {
+            ScheduleKind::OneTime(_) | ScheduleKind::OnStatusChange(_) => None,
+            _ => self.next_run(*t),
+        })
+        .take(n)
+        .collect()
+    }
+
     /// Where a timed run leaves the schedule: its next fire time after `now` (a missed slot
     /// is caught up by one run, never one per slot) and its status (a one-time schedule is
     /// completed).
@@ -275,6 +287,47 @@ mod tests {
     // 2026-11-30T10:00:00Z, a Monday.
     const NOW: UnixMs = 1_796_032_800_000;
     const HOUR: UnixMs = 3_600_000;
+
+    #[test]
+    fn upcoming_runs_follow_the_first_slot_by_slot() {
+        let paris = |kind| ScheduleSpec {
+            timezone: chrono_tz::Europe::Paris,
+            ..spec(kind)
+        };
+        let weekdays = CronSpec::parse("0 9 * * 1-5").expect("cron");
+        // Friday 2026-12-04 08:00 UTC is 09:00 in Paris; then Monday and Tuesday.
+        let friday = 1_796_371_200_000;
+        let day = 24 * HOUR;
+        let cases = [
+            (
+                "a cron",
+                paris(ScheduleKind::CustomCron("0 9 * * 1-5".into(), weekdays)),
+                Some(friday),
+                vec![friday, friday + 3 * day, friday + 4 * day],
+            ),
+            (
+                "the weekly digest: Mondays at 09:00 in its zone",
+                paris(ScheduleKind::WeeklyDigest),
+                Some(friday + 3 * day),
+                vec![friday + 3 * day, friday + 10 * day, friday + 17 * day],
+            ),
+            (
+                "one time: that time only",
+                spec(ScheduleKind::OneTime(NOW + HOUR)),
+                Some(NOW + HOUR),
+                vec![NOW + HOUR],
+            ),
+            (
+                "on a status: never on time",
+                spec(ScheduleKind::OnStatusChange("shipped".into())),
+                None,
+                vec![],
+            ),
+        ];
+        for (name, spec, first, want) in cases {
+            assert_eq!(spec.upcoming(first, 3), want, "{name}");
+        }
+    }
 
     #[test]
     fn after_a_run_each_kind_moves_on_as_it_should() {

@@ -135,6 +135,13 @@ impl CronSpec {
         Ok(Self { schedules })
     }
 
+    /// The next `n` fire times strictly after `after`, evaluated in `zone`.
+    pub fn upcoming(&self, zone: Tz, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        std::iter::successors(self.next_after(zone, after), |t| self.next_after(zone, *t))
+            .take(n)
+            .collect()
+    }
+
     /// The first fire time strictly after `after`, evaluated in `zone`.
     pub fn next_after(&self, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&zone);

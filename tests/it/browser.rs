@@ -84,14 +84,20 @@ impl Browser {
         self.client().goto(url).await.expect("goto");
     }
 
-    /// Waits until an element matching `css` exists and its text contains `text`.
+    /// Waits until an element matching `css` exists and its text contains `text` (any of
+    /// them, when several match).
     async fn wait_text(&self, css: &str, text: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(found) = self.client().find(Locator::Css(css)).await
-                && found.text().await.is_ok_and(|t| t.contains(text))
+            for found in self
+                .client()
+                .find_all(Locator::Css(css))
+                .await
+                .unwrap_or_default()
             {
-                return;
+                if found.text().await.is_ok_and(|t| t.contains(text)) {
+                    return;
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 let page = self.client().source().await.unwrap_or_default();
@@ -115,6 +121,23 @@ impl Browser {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// The element matching `css`, which must be on the page.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    /// Picks `value` in the `<select>` matching `css`.
+    async fn select(&self, css: &str, value: &str) {
+        self.element(css)
+            .await
+            .select_by_value(value)
+            .await
+            .expect("select");
     }
 
     async fn exists(&self, css: &str) -> bool {
@@ -211,14 +234,7 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     browser.wait_text("#who", "admin").await;
     browser.wait_text("#who", "events today 1 of 100").await;
     browser.wait_text("main h2", "Add an endpoint").await;
-    let text = browser
-        .client()
-        .find(Locator::Css("main"))
-        .await
-        .expect("main")
-        .text()
-        .await
-        .expect("text");
+    let text = browser.element("main").await.text().await.expect("text");
     assert!(
         !text.contains("[object"),
         "every part of the page is rendered: {text}"
@@ -237,10 +253,8 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
         .wait_text("#delivery", "the endpoint answered 500")
         .await;
     let panel = browser
-        .client()
-        .find(Locator::Css("#delivery"))
+        .element("#delivery")
         .await
-        .expect("panel")
         .text()
         .await
         .expect("text");
@@ -283,11 +297,7 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     browser
         .wait_text("main h2", "Add an incoming webhook")
         .await;
-    let form = browser
-        .client()
-        .find(Locator::Css("main form"))
-        .await
-        .expect("form");
+    let form = browser.element("main form").await;
     form.find(Locator::Css("input"))
         .await
         .expect("name")
@@ -302,10 +312,8 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
         .expect("click");
     browser.wait_text("#incoming-url", "/hooks/in/").await;
     let hook_url = browser
-        .client()
-        .find(Locator::Css("#incoming-url"))
+        .element("#incoming-url")
         .await
-        .expect("url")
         .text()
         .await
         .expect("text");
@@ -446,10 +454,8 @@ async fn an_admin_runs_a_schedule_and_connects_tests_and_disconnects_an_integrat
         .await;
     browser.wait_text("main table", "webhook").await;
     browser
-        .client()
-        .find(Locator::Css("#url-webhook"))
+        .element("#url-webhook")
         .await
-        .expect("url field")
         .send_keys(&receiver.url)
         .await
         .expect("type");
@@ -470,10 +476,8 @@ async fn an_admin_runs_a_schedule_and_connects_tests_and_disconnects_an_integrat
 /// Typing into a form field found by `css`.
 async fn type_into(browser: &Browser, css: &str, text: &str) {
     browser
-        .client()
-        .find(Locator::Css(css))
+        .element(css)
         .await
-        .expect("field")
         .send_keys(text)
         .await
         .expect("type");
@@ -493,11 +497,7 @@ async fn the_dashboard_speaks_to_a_person_and_shows_what_was_just_made() {
     browser
         .wait_text("main h1", "This is the operator token")
         .await;
-    let who = browser
-        .client()
-        .find(Locator::Css("#who"))
-        .await
-        .expect("who");
+    let who = browser.element("#who").await;
     assert_eq!(who.text().await.expect("text"), "operator");
     assert!(
         !browser
@@ -528,11 +528,7 @@ async fn the_dashboard_speaks_to_a_person_and_shows_what_was_just_made() {
         .wait_text(".notice", "signing secret (shown once)")
         .await;
     browser.wait_text("main table", "orders").await;
-    let name = browser
-        .client()
-        .find(Locator::Css("form input[name='name']"))
-        .await
-        .expect("name field");
+    let name = browser.element("form input[name='name']").await;
     assert_eq!(
         name.prop("value").await.expect("value").as_deref(),
         Some("")
@@ -562,10 +558,8 @@ async fn the_dashboard_speaks_to_a_person_and_shows_what_was_just_made() {
         .await;
     browser.wait_text("main table", "webhook").await;
     let placeholder = browser
-        .client()
-        .find(Locator::Css("#url-webhook"))
+        .element("#url-webhook")
         .await
-        .expect("url field")
         .attr("placeholder")
         .await
         .expect("placeholder");
@@ -595,11 +589,9 @@ async fn the_dashboard_speaks_to_a_person_and_shows_what_was_just_made() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_admin_edits_pauses_resumes_and_deletes_an_endpoint_and_opens_an_event_by_id() {
-    let Some(browser) = Browser::start().await else {
-        return;
-    };
+/// A server, a tenant with an endpoint "orders" (events `order.*`) to an accepting receiver,
+/// and the browser signed in as its admin on the endpoint's page.
+async fn on_an_endpoint_page(browser: &Browser) -> (Server, Tenant, Receiver, String) {
     let server = Server::start().await;
     let t = server.tenant("acme").await;
     let receiver = Receiver::ok().await;
@@ -614,17 +606,22 @@ async fn an_admin_edits_pauses_resumes_and_deletes_an_endpoint_and_opens_an_even
         .goto(&format!("{}/ui/#/endpoints/{id}", server.base))
         .await;
     browser.wait_text("main h1", "orders").await;
+    (server, t, receiver, id)
+}
+
+#[tokio::test]
+async fn an_admin_edits_pauses_resumes_and_deletes_an_endpoint_and_opens_an_event_by_id() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (server, t, _receiver, id) = on_an_endpoint_page(&browser).await;
 
     // Edit: the form holds the settings as they are; saved, the API answers the new ones.
     browser.click("#edit summary").await;
     let set = |css: &'static str, text: String| {
         let browser = &browser;
         async move {
-            let field = browser
-                .client()
-                .find(Locator::Css(css))
-                .await
-                .expect("field");
+            let field = browser.element(css).await;
             field.clear().await.expect("clear");
             field.send_keys(&text).await.expect("type");
         }
@@ -695,12 +692,7 @@ async fn an_admin_adds_a_signed_incoming_webhook_and_adds_and_deletes_a_schedule
         .await;
     type_into(&browser, "#incoming-name", "github").await;
     type_into(&browser, "#incoming-type", "repo.pushed").await;
-    let scheme = browser
-        .client()
-        .find(Locator::Css("#incoming-scheme"))
-        .await
-        .expect("scheme");
-    scheme.select_by_value("github").await.expect("select");
+    browser.select("#incoming-scheme", "github").await;
     type_into(&browser, "#incoming-secret", "a-github-webhook-secret").await;
     browser.click("#add-incoming").await;
     browser.wait_text("#incoming-url", "/hooks/in/").await;
@@ -714,18 +706,9 @@ async fn an_admin_adds_a_signed_incoming_webhook_and_adds_and_deletes_a_schedule
         .goto(&format!("{}/ui/#/schedules", server.base))
         .await;
     browser.wait_text("main h2", "Add a schedule").await;
-    let kind = browser
-        .client()
-        .find(Locator::Css("#schedule-type"))
-        .await
-        .expect("type");
-    kind.select_by_value("custom_cron").await.expect("select");
+    browser.select("#schedule-type", "custom_cron").await;
     type_into(&browser, "#schedule-cron", "0 9 * * 1").await;
-    let zone = browser
-        .client()
-        .find(Locator::Css("#schedule-zone"))
-        .await
-        .expect("zone");
+    let zone = browser.element("#schedule-zone").await;
     zone.clear().await.expect("clear");
     zone.send_keys("Europe/Paris").await.expect("type");
     browser.click("#add-schedule").await;
@@ -885,6 +868,94 @@ async fn an_operator_reads_the_last_day_in_charts_and_each_endpoint_in_a_sparkli
     assert_eq!(count(&browser, "svg.chart.deliveries g.step").await, 28);
     let url = browser.client().current_url().await.expect("url");
     assert!(url.as_str().ends_with("window=7d"), "{url}");
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_sets_headers_and_auth_and_edits_a_schedule_seeing_its_next_runs() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (server, t, receiver, id) = on_an_endpoint_page(&browser).await;
+
+    // Headers and HTTP Basic from the edit form; the receiver gets both.
+    browser.click("#edit summary").await;
+    type_into(&browser, "#edit-headers", "X-Source: dashboard").await;
+    browser.select("#edit-auth", "basic").await;
+    type_into(&browser, "#edit-auth-username", "shop").await;
+    type_into(&browser, "#edit-auth-password", "s3cret").await;
+    browser.screenshot("endpoint-auth").await;
+    browser.click("#save").await;
+    browser.wait_text(".notice", "Saved").await;
+    let path = format!("/v1/endpoints/{id}");
+    let (_, now) = t.admin.get(&path).await;
+    assert_eq!(now["headers"], json!({"x-source": "dashboard"}), "{now}");
+    assert_eq!(now["authConfigured"], true, "{now}");
+    t.publish("order.paid", json!({"n": 1})).await;
+    receiver.wait_for(1).await;
+    let got = &receiver.received()[0];
+    assert_eq!(got.header("x-source"), "dashboard");
+    assert_eq!(got.header("authorization"), "Basic c2hvcDpzM2NyZXQ=");
+    // Set credentials are kept unless another choice is made; "none" removes them.
+    browser.click("#edit summary").await;
+    let auth = browser.element("#edit-auth").await;
+    assert_eq!(
+        auth.prop("value").await.expect("value").as_deref(),
+        Some("keep")
+    );
+    auth.select_by_value("none").await.expect("select");
+    browser.click("#save").await;
+    browser.wait_text(".notice", "Saved").await;
+    let (_, now) = t.admin.get(&path).await;
+    assert_eq!(now["authConfigured"], false, "{now}");
+    assert_eq!(
+        now["headers"],
+        json!({"x-source": "dashboard"}),
+        "kept: {now}"
+    );
+
+    // A schedule's page lists the runs after the next; its edit form previews new ones.
+    let (status, s) = t
+        .admin
+        .post(
+            "/v1/schedules",
+            json!({"scheduleType": "custom_cron", "cronExpression": "30 6 * * *", "timezone": "Asia/Tokyo",
+                   "format": "json", "deliveryMethod": "webhook", "endpointId": id}),
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::CREATED, "{s}");
+    let sid = s["id"].as_str().expect("id").to_owned();
+    browser
+        .goto(&format!("{}/ui/#/schedules/{sid}", server.base))
+        .await;
+    browser.wait_text("#next-runs", "Then").await;
+    browser.wait_text("#next-runs", "6:30").await;
+    browser.click("#edit-schedule summary").await;
+    browser.wait_text("#schedule-preview", "Next runs").await;
+    let cron = browser.element("#edit-cron").await;
+    cron.clear().await.expect("clear");
+    cron.send_keys("61 * * * *").await.expect("type");
+    browser
+        .wait_text("#schedule-preview", "cronExpression")
+        .await;
+    cron.clear().await.expect("clear");
+    cron.send_keys("0 7 * * *").await.expect("type");
+    browser.wait_text("#schedule-preview", "7:00").await;
+    browser.screenshot("schedule-edit-preview").await;
+    browser.click("#save-schedule").await;
+    browser.wait_text(".notice", "Saved").await;
+    let (_, saved) = t.admin.get(&format!("/v1/schedules/{sid}")).await;
+    assert_eq!(saved["cronExpression"], "0 7 * * *", "{saved}");
+
+    // The add form previews too, before anything is saved.
+    browser
+        .goto(&format!("{}/ui/#/schedules", server.base))
+        .await;
+    browser.wait_text("main h2", "Add a schedule").await;
+    browser.select("#schedule-type", "weekly_digest").await;
+    browser.wait_text("#schedule-preview", "Next runs").await;
+    browser.wait_text("#schedule-preview", "9:00").await;
     browser.close().await;
     server.stop().await;
 }

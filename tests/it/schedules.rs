@@ -628,3 +628,82 @@ async fn runs_racing_publishes_count_every_event_exactly_once() {
     server.assert_list_counts_exact();
     server.stop().await;
 }
+
+fn instants(list: &Value) -> Vec<chrono::DateTime<chrono::Utc>> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t.as_str().expect("a time"))
+                .expect("RFC 3339")
+                .to_utc()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_schedule_lists_its_next_three_runs_and_a_cron_is_previewed_before_it_is_saved() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let r = Receiver::ok().await;
+    let ep = t.endpoint(json!({"url": r.url, "events": ["x.y"]})).await;
+
+    // Tokyo keeps no summer time: 06:30 there is 21:30 UTC the day before, every day.
+    let s = schedule(
+        &t,
+        json!({"scheduleType": "custom_cron", "cronExpression": "30 6 * * *", "timezone": "Asia/Tokyo",
+               "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
+    )
+    .await;
+    let runs = instants(&s["nextRuns"]);
+    assert_eq!(runs.len(), 3, "{s}");
+    assert_eq!(s["nextRuns"][0], s["nextRunAt"], "{s}");
+    for (i, run) in runs.iter().enumerate() {
+        assert_eq!(run.format("%H:%M").to_string(), "21:30", "{s}");
+        if i > 0 {
+            assert_eq!(*run - runs[i - 1], chrono::Duration::days(1), "{s}");
+        }
+    }
+    let path = format!("/v1/schedules/{}", s["id"].as_str().expect("id"));
+    assert_eq!(t.admin.get(&path).await.1["nextRuns"], s["nextRuns"]);
+    // A status-triggered schedule never runs on time: no runs listed.
+    let on_status = schedule(
+        &t,
+        json!({"scheduleType": "on_status_change", "triggerStatus": "shipped", "timezone": "UTC",
+               "format": "json", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
+    )
+    .await;
+    assert_eq!(on_status["nextRuns"], json!([]), "{on_status}");
+
+    // A preview, for a viewer too, before anything is saved.
+    let viewer = t.admin.with_token(&server.key(&t.id, "viewer").await);
+    let (status, preview) = viewer
+        .get("/v1/schedules/preview?cronExpression=30%206%20*%20*%20*&timezone=Asia/Tokyo")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["nextRuns"], s["nextRuns"]);
+    assert_eq!(preview["timezone"], "Asia/Tokyo");
+    // Refused as creating it would be, each naming what is wrong.
+    for (query, says) in [
+        (
+            "cronExpression=61%20*%20*%20*%20*&timezone=UTC",
+            "cronExpression",
+        ),
+        (
+            "cronExpression=0%209%20*%20*%201&timezone=Mars/Base",
+            "Mars/Base",
+        ),
+        ("cronExpression=0%209%20*%20*%201", "timezone is required"),
+        ("timezone=UTC", "cronExpression is required"),
+        (
+            "cronExpression=0%200%2030%202%20*&timezone=UTC",
+            "never fires",
+        ),
+    ] {
+        let (status, error) = viewer.get(&format!("/v1/schedules/preview?{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {error}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{query}: {error}");
+    }
+    server.stop().await;
+}

@@ -294,6 +294,11 @@ pub(super) fn query(name: &str, schema: Value, description: &str) -> Value {
     json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
 }
 
+/// A query parameter the operation cannot do without.
+pub(super) fn required_query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": true, "schema": schema, "description": description})
+}
+
 pub(super) fn paging() -> Vec<Value> {
     vec![
         query(

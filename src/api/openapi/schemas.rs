@@ -164,6 +164,10 @@ pub(super) fn schemas() -> Value {
             ("customMessage", nullable(string())),
             ("status", string()),
             ("nextRunAt", nullable(time())),
+            (
+                "nextRuns",
+                json!({"type": "array", "items": time(), "maxItems": 3}),
+            ),
             ("lastRunAt", nullable(time())),
             ("createdAt", time()),
             ("updatedAt", time()),

@@ -105,6 +105,38 @@ pub(super) fn operations() -> Vec<Op> {
             )
         },
         Op {
+            query: vec![
+                required_query(
+                    "cronExpression",
+                    string(),
+                    "five fields (minute hour day month weekday), like 0 9 * * 1-5",
+                ),
+                required_query("timezone", string(), "an IANA zone, like Europe/Berlin"),
+            ],
+            ok: vec![(
+                200,
+                Some(object(
+                    &[
+                        ("cronExpression", string()),
+                        ("timezone", string()),
+                        (
+                            "nextRuns",
+                            json!({"type": "array", "items": time(), "minItems": 1, "maxItems": 3}),
+                        ),
+                    ],
+                    &["cronExpression", "timezone", "nextRuns"],
+                    false,
+                )),
+            )],
+            ..op(
+                "get",
+                "/v1/schedules/preview",
+                "previewSchedule",
+                "When a cron expression fires next in a zone (its next 3 runs)",
+                VIEWER,
+            )
+        },
+        Op {
             ok: vec![(200, named("Schedule"))],
             ..op(
                 "get",
