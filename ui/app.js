@@ -174,9 +174,13 @@ async function endpointPage(id, params) {
   const [e, s, series] = await Promise.all([api("GET", `/v1/endpoints/${id}`), api("GET", `/v1/endpoints/${id}/stats`),
     api("GET", `/v1/endpoints/${id}/stats/series?window=${windowName}`)]);
   const filter = params.get("status") || "";
-  const kept = { status: filter, window: windowName === "7d" ? "7d" : "" }; // what paging and picking keep
+  // What paging and picking keep: the filters (event type, a window of creation times) too.
+  const kept = { status: filter, window: windowName === "7d" ? "7d" : "",
+    eventType: params.get("eventType") || "", since: params.get("since") || "", until: params.get("until") || "" };
+  const narrowed = new URLSearchParams(Object.entries({ status: filter, eventType: kept.eventType, since: kept.since, until: kept.until })
+    .filter(([, v]) => v));
   const number = Number(params.get("page") || 0);
-  const log = await api("GET", `/v1/endpoints/${id}/deliveries?page=${number}&size=20${filter ? `&status=${filter}` : ""}`);
+  const log = await api("GET", `/v1/endpoints/${id}/deliveries?page=${number}&size=20${narrowed.size ? `&${narrowed}` : ""}`);
   const selected = params.get("delivery");
   const detail = selected ? await deliveryPanel(selected) : null;
   const stat = (label, value) => h("div", { class: "stat" }, label, h("b", {}, value));
@@ -223,15 +227,35 @@ async function endpointPage(id, params) {
     actions,
     isAdmin() ? editEndpointForm(e) : null,
     h("h2", {}, "Deliveries"),
-    h("div", { class: "actions" }, "Status ", filterSelect),
+    h("div", { class: "actions" }, "Status ", filterSelect, logFilters(id, kept)),
     log.content.length
       ? table(["Delivery", "Event", "Type", "Status", "Attempts", "Next attempt", "Created"],
         log.content.map((d) => ({ id: d.id, item: d, cells: [d.id, link(d.eventId, `events/${d.eventId}`), d.eventType, status(d.status), d.attemptCount, when(d.nextAttemptAt), when(d.createdAt)] })),
         (d) => go(`endpoints/${id}`, { ...kept, page: number || "", delivery: d.id }))
-      : h("p", { class: "empty" }, filter ? `No ${filter} deliveries.` : "No deliveries yet: publish an event this endpoint subscribes to."),
+      : h("p", { class: "empty" }, narrowed.size ? "No deliveries match these filters." : "No deliveries yet: publish an event this endpoint subscribes to."),
     pager(log, (n) => go(`endpoints/${id}`, { ...kept, page: n })),
     detail,
   ];
+}
+
+// The delivery log narrowed to one event type and a window of creation times (your zone).
+function logFilters(id, kept) {
+  const local = (iso) => {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  };
+  const type = h("input", { id: "log-type", value: kept.eventType, placeholder: "event type", size: 16 });
+  const since = h("input", { id: "log-since", type: "datetime-local", value: local(kept.since), title: "created from" });
+  const until = h("input", { id: "log-until", type: "datetime-local", value: local(kept.until), title: "created before" });
+  const iso = (input) => (input.value ? new Date(input.value).toISOString() : "");
+  return h("form", { class: "inline", id: "log-filters", onsubmit: (ev) => {
+    ev.preventDefault();
+    go(`endpoints/${id}`, { ...kept, eventType: type.value.trim(), since: iso(since), until: iso(until) });
+  } }, "Type ", type, " from ", since, " to ", until, h("button", { id: "apply-filters", class: "plain", type: "submit" }, "Filter"),
+  kept.eventType || kept.since || kept.until
+    ? h("button", { id: "clear-filters", class: "plain", type: "button", onclick: () => go(`endpoints/${id}`, { ...kept, eventType: "", since: "", until: "" }) }, "Clear")
+    : null);
 }
 
 // Deliveries, success rate and latency over the last day (per hour) or week (per six hours).

@@ -9,8 +9,10 @@ use super::error::not_found;
 use super::extract::{Auth, OptionalJson, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
-use crate::model::DeliverySummary;
-use crate::model::{DeliveryId, DeliveryStatus, EndpointId, Role, rfc3339};
+use crate::model::{
+    DeliveryFilter, DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, Role, parse_rfc3339,
+    rfc3339,
+};
 
 /// A delivery as listed.
 pub(super) fn summary_json(d: &DeliverySummary) -> Value {
@@ -26,6 +28,45 @@ pub(super) fn summary_json(d: &DeliverySummary) -> Value {
     })
 }
 
+/// `status`, `eventType`, `since` and `until` (RFC 3339; since ≤ created < until).
+fn delivery_filter(query: &Query) -> Result<DeliveryFilter, ApiError> {
+    let status = match query.get("status") {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid("status must be one of pending, succeeded, failed")
+        })?),
+    };
+    let instant = |field: &str| match query.get(field) {
+        None | Some("") => Ok(None),
+        Some(text) => parse_rfc3339(text).map(Some).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "{field} '{text}' is not an RFC 3339 instant, like 2026-12-05T09:00:00Z"
+            ))
+        }),
+    };
+    let (since, until) = (instant("since")?, instant("until")?);
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(ApiError::invalid("since must be before until"));
+    }
+    let event_type = match query.get("eventType") {
+        None | Some("") => None,
+        Some(name) if name.chars().count() > 200 => {
+            return Err(ApiError::invalid(
+                "eventType must be at most 200 characters",
+            ));
+        }
+        Some(name) => Some(name.to_owned()),
+    };
+    Ok(DeliveryFilter {
+        status,
+        event_type,
+        since,
+        until,
+    })
+}
+
 pub(super) async fn list_for_endpoint(
     State(state): State<AppState>,
     auth: Auth,
@@ -34,15 +75,10 @@ pub(super) async fn list_for_endpoint(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth.tenant(Role::Viewer)?;
     let id = EndpointId::parse(&id).ok_or_else(|| ApiError::not_found("endpoint"))?;
-    let status = match query.get("status") {
-        None | Some("") => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid("status must be one of pending, succeeded, failed")
-        })?),
-    };
+    let filter = delivery_filter(&query)?;
     let page = state
         .store
-        .list_endpoint_deliveries(tenant, id, status, query.page()?)
+        .list_endpoint_deliveries(tenant, id, filter, query.page()?)
         .await
         .map_err(not_found("endpoint"))?;
     Ok(Json(page_json(page, summary_json)))

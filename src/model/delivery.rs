@@ -147,6 +147,26 @@ impl AttemptOutcome {
     }
 }
 
+/// Which of an endpoint's deliveries a list shows: every part given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries of events of this exact type.
+    pub event_type: Option<String>,
+    /// Only deliveries created at or after this instant.
+    pub since: Option<UnixMs>,
+    /// Only deliveries created before this instant.
+    pub until: Option<UnixMs>,
+}
+
+impl DeliveryFilter {
+    /// Whether the list is narrowed beyond its status, which the block counts do not cover.
+    pub fn beyond_status(&self) -> bool {
+        self.event_type.is_some() || self.since.is_some() || self.until.is_some()
+    }
+}
+
 /// One delivery as listed.
 #[derive(Debug, Clone)]
 pub struct DeliverySummary {

@@ -38,7 +38,8 @@ pub mod tenant;
 pub mod timing;
 
 pub use delivery::{
-    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryStatus, DeliverySummary, ErrorClass,
+    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryFilter, DeliveryStatus, DeliverySummary,
+    ErrorClass,
 };
 pub use endpoint::{DisableReason, Endpoint, EndpointSettings, Format, Ordering, SignatureScheme};
 pub use event::{EventName, EventPattern};

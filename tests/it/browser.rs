@@ -868,6 +868,46 @@ async fn an_operator_reads_the_last_day_in_charts_and_each_endpoint_in_a_sparkli
     assert_eq!(count(&browser, "svg.chart.deliveries g.step").await, 28);
     let url = browser.client().current_url().await.expect("url");
     assert!(url.as_str().ends_with("window=7d"), "{url}");
+
+    // The log narrowed by event type, then by a window of time given in the address.
+    type_into(&browser, "#log-type", "order.refunded").await;
+    browser.click("#apply-filters").await;
+    browser
+        .wait_text("main .empty", "No deliveries match these filters")
+        .await;
+    let field = browser.element("#log-type").await;
+    field.clear().await.expect("clear");
+    field.send_keys("order.paid").await.expect("type");
+    browser.click("#apply-filters").await;
+    browser.wait_text("main table", "order.paid").await;
+    assert_eq!(count(&browser, "main table tbody tr").await, 8);
+    let url = browser.client().current_url().await.expect("url");
+    assert!(url.as_str().contains("eventType=order.paid"), "{url}");
+    assert!(
+        url.as_str().contains("window=7d"),
+        "the chart's window is kept: {url}"
+    );
+    browser.screenshot("deliveries-filtered").await;
+    browser.click("#clear-filters").await;
+    browser
+        .goto(&format!(
+            "{}/ui/#/endpoints/{busy}?since=2999-01-01T00:00:00.000Z",
+            server.base
+        ))
+        .await;
+    browser
+        .wait_text("main .empty", "No deliveries match these filters")
+        .await;
+    let since = browser.element("#log-since").await;
+    let shown = since
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(
+        shown.starts_with("2999-01-0") || shown.starts_with("2998-12-31"),
+        "{shown}"
+    );
     browser.close().await;
     server.stop().await;
 }

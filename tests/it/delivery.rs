@@ -755,3 +755,85 @@ async fn ed25519_endpoints_sign_with_a_key_receivers_verify_by_its_public_half()
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_log_is_filtered_by_event_type_and_time_and_pages_through_the_matches() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(json!({"url": receiver.url, "events": ["order.*"]}))
+        .await;
+    let id = ep["id"].as_str().expect("id").to_owned();
+    for n in 0..3 {
+        t.publish("order.paid", json!({"n": n})).await;
+    }
+    for n in 0..2 {
+        t.publish("order.shipped", json!({"n": n})).await;
+    }
+    receiver.wait_for(5).await;
+    let log = format!("/v1/endpoints/{id}/deliveries");
+    let (_, all) = t.admin.get(&format!("{log}?size=100")).await;
+    let all = all["content"].as_array().expect("content").clone();
+    assert_eq!(all.len(), 5);
+
+    let list = |query: String| {
+        let (admin, log) = (t.admin.clone(), log.clone());
+        async move {
+            let (status, page) = admin.get(&format!("{log}?{query}")).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            page
+        }
+    };
+    let shipped = list("eventType=order.shipped".into()).await;
+    assert_eq!(shipped["totalElements"], 2, "{shipped}");
+    for d in shipped["content"].as_array().expect("content") {
+        assert_eq!(d["eventType"], "order.shipped");
+    }
+    // Status and type together, paged two at a time.
+    let paid = list("eventType=order.paid&status=succeeded&size=2".into()).await;
+    assert_eq!(paid["totalElements"], 3, "{paid}");
+    assert_eq!(paid["totalPages"], 2, "{paid}");
+    assert_eq!(paid["content"].as_array().expect("content").len(), 2);
+    let last = list("eventType=order.paid&status=succeeded&size=2&page=1".into()).await;
+    assert_eq!(last["content"].as_array().expect("content").len(), 1);
+    assert_eq!(
+        list("eventType=order.refunded".into()).await["totalElements"],
+        0
+    );
+
+    // Time: since is inclusive, until exclusive, both on when the delivery was created.
+    let created = |d: &serde_json::Value| d["createdAt"].as_str().expect("time").to_owned();
+    let middle = created(&all[2]);
+    let at_or_after = all.iter().filter(|d| created(d) >= middle).count();
+    let since = list(format!("since={middle}")).await;
+    assert_eq!(since["totalElements"], at_or_after, "{since}");
+    let until = list(format!("until={middle}")).await;
+    assert_eq!(until["totalElements"], 5 - at_or_after, "{until}");
+    let later = list("since=2999-01-01T00:00:00Z".into()).await;
+    assert_eq!(later["totalElements"], 0);
+
+    // Bad filters are refused, naming what is wrong.
+    for (query, says) in [
+        (
+            "since=yesterday",
+            "since 'yesterday' is not an RFC 3339 instant",
+        ),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        (
+            "since=2026-12-05T10:00:00Z&until=2026-12-05T09:00:00Z",
+            "since must be before until",
+        ),
+        ("status=lost&eventType=order.paid", "status must be one of"),
+    ] {
+        let (status, error) = t.admin.get(&format!("{log}?{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{query}: {error}"
+        );
+    }
+    server.stop().await;
+}

@@ -233,11 +233,28 @@ pub(super) fn operations() -> Vec<Op> {
         },
         Op {
             query: [
-                vec![query(
-                    "status",
-                    one_of(&["pending", "succeeded", "failed"]),
-                    "only deliveries with this status",
-                )],
+                vec![
+                    query(
+                        "status",
+                        one_of(&["pending", "succeeded", "failed"]),
+                        "only deliveries with this status",
+                    ),
+                    query(
+                        "eventType",
+                        json!({"type": "string", "maxLength": 200}),
+                        "only deliveries of events of this exact type",
+                    ),
+                    query(
+                        "since",
+                        time(),
+                        "only deliveries created at or after this instant",
+                    ),
+                    query(
+                        "until",
+                        time(),
+                        "only deliveries created before this instant",
+                    ),
+                ],
                 paging(),
             ]
             .concat(),
