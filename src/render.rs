@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::model::Format;
+use crate::model::endpoint::{EndpointSettings, HeaderSetting};
 
 /// The facts of an event a body is made from.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,61 @@ fn json_body(e: EventView<'_>) -> String {
     body.push_str(e.data);
     body.push('}');
     body
+}
+
+/// What hookd's requests say they are.
+pub const USER_AGENT: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
+
+/// A delivery's request as hookd sends it with an endpoint's settings, for a person to read:
+/// the values made per attempt (the timestamp, the signature) and the secret ones (sealed
+/// headers, auth) are named, not shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownRequest {
+    /// Where it goes (a URL that is a credential shows its origin only).
+    pub url: String,
+    /// Headers in the order they are sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, exactly as sent.
+    pub body: String,
+}
+
+/// The request an attempt of `event` to an endpoint with `settings` sends; `outbound` builds
+/// the real one with the same headers (a test holds the two to the same names).
+pub fn shown_request(settings: &EndpointSettings, event: EventView<'_>) -> ShownRequest {
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("user-agent".to_owned(), USER_AGENT.to_owned()),
+        ("webhook-id".to_owned(), event.id.to_owned()),
+        (
+            "webhook-timestamp".to_owned(),
+            "(the attempt's time, in seconds)".to_owned(),
+        ),
+    ];
+    for (name, value) in &settings.headers {
+        if settings.auth.is_some() && name == "authorization" {
+            continue;
+        }
+        let shown = match value {
+            HeaderSetting::Plain(v) => v.clone(),
+            HeaderSetting::Sealed(_) => "(sealed)".to_owned(),
+        };
+        headers.push((name.clone(), shown));
+    }
+    if settings.auth.is_some() {
+        headers.push((
+            "authorization".to_owned(),
+            "(from the endpoint's auth)".to_owned(),
+        ));
+    }
+    headers.push((
+        settings.signature_header().to_owned(),
+        "(signed per attempt)".to_owned(),
+    ));
+    ShownRequest {
+        url: settings.url.to_string(),
+        headers,
+        body: render(settings.format, event),
+    }
 }
 
 /// Cuts `s` to at most `max` characters, ending in `…` when cut; never splits a character.
@@ -249,6 +305,7 @@ fn discord(m: &Message) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::endpoint::Sealed;
 
     fn view<'a>(name: &'a str, data: &'a str) -> EventView<'a> {
         EventView {
@@ -257,6 +314,59 @@ mod tests {
             timestamp: "2026-11-23T10:00:00.000Z",
             data,
         }
+    }
+
+    #[test]
+    fn a_shown_request_names_what_is_secret_or_made_per_attempt() {
+        let mut settings = EndpointSettings::new(
+            "orders".into(),
+            "https://example.com/hook".parse().expect("url"),
+            Vec::new(),
+        );
+        settings.headers = [
+            ("x-env".to_owned(), HeaderSetting::Plain("test".into())),
+            (
+                "x-api-key".to_owned(),
+                HeaderSetting::Sealed(Sealed("opaque".into())),
+            ),
+            ("authorization".to_owned(), HeaderSetting::Plain("k".into())),
+        ]
+        .into();
+        let plain = shown_request(&settings, view("order.paid", r#"{"n":1}"#));
+        let names: Vec<_> = plain
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert!(names.contains(&("x-env", "test")));
+        assert!(names.contains(&("x-api-key", "(sealed)")));
+        assert!(
+            names.contains(&("authorization", "k")),
+            "its own header, no auth"
+        );
+        assert_eq!(
+            names.last(),
+            Some(&("webhook-signature", "(signed per attempt)"))
+        );
+        assert_eq!(
+            plain.body,
+            render(Format::Json, view("order.paid", r#"{"n":1}"#))
+        );
+        // With auth, the endpoint's own authorization header gives way, as it does when sent.
+        settings.auth = Some(Sealed("opaque".into()));
+        let with_auth = shown_request(&settings, view("order.paid", "{}"));
+        let auth: Vec<_> = with_auth
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "authorization")
+            .collect();
+        assert_eq!(
+            auth,
+            [&(
+                "authorization".to_owned(),
+                "(from the endpoint's auth)".to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -380,7 +380,20 @@ async function deliveryPanel(id) {
       ? table(["#", "At", "Response", "Latency", "Error", "Response body"],
         d.attempts.map((a) => ({ cells: [a.number, when(a.at), a.responseCode ?? "—", a.latencyMs === null ? "—" : `${a.latencyMs} ms`,
           a.error ? h("span", { title: a.error }, a.errorMessage || ERRORS[a.error] || a.error) : "—", a.responseBody ? h("pre", {}, a.responseBody) : "—"] })))
-      : h("p", { class: "empty" }, "Not attempted yet."));
+      : h("p", { class: "empty" }, "Not attempted yet."),
+    requestView(d.request));
+}
+
+// What each attempt sends, with the endpoint's settings now; per-attempt and secret values are
+// named in parentheses. A JSON body is shown indented.
+function requestView(r) {
+  let body = r.body;
+  try { body = JSON.stringify(JSON.parse(r.body), null, 2); } catch { /* not JSON: as sent */ }
+  return h("details", { id: "request" }, h("summary", {}, "Request sent"),
+    h("p", {}, h("code", {}, `${r.method} ${r.url}`)),
+    h("table", { class: "headers" }, h("tbody", {}, r.headers.map(([name, value]) =>
+      h("tr", {}, h("th", {}, name), h("td", { class: value.startsWith("(") ? "muted" : "" }, value))))),
+    h("pre", { id: "request-body" }, body));
 }
 
 async function eventsPage(params) {

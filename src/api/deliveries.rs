@@ -13,6 +13,7 @@ use crate::model::{
     DeliveryFilter, DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, Role, parse_rfc3339,
     rfc3339,
 };
+use crate::render::{EventView, shown_request};
 
 /// A delivery as listed.
 pub(super) fn summary_json(d: &DeliverySummary) -> Value {
@@ -113,6 +114,28 @@ pub(super) async fn get(
             })
         })
         .collect();
+    let endpoint = state
+        .store
+        .get_endpoint(tenant, detail.summary.endpoint_id)
+        .await
+        .map_err(not_found("delivery"))?;
+    let event_id = detail.summary.event_id.to_string();
+    let timestamp = rfc3339(detail.event_created_at);
+    let shown = shown_request(
+        &endpoint.settings,
+        EventView {
+            id: &event_id,
+            name: &detail.summary.event_type,
+            timestamp: &timestamp,
+            data: &detail.event_data,
+        },
+    );
+    out["request"] = json!({
+        "method": "POST",
+        "url": shown.url,
+        "headers": shown.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+        "body": shown.body,
+    });
     Ok(Json(out))
 }
 

@@ -204,6 +204,10 @@ pub struct DeliveryDetail {
     pub summary: DeliverySummary,
     /// Its attempts.
     pub attempts: Vec<AttemptRecord>,
+    /// Its event's `data` (stored JSON text) and publishing time: what its body is made of.
+    pub event_data: String,
+    /// When its event was published.
+    pub event_created_at: UnixMs,
 }
 
 /// An extra attempt asked for by hand (a retry), and where the delivery goes if it fails.

@@ -161,7 +161,7 @@ impl Outbound {
             CertificateError::Refused(e) => e,
             other => rustls::Error::General(other.to_string()),
         })?;
-        let user_agent = HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION")));
+        let user_agent = HeaderValue::from_static(crate::render::USER_AGENT);
         Ok(Self {
             client: client(connect.clone(), tls),
             policy: config.policy,

@@ -349,7 +349,17 @@ impl Store {
                     })
                 },
             )?;
-            Ok(DeliveryDetail { summary, attempts })
+            let (event_data, event_created_at) = c.query_one(
+                "SELECT data, created_at FROM events WHERE id = ?1",
+                &vals![summary.event_id.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(DeliveryDetail {
+                summary,
+                attempts,
+                event_data,
+                event_created_at,
+            })
         })
         .await
     }

@@ -259,6 +259,20 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
         .await
         .expect("text");
     assert!(!panel.contains("http_status"), "{panel}");
+    // The request it sent: headers (the password never), the body indented.
+    browser.click("#request summary").await;
+    browser.wait_text("#request", "webhook-signature").await;
+    browser
+        .wait_text("#request", "(from the endpoint's auth)")
+        .await;
+    browser.wait_text("#request-body", "\"orderId\": 42").await;
+    let request = browser
+        .element("#request")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(!request.contains("pw-never-shown"), "{request}");
     browser.screenshot("delivery-failed").await;
     browser.click("#retry").await;
     receiver.wait_for(2).await;

@@ -837,3 +837,66 @@ async fn the_log_is_filtered_by_event_type_and_time_and_pages_through_the_matche
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_delivery_shows_the_request_its_attempts_send_with_secrets_named_not_shown() {
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = Receiver::ok().await;
+    let ep = t
+        .endpoint(
+            json!({"url": receiver.url, "events": ["order.*"], "headers": {"x-env": "test"},
+            "auth": {"type": "basic", "username": "shop", "password": "pw-never-shown"}}),
+        )
+        .await;
+    t.publish("order.paid", json!({"orderId": 42, "note": "é"}))
+        .await;
+    receiver.wait_for(1).await;
+    let got = receiver.received()[0].clone();
+    let (_, log) = t
+        .admin
+        .get(&format!(
+            "/v1/endpoints/{}/deliveries",
+            ep["id"].as_str().expect("id")
+        ))
+        .await;
+    let id = log["content"][0]["id"].as_str().expect("delivery id");
+    let (status, detail) = t.admin.get(&format!("/v1/deliveries/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let request = &detail["request"];
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["url"], receiver.url);
+    // The body is the one the receiver got, byte for byte.
+    assert_eq!(
+        request["body"].as_str().map(str::as_bytes),
+        Some(got.body.as_ref())
+    );
+    // Every header shown was sent; what is made per attempt or secret is named only.
+    let headers: Vec<(String, String)> =
+        serde_json::from_value(request["headers"].clone()).expect("pairs");
+    for (name, shown) in &headers {
+        let sent = got.header(name);
+        assert!(!sent.is_empty(), "{name} was not sent: {:?}", got.headers);
+        if shown.starts_with('(') {
+            assert_ne!(sent, shown, "{name}");
+        } else {
+            assert_eq!(sent, shown, "{name}");
+        }
+    }
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    for name in [
+        "content-type",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "x-env",
+        "authorization",
+    ] {
+        assert!(names.contains(&name), "{name} not shown: {names:?}");
+    }
+    let text = detail.to_string();
+    assert!(!text.contains("pw-never-shown"), "{text}");
+    assert!(!text.contains(got.header("webhook-signature")), "{text}");
+    server.stop().await;
+}

@@ -74,6 +74,25 @@ pub(super) fn schemas() -> Value {
     let mut delivery_detail = delivery.clone();
     delivery_detail["properties"]["attempts"] =
         json!({"type": "array", "items": reference("Attempt")});
+    // What an attempt sends, with the endpoint's settings now: per-attempt and secret values
+    // are named in parentheses, not shown.
+    delivery_detail["properties"]["request"] = object(
+        &[
+            ("method", json!({"const": "POST"})),
+            ("url", string()),
+            (
+                "headers",
+                json!({"type": "array", "items": {"type": "array", "prefixItems": [string(), string()], "minItems": 2, "maxItems": 2}}),
+            ),
+            ("body", string()),
+        ],
+        &["method", "url", "headers", "body"],
+        false,
+    );
+    delivery_detail["required"]
+        .as_array_mut()
+        .expect("required")
+        .extend([json!("attempts"), json!("request")]);
     let event = object(
         &[
             ("id", id(EventId::PREFIX)),
