@@ -145,6 +145,31 @@ def instant(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
 
 
+def deliveries_query(case, query):
+    # `since` comes before `until`.
+    since, until = query.get("since"), query.get("until")
+    if since and until and instant(since) >= instant(until):
+        try:
+            query["since"] = (instant(until) - timedelta(hours=1)).isoformat()
+        except OverflowError:  # `until` at the start of year 1: nothing comes before it
+            query.pop("since")
+    return query
+
+
+def preview_query(case, query):
+    # The zone is an IANA name; the cron expression parses and fires.
+    if query.get("timezone") not in ZONES:
+        query["timezone"] = "Europe/Berlin"
+    query["cronExpression"] = CRONS[len(query.get("cronExpression") or "") % len(CRONS)]
+    return query
+
+
+QUERIES = {
+    ("GET", "/v1/endpoints/{id}/deliveries"): deliveries_query,
+    ("GET", "/v1/schedules/preview"): preview_query,
+}
+
+
 BODIES = {
     ("POST", "/v1/endpoints"): endpoint_body,
     ("PATCH", "/v1/endpoints/{id}"): endpoint_body,
@@ -160,4 +185,7 @@ def map_case(ctx, case):
     rule = BODIES.get((case.method.upper(), case.path))
     if rule is not None and positive(case) and isinstance(case.body, dict):
         case.body = rule(case, dict(case.body))
+    rule = QUERIES.get((case.method.upper(), case.path))
+    if rule is not None and positive(case) and isinstance(case.query, dict):
+        case.query = rule(case, dict(case.query))
     return case

@@ -38,7 +38,7 @@ fn delivery_filter(query: &Query) -> Result<DeliveryFilter, ApiError> {
         })?),
     };
     let instant = |field: &str| match query.get(field) {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(text) => parse_rfc3339(text).map(Some).ok_or_else(|| {
             ApiError::invalid(format!(
                 "{field} '{text}' is not an RFC 3339 instant, like 2026-12-05T09:00:00Z"
@@ -148,9 +148,7 @@ pub(super) async fn retry(
     let tenant = auth.tenant(Role::Admin)?;
     body.parse().await?;
     let id = DeliveryId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;
-    let summary = state
-        .store
-        .retry_delivery(tenant, id)
+    let summary = crate::service::replay::retry(&state.store, tenant, id)
         .await
         .map_err(not_found("delivery"))?;
     Ok((StatusCode::ACCEPTED, Json(summary_json(&summary))))

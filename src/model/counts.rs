@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use super::AttemptOutcome;
 use super::UnixMs;
 use super::attempt::{CounterChange, Transition};
+use super::{AttemptOutcome, DeliveryStatus};
 
 /// A change that later changes to the same key fold into.
 pub trait Change: Default {
@@ -152,6 +152,18 @@ pub(crate) struct EndpointChange {
 }
 
 impl EndpointChange {
+    /// What a finished delivery made pending again for one more attempt changes: one fewer
+    /// of its old status, one more pending.
+    pub fn of_reopened(finished: DeliveryStatus) -> Self {
+        let succeeded = i64::from(finished == DeliveryStatus::Succeeded);
+        Self {
+            succeeded: -succeeded,
+            failed: succeeded - 1,
+            pending: 1,
+            ..Self::default()
+        }
+    }
+
     /// What one recorded attempt changes in its endpoint's counters: the transition's
     /// counts, one pending delivery less when it settled, the run of failures from the run
     /// `consecutive_before` it, and the latest result.

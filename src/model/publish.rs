@@ -81,11 +81,12 @@ impl PublishPlan {
     }
 }
 
-/// What applying a plan came to.
+/// What applying a plan `P` came to (a publish's by default).
 #[derive(Debug, Clone)]
-pub enum Applied<T = Vec<Published>> {
-    /// Committed: one answer per event, in order.
+pub enum Applied<T = Vec<Published>, P = PublishPlan> {
+    /// Committed, with its answer (a publish's: one per event, in order).
     Done(T),
-    /// Nothing written: the tenant's subscriptions changed since the plan was computed.
-    Stale(PublishPlan),
+    /// Nothing written: what the plan was computed from changed since (a publish's: the
+    /// tenant's subscriptions), so it is handed back to be computed again.
+    Stale(P),
 }

@@ -3,7 +3,7 @@
 
 use super::delivery::{DeliveryStatus, Replay};
 use super::event::OPERATIONAL_PREFIX;
-use super::{EndpointId, EndpointSettings, UnixMs};
+use super::{DeliveryId, EndpointId, EndpointSettings, UnixMs};
 
 /// What a retry of a delivery does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,48 @@ pub enum RetryRefused {
     /// An attempt holds the lease.
     #[error("an attempt of this delivery is in flight; try again when it finishes")]
     InFlight,
+}
+
+/// What a retry is decided from, read outside the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryFacts {
+    /// The delivery.
+    pub delivery: DeliveryId,
+    /// Its endpoint.
+    pub endpoint: EndpointId,
+    /// Whether the endpoint is active.
+    pub endpoint_active: bool,
+    /// The delivery's status.
+    pub status: DeliveryStatus,
+    /// Whether an attempt holds its lease.
+    pub in_flight: bool,
+    /// A replay already queued on it.
+    pub replay: Option<Replay>,
+}
+
+/// A retry decided from [`RetryFacts`]: the store applies it only while the delivery is
+/// still as seen (same status, no attempt in flight, no replay queued) and its endpoint
+/// still active, and hands it back otherwise, to be decided again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedRetry {
+    /// What it was decided from.
+    pub facts: RetryFacts,
+    /// What to do.
+    pub plan: RetryPlan,
+}
+
+impl RetryFacts {
+    /// Decides the retry by [`plan_retry`].
+    pub fn plan(self) -> Result<PlannedRetry, RetryRefused> {
+        plan_retry(
+            self.endpoint,
+            self.endpoint_active,
+            self.status,
+            self.in_flight,
+            self.replay,
+        )
+        .map(|plan| PlannedRetry { facts: self, plan })
+    }
 }
 
 /// The retry rule, from the delivery's state: its status, whether an attempt is in flight,

@@ -33,7 +33,7 @@ pub enum StoreError {
     RolledBack,
     /// A publish was planned again and again while the tenant's endpoints, plan or schedules
     /// kept changing under it; nothing was written.
-    #[error("the tenant's subscriptions changed while its events were planned")]
+    #[error("what the request was decided from kept changing while it was decided")]
     StalePlan,
     /// The file is used by another hookd (it holds the lock file).
     #[error("another hookd is using {path} (it holds {lock})")]

@@ -3,13 +3,14 @@
 
 use super::sql::{Conn, vals};
 
-use super::endpoints::{load, load_any};
+use super::endpoints::load;
 use super::publish::add_delivery;
-use super::rows::{SUMMARY_SELECT, replay_of, summary_row};
+use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::counts::EndpointChange;
-use crate::model::replay::{RetryPlan, plan_retry, recover_window, replays_to};
+use crate::model::publish::Applied;
+use crate::model::replay::{PlannedRetry, RetryFacts, RetryPlan, recover_window, replays_to};
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, EventId, TenantId, UnixMs, now_ms,
 };
@@ -91,80 +92,95 @@ fn recover_missed(
 type MissedEvent = (i64, String, Option<String>, String, Option<String>);
 
 impl Store {
-    /// Queues one more attempt of a delivery now. A failed or succeeded delivery gets exactly
-    /// one attempt and returns to its status if that fails; a pending one keeps its schedule
-    /// (the extra attempt does not use up a retry). `Conflict` while an attempt is in flight or
-    /// the endpoint is disabled.
-    pub async fn retry_delivery(
+    /// What a retry of a tenant's delivery is decided from.
+    pub async fn retry_facts(
         &self,
         tenant_id: TenantId,
         id: DeliveryId,
-    ) -> Result<DeliverySummary, StoreError> {
+    ) -> Result<RetryFacts, StoreError> {
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT d.endpoint_id, e.is_active, d.status, d.lease_until, d.replay_return,
+                        d.resume_at
+                 FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+                 WHERE d.id = ?1 AND e.tenant_id = ?2",
+                &vals![id.0, tenant_id.0],
+                |r| {
+                    Ok(RetryFacts {
+                        delivery: id,
+                        endpoint: EndpointId(r.get(0)?),
+                        endpoint_active: r.get::<i64>(1)? != 0,
+                        status: DeliveryStatus::from_code(r.get(2)?)
+                            .ok_or_else(|| corrupt("deliveries.status"))?,
+                        in_flight: r.get::<Option<i64>>(3)?.is_some(),
+                        replay: replay_of(r.get(4)?, r.get(5)?)?,
+                    })
+                },
+            )?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// Applies a decided retry while the delivery is still as it was seen (same status, no
+    /// attempt in flight, no replay queued) and its endpoint active; hands the plan back
+    /// otherwise. A pending delivery gets one extra attempt now that does not use up a retry;
+    /// a finished one is pending for one attempt and returns to its status if that fails.
+    pub async fn apply_retry(
+        &self,
+        retry: PlannedRetry,
+    ) -> Result<Applied<DeliverySummary, PlannedRetry>, StoreError> {
         self.writer
             .write(move |c, batch| {
-                let summary = c
-                    .query_opt(
-                        &format!("{SUMMARY_SELECT} WHERE d.id = ?1 AND ev.tenant_id = ?2"),
-                        &vals![id.0, tenant_id.0],
-                        summary_row,
-                    )?
-                    .ok_or(StoreError::NotFound)?;
-                let (leased, replay): (Option<i64>, _) = c.query_one(
-                    "SELECT lease_until, replay_return, resume_at FROM deliveries WHERE id = ?1",
-                    &vals![id.0],
-                    |r| Ok((r.get(0)?, replay_of(r.get(1)?, r.get(2)?)?)),
-                )?;
-                let endpoint = load_any(c, summary.endpoint_id)?;
-                let plan = plan_retry(
-                    endpoint.id,
-                    endpoint.settings.is_active,
-                    summary.status,
-                    leased.is_some(),
-                    replay,
-                )
-                .map_err(|refused| StoreError::Conflict(refused.to_string()))?;
+                let (id, endpoint) = (retry.facts.delivery, retry.facts.endpoint);
+                // Each update holds only while the delivery and its endpoint are as seen.
+                const AS_SEEN: &str = "lease_until IS NULL AND replay_return IS NULL
+                     AND EXISTS (SELECT 1 FROM endpoints WHERE id = ?3 AND is_active = 1)";
                 let now = now_ms();
-                match plan {
-                    RetryPlan::AlreadyQueued => {}
-                    RetryPlan::ExtraAttempt => {
-                        c.execute(
+                let applied = match retry.plan {
+                    RetryPlan::AlreadyQueued => 1,
+                    RetryPlan::ExtraAttempt => c.execute(
+                        &format!(
                             "UPDATE deliveries SET replay_return = 0, resume_at = next_attempt_at,
                                 next_attempt_at = ?2, schedule_offset = schedule_offset + 1
-                             WHERE id = ?1",
-                            &vals![id.0, now],
-                        )?;
-                    }
+                             WHERE id = ?1 AND status = 0 AND {AS_SEEN}"
+                        ),
+                        &vals![id.0, now, endpoint.0],
+                    )?,
                     RetryPlan::OneMore(finished) => {
-                        c.execute(
-                            "UPDATE deliveries SET status = 0, replay_return = ?2,
-                                next_attempt_at = ?3, schedule_offset = schedule_offset + 1
-                             WHERE id = ?1",
-                            &vals![id.0, finished.code(), now],
+                        let n = c.execute(
+                            &format!(
+                                "UPDATE deliveries SET status = 0, replay_return = ?4,
+                                    next_attempt_at = ?2, schedule_offset = schedule_offset + 1
+                                 WHERE id = ?1 AND status = ?4 AND {AS_SEEN}"
+                            ),
+                            &vals![id.0, now, endpoint.0, finished.code()],
                         )?;
-                        batch.ledger.blocks.delivery_moved(
-                            endpoint.id.0,
-                            id.0,
-                            finished,
-                            DeliveryStatus::Pending,
-                        );
-                        let succeeded = i64::from(finished == DeliveryStatus::Succeeded);
-                        batch.ledger.endpoints.change(
-                            endpoint.id,
-                            EndpointChange {
-                                succeeded: -succeeded,
-                                failed: succeeded - 1,
-                                pending: 1,
-                                ..EndpointChange::default()
-                            },
-                        );
+                        if n == 1 {
+                            batch.ledger.blocks.delivery_moved(
+                                endpoint.0,
+                                id.0,
+                                finished,
+                                DeliveryStatus::Pending,
+                            );
+                            batch
+                                .ledger
+                                .endpoints
+                                .change(endpoint, EndpointChange::of_reopened(finished));
+                        }
+                        n
                     }
+                };
+                if applied == 0 {
+                    return Ok(Applied::Stale(retry));
                 }
                 batch.wake = true;
-                c.query_one(
+                let summary = c.query_one(
                     &format!("{SUMMARY_SELECT} WHERE d.id = ?1"),
                     &vals![id.0],
                     summary_row,
-                )
+                )?;
+                Ok(Applied::Done(summary))
             })
             .await
     }

@@ -820,6 +820,7 @@ async fn the_log_is_filtered_by_event_type_and_time_and_pages_through_the_matche
             "since 'yesterday' is not an RFC 3339 instant",
         ),
         ("until=2026-13-01T00:00:00Z", "until"),
+        ("until=", "until '' is not an RFC 3339 instant"),
         (
             "since=2026-12-05T10:00:00Z&until=2026-12-05T09:00:00Z",
             "since must be before until",

@@ -120,3 +120,87 @@ async fn a_plan_made_before_a_plan_change_is_refused() {
     drop(store);
     handle.close();
 }
+
+#[tokio::test]
+async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back() {
+    use hookd::model::replay::RetryPlan;
+    use hookd::model::{DeliveryFilter, PageRequest};
+    use hookd::store::StoreError;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, _handle) = open_store(dir.path(), Durability::Normal).await;
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    let ep = store
+        .create_endpoint(tenant.id, endpoint(1))
+        .await
+        .expect("endpoint");
+    hookd::service::publish::publish(&store, tenant.id, vec![event(), event()])
+        .await
+        .expect("publish");
+    let log = store
+        .list_endpoint_deliveries(
+            tenant.id,
+            ep.id,
+            DeliveryFilter::default(),
+            PageRequest {
+                number: 0,
+                size: 10,
+            },
+        )
+        .await
+        .expect("log");
+    let (id, other) = (log.content[0].id, log.content[1].id);
+
+    // Decided for a pending delivery with nothing queued: one extra attempt. Applied once,
+    // the same decision is stale: an extra attempt is queued now.
+    let planned = store
+        .retry_facts(tenant.id, id)
+        .await
+        .expect("facts")
+        .plan()
+        .expect("plan");
+    assert_eq!(planned.plan, RetryPlan::ExtraAttempt);
+    assert!(matches!(
+        store.apply_retry(planned).await,
+        Ok(Applied::Done(_))
+    ));
+    assert!(matches!(
+        store.apply_retry(planned).await,
+        Ok(Applied::Stale(_))
+    ));
+    // Decided again, it sees the queued attempt and does nothing more.
+    let again = hookd::service::replay::retry(&store, tenant.id, id)
+        .await
+        .expect("retry");
+    assert_eq!(again.id, id);
+
+    // A decision made while the endpoint was active is refused once it is paused; decided
+    // again, the retry is refused with the reason.
+    let fresh = store
+        .retry_facts(tenant.id, other)
+        .await
+        .expect("facts")
+        .plan()
+        .expect("plan");
+    assert_eq!(fresh.plan, RetryPlan::ExtraAttempt);
+    store
+        .update_endpoint(
+            tenant.id,
+            ep.id,
+            Box::new(|s| {
+                s.is_active = false;
+                Ok(())
+            }),
+        )
+        .await
+        .expect("pause");
+    assert!(matches!(
+        store.apply_retry(fresh).await,
+        Ok(Applied::Stale(_))
+    ));
+    let refused = hookd::service::replay::retry(&store, tenant.id, other).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("disabled")),
+        "{refused:?}"
+    );
+}

@@ -108,10 +108,14 @@ pub(super) fn operations() -> Vec<Op> {
             query: vec![
                 required_query(
                     "cronExpression",
-                    string(),
+                    json!({"type": "string", "minLength": 1}),
                     "five fields (minute hour day month weekday), like 0 9 * * 1-5",
                 ),
-                required_query("timezone", string(), "an IANA zone, like Europe/Berlin"),
+                required_query(
+                    "timezone",
+                    json!({"type": "string", "minLength": 1}),
+                    "an IANA zone, like Europe/Berlin",
+                ),
             ],
             ok: vec![(
                 200,
