@@ -10,8 +10,10 @@
 //! - [`service`]: the use-cases outside the store. Publishing plans events from the tenant's
 //!   [`fanout::Audience`] (targets, quota, idempotency window, status schedules to wake) and
 //!   the store applies the plan, or hands it back when the tenant's version moved;
-//!   authentication reads the credential a token names and decides by [`model::auth`].
-//!   Recording results, replay and schedule runs still run inside the store's writes.
+//!   authentication reads the credential a token names and decides by [`model::auth`]; a
+//!   retry by hand is decided from the delivery's state by [`model::replay`] and applied only
+//!   while that state holds. Recording results, recover windows and schedule runs still run
+//!   inside the store's writes.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
 //!   the ledger every derived count goes through, tenants' versions and audiences, and on
 //!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.
@@ -30,7 +32,8 @@
 //! - [`outbound`]: the shared HTTP client that signs, sends and classifies one attempt, with
 //!   the endpoint's credentials (Basic, OAuth2 tokens, client certificates) and the proxy.
 //! - [`sealing`]: endpoint credentials sealed at rest under a key kept outside the database.
-//! - [`render`]: request bodies per endpoint format (json, Slack, Discord).
+//! - [`render`]: request bodies per endpoint format (json, Slack, Discord), and a delivery's
+//!   request as shown to a person.
 //! - [`report`]: errors in the log with their cause chain.
 //! - [`demo`]: `hookd demo` (hookd working end to end on a temporary database) and
 //!   `hookd receive` (a receiver that verifies signatures).

@@ -265,6 +265,16 @@ mod tests {
     }
 
     #[test]
+    fn a_reopened_delivery_moves_one_count_from_its_status_to_pending() {
+        let moved = |status| {
+            let k = EndpointChange::of_reopened(status);
+            (k.succeeded, k.failed, k.pending, k.streak, k.last)
+        };
+        assert_eq!(moved(DeliveryStatus::Failed), (0, -1, 1, None, None));
+        assert_eq!(moved(DeliveryStatus::Succeeded), (-1, 0, 1, None, None));
+    }
+
+    #[test]
     fn results_fold_into_one_change_whatever_the_order_of_batches() {
         // fail, fail, succeed, fail: the run is 1 after them, whatever it was before.
         let mut k = EndpointChange::default();
