@@ -10,10 +10,10 @@
 //! - [`service`]: the use-cases outside the store. Publishing plans events from the tenant's
 //!   [`fanout::Audience`] (targets, quota, idempotency window, status schedules to wake) and
 //!   the store applies the plan, or hands it back when the tenant's version moved;
-//!   authentication reads the credential a token names and decides by [`model::auth`]; a
-//!   retry by hand is decided from the delivery's state by [`model::replay`] and applied only
-//!   while that state holds. Recording results, recover windows and schedule runs still run
-//!   inside the store's writes.
+//!   authentication reads the credential a token names and decides by [`model::auth`];
+//!   replay (a retry by hand, a recover window's missed events) is decided by
+//!   [`model::replay`] from state read outside the writer and applied only while that state
+//!   holds. Recording results and schedule runs still run inside the store's writes.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
 //!   the ledger every derived count goes through, tenants' versions and audiences, and on
 //!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.

@@ -591,9 +591,7 @@ pub(super) async fn recover(
     if since >= until {
         return Err(ApiError::invalid("since must be before until"));
     }
-    let recovered = state
-        .store
-        .recover(tenant, id, since, until)
+    let recovered = crate::service::replay::recover(&state.store, tenant, id, since, until)
         .await
         .map_err(not_found("endpoint"))?;
     Ok(Json(json!({"recovered": recovered})))

@@ -3,7 +3,7 @@
 
 use super::delivery::{DeliveryStatus, Replay};
 use super::event::OPERATIONAL_PREFIX;
-use super::{DeliveryId, EndpointId, EndpointSettings, UnixMs};
+use super::{DeliveryId, Endpoint, EndpointId, EndpointSettings, EventId, UnixMs};
 
 /// What a retry of a delivery does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,56 @@ pub fn plan_retry(
         DeliveryStatus::Pending => RetryPlan::ExtraAttempt,
         finished => RetryPlan::OneMore(finished),
     })
+}
+
+/// An event of a recover window that an endpoint never got a delivery of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissedEvent {
+    /// The event.
+    pub id: EventId,
+    /// Its type.
+    pub name: String,
+    /// The endpoint an operational (`hookd.*`) event is about (its data's `endpointId`).
+    pub about: Option<String>,
+    /// Its data, as stored JSON text.
+    pub data: String,
+    /// Its channels.
+    pub channels: Vec<String>,
+}
+
+/// The deliveries one recover step creates, decided from the endpoint as it was when last
+/// changed at `seen_at`: the store applies the plan only while the endpoint is unchanged (its
+/// subscriptions, filter and channels are what decided), and never twice for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverPlan {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The endpoint's `updated_at` the plan was decided from.
+    pub seen_at: UnixMs,
+    /// The events it gets a delivery of, oldest first.
+    pub events: Vec<EventId>,
+}
+
+/// Which of the `missed` events go to `endpoint` on recover (by [`replays_to`]).
+pub fn plan_missed(endpoint: &Endpoint, missed: &[MissedEvent]) -> RecoverPlan {
+    RecoverPlan {
+        endpoint: endpoint.id,
+        seen_at: endpoint.updated_at,
+        events: missed
+            .iter()
+            .filter(|e| {
+                replays_to(
+                    endpoint.id,
+                    &endpoint.settings,
+                    &e.name,
+                    &e.data,
+                    &e.channels,
+                    e.about.as_deref(),
+                )
+            })
+            .map(|e| e.id)
+            .collect(),
+    }
 }
 
 /// The part of a recover window `[since, until)` an endpoint can have missed: nothing before

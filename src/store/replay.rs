@@ -1,46 +1,39 @@
-//! Replay: one more attempt of a delivery now (`retry`), and a window of an endpoint's
-//! failed or never-made deliveries queued again (`recover`).
+//! Replay's rows: a delivery's retry state and its decided retry applied, and a recover
+//! window's failed deliveries requeued, missed events read and their decided deliveries
+//! created. What to do is decided in `service::replay`.
 
 use super::sql::{Conn, vals};
 
 use super::endpoints::load;
 use super::publish::add_delivery;
 use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
-use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::counts::EndpointChange;
 use crate::model::publish::Applied;
-use crate::model::replay::{PlannedRetry, RetryFacts, RetryPlan, recover_window, replays_to};
+use crate::model::replay::{MissedEvent, PlannedRetry, RecoverPlan, RetryFacts, RetryPlan};
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, EndpointId, EventId, TenantId, UnixMs, now_ms,
 };
 
 /// Rows one recover step handles.
-pub const RECOVER_CHUNK: i64 = 10_000;
+const RECOVER_CHUNK: i64 = 10_000;
 
-/// One recover step over events after `after`: creates the endpoint's missing deliveries.
-/// Returns (created, events scanned, last event id scanned).
-fn recover_missed(
+/// Reads up to `RECOVER_CHUNK` events of a tenant created in `[start, end)` with ids above
+/// `after` that `endpoint_id` has no delivery of, oldest first.
+fn missed_in(
     c: &Conn<'_>,
-    batch: &mut Batch,
     tenant_id: TenantId,
     endpoint_id: EndpointId,
-    since: UnixMs,
-    until: UnixMs,
-    after: i64,
-) -> Result<(i64, i64, i64), StoreError> {
-    let endpoint = load(c, tenant_id, endpoint_id)?;
-    let Some((start, end)) = recover_window(since, until, endpoint.created_at) else {
-        return Ok((0, 0, after));
-    };
-    let (mut wanted, mut scanned, mut last) = (Vec::new(), 0i64, after);
+    (start, end): (UnixMs, UnixMs),
+    after: EventId,
+) -> Result<Vec<MissedEvent>, StoreError> {
     // The `hookd.*` announcements name the endpoint they are about in their data.
     let about = if c.is_postgres() {
         "CAST(ev.data AS jsonb) ->> 'endpointId'"
     } else {
         "json_extract(ev.data, '$.endpointId')"
     };
-    let rows: Vec<MissedEvent> = c.query(
+    c.query(
         &format!(
             "SELECT ev.id, ev.type, CASE WHEN ev.type LIKE 'hookd.%' THEN {about} END, ev.data,
                     ev.channels
@@ -51,45 +44,26 @@ fn recover_missed(
                                WHERE d.event_id = ev.id AND d.endpoint_id = ?5)
              ORDER BY ev.id LIMIT ?6"
         ),
-        &vals![tenant_id.0, start, end, after, endpoint_id.0, RECOVER_CHUNK],
+        &vals![
+            tenant_id.0,
+            start,
+            end,
+            after.0,
+            endpoint_id.0,
+            RECOVER_CHUNK
+        ],
         |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
+            Ok(MissedEvent {
+                id: EventId(row.get(0)?),
+                name: row.get(1)?,
+                about: row.get(2)?,
+                data: row.get(3)?,
+                channels: super::rows::channels(row.get(4)?, "events.channels")?
+                    .unwrap_or_default(),
+            })
         },
-    )?;
-    for (id, name, about, data, channels) in rows {
-        scanned += 1;
-        last = id;
-        let channels = super::rows::channels(channels, "events.channels")?.unwrap_or_default();
-        let settings = &endpoint.settings;
-        if replays_to(
-            endpoint_id,
-            settings,
-            &name,
-            &data,
-            &channels,
-            about.as_deref(),
-        ) {
-            wanted.push(last);
-        }
-    }
-    let now = now_ms();
-    for event_id in &wanted {
-        add_delivery(c, &mut batch.ledger, EventId(*event_id), endpoint_id, now)?;
-    }
-    let created = wanted.len() as i64;
-    batch.wake |= created > 0;
-    Ok((created, scanned, last))
+    )
 }
-
-/// An event the recover window holds: id, type, the endpoint an operational event is about,
-/// data, channels (JSON text).
-type MissedEvent = (i64, String, Option<String>, String, Option<String>);
 
 impl Store {
     /// What a retry of a tenant's delivery is decided from.
@@ -185,13 +159,10 @@ impl Store {
             .await
     }
 
-    /// Replays an endpoint's window `[since, until)`: its failed deliveries go back to pending
-    /// with a fresh retry schedule, and events of the window that it subscribes to but never
-    /// got (published while it was disabled) get a delivery. Returns how many were queued;
-    /// calling it again while they are pending queues nothing more. Works in chunks of
-    /// `RECOVER_CHUNK` rows, each its own write, so a window of millions neither holds the
-    /// writer nor memory; each chunk is complete, so an interrupted recover is simply repeated.
-    pub async fn recover(
+    /// Puts an endpoint's failed deliveries created in `[since, until)` back to pending with a
+    /// fresh retry schedule; returns how many. Works in chunks of `RECOVER_CHUNK` rows, each
+    /// its own write, so a window of millions neither holds the writer nor memory.
+    pub async fn requeue_failed(
         &self,
         tenant_id: TenantId,
         endpoint_id: EndpointId,
@@ -242,20 +213,54 @@ impl Store {
                 break;
             }
         }
-        let mut after = 0i64;
-        loop {
-            let (created, scanned, last) = self
-                .writer
-                .write(move |c, batch| {
-                    recover_missed(c, batch, tenant_id, endpoint_id, since, until, after)
-                })
-                .await?;
-            total += count(created);
-            if scanned < RECOVER_CHUNK {
-                break;
-            }
-            after = last;
-        }
         Ok(total)
+    }
+
+    /// Events of a recover window `[start, end)` after `after` that an endpoint never got a
+    /// delivery of (at most `RECOVER_CHUNK`, oldest first).
+    pub async fn missed_events(
+        &self,
+        tenant_id: TenantId,
+        endpoint_id: EndpointId,
+        window: (UnixMs, UnixMs),
+        after: EventId,
+    ) -> Result<Vec<MissedEvent>, StoreError> {
+        self.read(move |c| missed_in(c, tenant_id, endpoint_id, window, after))
+            .await
+    }
+
+    /// Creates the deliveries a recover step decided, while the endpoint is unchanged since;
+    /// hands the plan back otherwise. An event that got a delivery of the endpoint meanwhile
+    /// gets no second one. Returns how many were created.
+    pub async fn apply_recover(
+        &self,
+        tenant_id: TenantId,
+        plan: RecoverPlan,
+    ) -> Result<Applied<u64, RecoverPlan>, StoreError> {
+        self.writer
+            .write(move |c, batch| {
+                let endpoint = load(c, tenant_id, plan.endpoint)?;
+                if endpoint.updated_at != plan.seen_at {
+                    return Ok(Applied::Stale(plan));
+                }
+                let now = now_ms();
+                let mut created = 0u64;
+                for event in &plan.events {
+                    let delivered = c
+                        .query_opt(
+                            "SELECT 1 FROM deliveries WHERE event_id = ?1 AND endpoint_id = ?2",
+                            &vals![event.0, plan.endpoint.0],
+                            |_| Ok(()),
+                        )?
+                        .is_some();
+                    if !delivered {
+                        add_delivery(c, &mut batch.ledger, *event, plan.endpoint, now)?;
+                        created += 1;
+                    }
+                }
+                batch.wake |= created > 0;
+                Ok(Applied::Done(created))
+            })
+            .await
     }
 }

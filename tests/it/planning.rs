@@ -121,6 +121,24 @@ async fn a_plan_made_before_a_plan_change_is_refused() {
     handle.close();
 }
 
+/// A store in `dir` with a tenant and one endpoint (to 127.0.0.1:9, subscribed to all).
+async fn one_endpoint(
+    dir: &std::path::Path,
+) -> (
+    Store,
+    hookd::store::StoreHandle,
+    TenantId,
+    hookd::model::Endpoint,
+) {
+    let (store, handle) = open_store(dir, Durability::Normal).await;
+    let tenant = store.create_tenant("t".into()).await.expect("tenant");
+    let ep = store
+        .create_endpoint(tenant.id, endpoint(1))
+        .await
+        .expect("endpoint");
+    (store, handle, tenant.id, ep)
+}
+
 #[tokio::test]
 async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back() {
     use hookd::model::replay::RetryPlan;
@@ -128,18 +146,13 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
     use hookd::store::StoreError;
 
     let dir = tempfile::tempdir().expect("dir");
-    let (store, _handle) = open_store(dir.path(), Durability::Normal).await;
-    let tenant = store.create_tenant("t".into()).await.expect("tenant");
-    let ep = store
-        .create_endpoint(tenant.id, endpoint(1))
-        .await
-        .expect("endpoint");
-    hookd::service::publish::publish(&store, tenant.id, vec![event(), event()])
+    let (store, _handle, tenant, ep) = one_endpoint(dir.path()).await;
+    hookd::service::publish::publish(&store, tenant, vec![event(), event()])
         .await
         .expect("publish");
     let log = store
         .list_endpoint_deliveries(
-            tenant.id,
+            tenant,
             ep.id,
             DeliveryFilter::default(),
             PageRequest {
@@ -154,7 +167,7 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
     // Decided for a pending delivery with nothing queued: one extra attempt. Applied once,
     // the same decision is stale: an extra attempt is queued now.
     let planned = store
-        .retry_facts(tenant.id, id)
+        .retry_facts(tenant, id)
         .await
         .expect("facts")
         .plan()
@@ -169,7 +182,7 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
         Ok(Applied::Stale(_))
     ));
     // Decided again, it sees the queued attempt and does nothing more.
-    let again = hookd::service::replay::retry(&store, tenant.id, id)
+    let again = hookd::service::replay::retry(&store, tenant, id)
         .await
         .expect("retry");
     assert_eq!(again.id, id);
@@ -177,7 +190,7 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
     // A decision made while the endpoint was active is refused once it is paused; decided
     // again, the retry is refused with the reason.
     let fresh = store
-        .retry_facts(tenant.id, other)
+        .retry_facts(tenant, other)
         .await
         .expect("facts")
         .plan()
@@ -185,7 +198,7 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
     assert_eq!(fresh.plan, RetryPlan::ExtraAttempt);
     store
         .update_endpoint(
-            tenant.id,
+            tenant,
             ep.id,
             Box::new(|s| {
                 s.is_active = false;
@@ -198,9 +211,75 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
         store.apply_retry(fresh).await,
         Ok(Applied::Stale(_))
     ));
-    let refused = hookd::service::replay::retry(&store, tenant.id, other).await;
+    let refused = hookd::service::replay::retry(&store, tenant, other).await;
     assert!(
         matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("disabled")),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_recover_step_decided_before_its_endpoint_changed_is_handed_back_and_never_doubles() {
+    use hookd::model::replay::{plan_missed, recover_window};
+    use hookd::model::{EventId, UnixMs};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, _handle, tenant, ep) = one_endpoint(dir.path()).await;
+    // Paused, the endpoint gets no deliveries: both events are missed.
+    let pause = |active: bool| -> hookd::store::EndpointPatch {
+        Box::new(move |s| {
+            s.is_active = active;
+            Ok(())
+        })
+    };
+    store
+        .update_endpoint(tenant, ep.id, pause(false))
+        .await
+        .expect("pause");
+    hookd::service::publish::publish(&store, tenant, vec![event(), event()])
+        .await
+        .expect("publish");
+    let missed_now = |seen: hookd::model::Endpoint| {
+        let store = &store;
+        async move {
+            let window = recover_window(0, UnixMs::MAX, seen.created_at).expect("window");
+            let missed = store
+                .missed_events(tenant, ep.id, window, EventId(0))
+                .await
+                .expect("missed");
+            plan_missed(&seen, &missed)
+        }
+    };
+    let seen = store.get_endpoint(tenant, ep.id).await.expect("seen");
+    let plan = missed_now(seen.clone()).await;
+    assert_eq!(plan.events.len(), 2, "{plan:?}");
+
+    // The endpoint changes after the plan was made (a later millisecond): refused.
+    while now_ms() <= seen.updated_at {
+        tokio::task::yield_now().await;
+    }
+    store
+        .update_endpoint(tenant, ep.id, pause(true))
+        .await
+        .expect("resume");
+    assert!(matches!(
+        store.apply_recover(tenant, plan).await,
+        Ok(Applied::Stale(_))
+    ));
+    // Decided again, it applies; the same decision once more creates nothing twice.
+    let seen = store.get_endpoint(tenant, ep.id).await.expect("seen");
+    let plan = missed_now(seen).await;
+    assert!(matches!(
+        store.apply_recover(tenant, plan.clone()).await,
+        Ok(Applied::Done(2))
+    ));
+    assert!(matches!(
+        store.apply_recover(tenant, plan).await,
+        Ok(Applied::Done(0))
+    ));
+    // The service finds nothing left to recover.
+    let again = hookd::service::replay::recover(&store, tenant, ep.id, 0, UnixMs::MAX)
+        .await
+        .expect("recover");
+    assert_eq!(again, 0);
 }
