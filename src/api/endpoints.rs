@@ -553,14 +553,15 @@ pub(super) async fn rotate_secret(
         None => signing::generate_secret_for(endpoint.settings.signature_scheme),
     };
     let grace_ms = grace.as_millis() as i64;
-    state
+    // The end the store gave the old secret, not one computed again here (later).
+    let old_secret_ends = state
         .store
         .rotate_secret(tenant, id, secret.clone(), grace_ms)
         .await
         .map_err(not_found("endpoint"))?;
     Ok(Json(json!({
         "secret": secret,
-        "oldSecretExpiresAt": rfc3339(now_ms() + grace_ms),
+        "oldSecretExpiresAt": rfc3339(old_secret_ends),
     })))
 }
 

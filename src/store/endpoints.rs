@@ -285,14 +285,15 @@ impl Store {
     }
 
     /// Replaces an endpoint's secret. The old one keeps signing (beside the new) for `grace_ms`;
-    /// any older secret, and secrets whose grace has ended, are deleted. Announces `hookd.endpoint.secret_rotated`.
+    /// any older secret, and secrets whose grace has ended, are deleted. Announces
+    /// `hookd.endpoint.secret_rotated`. Returns when the old secret stops signing.
     pub async fn rotate_secret(
         &self,
         tenant_id: TenantId,
         id: EndpointId,
         new_secret: String,
         grace_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<UnixMs, StoreError> {
         self.writer
             .write(move |c, batch| {
                 batch.scrub = true;
@@ -316,8 +317,10 @@ impl Store {
                     "UPDATE endpoints SET secret = ?2, updated_at = ?3 WHERE id = ?1",
                     &vals![id.0, new_secret, now],
                 )?;
-                let rotated = operational::secret_rotated(id, now, now + grace_ms.max(0));
-                announce(c, batch, tenant_id, rotated)
+                let ends = now + grace_ms.max(0);
+                let rotated = operational::secret_rotated(id, now, ends);
+                announce(c, batch, tenant_id, rotated)?;
+                Ok(ends)
             })
             .await
     }

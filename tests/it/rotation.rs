@@ -64,6 +64,15 @@ async fn a_second_rotation_ends_every_older_secret_at_once() {
     .expect("a time")
     .with_timezone(&chrono::Utc);
     assert!(expires - chrono::Utc::now() <= chrono::Duration::seconds(1));
+    // The answer's end is the one the old secret was given (and announced), to the millisecond.
+    let (_, announced) = t
+        .admin
+        .get("/v1/events?type=hookd.endpoint.secret_rotated")
+        .await;
+    assert_eq!(
+        announced["content"][0]["data"]["oldSecretExpiresAt"], second["oldSecretExpiresAt"],
+        "{announced}"
+    );
     let got = deliver(&t, &receiver).await;
     assert!(verify_standard(&s2, &got), "the current secret signs");
     assert!(
