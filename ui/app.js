@@ -3,122 +3,13 @@
 // (hash routes), so links and the back button work. Plain DOM, no dependencies.
 
 import { deliveriesChart, latencyChart, rateChart, rateText, sparkline } from "./charts.js";
+import {
+  ApiError, ERRORS, TOKEN, action, afterActions, api, clearError, disabled, go, h, isAdmin, link, main,
+  noticeNext, pager, route, session, showError, showNotice, status, table, takeNotices, when,
+} from "./page.js";
+import { schedulePage, schedulesPage } from "./schedules.js";
 
-const TOKEN = "hookd.token";
-const main = document.getElementById("main");
-const errorBox = document.getElementById("error");
-let me = null; // {tenantId, role, via}
 let renders = 0; // the latest render; an older one that finishes later changes nothing
-let pending = []; // notices to show above the next page rendered (a secret shown once)
-
-// ---- the API -------------------------------------------------------------------------------
-
-class ApiError extends Error {}
-
-async function api(method, path, body) {
-  const headers = { authorization: `Bearer ${sessionStorage.getItem(TOKEN) || ""}` };
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  if (res.status === 204) return null;
-  const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
-  if (!res.ok) {
-    if (res.status === 401) {
-      sessionStorage.removeItem(TOKEN);
-      me = null;
-      throw new ApiError("That key was not accepted: it is unknown, deleted or mistyped. Tenant keys (hk_…) come from whoever runs your hookd; a portal link you were given signs you in by itself.");
-    }
-    const message = data && data.error ? data.error.message : `${res.status} ${res.statusText}`;
-    throw new ApiError(message);
-  }
-  return data;
-}
-
-// ---- building the page ---------------------------------------------------------------------
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "class") el.className = v;
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
-
-const isAdmin = () => me && me.role === "admin";
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
-const whenIn = (iso, zone) => (iso ? new Date(iso).toLocaleString(undefined, { timeZone: zone }) : "—");
-const status = (s) => h("span", { class: s }, s);
-
-// Words for the codes the API answers with.
-const REASONS = { consecutive_failures: "after failing again and again", gone: "the receiver answered 410 Gone", manual: "by hand" };
-const disabled = (reason) => h("span", { class: "disabled" }, `disabled ${REASONS[reason || "manual"] || reason}`);
-const KINDS = { custom_cron: "Custom (cron)", one_time: "One time", weekly_digest: "Weekly digest", on_status_change: "On status change" };
-const ERRORS = { timeout: "no answer in time", connect: "could not connect", dns: "the name did not resolve", tls: "the TLS handshake failed",
-  http_status: "answered with a status that is not 2xx", body_too_large: "answered a body too large", incomplete: "the answer broke off", blocked_target: "the address is not allowed", auth: "could not authenticate" };
-const scheduleKind = (k) => KINDS[k] || k;
-// An id as a link to its page; a click on it does not also click the row it sits in.
-const link = (text, path) => h("a", { href: `#/${path}`, onclick: (ev) => ev.stopPropagation() }, text);
-
-function showError(e) {
-  errorBox.textContent = e instanceof Error ? e.message : String(e);
-  errorBox.hidden = false;
-}
-
-function clearError() {
-  errorBox.hidden = true;
-  errorBox.textContent = "";
-}
-
-// Runs an action; shows its error instead of swallowing it, then re-renders the page.
-function action(fn) {
-  return async (event) => {
-    if (event) event.preventDefault();
-    clearError();
-    try {
-      const keep = await fn(event);
-      if (keep !== "keep") await render();
-    } catch (e) {
-      showError(e);
-    }
-  };
-}
-
-function table(headers, rows, onRow) {
-  return h("table", {},
-    h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))),
-    h("tbody", {}, rows.map((r) => {
-      const tr = h("tr", onRow ? { class: "clickable", onclick: () => onRow(r.item) } : {}, r.cells.map((c) => h("td", {}, c)));
-      if (r.id) tr.dataset.id = r.id;
-      return tr;
-    })));
-}
-
-function pager(page, go) {
-  if (page.totalPages <= 1) return null;
-  return h("div", { class: "pager" },
-    h("button", { class: "plain", type: "button", disabled: page.number === 0, onclick: () => go(page.number - 1) }, "Newer"),
-    `page ${page.number + 1} of ${page.totalPages} (${page.totalElements})`,
-    h("button", { class: "plain", type: "button", disabled: page.number + 1 >= page.totalPages, onclick: () => go(page.number + 1) }, "Older"));
-}
-
-// The current route: path parts and query parameters of the hash.
-function route() {
-  const [path, query] = location.hash.replace(/^#/, "").split("?");
-  return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query || "") };
-}
-
-function go(path, params) {
-  const q = params ? new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString() : "";
-  location.hash = `#/${path}${q ? `?${q}` : ""}`;
-}
 
 // ---- pages ---------------------------------------------------------------------------------
 
@@ -129,7 +20,7 @@ function signIn() {
     h("p", {}, "Paste a tenant API key (hk_…). Keys are made by whoever runs your hookd, one or more per tenant; a portal link you were given signs you in by itself. The key stays in this browser tab only."),
     h("form", { onsubmit: action(async () => {
       sessionStorage.setItem(TOKEN, input.value.trim());
-      me = null;
+      session.me = null;
       go("endpoints");
       return "keep";
     }) }, input, h("button", { id: "signin", type: "submit" }, "Sign in")));
@@ -362,14 +253,6 @@ function recoverForm(id) {
   }) }, "Recover from", since, "to", until, h("button", { class: "plain", type: "submit" }, "Recover"));
 }
 
-function showNotice(...text) {
-  main.prepend(h("div", { class: "notice", role: "status" }, ...text));
-}
-
-// A notice for the page about to be rendered (after a create: the list shows the new row).
-function noticeNext(...text) {
-  pending.push(h("div", { class: "notice", role: "status" }, ...text));
-}
 
 async function deliveryPanel(id) {
   const d = await api("GET", `/v1/deliveries/${id}`);
@@ -478,127 +361,6 @@ async function incomingRequestsPage(id, params) {
   ];
 }
 
-async function schedulesPage() {
-  const page = await api("GET", "/v1/schedules?size=100");
-  return [
-    h("h1", {}, "Schedules"),
-    page.content.length
-      ? table(["Schedule", "Type", "Format", "Next run (schedule's zone)", "Next run (yours)", "Status"], page.content.map((s) => ({ id: s.id, item: s, cells: [link(s.id, `schedules/${s.id}`), scheduleKind(s.scheduleType),
-        s.format, s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} ${s.timezone}` : "—", when(s.nextRunAt), s.status] })), (s) => go(`schedules/${s.id}`))
-      : h("p", { class: "empty" }, "No schedules yet: a schedule sends a digest of the events it covers to an endpoint or by email."),
-    isAdmin() ? await createScheduleForm() : null,
-  ];
-}
-
-// The next 3 runs of a cron in a zone, asked of the API as the fields change (a weekly
-// digest is Mondays at 09:00); what is wrong with them shown instead.
-function runsPreview(cron, zone, type) {
-  const out = h("span", { class: "preview", id: "schedule-preview" });
-  let asked = 0;
-  const refresh = async () => {
-    const expr = type() === "weekly_digest" ? "0 9 * * 1" : type() === "custom_cron" ? cron.value.trim() : "";
-    const mine = ++asked;
-    if (!expr || !zone.value.trim()) { out.replaceChildren(); return; }
-    const q = new URLSearchParams({ cronExpression: expr, timezone: zone.value.trim() });
-    try {
-      const p = await api("GET", `/v1/schedules/preview?${q}`);
-      if (mine === asked) out.replaceChildren("Next runs: ", p.nextRuns.map((t) => whenIn(t, p.timezone)).join(" · "), ` (${p.timezone})`);
-    } catch (e) {
-      if (mine === asked) out.replaceChildren(h("span", { class: "failed" }, e.message));
-    }
-  };
-  let timer;
-  const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 250); };
-  for (const field of [cron, zone]) field.addEventListener("input", later);
-  return { out, refresh };
-}
-
-async function createScheduleForm() {
-  const endpoints = await api("GET", "/v1/endpoints?size=100");
-  const select = (id, options) => h("select", { id }, options.map(([v, label]) => h("option", { value: v }, label)));
-  const type = select("schedule-type", Object.entries(KINDS));
-  const cron = h("input", { id: "schedule-cron", placeholder: "cron, like 0 9 * * 1-5", size: 18 });
-  const status = h("input", { id: "schedule-status", placeholder: "status, like shipped", size: 14 });
-  const at = h("input", { id: "schedule-at", type: "datetime-local" });
-  const zone = h("input", { id: "schedule-zone", value: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC", size: 16, title: "time zone (IANA)" });
-  const format = select("schedule-format", ["json", "markdown", "html", "pdf", "docx"].map((f) => [f, f]));
-  const target = select("schedule-endpoint", endpoints.content.map((e) => [e.id, `to ${e.name}`]));
-  const recipients = h("input", { id: "schedule-recipients", placeholder: "or email to: a@x.com, b@y.com", size: 26 });
-  const shown = () => {
-    cron.hidden = type.value !== "custom_cron";
-    status.hidden = type.value !== "on_status_change";
-    at.hidden = type.value !== "one_time";
-  };
-  const preview = runsPreview(cron, zone, () => type.value);
-  type.addEventListener("change", () => { shown(); preview.refresh(); });
-  shown();
-  preview.refresh();
-  return [h("h2", {}, "Add a schedule"), h("form", { class: "inline", onsubmit: action(async () => {
-    const body = { scheduleType: type.value, timezone: zone.value.trim(), format: format.value };
-    if (type.value === "custom_cron") body.cronExpression = cron.value.trim();
-    if (type.value === "on_status_change") body.triggerStatus = status.value.trim();
-    if (type.value === "one_time" && at.value) body.scheduledAt = new Date(at.value).toISOString();
-    const to = recipients.value.split(",").map((x) => x.trim()).filter(Boolean);
-    if (to.length) Object.assign(body, { deliveryMethod: "email", recipients: to });
-    else Object.assign(body, { deliveryMethod: "webhook", endpointId: target.value });
-    const created = await api("POST", "/v1/schedules", body);
-    noticeNext(`Created ${scheduleKind(created.scheduleType)} ${created.id}; next run `,
-      created.nextRunAt ? `${whenIn(created.nextRunAt, created.timezone)} (${created.timezone})` : "when its status is published");
-  }) }, type, cron, status, at, zone, format, target, recipients, h("button", { id: "add-schedule", type: "submit" }, "Add")), preview.out];
-}
-
-// What a schedule's owner changes: when it fires, its zone and format, its subject.
-function editScheduleForm(s) {
-  const cron = h("input", { id: "edit-cron", value: s.cronExpression || "", size: 18, hidden: s.scheduleType !== "custom_cron" });
-  const status = h("input", { id: "edit-status", value: s.triggerStatus || "", size: 14, hidden: s.scheduleType !== "on_status_change" });
-  const zone = h("input", { id: "edit-zone", value: s.timezone, size: 16 });
-  const format = h("select", { id: "edit-format" }, ["json", "markdown", "html", "pdf", "docx"].map((f) => h("option", { value: f, selected: f === s.format }, f)));
-  const subject = h("input", { id: "edit-subject", value: s.customSubject || "", placeholder: "subject (optional)", size: 24 });
-  const preview = runsPreview(cron, zone, () => s.scheduleType);
-  preview.refresh();
-  const row = (label, ...field) => [h("label", {}, label), h("div", {}, field)];
-  return h("details", { id: "edit-schedule" }, h("summary", {}, "Edit schedule"),
-    h("form", { class: "grid", onsubmit: action(async () => {
-      const body = { timezone: zone.value.trim(), format: format.value };
-      if (s.scheduleType === "custom_cron") body.cronExpression = cron.value.trim();
-      if (s.scheduleType === "on_status_change") body.triggerStatus = status.value.trim();
-      if (subject.value.trim() !== (s.customSubject || "")) body.customSubject = subject.value.trim();
-      const saved = await api("PATCH", `/v1/schedules/${s.id}`, body);
-      noticeNext("Saved. Next run ", saved.nextRunAt ? `${whenIn(saved.nextRunAt, saved.timezone)} (${saved.timezone})` : "when its status is published", ".");
-    }) },
-    s.scheduleType === "custom_cron" ? row("Cron", cron) : null,
-    s.scheduleType === "on_status_change" ? row("On status", status) : null,
-    row("Time zone", zone, " ", preview.out),
-    row("Format", format),
-    row("Subject", subject),
-    h("button", { id: "save-schedule", type: "submit" }, "Save")));
-}
-
-async function schedulePage(id, params) {
-  const number = Number(params.get("page") || 0);
-  const [s, runs] = await Promise.all([api("GET", `/v1/schedules/${id}`), api("GET", `/v1/schedules/${id}/runs?page=${number}&size=20`)]);
-  return [
-    h("h1", {}, `${scheduleKind(s.scheduleType)} `, h("small", {}, s.id)),
-    h("p", {}, `Next run ${s.nextRunAt ? `${whenIn(s.nextRunAt, s.timezone)} (${s.timezone}), ${when(s.nextRunAt)} yours` : "—"} · ${s.format} by ${s.deliveryMethod}`),
-    s.nextRuns.length > 1 ? h("p", { id: "next-runs" }, "Then ", s.nextRuns.slice(1).map((t) => whenIn(t, s.timezone)).join(" · "), ` (${s.timezone})`) : null,
-    isAdmin() ? h("div", { class: "actions" },
-      h("button", { id: "trigger", type: "button", onclick: action(() => api("POST", `/v1/schedules/${id}/trigger`)) }, "Run now"),
-      h("button", { id: "delete-schedule", class: "plain danger", type: "button", onclick: action(async () => {
-        if (!confirm("Delete this schedule and its run log?")) return "keep";
-        await api("DELETE", `/v1/schedules/${id}`);
-        noticeNext(`Deleted schedule ${id}.`);
-        go("schedules");
-        return "keep";
-      }) }, "Delete")) : null,
-    isAdmin() && s.status === "active" ? editScheduleForm(s) : null,
-    h("h2", {}, "Runs"),
-    runs.content.length
-      ? table(["Run", "Status", "Started", "Events", "Delivery", "Error"], runs.content.map((r) => ({ cells: [r.id, status(r.status), when(r.startedAt), r.eventCount, r.deliveryId || r.emailResult || "—", r.error || "—"] })))
-      : h("p", { class: "empty" }, "No runs yet."),
-    pager(runs, (n) => go(`schedules/${id}`, { page: n })),
-  ];
-}
-
 async function integrationsPage() {
   const { integrations } = await api("GET", "/v1/integrations");
   return [
@@ -633,7 +395,7 @@ async function render() {
   if (hash.startsWith("#token=")) {
     // A portal link: sign in with its token, and keep it out of the address bar and history.
     sessionStorage.setItem(TOKEN, decodeURIComponent(hash.slice("#token=".length)));
-    me = null;
+    session.me = null;
     history.replaceState(null, "", "#/endpoints");
   }
   const { parts, params } = route();
@@ -645,8 +407,8 @@ async function render() {
     return;
   }
   try {
-    if (!me) me = await api("GET", "/v1/me");
-    if (me.operator) {
+    if (!session.me) session.me = await api("GET", "/v1/me");
+    if (session.me.operator) {
       document.getElementById("who").textContent = "operator";
       main.replaceChildren(
         h("h1", {}, "This is the operator token"),
@@ -655,10 +417,10 @@ async function render() {
       document.body.dataset.page = "operator";
       return;
     }
-    const daily = me.limits && me.limits.eventsPerDay !== null && me.limits.eventsPerDay !== undefined
-      ? ` · events today ${me.usage.eventsToday} of ${me.limits.eventsPerDay}` : "";
+    const daily = session.me.limits && session.me.limits.eventsPerDay !== null && session.me.limits.eventsPerDay !== undefined
+      ? ` · events today ${session.me.usage.eventsToday} of ${session.me.limits.eventsPerDay}` : "";
     document.getElementById("who").textContent =
-      `${me.tenantName || me.tenantId} · ${me.role}${me.via === "portal" ? " (portal link)" : ""}${daily}`;
+      `${session.me.tenantName || session.me.tenantId} · ${session.me.role}${session.me.via === "portal" ? " (portal link)" : ""}${daily}`;
     const [page, id] = parts;
     let content;
     if (page === "events" && id) content = await eventPage(id);
@@ -672,8 +434,7 @@ async function render() {
     else content = await endpointsPage();
     if (mine !== renders) return;
     main.replaceChildren(...[content].flat(Infinity).filter(Boolean));
-    main.prepend(...pending);
-    pending = [];
+    main.prepend(...takeNotices());
     document.body.dataset.page = page || "endpoints";
   } catch (e) {
     if (mine !== renders) return;
@@ -694,8 +455,9 @@ async function render() {
 
 document.getElementById("signout").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN);
-  me = null;
+  session.me = null;
   go("signin");
 });
+afterActions(render);
 window.addEventListener("hashchange", () => { clearError(); render(); });
 render();

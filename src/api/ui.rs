@@ -20,6 +20,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../ui/app.js"),
     ),
     (
+        "page.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/page.js"),
+    ),
+    (
+        "schedules.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/schedules.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_str!("../../ui/charts.js"),
