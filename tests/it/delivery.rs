@@ -773,6 +773,15 @@ async fn the_log_is_filtered_by_event_type_and_time_and_pages_through_the_matche
     }
     receiver.wait_for(5).await;
     let log = format!("/v1/endpoints/{id}/deliveries");
+    // The receiver answered all five; wait until hookd has recorded them as succeeded too.
+    wait_until("five succeeded deliveries", Duration::from_secs(20), || {
+        let (admin, log) = (t.admin.clone(), log.clone());
+        async move {
+            let (_, page) = admin.get(&format!("{log}?status=succeeded")).await;
+            page["totalElements"] == 5
+        }
+    })
+    .await;
     let (_, all) = t.admin.get(&format!("{log}?size=100")).await;
     let all = all["content"].as_array().expect("content").clone();
     assert_eq!(all.len(), 5);
