@@ -221,6 +221,31 @@ text_enum!(RunStatus { Sending => "sending", Delivered => "delivered", Failed =>
 /// The event type a run delivers.
 pub const DIGEST_EVENT: &str = "schedule.digest";
 
+/// What a webhook run comes to, from the endpoints its digest was planned to: delivered when
+/// it goes to the schedule's endpoint, failed (saying why) when it goes nowhere because the
+/// endpoint is disabled or gone.
+pub fn digest_outcome(endpoint: EndpointId, targets: &[EndpointId]) -> (RunStatus, Option<String>) {
+    if targets.contains(&endpoint) {
+        (RunStatus::Delivered, None)
+    } else {
+        (
+            RunStatus::Failed,
+            Some(format!("endpoint {endpoint} is disabled or gone")),
+        )
+    }
+}
+
+/// A digest's `data` with the run's id added as `runId` (known once the run's row is written).
+pub fn digest_data_of_run(data: &str, run: RunId) -> String {
+    match serde_json::from_str::<serde_json::Value>(data) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("runId".into(), serde_json::json!(run));
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => data.to_owned(),
+    }
+}
+
 /// A stored schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -371,5 +396,24 @@ mod tests {
         );
         assert_eq!(reported_status(DIGEST_EVENT, r#"{"status":"done"}"#), None);
         assert_eq!(reported_status("post.created", r#"{"title":"x"}"#), None);
+    }
+
+    #[test]
+    fn a_digest_is_delivered_only_when_planned_to_its_endpoint() {
+        let (ep, other) = (EndpointId(7), EndpointId(8));
+        assert_eq!(digest_outcome(ep, &[ep]), (RunStatus::Delivered, None));
+        let (status, why) = digest_outcome(ep, &[]);
+        assert_eq!(status, RunStatus::Failed);
+        assert_eq!(why.as_deref(), Some("endpoint ep_7 is disabled or gone"));
+        assert_eq!(digest_outcome(ep, &[other]).0, RunStatus::Failed);
+    }
+
+    #[test]
+    fn a_digest_gets_its_run_id_beside_its_fields() {
+        let data = digest_data_of_run(r#"{"scheduleId":"sch_1","eventCount":2}"#, RunId(5));
+        let v: serde_json::Value = serde_json::from_str(&data).expect("json");
+        assert_eq!(v["runId"], serde_json::json!(RunId(5)));
+        assert_eq!(v["eventCount"], 2);
+        assert_eq!(digest_data_of_run("[1]", RunId(5)), "[1]");
     }
 }

@@ -1,9 +1,14 @@
-//! Firing a schedule: read its period from the read pool, render the digest outside the
-//! writer, and commit the run in one short write. The scheduler's timer and the API's
-//! trigger run this same step.
+//! Firing a schedule, the schedule-run service: read its period from the read pool, render the
+//! digest and plan its event (to the schedule's endpoint alone, from the tenant's audience,
+//! deciding the run's status from the plan) outside the writer, and hand the run to the store,
+//! which writes it in one short write while the schedule and the tenant's endpoints are as
+//! they were read, and hands it back otherwise (the plan is made again). The scheduler's
+//! timer and the API's trigger run this same step.
 
-use crate::model::schedule::{Schedule, ScheduleTarget, covers};
-use crate::model::{RunId, UnixMs, rfc3339};
+use crate::fanout::Fanout;
+use crate::model::publish::{Metering, NewEvent};
+use crate::model::schedule::{DIGEST_EVENT, Schedule, ScheduleTarget, covers, digest_outcome};
+use crate::model::{EndpointId, EventName, RunId, TenantId, UnixMs, rfc3339};
 use crate::store::{NewRun, RunCommit, RunOutput, Store, StoreError};
 
 use super::digest::Digest;
@@ -11,6 +16,9 @@ use super::documents::{self, DocumentError};
 
 /// Most events listed in one digest (all are counted).
 const DIGEST_EVENTS: usize = 100;
+/// How often a digest is planned before giving up, while the tenant's endpoints keep changing
+/// under it (each change makes one plan stale, at most).
+const DIGEST_PLANS: usize = 8;
 /// How often a manual run is tried again when the schedule changes under it.
 const TRIGGER_TRIES: usize = 5;
 
@@ -82,27 +90,26 @@ pub async fn fire(
         include_changelog: spec.include_changelog,
     };
     let format = spec.format;
-    let output = match &spec.target {
+    // A webhook run's digest is planned at each try below; an email's document is made once.
+    let sends = match &spec.target {
         ScheduleTarget::Endpoint(endpoint) => {
             let content =
                 tokio::task::spawn_blocking(move || documents::content(format, &digest)).await??;
-            RunOutput::Webhook {
-                endpoint: *endpoint,
-                data: serde_json::json!({
-                    "scheduleId": schedule.id,
-                    "periodStart": rfc3339(period_start),
-                    "periodEnd": rfc3339(now),
-                    "eventCount": event_count,
-                    "format": format.as_str(),
-                    "content": content,
-                }),
-            }
+            let data = serde_json::json!({
+                "scheduleId": schedule.id,
+                "periodStart": rfc3339(period_start),
+                "periodEnd": rfc3339(now),
+                "eventCount": event_count,
+                "format": format.as_str(),
+                "content": content,
+            });
+            Sends::Digest(*endpoint, data.to_string())
         }
         ScheduleTarget::Email(_) => {
             let subject = digest.subject.clone();
             let document =
                 tokio::task::spawn_blocking(move || documents::file(format, &digest)).await??;
-            RunOutput::Email { subject, document }
+            Sends::Email(RunOutput::Email { subject, document })
         }
     };
     let (slot, next) = match slot {
@@ -110,17 +117,75 @@ pub async fn fire(
         // Manual runs take negative slots, so they never collide with timed ones.
         Slot::Manual => (-now, None),
     };
-    let run = NewRun {
-        schedule,
-        slot,
-        started_at: now,
-        period_start,
-        last_event_id: period.last_event_id,
-        event_count,
-        next,
-        output,
+    let tenant = schedule.tenant_id;
+    for _ in 0..DIGEST_PLANS {
+        let output = match &sends {
+            Sends::Digest(endpoint, data) => {
+                plan_digest(store, tenant, *endpoint, data, now).await?
+            }
+            Sends::Email(email) => email.clone(),
+        };
+        let run = NewRun {
+            schedule: schedule.clone(),
+            slot,
+            started_at: now,
+            period_start,
+            last_event_id: period.last_event_id,
+            event_count,
+            next,
+            output,
+        };
+        match store.commit_run(run).await? {
+            RunCommit::StaleDigest => store.forget_audience(tenant),
+            done => return Ok(done),
+        }
+    }
+    Ok(RunCommit::StaleDigest)
+}
+
+/// What a run sends, made before it is committed.
+enum Sends {
+    /// A digest event with this `data` to the endpoint (planned at each try).
+    Digest(EndpointId, String),
+    /// An email run's output.
+    Email(RunOutput),
+}
+
+/// The digest event planned as hookd's own to the schedule's endpoint alone (none when it is
+/// disabled or gone), from the tenant's endpoints as this process knows them, with what the
+/// run comes to.
+async fn plan_digest(
+    store: &Store,
+    tenant: TenantId,
+    endpoint: EndpointId,
+    data: &str,
+    now: UnixMs,
+) -> Result<RunOutput, StoreError> {
+    let event = NewEvent {
+        name: EventName::parse(DIGEST_EVENT).map_err(StoreError::invalid_name)?,
+        data: data.to_owned(),
+        idempotency_key: None,
+        channels: Vec::new(),
     };
-    Ok(store.commit_run(run).await?)
+    let audience = store.audience(tenant).await?;
+    let digest = audience.plan(
+        tenant,
+        vec![event],
+        Fanout::Only(endpoint),
+        Metering::Internal,
+        now,
+    );
+    let targets: Vec<EndpointId> = digest
+        .events
+        .iter()
+        .flat_map(|p| p.targets.iter().copied())
+        .collect();
+    let (status, error) = digest_outcome(endpoint, &targets);
+    Ok(RunOutput::Webhook {
+        digest,
+        status,
+        error,
+    })
 }
 
 /// Runs a schedule now, outside its timing (the API's trigger); answers once the run and its
@@ -136,7 +201,7 @@ pub async fn trigger(
         let now = crate::model::now_ms();
         match fire(store, schedule, Slot::Manual, now).await? {
             RunCommit::Written(run) => return Ok(run),
-            RunCommit::AlreadyRan | RunCommit::Changed => {
+            RunCommit::AlreadyRan | RunCommit::Changed | RunCommit::StaleDigest => {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         }

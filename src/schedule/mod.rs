@@ -64,7 +64,8 @@ pub async fn fire_due(store: &Store) -> Result<usize, FireError> {
                 }
                 Ok(RunCommit::AlreadyRan) => moved += 1,
                 // Changed since it was read: the next round reads it again.
-                Ok(RunCommit::Changed) | Err(FireError::Store(StoreError::NotFound)) => {}
+                Ok(RunCommit::Changed | RunCommit::StaleDigest)
+                | Err(FireError::Store(StoreError::NotFound)) => {}
                 Err(FireError::Store(e)) => return Err(FireError::Store(e)),
                 // One schedule's digest failing must not hold back the others.
                 Err(e) => {

@@ -37,7 +37,7 @@ pub(super) fn apply_in(
 
 /// Writes a plan's rows inside the caller's write: each event and one delivery per planned
 /// target, the quota's count, the schedules it wakes.
-fn write_plan(
+pub(super) fn write_plan(
     c: &Conn<'_>,
     batch: &mut Batch,
     plan: &PublishPlan,
@@ -139,10 +139,10 @@ fn write_plan(
     Ok(out)
 }
 
-/// Writes hookd's own events (announcements, digests) inside the caller's write: planned by
-/// the same rule as a publish, from the audience this batch sees (so never stale), and
-/// written by the same row writer; never counted, no idempotency. Not the publish use-case:
-/// recording a result or a run never re-enters it.
+/// Writes hookd's own `hookd.*` announcements inside the caller's write: planned by the same
+/// rule as a publish, from the audience this batch sees (so never stale), and written by the
+/// same row writer; never counted, no idempotency. Not the publish use-case: recording a
+/// result never re-enters it. (A schedule run's digest is planned outside, by the firing.)
 pub(super) fn write_own(
     c: &Conn<'_>,
     batch: &mut Batch,

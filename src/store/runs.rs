@@ -5,18 +5,17 @@
 use super::sql::vals;
 
 use super::paging::{self, List};
-use super::publish::write_own;
+use super::publish::write_plan;
 use super::rows::corrupt;
 use super::schedules::{COLUMNS, load, newest_event, schedule_row};
 use super::{Store, StoreError, count};
-use crate::fanout::Fanout;
-use crate::model::publish::NewEvent;
+use crate::model::publish::PublishPlan;
 use crate::model::schedule::{
-    DIGEST_EVENT, DigestFormat, RunStatus, Schedule, ScheduleRun, ScheduleStatus, ScheduleTarget,
+    DigestFormat, RunStatus, Schedule, ScheduleRun, ScheduleStatus, ScheduleTarget,
+    digest_data_of_run,
 };
 use crate::model::{
-    DeliveryId, EndpointId, EventId, EventName, Page, PageRequest, RunId, ScheduleId, TenantId,
-    UnixMs, now_ms,
+    DeliveryId, EventId, Page, PageRequest, RunId, ScheduleId, TenantId, UnixMs, now_ms,
 };
 
 /// One page of the events a run covers, as the digest lists them.
@@ -48,12 +47,15 @@ pub struct Period {
 /// What a run sends.
 #[derive(Debug, Clone)]
 pub enum RunOutput {
-    /// A `schedule.digest` event to the schedule's endpoint; `data` gets the run's `runId`.
+    /// A `schedule.digest` event, planned (as hookd's own, to the schedule's endpoint alone)
+    /// by the firing outside the writer; its data gets the run's `runId` when written.
     Webhook {
-        /// The endpoint.
-        endpoint: EndpointId,
-        /// The event's `data` (without `runId`).
-        data: serde_json::Value,
+        /// The digest's plan: one event, to the endpoint or (disabled or gone) to none.
+        digest: PublishPlan,
+        /// What the run comes to, decided from the plan.
+        status: RunStatus,
+        /// Why it failed, when it did.
+        error: Option<String>,
     },
     /// An email, sent by the mailer after the commit.
     Email {
@@ -95,6 +97,8 @@ pub enum RunCommit {
     AlreadyRan,
     /// The schedule changed (or ran) since it was read; read it again.
     Changed,
+    /// The digest was planned from an older version of the tenant's endpoints: plan it again.
+    StaleDigest,
 }
 
 impl Store {
@@ -154,9 +158,10 @@ impl Store {
     }
 
     /// Writes a run in one short write: the run row (unique per schedule and slot), the
-    /// schedule's last run and, for a timed run, its next fire time; then the digest event to
-    /// the schedule's endpoint alone, or the email document for the mailer. Nothing is written
-    /// when the schedule changed or ran since `run.schedule` was read.
+    /// schedule's last run and, for a timed run, its next fire time; then the digest's plan
+    /// with the run's id in its data, or the email document for the mailer. Nothing is written
+    /// when the schedule changed or ran since `run.schedule` was read, or when the digest was
+    /// planned from an older version of the tenant's endpoints.
     pub async fn commit_run(&self, run: NewRun) -> Result<RunCommit, StoreError> {
         self.writer
             .write(move |c, batch| {
@@ -171,6 +176,11 @@ impl Store {
                 };
                 if (updated_at, last_event_id) != (schedule.updated_at, schedule.last_event_id) {
                     return Ok(RunCommit::Changed);
+                }
+                if let RunOutput::Webhook { digest, .. } = &run.output
+                    && batch.subscribers.version(c, digest.tenant)? != digest.version
+                {
+                    return Ok(RunCommit::StaleDigest);
                 }
                 let inserted: Option<i64> = c.query_opt(
                     "INSERT INTO schedule_runs (schedule_id, slot, status, started_at,
@@ -208,7 +218,7 @@ impl Store {
                     &vals![schedule.id.0, run.started_at, run.last_event_id],
                 )?;
                 set_next(run.next)?;
-                match &run.output {
+                match run.output {
                     RunOutput::Email { subject, document } => {
                         c.execute(
                             "UPDATE schedule_runs SET subject = ?2, document = ?3,
@@ -217,23 +227,15 @@ impl Store {
                             &vals![run_id.0, subject, document, run.started_at],
                         )?;
                     }
-                    RunOutput::Webhook { endpoint, data } => {
-                        let mut data = data.clone();
-                        data["runId"] = serde_json::json!(run_id);
-                        let event = NewEvent {
-                            name: EventName::parse(DIGEST_EVENT)
-                                .map_err(StoreError::invalid_name)?,
-                            data: data.to_string(),
-                            idempotency_key: None,
-                            channels: Vec::new(),
-                        };
-                        let published = write_own(
-                            c,
-                            batch,
-                            schedule.tenant_id,
-                            vec![event],
-                            Fanout::Only(*endpoint),
-                        )?;
+                    RunOutput::Webhook {
+                        mut digest,
+                        status,
+                        error,
+                    } => {
+                        for planned in &mut digest.events {
+                            planned.event.data = digest_data_of_run(&planned.event.data, run_id);
+                        }
+                        let published = write_plan(c, batch, &digest)?;
                         let delivery: Option<i64> = match published.first() {
                             Some(p) if p.deliveries > 0 => c.query_opt(
                                 "SELECT id FROM deliveries WHERE event_id = ?1",
@@ -241,13 +243,6 @@ impl Store {
                                 |r| r.get(0),
                             )?,
                             _ => None,
-                        };
-                        let (status, error) = match delivery {
-                            Some(_) => (RunStatus::Delivered, None),
-                            None => (
-                                RunStatus::Failed,
-                                Some(format!("endpoint {endpoint} is disabled or gone")),
-                            ),
                         };
                         c.execute(
                             "UPDATE schedule_runs SET status = ?2, finished_at = ?3,

@@ -139,6 +139,21 @@ async fn one_endpoint(
     (store, handle, tenant.id, ep)
 }
 
+/// Pauses the endpoint (a change to the tenant's endpoints).
+async fn pause(store: &Store, tenant: TenantId, endpoint: hookd::model::EndpointId) {
+    store
+        .update_endpoint(
+            tenant,
+            endpoint,
+            Box::new(|s| {
+                s.is_active = false;
+                Ok(())
+            }),
+        )
+        .await
+        .expect("pause");
+}
+
 #[tokio::test]
 async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back() {
     use hookd::model::replay::RetryPlan;
@@ -196,17 +211,7 @@ async fn a_retry_decided_before_its_delivery_or_endpoint_changed_is_handed_back(
         .plan()
         .expect("plan");
     assert_eq!(fresh.plan, RetryPlan::ExtraAttempt);
-    store
-        .update_endpoint(
-            tenant,
-            ep.id,
-            Box::new(|s| {
-                s.is_active = false;
-                Ok(())
-            }),
-        )
-        .await
-        .expect("pause");
+    pause(&store, tenant, ep.id).await;
     assert!(matches!(
         store.apply_retry(fresh).await,
         Ok(Applied::Stale(_))
@@ -282,4 +287,100 @@ async fn a_recover_step_decided_before_its_endpoint_changed_is_handed_back_and_n
         .await
         .expect("recover");
     assert_eq!(again, 0);
+}
+
+#[tokio::test]
+async fn a_digest_planned_before_its_endpoint_was_paused_is_handed_back_and_planned_again() {
+    use hookd::model::PageRequest;
+    use hookd::model::schedule::{
+        DIGEST_EVENT, DigestFormat, RunStatus, ScheduleKind, ScheduleSpec, ScheduleTarget,
+    };
+    use hookd::schedule::firing::{Slot, fire};
+    use hookd::store::{NewRun, RunCommit, RunOutput};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, handle, tenant, ep) = one_endpoint(dir.path()).await;
+    let now = now_ms();
+    let spec = ScheduleSpec {
+        kind: ScheduleKind::OneTime(now + 3_600_000),
+        timezone: chrono_tz::UTC,
+        format: DigestFormat::Json,
+        target: ScheduleTarget::Endpoint(ep.id),
+        event_types: None,
+        include_changelog: false,
+        custom_subject: None,
+        custom_message: None,
+    };
+    let schedule = store
+        .create_schedule(tenant, spec, None)
+        .await
+        .expect("schedule");
+    let schedule_id = schedule.id;
+    let runs = |store: Store| async move {
+        store
+            .list_runs(
+                tenant,
+                schedule_id,
+                PageRequest {
+                    number: 0,
+                    size: 10,
+                },
+            )
+            .await
+            .expect("runs")
+            .content
+    };
+
+    // A digest planned to the endpoint; then the endpoint changes.
+    let audience = store.audience(tenant).await.expect("audience");
+    let digest = audience.plan(
+        tenant,
+        vec![NewEvent {
+            name: EventName::parse(DIGEST_EVENT).expect("name"),
+            data: "{}".into(),
+            idempotency_key: None,
+            channels: Vec::new(),
+        }],
+        Fanout::Only(ep.id),
+        Metering::Internal,
+        now,
+    );
+    assert_eq!(digest.events[0].targets, [ep.id]);
+    pause(&store, tenant, ep.id).await;
+    let run = NewRun {
+        schedule: schedule.clone(),
+        slot: -now,
+        started_at: now,
+        period_start: now,
+        last_event_id: 0,
+        event_count: 0,
+        next: None,
+        output: RunOutput::Webhook {
+            digest,
+            status: RunStatus::Delivered,
+            error: None,
+        },
+    };
+    assert_eq!(
+        store.commit_run(run).await.expect("commit"),
+        RunCommit::StaleDigest
+    );
+    assert!(runs(store.clone()).await.is_empty(), "nothing written");
+
+    // Fired again, the digest is planned from the tenant as it is now: to no endpoint (it is
+    // paused), so the run is logged as failed, saying why.
+    let fired = fire(&store, schedule, Slot::Manual, now_ms())
+        .await
+        .expect("fire");
+    assert!(matches!(fired, RunCommit::Written(_)), "{fired:?}");
+    let logged = runs(store.clone()).await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].status, RunStatus::Failed);
+    assert_eq!(logged[0].delivery_id, None);
+    assert_eq!(
+        logged[0].error.as_deref(),
+        Some(format!("endpoint {} is disabled or gone", ep.id).as_str())
+    );
+    drop(store);
+    handle.close();
 }
