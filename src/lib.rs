@@ -13,7 +13,8 @@
 //!   authentication reads the credential a token names and decides by [`model::auth`];
 //!   replay (a retry by hand, a recover window's missed events) is decided by
 //!   [`model::replay`] from state read outside the writer and applied only while that state
-//!   holds. Recording results and schedule runs still run inside the store's writes.
+//!   holds. A schedule run ([`schedule::firing`]) plans its digest the same way and decides
+//!   the run's status from the plan. Recording results still runs inside the store's writes.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
 //!   the ledger every derived count goes through, tenants' versions and audiences, and on
 //!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.
