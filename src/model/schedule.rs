@@ -235,14 +235,17 @@ pub fn digest_outcome(endpoint: EndpointId, targets: &[EndpointId]) -> (RunStatu
     }
 }
 
-/// A digest's `data` with the run's id added as `runId` (known once the run's row is written).
+/// A digest's `data` (a JSON object's text, without `runId`) with the run's id added as
+/// `runId`, known once the run's row is written. Spliced in before the closing brace rather
+/// than parsed: this runs inside the store's write, and `content` may be a whole document.
+/// Text that is not an object comes back as it is.
 pub fn digest_data_of_run(data: &str, run: RunId) -> String {
-    match serde_json::from_str::<serde_json::Value>(data) {
-        Ok(serde_json::Value::Object(mut fields)) => {
-            fields.insert("runId".into(), serde_json::json!(run));
-            serde_json::Value::Object(fields).to_string()
-        }
-        _ => data.to_owned(),
+    let field = format!("\"runId\":{}", serde_json::json!(run));
+    // Of JSON texts only an object ends with `}`.
+    match data.trim_end().strip_suffix('}') {
+        Some(open) if open.trim_end().ends_with('{') => format!("{open}{field}}}"),
+        Some(fields) => format!("{fields},{field}}}"),
+        None => data.to_owned(),
     }
 }
 
@@ -415,5 +418,8 @@ mod tests {
         assert_eq!(v["runId"], serde_json::json!(RunId(5)));
         assert_eq!(v["eventCount"], 2);
         assert_eq!(digest_data_of_run("[1]", RunId(5)), "[1]");
+        let only: serde_json::Value =
+            serde_json::from_str(&digest_data_of_run("{ }", RunId(5))).expect("json");
+        assert_eq!(only, serde_json::json!({"runId": RunId(5)}));
     }
 }

@@ -90,65 +90,54 @@ pub async fn fire(
         include_changelog: spec.include_changelog,
     };
     let format = spec.format;
-    // A webhook run's digest is planned at each try below; an email's document is made once.
-    let sends = match &spec.target {
-        ScheduleTarget::Endpoint(endpoint) => {
-            let content =
-                tokio::task::spawn_blocking(move || documents::content(format, &digest)).await??;
-            let data = serde_json::json!({
-                "scheduleId": schedule.id,
-                "periodStart": rfc3339(period_start),
-                "periodEnd": rfc3339(now),
-                "eventCount": event_count,
-                "format": format.as_str(),
-                "content": content,
-            });
-            Sends::Digest(*endpoint, data.to_string())
-        }
-        ScheduleTarget::Email(_) => {
-            let subject = digest.subject.clone();
-            let document =
-                tokio::task::spawn_blocking(move || documents::file(format, &digest)).await??;
-            Sends::Email(RunOutput::Email { subject, document })
-        }
-    };
     let (slot, next) = match slot {
         Slot::Timed(at) => (at, Some(spec.after_run(now))),
         // Manual runs take negative slots, so they never collide with timed ones.
         Slot::Manual => (-now, None),
     };
+    let last_event_id = period.last_event_id;
+    let run = |output| NewRun {
+        schedule: schedule.clone(),
+        slot,
+        started_at: now,
+        period_start,
+        last_event_id,
+        event_count,
+        next,
+        output,
+    };
+    let endpoint = match &spec.target {
+        ScheduleTarget::Endpoint(endpoint) => *endpoint,
+        // An email's document is made and committed once: it has no plan to go stale.
+        ScheduleTarget::Email(_) => {
+            let subject = digest.subject.clone();
+            let document =
+                tokio::task::spawn_blocking(move || documents::file(format, &digest)).await??;
+            return Ok(store
+                .commit_run(run(RunOutput::Email { subject, document }))
+                .await?);
+        }
+    };
+    let content =
+        tokio::task::spawn_blocking(move || documents::content(format, &digest)).await??;
+    let data = serde_json::json!({
+        "scheduleId": schedule.id,
+        "periodStart": rfc3339(period_start),
+        "periodEnd": rfc3339(now),
+        "eventCount": event_count,
+        "format": format.as_str(),
+        "content": content,
+    })
+    .to_string();
     let tenant = schedule.tenant_id;
     for _ in 0..DIGEST_PLANS {
-        let output = match &sends {
-            Sends::Digest(endpoint, data) => {
-                plan_digest(store, tenant, *endpoint, data, now).await?
-            }
-            Sends::Email(email) => email.clone(),
-        };
-        let run = NewRun {
-            schedule: schedule.clone(),
-            slot,
-            started_at: now,
-            period_start,
-            last_event_id: period.last_event_id,
-            event_count,
-            next,
-            output,
-        };
-        match store.commit_run(run).await? {
+        let output = plan_digest(store, tenant, endpoint, &data, now).await?;
+        match store.commit_run(run(output)).await? {
             RunCommit::StaleDigest => store.forget_audience(tenant),
             done => return Ok(done),
         }
     }
     Ok(RunCommit::StaleDigest)
-}
-
-/// What a run sends, made before it is committed.
-enum Sends {
-    /// A digest event with this `data` to the endpoint (planned at each try).
-    Digest(EndpointId, String),
-    /// An email run's output.
-    Email(RunOutput),
 }
 
 /// The digest event planned as hookd's own to the schedule's endpoint alone (none when it is
