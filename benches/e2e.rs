@@ -690,8 +690,7 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
                 (claim, outcome)
             })
             .collect();
-        store
-            .record_attempts(done, hookd::delivery::after_attempt)
+        hookd::service::record::record(store, done, hookd::delivery::after_attempt)
             .await
             .expect("ack");
     }

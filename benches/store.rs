@@ -113,8 +113,7 @@ fn store_benches(c: &mut Criterion) {
                     let claims = store2.claim(request).await.expect("claim");
                     assert_eq!(claims.len(), 100);
                     let done = claims.into_iter().map(|claim| (claim, ok())).collect();
-                    store2
-                        .record_attempts(done, hookd::delivery::after_attempt)
+                    hookd::service::record::record(&store2, done, hookd::delivery::after_attempt)
                         .await
                         .expect("ack");
                     total += started.elapsed();

@@ -14,7 +14,10 @@
 //!   replay (a retry by hand, a recover window's missed events) is decided by
 //!   [`model::replay`] from state read outside the writer and applied only while that state
 //!   holds. A schedule run ([`schedule::firing`]) plans its digest the same way and decides
-//!   the run's status from the plan. Recording results still runs inside the store's writes.
+//!   the run's status from the plan. Recording results plans each endpoint's results with the
+//!   delivery engine's rule ([`model::results`]) and their `hookd.*` announcements from the
+//!   audience; the store writes each while its lease holds, and hands back an endpoint's
+//!   results when the state they depend on (or the tenant's version) moved.
 //! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
 //!   the ledger every derived count goes through, tenants' versions and audiences, and on
 //!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.
@@ -47,9 +50,9 @@
 //! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
 //! `outbound`, `sealing`, `report` and `incoming` (which use only `model` and `signing`).
 //! The services under `app` never import each other, with one exception: the API's trigger
-//! runs `schedule::firing`, the same step as the timer. The store never imports `delivery`:
-//! the dispatcher hands it the after-attempt rule as a function
-//! ([`model::attempt::AttemptRule`]) and the store applies what it returns.
+//! runs `schedule::firing`, the same step as the timer. Neither the store nor the services
+//! import `delivery`: the dispatcher hands the recording service the after-attempt rule as a
+//! function ([`model::attempt::AttemptRule`]), and the store writes what it planned.
 
 pub mod api;
 pub mod app;

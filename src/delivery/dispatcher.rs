@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::model::{AttemptOutcome, EndpointId, EventId, Format, now_ms};
 use crate::outbound::Outbound;
 use crate::report::ErrorChain;
+use crate::service::record::record;
 use crate::store::{Claim, ClaimRequest, EndpointLoad, Recorded, Store};
 
 /// The window a `rateLimit` counts starts in.
@@ -421,7 +422,7 @@ async fn record_loop(
                 .collect();
             let n = results.len();
             let ids: Vec<_> = results.iter().map(|(c, _)| c.delivery_id).collect();
-            let recorded = store.record_attempts(results, after_attempt).await;
+            let recorded = record(&store, results, after_attempt).await;
             if let Ok(mut held) = held.lock() {
                 match &recorded {
                     // While writes fail for want of storage, a stale answer may mean that the

@@ -109,6 +109,7 @@ mod tests {
     use crate::model::delivery::DeliveryFacts;
     use crate::model::endpoint::EndpointCounters;
     use crate::model::operational::{DELIVERY_EXHAUSTED, DELIVERY_RECOVERED, ENDPOINT_DISABLED};
+    use crate::model::results::{EndpointResults, Finished, StateGuard, plan_endpoint};
     use crate::model::{
         AttemptOutcome, DeliveryId, Endpoint, EndpointId, EndpointSettings, ErrorClass, EventId,
         EventPattern, Format, Ordering, SignatureScheme, TenantId,
@@ -420,5 +421,114 @@ mod tests {
         assert_eq!(exhausted.data["deliveryId"], "dlv_3");
         assert_eq!(exhausted.data["responseCode"], 500);
         assert_eq!(exhausted.data["error"], "http_status");
+    }
+
+    /// One endpoint's results planned together, in order, from `state`.
+    fn plan(
+        endpoint: &Endpoint,
+        state: EndpointState,
+        results: &[(u32, AttemptOutcome)],
+    ) -> EndpointResults<()> {
+        let d = delivery("a.b", None, false);
+        let finished: Vec<_> = results
+            .iter()
+            .enumerate()
+            .map(|(i, (attempt, outcome))| {
+                let f = Finished {
+                    delivery: &d,
+                    lease: 9,
+                    attempt: *attempt,
+                    endpoint,
+                    outcome,
+                    jitter: 1.0,
+                };
+                (i, f)
+            })
+            .collect();
+        plan_endpoint(
+            (endpoint.id, endpoint.tenant_id),
+            state,
+            &finished,
+            after_attempt,
+        )
+    }
+
+    #[test]
+    fn results_planned_together_see_the_run_of_failures_the_earlier_ones_left() {
+        let e = endpoint(2, Ordering::None);
+        let state = EndpointState {
+            is_active: true,
+            consecutive_failures: 0,
+        };
+        // Three failed for good: the second disables it at two, the third finds it disabled.
+        let failed = (3, answered(500, None));
+        let p = plan(&e, state, &[failed.clone(), failed.clone(), failed]);
+        let runs: Vec<_> = p
+            .results
+            .iter()
+            .map(|r| r.transition.counters.consecutive_failures)
+            .collect();
+        assert_eq!(runs, [1, 2, 3]);
+        let disables: Vec<_> = p.results.iter().map(|r| r.transition.disable).collect();
+        assert_eq!(
+            disables,
+            [None, Some(DisableReason::ConsecutiveFailures), None]
+        );
+        assert_eq!(p.disable, Some((DisableReason::ConsecutiveFailures, DONE)));
+        assert_eq!(
+            p.guard,
+            StateGuard::Exactly(state),
+            "it depends on the run as read"
+        );
+        assert_eq!(
+            p.results.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(
+            p.results
+                .iter()
+                .all(|r| r.lease == 9 && r.announce.is_empty())
+        );
+
+        // A success between them starts the run again: nothing is disabled.
+        let p = plan(
+            &e,
+            state,
+            &[
+                (3, answered(500, None)),
+                (1, answered(200, None)),
+                (3, answered(500, None)),
+            ],
+        );
+        let runs: Vec<_> = p
+            .results
+            .iter()
+            .map(|r| r.transition.counters.consecutive_failures)
+            .collect();
+        assert_eq!(runs, [1, 0, 1]);
+        assert_eq!(p.disable, None);
+        assert_eq!(p.guard, StateGuard::Exactly(state));
+    }
+
+    #[test]
+    fn results_that_fail_nothing_for_good_depend_on_no_state() {
+        let e = endpoint(1, Ordering::None);
+        let state = EndpointState {
+            is_active: true,
+            consecutive_failures: 7,
+        };
+        // Successes and failures with retries left: the same whatever the run stands at.
+        let p = plan(
+            &e,
+            state,
+            &[(1, answered(200, None)), (1, answered(500, None))],
+        );
+        assert_eq!(p.guard, StateGuard::Any);
+        assert_eq!(p.disable, None);
+        let statuses: Vec<_> = p.results.iter().map(|r| r.transition.status).collect();
+        assert_eq!(
+            statuses,
+            [DeliveryStatus::Succeeded, DeliveryStatus::Pending]
+        );
     }
 }

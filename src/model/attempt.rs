@@ -1,6 +1,6 @@
 //! One attempt's result on its way into the store: the facts the rule looks at
 //! ([`AttemptFacts`]) and what it decides ([`Transition`]). The rule itself lives in the
-//! delivery engine; the store reads the facts and writes the transition.
+//! delivery engine; results are planned together by `model/results.rs`.
 
 use super::delivery::{DeliveryFacts, DeliveryStatus};
 use super::operational::Announcement;

@@ -32,6 +32,7 @@ pub mod operational;
 pub mod plan;
 pub mod publish;
 pub mod replay;
+pub mod results;
 pub mod schedule;
 pub mod series;
 pub mod tenant;

@@ -8,6 +8,8 @@ use serde_json::json;
 use super::{AttemptOutcome, DisableReason, Endpoint, EndpointId, UnixMs, rfc3339};
 use crate::model::delivery::DeliveryFacts;
 use crate::model::event::OPERATIONAL_PREFIX;
+use crate::model::publish::NewEvent;
+use crate::model::{EventName, Invalid};
 
 /// A delivery failed for good.
 pub const DELIVERY_EXHAUSTED: &str = "hookd.delivery.exhausted";
@@ -30,6 +32,18 @@ pub struct Announcement {
     pub about: EndpointId,
     /// Its `data`.
     pub data: serde_json::Value,
+}
+
+impl Announcement {
+    /// The event it publishes: no idempotency key, no channels.
+    pub fn event(&self) -> Result<NewEvent, Invalid> {
+        Ok(NewEvent {
+            name: EventName::parse(self.name)?,
+            data: self.data.to_string(),
+            idempotency_key: None,
+            channels: Vec::new(),
+        })
+    }
 }
 
 /// What an attempt's result came to, as far as announcements go.

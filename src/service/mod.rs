@@ -4,4 +4,5 @@
 
 pub mod auth;
 pub mod publish;
+pub mod record;
 pub mod replay;

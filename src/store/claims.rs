@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::endpoints::{load_any, secrets};
-use super::sql::{Conn, vals};
+use super::rows::replay_of;
+use super::sql::{Conn, Row, vals};
 use super::{Store, StoreError};
+use crate::model::delivery::{DeliveryFacts, Replay};
 use crate::model::{DeliveryId, Endpoint, EndpointId, EventId, UnixMs, now_ms};
 
 /// What the dispatcher asks for.
@@ -60,6 +62,37 @@ pub struct Claim {
     /// The event as stored, shared by the claims of one batch; the delivery engine renders
     /// it in the endpoint's format.
     pub event: Arc<ClaimedEvent>,
+    /// What the rule after the attempt reads of the delivery, as claimed: none of it changes
+    /// while the lease holds (a retry by hand or a recover waits for a delivery without one).
+    pub facts: DeliveryFacts,
+}
+
+/// A row a claim leased, as its statement returns it.
+struct Leased {
+    id: i64,
+    event_id: i64,
+    endpoint_id: i64,
+    attempt: u32,
+    schedule_offset: u32,
+    replay: Option<Replay>,
+    was_exhausted: bool,
+}
+
+/// What both claim statements return of each row they lease, read by [`Leased::of`].
+const LEASED: &str = "RETURNING id, event_id, endpoint_id, attempts, schedule_offset, replay_return, resume_at, was_exhausted";
+
+impl Leased {
+    fn of(r: &Row<'_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.get(0)?,
+            event_id: r.get(1)?,
+            endpoint_id: r.get(2)?,
+            attempt: r.get(3)?,
+            schedule_offset: r.get(4)?,
+            replay: replay_of(r.get(5)?, r.get(6)?)?,
+            was_exhausted: r.get::<i64>(7)? != 0,
+        })
+    }
 }
 
 /// An event as a claim carries it.
@@ -98,14 +131,10 @@ pub(super) fn release_leases(c: &Conn<'_>) -> Result<usize, StoreError> {
 /// the last second — paced to a tenth of it per 100 ms, so a limit spreads starts evenly
 /// instead of bursting at each second. Each claimed row gets a lease (its `next_attempt_at` moves to the
 /// lease's end) and its next attempt number.
-fn claim_rows(
-    c: &Conn<'_>,
-    req: &ClaimRequest,
-    lease: i64,
-) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+fn claim_rows(c: &Conn<'_>, req: &ClaimRequest, lease: i64) -> Result<Vec<Leased>, StoreError> {
     let busy = busy_json(req);
     c.query(
-        "UPDATE deliveries
+        &format!("UPDATE deliveries
          SET attempts = attempts + 1,
              lease = ?6,
              lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
@@ -146,7 +175,7 @@ fn claim_rows(
              WHERE rn <= room
              ORDER BY due, id
              LIMIT ?4)
-         RETURNING id, event_id, endpoint_id, attempts",
+         {LEASED}"),
         &vals![
             req.now,
             busy,
@@ -156,7 +185,7 @@ fn claim_rows(
             lease,
             req.unlisted_slots
         ],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        Leased::of,
     )
 }
 
@@ -210,17 +239,18 @@ fn claimed_events(
 /// once per batch.
 fn claims(
     c: &Conn<'_>,
-    rows: Vec<(i64, i64, i64, u32)>,
+    rows: Vec<Leased>,
     lease: i64,
     now: UnixMs,
 ) -> Result<Vec<Claim>, StoreError> {
     let mut endpoints: HashMap<i64, Arc<(Endpoint, Vec<String>)>> = HashMap::new();
-    let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
     ids.sort_unstable();
     ids.dedup();
     let events = claimed_events(c, &ids)?;
     let mut claims = Vec::with_capacity(rows.len());
-    for (id, event_id, endpoint_id, attempt) in rows {
+    for row in rows {
+        let endpoint_id = row.endpoint_id;
         let endpoint = match endpoints.get(&endpoint_id) {
             Some(e) => e.clone(),
             None => {
@@ -232,16 +262,28 @@ fn claims(
             }
         };
         // A leased delivery's event stays (retention deletes only events without deliveries).
-        let event = events.get(&event_id).cloned().ok_or(StoreError::Corrupt {
-            what: "deliveries.event_id",
-            detail: format!("names no event: {event_id}"),
-        })?;
+        let event = events
+            .get(&row.event_id)
+            .cloned()
+            .ok_or(StoreError::Corrupt {
+                what: "deliveries.event_id",
+                detail: format!("names no event: {}", row.event_id),
+            })?;
+        let (delivery_id, event_id) = (DeliveryId(row.id), EventId(row.event_id));
         claims.push(Claim {
-            delivery_id: DeliveryId(id),
-            event_id: EventId(event_id),
-            attempt,
+            delivery_id,
+            event_id,
+            attempt: row.attempt,
             lease,
             endpoint,
+            facts: DeliveryFacts {
+                id: delivery_id,
+                event_id,
+                event_type: event.name.clone(),
+                schedule_offset: row.schedule_offset,
+                replay: row.replay,
+                was_exhausted: row.was_exhausted,
+            },
             event,
         });
     }
@@ -354,9 +396,9 @@ fn claim_rows_postgres(
     req: &ClaimRequest,
     held: &[i64],
     lease: i64,
-) -> Result<Vec<(i64, i64, i64, u32)>, StoreError> {
+) -> Result<Vec<Leased>, StoreError> {
     c.query(
-        "UPDATE deliveries
+        &format!("UPDATE deliveries
          SET attempts = attempts + 1,
              lease = ?6,
              lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
@@ -409,7 +451,7 @@ fn claim_rows_postgres(
              WHERE rn <= room
              ORDER BY due, id
              LIMIT ?4)
-         RETURNING id, event_id, endpoint_id, attempts",
+         {LEASED}"),
         &vals![
             req.now,
             busy_json(req),
@@ -420,7 +462,7 @@ fn claim_rows_postgres(
             req.unlisted_slots,
             serde_json::to_string(held).unwrap_or_else(|_| "[]".into())
         ],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        Leased::of,
     )
 }
 

@@ -1,26 +1,25 @@
-//! Deliveries: the fenced recording of each attempt's outcome, and the delivery log. (The
-//! claim that leases due rows to workers is `claims`.)
+//! Deliveries: the fenced writing of results planned outside (each attempt's row, its
+//! delivery's next state, what they change), and the delivery log. (The claim that leases
+//! due rows to workers is `claims`; the results are planned by [`crate::service::record`].)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::sql::{Conn, vals};
 
-use super::claims::Claim;
 use super::endpoints::{deactivate, load};
 use super::paging::{self, List};
-use super::publish::announce;
-use super::rows::{SUMMARY_SELECT, corrupt, replay_of, summary_row};
+use super::publish::write_plan;
+use super::rows::{SUMMARY_SELECT, corrupt, summary_row};
 use super::writer::Batch;
 use super::{Store, StoreError, count};
-use crate::model::attempt::{AttemptFacts, AttemptRule, EndpointState, Transition};
-use crate::model::counts::EndpointChange;
-use crate::model::delivery::DeliveryFacts;
+use crate::model::attempt::EndpointState;
+use crate::model::publish::PublishPlan;
+use crate::model::results::{EndpointResults, PlannedResult, StateGuard};
 use crate::model::series::{Tally, bucket, hour_of};
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryStatus,
-    DeliverySummary, EndpointId, EventId, Page, PageRequest, TenantId,
+    DeliverySummary, EndpointId, Page, PageRequest, TenantId,
 };
-use crate::report::ErrorChain;
 
 /// What recording an attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,120 +30,167 @@ pub enum Recorded {
     Stale,
 }
 
-/// A pending delivery's lease, endpoint and facts, with its endpoint's state as committed.
-type Leased = (i64, EndpointId, DeliveryFacts, EndpointState);
+/// Results planned outside the writer ([`crate::service::record`]): each endpoint's, with
+/// their announcements planned from its tenant's audience.
+pub type ResultsPlan = Vec<EndpointResults<PublishPlan>>;
 
-/// The pending deliveries among `ids`, each with its lease, facts and endpoint's state, read
-/// in one statement (one round trip on PostgreSQL for a whole batch of results).
-fn leased_facts(c: &Conn<'_>, ids: &[i64]) -> Result<HashMap<DeliveryId, Leased>, StoreError> {
-    let list = Conn::id_list(ids);
-    let rows = c.query(
-        &format!(
-            "SELECT d.id, d.lease, d.schedule_offset, d.replay_return, d.resume_at,
-                    d.was_exhausted, d.event_id, ev.type, e.is_active, e.consecutive_failures,
-                    d.endpoint_id
-             FROM deliveries d
-             JOIN events ev ON ev.id = d.event_id
-             JOIN endpoints e ON e.id = d.endpoint_id
-             WHERE {} AND d.status = 0 AND d.lease IS NOT NULL",
-            c.in_ids("d.id", 1)
-        ),
-        &vals![list],
-        |r| {
-            let id = DeliveryId(r.get(0)?);
-            let facts = DeliveryFacts {
-                id,
-                event_id: EventId(r.get(6)?),
-                event_type: r.get(7)?,
-                schedule_offset: r.get(2)?,
-                replay: replay_of(r.get(3)?, r.get(4)?)?,
-                was_exhausted: r.get::<i64>(5)? != 0,
-            };
-            let state = EndpointState {
-                is_active: r.get::<i64>(8)? != 0,
-                consecutive_failures: count(r.get(9)?),
-            };
-            Ok((id, (r.get::<i64>(1)?, EndpointId(r.get(10)?), facts, state)))
-        },
+/// What writing a [`ResultsPlan`] did.
+#[derive(Debug, Default)]
+pub struct ResultsApplied {
+    /// Each result written, or found stale, by its index in the plan.
+    pub recorded: Vec<(usize, Recorded)>,
+    /// The results handed back unwritten, because what they were planned from changed since
+    /// (their endpoint's state, or the tenant's endpoints their announcements go to).
+    pub stale: Vec<usize>,
+    /// The endpoints disabled.
+    pub disabled: Vec<EndpointId>,
+}
+
+/// A result's delivery row as written: pending with the claim's lease, or nothing is written.
+const FINISH: &str = "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL,
+        lease = NULL, replay_return = NULL, resume_at = NULL,
+        was_exhausted = CASE WHEN ?4 = 1 THEN 1 ELSE was_exhausted END
+     WHERE id = ?1 AND lease = ?5 AND status = 0";
+
+/// A result's attempt row (a result for an attempt number already logged replaces it).
+const ATTEMPT: &str = "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
+        error, error_message, response_body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,
+        response_code = excluded.response_code, latency_ms = excluded.latency_ms,
+        error = excluded.error, error_message = excluded.error_message,
+        response_body = excluded.response_body";
+
+/// Whether what an endpoint's results were planned from still holds in this batch: the
+/// tenant's endpoints their announcements were planned for, and, when the guard asks, the
+/// endpoint's state (its run of failures as this batch left it) and the leases of its
+/// results. A result whose lease has passed is taken out as stale either way.
+fn holds(
+    c: &Conn<'_>,
+    batch: &mut Batch,
+    group: &mut EndpointResults<PublishPlan>,
+    out: &mut ResultsApplied,
+) -> Result<bool, StoreError> {
+    for plan in group.results.iter().flat_map(|r| &r.announce) {
+        if batch.subscribers.version(c, plan.tenant)? != plan.version {
+            return Ok(false);
+        }
+    }
+    let StateGuard::Exactly(read) = group.guard else {
+        return Ok(true);
+    };
+    let id = group.endpoint;
+    let state = c.query_opt(
+        "SELECT is_active, consecutive_failures FROM endpoints WHERE id = ?1",
+        &vals![id.0],
+        |r| Ok((r.get::<i64>(0)? != 0, count(r.get(1)?))),
     )?;
-    Ok(rows.into_iter().collect())
+    let ids: Vec<i64> = group.results.iter().map(|r| r.delivery.0).collect();
+    let leases: HashMap<i64, i64> = c
+        .query(
+            &format!(
+                "SELECT id, lease FROM deliveries
+                 WHERE {} AND status = 0 AND lease IS NOT NULL",
+                c.in_ids("id", 1)
+            ),
+            &vals![Conn::id_list(&ids)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .into_iter()
+        .collect();
+    let (held, passed): (Vec<_>, Vec<_>) = std::mem::take(&mut group.results)
+        .into_iter()
+        .partition(|r| leases.get(&r.delivery.0) == Some(&r.lease));
+    out.recorded
+        .extend(passed.iter().map(|r| (r.index, Recorded::Stale)));
+    group.results = held;
+    let Some((is_active, committed)) = state else {
+        // The endpoint is gone, and its deliveries with it: nothing is left to write.
+        group.disable = None;
+        return Ok(true);
+    };
+    let now = EndpointState {
+        is_active,
+        consecutive_failures: batch.ledger.endpoints.consecutive_failures(id, committed),
+    };
+    Ok(now == read && passed.is_empty())
 }
 
-/// A batch of results being recorded: the leases and facts of its deliveries, read at its
-/// start, and the attempt rows and delivery updates it writes. On SQLite each row is written
-/// at once (a statement costs no round trip); on PostgreSQL they are gathered and written in
-/// two statements for the whole batch ([`Recording::write`]).
-struct Recording {
-    leased: HashMap<DeliveryId, Leased>,
-    attempts: Vec<serde_json::Value>,
-    deliveries: Vec<serde_json::Value>,
-}
-
-impl Recording {
-    fn start(c: &Conn<'_>, ids: &[i64]) -> Result<Self, StoreError> {
-        Ok(Self {
-            leased: leased_facts(c, ids)?,
-            attempts: Vec::new(),
-            deliveries: Vec::new(),
+/// Writes the delivery and attempt rows of `results` (each only while its lease holds) and
+/// answers which were written. On SQLite each row is a statement of its own (no round trip);
+/// on PostgreSQL the deliveries are one statement and the attempts another, for the batch.
+fn write_rows(
+    c: &Conn<'_>,
+    results: &[&PlannedResult<PublishPlan>],
+) -> Result<HashSet<i64>, StoreError> {
+    let mut written = HashSet::with_capacity(results.len());
+    if results.is_empty() {
+        return Ok(written);
+    }
+    if !c.is_postgres() {
+        for r in results {
+            let (t, o) = (&r.transition, &r.outcome);
+            let id = r.delivery.0;
+            let n = c.execute(
+                FINISH,
+                &vals![id, t.status.code(), t.next_attempt_at, t.exhausted, r.lease],
+            )?;
+            if n == 0 {
+                continue;
+            }
+            c.execute(
+                ATTEMPT,
+                &vals![
+                    id,
+                    r.attempt,
+                    o.at,
+                    o.response_code,
+                    o.latency_ms,
+                    o.error.map(|e| e.as_str()),
+                    o.error_message,
+                    o.response_body,
+                ],
+            )?;
+            written.insert(id);
+        }
+        return Ok(written);
+    }
+    let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
+    let deliveries = results
+        .iter()
+        .map(|r| {
+            let t = &r.transition;
+            serde_json::json!({
+                "id": r.delivery.0, "lease": r.lease, "status": t.status.code(),
+                "next_attempt_at": t.next_attempt_at, "exhausted": i64::from(t.exhausted),
+            })
         })
-    }
-
-    fn add(
-        &mut self,
-        c: &Conn<'_>,
-        claim: &Claim,
-        outcome: &AttemptOutcome,
-        t: &Transition,
-    ) -> Result<(), StoreError> {
-        let id = claim.delivery_id.0;
-        if c.is_postgres() {
-            self.attempts.push(serde_json::json!({
-                "delivery_id": id, "number": claim.attempt, "at": outcome.at,
-                "response_code": outcome.response_code, "latency_ms": outcome.latency_ms,
-                "error": outcome.error.map(|e| e.as_str()),
-                "error_message": outcome.error_message, "response_body": outcome.response_body,
-            }));
-            self.deliveries.push(serde_json::json!({
-                "id": id, "status": t.status.code(), "next_attempt_at": t.next_attempt_at,
-                "exhausted": i64::from(t.exhausted),
-            }));
-            return Ok(());
-        }
-        c.execute(
-            "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
-                error, error_message, response_body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,
-                response_code = excluded.response_code, latency_ms = excluded.latency_ms,
-                error = excluded.error, error_message = excluded.error_message,
-                response_body = excluded.response_body",
-            &vals![
-                id,
-                claim.attempt,
-                outcome.at,
-                outcome.response_code,
-                outcome.latency_ms,
-                outcome.error.map(|e| e.as_str()),
-                outcome.error_message,
-                outcome.response_body,
-            ],
-        )?;
-        c.execute(
-            "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL,
-                lease = NULL, replay_return = NULL, resume_at = NULL,
-                was_exhausted = CASE WHEN ?4 = 1 THEN 1 ELSE was_exhausted END
-             WHERE id = ?1",
-            &vals![id, t.status.code(), t.next_attempt_at, t.exhausted],
-        )?;
-        Ok(())
-    }
-
-    /// Writes what was gathered (PostgreSQL), each kind in one statement.
-    fn write(self, c: &Conn<'_>) -> Result<(), StoreError> {
-        if self.attempts.is_empty() {
-            return Ok(());
-        }
-        let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
+        .collect();
+    written.extend(c.query(
+        "UPDATE deliveries d SET status = x.status, next_attempt_at = x.next_attempt_at,
+            lease_until = NULL, lease = NULL, replay_return = NULL, resume_at = NULL,
+            was_exhausted = CASE WHEN x.exhausted = 1 THEN 1 ELSE d.was_exhausted END
+         FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb)) AS x(id BIGINT, lease BIGINT,
+            status BIGINT, next_attempt_at BIGINT, exhausted BIGINT)
+         WHERE d.id = x.id AND d.lease = x.lease AND d.status = 0
+         RETURNING d.id",
+        &vals![json(deliveries)],
+        |r| r.get::<i64>(0),
+    )?);
+    let attempts: Vec<_> = results
+        .iter()
+        .filter(|r| written.contains(&r.delivery.0))
+        .map(|r| {
+            let o = &r.outcome;
+            serde_json::json!({
+                "delivery_id": r.delivery.0, "number": r.attempt, "at": o.at,
+                "response_code": o.response_code, "latency_ms": o.latency_ms,
+                "error": o.error.map(|e| e.as_str()),
+                "error_message": o.error_message, "response_body": o.response_body,
+            })
+        })
+        .collect();
+    if !attempts.is_empty() {
         c.execute(
             "INSERT INTO attempts (delivery_id, number, at, response_code, latency_ms,
                 error, error_message, response_body)
@@ -157,157 +203,98 @@ impl Recording {
                 response_code = excluded.response_code, latency_ms = excluded.latency_ms,
                 error = excluded.error, error_message = excluded.error_message,
                 response_body = excluded.response_body",
-            &vals![json(self.attempts)],
+            &vals![json(attempts)],
         )?;
-        c.execute(
-            "UPDATE deliveries d SET status = x.status, next_attempt_at = x.next_attempt_at,
-                lease_until = NULL, lease = NULL, replay_return = NULL, resume_at = NULL,
-                was_exhausted = CASE WHEN x.exhausted = 1 THEN 1 ELSE d.was_exhausted END
-             FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb))
-                AS x(id BIGINT, status BIGINT, next_attempt_at BIGINT, exhausted BIGINT)
-             WHERE d.id = x.id",
-            &vals![json(self.deliveries)],
-        )?;
-        Ok(())
     }
+    Ok(written)
 }
 
-/// Records one attempt inside the caller's write: checks the lease, asks `rule` what follows
-/// and writes it (the attempt row, the delivery, the endpoint's state and announcements); the
-/// endpoint's counters go into the batch's ledger. Returns what it did, and the endpoint when
-/// it was disabled.
-fn record_in(
+/// Writes a plan of results inside the caller's write: an endpoint whose plan no longer
+/// holds is handed back whole; of the rest, each result whose lease still holds is written
+/// with what it changes (the ledger's counts, its announcements), and the endpoints the plan
+/// disables are disabled last.
+fn write_results(
     c: &Conn<'_>,
     batch: &mut Batch,
-    rec: &mut Recording,
-    claim: &Claim,
-    outcome: &AttemptOutcome,
-    jitter: f64,
-    rule: AttemptRule,
-) -> Result<(Recorded, Option<EndpointId>), StoreError> {
-    // Taken: a second result for the same delivery finds it finished.
-    let Some((_, _, facts, fresh)) = rec
-        .leased
-        .remove(&claim.delivery_id)
-        .filter(|(lease, _, _, _)| *lease == claim.lease)
-    else {
-        return Ok((Recorded::Stale, None));
-    };
-    let endpoint = &claim.endpoint.0;
-    // The run of failures as committed, and as this batch's earlier results left it.
-    let state = EndpointState {
-        is_active: fresh.is_active,
-        consecutive_failures: batch
-            .ledger
-            .endpoints
-            .consecutive_failures(endpoint.id, fresh.consecutive_failures),
-    };
-    let t = rule(&AttemptFacts {
-        delivery: &facts,
-        attempt: claim.attempt,
-        endpoint,
-        state,
-        outcome,
-        jitter,
-    });
-    rec.add(c, claim, outcome, &t)?;
-    // A leased delivery is pending (`leased_facts` reads only those).
-    batch.ledger.blocks.delivery_moved(
-        endpoint.id.0,
-        claim.delivery_id.0,
-        DeliveryStatus::Pending,
-        t.status,
-    );
-    let k = t.counters;
-    batch.ledger.endpoints.change(
-        endpoint.id,
-        EndpointChange::of_result(state.consecutive_failures, &t, outcome),
-    );
-    let at = (
-        endpoint.id.0,
-        hour_of(outcome.at),
-        bucket(outcome.latency_ms) as i64,
-    );
-    batch.ledger.hours.add(at, Tally::one(outcome.is_success()));
-    let mut disabled = None;
-    if let Some(reason) = t.disable {
-        // The operation's other results for this endpoint were read before: they see it
-        // disabled now.
-        for (_, of, _, other) in rec.leased.values_mut() {
-            if *of == endpoint.id {
-                other.is_active = false;
-            }
+    plan: ResultsPlan,
+) -> Result<ResultsApplied, StoreError> {
+    let mut out = ResultsApplied::default();
+    let mut writing = Vec::with_capacity(plan.len());
+    for mut group in plan {
+        if holds(c, batch, &mut group, &mut out)? {
+            writing.push(group);
+        } else {
+            out.stale.extend(group.results.iter().map(|r| r.index));
         }
-        deactivate(c, batch, endpoint, t.finished_at, reason)?;
-        tracing::warn!(
-            endpoint_id = %endpoint.id,
-            reason = reason.as_str(),
-            consecutive = k.consecutive_failures,
-            "endpoint disabled"
-        );
-        disabled = Some(endpoint.id);
     }
-    for announcement in t.announce {
-        announce(c, batch, endpoint.tenant_id, announcement)?;
+    let results: Vec<_> = writing.iter().flat_map(|g| &g.results).collect();
+    let written = write_rows(c, &results)?;
+    for group in &writing {
+        let endpoint = group.endpoint;
+        for r in &group.results {
+            if !written.contains(&r.delivery.0) {
+                out.recorded.push((r.index, Recorded::Stale));
+                continue;
+            }
+            let (t, o) = (&r.transition, &r.outcome);
+            // A leased delivery is pending (the write above took only those).
+            let ledger = &mut batch.ledger;
+            ledger.blocks.delivery_moved(
+                endpoint.0,
+                r.delivery.0,
+                DeliveryStatus::Pending,
+                t.status,
+            );
+            ledger.endpoints.change(endpoint, r.change);
+            let hour = (endpoint.0, hour_of(o.at), bucket(o.latency_ms) as i64);
+            ledger.hours.add(hour, Tally::one(o.is_success()));
+            for plan in &r.announce {
+                write_plan(c, batch, plan)?;
+            }
+            out.recorded.push((r.index, Recorded::Applied(t.status)));
+        }
+        if let Some((reason, at)) = group.disable {
+            deactivate(c, batch, endpoint, group.tenant, at, reason)?;
+            out.disabled.push(endpoint);
+        }
     }
-    Ok((Recorded::Applied(t.status), disabled))
+    Ok(out)
 }
 
 impl Store {
-    /// Records the outcomes of claimed attempts in one write: each one whose lease still holds
-    /// is applied as `rule` decides (see [`crate::model::attempt::AttemptRule`]); the others
-    /// are [`Recorded::Stale`]. The retry schedule and disable threshold are the claim's (as
-    /// they were when it was attempted); the endpoint's state is read fresh. Endpoints that got
-    /// disabled have their pending deliveries settled right after, in chunks, in a task of
-    /// their own.
-    pub async fn record_attempts(
+    /// Each endpoint's state as committed (for planning results), those that exist.
+    pub async fn endpoint_states(
         &self,
-        done: Vec<(Claim, AttemptOutcome)>,
-        rule: AttemptRule,
-    ) -> Result<Vec<Recorded>, StoreError> {
-        let jitters: Vec<f64> = done
-            .iter()
-            .map(|_| 0.8 + rand::random::<f64>() * 0.4)
-            .collect();
-        let (recorded, disabled) = self
-            .writer
-            .write_unguarded(move |c, batch| {
-                let mut recorded = Vec::with_capacity(done.len());
-                let mut disabled = Vec::new();
-                let ids: Vec<i64> = done.iter().map(|(claim, _)| claim.delivery_id.0).collect();
-                let mut rec = Recording::start(c, &ids)?;
-                for ((claim, outcome), jitter) in done.iter().zip(jitters) {
-                    let (r, d) = record_in(c, batch, &mut rec, claim, outcome, jitter, rule)?;
-                    recorded.push(r);
-                    disabled.extend(d);
-                }
-                rec.write(c)?;
-                Ok((recorded, disabled))
-            })
-            .await?;
-        // Settled apart from this record, so the batch's slots are not held meanwhile.
-        for endpoint in disabled {
-            let store = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.settle_disabled(endpoint).await {
-                    tracing::warn!(endpoint_id = %endpoint, error = %ErrorChain(&e), "cannot fail a disabled endpoint's pending deliveries yet; housekeeping will");
-                }
-            });
-        }
-        Ok(recorded)
+        ids: Vec<EndpointId>,
+    ) -> Result<HashMap<EndpointId, EndpointState>, StoreError> {
+        self.read(move |c| {
+            let list: Vec<i64> = ids.iter().map(|id| id.0).collect();
+            let rows = c.query(
+                &format!(
+                    "SELECT id, is_active, consecutive_failures FROM endpoints WHERE {}",
+                    c.in_ids("id", 1)
+                ),
+                &vals![Conn::id_list(&list)],
+                |r| {
+                    let state = EndpointState {
+                        is_active: r.get::<i64>(1)? != 0,
+                        consecutive_failures: count(r.get(2)?),
+                    };
+                    Ok((EndpointId(r.get(0)?), state))
+                },
+            )?;
+            Ok(rows.into_iter().collect())
+        })
+        .await
     }
 
-    /// Records one claimed attempt's outcome; see [`Store::record_attempts`].
-    pub async fn record_attempt(
-        &self,
-        claim: Claim,
-        outcome: AttemptOutcome,
-        rule: AttemptRule,
-    ) -> Result<Recorded, StoreError> {
-        let recorded = self.record_attempts(vec![(claim, outcome)], rule).await?;
-        Ok(recorded.into_iter().next().unwrap_or(Recorded::Stale))
+    /// Writes results planned outside ([`crate::service::record`]) in one write, as far as
+    /// what they were planned from still holds (see [`ResultsApplied`]).
+    pub async fn apply_results(&self, plan: ResultsPlan) -> Result<ResultsApplied, StoreError> {
+        self.writer
+            .write_unguarded(move |c, batch| write_results(c, batch, plan))
+            .await
     }
-
     /// One delivery of a tenant with its attempts.
     pub async fn get_delivery(
         &self,

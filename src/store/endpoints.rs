@@ -238,7 +238,7 @@ impl Store {
                         activate(c, batch, &before, now)?;
                     } else {
                         let reason = DisableReason::Manual;
-                        deactivate(c, batch, &before, now, reason)?;
+                        deactivate(c, batch, before.id, before.tenant_id, now, reason)?;
                         let disabled = operational::disabled(id, reason, None, now);
                         announce(c, batch, tenant_id, disabled)?;
                     }
@@ -390,13 +390,14 @@ fn activate(
 pub(super) fn deactivate(
     c: &Conn<'_>,
     batch: &mut Batch,
-    endpoint: &Endpoint,
+    endpoint: EndpointId,
+    tenant: TenantId,
     now: UnixMs,
     reason: DisableReason,
 ) -> Result<(), StoreError> {
-    batch.subscribers.forget(c, endpoint.tenant_id)?;
+    batch.subscribers.forget(c, tenant)?;
     c.execute("UPDATE endpoints SET is_active = 0, disabled_at = ?2, disabled_reason = ?3, updated_at = ?2
-         WHERE id = ?1", &vals![endpoint.id.0, now, reason.as_str()])?;
+         WHERE id = ?1", &vals![endpoint.0, now, reason.as_str()])?;
     Ok(())
 }
 

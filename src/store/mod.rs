@@ -44,7 +44,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 pub use claims::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad};
-pub use deliveries::Recorded;
+pub use deliveries::{Recorded, ResultsApplied, ResultsPlan};
 pub use endpoints::{EndpointPatch, NewEndpoint};
 pub use error::StoreError;
 pub use events::{EventDetail, StoredEvent};

@@ -17,7 +17,7 @@ use crate::fanout::{Audience, Fanout};
 use crate::model::operational::Announcement;
 use crate::model::plan::{Plan, utc_day};
 use crate::model::publish::{Applied, Metering, NewEvent, PlannedEvent, PublishPlan, Published};
-use crate::model::{DeliveryStatus, EndpointId, EventId, EventName, TenantId, UnixMs, now_ms};
+use crate::model::{DeliveryStatus, EndpointId, EventId, TenantId, UnixMs, now_ms};
 
 /// Applies `plan` inside the caller's write: for each event, the event row and one delivery
 /// per planned target. A key first used since `plan.repeats_since` answers with that first
@@ -308,12 +308,7 @@ pub(super) fn announce(
     tenant_id: TenantId,
     announcement: Announcement,
 ) -> Result<(), StoreError> {
-    let event = NewEvent {
-        name: EventName::parse(announcement.name).map_err(StoreError::invalid_name)?,
-        data: announcement.data.to_string(),
-        idempotency_key: None,
-        channels: Vec::new(),
-    };
+    let event = announcement.event().map_err(StoreError::invalid_name)?;
     let fanout = Fanout::SubscribersExcept(announcement.about);
     write_own(c, batch, tenant_id, vec![event], fanout)?;
     Ok(())

@@ -6,6 +6,7 @@ use hookd::model::publish::NewEvent;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
 };
+use hookd::service::record::record;
 use hookd::store::{ClaimRequest, EndpointLoad, NewEndpoint, Recorded, Store};
 
 use crate::support::open_store;
@@ -52,10 +53,13 @@ async fn finish(store: &Store, claims: Vec<hookd::store::Claim>) {
         .into_iter()
         .map(|c| (c, ok_outcome(hookd::model::now_ms())))
         .collect();
-    store
-        .record_attempts(done, after_attempt)
-        .await
-        .expect("record");
+    record(store, done, after_attempt).await.expect("record");
+}
+
+/// Records one claimed attempt as delivered at `now`; answers what that did.
+async fn record_ok(store: &Store, claim: hookd::store::Claim, now: i64) -> Recorded {
+    let done = vec![(claim, ok_outcome(now))];
+    record(store, done, after_attempt).await.expect("record")[0]
 }
 
 fn claim_at(now: i64, limit: usize) -> ClaimRequest {
@@ -113,24 +117,15 @@ async fn fenced_attempts_ignore_stale_workers() {
     assert_eq!(second[0].delivery_id, first[0].delivery_id);
 
     // The stale worker's result is refused; the current holder's is recorded.
-    let stale = store
-        .record_attempt(first[0].clone(), ok_outcome(now), after_attempt)
-        .await
-        .expect("record");
+    let stale = record_ok(&store, first[0].clone(), now).await;
     assert_eq!(stale, Recorded::Stale);
-    let current = store
-        .record_attempt(second[0].clone(), ok_outcome(now), after_attempt)
-        .await
-        .expect("record");
+    let current = record_ok(&store, second[0].clone(), now).await;
     assert!(matches!(
         current,
         Recorded::Applied(hookd::model::DeliveryStatus::Succeeded)
     ));
     // Finished: even the right attempt number cannot record twice.
-    let again = store
-        .record_attempt(second[0].clone(), ok_outcome(now), after_attempt)
-        .await
-        .expect("record");
+    let again = record_ok(&store, second[0].clone(), now).await;
     assert_eq!(again, Recorded::Stale);
     let detail = store
         .get_delivery(tenant.id, first[0].delivery_id)

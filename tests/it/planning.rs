@@ -384,3 +384,104 @@ async fn a_digest_planned_before_its_endpoint_was_paused_is_handed_back_and_plan
     drop(store);
     handle.close();
 }
+
+#[tokio::test]
+async fn results_planned_before_their_endpoint_changed_are_handed_back_and_planned_again() {
+    use hookd::delivery::after_attempt;
+    use hookd::model::results::{Finished, plan_endpoint};
+    use hookd::model::{AttemptOutcome, DeliveryStatus, DisableReason, ErrorClass};
+    use hookd::store::{ClaimRequest, Recorded};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, _handle, tenant, ep) = one_endpoint(dir.path()).await;
+    // No retries, disabled at the first failure for good.
+    store
+        .update_endpoint(
+            tenant,
+            ep.id,
+            Box::new(|s| {
+                s.retry_schedule = Vec::new();
+                s.disable_after = 1;
+                Ok(())
+            }),
+        )
+        .await
+        .expect("update");
+    hookd::service::publish::publish(&store, tenant, vec![event()])
+        .await
+        .expect("publish");
+    let now = now_ms();
+    let mut claims = store
+        .claim(ClaimRequest {
+            now,
+            limit: 10,
+            per_endpoint: 10,
+            unlisted_slots: 10,
+            busy: Vec::new(),
+            lease_margin_ms: 30_000,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    let claim = claims.remove(0);
+    let failed = AttemptOutcome {
+        at: now,
+        response_code: Some(500),
+        latency_ms: 1,
+        error: Some(ErrorClass::HttpStatus),
+        error_message: None,
+        response_body: None,
+        retry_after_ms: None,
+    };
+
+    // Planned from the endpoint as read (active, no failures): failed for good, it disables
+    // the endpoint and announces it.
+    let states = store.endpoint_states(vec![ep.id]).await.expect("states");
+    let finished = Finished {
+        delivery: &claim.facts,
+        lease: claim.lease,
+        attempt: claim.attempt,
+        endpoint: &claim.endpoint.0,
+        outcome: &failed,
+        jitter: 1.0,
+    };
+    let group = plan_endpoint(
+        (ep.id, tenant),
+        states[&ep.id],
+        &[(0, finished)],
+        after_attempt,
+    );
+    assert_eq!(
+        group.disable.map(|d| d.0),
+        Some(DisableReason::ConsecutiveFailures)
+    );
+
+    // Paused meanwhile: the plan is handed back and nothing is written.
+    pause(&store, tenant, ep.id).await;
+    let applied = store.apply_results(vec![group]).await.expect("apply");
+    assert_eq!(applied.stale, [0]);
+    assert!(applied.recorded.is_empty() && applied.disabled.is_empty());
+    let detail = store
+        .get_delivery(tenant, claim.delivery_id)
+        .await
+        .expect("delivery");
+    assert_eq!(detail.summary.status, DeliveryStatus::Pending);
+    assert!(detail.attempts.is_empty(), "no attempt row was written");
+
+    // Planned again by the service from the paused endpoint: failed, and it stays paused
+    // rather than disabled for failures.
+    let recorded = hookd::service::record::record(&store, vec![(claim, failed)], after_attempt)
+        .await
+        .expect("record");
+    assert_eq!(recorded, [Recorded::Applied(DeliveryStatus::Failed)]);
+    let read = store.get_endpoint(tenant, ep.id).await.expect("endpoint");
+    assert!(!read.settings.is_active);
+    assert_ne!(
+        read.disabled_reason,
+        Some(DisableReason::ConsecutiveFailures)
+    );
+    assert_eq!(
+        (read.counters.failed, read.counters.consecutive_failures),
+        (1, 1)
+    );
+}

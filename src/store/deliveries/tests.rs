@@ -8,6 +8,7 @@ use crate::delivery::after_attempt;
 use crate::model::publish::NewEvent;
 use crate::model::{EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme};
 use crate::model::{UnixMs, now_ms};
+use crate::service::record::record;
 use crate::store::{ClaimRequest, NewEndpoint};
 
 fn settings() -> EndpointSettings {
@@ -264,20 +265,22 @@ async fn a_lease_from_a_rolled_back_batch_is_never_handed_out_again() {
         response_body: None,
         retry_after_ms: None,
     };
-    let stale = store
-        .record_attempt(rolled_back[0].clone(), ok.clone(), after_attempt)
-        .await
-        .expect("record");
+    let stale = record(
+        &store,
+        vec![(rolled_back[0].clone(), ok.clone())],
+        after_attempt,
+    )
+    .await
+    .expect("record");
     assert_eq!(
         stale,
-        Recorded::Stale,
+        [Recorded::Stale],
         "the rolled-back lease is fenced out"
     );
-    let applied = store
-        .record_attempt(current[0].clone(), ok, after_attempt)
+    let applied = record(&store, vec![(current[0].clone(), ok)], after_attempt)
         .await
         .expect("record");
-    assert_eq!(applied, Recorded::Applied(DeliveryStatus::Succeeded));
+    assert_eq!(applied, [Recorded::Applied(DeliveryStatus::Succeeded)]);
     drop(store);
     handle.close();
 }
@@ -329,10 +332,7 @@ async fn results_recorded_together_count_in_order() {
         retry_after_ms: None,
     };
     let done = claims.into_iter().map(|c| (c, failed.clone())).collect();
-    let recorded = store
-        .record_attempts(done, after_attempt)
-        .await
-        .expect("record");
+    let recorded = record(&store, done, after_attempt).await.expect("record");
     assert!(
         recorded
             .iter()
