@@ -10,7 +10,7 @@
 //! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
-//! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres
+//! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres [--processes 2]
 //! ```
 //! `HOOKD_BENCH_BIN=path` runs that build of hookd instead of this tree's, to compare two
 //! builds in one sitting with the same load.
@@ -39,6 +39,8 @@ struct Options {
     /// `--db postgres://…`: the PostgreSQL server the `processes` scenario creates its
     /// databases on (one per process count).
     db: Option<String>,
+    /// `--processes N`: the `processes` scenario runs this count alone (1, 2 and 3 otherwise).
+    processes: Option<usize>,
 }
 
 /// A running hookd (the real binary, in its own process) with a tenant admin key.
@@ -307,7 +309,8 @@ async fn processes(o: &Options) {
         .expect("connect to the --db server");
     tokio::spawn(connection);
     let events = scaled(100_000, o);
-    for count in 1..=3 {
+    let counts = o.processes.map_or(1..=3, |n| n..=n);
+    for count in counts {
         let name = format!("hookd_bench_{}_{count}", std::process::id());
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -1123,6 +1126,7 @@ async fn main() {
         scale: 1.0,
         target: None,
         db: None,
+        processes: None,
     };
     let mut chosen = Vec::new();
     let mut it = args.into_iter();
@@ -1137,6 +1141,10 @@ async fn main() {
             }
             "--target" => options.target = Some(it.next().expect("--target takes a URL")),
             "--db" => options.db = Some(it.next().expect("--db takes a postgres:// URL")),
+            "--processes" => {
+                options.processes = it.next().and_then(|v| v.parse().ok());
+                assert!(options.processes.is_some(), "--processes takes a count");
+            }
             name => chosen.push(name.to_owned()),
         }
     }
