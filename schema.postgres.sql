@@ -357,3 +357,11 @@ CREATE TABLE endpoint_hours (
     failed      BIGINT NOT NULL,
     PRIMARY KEY (endpoint_id, hour, bucket)
 );
+
+-- migration: 13
+-- A claim no longer moves a delivery's due time (it is due again when its lease ends), so it
+-- changes no indexed column: with room left on each page for a row's new version, PostgreSQL
+-- updates it in place (HOT) and writes no index entry. Attempts in flight are then not found
+-- through the due index: each process reports its own with its heartbeat, per endpoint.
+ALTER TABLE deliveries SET (fillfactor = 50);
+ALTER TABLE hookd_processes ADD COLUMN in_flight TEXT NOT NULL DEFAULT '{}';

@@ -37,6 +37,8 @@ const REMEMBER_IDLE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 struct Load {
     in_flight: usize,
+    /// Attempts finished whose results are not recorded yet.
+    recording: usize,
     slots: Slots,
     /// When an attempt last started or finished.
     last_active: Instant,
@@ -163,6 +165,7 @@ impl Dispatcher {
                 self.store.clone(),
                 self.wake.clone(),
                 self.held.clone(),
+                self.busy.clone(),
                 finished,
             ));
         }
@@ -326,6 +329,7 @@ impl Dispatcher {
         busy.retain(|_, load| {
             load.prune(now);
             load.in_flight > 0
+                || load.recording > 0
                 || !load.starts.is_empty()
                 || load.slots.failing()
                 || now.duration_since(load.last_active) < REMEMBER_IDLE
@@ -341,6 +345,7 @@ impl Dispatcher {
                 let cap = load.slots.cap(failing_in_flight, pool);
                 let load = EndpointLoad {
                     in_flight: load.in_flight,
+                    recording: load.recording,
                     started_last_second: load.starts.len(),
                     started_last_tenth: load.recent(now).count(),
                     slots: Some(cap.min(max)),
@@ -361,6 +366,7 @@ impl Dispatcher {
         if let Ok(mut busy) = self.busy.lock() {
             let load = busy.entry(endpoint).or_insert_with(|| Load {
                 in_flight: 0,
+                recording: 0,
                 slots: Slots::new(max),
                 last_active: Instant::now(),
                 rate_limit,
@@ -381,8 +387,20 @@ impl Dispatcher {
             && let Some(load) = busy.get_mut(&endpoint)
         {
             load.in_flight = load.in_flight.saturating_sub(1);
+            load.recording += 1;
             load.last_active = Instant::now();
             load.slots.after(answered, max);
+        }
+    }
+}
+
+/// Attempts of these endpoints had their results recorded (or their record failed).
+fn recorded(busy: &Mutex<HashMap<EndpointId, Load>>, endpoints: &[EndpointId]) {
+    if let Ok(mut busy) = busy.lock() {
+        for endpoint in endpoints {
+            if let Some(load) = busy.get_mut(endpoint) {
+                load.recording = load.recording.saturating_sub(1);
+            }
         }
     }
 }
@@ -394,6 +412,7 @@ async fn record_loop(
     store: Store,
     wake: Arc<Notify>,
     held: Arc<Mutex<Held>>,
+    busy: Arc<Mutex<HashMap<EndpointId, Load>>>,
     mut finished: mpsc::UnboundedReceiver<Done>,
 ) {
     let in_flight = Arc::new(Semaphore::new(RECORDS_IN_FLIGHT));
@@ -411,6 +430,7 @@ async fn record_loop(
         let store = store.clone();
         let wake = wake.clone();
         let held = held.clone();
+        let busy = busy.clone();
         tokio::spawn(async move {
             let mut slots = Vec::with_capacity(batch.len());
             let results: Vec<_> = batch
@@ -422,7 +442,9 @@ async fn record_loop(
                 .collect();
             let n = results.len();
             let ids: Vec<_> = results.iter().map(|(c, _)| c.delivery_id).collect();
+            let endpoints: Vec<_> = results.iter().map(|(c, _)| c.endpoint.0.id).collect();
             let recorded = record(&store, results, after_attempt).await;
+            self::recorded(&busy, &endpoints);
             if let Ok(mut held) = held.lock() {
                 match &recorded {
                     // While writes fail for want of storage, a stale answer may mean that the

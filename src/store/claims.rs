@@ -35,6 +35,10 @@ pub struct ClaimRequest {
 pub struct EndpointLoad {
     /// Attempts in flight.
     pub in_flight: usize,
+    /// Attempts finished whose results are not recorded yet: they still hold their leases, so
+    /// on PostgreSQL (where another process's claim counts this one's leases) they count as
+    /// in flight; SQLite's one process counts attempts in flight alone, as before.
+    pub recording: usize,
     /// Attempts started within the last second.
     pub started_last_second: usize,
     /// Attempts started within the last tenth of a second.
@@ -290,48 +294,73 @@ fn claims(
     Ok(claims)
 }
 
-/// The claim's load with what every process has in flight: attempts whose lease still runs,
-/// and those of them started in the last second and tenth (a lease starts its endpoint's
-/// timeout plus the margin before it ends); and, for rate-limited endpoints, the attempts
-/// every process started in the last second and tenth (`hookd_starts`). This process's own counts stay where they are
-/// higher (its finished attempts hold no lease; a result may be recorded before the
-/// dispatcher forgets the attempt).
-fn with_others_in_flight(c: &Conn<'_>, mut req: ClaimRequest) -> Result<ClaimRequest, StoreError> {
-    let leased: Vec<(i64, usize, usize, usize)> = c.query(
-        "SELECT d.endpoint_id, count(*),
-                count(*) FILTER (WHERE d.lease_until - e.timeout_ms - ?2 > ?1 - 1000),
-                count(*) FILTER (WHERE d.lease_until - e.timeout_ms - ?2 > ?1 - 100)
-         FROM endpoints e
-         JOIN deliveries d ON d.endpoint_id = e.id
-             AND d.status = 0 AND d.next_attempt_at > ?1 AND d.lease_until > ?1
-         WHERE e.is_active = 1
-         GROUP BY d.endpoint_id",
-        &vals![req.now, req.lease_margin_ms],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+/// The claim's load with what the other live processes have in flight, as each reported it
+/// with its latest claim (and heartbeat), added to this process's own; and, for rate-limited endpoints, the attempts every process started in the
+/// last second and tenth (`hookd_starts`, exact), where higher than this process's own count.
+/// (Attempts in flight are not counted from the deliveries' leases: finding those would take
+/// an index on a column every claim changes, and the claim's update could not be HOT.)
+fn with_others_in_flight(
+    c: &Conn<'_>,
+    mut req: ClaimRequest,
+    me: i64,
+) -> Result<ClaimRequest, StoreError> {
+    let alive_since = req.now - super::processes::DEAD_AFTER.as_millis() as i64;
+    let others: Vec<(i64, usize)> = c.query(
+        "SELECT CAST(f.key AS BIGINT), CAST(sum(CAST(f.value AS BIGINT)) AS BIGINT)
+         FROM hookd_processes p, jsonb_each_text(CAST(p.in_flight AS jsonb)) f
+         WHERE p.id <> ?1 AND p.beat_at >= ?2
+         GROUP BY f.key",
+        &vals![me, alive_since],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    for (endpoint, in_flight) in others {
+        load_of(&mut req, EndpointId(endpoint)).in_flight += in_flight;
+    }
     // Attempts started lately by any process, for endpoints with a rate limit.
-    let started: Vec<(i64, usize, usize, usize)> = c.query(
-        "SELECT endpoint_id, 0, CAST(sum(n) AS BIGINT),
+    let started: Vec<(i64, usize, usize)> = c.query(
+        "SELECT endpoint_id, CAST(sum(n) AS BIGINT),
                 CAST(coalesce(sum(n) FILTER (WHERE tenth = CAST(?1 AS BIGINT) / 100), 0) AS BIGINT)
          FROM hookd_starts WHERE tenth > CAST(?1 AS BIGINT) / 100 - 10
          GROUP BY endpoint_id",
         &vals![req.now],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    for (endpoint, in_flight, last_second, last_tenth) in leased.into_iter().chain(started) {
-        let endpoint = EndpointId(endpoint);
-        let load = match req.busy.iter_mut().find(|(id, _)| *id == endpoint) {
-            Some((_, load)) => load,
-            None => {
-                req.busy.push((endpoint, EndpointLoad::default()));
-                &mut req.busy.last_mut().expect("just pushed").1
-            }
-        };
-        load.in_flight = load.in_flight.max(in_flight);
+    for (endpoint, last_second, last_tenth) in started {
+        let load = load_of(&mut req, EndpointId(endpoint));
         load.started_last_second = load.started_last_second.max(last_second);
         load.started_last_tenth = load.started_last_tenth.max(last_tenth);
     }
     Ok(req)
+}
+
+/// The request's load of `endpoint`, added (empty) when it has none.
+fn load_of(req: &mut ClaimRequest, endpoint: EndpointId) -> &mut EndpointLoad {
+    let at = match req.busy.iter().position(|(id, _)| *id == endpoint) {
+        Some(at) => at,
+        None => {
+            req.busy.push((endpoint, EndpointLoad::default()));
+            req.busy.len() - 1
+        }
+    };
+    &mut req.busy[at].1
+}
+
+/// This process's attempts in flight per endpoint after a claim, as it reports them to the
+/// others' claims: what the request counted, and what it claimed.
+pub(super) fn in_flight_report(busy: &[(EndpointId, EndpointLoad)], claims: &[Claim]) -> String {
+    let mut counts: std::collections::BTreeMap<i64, usize> = busy
+        .iter()
+        .filter(|(_, load)| load.in_flight > 0)
+        .map(|(id, load)| (id.0, load.in_flight))
+        .collect();
+    for claim in claims {
+        *counts.entry(claim.endpoint.0.id.0).or_default() += 1;
+    }
+    let report: serde_json::Map<String, serde_json::Value> = counts
+        .into_iter()
+        .map(|(id, n)| (id.to_string(), n.into()))
+        .collect();
+    serde_json::Value::Object(report).to_string()
 }
 
 /// Counts the claimed attempts of rate-limited endpoints in `hookd_starts` (in the claim's
@@ -379,7 +408,8 @@ fn hold_rate_limited(c: &Conn<'_>, now: UnixMs) -> Result<Vec<i64>, StoreError> 
         "SELECT e.id FROM endpoints e
          WHERE e.is_active = 1 AND e.rate_limit IS NOT NULL AND EXISTS (
              SELECT 1 FROM deliveries d
-             WHERE d.endpoint_id = e.id AND d.status = 0 AND d.next_attempt_at <= ?1)
+             WHERE d.endpoint_id = e.id AND d.status = 0 AND d.next_attempt_at <= ?1
+               AND (d.lease_until IS NULL OR d.lease_until <= ?1))
          ORDER BY e.id FOR NO KEY UPDATE OF e SKIP LOCKED",
         &vals![now],
         |r| r.get(0),
@@ -391,6 +421,9 @@ fn hold_rate_limited(c: &Conn<'_>, now: UnixMs) -> Result<Vec<i64>, StoreError> 
 /// LOCKED`) — a FIFO endpoint's oldest row too, and then nothing of that endpoint is claimed
 /// this time (taking the next one would break the order); the outer conditions are checked
 /// again on the row as it is when locked. Rate-limited endpoints not in `held` get nothing.
+/// A leased row keeps its due time (it is due again when its lease ends, `lease_until`), so
+/// the claim changes no indexed column and PostgreSQL updates it in place (HOT, on the room
+/// the table's `fillfactor` leaves), writing no index entry.
 fn claim_rows_postgres(
     c: &Conn<'_>,
     req: &ClaimRequest,
@@ -398,12 +431,13 @@ fn claim_rows_postgres(
     lease: i64,
 ) -> Result<Vec<Leased>, StoreError> {
     c.query(
-        &format!("UPDATE deliveries
+        &format!(
+            "UPDATE deliveries
          SET attempts = attempts + 1,
              lease = ?6,
-             lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id),
-             next_attempt_at = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
-         WHERE status = 0 AND next_attempt_at <= ?1 AND id IN (
+             lease_until = ?1 + ?5 + (SELECT timeout_ms FROM endpoints e WHERE e.id = endpoint_id)
+         WHERE status = 0 AND next_attempt_at <= ?1
+             AND (lease_until IS NULL OR lease_until <= ?1) AND id IN (
              WITH load(endpoint, in_flight, last_second, last_tenth, slots) AS (
                  SELECT CAST(key AS BIGINT), CAST(value ->> 0 AS BIGINT),
                         CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT),
@@ -434,6 +468,7 @@ fn claim_rows_postgres(
                  CROSS JOIN LATERAL (
                      SELECT x.id, x.next_attempt_at FROM deliveries x
                      WHERE x.endpoint_id = r.endpoint AND x.status = 0 AND x.next_attempt_at <= ?1
+                       AND (x.lease_until IS NULL OR x.lease_until <= ?1)
                      ORDER BY x.next_attempt_at, x.id
                      LIMIT (SELECT n FROM cap)
                      FOR UPDATE SKIP LOCKED) d
@@ -445,13 +480,14 @@ fn claim_rows_postgres(
                      SELECT x.id, x.next_attempt_at FROM deliveries x
                      WHERE x.id = (SELECT min(y.id) FROM deliveries y
                                    WHERE y.endpoint_id = r.endpoint AND y.status = 0)
-                       AND x.status = 0
+                       AND x.status = 0 AND (x.lease_until IS NULL OR x.lease_until <= ?1)
                      FOR UPDATE SKIP LOCKED) d
                  WHERE r.room > 0 AND r.ordering = 'fifo' AND d.next_attempt_at <= ?1) candidates
              WHERE rn <= room
              ORDER BY due, id
              LIMIT ?4)
-         {LEASED}"),
+         {LEASED}"
+        ),
         &vals![
             req.now,
             busy_json(req),
@@ -484,16 +520,33 @@ impl Store {
         }
         if self.is_postgres() {
             let lease = self.leases.next();
-            return self
+            let me = lease >> super::processes::LEASE_BITS;
+            let mut req = req;
+            for (_, load) in &mut req.busy {
+                load.in_flight += std::mem::take(&mut load.recording);
+            }
+            let own = req.busy.clone();
+            let claims = self
                 .in_transaction(move |c| {
                     let held = hold_rate_limited(c, req.now)?;
-                    let req = with_others_in_flight(c, req)?;
+                    let req = with_others_in_flight(c, req, me)?;
                     let rows = claim_rows_postgres(c, &req, &held, lease)?;
                     let claims = claims(c, rows, lease, req.now)?;
                     count_starts(c, &claims, &held, req.now)?;
-                    Ok(claims)
+                    // What this process has in flight now, for the other processes' claims:
+                    // its own row, which no other process writes.
+                    let report = in_flight_report(&own, &claims);
+                    c.execute(
+                        "UPDATE hookd_processes SET in_flight = ?2 WHERE id = ?1",
+                        &vals![me, report],
+                    )?;
+                    Ok((claims, report))
                 })
-                .await;
+                .await?;
+            if let Ok(mut kept) = self.in_flight.lock() {
+                *kept = claims.1;
+            }
+            return Ok(claims.0);
         }
         let lease = self.leases.next();
         self.writer

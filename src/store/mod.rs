@@ -100,6 +100,9 @@ pub struct Store {
     health: WriteHealth,
     /// Whether this process runs the duties one process runs at a time (always, on SQLite).
     leads: Arc<AtomicBool>,
+    /// This process's attempts in flight per endpoint after its latest claim, as JSON: each
+    /// claim reports it to the other processes' claims, and the heartbeat again (PostgreSQL).
+    in_flight: Arc<std::sync::Mutex<String>>,
 }
 
 /// Fencing tokens for leases, drawn outside any transaction so a rolled-back claim never
@@ -288,6 +291,7 @@ impl Store {
             process,
             store.wake.clone(),
             store.leads.clone(),
+            store.in_flight.clone(),
         ))));
         Ok((store, handle))
     }
@@ -350,6 +354,7 @@ impl Store {
             health,
             leases: Arc::new(LeaseTokens::starting_now()),
             leads: Arc::new(AtomicBool::new(true)),
+            in_flight: Arc::new(std::sync::Mutex::new("{}".to_owned())),
         };
         Ok((
             store,

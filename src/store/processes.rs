@@ -56,10 +56,17 @@ pub(super) async fn register(url: &str) -> Result<i64, StoreError> {
     Ok(id)
 }
 
-/// Beats for process `id` every [`BEAT_EVERY`] and releases dead processes' leases, waking
-/// `wake` (and the other processes) when it released any; sets `leads` after each beat (and
-/// clears it while beats fail). Runs until aborted, reconnecting.
-pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>, leads: Arc<AtomicBool>) {
+/// Beats for process `id` every [`BEAT_EVERY`], reporting its attempts in flight (`in_flight`,
+/// for the other processes' claims), and releases dead processes' leases, waking `wake` (and
+/// the other processes) when it released any; sets `leads` after each beat (and clears it
+/// while beats fail). Runs until aborted, reconnecting.
+pub(super) async fn beat(
+    url: String,
+    id: i64,
+    wake: Arc<Notify>,
+    leads: Arc<AtomicBool>,
+    in_flight: Arc<std::sync::Mutex<String>>,
+) {
     let mut pause = Duration::from_millis(100);
     loop {
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
@@ -67,7 +74,11 @@ pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>, leads: Arc<Ato
                 let connection = tokio::spawn(connection);
                 loop {
                     // The pause grows while beats fail, connected or not.
-                    match beat_once(&mut client, id, now_ms()).await {
+                    let report = in_flight
+                        .lock()
+                        .map(|r| r.clone())
+                        .unwrap_or_else(|_| "{}".to_owned());
+                    match beat_once(&mut client, id, now_ms(), &report).await {
                         Ok((released, leader)) => {
                             leads.store(leader, Ordering::Relaxed);
                             pause = Duration::from_millis(100);
@@ -95,19 +106,22 @@ pub(super) async fn beat(url: String, id: i64, wake: Arc<Notify>, leads: Arc<Ato
 }
 
 /// One beat at `now`: records this process as alive (again, if another took it for dead and
-/// removed it), then, in one transaction, removes the processes that stopped beating and
+/// removed it) with its attempts in flight, then, in one transaction, removes the processes that stopped beating and
 /// releases every lease they held. Returns how many deliveries it released, and whether this
 /// process leads (it is the live one with the lowest id).
 async fn beat_once(
     client: &mut tokio_postgres::Client,
     id: i64,
     now: UnixMs,
+    in_flight: &str,
 ) -> Result<(u64, bool), tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO hookd_processes (id, started_at, beat_at) VALUES ($1, $2, $2)
-             ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at",
-            &[&id, &now],
+            "INSERT INTO hookd_processes (id, started_at, beat_at, in_flight)
+             VALUES ($1, $2, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at,
+                in_flight = excluded.in_flight",
+            &[&id, &now, &in_flight],
         )
         .await?;
     let tx = client.transaction().await?;

@@ -183,6 +183,7 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
             endpoints[0],
             EndpointLoad {
                 in_flight: 2,
+                recording: 0,
                 started_last_second: 2,
                 started_last_tenth: 2,
                 slots: None,
@@ -259,6 +260,7 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
             endpoint.id,
             EndpointLoad {
                 in_flight: 0,
+                recording: 0,
                 started_last_second: 2,
                 started_last_tenth: 2,
                 slots: None,
@@ -276,6 +278,7 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
             endpoint.id,
             EndpointLoad {
                 in_flight: 0,
+                recording: 0,
                 started_last_second: 5,
                 started_last_tenth: 1,
                 slots: None,

@@ -1268,3 +1268,75 @@ async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
     assert_eq!(left_sqlite, left_postgres);
     twins.close();
 }
+
+#[tokio::test]
+async fn a_claim_counts_what_another_process_has_in_flight_and_updates_rows_in_place() {
+    use hookd::store::{ClaimRequest, Store};
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("in_flight").await;
+    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
+    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let client = connect(&url).await;
+    let tenant = a.create_tenant("t".into()).await.expect("tenant");
+    let endpoint = a
+        .create_endpoint(tenant.id, catch_all_endpoint())
+        .await
+        .expect("endpoint");
+    let events = (0..4).map(|_| event_a_b()).collect();
+    hookd::service::publish::publish(&a, tenant.id, events)
+        .await
+        .expect("publish");
+    let two_at_most = || ClaimRequest {
+        now: hookd::model::now_ms(),
+        limit: 10,
+        per_endpoint: 2,
+        unlisted_slots: 2,
+        busy: Vec::new(),
+        lease_margin_ms: 30_000,
+    };
+    let held = a.claim(two_at_most()).await.expect("a claims");
+    assert_eq!(held.len(), 2, "a takes the endpoint's two slots");
+
+    // A's claim reported its two attempts in flight; b's claim then finds no room.
+    let reported = format!("{{\"{}\":2}}", endpoint.id.0);
+    let beat = async {
+        loop {
+            let rows = client
+                .query("SELECT in_flight FROM hookd_processes", &[])
+                .await
+                .expect("processes");
+            if rows.iter().any(|r| r.get::<_, String>(0) == reported) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), beat)
+        .await
+        .expect("a reported what it has in flight");
+    let none = b.claim(two_at_most()).await.expect("b claims");
+    assert!(none.is_empty(), "b counts a's attempts: {none:?}");
+
+    // The claim moved no indexed column, so its updates were made in place.
+    let in_place = async {
+        loop {
+            let hot: i64 = client
+                .query_one(
+                    "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+                    &[],
+                )
+                .await
+                .expect("statistics")
+                .get(0);
+            if hot >= 2 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), in_place)
+        .await
+        .expect("the claim's two updates were HOT");
+    drop(held);
+    close_both((a, a_handle), (b, b_handle)).await;
+}
