@@ -58,10 +58,8 @@ pub async fn record(
             .collect();
         let disabling: HashMap<_, _> = plan
             .iter()
-            .flat_map(|g| &g.results)
-            .filter_map(|r| {
-                let t = &r.transition;
-                let endpoint = done[r.index].0.endpoint.0.id;
+            .flat_map(|g| g.results.iter().map(move |r| (g.endpoint, &r.transition)))
+            .filter_map(|(endpoint, t)| {
                 t.disable
                     .map(|reason| (endpoint, (reason, t.counters.consecutive_failures)))
             })

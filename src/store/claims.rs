@@ -36,8 +36,8 @@ pub struct EndpointLoad {
     /// Attempts in flight.
     pub in_flight: usize,
     /// Attempts finished whose results are not recorded yet: they still hold their leases, so
-    /// on PostgreSQL (where another process's claim counts this one's leases) they count as
-    /// in flight; SQLite's one process counts attempts in flight alone, as before.
+    /// on PostgreSQL they count as in flight (in this process's claims and in what it reports
+    /// to the others'); SQLite's one process counts attempts in flight alone, as before.
     pub recording: usize,
     /// Attempts started within the last second.
     pub started_last_second: usize,
@@ -295,8 +295,9 @@ fn claims(
 }
 
 /// The claim's load with what the other live processes have in flight, as each reported it
-/// with its latest claim (and heartbeat), added to this process's own; and, for rate-limited endpoints, the attempts every process started in the
-/// last second and tenth (`hookd_starts`, exact), where higher than this process's own count.
+/// with its latest claim (and heartbeat), added to this process's own; and, for rate-limited
+/// endpoints, the attempts every process started in the last second and tenth
+/// (`hookd_starts`, exact), where higher than this process's own count.
 /// (Attempts in flight are not counted from the deliveries' leases: finding those would take
 /// an index on a column every claim changes, and the claim's update could not be HOT.)
 fn with_others_in_flight(
@@ -526,7 +527,7 @@ impl Store {
                 load.in_flight += std::mem::take(&mut load.recording);
             }
             let own = req.busy.clone();
-            let claims = self
+            let (claims, report) = self
                 .in_transaction(move |c| {
                     let held = hold_rate_limited(c, req.now)?;
                     let req = with_others_in_flight(c, req, me)?;
@@ -544,9 +545,9 @@ impl Store {
                 })
                 .await?;
             if let Ok(mut kept) = self.in_flight.lock() {
-                *kept = claims.1;
+                *kept = report;
             }
-            return Ok(claims.0);
+            return Ok(claims);
         }
         let lease = self.leases.next();
         self.writer
