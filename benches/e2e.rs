@@ -669,7 +669,7 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
     let publish_ms = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
     let started = Instant::now();
     for _ in 0..rounds {
-        let request = hookd::store::ClaimRequest {
+        let request = hookd::model::claim::ClaimRequest {
             now: hookd::model::now_ms(),
             limit: 100,
             per_endpoint: 100,
@@ -727,7 +727,7 @@ async fn big_log(o: &Options) {
         client_certificate: None,
         url_sealed: None,
     };
-    let new = hookd::store::NewEndpoint {
+    let new = hookd::model::endpoint::NewEndpoint {
         settings,
         secret: hookd::signing::generate_secret(),
     };
@@ -811,7 +811,7 @@ async fn start(o: &Options) {
                 url,
                 vec![hookd::model::EventPattern::All],
             );
-            let new = hookd::store::NewEndpoint {
+            let new = hookd::model::endpoint::NewEndpoint {
                 settings,
                 secret: hookd::signing::generate_secret(),
             };

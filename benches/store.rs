@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookd::config::Durability;
+use hookd::model::claim::ClaimRequest;
+use hookd::model::endpoint::NewEndpoint;
 use hookd::model::publish::NewEvent;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
     TenantId, now_ms,
 };
-use hookd::store::{ClaimRequest, NewEndpoint, Store};
+use hookd::store::Store;
 
 fn settings() -> EndpointSettings {
     EndpointSettings {

@@ -18,8 +18,11 @@
 //!   delivery engine's rule ([`model::results`]) and their `hookd.*` announcements from the
 //!   audience; the store writes each while its lease holds, and hands back an endpoint's
 //!   results when the state they depend on (or the tenant's version) moved.
-//! - [`store`]: all SQL: migrations, the single writer (group commit), the read pool, the claim,
-//!   the ledger every derived count goes through, tenants' versions and audiences, and on
+//! - [`db`]: the database underneath the store, knowing none of hookd's tables: statements
+//!   and values on SQLite or PostgreSQL ([`db::sql`]), their errors, the single writer (group
+//!   commit, [`db::writer`]), the read pools, a SQLite file's place and lock.
+//! - [`store`]: hookd's rows and statements: migrations, the claim, what a write batch shares
+//!   (the ledger every derived count goes through, tenants' versions and audiences), and on
 //!   PostgreSQL the processes' heartbeats. It keeps rows and checks leases and versions.
 //! - [`delivery`]: the dispatcher (claims, leases, bounded workers, batched records), one
 //!   attempt's step, and the rule for what follows an attempt ([`delivery::after_attempt`]:
@@ -39,14 +42,16 @@
 //! - [`render`]: request bodies per endpoint format (json, Slack, Discord), and a delivery's
 //!   request as shown to a person.
 //! - [`report`]: errors in the log with their cause chain.
+//! - [`copy`]: `hookd copy`, a whole database into an empty one (SQLite → PostgreSQL or
+//!   back), through the store's migrations and [`db::sql`].
 //! - [`demo`]: `hookd demo` (hookd working end to end on a temporary database) and
 //!   `hookd receive` (a receiver that verifies signatures).
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
 //!
 //! # Dependency rule
-//! `main → {app, demo} → app → {api, delivery, housekeeping, schedule} → service → store →
-//! rusqlite` (a service is skipped where a route only reads or writes one row).
+//! `main → {app, demo, copy} → app → {api, delivery, housekeeping, schedule} → service → store → db
+//! → rusqlite` (a service is skipped where a route only reads or writes one row).
 //! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
 //! `outbound`, `sealing`, `report` and `incoming` (which use only `model` and `signing`).
 //! The services under `app` never import each other, with one exception: the API's trigger
@@ -57,6 +62,8 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod copy;
+pub mod db;
 pub mod delivery;
 pub mod demo;
 pub mod fanout;

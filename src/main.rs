@@ -210,7 +210,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
             Command::Copy { from, to } => {
-                use hookd::store::copy::{Database, copy};
+                use hookd::copy::{Database, copy};
                 let (from, to) = (Database::parse(&from), Database::parse(&to));
                 let started = std::time::Instant::now();
                 let copied = copy(&from, &to, |table, rows| {

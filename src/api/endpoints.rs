@@ -18,6 +18,7 @@ use super::{ApiError, AppState};
 
 mod shown;
 use crate::model::credentials::{ClientCertificate, EndpointAuth};
+use crate::model::endpoint::NewEndpoint;
 use crate::model::endpoint::{HeaderSetting, Sealed, check_header_value, parse_url};
 use crate::model::event::check_channels;
 use crate::model::filter::Filter;
@@ -26,7 +27,6 @@ use crate::model::{
     duration, now_ms, parse_rfc3339, rfc3339,
 };
 use crate::signing::{self};
-use crate::store::NewEndpoint;
 use shown::endpoint_json;
 pub(super) use shown::{protect_url, shown_url};
 

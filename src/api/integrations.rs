@@ -11,10 +11,11 @@ use super::extract::{Auth, JsonBody, OptionalJson, Path};
 use super::sample::send_sample;
 use super::{ApiError, AppState};
 use crate::model::EndpointSettings;
+use crate::model::endpoint::NewEndpoint;
 use crate::model::endpoint::parse_url;
 use crate::model::{EventPattern, Format, Role, rfc3339};
 use crate::signing;
-use crate::store::{NewEndpoint, default_events};
+use crate::store::default_events;
 
 /// The integration types, their endpoint format and display name.
 const KINDS: [(&str, Format, &str); 3] = [

@@ -12,6 +12,7 @@ use super::extract::{Auth, JsonBody, OptionalJson, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::EndpointSettings;
+use crate::model::endpoint::NewEndpoint;
 use crate::model::endpoint::parse_url;
 use crate::model::schedule::{
     DigestFormat, Schedule, ScheduleKind, ScheduleRun, ScheduleSpec, ScheduleTarget,
@@ -22,7 +23,6 @@ use crate::model::{
 };
 use crate::schedule::firing::FireError;
 use crate::signing;
-use crate::store::NewEndpoint;
 
 /// The fields of a create or PATCH body.
 #[derive(Deserialize, Default, Clone)]

@@ -18,11 +18,13 @@ use super::slots::Slots;
 use super::transition::after_attempt;
 use super::worker::render_body;
 use crate::metrics::Metrics;
+use crate::model::claim::{Claim, ClaimRequest, EndpointLoad};
+use crate::model::results::Recorded;
 use crate::model::{AttemptOutcome, EndpointId, EventId, Format, now_ms};
 use crate::outbound::Outbound;
 use crate::report::ErrorChain;
 use crate::service::record::record;
-use crate::store::{Claim, ClaimRequest, EndpointLoad, Recorded, Store};
+use crate::store::Store;
 
 /// The window a `rateLimit` counts starts in.
 const RATE_WINDOW: Duration = Duration::from_secs(1);

@@ -4,11 +4,11 @@
 use bytes::Bytes;
 use tracing::Instrument;
 
+use crate::model::claim::{Claim, ClaimedEvent};
 use crate::model::{AttemptOutcome, ErrorClass, EventId, Format, now_ms, rfc3339};
 use crate::outbound::{Message, Outbound};
 use crate::render::{EventView, render};
 use crate::signing::Signer;
-use crate::store::{Claim, ClaimedEvent};
 
 /// The request body of an event in an endpoint's format (the dispatcher renders it once per
 /// event and format, whatever the number of endpoints).

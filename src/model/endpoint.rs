@@ -358,3 +358,15 @@ pub struct EndpointCounters {
     /// The last finished attempt: when, `succeeded`/`failed`, and the response code.
     pub last_delivery: Option<(UnixMs, String, Option<u16>)>,
 }
+
+/// A validated endpoint to create, with its secret.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    /// Its settings.
+    pub settings: EndpointSettings,
+    /// The signing secret.
+    pub secret: String,
+}
+
+/// A change to an endpoint's settings, applied inside the write so two changes never race.
+pub type EndpointPatch = Box<dyn FnOnce(&mut EndpointSettings) -> Result<(), Invalid> + Send>;

@@ -19,6 +19,7 @@ macro_rules! text_enum {
 
 pub mod attempt;
 pub mod auth;
+pub mod claim;
 pub mod counts;
 pub mod credentials;
 pub mod delivery;
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod publish;
 pub mod replay;
 pub mod results;
+pub mod run;
 pub mod schedule;
 pub mod series;
 pub mod tenant;

@@ -5,7 +5,11 @@
 use super::attempt::{AttemptFacts, AttemptRule, EndpointState, Transition};
 use super::counts::EndpointChange;
 use super::delivery::DeliveryFacts;
-use super::{AttemptOutcome, DeliveryId, DisableReason, Endpoint, EndpointId, TenantId, UnixMs};
+use super::publish::PublishPlan;
+use super::{
+    AttemptOutcome, DeliveryId, DeliveryStatus, DisableReason, Endpoint, EndpointId, TenantId,
+    UnixMs,
+};
 
 /// One finished attempt to be recorded: what it was claimed with and what it came to.
 #[derive(Debug, Clone, Copy)]
@@ -123,4 +127,29 @@ pub fn plan_endpoint<P>(
         results,
         disable,
     }
+}
+
+/// What recording an attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The attempt was recorded; the delivery now has this status.
+    Applied(DeliveryStatus),
+    /// The lease had passed to another attempt (or the delivery finished): nothing written.
+    Stale,
+}
+
+/// Results planned outside the writer (the recording service): each endpoint's, with
+/// their announcements planned from its tenant's audience.
+pub type ResultsPlan = Vec<EndpointResults<PublishPlan>>;
+
+/// What writing a [`ResultsPlan`] did.
+#[derive(Debug, Default)]
+pub struct ResultsApplied {
+    /// Each result written, or found stale, by its index in the plan.
+    pub recorded: Vec<(usize, Recorded)>,
+    /// The results handed back unwritten, because what they were planned from changed since
+    /// (their endpoint's state, or the tenant's endpoints their announcements go to).
+    pub stale: Vec<usize>,
+    /// The endpoints disabled.
+    pub disabled: Vec<EndpointId>,
 }

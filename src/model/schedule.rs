@@ -295,6 +295,9 @@ pub struct ScheduleRun {
     pub error: Option<String>,
 }
 
+/// A change to a schedule, applied inside the write.
+pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), Invalid> + Send>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

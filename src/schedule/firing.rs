@@ -7,9 +7,10 @@
 
 use crate::fanout::Fanout;
 use crate::model::publish::{Metering, NewEvent};
+use crate::model::run::{NewRun, RunCommit, RunOutput};
 use crate::model::schedule::{DIGEST_EVENT, Schedule, ScheduleTarget, covers, digest_outcome};
 use crate::model::{EndpointId, EventName, RunId, TenantId, UnixMs, rfc3339};
-use crate::store::{NewRun, RunCommit, RunOutput, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 use super::digest::Digest;
 use super::documents::{self, DocumentError};

@@ -12,9 +12,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::model::delivery::next_retry_delay;
+use crate::model::run::{EmailAfter, EmailJob};
 use crate::model::{UnixMs, now_ms};
 use crate::report::ErrorChain;
-use crate::store::{EmailAfter, EmailJob, Store};
+use crate::store::Store;
 
 /// Why an email could not be sent; the sentence is what the run log shows.
 #[derive(Debug, thiserror::Error)]

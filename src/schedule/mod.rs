@@ -18,8 +18,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::model::now_ms;
+use crate::model::run::RunCommit;
 use crate::report::ErrorChain;
-use crate::store::{RunCommit, Store, StoreError};
+use crate::store::{Store, StoreError};
 use firing::{FireError, Slot, fire};
 
 /// Most schedules read per look.

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 
 use crate::fanout::Fanout;
 use crate::model::attempt::{AttemptRule, EndpointState};
+use crate::model::claim::Claim;
 use crate::model::publish::Metering;
 use crate::model::results::{Finished, StateGuard, plan_endpoint};
+use crate::model::results::{Recorded, ResultsPlan};
 use crate::model::{AttemptOutcome, EndpointId, now_ms};
 use crate::report::ErrorChain;
-use crate::store::{Claim, Recorded, ResultsPlan, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How many times results are planned before giving up while what they are planned from
 /// keeps changing under them (their endpoint failing or disabled by other results, its

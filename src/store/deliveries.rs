@@ -4,47 +4,23 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::sql::{Conn, vals};
+use crate::db::sql::{Conn, vals};
 
+use super::batch::Batch;
 use super::endpoints::{deactivate, load};
 use super::paging::{self, List};
 use super::publish::write_plan;
 use super::rows::{SUMMARY_SELECT, corrupt, summary_row};
-use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::attempt::EndpointState;
 use crate::model::publish::PublishPlan;
 use crate::model::results::{EndpointResults, PlannedResult, StateGuard};
+use crate::model::results::{Recorded, ResultsApplied, ResultsPlan};
 use crate::model::series::{Tally, bucket, hour_of};
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryStatus,
     DeliverySummary, EndpointId, Page, PageRequest, TenantId,
 };
-
-/// What recording an attempt did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// The attempt was recorded; the delivery now has this status.
-    Applied(DeliveryStatus),
-    /// The lease had passed to another attempt (or the delivery finished): nothing written.
-    Stale,
-}
-
-/// Results planned outside the writer ([`crate::service::record`]): each endpoint's, with
-/// their announcements planned from its tenant's audience.
-pub type ResultsPlan = Vec<EndpointResults<PublishPlan>>;
-
-/// What writing a [`ResultsPlan`] did.
-#[derive(Debug, Default)]
-pub struct ResultsApplied {
-    /// Each result written, or found stale, by its index in the plan.
-    pub recorded: Vec<(usize, Recorded)>,
-    /// The results handed back unwritten, because what they were planned from changed since
-    /// (their endpoint's state, or the tenant's endpoints their announcements go to).
-    pub stale: Vec<usize>,
-    /// The endpoints disabled.
-    pub disabled: Vec<EndpointId>,
-}
 
 /// A result's delivery row as written: pending with the claim's lease, or nothing is written.
 const FINISH: &str = "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, lease_until = NULL,

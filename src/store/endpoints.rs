@@ -1,36 +1,23 @@
 //! Endpoints: settings, state and running counters.
 
-use super::sql::{Conn, vals};
-use crate::model::Invalid;
+use crate::db::sql::{Conn, vals};
+use crate::model::endpoint::{EndpointPatch, NewEndpoint};
 
+use super::batch::Batch;
 use super::ledger::Ledger;
 use super::publish::announce;
 use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
 use super::usage::endpoint_count;
-use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::model::counts::EndpointChange;
 use crate::model::endpoint::Sealed;
 use crate::model::operational;
 use crate::model::{
-    DisableReason, Endpoint, EndpointId, EndpointSettings, Page, PageRequest, TenantId, UnixMs,
-    now_ms,
+    DisableReason, Endpoint, EndpointId, Page, PageRequest, TenantId, UnixMs, now_ms,
 };
 
 /// Pending deliveries of a disabled endpoint failed in one write.
 const SETTLE_CHUNK: usize = 1000;
-
-/// A validated endpoint to create, with its secret.
-#[derive(Debug, Clone)]
-pub struct NewEndpoint {
-    /// Its settings.
-    pub settings: EndpointSettings,
-    /// The signing secret.
-    pub secret: String,
-}
-
-/// A change to an endpoint's settings, applied inside the write so two changes never race.
-pub type EndpointPatch = Box<dyn FnOnce(&mut EndpointSettings) -> Result<(), Invalid> + Send>;
 
 /// Inserts an endpoint inside the caller's write; returns its id.
 pub(super) fn insert(

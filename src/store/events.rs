@@ -1,6 +1,6 @@
 //! Events: reading the event log (publishing is [`super::publish`]).
 
-use super::sql::{Row, vals};
+use crate::db::sql::{Row, vals};
 
 use super::paging::{self, List};
 use super::rows::{SUMMARY_SELECT, summary_row};

@@ -1,7 +1,7 @@
 //! Incoming hooks and their request log. A hook is found by the SHA-256 of its token, so the
 //! lookup's timing says nothing about which prefixes of a token are valid.
 
-use super::sql::{Row, vals};
+use crate::db::sql::{Row, vals};
 
 use super::paging::{self, List};
 use super::publish::apply_in;

@@ -1,11 +1,12 @@
 //! Integrations: the one endpoint per type (`slack`, `discord`, `webhook`) per tenant that the
 //! `/v1/integrations` routes manage. Other endpoints, even of the same format, are untouched.
 
-use super::sql::vals;
+use crate::db::sql::vals;
 
-use super::endpoints::{NewEndpoint, insert, load};
+use super::endpoints::{insert, load};
 use super::rows::columns;
 use super::{Store, StoreError};
+use crate::model::endpoint::NewEndpoint;
 use crate::model::{Endpoint, EndpointId, EventPattern, TenantId, now_ms};
 
 impl Store {

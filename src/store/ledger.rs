@@ -11,8 +11,8 @@
 
 use super::StoreError;
 use super::paging::BlockCounts;
-use super::sql::{Conn, vals};
 use super::usage::{DailyUsage, write_usage};
+use crate::db::sql::{Conn, vals};
 use crate::model::EndpointId;
 use crate::model::counts::{EndpointChange, StagedCounts};
 use crate::model::series::Tally;

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{BUSY_TIMEOUT, Store, StoreError, migrate};
+use super::{Store, StoreError, migrate};
+use crate::db::{BUSY_TIMEOUT, create_private, is_postgres_url};
 use crate::model::auth::{hash_secret, random_token};
 
 /// What `hookd check` found.
@@ -54,7 +55,7 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
         StoreError::Invalid(format!("{} is not a UTF-8 path", to.display()).into())
     })?;
     // Made first, private: VACUUM INTO writes into an empty file and keeps its mode.
-    super::create_private(to)?;
+    create_private(to)?;
     conn.execute("VACUUM INTO ?1", [target])?;
     Ok(())
 }
@@ -89,7 +90,7 @@ pub fn check(db: &Path) -> Result<CheckReport, StoreError> {
 
 /// Refuses a PostgreSQL URL for SQLite's own maintenance, saying what to use instead.
 fn sqlite_file(db: &Path, what: &str) -> Result<(), StoreError> {
-    if super::is_postgres_url(db) {
+    if is_postgres_url(db) {
         return Err(StoreError::Invalid(format!(
             "hookd can only {what} a SQLite file; for PostgreSQL use its own tools (pg_dump, amcheck), or `hookd copy` the database into a SQLite file"
         ).into()));

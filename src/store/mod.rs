@@ -1,21 +1,20 @@
-//! The store: the only module that holds SQL. One SQLite file; one writer thread applies every
-//! write in batched transactions (`writer.rs`); reads go through a pool of read-only
-//! connections. Its public methods speak in model types, so that another store (PostgreSQL,
-//! many nodes) can offer the same interface later.
+//! The store: hookd's rows and statements, on a SQLite file or a PostgreSQL database. Every
+//! write goes through the one writer (`crate::db::writer`, batched transactions) with what a
+//! batch shares (`batch.rs`); reads go through a pool. Its public methods speak in model types
+//! and apply plans computed outside (`crate::service`); they decide nothing but whether a
+//! plan's lease or version still holds.
 
+mod batch;
 mod claims;
-pub mod copy;
 mod deliveries;
 mod endpoints;
-mod error;
 mod events;
 mod incoming;
 mod integrations;
 mod key_cache;
 mod ledger;
-mod location;
 mod maintenance;
-mod migrate;
+pub(crate) mod migrate;
 mod paging;
 mod plans;
 mod portal;
@@ -28,46 +27,32 @@ mod rows;
 mod runs;
 mod schedules;
 mod series;
-pub mod sql;
 mod subscribers;
 mod tenants;
 mod usage;
-mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering as AtomicOrdering};
-use std::time::{Duration, Instant};
 
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::Notify;
 
-pub use claims::{Claim, ClaimRequest, ClaimedEvent, EndpointLoad};
-pub use deliveries::{Recorded, ResultsApplied, ResultsPlan};
-pub use endpoints::{EndpointPatch, NewEndpoint};
-pub use error::StoreError;
+pub use crate::db::StoreError;
+use crate::db::{BUSY_TIMEOUT, Reads, STATEMENT_CACHE, create_private, lock};
+pub use crate::db::{check_location, is_postgres_url};
 pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
-pub use location::check_location;
 pub use maintenance::{CheckReport, backup, check};
 pub use portal::PortalLink;
 pub use retention::Pruned;
-pub use runs::{EmailAfter, EmailJob, NewRun, Period, PeriodEvent, RunCommit, RunOutput};
-pub use schedules::SchedulePatch;
 pub use tenants::EventType;
 pub use usage::Usage;
 
 use crate::config::Durability;
-use writer::{WriteHealth, Writer, WriterDb};
-
-/// Prepared statements kept per connection: more than the store has distinct statements, so
-/// none is parsed twice.
-const STATEMENT_CACHE: usize = 128;
-
-/// The longest wait between tries to reach PostgreSQL again (the writer, the listener): a
-/// database that returns is in use again within this.
-pub(crate) const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+use crate::db::sql;
+use crate::db::writer::{WriteHealth, Writer, WriterDb};
+use batch::Batch;
 
 /// Tables whose `id` the database generates and hookd shows (`tnt_`, `evt_`, `dlv_` …): never
 /// handed out twice, on either store.
@@ -84,13 +69,10 @@ pub(crate) const ID_TABLES: &[&str] = &[
     "schedule_runs",
 ];
 
-/// How long a connection waits on a lock before giving up.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The open database: a write queue and a read pool.
 #[derive(Clone)]
 pub struct Store {
-    writer: Writer,
+    writer: Writer<Batch>,
     /// The audiences publishes are planned from (see [`Store::audience`]).
     audiences: Arc<subscribers::Audiences>,
     keys: Arc<key_cache::KeyCache>,
@@ -127,57 +109,6 @@ impl LeaseTokens {
     }
 }
 
-/// Takes the lock file beside a database file (`<file>.lock`), as a serving hookd does: held
-/// until the returned file is dropped; refused while another process holds it.
-fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
-    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let mut options = std::fs::File::options();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let lock = options.open(&lock_path).map_err(|e| StoreError::LockFile {
-        path: lock_path.display().to_string(),
-        source: Arc::new(e),
-    })?;
-    // A lock is shared by every process holding its open file, and a child process forked
-    // by this one holds it from the fork until its exec closes it: a lock released moments
-    // ago may be held that briefly still. So a refusal is retried for a moment.
-    let deadline = Instant::now() + LOCK_PATIENCE;
-    loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(lock),
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Err(_) => {
-                return Err(StoreError::Locked {
-                    path: path.display().to_string(),
-                    lock: lock_path.display().to_string(),
-                });
-            }
-        }
-    }
-}
-
-/// How long a held lock file is tried again before the file is reported in use.
-const LOCK_PATIENCE: Duration = Duration::from_millis(250);
-
-/// Creates `path` empty and readable by its owner alone, unless it exists. SQLite gives the
-/// files it makes beside a database (`-wal`, `-shm`) the database file's mode, so they are
-/// private too: they hold secrets (signing secrets, tokens' hashes, sealed credentials).
-pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
-    let mut options = std::fs::File::options();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::CreateFile {
-            path: path.display().to_string(),
-            source: Arc::new(e),
-        }),
-    }
-}
-
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
 pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
@@ -203,13 +134,6 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// Whether `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather than
-/// a SQLite file.
-pub fn is_postgres_url(db: &Path) -> bool {
-    let db = db.to_string_lossy();
-    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 impl Store {
@@ -249,31 +173,14 @@ impl Store {
         migrate::migrate(&conn)?;
         claims::release_leases(&sql::Conn::Sqlite(&conn))?;
 
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
-            )
-            .with_init(|c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -4000;")
-            });
-        let reads = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
-            .build(manager)?;
-
-        Self::start(WriterDb::Sqlite(conn), Reads::Sqlite(reads), Some(lock))
+        Self::start(WriterDb::Sqlite(conn), Reads::sqlite(path)?, Some(lock))
     }
 
     /// Opens a PostgreSQL database (migrating it) with its writer and reads.
     /// Several processes may share it: each listens for the others' new work.
     pub async fn open_postgres(url: &str) -> Result<(Self, StoreHandle), StoreError> {
         postgres::migrate(url).await?;
-        let reads = Reads::Postgres(Arc::new(PgReads::new(url)?));
+        let reads = Reads::postgres(url)?;
         let (store, mut handle) = Self::start(WriterDb::Postgres(url.to_owned()), reads, None)?;
         // This process's id: its lease tokens carry it, and its heartbeat keeps them alive.
         let process = processes::register(url).await?;
@@ -304,7 +211,7 @@ impl Store {
 
     /// Whether the store is on PostgreSQL.
     pub fn is_postgres(&self) -> bool {
-        matches!(self.reads, Reads::Postgres(_))
+        self.reads.is_postgres()
     }
 
     /// Runs `f` in a transaction of its own (PostgreSQL only: outside the writer's batches),
@@ -344,7 +251,8 @@ impl Store {
             WriterDb::Sqlite(_) => key_cache::KeyCache::default(),
         };
         let audiences = Arc::new(subscribers::Audiences::default());
-        let (writer, thread) = Writer::start(db, wake.clone(), health.clone(), audiences.clone())?;
+        let batch = Batch::new(audiences.clone());
+        let (writer, thread) = Writer::start(db, wake.clone(), health.clone(), batch)?;
         let store = Self {
             writer,
             audiences,
@@ -398,74 +306,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&sql::Conn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let reads = self.reads.clone();
-        tokio::task::spawn_blocking(move || match reads {
-            Reads::Sqlite(pool) => {
-                let conn = pool.get()?;
-                f(&sql::Conn::Sqlite(&conn))
-            }
-            Reads::Postgres(pg) => pg.run(f),
-        })
-        .await
-        .map_err(|e| StoreError::ReadTask(Arc::new(e)))?
-    }
-}
-
-/// Where reads run.
-#[derive(Clone)]
-enum Reads {
-    /// Read-only SQLite connections.
-    Sqlite(r2d2::Pool<SqliteConnectionManager>),
-    /// PostgreSQL clients, opened as reads need them.
-    Postgres(Arc<PgReads>),
-}
-
-/// At most this many PostgreSQL connections per process for reads and claims (the writer and
-/// the listener hold one each besides): several processes must fit the server's
-/// `max_connections`.
-const PG_READ_CONNECTIONS: u32 = 16;
-
-/// PostgreSQL clients for reads and claims: an r2d2 pool, as on the SQLite side, opened as
-/// reads need them.
-struct PgReads(Option<r2d2::Pool<sql::PgManager>>);
-
-impl PgReads {
-    fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config: ::postgres::Config =
-            url.parse().map_err(|e| StoreError::Postgres(Arc::new(e)))?;
-        // Statements stay prepared on pooled clients, but each run is planned for its values:
-        // a generic plan of the claim (per-endpoint rooms, LIMIT from a subquery) is far slower.
-        config.options("-c plan_cache_mode=force_custom_plan");
-        let manager = sql::PgManager(r2d2_postgres::PostgresConnectionManager::new(
-            config,
-            ::postgres::NoTls,
-        ));
-        let pool = r2d2::Pool::builder()
-            .max_size(PG_READ_CONNECTIONS)
-            .min_idle(Some(0))
-            .connection_timeout(BUSY_TIMEOUT)
-            .build_unchecked(manager);
-        Ok(Self(Some(pool)))
-    }
-
-    /// Runs `f` on a pooled client (call from a blocking thread).
-    fn run<T>(
-        &self,
-        f: impl FnOnce(&sql::Conn<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let pool = self.0.as_ref().ok_or(StoreError::WriterStopped)?;
-        let mut client = pool.get()?;
-        f(&sql::Conn::postgres(&mut client))
-    }
-}
-
-impl Drop for PgReads {
-    /// Closes the pool's clients on a thread of their own: the synchronous client blocks when
-    /// it closes, which it may not do on the async runtime that drops the store.
-    fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
-            let _ = std::thread::spawn(move || drop(pool)).join();
-        }
+        self.reads.run(f).await
     }
 }
 

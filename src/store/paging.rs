@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use super::sql::{Conn, vals};
+use crate::db::sql::{Conn, vals};
 
 use super::StoreError;
 use crate::model::counts::StagedCounts;

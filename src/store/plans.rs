@@ -1,6 +1,6 @@
 //! Plans: each tenant's feature switches and limits, columns of `tenants`.
 
-use super::sql::{Conn, Row, vals};
+use crate::db::sql::{Conn, Row, vals};
 
 use super::{Store, StoreError, count};
 use crate::model::TenantId;

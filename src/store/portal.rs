@@ -2,9 +2,9 @@
 //! token (`hkp_<id>_<secret>`, stored hashed like keys) acts on the tenant's routes with the
 //! link's role until it expires or is deleted.
 
-use super::sql::vals;
 use super::tenants::tenant_exists;
 use super::{Store, StoreError, count};
+use crate::db::sql::vals;
 use crate::model::auth::{StoredCredential, hash_secret, random_token};
 use crate::model::{Page, PageRequest, PortalLinkId, Role, TenantId, UnixMs, now_ms};
 

@@ -74,7 +74,7 @@ pub(super) async fn listen(url: String, wake: Arc<Notify>, keys: Arc<KeyCache>) 
             }
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(super::RECONNECT_AT_MOST_EVERY);
+        pause = (pause * 2).min(crate::db::RECONNECT_AT_MOST_EVERY);
     }
 }
 

@@ -101,7 +101,7 @@ pub(super) async fn beat(
             }
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(super::RECONNECT_AT_MOST_EVERY);
+        pause = (pause * 2).min(crate::db::RECONNECT_AT_MOST_EVERY);
     }
 }
 

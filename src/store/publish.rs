@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use super::sql::{Conn, vals};
+use crate::db::sql::{Conn, vals};
 
+use super::batch::Batch;
 use super::ledger::Ledger;
 use super::subscribers::read_audience;
 use super::usage::events_on;
-use super::writer::Batch;
 use super::{Store, StoreError, count};
 use crate::fanout::{Audience, Fanout};
 use crate::model::operational::Announcement;

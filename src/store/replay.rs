@@ -2,7 +2,7 @@
 //! window's failed deliveries requeued, missed events read and their decided deliveries
 //! created. What to do is decided in `service::replay`.
 
-use super::sql::{Conn, vals};
+use crate::db::sql::{Conn, vals};
 
 use super::endpoints::load;
 use super::publish::add_delivery;

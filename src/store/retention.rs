@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use super::ledger::Ledger;
-use super::sql::Conn;
 use super::{Store, StoreError};
+use crate::db::sql::Conn;
 use crate::model::counts::EndpointChange;
 use crate::model::{EndpointId, UnixMs};
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::sql::Row;
 use super::{StoreError, count};
+use crate::db::sql::Row;
 use crate::model::delivery::Replay;
 use crate::model::endpoint::{EndpointCounters, HeaderSetting, Sealed};
 use crate::model::filter::Filter;

@@ -1,19 +1,17 @@
 //! Schedules: their rows, and which are due. Their runs are in `runs.rs`.
 
-use super::sql::{Conn, Row, vals};
-use crate::model::Invalid;
+use crate::db::sql::{Conn, Row, vals};
 
 use super::endpoints::insert as insert_endpoint;
 use super::rows::{corrupt, patterns};
-use super::{NewEndpoint, Store, StoreError, count};
+use super::{Store, StoreError, count};
+use crate::model::endpoint::NewEndpoint;
+use crate::model::schedule::SchedulePatch;
 use crate::model::schedule::{
     DigestFormat, Schedule, ScheduleKind, ScheduleSpec, ScheduleStatus, ScheduleTarget,
 };
 use crate::model::timing::{CronSpec, parse_zone};
 use crate::model::{EndpointId, Page, PageRequest, ScheduleId, TenantId, UnixMs, now_ms};
-
-/// A change to a schedule, applied inside the write.
-pub type SchedulePatch = Box<dyn FnOnce(&mut ScheduleSpec) -> Result<(), Invalid> + Send>;
 
 /// The columns [`schedule_row`] reads.
 pub(super) const COLUMNS: &str = "id, tenant_id, schedule_type, cron_expression, trigger_status, \

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sql::vals;
+use crate::db::sql::vals;
 
 use super::endpoints::load;
 use super::{Store, StoreError, tenants::tenant_exists};
@@ -13,7 +13,7 @@ use crate::model::{EndpointId, TenantId, UnixMs};
 /// Rows as the series reads them: endpoint, hour, bucket, tally.
 type HourRow = (i64, i64, usize, Tally);
 
-fn hour_row(r: &super::sql::Row<'_>) -> Result<HourRow, StoreError> {
+fn hour_row(r: &crate::db::sql::Row<'_>) -> Result<HourRow, StoreError> {
     Ok((
         r.get(0)?,
         r.get(1)?,

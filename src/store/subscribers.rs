@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::sql::{Conn, vals};
+use crate::db::sql::{Conn, vals};
 
 use super::StoreError;
 use super::plans::read_plan;

@@ -2,8 +2,8 @@
 //! stands for is decided in [`crate::model::auth`], by [`crate::service::auth`]).
 
 use super::plans::{PLAN_COLUMNS, plan_row};
-use super::sql::{Conn, Row, Value};
 use super::{Store, StoreError, count};
+use crate::db::sql::{Conn, Row, Value};
 use crate::model::auth::{StoredCredential, hash_secret, random_token};
 use crate::model::plan::Plan;
 use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};

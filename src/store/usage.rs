@@ -2,8 +2,8 @@
 //! that publishes them so the count is exact across restarts, and checked against the plan
 //! without counting rows.
 
-use super::sql::{Conn, vals};
 use super::tenants::tenant_exists;
+use crate::db::sql::{Conn, vals};
 
 use super::{Store, StoreError, count};
 use crate::model::counts::StagedCounts;

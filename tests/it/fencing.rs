@@ -2,12 +2,15 @@
 
 use hookd::config::Durability;
 use hookd::delivery::after_attempt;
+use hookd::model::claim::{ClaimRequest, EndpointLoad};
+use hookd::model::endpoint::NewEndpoint;
 use hookd::model::publish::NewEvent;
+use hookd::model::results::Recorded;
 use hookd::model::{
     AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
 };
 use hookd::service::record::record;
-use hookd::store::{ClaimRequest, EndpointLoad, NewEndpoint, Recorded, Store};
+use hookd::store::Store;
 
 use crate::support::open_store;
 
@@ -48,7 +51,7 @@ fn ok_outcome(at: i64) -> AttemptOutcome {
 
 /// Records claimed attempts as delivered, so they are no longer in flight (on PostgreSQL a
 /// claim counts the attempts in flight from the database, whatever the request says).
-async fn finish(store: &Store, claims: Vec<hookd::store::Claim>) {
+async fn finish(store: &Store, claims: Vec<hookd::model::claim::Claim>) {
     let done = claims
         .into_iter()
         .map(|c| (c, ok_outcome(hookd::model::now_ms())))
@@ -57,7 +60,7 @@ async fn finish(store: &Store, claims: Vec<hookd::store::Claim>) {
 }
 
 /// Records one claimed attempt as delivered at `now`; answers what that did.
-async fn record_ok(store: &Store, claim: hookd::store::Claim, now: i64) -> Recorded {
+async fn record_ok(store: &Store, claim: hookd::model::claim::Claim, now: i64) -> Recorded {
     let done = vec![(claim, ok_outcome(now))];
     record(store, done, after_attempt).await.expect("record")[0]
 }

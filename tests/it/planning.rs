@@ -3,9 +3,10 @@
 
 use hookd::config::Durability;
 use hookd::fanout::Fanout;
+use hookd::model::endpoint::NewEndpoint;
 use hookd::model::publish::{Applied, Metering, NewEvent, PublishPlan};
 use hookd::model::{EndpointSettings, EventName, EventPattern, TenantId, now_ms};
-use hookd::store::{NewEndpoint, Store};
+use hookd::store::Store;
 
 use crate::support::open_store;
 
@@ -231,7 +232,7 @@ async fn a_recover_step_decided_before_its_endpoint_changed_is_handed_back_and_n
     let dir = tempfile::tempdir().expect("dir");
     let (store, _handle, tenant, ep) = one_endpoint(dir.path()).await;
     // Paused, the endpoint gets no deliveries: both events are missed.
-    let pause = |active: bool| -> hookd::store::EndpointPatch {
+    let pause = |active: bool| -> hookd::model::endpoint::EndpointPatch {
         Box::new(move |s| {
             s.is_active = active;
             Ok(())
@@ -292,11 +293,11 @@ async fn a_recover_step_decided_before_its_endpoint_changed_is_handed_back_and_n
 #[tokio::test]
 async fn a_digest_planned_before_its_endpoint_was_paused_is_handed_back_and_planned_again() {
     use hookd::model::PageRequest;
+    use hookd::model::run::{NewRun, RunCommit, RunOutput};
     use hookd::model::schedule::{
         DIGEST_EVENT, DigestFormat, RunStatus, ScheduleKind, ScheduleSpec, ScheduleTarget,
     };
     use hookd::schedule::firing::{Slot, fire};
-    use hookd::store::{NewRun, RunCommit, RunOutput};
 
     let dir = tempfile::tempdir().expect("dir");
     let (store, handle, tenant, ep) = one_endpoint(dir.path()).await;
@@ -388,9 +389,10 @@ async fn a_digest_planned_before_its_endpoint_was_paused_is_handed_back_and_plan
 #[tokio::test]
 async fn results_planned_before_their_endpoint_changed_are_handed_back_and_planned_again() {
     use hookd::delivery::after_attempt;
+    use hookd::model::claim::ClaimRequest;
+    use hookd::model::results::Recorded;
     use hookd::model::results::{Finished, plan_endpoint};
     use hookd::model::{AttemptOutcome, DeliveryStatus, DisableReason, ErrorClass};
-    use hookd::store::{ClaimRequest, Recorded};
 
     let dir = tempfile::tempdir().expect("dir");
     let (store, _handle, tenant, ep) = one_endpoint(dir.path()).await;

@@ -571,8 +571,8 @@ async fn one_process_at_a_time_leads_and_another_takes_over_when_it_stops() {
 }
 
 /// An endpoint subscribed to every event, at a port where nothing listens.
-fn catch_all_endpoint() -> hookd::store::NewEndpoint {
-    hookd::store::NewEndpoint {
+fn catch_all_endpoint() -> hookd::model::endpoint::NewEndpoint {
+    hookd::model::endpoint::NewEndpoint {
         settings: hookd::model::EndpointSettings::new(
             "e".into(),
             url::Url::parse("http://127.0.0.1:9/h").expect("url"),
@@ -942,7 +942,7 @@ async fn a_copy_round_trips_through_postgres_and_what_was_pending_is_delivered_f
 
 #[test]
 fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() {
-    use hookd::store::sql::{Conn, Value};
+    use hookd::db::sql::{Conn, Value};
     let Some(pg) = Postgres::start() else { return };
     // Both schemas, migrated by hookd itself.
     let url = pg.url("adapter");
@@ -1019,7 +1019,7 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
         (changed, rows)
     };
     let on_sqlite = run(&Conn::Sqlite(&sqlite));
-    let mut client = hookd::store::sql::PgClient::new(client);
+    let mut client = hookd::db::sql::PgClient::new(client);
     let on_postgres = run(&Conn::postgres(&mut client));
     assert_eq!(on_sqlite.0, 1);
     assert_eq!(on_sqlite.1.len(), 2);
@@ -1271,7 +1271,8 @@ async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
 
 #[tokio::test]
 async fn a_claim_counts_what_another_process_has_in_flight_and_updates_rows_in_place() {
-    use hookd::store::{ClaimRequest, Store};
+    use hookd::model::claim::ClaimRequest;
+    use hookd::store::Store;
     let Some(pg) = Postgres::start() else { return };
     let url = pg.database("in_flight").await;
     let (a, a_handle) = Store::open_postgres(&url).await.expect("a");

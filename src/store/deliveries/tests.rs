@@ -5,11 +5,12 @@ use std::time::Duration;
 use super::*;
 use crate::config::Durability;
 use crate::delivery::after_attempt;
+use crate::model::claim::ClaimRequest;
+use crate::model::endpoint::NewEndpoint;
 use crate::model::publish::NewEvent;
 use crate::model::{EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme};
 use crate::model::{UnixMs, now_ms};
 use crate::service::record::record;
-use crate::store::{ClaimRequest, NewEndpoint};
 
 fn settings() -> EndpointSettings {
     EndpointSettings {

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::{Value, postgres};
-use crate::store::StoreError;
+use crate::db::StoreError;
 
 /// A Rust value that binds as a statement parameter without copying.
 pub trait Bind {

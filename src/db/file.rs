@@ -1,11 +1,13 @@
 //! Where a SQLite database lives, checked before hookd makes any file beside it (the lock
 //! file, the credentials key, the WAL): a folder that is missing or not writable, or a file
 //! that is not a database, is named as such instead of surfacing as the first side file that
-//! could not be made.
+//! could not be made. And the SQLite file's own things: its lock file (one hookd per file),
+//! its private creation, the writer's connection.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::StoreError;
 
@@ -62,6 +64,71 @@ pub fn check_location(path: &Path) -> Result<(), StoreError> {
         }),
     }
 }
+
+/// Takes the lock file beside a database file (`<file>.lock`), as a serving hookd does: held
+/// until the returned file is dropped; refused while another process holds it.
+pub fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let mut options = std::fs::File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options.open(&lock_path).map_err(|e| StoreError::LockFile {
+        path: lock_path.display().to_string(),
+        source: Arc::new(e),
+    })?;
+    // A lock is shared by every process holding its open file, and a child process forked
+    // by this one holds it from the fork until its exec closes it: a lock released moments
+    // ago may be held that briefly still. So a refusal is retried for a moment.
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => {
+                return Err(StoreError::Locked {
+                    path: path.display().to_string(),
+                    lock: lock_path.display().to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// How long a held lock file is tried again before the file is reported in use.
+const LOCK_PATIENCE: Duration = Duration::from_millis(250);
+
+/// Creates `path` empty and readable by its owner alone, unless it exists. SQLite gives the
+/// files it makes beside a database (`-wal`, `-shm`) the database file's mode, so they are
+/// private too: they hold secrets (signing secrets, tokens' hashes, sealed credentials).
+pub fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::CreateFile {
+            path: path.display().to_string(),
+            source: Arc::new(e),
+        }),
+    }
+}
+
+/// Whether `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather than
+/// a SQLite file.
+pub fn is_postgres_url(db: &Path) -> bool {
+    let db = db.to_string_lossy();
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// How long a connection waits on a lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: more than the store has distinct statements, so
+/// none is parsed twice.
+pub const STATEMENT_CACHE: usize = 128;
 
 #[cfg(test)]
 mod tests {

@@ -40,7 +40,7 @@ pub type Params<'a> = [Value<'a>];
 /// Binds each expression as a statement parameter (like rusqlite's `params!`): `vals![id, name]`.
 macro_rules! vals {
     ($($x:expr),* $(,)?) => {
-        [$($crate::store::sql::Bind::bind(&$x)),*]
+        [$($crate::db::sql::Bind::bind(&$x)),*]
     };
 }
 pub(crate) use vals;
@@ -306,7 +306,7 @@ impl Prepared {
 }
 
 /// Parameters as the `postgres` client takes them.
-pub(super) fn as_refs<'p>(params: &'p Params<'_>) -> Vec<&'p (dyn ToSql + Sync)> {
+pub(crate) fn as_refs<'p>(params: &'p Params<'_>) -> Vec<&'p (dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 

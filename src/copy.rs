@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::StoreError;
-use super::sql::{Row, Value, as_refs};
+use crate::db::sql::{Row, Value, as_refs};
+use crate::store::StoreError;
 
 /// Tables in an order where each row's references are already copied.
 const TABLES: &[&str] = &[
@@ -35,7 +35,7 @@ const TABLES: &[&str] = &[
     "endpoint_hours",
 ];
 
-use super::ID_TABLES;
+use crate::store::ID_TABLES;
 
 /// Rows written per progress report.
 const REPORT_EVERY: u64 = 100_000;
@@ -135,9 +135,9 @@ async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
                     format!("{} does not exist", path.display()).into(),
                 ));
             }
-            let lock = super::lock(path)?;
+            let lock = crate::db::lock(path)?;
             if is_target {
-                super::create_private(path)?;
+                crate::db::create_private(path)?;
             }
             let conn = rusqlite::Connection::open(path)?;
             if is_target {
@@ -154,16 +154,16 @@ async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
             }
             conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
             if is_target {
-                super::migrate::migrate(&conn)?;
+                crate::store::migrate::migrate(&conn)?;
             } else {
                 let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-                same_version(db, version, super::migrate::latest())?;
+                same_version(db, version, crate::store::migrate::latest())?;
             }
             Ok(Side::Sqlite { conn, _lock: lock })
         }
         Database::Postgres(url) => {
             if is_target {
-                super::postgres::migrate(url).await?;
+                crate::store::postgres::migrate(url).await?;
             }
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                 .await
@@ -175,7 +175,7 @@ async fn open(db: &Database, is_target: bool) -> Result<Side, StoreError> {
                     .await
                     .map_err(postgres)?
                     .get(0);
-                same_version(db, version, super::postgres::latest())?;
+                same_version(db, version, crate::store::postgres::latest())?;
             }
             Ok(Side::Postgres(client))
         }

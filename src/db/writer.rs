@@ -1,6 +1,10 @@
 //! The one writer: a dedicated thread owns the write connection and applies queued operations
 //! in batched transactions (group commit). Each operation runs inside its own savepoint, so one
 //! that fails is rolled back alone; its caller is answered only after the batch commits.
+//!
+//! What a batch's operations share (the store's caches, the counts they stage, whether to wake
+//! the dispatcher) is the caller's [`BatchState`]: the writer tells it when a batch and each
+//! operation start and end, and lets it write what it gathered just before the commit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +12,8 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::StoreError;
-use super::ledger::Ledger;
-use super::postgres::WORK_CHANNEL;
 use super::sql::Conn;
-use super::subscribers::{Audiences, SubscriberCache};
+use super::{RECONNECT_AT_MOST_EVERY, StoreError};
 use crate::report::ErrorChain;
 
 /// Most operations applied in one transaction.
@@ -20,21 +21,29 @@ const MAX_BATCH: usize = 512;
 /// How often the WAL is checkpointed back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-/// What a batch's operations share: flags for the writer, and the writer's caches.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    /// Set when an operation made deliveries due: the dispatcher is woken after the commit.
+/// What a batch's operations share, kept by the writer's caller: told when each batch and
+/// each operation starts and ends, so that what an undone operation staged is dropped with it.
+pub trait BatchState: Send + 'static {
+    /// A batch's transaction has begun.
+    fn begin(&mut self);
+    /// An operation is about to run.
+    fn op_started(&mut self);
+    /// The operation ran: kept (`ok`) or undone.
+    fn op_ended(&mut self, ok: bool);
+    /// Writes what the batch's operations gathered, inside its transaction, just before the
+    /// commit.
+    fn before_commit(&mut self, conn: &Conn<'_>) -> Result<(), StoreError>;
+    /// The batch ended (`committed` or rolled back), before its callers are answered: what
+    /// the writer does now.
+    fn end(&mut self, committed: bool) -> AfterBatch;
+}
+
+/// What the writer does after a batch, as its [`BatchState`] asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AfterBatch {
+    /// Notify the writer's `wake` (the batch made work due).
     pub wake: bool,
-    /// Tenants' audiences and versions as this connection sees them. Kept across batches
-    /// that commit; dropped whole when one rolls back (it may hold what was undone).
-    pub subscribers: SubscriberCache,
-    /// Why an operation failed for want of storage, if one did.
-    pub storage_failure: Option<String>,
-    /// What the batch's operations changed in derived counts (block counts, endpoint
-    /// counters, daily usage), written just before the commit.
-    pub ledger: Ledger,
-    /// Set when an operation deleted or replaced secrets (signing secrets, credentials, header
-    /// values): after the commit the WAL, which still holds their old pages, is emptied.
+    /// Empty the WAL now (the batch deleted secrets, whose old pages it still holds).
     pub scrub: bool,
 }
 
@@ -45,7 +54,7 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 /// Whether writes are failing for want of storage: the latest such failure, reported for
 /// [`FAILURE_MEMORY`] after it happened.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WriteHealth(Arc<std::sync::Mutex<Option<(Instant, String)>>>);
+pub struct WriteHealth(Arc<std::sync::Mutex<Option<(Instant, String)>>>);
 
 impl WriteHealth {
     /// Why writes are failing, while they are.
@@ -71,10 +80,10 @@ impl WriteHealth {
     }
 }
 
-trait Op: Send {
+trait Op<B>: Send {
     /// Applies the operation; `false` when it failed without a savepoint to undo it, which
-    /// leaves the transaction unusable.
-    fn apply(&mut self, conn: &Conn<'_>, batch: &mut Batch) -> bool;
+    /// leaves the transaction unusable. A failure for want of storage is told in `failure`.
+    fn apply(&mut self, conn: &Conn<'_>, batch: &mut B, failure: &mut Option<String>) -> bool;
     /// Whether it is answered before the commit (see [`Mode::Eager`]).
     fn eager(&self) -> bool;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
@@ -101,29 +110,26 @@ struct TypedOp<T, F> {
     reply: Option<oneshot::Sender<Result<T, StoreError>>>,
 }
 
-impl<T, F> Op for TypedOp<T, F>
+impl<B, T, F> Op<B> for TypedOp<T, F>
 where
+    B: BatchState,
     T: Send,
-    F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send,
+    F: FnOnce(&Conn<'_>, &mut B) -> Result<T, StoreError> + Send,
 {
-    fn apply(&mut self, conn: &Conn<'_>, batch: &mut Batch) -> bool {
+    fn apply(&mut self, conn: &Conn<'_>, batch: &mut B, failure: &mut Option<String>) -> bool {
         let Some(f) = self.f.take() else { return true };
-        batch.subscribers.op_started();
+        batch.op_started();
         let result = if self.mode == Mode::Guarded {
             in_savepoint(conn, |c| f(c, batch))
         } else {
             f(conn, batch)
         };
-        if result.is_ok() {
-            batch.ledger.keep_staged();
-        }
-        if let Err(e) = &result {
-            // What the failed operation cached or counted may be what its savepoint undid.
-            batch.subscribers.op_failed();
-            batch.ledger.drop_staged();
-            if e.is_storage_failure() {
-                batch.storage_failure = Some(ErrorChain(e).to_string());
-            }
+        // What a failed operation cached or counted may be what its savepoint undid.
+        batch.op_ended(result.is_ok());
+        if let Err(e) = &result
+            && e.is_storage_failure()
+        {
+            *failure = Some(ErrorChain(e).to_string());
         }
         let usable = self.mode == Mode::Guarded || result.is_ok();
         if self.mode == Mode::Eager
@@ -170,28 +176,32 @@ fn in_savepoint<T>(
 }
 
 /// A handle that queues writes for the writer thread.
-#[derive(Clone)]
-pub(crate) struct Writer {
-    tx: mpsc::Sender<Box<dyn Op>>,
+pub struct Writer<B> {
+    tx: mpsc::Sender<Box<dyn Op<B>>>,
 }
 
-impl Writer {
-    /// Starts the writer thread on `conn`. `wake` is notified after commits that made work due.
+impl<B> Clone for Writer<B> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<B: BatchState> Writer<B> {
+    /// Starts the writer thread on `db`, its batches sharing `batch`. `wake` is notified after
+    /// commits whose batch asked for it.
     pub fn start(
         db: WriterDb,
         wake: Arc<Notify>,
         health: WriteHealth,
-        audiences: Arc<Audiences>,
+        batch: B,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(4096);
-        let shared = Shared {
-            wake,
-            health,
-            audiences,
-        };
+        let shared = Shared { wake, health };
         let handle = std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(db, rx, shared))
+            .spawn(move || run(db, rx, shared, batch))
             .map_err(|e| StoreError::WriterStart(Arc::new(e)))?;
         Ok((Self { tx }, handle))
     }
@@ -201,7 +211,7 @@ impl Writer {
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut B) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(f, Mode::Guarded).await
     }
@@ -211,7 +221,7 @@ impl Writer {
     pub async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut B) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(f, Mode::Unguarded).await
     }
@@ -221,7 +231,7 @@ impl Writer {
     pub async fn write_eager<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut B) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(f, Mode::Eager).await
     }
@@ -235,7 +245,7 @@ impl Writer {
     async fn submit<T, F>(&self, f: F, mode: Mode) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>, &mut Batch) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Conn<'_>, &mut B) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let op = TypedOp {
@@ -253,7 +263,7 @@ impl Writer {
 }
 
 /// The database a writer thread owns.
-pub(crate) enum WriterDb {
+pub enum WriterDb {
     /// A SQLite connection (checkpointed by the writer).
     Sqlite(Connection),
     /// A PostgreSQL URL: the writer connects from its own thread (the synchronous client
@@ -267,16 +277,19 @@ struct Shared {
     wake: Arc<Notify>,
     /// Whether writes fail for want of storage.
     health: WriteHealth,
-    /// The audiences publishes are planned from, and (SQLite) the tenants' versions.
-    audiences: Arc<Audiences>,
 }
 
-fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, shared: Shared) {
+fn run<B: BatchState>(
+    db: WriterDb,
+    rx: mpsc::Receiver<Box<dyn Op<B>>>,
+    shared: Shared,
+    mut batch: B,
+) {
     let health = &shared.health;
     match db {
         WriterDb::Sqlite(conn) => {
             let mut rx = rx;
-            batches(&Conn::Sqlite(&conn), &mut rx, &shared, |mode| {
+            batches(&Conn::Sqlite(&conn), &mut rx, &shared, &mut batch, |mode| {
                 checkpoint(&conn, mode)
             });
         }
@@ -291,7 +304,7 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, shared: Shared) {
                         health.recovered();
                         let mut client = super::sql::PgClient::new(client);
                         let conn = Conn::postgres(&mut client);
-                        if batches(&conn, &mut rx, &shared, |_| true) == Ended::Closed {
+                        if batches(&conn, &mut rx, &shared, &mut batch, |_| true) == Ended::Closed {
                             return;
                         }
                         tracing::warn!("the writer lost its PostgreSQL connection; reconnecting");
@@ -305,7 +318,7 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, shared: Shared) {
                         refuse_until(&mut rx, Instant::now() + pause, |op| {
                             op.finish(Err(StoreError::Postgres(e.clone())));
                         });
-                        pause = (pause * 2).min(super::RECONNECT_AT_MOST_EVERY);
+                        pause = (pause * 2).min(RECONNECT_AT_MOST_EVERY);
                         if rx.is_closed() && rx.is_empty() {
                             return;
                         }
@@ -317,10 +330,10 @@ fn run(db: WriterDb, rx: mpsc::Receiver<Box<dyn Op>>, shared: Shared) {
 }
 
 /// Until `deadline`, hands every operation that arrives to `refuse` at once.
-fn refuse_until(
-    rx: &mut mpsc::Receiver<Box<dyn Op>>,
+fn refuse_until<B>(
+    rx: &mut mpsc::Receiver<Box<dyn Op<B>>>,
     deadline: Instant,
-    mut refuse: impl FnMut(Box<dyn Op>),
+    mut refuse: impl FnMut(Box<dyn Op<B>>),
 ) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -354,10 +367,11 @@ enum Ended {
 
 /// Applies queued operations in batches on `conn` until every sender is gone; `checkpoint`
 /// is called every few seconds and once at the end.
-fn batches(
+fn batches<B: BatchState>(
     conn: &Conn<'_>,
-    rx: &mut mpsc::Receiver<Box<dyn Op>>,
+    rx: &mut mpsc::Receiver<Box<dyn Op<B>>>,
     shared: &Shared,
+    batch: &mut B,
     mut checkpoint: impl FnMut(Checkpoint) -> bool,
 ) -> Ended {
     let (wake, health) = (&shared.wake, &shared.health);
@@ -374,14 +388,7 @@ fn batches(
     let mut last_checkpoint = Instant::now();
     // A scrub that readers kept from finishing, tried again at each checkpoint until it does.
     let mut scrub_pending = false;
-    let mut batch = Batch {
-        wake: false,
-        subscribers: SubscriberCache::new(shared.audiences.clone()),
-        storage_failure: None,
-        ledger: Ledger::default(),
-        scrub: false,
-    };
-    let mut ops: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
+    let mut ops: Vec<Box<dyn Op<B>>> = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = rt.block_on(async { tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()).await });
         match first {
@@ -396,11 +403,8 @@ fn batches(
             }
         }
         if !ops.is_empty() {
-            batch.wake = false;
-            batch.storage_failure = None;
-            batch.ledger = Ledger::default();
-            batch.scrub = false;
-            let committed = commit_batch(conn, &mut ops, &mut batch);
+            let mut storage_failure = None;
+            let committed = commit_batch(conn, &mut ops, batch, &mut storage_failure);
             match &committed {
                 Err(e) => {
                     tracing::error!(error = %ErrorChain(e), ops = ops.len(), "commit failed");
@@ -409,18 +413,18 @@ fn batches(
                     }
                 }
                 Ok(()) => {
-                    if let Some(failure) = batch.storage_failure.take() {
+                    if let Some(failure) = storage_failure {
                         health.failed(failure);
                     }
                 }
             }
-            // Before the callers hear of it: a publish planned after an answered change
-            // sees the change's version.
-            batch.subscribers.batch_ended(committed.is_ok());
-            let woke = batch.wake && committed.is_ok();
+            // Before the callers hear of it: what the batch changed is seen by what they do
+            // next (a publish planned after an answered change sees the change's version).
+            let after = batch.end(committed.is_ok());
+            let woke = after.wake && committed.is_ok();
             // Before the callers hear of it: a deleted secret is gone from the disk once its
             // deletion is answered (or, with readers in the way, at the next checkpoint).
-            if batch.scrub && committed.is_ok() {
+            if after.scrub && committed.is_ok() {
                 scrub_pending = !checkpoint(Checkpoint::Scrub);
                 last_checkpoint = Instant::now();
             }
@@ -447,37 +451,30 @@ fn batches(
     Ended::Closed
 }
 
-fn commit_batch(
+fn commit_batch<B: BatchState>(
     conn: &Conn<'_>,
-    ops: &mut [Box<dyn Op>],
-    batch: &mut Batch,
+    ops: &mut [Box<dyn Op<B>>],
+    batch: &mut B,
+    failure: &mut Option<String>,
 ) -> Result<(), StoreError> {
     match conn {
         // Take the write lock now, not at the first write: a busy file fails here, whole.
         Conn::Sqlite(_) => conn.execute("BEGIN IMMEDIATE", &[])?,
         // Every process commits its own batches, side by side: what they share is written
-        // last, in one order (the ledger), or held per tenant (the subscriber caches).
+        // last, by the batch's state (the store's ledger, in one order).
         Conn::Postgres(_) => conn.execute("BEGIN", &[])?,
     };
-    batch.subscribers.batch_started();
+    batch.begin();
     // Eager operations first: they answer before the commit, so they must see only what
     // earlier batches committed, never this batch's writes.
     let (eager, guarded): (Vec<_>, Vec<_>) = ops.iter_mut().partition(|op| op.eager());
     for op in eager.into_iter().chain(guarded) {
-        if !op.apply(conn, batch) {
+        if !op.apply(conn, batch, failure) {
             let _ = conn.execute("ROLLBACK", &[]);
             return Err(StoreError::RolledBack);
         }
     }
-    if let Err(e) = batch.ledger.write(conn) {
-        let _ = conn.execute("ROLLBACK", &[]);
-        return Err(e);
-    }
-    // Other hookd processes on the database wake their dispatchers at the commit.
-    if batch.wake
-        && conn.is_postgres()
-        && let Err(e) = conn.execute(&format!("NOTIFY {WORK_CHANNEL}"), &[])
-    {
+    if let Err(e) = batch.before_commit(conn) {
         let _ = conn.execute("ROLLBACK", &[]);
         return Err(e);
     }
