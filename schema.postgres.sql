@@ -365,3 +365,20 @@ CREATE TABLE endpoint_hours (
 -- through the due index: each process reports its own with its heartbeat, per endpoint.
 ALTER TABLE deliveries SET (fillfactor = 50);
 ALTER TABLE hookd_processes ADD COLUMN in_flight TEXT NOT NULL DEFAULT '{}';
+
+-- migration: 14
+-- Endpoints' counters as each process adds to them, one row per endpoint and process (`writer`,
+-- its `hookd_processes` id), as in schema.sql (migration 15): processes recording results for
+-- the same endpoint never wait on each other's rows (the endpoint's own row is written only
+-- when its run of failures changes). Housekeeping folds the rows of processes that are gone.
+CREATE TABLE endpoint_counts (
+    endpoint_id          BIGINT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    writer               BIGINT NOT NULL,
+    succeeded            BIGINT NOT NULL DEFAULT 0,
+    failed               BIGINT NOT NULL DEFAULT 0,
+    pending              BIGINT NOT NULL DEFAULT 0,
+    last_delivery_at     BIGINT,
+    last_delivery_status TEXT,
+    last_response_code   BIGINT,
+    PRIMARY KEY (endpoint_id, writer)
+) WITH (fillfactor = 50);

@@ -379,3 +379,23 @@ CREATE TABLE endpoint_hours (
     failed      INTEGER NOT NULL,
     PRIMARY KEY (endpoint_id, hour, bucket)
 ) STRICT, WITHOUT ROWID;
+
+-- migration: 15
+
+-- Endpoints' counters as each hookd process sharing a PostgreSQL database adds to them, one row
+-- per endpoint and process (`writer`, its `hookd_processes` id), so that processes recording
+-- results for the same endpoint never wait on each other's rows. An endpoint's counters are its
+-- row's plus the sum of these (the latest result: the newest of them); housekeeping folds the
+-- rows of processes that are gone into the endpoint's. SQLite's one writer counts on the
+-- endpoint's row itself, so here the table holds only what `hookd copy` brought over.
+CREATE TABLE endpoint_counts (
+    endpoint_id          INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    writer               INTEGER NOT NULL,
+    succeeded            INTEGER NOT NULL DEFAULT 0,
+    failed               INTEGER NOT NULL DEFAULT 0,
+    pending              INTEGER NOT NULL DEFAULT 0,
+    last_delivery_at     INTEGER,
+    last_delivery_status TEXT,
+    last_response_code   INTEGER,
+    PRIMARY KEY (endpoint_id, writer)
+) STRICT, WITHOUT ROWID;

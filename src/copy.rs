@@ -23,6 +23,7 @@ const TABLES: &[&str] = &[
     "portal_links",
     "event_types",
     "endpoints",
+    "endpoint_counts",
     "endpoint_old_secrets",
     "events",
     "deliveries",

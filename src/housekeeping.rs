@@ -80,6 +80,13 @@ pub async fn pass(
     if links > 0 {
         tracing::info!(links, "deleted expired portal links");
     }
+    let folded = store.fold_counts().await?;
+    if folded > 0 {
+        tracing::debug!(
+            rows = folded,
+            "folded the counters of processes that are gone"
+        );
+    }
     store.prune_old_usage(now).await?;
     store.prune_old_hours(now).await?;
     Ok((deliveries, events))

@@ -26,12 +26,17 @@ pub(crate) struct Batch {
     /// Set when an operation deleted or replaced secrets (signing secrets, credentials, header
     /// values): after the commit the WAL, which still holds their old pages, is emptied.
     pub scrub: bool,
+    /// On PostgreSQL, this process's id: its own rows of the endpoints' counters are the ones
+    /// its batches add to.
+    writer: Option<i64>,
 }
 
 impl Batch {
-    /// The state of the writer's first batch, reading audiences through `audiences`.
-    pub fn new(audiences: Arc<Audiences>) -> Self {
+    /// The state of the writer's first batch, reading audiences through `audiences`; `writer`
+    /// is this process's id on PostgreSQL.
+    pub fn new(audiences: Arc<Audiences>, writer: Option<i64>) -> Self {
         Self {
+            writer,
             wake: false,
             subscribers: SubscriberCache::new(audiences),
             ledger: Ledger::default(),
@@ -62,7 +67,7 @@ impl BatchState for Batch {
     }
 
     fn before_commit(&mut self, conn: &Conn<'_>) -> Result<(), StoreError> {
-        self.ledger.write(conn)?;
+        self.ledger.write(conn, self.writer)?;
         // Other hookd processes on the database wake their dispatchers at the commit.
         if self.wake && conn.is_postgres() {
             conn.execute(&format!("NOTIFY {WORK_CHANNEL}"), &[])?;

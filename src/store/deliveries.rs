@@ -384,7 +384,8 @@ impl Store {
     pub async fn pending_total(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             let n: i64 = c.query_one(
-                "SELECT CAST(coalesce(sum(pending), 0) AS BIGINT) FROM endpoints",
+                "SELECT CAST(coalesce((SELECT sum(pending) FROM endpoints), 0)
+                     + coalesce((SELECT sum(pending) FROM endpoint_counts), 0) AS BIGINT)",
                 &[],
                 |r| r.get(0),
             )?;

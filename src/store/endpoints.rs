@@ -457,11 +457,22 @@ impl Store {
     pub async fn disabled_with_pending(&self) -> Result<Vec<EndpointId>, StoreError> {
         self.read(|c| {
             c.query(
-                "SELECT id FROM endpoints WHERE is_active = 0 AND pending > 0",
+                "SELECT id FROM endpoints WHERE is_active = 0 AND pending + coalesce(
+                     (SELECT sum(k.pending) FROM endpoint_counts k
+                      WHERE k.endpoint_id = endpoints.id), 0) > 0",
                 &[],
                 |r| Ok(EndpointId(r.get(0)?)),
             )
         })
         .await
+    }
+
+    /// Folds the endpoints' counter rows of processes that are gone into the endpoints' own
+    /// rows (housekeeping); every endpoint's counters read the same before and after. Returns
+    /// the rows folded.
+    pub async fn fold_counts(&self) -> Result<usize, StoreError> {
+        self.writer
+            .write(|c, _| super::ledger::fold_counts(c))
+            .await
     }
 }

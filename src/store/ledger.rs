@@ -11,6 +11,7 @@
 
 use super::StoreError;
 use super::paging::BlockCounts;
+use super::rows::endpoint_counters;
 use super::usage::{DailyUsage, write_usage};
 use crate::db::sql::{Conn, vals};
 use crate::model::EndpointId;
@@ -48,9 +49,10 @@ impl Ledger {
     }
 
     /// Writes the kept changes, inside the batch's transaction, in the one order every batch
-    /// uses, and forgets them.
-    pub fn write(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
-        self.endpoints.write(c)?;
+    /// uses, and forgets them. `writer` is the PostgreSQL process whose rows of the endpoints'
+    /// counters the batch adds to (`None` on SQLite: the endpoints' rows themselves).
+    pub fn write(&mut self, c: &Conn<'_>, writer: Option<i64>) -> Result<(), StoreError> {
+        self.endpoints.write(c, writer)?;
         write_hours(c, &mut self.hours)?;
         self.blocks.write(c)?;
         write_usage(c, &mut self.usage)
@@ -129,47 +131,190 @@ impl EndpointCounts {
             .map_or(committed, |s| s.after(committed))
     }
 
-    fn write(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
+    fn write(&mut self, c: &Conn<'_>, writer: Option<i64>) -> Result<(), StoreError> {
         for (endpoint, k) in self.0.take_kept() {
-            let (reset, failures) = match k.streak {
-                None => (0, 0),
-                Some(s) if s.reset => (1, s.failures),
-                Some(s) => (2, s.failures),
-            };
-            let (at, status, code) = match k.last {
-                Some((at, status, code)) => (Some(at), Some(status), code),
-                None => (None, None, None),
-            };
-            c.execute(
-                "UPDATE endpoints SET
-                    succeeded = succeeded + ?2, failed = failed + ?3, pending = pending + ?4,
-                    consecutive_failures = CASE CAST(?5 AS BIGINT)
-                        WHEN 1 THEN CAST(?6 AS BIGINT)
-                        WHEN 2 THEN consecutive_failures + CAST(?6 AS BIGINT)
-                        ELSE consecutive_failures END,
-                    last_response_code = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL
-                        AND (last_delivery_at IS NULL OR last_delivery_at <= CAST(?7 AS BIGINT))
-                        THEN CAST(?9 AS BIGINT) ELSE last_response_code END,
-                    last_delivery_status = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL
-                        AND (last_delivery_at IS NULL OR last_delivery_at <= CAST(?7 AS BIGINT))
-                        THEN CAST(?8 AS TEXT) ELSE last_delivery_status END,
-                    last_delivery_at = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL
-                        AND (last_delivery_at IS NULL OR last_delivery_at <= CAST(?7 AS BIGINT))
-                        THEN CAST(?7 AS BIGINT) ELSE last_delivery_at END
-                 WHERE id = ?1",
-                &vals![
-                    endpoint.0,
-                    k.succeeded,
-                    k.failed,
-                    k.pending,
-                    reset,
-                    failures as i64,
-                    at,
-                    status,
-                    code
-                ],
-            )?;
+            match writer {
+                None => write_endpoint_row(c, endpoint, &k)?,
+                Some(writer) => write_process_row(c, endpoint, writer, &k)?,
+            }
         }
         Ok(())
     }
+}
+
+/// The streak's part of an endpoint's change, as the statements take it: whether it sets the
+/// run of failures (1) or adds to it (2), or leaves it (0); and the failures.
+fn streak_of(k: &EndpointChange) -> (i64, i64) {
+    match k.streak {
+        None => (0, 0),
+        Some(s) if s.reset => (1, s.failures as i64),
+        Some(s) => (2, s.failures as i64),
+    }
+}
+
+/// The latest result's part of an endpoint's change: when, its status, its response code.
+fn last_of(k: &EndpointChange) -> (Option<i64>, Option<&'static str>, Option<u16>) {
+    match k.last {
+        Some((at, status, code)) => (Some(at), Some(status), code),
+        None => (None, None, None),
+    }
+}
+
+/// Adds an endpoint's change to its own row (SQLite: one writer, so nothing waits on it).
+fn write_endpoint_row(
+    c: &Conn<'_>,
+    endpoint: EndpointId,
+    k: &EndpointChange,
+) -> Result<(), StoreError> {
+    let (reset, failures) = streak_of(k);
+    let (at, status, code) = last_of(k);
+    c.execute(
+        "UPDATE endpoints SET
+            succeeded = succeeded + ?2, failed = failed + ?3, pending = pending + ?4,
+            consecutive_failures = CASE CAST(?5 AS BIGINT)
+                WHEN 1 THEN CAST(?6 AS BIGINT)
+                WHEN 2 THEN consecutive_failures + CAST(?6 AS BIGINT)
+                ELSE consecutive_failures END,
+            last_response_code = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL
+                AND (last_delivery_at IS NULL OR last_delivery_at <= CAST(?7 AS BIGINT))
+                THEN CAST(?9 AS BIGINT) ELSE last_response_code END,
+            last_delivery_status = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL
+                AND (last_delivery_at IS NULL OR last_delivery_at <= CAST(?7 AS BIGINT))
+                THEN CAST(?8 AS TEXT) ELSE last_delivery_status END,
+            last_delivery_at = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL
+                AND (last_delivery_at IS NULL OR last_delivery_at <= CAST(?7 AS BIGINT))
+                THEN CAST(?7 AS BIGINT) ELSE last_delivery_at END
+         WHERE id = ?1",
+        &vals![
+            endpoint.0,
+            k.succeeded,
+            k.failed,
+            k.pending,
+            reset,
+            failures,
+            at,
+            status,
+            code
+        ],
+    )?;
+    Ok(())
+}
+
+/// Adds an endpoint's change to this process's row of its counters (PostgreSQL): processes
+/// recording results for the same endpoint then never wait on each other. The endpoint's own
+/// row is written only when its run of failures changes (a success on an endpoint with no
+/// failures matches no row, so it is not even locked); a row for an endpoint deleted meanwhile
+/// is not made.
+fn write_process_row(
+    c: &Conn<'_>,
+    endpoint: EndpointId,
+    writer: i64,
+    k: &EndpointChange,
+) -> Result<(), StoreError> {
+    let (at, status, code) = last_of(k);
+    if k.succeeded != 0 || k.failed != 0 || k.pending != 0 || at.is_some() {
+        c.execute(
+            "INSERT INTO endpoint_counts (endpoint_id, writer, succeeded, failed, pending,
+                 last_delivery_at, last_delivery_status, last_response_code)
+             SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM endpoints WHERE id = ?1
+             ON CONFLICT (endpoint_id, writer) DO UPDATE SET
+                 succeeded = endpoint_counts.succeeded + excluded.succeeded,
+                 failed = endpoint_counts.failed + excluded.failed,
+                 pending = endpoint_counts.pending + excluded.pending,
+                 last_response_code = CASE WHEN excluded.last_delivery_at IS NOT NULL
+                     AND (endpoint_counts.last_delivery_at IS NULL
+                          OR endpoint_counts.last_delivery_at <= excluded.last_delivery_at)
+                     THEN excluded.last_response_code ELSE endpoint_counts.last_response_code END,
+                 last_delivery_status = CASE WHEN excluded.last_delivery_at IS NOT NULL
+                     AND (endpoint_counts.last_delivery_at IS NULL
+                          OR endpoint_counts.last_delivery_at <= excluded.last_delivery_at)
+                     THEN excluded.last_delivery_status
+                     ELSE endpoint_counts.last_delivery_status END,
+                 last_delivery_at = CASE WHEN excluded.last_delivery_at IS NOT NULL
+                     AND (endpoint_counts.last_delivery_at IS NULL
+                          OR endpoint_counts.last_delivery_at <= excluded.last_delivery_at)
+                     THEN excluded.last_delivery_at ELSE endpoint_counts.last_delivery_at END",
+            &vals![
+                endpoint.0,
+                writer,
+                k.succeeded,
+                k.failed,
+                k.pending,
+                at,
+                status,
+                code
+            ],
+        )?;
+    }
+    match streak_of(k) {
+        (0, _) | (2, 0) => {}
+        (1, failures) => {
+            c.execute(
+                "UPDATE endpoints SET consecutive_failures = ?2
+                 WHERE id = ?1 AND consecutive_failures <> ?2",
+                &vals![endpoint.0, failures],
+            )?;
+        }
+        (_, failures) => {
+            c.execute(
+                "UPDATE endpoints SET consecutive_failures = consecutive_failures + ?2
+                 WHERE id = ?1",
+                &vals![endpoint.0, failures],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Folds the counter rows of processes that are gone (PostgreSQL: no longer in
+/// `hookd_processes`; SQLite: every row, as only `hookd copy` makes them) into their endpoints'
+/// rows, leaving every endpoint's counters as they read. Returns the rows folded.
+pub(super) fn fold_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
+    if c.is_postgres() {
+        // The rows deleted are exactly the rows added: a process still writing one makes the
+        // delete wait for its commit (and its next write makes a new row).
+        let folded = c.query(
+            "WITH gone AS (
+                 DELETE FROM endpoint_counts
+                 WHERE writer NOT IN (SELECT id FROM hookd_processes)
+                 RETURNING *
+             ), sums AS (
+                 SELECT endpoint_id, CAST(sum(succeeded) AS BIGINT) AS succeeded,
+                        CAST(sum(failed) AS BIGINT) AS failed,
+                        CAST(sum(pending) AS BIGINT) AS pending, count(*) AS n
+                 FROM gone GROUP BY endpoint_id
+             ), lasts AS (
+                 SELECT DISTINCT ON (endpoint_id) endpoint_id, last_delivery_at,
+                        last_delivery_status, last_response_code
+                 FROM gone WHERE last_delivery_at IS NOT NULL
+                 ORDER BY endpoint_id, last_delivery_at DESC
+             )
+             UPDATE endpoints e SET
+                 succeeded = e.succeeded + s.succeeded, failed = e.failed + s.failed,
+                 pending = e.pending + s.pending,
+                 last_response_code = CASE WHEN l.last_delivery_at >= coalesce(e.last_delivery_at, -1)
+                     THEN l.last_response_code ELSE e.last_response_code END,
+                 last_delivery_status = CASE WHEN l.last_delivery_at >= coalesce(e.last_delivery_at, -1)
+                     THEN l.last_delivery_status ELSE e.last_delivery_status END,
+                 last_delivery_at = CASE WHEN l.last_delivery_at >= coalesce(e.last_delivery_at, -1)
+                     THEN l.last_delivery_at ELSE e.last_delivery_at END
+             FROM sums s LEFT JOIN lasts l ON l.endpoint_id = s.endpoint_id
+             WHERE e.id = s.endpoint_id
+             RETURNING s.n",
+            &[],
+            |r| r.get::<i64>(0),
+        )?;
+        return Ok(folded.iter().sum::<i64>() as usize);
+    }
+    // SQLite's one writer: the counters as they read, written to the endpoints' rows.
+    c.execute(
+        concat!(
+            "UPDATE endpoints SET (succeeded, failed, pending, consecutive_failures,
+                 last_delivery_at, last_delivery_status, last_response_code) = (SELECT ",
+            endpoint_counters!(),
+            ") WHERE id IN (SELECT endpoint_id FROM endpoint_counts)"
+        ),
+        &[],
+    )?;
+    c.execute("DELETE FROM endpoint_counts", &[])
 }

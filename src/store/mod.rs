@@ -173,7 +173,12 @@ impl Store {
         migrate::migrate(&conn)?;
         claims::release_leases(&sql::Conn::Sqlite(&conn))?;
 
-        Self::start(WriterDb::Sqlite(conn), Reads::sqlite(path)?, Some(lock))
+        Self::start(
+            WriterDb::Sqlite(conn),
+            Reads::sqlite(path)?,
+            Some(lock),
+            None,
+        )
     }
 
     /// Opens a PostgreSQL database (migrating it) with its writer and reads.
@@ -181,9 +186,15 @@ impl Store {
     pub async fn open_postgres(url: &str) -> Result<(Self, StoreHandle), StoreError> {
         postgres::migrate(url).await?;
         let reads = Reads::postgres(url)?;
-        let (store, mut handle) = Self::start(WriterDb::Postgres(url.to_owned()), reads, None)?;
-        // This process's id: its lease tokens carry it, and its heartbeat keeps them alive.
+        // This process's id: its lease tokens carry it, its heartbeat keeps them alive, and
+        // its batches add to its own rows of the endpoints' counters.
         let process = processes::register(url).await?;
+        let (store, mut handle) = Self::start(
+            WriterDb::Postgres(url.to_owned()),
+            reads,
+            None,
+            Some(process),
+        )?;
         let mut store = store;
         store.leases = Arc::new(LeaseTokens::for_process(process));
         // Until its first beat shows whether it does.
@@ -242,6 +253,7 @@ impl Store {
         db: WriterDb,
         reads: Reads,
         lock: Option<std::fs::File>,
+        process: Option<i64>,
     ) -> Result<(Self, StoreHandle), StoreError> {
         let wake = Arc::new(Notify::new());
         let health = WriteHealth::default();
@@ -251,7 +263,7 @@ impl Store {
             WriterDb::Sqlite(_) => key_cache::KeyCache::default(),
         };
         let audiences = Arc::new(subscribers::Audiences::default());
-        let batch = Batch::new(audiences.clone());
+        let batch = Batch::new(audiences.clone(), process);
         let (writer, thread) = Writer::start(db, wake.clone(), health.clone(), batch)?;
         let store = Self {
             writer,

@@ -53,12 +53,47 @@ pub(super) fn replay_of(
     })
 }
 
+/// An endpoint's counters as they read (the columns of [`endpoint_row`] from `succeeded` to
+/// `last_response_code`): the endpoint row's plus what each process added (`endpoint_counts`),
+/// and the latest result, whichever is newest. Selected from `endpoints`.
+macro_rules! endpoint_counters {
+    () => {
+        concat!(
+            "CAST(succeeded + coalesce((SELECT sum(k.succeeded) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id), 0) AS BIGINT),
+             CAST(failed + coalesce((SELECT sum(k.failed) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id), 0) AS BIGINT),
+             CAST(pending + coalesce((SELECT sum(k.pending) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id), 0) AS BIGINT),
+             consecutive_failures, ",
+            "CASE WHEN (SELECT max(k.last_delivery_at) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id) > coalesce(last_delivery_at, -1)
+             THEN (SELECT max(k.last_delivery_at) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id) ELSE last_delivery_at END,
+             CASE WHEN (SELECT max(k.last_delivery_at) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id) > coalesce(last_delivery_at, -1)
+             THEN (SELECT k.last_delivery_status FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id AND k.last_delivery_at IS NOT NULL
+                ORDER BY k.last_delivery_at DESC LIMIT 1) ELSE last_delivery_status END,
+             CASE WHEN (SELECT max(k.last_delivery_at) FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id) > coalesce(last_delivery_at, -1)
+             THEN (SELECT k.last_response_code FROM endpoint_counts k
+                WHERE k.endpoint_id = endpoints.id AND k.last_delivery_at IS NOT NULL
+                ORDER BY k.last_delivery_at DESC LIMIT 1) ELSE last_response_code END"
+        )
+    };
+}
+pub(super) use endpoint_counters;
+
 /// The columns [`endpoint_row`] reads.
-pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant_id, name, url, events, signature_scheme, signature_header, \
+pub(super) const ENDPOINT_COLUMNS: &str = concat!(
+    "id, tenant_id, name, url, events, signature_scheme, signature_header, \
      format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
-     is_active, disabled_at, disabled_reason, created_at, updated_at, succeeded, failed, \
-     pending, consecutive_failures, last_delivery_at, last_delivery_status, last_response_code, \
-     filter, channels, auth, client_certificate, url_sealed";
+     is_active, disabled_at, disabled_reason, created_at, updated_at, ",
+    endpoint_counters!(),
+    ", ",
+    "filter, channels, auth, client_certificate, url_sealed"
+);
 
 /// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
 pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {

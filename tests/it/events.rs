@@ -226,7 +226,7 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
             .expect("delivery");
         }
         c.execute_batch(
-            "DROP TABLE endpoint_hours;
+            "DROP TABLE endpoint_counts; DROP TABLE endpoint_hours;
              ALTER TABLE endpoints DROP COLUMN url_sealed;
              ALTER TABLE endpoints DROP COLUMN auth;
              ALTER TABLE endpoints DROP COLUMN client_certificate;

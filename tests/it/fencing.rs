@@ -6,13 +6,11 @@ use hookd::model::claim::{ClaimRequest, EndpointLoad};
 use hookd::model::endpoint::NewEndpoint;
 use hookd::model::publish::NewEvent;
 use hookd::model::results::Recorded;
-use hookd::model::{
-    AttemptOutcome, EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme,
-};
+use hookd::model::{EndpointSettings, EventName, EventPattern, Format, Ordering, SignatureScheme};
 use hookd::service::record::record;
 use hookd::store::Store;
 
-use crate::support::open_store;
+use crate::support::{ok_outcome, open_store};
 
 fn settings(timeout_ms: u32) -> EndpointSettings {
     EndpointSettings {
@@ -34,18 +32,6 @@ fn settings(timeout_ms: u32) -> EndpointSettings {
         auth: None,
         client_certificate: None,
         url_sealed: None,
-    }
-}
-
-fn ok_outcome(at: i64) -> AttemptOutcome {
-    AttemptOutcome {
-        at,
-        response_code: Some(200),
-        latency_ms: 1,
-        error: None,
-        error_message: None,
-        response_body: None,
-        retry_after_ms: None,
     }
 }
 

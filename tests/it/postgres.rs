@@ -1255,8 +1255,15 @@ async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
             left_postgres.1 = ids;
         }
     }
+    // The counters as they read: the endpoint's row and what each process added.
     let row = client
-        .query_one("SELECT succeeded, failed FROM endpoints", &[])
+        .query_one(
+            "SELECT CAST(e.succeeded + coalesce(sum(k.succeeded), 0) AS BIGINT),
+                    CAST(e.failed + coalesce(sum(k.failed), 0) AS BIGINT)
+             FROM endpoints e LEFT JOIN endpoint_counts k ON k.endpoint_id = e.id
+             GROUP BY e.id",
+            &[],
+        )
         .await
         .expect("counters");
     left_postgres.2 = (row.get(0), row.get(1));
@@ -1269,24 +1276,56 @@ async fn retention_prunes_the_same_rows_on_postgres_as_on_sqlite() {
     twins.close();
 }
 
+/// Two processes on one database, with a tenant whose one endpoint has four deliveries
+/// pending.
+struct TwoProcesses {
+    a: hookd::store::Store,
+    a_handle: hookd::store::StoreHandle,
+    b: hookd::store::Store,
+    b_handle: hookd::store::StoreHandle,
+    tenant: hookd::model::Tenant,
+    endpoint: hookd::model::Endpoint,
+}
+
+impl TwoProcesses {
+    async fn with_four_pending(url: &str) -> Self {
+        use hookd::store::Store;
+        let (a, a_handle) = Store::open_postgres(url).await.expect("a");
+        let (b, b_handle) = Store::open_postgres(url).await.expect("b");
+        let tenant = a.create_tenant("t".into()).await.expect("tenant");
+        let endpoint = a
+            .create_endpoint(tenant.id, catch_all_endpoint())
+            .await
+            .expect("endpoint");
+        let events = (0..4).map(|_| event_a_b()).collect();
+        hookd::service::publish::publish(&a, tenant.id, events)
+            .await
+            .expect("publish");
+        Self {
+            a,
+            a_handle,
+            b,
+            b_handle,
+            tenant,
+            endpoint,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_claim_counts_what_another_process_has_in_flight_and_updates_rows_in_place() {
     use hookd::model::claim::ClaimRequest;
-    use hookd::store::Store;
     let Some(pg) = Postgres::start() else { return };
     let url = pg.database("in_flight").await;
-    let (a, a_handle) = Store::open_postgres(&url).await.expect("a");
-    let (b, b_handle) = Store::open_postgres(&url).await.expect("b");
+    let TwoProcesses {
+        a,
+        a_handle,
+        b,
+        b_handle,
+        endpoint,
+        ..
+    } = TwoProcesses::with_four_pending(&url).await;
     let client = connect(&url).await;
-    let tenant = a.create_tenant("t".into()).await.expect("tenant");
-    let endpoint = a
-        .create_endpoint(tenant.id, catch_all_endpoint())
-        .await
-        .expect("endpoint");
-    let events = (0..4).map(|_| event_a_b()).collect();
-    hookd::service::publish::publish(&a, tenant.id, events)
-        .await
-        .expect("publish");
     let two_at_most = || ClaimRequest {
         now: hookd::model::now_ms(),
         limit: 10,
@@ -1340,4 +1379,133 @@ async fn a_claim_counts_what_another_process_has_in_flight_and_updates_rows_in_p
         .expect("the claim's two updates were HOT");
     drop(held);
     close_both((a, a_handle), (b, b_handle)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_count_an_endpoints_results_in_rows_of_their_own_and_never_wait_on_its_row() {
+    use hookd::delivery::after_attempt;
+    use hookd::model::claim::ClaimRequest;
+    use hookd::model::now_ms;
+    use hookd::store::Store;
+    use std::time::Duration;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("counts").await;
+    let TwoProcesses {
+        a,
+        a_handle,
+        b,
+        b_handle,
+        tenant,
+        endpoint,
+    } = TwoProcesses::with_four_pending(&url).await;
+    let client = connect(&url).await;
+    let two = || ClaimRequest {
+        now: now_ms(),
+        limit: 2,
+        per_endpoint: 4,
+        unlisted_slots: 4,
+        busy: Vec::new(),
+        lease_margin_ms: 30_000,
+    };
+    let from_a = a.claim(two()).await.expect("a claims");
+    let from_b = b.claim(two()).await.expect("b claims");
+    assert_eq!(
+        (from_a.len(), from_b.len()),
+        (2, 2),
+        "each process claims two"
+    );
+
+    // Another transaction holds the endpoint's row (as a batch bumping shared counters did
+    // until its commit): both processes still record their results.
+    let holder = connect(&url).await;
+    holder.batch_execute("BEGIN").await.expect("begin");
+    holder
+        .execute(
+            "UPDATE endpoints SET updated_at = updated_at WHERE id = $1",
+            &[&endpoint.id.0],
+        )
+        .await
+        .expect("hold the endpoint's row");
+    let ok = |c| (c, crate::support::ok_outcome(now_ms()));
+    let done_a = from_a.into_iter().map(ok).collect();
+    let done_b = from_b.into_iter().map(ok).collect();
+    let both = async {
+        tokio::join!(
+            hookd::service::record::record(&a, done_a, after_attempt),
+            hookd::service::record::record(&b, done_b, after_attempt),
+        )
+    };
+    let (ra, rb) = tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .expect("results are recorded while the endpoint's row is held");
+    assert_eq!(
+        ra.expect("a records").len() + rb.expect("b records").len(),
+        4
+    );
+    holder.batch_execute("ROLLBACK").await.expect("rollback");
+
+    let counted = |store: Store| async move {
+        let e = store
+            .get_endpoint(tenant.id, endpoint.id)
+            .await
+            .expect("endpoint");
+        (e.counters.succeeded, e.counters.pending)
+    };
+    assert_eq!(counted(a.clone()).await, (4, 0), "exact, read from a");
+    assert_eq!(counted(b.clone()).await, (4, 0), "exact, read from b");
+    let writers = || async {
+        client
+            .query_one("SELECT count(*) FROM endpoint_counts", &[])
+            .await
+            .expect("rows")
+            .get::<_, i64>(0)
+    };
+    assert_eq!(writers().await, 2, "one row per process");
+
+    // b stops; once a live process has found it gone, its rows fold into the endpoint's.
+    drop(b);
+    b_handle.close();
+    let gone = async {
+        loop {
+            let left: i64 = client
+                .query_one("SELECT count(*) FROM hookd_processes", &[])
+                .await
+                .expect("processes")
+                .get(0);
+            if left == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), gone)
+        .await
+        .expect("a found b gone");
+    assert_eq!(a.fold_counts().await.expect("fold"), 1, "b's row folds");
+    assert_eq!(a.fold_counts().await.expect("fold"), 0, "a's own row stays");
+    assert_eq!(writers().await, 1);
+    assert_eq!(
+        counted(a.clone()).await,
+        (4, 0),
+        "the same counts after the fold"
+    );
+    drop(a);
+    a_handle.close();
+
+    // Copied to SQLite, a's row comes along: the counters read the same there, and fold.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("hookd.db");
+    let (ok, said) = hookd_copy(&url, file.to_str().expect("path"));
+    assert!(ok, "{said}");
+    let (sqlite, handle) =
+        Store::open(&file, hookd::config::Durability::Normal).expect("the copy opens");
+    assert_eq!(counted(sqlite.clone()).await, (4, 0), "exact on the copy");
+    assert_eq!(
+        sqlite.fold_counts().await.expect("fold"),
+        1,
+        "a's row folds"
+    );
+    assert_eq!(counted(sqlite.clone()).await, (4, 0), "and reads the same");
+    drop(sqlite);
+    handle.close();
 }

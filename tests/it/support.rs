@@ -744,3 +744,16 @@ pub async fn authenticate_at(
 ) -> Result<Option<hookd::model::auth::Caller>, hookd::store::StoreError> {
     hookd::service::auth::authenticate(store, &[0; 32], token, now).await
 }
+
+/// An attempt answered 200 at `at`.
+pub fn ok_outcome(at: i64) -> hookd::model::AttemptOutcome {
+    hookd::model::AttemptOutcome {
+        at,
+        response_code: Some(200),
+        latency_ms: 1,
+        error: None,
+        error_message: None,
+        response_body: None,
+        retry_after_ms: None,
+    }
+}
