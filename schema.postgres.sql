@@ -382,3 +382,23 @@ CREATE TABLE endpoint_counts (
     last_response_code   BIGINT,
     PRIMARY KEY (endpoint_id, writer)
 ) WITH (fillfactor = 50);
+
+-- migration: 15
+-- The other counts every process bumps (list blocks, attempts per hour, events per day) get a
+-- `writer`, as in schema.sql (migration 16): each process adds to rows of its own and reads
+-- add them up; the triggers count as writer 0. Housekeeping folds the rows of processes that
+-- are gone into writer 0.
+ALTER TABLE list_blocks ADD COLUMN writer BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE list_blocks DROP CONSTRAINT list_blocks_pkey,
+    ADD PRIMARY KEY (list, owner, part, block, writer);
+CREATE OR REPLACE FUNCTION hookd_count_block(l BIGINT, o BIGINT, p TEXT, b BIGINT, by BIGINT)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO list_blocks (list, owner, part, block, n) VALUES (l, o, p, b, by)
+    ON CONFLICT (list, owner, part, block, writer) DO UPDATE SET n = list_blocks.n + excluded.n;
+$$;
+ALTER TABLE endpoint_hours ADD COLUMN writer BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE endpoint_hours DROP CONSTRAINT endpoint_hours_pkey,
+    ADD PRIMARY KEY (endpoint_id, hour, bucket, writer);
+ALTER TABLE tenant_usage ADD COLUMN writer BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tenant_usage DROP CONSTRAINT tenant_usage_pkey,
+    ADD PRIMARY KEY (tenant_id, day, writer);

@@ -399,3 +399,87 @@ CREATE TABLE endpoint_counts (
     last_response_code   INTEGER,
     PRIMARY KEY (endpoint_id, writer)
 ) STRICT, WITHOUT ROWID;
+
+-- migration: 16
+
+-- The other counts every process bumps (list blocks, attempts per hour, events per day) get a
+-- `writer` too, as `endpoint_counts` has (migration 15): on PostgreSQL each process adds to
+-- rows of its own (its `hookd_processes` id) and reads add them up; what the database counts
+-- itself (the triggers) and SQLite's one writer use writer 0. Housekeeping folds the rows of
+-- processes that are gone into writer 0. A key cannot be altered: each table is made again.
+DROP TRIGGER deliveries_uncounted;
+DROP TRIGGER events_uncounted;
+DROP TRIGGER incoming_requests_counted;
+DROP TRIGGER incoming_requests_uncounted;
+DROP TRIGGER schedule_runs_counted;
+DROP TRIGGER schedule_runs_uncounted;
+CREATE TABLE list_blocks_by_writer (
+    list   INTEGER NOT NULL,
+    owner  INTEGER NOT NULL,
+    part   TEXT NOT NULL,
+    block  INTEGER NOT NULL,
+    n      INTEGER NOT NULL,
+    writer INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (list, owner, part, block, writer)
+) STRICT, WITHOUT ROWID;
+INSERT INTO list_blocks_by_writer (list, owner, part, block, n)
+    SELECT list, owner, part, block, n FROM list_blocks;
+DROP TABLE list_blocks;
+ALTER TABLE list_blocks_by_writer RENAME TO list_blocks;
+
+CREATE TRIGGER deliveries_uncounted AFTER DELETE ON deliveries BEGIN
+    INSERT INTO list_blocks (list, owner, part, block, n)
+        VALUES (1, old.endpoint_id, CAST(old.status AS TEXT), old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+CREATE TRIGGER events_uncounted AFTER DELETE ON events BEGIN
+    INSERT INTO list_blocks (list, owner, part, block, n)
+        VALUES (2, old.tenant_id, old.type, old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+CREATE TRIGGER incoming_requests_counted AFTER INSERT ON incoming_requests BEGIN
+    INSERT INTO list_blocks (list, owner, part, block, n)
+        VALUES (3, new.hook_id, '', new.id >> 16, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER incoming_requests_uncounted AFTER DELETE ON incoming_requests BEGIN
+    INSERT INTO list_blocks (list, owner, part, block, n)
+        VALUES (3, old.hook_id, '', old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+CREATE TRIGGER schedule_runs_counted AFTER INSERT ON schedule_runs BEGIN
+    INSERT INTO list_blocks (list, owner, part, block, n)
+        VALUES (4, new.schedule_id, '', new.id >> 16, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER schedule_runs_uncounted AFTER DELETE ON schedule_runs BEGIN
+    INSERT INTO list_blocks (list, owner, part, block, n)
+        VALUES (4, old.schedule_id, '', old.id >> 16, -1)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+CREATE TABLE endpoint_hours_by_writer (
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    hour        INTEGER NOT NULL,
+    bucket      INTEGER NOT NULL,
+    succeeded   INTEGER NOT NULL,
+    failed      INTEGER NOT NULL,
+    writer      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (endpoint_id, hour, bucket, writer)
+) STRICT, WITHOUT ROWID;
+INSERT INTO endpoint_hours_by_writer (endpoint_id, hour, bucket, succeeded, failed)
+    SELECT endpoint_id, hour, bucket, succeeded, failed FROM endpoint_hours;
+DROP TABLE endpoint_hours;
+ALTER TABLE endpoint_hours_by_writer RENAME TO endpoint_hours;
+
+CREATE TABLE tenant_usage_by_writer (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    day       INTEGER NOT NULL,
+    events    INTEGER NOT NULL,
+    writer    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day, writer)
+) STRICT, WITHOUT ROWID;
+INSERT INTO tenant_usage_by_writer (tenant_id, day, events)
+    SELECT tenant_id, day, events FROM tenant_usage;
+DROP TABLE tenant_usage;
+ALTER TABLE tenant_usage_by_writer RENAME TO tenant_usage;

@@ -53,9 +53,11 @@ impl Ledger {
     /// counters the batch adds to (`None` on SQLite: the endpoints' rows themselves).
     pub fn write(&mut self, c: &Conn<'_>, writer: Option<i64>) -> Result<(), StoreError> {
         self.endpoints.write(c, writer)?;
-        write_hours(c, &mut self.hours)?;
-        self.blocks.write(c)?;
-        write_usage(c, &mut self.usage)
+        // The shared counts' rows of this process (writer 0: SQLite's one writer).
+        let writer = writer.unwrap_or(0);
+        write_hours(c, &mut self.hours, writer)?;
+        self.blocks.write(c, writer)?;
+        write_usage(c, &mut self.usage, writer)
     }
 }
 
@@ -65,7 +67,7 @@ pub(crate) type HourCounts = StagedCounts<(i64, i64, i64), Tally>;
 /// Writes a batch's attempt counts per hour, after the endpoints' counters (so each
 /// endpoint's row is held first, as every batch holds it), in key order; counts of an endpoint
 /// deleted meanwhile are dropped with it.
-fn write_hours(c: &Conn<'_>, hours: &mut HourCounts) -> Result<(), StoreError> {
+fn write_hours(c: &Conn<'_>, hours: &mut HourCounts, writer: i64) -> Result<(), StoreError> {
     let kept = hours.take_kept();
     if kept.is_empty() {
         return Ok(());
@@ -76,27 +78,27 @@ fn write_hours(c: &Conn<'_>, hours: &mut HourCounts) -> Result<(), StoreError> {
         .collect();
     let rows = serde_json::Value::Array(rows).to_string();
     let sql = if c.is_postgres() {
-        "INSERT INTO endpoint_hours (endpoint_id, hour, bucket, succeeded, failed)
+        "INSERT INTO endpoint_hours (endpoint_id, hour, bucket, succeeded, failed, writer)
          SELECT CAST(x.value ->> 0 AS BIGINT), CAST(x.value ->> 1 AS BIGINT),
                 CAST(x.value ->> 2 AS BIGINT), CAST(x.value ->> 3 AS BIGINT),
-                CAST(x.value ->> 4 AS BIGINT)
+                CAST(x.value ->> 4 AS BIGINT), ?2
          FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) WITH ORDINALITY AS x(value, n)
          JOIN endpoints e ON e.id = CAST(x.value ->> 0 AS BIGINT)
          ORDER BY x.n
-         ON CONFLICT (endpoint_id, hour, bucket) DO UPDATE SET
+         ON CONFLICT (endpoint_id, hour, bucket, writer) DO UPDATE SET
              succeeded = endpoint_hours.succeeded + excluded.succeeded,
              failed = endpoint_hours.failed + excluded.failed"
     } else {
-        "INSERT INTO endpoint_hours (endpoint_id, hour, bucket, succeeded, failed)
-         SELECT x.value ->> 0, x.value ->> 1, x.value ->> 2, x.value ->> 3, x.value ->> 4
+        "INSERT INTO endpoint_hours (endpoint_id, hour, bucket, succeeded, failed, writer)
+         SELECT x.value ->> 0, x.value ->> 1, x.value ->> 2, x.value ->> 3, x.value ->> 4, ?2
          FROM json_each(?1) AS x
          JOIN endpoints e ON e.id = x.value ->> 0
          WHERE true
-         ON CONFLICT (endpoint_id, hour, bucket) DO UPDATE SET
+         ON CONFLICT (endpoint_id, hour, bucket, writer) DO UPDATE SET
              succeeded = endpoint_hours.succeeded + excluded.succeeded,
              failed = endpoint_hours.failed + excluded.failed"
     };
-    c.execute(sql, &vals![rows])?;
+    c.execute(sql, &vals![rows, writer])?;
     Ok(())
 }
 
@@ -266,10 +268,79 @@ fn write_process_row(
     Ok(())
 }
 
-/// Folds the counter rows of processes that are gone (PostgreSQL: no longer in
-/// `hookd_processes`; SQLite: every row, as only `hookd copy` makes them) into their endpoints'
-/// rows, leaving every endpoint's counters as they read. Returns the rows folded.
+/// The counts with a row per writer, as (table, key columns, counted columns): a gone
+/// process's rows fold into writer 0's.
+const BY_WRITER: &[(&str, &str, &[&str])] = &[
+    ("list_blocks", "list, owner, part, block", &["n"]),
+    (
+        "endpoint_hours",
+        "endpoint_id, hour, bucket",
+        &["succeeded", "failed"],
+    ),
+    ("tenant_usage", "tenant_id, day", &["events"]),
+];
+
+/// Folds the rows of processes that are gone (PostgreSQL: no longer in `hookd_processes`;
+/// SQLite: every row of a writer but 0, as only `hookd copy` makes them) into the rows they
+/// count for: the endpoints' own (`endpoint_counts`), writer 0's (list blocks, hours, usage).
+/// Every count reads the same before and after. Returns the rows folded.
 pub(super) fn fold_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
+    let mut folded = fold_endpoint_counts(c)?;
+    for (table, keys, counted) in BY_WRITER {
+        folded += fold_by_writer(c, table, keys, counted)?;
+    }
+    Ok(folded)
+}
+
+/// Folds one table's rows of gone writers into writer 0's.
+fn fold_by_writer(
+    c: &Conn<'_>,
+    table: &str,
+    keys: &str,
+    counted: &[&str],
+) -> Result<usize, StoreError> {
+    let sums: Vec<String> = counted
+        .iter()
+        .map(|col| format!("CAST(sum({col}) AS BIGINT)"))
+        .collect();
+    let adds: Vec<String> = counted
+        .iter()
+        .map(|col| format!("{col} = {table}.{col} + excluded.{col}"))
+        .collect();
+    let (cols, sums, adds) = (counted.join(", "), sums.join(", "), adds.join(", "));
+    if c.is_postgres() {
+        // The rows deleted are exactly the rows added (writer 0's are never among them).
+        let moved = c.query(
+            &format!(
+                "WITH gone AS (
+                     DELETE FROM {table}
+                     WHERE writer <> 0 AND writer NOT IN (SELECT id FROM hookd_processes)
+                     RETURNING *
+                 ), folded AS (
+                     INSERT INTO {table} ({keys}, {cols}, writer)
+                     SELECT {keys}, {sums}, 0 FROM gone GROUP BY {keys}
+                     ON CONFLICT ({keys}, writer) DO UPDATE SET {adds}
+                 )
+                 SELECT count(*) FROM gone"
+            ),
+            &[],
+            |r| r.get::<i64>(0),
+        )?;
+        return Ok(moved.iter().sum::<i64>() as usize);
+    }
+    c.execute(
+        &format!(
+            "INSERT INTO {table} ({keys}, {cols}, writer)
+             SELECT {keys}, {sums}, 0 FROM {table} WHERE writer <> 0 GROUP BY {keys}
+             ON CONFLICT ({keys}, writer) DO UPDATE SET {adds}"
+        ),
+        &[],
+    )?;
+    c.execute(&format!("DELETE FROM {table} WHERE writer <> 0"), &[])
+}
+
+/// Folds the endpoints' counter rows of gone processes into the endpoints' own rows.
+fn fold_endpoint_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
     if c.is_postgres() {
         // The rows deleted are exactly the rows added: a process still writing one makes the
         // delete wait for its commit (and its next write makes a new row).

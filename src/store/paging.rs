@@ -146,14 +146,23 @@ impl BlockCounts {
         self.0.drop_staged();
     }
 
-    /// Writes the kept changes, inside the batch's transaction, and forgets them.
-    pub fn write(&mut self, c: &Conn<'_>) -> Result<(), StoreError> {
+    /// Writes the kept changes to `writer`'s rows, inside the batch's transaction, and
+    /// forgets them.
+    pub fn write(&mut self, c: &Conn<'_>, writer: i64) -> Result<(), StoreError> {
         for ((list, owner, part, block), by) in self.0.take_kept() {
             c.execute(
-                "INSERT INTO list_blocks (list, owner, part, block, n)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (list, owner, part, block) DO UPDATE SET n = list_blocks.n + excluded.n",
-                &[(list as i64).into(), owner.into(), (&*part).into(), block.into(), by.into()],
+                "INSERT INTO list_blocks (list, owner, part, block, n, writer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (list, owner, part, block, writer)
+                 DO UPDATE SET n = list_blocks.n + excluded.n",
+                &[
+                    (list as i64).into(),
+                    owner.into(),
+                    (&*part).into(),
+                    block.into(),
+                    by.into(),
+                    writer.into(),
+                ],
             )?;
         }
         Ok(())
@@ -239,7 +248,7 @@ mod tests {
         counts.keep_staged();
         counts.event_added(1, "e.f", 70_002);
         counts.drop_staged();
-        counts.write(&c).expect("write");
+        counts.write(&c, 0).expect("write");
         let (total, first) = locate(&c, List::Events, 1, None, 0).expect("locate");
         assert_eq!(total, 3, "the undone operation's event is not counted");
         assert_eq!(

@@ -48,8 +48,11 @@ impl Store {
         self.read(move |c| {
             load(c, tenant_id, endpoint_id)?;
             let rows = c.query(
-                "SELECT endpoint_id, hour, bucket, succeeded, failed FROM endpoint_hours
-                 WHERE endpoint_id = ?1 AND hour >= ?2",
+                "SELECT endpoint_id, hour, bucket, CAST(sum(succeeded) AS BIGINT),
+                        CAST(sum(failed) AS BIGINT)
+                 FROM endpoint_hours
+                 WHERE endpoint_id = ?1 AND hour >= ?2
+                 GROUP BY endpoint_id, hour, bucket",
                 &vals![endpoint_id.0, window.first_hour(now)],
                 hour_row,
             )?;
@@ -79,9 +82,11 @@ impl Store {
                 |r| r.get(0),
             )?;
             let rows = c.query(
-                "SELECT h.endpoint_id, h.hour, h.bucket, h.succeeded, h.failed
+                "SELECT h.endpoint_id, h.hour, h.bucket, CAST(sum(h.succeeded) AS BIGINT),
+                        CAST(sum(h.failed) AS BIGINT)
                  FROM endpoints e JOIN endpoint_hours h ON h.endpoint_id = e.id
-                 WHERE e.tenant_id = ?1 AND h.hour >= ?2",
+                 WHERE e.tenant_id = ?1 AND h.hour >= ?2
+                 GROUP BY h.endpoint_id, h.hour, h.bucket",
                 &vals![tenant_id.0, window.first_hour(now)],
                 hour_row,
             )?;

@@ -34,21 +34,27 @@ pub(super) fn endpoint_count(c: &Conn<'_>, tenant_id: TenantId) -> Result<u64, S
 
 /// The events a tenant published on `day` (UTC days since the epoch), as committed.
 pub(super) fn events_on(c: &Conn<'_>, tenant_id: TenantId, day: i64) -> Result<u64, StoreError> {
-    let n: Option<i64> = c.query_opt(
-        "SELECT events FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
+    // Each process's row of the day, added up.
+    let n: Option<i64> = c.query_one(
+        "SELECT CAST(sum(events) AS BIGINT) FROM tenant_usage WHERE tenant_id = ?1 AND day = ?2",
         &vals![tenant_id.0, day],
         |r| r.get(0),
     )?;
     Ok(count(n.unwrap_or(0)))
 }
 
-/// Writes a batch's counted events, inside its transaction.
-pub(super) fn write_usage(c: &Conn<'_>, usage: &mut DailyUsage) -> Result<(), StoreError> {
+/// Writes a batch's counted events to `writer`'s rows, inside its transaction.
+pub(super) fn write_usage(
+    c: &Conn<'_>,
+    usage: &mut DailyUsage,
+    writer: i64,
+) -> Result<(), StoreError> {
     for ((tenant, day), n) in usage.take_kept() {
         c.execute(
-            "INSERT INTO tenant_usage (tenant_id, day, events) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant_id, day) DO UPDATE SET events = tenant_usage.events + excluded.events",
-            &vals![tenant, day, n],
+            "INSERT INTO tenant_usage (tenant_id, day, events, writer) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id, day, writer)
+             DO UPDATE SET events = tenant_usage.events + excluded.events",
+            &vals![tenant, day, n, writer],
         )?;
     }
     Ok(())
