@@ -10,8 +10,8 @@ use super::error::not_found;
 use super::extract::{Auth, JsonBody, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::model::event::EventType;
 use crate::model::{EventName, Role};
-use crate::store::EventType;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

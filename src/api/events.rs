@@ -14,10 +14,10 @@ use super::extract::{Auth, JsonBody, Object, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
 use crate::model::event::check_channels;
+use crate::model::publish::StoredEvent;
 use crate::model::publish::{NewEvent, Published};
 use crate::model::{EventId, EventName, Role, rfc3339};
 use crate::service::publish;
-use crate::store::StoredEvent;
 
 /// Most events in one batch publish.
 const MAX_BATCH: usize = 1000;

@@ -13,8 +13,8 @@ use super::error::not_found;
 use super::extract::{Auth, JsonBody, Path, Query};
 use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::model::tenant::PortalLink;
 use crate::model::{PortalLinkId, Role, duration, now_ms, rfc3339};
-use crate::store::PortalLink;
 
 /// How long a link lasts when the request does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);

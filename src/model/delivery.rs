@@ -256,6 +256,15 @@ pub fn next_retry_delay(
     })
 }
 
+/// What one pruning pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Deliveries deleted (with their attempts).
+    pub deliveries: u64,
+    /// Events deleted.
+    pub events: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,17 @@ pub fn channels_meet(listening: Option<&[String]>, event: &[String]) -> bool {
     listening.is_none_or(|wanted| wanted.iter().any(|w| event.contains(w)))
 }
 
+/// One entry of a tenant's event-type catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventType {
+    /// The event name.
+    pub name: String,
+    /// A grouping for display.
+    pub category: Option<String>,
+    /// What the event means.
+    pub description: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

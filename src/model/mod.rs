@@ -30,6 +30,7 @@ pub mod filter;
 pub mod ids;
 pub mod incoming;
 pub mod operational;
+pub mod paging;
 pub mod plan;
 pub mod publish;
 pub mod replay;

@@ -170,6 +170,15 @@ pub fn until_day_ends(now: UnixMs) -> u64 {
     (left as u64).div_ceil(1000).max(1)
 }
 
+/// A tenant's usage of what its plan limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Its endpoints (integrations' included).
+    pub endpoints: u64,
+    /// Events it published today (UTC).
+    pub events_today: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

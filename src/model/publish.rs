@@ -5,7 +5,7 @@
 
 use super::ids::{EndpointId, EventId, ScheduleId, TenantId};
 use super::plan::Plan;
-use super::{EventName, UnixMs};
+use super::{DeliverySummary, EventName, UnixMs};
 
 /// An event to publish.
 #[derive(Debug, Clone)]
@@ -89,4 +89,24 @@ pub enum Applied<T = Vec<Published>, P = PublishPlan> {
     /// Nothing written: what the plan was computed from changed since (a publish's: the
     /// tenant's subscriptions), so it is handed back to be computed again.
     Stale(P),
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The publish answer's fields.
+    pub published: Published,
+    /// Its `data`, as JSON text.
+    pub data: String,
+    /// The channels it was published on.
+    pub channels: Vec<String>,
+}
+
+/// An event with its deliveries.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    /// The event.
+    pub event: StoredEvent,
+    /// One per endpoint it fanned out to.
+    pub deliveries: Vec<DeliverySummary>,
 }

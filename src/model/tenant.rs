@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::plan::Plan;
-use super::{KeyId, TenantId, UnixMs};
+use super::{KeyId, PortalLinkId, TenantId, UnixMs};
 
 /// A tenant: everything else (keys, endpoints, events) belongs to exactly one.
 #[derive(Debug, Clone)]
@@ -64,4 +64,19 @@ pub struct ApiKey {
     pub role: Role,
     /// When it was created.
     pub created_at: UnixMs,
+}
+
+/// A portal link as it is listed: never its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalLink {
+    /// Its id.
+    pub id: PortalLinkId,
+    /// The tenant it signs in to.
+    pub tenant_id: TenantId,
+    /// What its token may do.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: UnixMs,
+    /// When its token stops working.
+    pub expires_at: UnixMs,
 }

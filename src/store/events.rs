@@ -6,27 +6,8 @@ use super::paging::{self, List};
 use super::rows::{SUMMARY_SELECT, summary_row};
 use super::{Store, StoreError, count};
 use crate::model::publish::Published;
-use crate::model::{DeliverySummary, EventId, Page, PageRequest, TenantId};
-
-/// A stored event.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    /// The publish answer's fields.
-    pub published: Published,
-    /// Its `data`, as JSON text.
-    pub data: String,
-    /// The channels it was published on.
-    pub channels: Vec<String>,
-}
-
-/// An event with its deliveries.
-#[derive(Debug, Clone)]
-pub struct EventDetail {
-    /// The event.
-    pub event: StoredEvent,
-    /// One per endpoint it fanned out to.
-    pub deliveries: Vec<DeliverySummary>,
-}
+use crate::model::publish::{EventDetail, StoredEvent};
+use crate::model::{EventId, Page, PageRequest, TenantId};
 
 fn event_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {

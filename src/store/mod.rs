@@ -41,13 +41,8 @@ use tokio::sync::Notify;
 pub use crate::db::StoreError;
 use crate::db::{BUSY_TIMEOUT, Reads, STATEMENT_CACHE, create_private, lock};
 pub use crate::db::{check_location, is_postgres_url};
-pub use events::{EventDetail, StoredEvent};
 pub use integrations::default_events;
 pub use maintenance::{CheckReport, backup, check};
-pub use portal::PortalLink;
-pub use retention::Pruned;
-pub use tenants::EventType;
-pub use usage::Usage;
 
 use crate::config::Durability;
 use crate::db::sql;

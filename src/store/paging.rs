@@ -1,10 +1,10 @@
 //! Pages deep in a long list without stepping through every row before them.
 //!
 //! Lists are newest first, by id. `list_blocks` (`schema.sql`, migration 5) holds how many rows
-//! each owner's list has per block of 65,536 ids. A page at offset `k` adds the blocks up from
-//! the newest until it passes `k` ([`seek`]), then reads ids below that block's end, skipping at
-//! most one block's worth in the index. The same sums give the exact total, so no list ever
-//! counts its rows.
+//! each owner's list has per block of 65,536 ids (a row per writer, added up). A page at offset
+//! `k` adds the blocks up from the newest until it passes `k` ([`seek`], `model/paging.rs`),
+//! then reads ids below that block's end, skipping at most one block's worth in the index. The
+//! same sums give the exact total, so no list ever counts its rows.
 //!
 //! Who keeps the counts: deletes everywhere, and the cold lists (incoming requests, schedule
 //! runs), by triggers; the hot writes (deliveries and events added, a delivery's status
@@ -20,6 +20,7 @@ use super::StoreError;
 use crate::model::counts::StagedCounts;
 
 use crate::model::DeliveryStatus;
+use crate::model::paging::{BLOCK_BITS, Seek, seek};
 
 /// The long lists whose rows are counted in blocks (the `list` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,34 +33,6 @@ pub(super) enum List {
     IncomingRequests = 3,
     /// A schedule's runs.
     ScheduleRuns = 4,
-}
-
-/// Ids per block: `id >> BLOCK_BITS` is a row's block.
-const BLOCK_BITS: u32 = 16;
-
-/// Where a page starts, newest first: skip `skip` rows with ids below `below`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Seek {
-    /// The page's rows have ids below this.
-    pub below: i64,
-    /// Rows (below `below`, newest first) before the page's first row.
-    pub skip: i64,
-}
-
-/// Finds where the row at `offset` (newest first) lies, from the row counts of each block,
-/// newest block first. `None` when the list has no row at `offset`.
-pub(super) fn seek(blocks: &[(i64, u64)], offset: u64) -> Option<Seek> {
-    let mut newer = 0u64;
-    for &(block, n) in blocks {
-        if newer + n > offset {
-            return Some(Seek {
-                below: (block + 1) << BLOCK_BITS,
-                skip: i64::try_from(offset - newer).ok()?,
-            });
-        }
-        newer += n;
-    }
-    None
 }
 
 /// A list's exact length and where the page at `offset` starts in it. `part` narrows the
@@ -177,57 +150,6 @@ pub(super) fn forget_empty_blocks(c: &Conn<'_>) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_page_starts_in_the_block_its_offset_falls_in() {
-        // Blocks 9, 7, 3 (newest first) holding 10, 5 and 20 rows.
-        let blocks = [(9, 10), (7, 5), (3, 20)];
-        let at = |offset| seek(&blocks, offset);
-        assert_eq!(
-            at(0),
-            Some(Seek {
-                below: 10 << 16,
-                skip: 0
-            })
-        );
-        assert_eq!(
-            at(9),
-            Some(Seek {
-                below: 10 << 16,
-                skip: 9
-            })
-        );
-        assert_eq!(
-            at(10),
-            Some(Seek {
-                below: 8 << 16,
-                skip: 0
-            })
-        );
-        assert_eq!(
-            at(14),
-            Some(Seek {
-                below: 8 << 16,
-                skip: 4
-            })
-        );
-        assert_eq!(
-            at(15),
-            Some(Seek {
-                below: 4 << 16,
-                skip: 0
-            })
-        );
-        assert_eq!(
-            at(34),
-            Some(Seek {
-                below: 4 << 16,
-                skip: 19
-            })
-        );
-        assert_eq!(at(35), None, "past the end");
-        assert_eq!(seek(&[], 0), None, "an empty list");
-    }
 
     #[test]
     fn kept_changes_are_written_dropped_ones_never_and_deletes_count_themselves() {

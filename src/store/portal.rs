@@ -6,22 +6,8 @@ use super::tenants::tenant_exists;
 use super::{Store, StoreError, count};
 use crate::db::sql::vals;
 use crate::model::auth::{StoredCredential, hash_secret, random_token};
+use crate::model::tenant::PortalLink;
 use crate::model::{Page, PageRequest, PortalLinkId, Role, TenantId, UnixMs, now_ms};
-
-/// A portal link as it is listed: never its token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortalLink {
-    /// Its id.
-    pub id: PortalLinkId,
-    /// The tenant it signs in to.
-    pub tenant_id: TenantId,
-    /// What its token may do.
-    pub role: Role,
-    /// When it was created.
-    pub created_at: UnixMs,
-    /// When its token stops working.
-    pub expires_at: UnixMs,
-}
 
 impl Store {
     /// Creates a portal link; returns it and its token (shown once).

@@ -8,19 +8,11 @@ use super::ledger::Ledger;
 use super::{Store, StoreError};
 use crate::db::sql::Conn;
 use crate::model::counts::EndpointChange;
+use crate::model::delivery::Pruned;
 use crate::model::{EndpointId, UnixMs};
 
 /// Rows deleted per write operation.
 const BATCH: i64 = 1000;
-
-/// What one pruning pass deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    /// Deliveries deleted (with their attempts).
-    pub deliveries: u64,
-    /// Events deleted.
-    pub events: u64,
-}
 
 /// The first row id of `table` created at or after `t` (one past the last id when none),
 /// by binary search over ids, whose order follows creation time.

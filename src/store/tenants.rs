@@ -5,19 +5,9 @@ use super::plans::{PLAN_COLUMNS, plan_row};
 use super::{Store, StoreError, count};
 use crate::db::sql::{Conn, Row, Value};
 use crate::model::auth::{StoredCredential, hash_secret, random_token};
+use crate::model::event::EventType;
 use crate::model::plan::Plan;
 use crate::model::{ApiKey, KeyId, Page, PageRequest, Role, Tenant, TenantId, UnixMs, now_ms};
-
-/// One entry of a tenant's event-type catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventType {
-    /// The event name.
-    pub name: String,
-    /// A grouping for display.
-    pub category: Option<String>,
-    /// What the event means.
-    pub description: Option<String>,
-}
 
 fn tenant_row(r: &Row<'_>) -> Result<Tenant, StoreError> {
     Ok(Tenant {

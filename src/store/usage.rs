@@ -7,20 +7,12 @@ use crate::db::sql::{Conn, vals};
 
 use super::{Store, StoreError, count};
 use crate::model::counts::StagedCounts;
+use crate::model::plan::Usage;
 use crate::model::plan::utc_day;
 use crate::model::{TenantId, UnixMs, now_ms};
 
 /// Events published per (tenant, UTC day) by a batch's operations.
 pub(crate) type DailyUsage = StagedCounts<(i64, i64)>;
-
-/// A tenant's usage of what its plan limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Its endpoints (integrations' included).
-    pub endpoints: u64,
-    /// Events it published today (UTC).
-    pub events_today: u64,
-}
 
 /// How many endpoints a tenant has (integrations' included).
 pub(super) fn endpoint_count(c: &Conn<'_>, tenant_id: TenantId) -> Result<u64, StoreError> {

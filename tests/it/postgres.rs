@@ -1030,8 +1030,9 @@ fn the_store_statements_answer_the_same_through_the_adapter_on_both_databases() 
 /// out (they differ between two runs).
 async fn tenant_story(store: &hookd::store::Store) -> Vec<String> {
     use hookd::model::auth::Caller;
+    use hookd::model::event::EventType;
     use hookd::model::{PageRequest, Role};
-    use hookd::store::{EventType, StoreError};
+    use hookd::store::StoreError;
     let page = PageRequest {
         number: 0,
         size: 10,
