@@ -280,21 +280,43 @@ const BY_WRITER: &[(&str, &str, &[&str])] = &[
     ("tenant_usage", "tenant_id, day", &["events"]),
 ];
 
-/// Folds the rows of processes that are gone (PostgreSQL: no longer in `hookd_processes`;
-/// SQLite: every row of a writer but 0, as only `hookd copy` makes them) into the rows they
-/// count for: the endpoints' own (`endpoint_counts`), writer 0's (list blocks, hours, usage).
-/// Every count reads the same before and after. Returns the rows folded.
+/// Folds the rows of processes that are gone into the rows they count for: the endpoints' own
+/// (`endpoint_counts`), writer 0's (list blocks, hours, usage). Every count reads the same
+/// before and after. On PostgreSQL the gone are those a beat noted (`hookd_gone_writers`),
+/// so nothing is read when no process went; on SQLite, every row of a writer but 0 (only
+/// `hookd copy` makes them; folded when the file is opened). Returns the rows folded.
 pub(super) fn fold_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
-    let mut folded = fold_endpoint_counts(c)?;
+    let gone = if c.is_postgres() {
+        let ids: Vec<i64> = c.query("SELECT id FROM hookd_gone_writers", &[], |r| r.get(0))?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Some(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+    } else {
+        None
+    };
+    let mut folded = fold_endpoint_counts(c, gone.as_deref())?;
     for (table, keys, counted) in BY_WRITER {
-        folded += fold_by_writer(c, table, keys, counted)?;
+        folded += fold_by_writer(c, gone.as_deref(), table, keys, counted)?;
+    }
+    if let Some(ids) = &gone {
+        c.execute(
+            &format!("DELETE FROM hookd_gone_writers WHERE id IN ({GONE})"),
+            &vals![ids],
+        )?;
     }
     Ok(folded)
 }
 
-/// Folds one table's rows of gone writers into writer 0's.
+/// The writers a PostgreSQL fold takes, from `?1` (a JSON array of their ids).
+const GONE: &str =
+    "SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(CAST(?1 AS TEXT) AS jsonb))";
+
+/// Folds one table's rows of the `gone` writers (PostgreSQL, JSON ids; SQLite: every writer
+/// but 0) into writer 0's.
 fn fold_by_writer(
     c: &Conn<'_>,
+    gone: Option<&str>,
     table: &str,
     keys: &str,
     counted: &[&str],
@@ -308,14 +330,12 @@ fn fold_by_writer(
         .map(|col| format!("{col} = {table}.{col} + excluded.{col}"))
         .collect();
     let (cols, sums, adds) = (counted.join(", "), sums.join(", "), adds.join(", "));
-    if c.is_postgres() {
+    if let Some(ids) = gone {
         // The rows deleted are exactly the rows added (writer 0's are never among them).
         let moved = c.query(
             &format!(
                 "WITH gone AS (
-                     DELETE FROM {table}
-                     WHERE writer <> 0 AND writer NOT IN (SELECT id FROM hookd_processes)
-                     RETURNING *
+                     DELETE FROM {table} WHERE writer IN ({GONE}) RETURNING *
                  ), folded AS (
                      INSERT INTO {table} ({keys}, {cols}, writer)
                      SELECT {keys}, {sums}, 0 FROM gone GROUP BY {keys}
@@ -323,7 +343,7 @@ fn fold_by_writer(
                  )
                  SELECT count(*) FROM gone"
             ),
-            &[],
+            &vals![ids],
             |r| r.get::<i64>(0),
         )?;
         return Ok(moved.iter().sum::<i64>() as usize);
@@ -340,15 +360,14 @@ fn fold_by_writer(
 }
 
 /// Folds the endpoints' counter rows of gone processes into the endpoints' own rows.
-fn fold_endpoint_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
-    if c.is_postgres() {
+fn fold_endpoint_counts(c: &Conn<'_>, gone: Option<&str>) -> Result<usize, StoreError> {
+    if let Some(ids) = gone {
         // The rows deleted are exactly the rows added: a process still writing one makes the
         // delete wait for its commit (and its next write makes a new row).
         let folded = c.query(
-            "WITH gone AS (
-                 DELETE FROM endpoint_counts
-                 WHERE writer NOT IN (SELECT id FROM hookd_processes)
-                 RETURNING *
+            &format!(
+                "WITH gone AS (
+                 DELETE FROM endpoint_counts WHERE writer IN ({GONE}) RETURNING *
              ), sums AS (
                  SELECT endpoint_id, CAST(sum(succeeded) AS BIGINT) AS succeeded,
                         CAST(sum(failed) AS BIGINT) AS failed,
@@ -371,8 +390,9 @@ fn fold_endpoint_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
                      THEN l.last_delivery_at ELSE e.last_delivery_at END
              FROM sums s LEFT JOIN lasts l ON l.endpoint_id = s.endpoint_id
              WHERE e.id = s.endpoint_id
-             RETURNING s.n",
-            &[],
+             RETURNING s.n"
+            ),
+            &vals![ids],
             |r| r.get::<i64>(0),
         )?;
         return Ok(folded.iter().sum::<i64>() as usize);

@@ -167,6 +167,16 @@ impl Store {
         })?;
         migrate::migrate(&conn)?;
         claims::release_leases(&sql::Conn::Sqlite(&conn))?;
+        // Counts copied from PostgreSQL processes become the one writer's.
+        let copied = sql::Conn::Sqlite(&conn);
+        copied.execute("BEGIN IMMEDIATE", &[])?;
+        match ledger::fold_counts(&copied) {
+            Ok(_) => copied.execute("COMMIT", &[])?,
+            Err(e) => {
+                let _ = copied.execute("ROLLBACK", &[]);
+                return Err(e);
+            }
+        };
 
         Self::start(
             WriterDb::Sqlite(conn),

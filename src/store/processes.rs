@@ -135,6 +135,12 @@ async fn beat_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    // Their rows of the shared counts are folded by housekeeping.
+    tx.execute(
+        "INSERT INTO hookd_gone_writers (id) SELECT unnest($1::BIGINT[]) ON CONFLICT DO NOTHING",
+        &[&dead],
+    )
+    .await?;
     let leader: Option<i64> = tx
         .query_one(
             "SELECT min(id) FROM hookd_processes WHERE beat_at >= $1",
