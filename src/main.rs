@@ -183,7 +183,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::Backup { db, to } => {
                 let config = db.load()?;
-                hookd::store::backup(&config.db, &to)?;
+                hookd::db::backup(&config.db, &to)?;
                 println!("hookd: wrote a copy of {} to {}", config.db.display(), to.display());
                 Ok(ExitCode::SUCCESS)
             }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rusqlite::{Connection, OpenFlags};
+
 use super::StoreError;
 
 /// The first bytes of every SQLite database file.
@@ -129,6 +131,48 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection: more than the store has distinct statements, so
 /// none is parsed twice.
 pub const STATEMENT_CACHE: usize = 128;
+
+/// Opens an existing SQLite file (maintenance: `hookd check`, `hookd backup`).
+pub fn open_existing(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    if !db.exists() {
+        return Err(StoreError::Invalid(
+            format!("{} does not exist", db.display()).into(),
+        ));
+    }
+    let conn = Connection::open_with_flags(db, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Writes a consistent copy of `db` to `to` (which must not exist yet), while hookd may be
+/// serving from `db`.
+pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
+    sqlite_file(db, "back up")?;
+    if to.exists() {
+        return Err(StoreError::Conflict(format!(
+            "{} already exists; a backup never overwrites a file",
+            to.display()
+        )));
+    }
+    let conn = open_existing(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let target = to.to_str().ok_or_else(|| {
+        StoreError::Invalid(format!("{} is not a UTF-8 path", to.display()).into())
+    })?;
+    // Made first, private: VACUUM INTO writes into an empty file and keeps its mode.
+    create_private(to)?;
+    conn.execute("VACUUM INTO ?1", [target])?;
+    Ok(())
+}
+
+/// Refuses a PostgreSQL URL for SQLite's own maintenance, saying what to use instead.
+pub fn sqlite_file(db: &Path, what: &str) -> Result<(), StoreError> {
+    if is_postgres_url(db) {
+        return Err(StoreError::Invalid(format!(
+            "hookd can only {what} a SQLite file; for PostgreSQL use its own tools (pg_dump, amcheck), or `hookd copy` the database into a SQLite file"
+        ).into()));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,12 @@
-//! Maintenance of a database file, beside or without a running hookd: a consistent backup
-//! (`VACUUM INTO`, which reads one snapshot while hookd keeps writing), an integrity and
-//! schema check, and a new operator token.
+//! Maintenance of a database file, beside or without a running hookd: an integrity and schema
+//! check, and a new operator token. (A backup is `crate::db::backup`.)
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 
 use super::{Store, StoreError, migrate};
-use crate::db::{BUSY_TIMEOUT, create_private, is_postgres_url};
+use crate::db::{open_existing, sqlite_file};
 use crate::model::auth::{hash_secret, random_token};
 
 /// What `hookd check` found.
@@ -27,37 +26,6 @@ impl CheckReport {
     pub fn healthy(&self) -> bool {
         self.problems.is_empty() && self.schema_version <= self.known_version
     }
-}
-
-fn open_existing(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    if !db.exists() {
-        return Err(StoreError::Invalid(
-            format!("{} does not exist", db.display()).into(),
-        ));
-    }
-    let conn = Connection::open_with_flags(db, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(conn)
-}
-
-/// Writes a consistent copy of `db` to `to` (which must not exist yet), while hookd may be
-/// serving from `db`.
-pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
-    sqlite_file(db, "back up")?;
-    if to.exists() {
-        return Err(StoreError::Conflict(format!(
-            "{} already exists; a backup never overwrites a file",
-            to.display()
-        )));
-    }
-    let conn = open_existing(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    let target = to.to_str().ok_or_else(|| {
-        StoreError::Invalid(format!("{} is not a UTF-8 path", to.display()).into())
-    })?;
-    // Made first, private: VACUUM INTO writes into an empty file and keeps its mode.
-    create_private(to)?;
-    conn.execute("VACUUM INTO ?1", [target])?;
-    Ok(())
 }
 
 /// Checks a database file's integrity and schema version, read-only.
@@ -86,16 +54,6 @@ pub fn check(db: &Path) -> Result<CheckReport, StoreError> {
         known_version: migrate::latest(),
         problems,
     })
-}
-
-/// Refuses a PostgreSQL URL for SQLite's own maintenance, saying what to use instead.
-fn sqlite_file(db: &Path, what: &str) -> Result<(), StoreError> {
-    if is_postgres_url(db) {
-        return Err(StoreError::Invalid(format!(
-            "hookd can only {what} a SQLite file; for PostgreSQL use its own tools (pg_dump, amcheck), or `hookd copy` the database into a SQLite file"
-        ).into()));
-    }
-    Ok(())
 }
 
 impl Store {

@@ -42,7 +42,7 @@ pub use crate::db::StoreError;
 use crate::db::{BUSY_TIMEOUT, Reads, STATEMENT_CACHE, create_private, lock};
 pub use crate::db::{check_location, is_postgres_url};
 pub use integrations::default_events;
-pub use maintenance::{CheckReport, backup, check};
+pub use maintenance::{CheckReport, check};
 
 use crate::config::Durability;
 use crate::db::sql;
