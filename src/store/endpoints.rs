@@ -6,7 +6,7 @@ use crate::model::endpoint::{EndpointPatch, NewEndpoint};
 use super::batch::Batch;
 use super::ledger::Ledger;
 use super::publish::announce;
-use super::rows::{ENDPOINT_COLUMNS as COLUMNS, columns, endpoint_row};
+use super::rows::{columns, endpoint_columns, endpoint_row};
 use super::usage::endpoint_count;
 use super::{Store, StoreError, count};
 use crate::model::counts::EndpointChange;
@@ -80,7 +80,10 @@ pub(super) fn load(
     id: EndpointId,
 ) -> Result<Endpoint, StoreError> {
     c.query_opt(
-        &format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1 AND tenant_id = ?2"),
+        &format!(
+            "SELECT {} FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
+            endpoint_columns(c)
+        ),
         &vals![id.0, tenant_id.0],
         endpoint_row,
     )?
@@ -90,7 +93,10 @@ pub(super) fn load(
 /// Loads one endpoint of any tenant, inside a read or a write.
 pub(super) fn load_any(c: &Conn<'_>, id: EndpointId) -> Result<Endpoint, StoreError> {
     c.query_opt(
-        &format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1"),
+        &format!(
+            "SELECT {} FROM endpoints WHERE id = ?1",
+            endpoint_columns(c)
+        ),
         &vals![id.0],
         endpoint_row,
     )?
@@ -159,8 +165,9 @@ impl Store {
             )?;
             let rows = c.query(
                 &format!(
-                    "SELECT {COLUMNS} FROM endpoints WHERE tenant_id = ?1
-                     ORDER BY id LIMIT ?2 OFFSET ?3"
+                    "SELECT {} FROM endpoints WHERE tenant_id = ?1
+                     ORDER BY id LIMIT ?2 OFFSET ?3",
+                    endpoint_columns(c)
                 ),
                 &vals![tenant_id.0, page.size, page.offset()],
                 endpoint_row,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{StoreError, count};
-use crate::db::sql::Row;
+use crate::db::sql::{Conn, Row};
 use crate::model::delivery::Replay;
 use crate::model::endpoint::{EndpointCounters, HeaderSetting, Sealed};
 use crate::model::filter::Filter;
@@ -85,17 +85,43 @@ macro_rules! endpoint_counters {
 }
 pub(super) use endpoint_counters;
 
-/// The columns [`endpoint_row`] reads.
-pub(super) const ENDPOINT_COLUMNS: &str = concat!(
-    "id, tenant_id, name, url, events, signature_scheme, signature_header, \
-     format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
-     is_active, disabled_at, disabled_reason, created_at, updated_at, ",
-    endpoint_counters!(),
-    ", ",
-    "filter, channels, auth, client_certificate, url_sealed"
-);
+/// The columns [`endpoint_row`] reads, up to the counters.
+macro_rules! endpoint_settings {
+    () => {
+        "id, tenant_id, name, url, events, signature_scheme, signature_header, \
+         format, headers, retry_schedule, disable_after, timeout_ms, rate_limit, ordering, \
+         is_active, disabled_at, disabled_reason, created_at, updated_at, "
+    };
+}
 
-/// Reads one endpoint row selected with [`ENDPOINT_COLUMNS`].
+/// The columns [`endpoint_row`] reads after the counters.
+macro_rules! endpoint_credentials {
+    () => {
+        ", filter, channels, auth, client_certificate, url_sealed"
+    };
+}
+
+/// The columns [`endpoint_row`] reads on `c`: on PostgreSQL the counters add up each
+/// process's rows; SQLite's one writer counts on the endpoint's row alone (what a copy brings
+/// is folded when the file is opened), so there they are read as they are.
+pub(super) fn endpoint_columns(c: &Conn<'_>) -> &'static str {
+    if c.is_postgres() {
+        concat!(
+            endpoint_settings!(),
+            endpoint_counters!(),
+            endpoint_credentials!()
+        )
+    } else {
+        concat!(
+            endpoint_settings!(),
+            "succeeded, failed, pending, consecutive_failures, last_delivery_at, \
+             last_delivery_status, last_response_code",
+            endpoint_credentials!()
+        )
+    }
+}
+
+/// Reads one endpoint row selected with [`endpoint_columns`].
 pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
     let url: String = r.get(3)?;
     let events: String = r.get(4)?;
