@@ -94,6 +94,22 @@ impl Hookd {
         self.child.0.id()
     }
 
+    /// Statements this hookd has run on its database (`hookd_db_statements_total`); 0 for a
+    /// build that does not count them.
+    async fn statements(&self) -> u64 {
+        let req = hyper::Request::get(format!("{}/metrics", self.base))
+            .header("authorization", format!("Bearer {OPERATOR}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let res = self.client.request(req).await.expect("metrics");
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix("hookd_db_statements_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     async fn call(&self, path: &str, token: &str, body: Value) -> Value {
         self.request("POST", path, token, Some(body)).await
     }
@@ -247,6 +263,25 @@ impl Receiver {
     }
 }
 
+/// The statements `all` ran since `before`, read once the count stops moving for a second
+/// (the last results are recorded after the receiver has them; housekeeping and heartbeats
+/// add a few more, which count too).
+async fn settled_statements(all: &[Arc<Hookd>], before: u64) -> f64 {
+    let mut last = u64::MAX;
+    for _ in 0..30 {
+        let mut now = 0;
+        for h in all {
+            now += h.statements().await;
+        }
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    last.saturating_sub(before) as f64
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -271,6 +306,7 @@ async fn throughput_1(o: &Options) {
     let receiver = Receiver::start(false, false).await;
     let url = o.target.clone().unwrap_or(receiver.url.clone());
     hookd.endpoint(&url, json!({})).await;
+    let statements_before = hookd.statements().await;
     let started = Instant::now();
     let accepted = hookd.publish(events, 100, 4).await;
     let delivered = if o.target.is_none() {
@@ -281,14 +317,18 @@ async fn throughput_1(o: &Options) {
     } else {
         f64::NAN
     };
+    // Statements per delivery, once the last results are recorded (they follow the receipt).
+    let per_delivery =
+        settled_statements(std::slice::from_ref(&hookd), statements_before).await / events as f64;
     report(
         "throughput-1",
         &[
             ("events", events.to_string()),
             ("accepted/s", format!("{accepted:.0}")),
             ("deliveries/s", format!("{delivered:.0}")),
+            ("statements/delivery", format!("{per_delivery:.2}")),
         ],
-        json!({"scenario": "throughput-1", "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+        json!({"scenario": "throughput-1", "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round(), "statementsPerDelivery": per_delivery}),
     );
     Arc::try_unwrap(hookd)
         .ok()
@@ -329,6 +369,10 @@ async fn processes(o: &Options) {
         }
         let receiver = Receiver::start(false, false).await;
         first.endpoint(&receiver.url, json!({})).await;
+        let mut statements_before = 0;
+        for h in &all {
+            statements_before += h.statements().await;
+        }
         let started = Instant::now();
         let per_process = events / count;
         let publishing: Vec<_> = all
@@ -345,6 +389,7 @@ async fn processes(o: &Options) {
         let total = (per_process * count) as u64;
         let done = receiver.wait_for(total, Duration::from_secs(900)).await;
         let delivered = total as f64 / done.duration_since(started).as_secs_f64();
+        let per_delivery = settled_statements(&all, statements_before).await / total as f64;
         report(
             &format!(
                 "postgres, {count} process{}",
@@ -354,8 +399,9 @@ async fn processes(o: &Options) {
                 ("events", total.to_string()),
                 ("accepted/s", format!("{accepted:.0}")),
                 ("deliveries/s", format!("{delivered:.0}")),
+                ("statements/delivery", format!("{per_delivery:.2}")),
             ],
-            json!({"scenario": "processes", "processes": count, "events": total, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+            json!({"scenario": "processes", "processes": count, "events": total, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round(), "statementsPerDelivery": per_delivery}),
         );
         drop(first);
         for h in all {

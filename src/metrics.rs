@@ -1,5 +1,6 @@
 //! Prometheus metrics, served at `GET /metrics` (operator token): events published, delivery
-//! attempts by result, attempt latency, attempts in flight, and deliveries pending.
+//! attempts by result, attempt latency, attempts in flight, deliveries pending, and statements
+//! run on the database.
 
 use std::sync::Arc;
 
@@ -62,6 +63,11 @@ impl Metrics {
             "hookd_deliveries_in_flight",
             "Attempts in flight now",
             in_flight.clone(),
+        );
+        registry.register(
+            "hookd_db_statements",
+            "Statements run on the database (SQLite or PostgreSQL), reads and writes",
+            crate::db::sql::STATEMENTS.clone(),
         );
         let pending = Gauge::default();
         registry.register(

@@ -37,6 +37,12 @@ pub enum Value<'a> {
 /// Statement parameters, as [`vals!`] writes them.
 pub type Params<'a> = [Value<'a>];
 
+/// Statements this process has run through a [`Conn`] (on SQLite or PostgreSQL, the writer's
+/// and the reads' alike), served in `/metrics` as `hookd_db_statements_total`: what the bench
+/// divides by deliveries.
+pub static STATEMENTS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 /// Binds each expression as a statement parameter (like rusqlite's `params!`): `vals![id, name]`.
 macro_rules! vals {
     ($($x:expr),* $(,)?) => {
@@ -132,6 +138,7 @@ impl<'c> Conn<'c> {
 
     /// Runs a statement; returns how many rows it changed.
     pub fn execute(&self, sql: &str, params: &Params<'_>) -> Result<usize, StoreError> {
+        STATEMENTS.inc();
         match self {
             Self::Sqlite(c) => Ok(c
                 .prepare_cached(sql)?
@@ -155,6 +162,7 @@ impl<'c> Conn<'c> {
         params: &Params<'_>,
         mut each: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        STATEMENTS.inc();
         match self {
             Self::Sqlite(c) => {
                 let mut statement = c.prepare_cached(sql)?;
@@ -184,6 +192,7 @@ impl<'c> Conn<'c> {
         params: &Params<'_>,
         mut each: impl FnMut(&Row<'_>) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
+        STATEMENTS.inc();
         match self {
             Self::Sqlite(c) => {
                 let mut statement = c.prepare_cached(sql)?;
@@ -214,6 +223,7 @@ impl<'c> Conn<'c> {
 
     /// Runs an `INSERT` of one row; returns the new row's `id`.
     pub fn insert(&self, sql: &str, params: &Params<'_>) -> Result<i64, StoreError> {
+        STATEMENTS.inc();
         match self {
             Self::Sqlite(c) => {
                 c.prepare_cached(sql)?

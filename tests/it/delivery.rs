@@ -481,6 +481,18 @@ async fn metrics_count_events_and_attempts_for_the_operator() {
         "{text}"
     );
     assert!(text.contains("hookd_deliveries_pending 0"), "{text}");
+    // The statements run on the database: counted per process (this one runs many servers),
+    // so they only have to grow with a publish.
+    let statements = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("hookd_db_statements_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("hookd_db_statements_total")
+    };
+    let before = statements(&text);
+    assert!(before > 0, "{text}");
+    t.publish("a.b", json!({})).await;
+    assert!(statements(&scrape(op.clone()).await) > before);
     // Plain text by default (curl, generated clients); OpenMetrics for a scraper that asks.
     let (_, headers, _) = op.raw("GET", "/metrics", None, Vec::new()).await;
     assert!(
