@@ -52,7 +52,7 @@ pub struct AfterBatch {
 const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 
 /// Whether writes are failing for want of storage: the latest such failure, reported for
-/// [`FAILURE_MEMORY`] after it happened.
+/// `FAILURE_MEMORY` after it happened.
 #[derive(Debug, Clone, Default)]
 pub struct WriteHealth(Arc<std::sync::Mutex<Option<(Instant, String)>>>);
 
@@ -66,7 +66,7 @@ impl WriteHealth {
 
     /// The database is reachable again (a new PostgreSQL connection): the failure reported
     /// while it was not is over. (A SQLite file that failed stays reported for
-    /// [`FAILURE_MEMORY`]: one small write that succeeds on a nearly full disk proves nothing.)
+    /// `FAILURE_MEMORY`: one small write that succeeds on a nearly full disk proves nothing.)
     fn recovered(&self) {
         if let Ok(mut latest) = self.0.lock() {
             *latest = None;

@@ -3,11 +3,13 @@
 //! ([`DailyUsage`]) — gathered from the batch's operations and written by [`Ledger::write`]
 //! alone, once, just before the commit.
 //!
-//! These rows are shared: every process's batches change the same endpoint and the same
-//! tenant's counts. Written last, in one order (endpoints, then blocks, then usage, each by
-//! key), they are held only from the end of a batch to its commit, and two processes' batches
-//! never wait on each other in a cycle. Each change is relative (`n = n + k`), so batches that
-//! commit in any order leave the exact sum.
+//! On PostgreSQL every process adds to rows of its own (`writer`, its process id): an
+//! endpoint's counters in `endpoint_counts`, and its own rows of list blocks, hours and usage.
+//! Reads add the rows up; [`fold_counts`] folds a gone process's rows into the shared ones. So
+//! two processes' batches never wait on each other's counts; the one shared row a batch may
+//! write is an endpoint's, when its run of failures changes, written first and by key. Each
+//! change is relative (`n = n + k`), so batches that commit in any order leave the exact sum.
+//! SQLite's one writer counts on the endpoints' rows and as writer 0.
 
 use super::StoreError;
 use super::paging::BlockCounts;
@@ -64,9 +66,8 @@ impl Ledger {
 /// Attempts per (endpoint, hour, latency bucket) as a batch records them.
 pub(crate) type HourCounts = StagedCounts<(i64, i64, i64), Tally>;
 
-/// Writes a batch's attempt counts per hour, after the endpoints' counters (so each
-/// endpoint's row is held first, as every batch holds it), in key order; counts of an endpoint
-/// deleted meanwhile are dropped with it.
+/// Writes a batch's attempt counts per hour to `writer`'s rows, after the endpoints' counters,
+/// in key order; counts of an endpoint deleted meanwhile are dropped with it.
 fn write_hours(c: &Conn<'_>, hours: &mut HourCounts, writer: i64) -> Result<(), StoreError> {
     let kept = hours.take_kept();
     if kept.is_empty() {
