@@ -387,8 +387,7 @@ CREATE TABLE endpoint_hours (
 -- results for the same endpoint never wait on each other's rows. An endpoint's counters are its
 -- row's plus the sum of these (the latest result: the newest of them); housekeeping folds the
 -- rows of processes that are gone into the endpoint's. SQLite's one writer counts on the
--- endpoint's row itself, so here the table holds only what `hookd copy` brought over, until
--- the file is next opened (which folds it).
+-- endpoint's row itself, so here the table stays empty (`hookd copy` folds what it brings).
 CREATE TABLE endpoint_counts (
     endpoint_id          INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
     writer               INTEGER NOT NULL,
@@ -407,7 +406,8 @@ CREATE TABLE endpoint_counts (
 -- `writer` too, as `endpoint_counts` has (migration 15): on PostgreSQL each process adds to
 -- rows of its own (its `hookd_processes` id) and reads add them up; what the database counts
 -- itself (the triggers) and SQLite's one writer use writer 0. Housekeeping folds the rows of
--- processes that are gone into writer 0 (on SQLite, opening the file folds what a copy brought). A key cannot be altered: each table is made again.
+-- processes that are gone into writer 0 (into SQLite, `hookd copy` folds what it brings). A
+-- key cannot be altered: each table is made again.
 DROP TRIGGER deliveries_uncounted;
 DROP TRIGGER events_uncounted;
 DROP TRIGGER incoming_requests_counted;

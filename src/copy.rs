@@ -6,7 +6,8 @@
 //! and PostgreSQL's id sequences continue after the copied ids. A SQLite source or target is
 //! locked as a serving hookd locks it, so a running hookd and a copy never share a file.
 //! Block counts (`list_blocks`) are copied last, over whatever the target's triggers counted
-//! while rows arrived, so they equal the source's.
+//! while rows arrived, so they equal the source's. Into SQLite, the counts PostgreSQL's
+//! processes kept in rows of their own are folded into the one writer's before the commit.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub enum Database {
 impl Database {
     /// Reads `--db`-style text: a PostgreSQL URL, or else a file path.
     pub fn parse(text: &str) -> Self {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        if crate::db::is_postgres_url(std::path::Path::new(text)) {
             Self::Postgres(text.to_owned())
         } else {
             Self::Sqlite(PathBuf::from(text))
@@ -123,6 +124,11 @@ pub async fn copy(
     for table in ID_TABLES {
         let used = high_water(&source, table).await?;
         continue_ids_after(&target, table, used).await?;
+    }
+    // A SQLite target counts as its one writer: what PostgreSQL's processes counted in rows of
+    // their own becomes its.
+    if let Side::Sqlite { conn, .. } = &target {
+        crate::store::fold_copied_counts(conn)?;
     }
     execute(&target, "COMMIT").await?;
     Ok(copied)

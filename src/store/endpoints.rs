@@ -477,7 +477,7 @@ impl Store {
     /// Folds the counts' rows of PostgreSQL processes that are gone into the shared ones
     /// (housekeeping); every count reads the same before and after. Returns the rows folded.
     /// On SQLite this does nothing: its one writer counts as writer 0, and what a copy
-    /// brought from PostgreSQL is folded when the file is opened.
+    /// brought from PostgreSQL it folds before its commit.
     pub async fn fold_counts(&self) -> Result<usize, StoreError> {
         if !self.is_postgres() {
             return Ok(0);

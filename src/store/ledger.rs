@@ -285,7 +285,7 @@ const BY_WRITER: &[(&str, &str, &[&str])] = &[
 /// (`endpoint_counts`), writer 0's (list blocks, hours, usage). Every count reads the same
 /// before and after. On PostgreSQL the gone are those a beat noted (`hookd_gone_writers`),
 /// so nothing is read when no process went; on SQLite, every row of a writer but 0 (only
-/// `hookd copy` makes them; folded when the file is opened). Returns the rows folded.
+/// `hookd copy` makes them, and folds them before its commit). Returns the rows folded.
 pub(super) fn fold_counts(c: &Conn<'_>) -> Result<usize, StoreError> {
     let gone = if c.is_postgres() {
         let ids: Vec<i64> = c.query("SELECT id FROM hookd_gone_writers", &[], |r| r.get(0))?;

@@ -104,6 +104,13 @@ impl LeaseTokens {
     }
 }
 
+/// Folds the rows PostgreSQL processes counted in (copied into the SQLite file `conn` by
+/// `hookd copy`, inside its transaction) into the one writer's: SQLite's writer counts on the
+/// endpoints' rows and as writer 0, and reads nothing else. Returns the rows folded.
+pub(crate) fn fold_copied_counts(conn: &Connection) -> Result<usize, StoreError> {
+    ledger::fold_counts(&sql::Conn::Sqlite(conn))
+}
+
 /// Keeps the writer thread joinable: [`StoreHandle::close`] waits for queued writes to commit.
 pub struct StoreHandle {
     thread: std::thread::JoinHandle<()>,
@@ -167,16 +174,6 @@ impl Store {
         })?;
         migrate::migrate(&conn)?;
         claims::release_leases(&sql::Conn::Sqlite(&conn))?;
-        // Counts copied from PostgreSQL processes become the one writer's.
-        let copied = sql::Conn::Sqlite(&conn);
-        copied.execute("BEGIN IMMEDIATE", &[])?;
-        match ledger::fold_counts(&copied) {
-            Ok(_) => copied.execute("COMMIT", &[])?,
-            Err(e) => {
-                let _ = copied.execute("ROLLBACK", &[]);
-                return Err(e);
-            }
-        };
 
         Self::start(
             WriterDb::Sqlite(conn),

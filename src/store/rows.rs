@@ -103,7 +103,7 @@ macro_rules! endpoint_credentials {
 
 /// The columns [`endpoint_row`] reads on `c`: on PostgreSQL the counters add up each
 /// process's rows; SQLite's one writer counts on the endpoint's row alone (what a copy brings
-/// is folded when the file is opened), so there they are read as they are.
+/// is folded by the copy), so there they are read as they are.
 pub(super) fn endpoint_columns(c: &Conn<'_>) -> &'static str {
     if c.is_postgres() {
         concat!(
