@@ -406,3 +406,11 @@ ALTER TABLE tenant_usage DROP CONSTRAINT tenant_usage_pkey,
 -- notes it here, and housekeeping folds its rows (the tables have no index on `writer`, so
 -- folding reads them whole, which it does only after a process went).
 CREATE TABLE hookd_gone_writers (id BIGINT PRIMARY KEY);
+
+-- migration: 16
+-- The due index ends in `id`, as a claim orders a backlog (`next_attempt_at, id`): the scan
+-- stops at the rows it takes. Without `id`, rows due at the same millisecond are not in id
+-- order in the index, so a claim sorted every due row of the endpoint before taking the first
+-- few (SQLite's indexes end in the rowid already).
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at, id) WHERE status = 0;

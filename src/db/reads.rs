@@ -32,11 +32,7 @@ pub struct PgReads(Option<r2d2::Pool<sql::PgManager>>);
 
 impl PgReads {
     fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config: ::postgres::Config =
-            url.parse().map_err(|e| StoreError::Postgres(Arc::new(e)))?;
-        // Statements stay prepared on pooled clients, but each run is planned for its values:
-        // a generic plan of the claim (per-endpoint rooms, LIMIT from a subquery) is far slower.
-        config.options("-c plan_cache_mode=force_custom_plan");
+        let config = sql::pg_config(url).map_err(|e| StoreError::Postgres(Arc::new(e)))?;
         let manager = sql::PgManager(r2d2_postgres::PostgresConnectionManager::new(
             config,
             ::postgres::NoTls,

@@ -77,6 +77,17 @@ impl PgClient {
     }
 }
 
+/// How hookd connects to PostgreSQL: `url`'s settings, and every statement planned for its
+/// values (`plan_cache_mode`). Statements stay prepared on a client, but a generic plan is made
+/// once, from the statistics of that moment: one made while little was pending read the whole
+/// backlog for every claim and every batch of results once a backlog built up (a claim's
+/// per-endpoint rooms and its LIMIT from a subquery are slower still in a generic plan).
+pub fn pg_config(url: &str) -> Result<postgres::Config, postgres::Error> {
+    let mut config: postgres::Config = url.parse()?;
+    config.options("-c plan_cache_mode=force_custom_plan");
+    Ok(config)
+}
+
 /// An r2d2 pool's manager of [`PgClient`]s (`r2d2_postgres`'s, keeping prepared statements).
 #[derive(Debug)]
 pub struct PgManager(pub r2d2_postgres::PostgresConnectionManager<postgres::NoTls>);

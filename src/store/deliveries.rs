@@ -62,11 +62,12 @@ fn holds(
         |r| Ok((r.get::<i64>(0)? != 0, count(r.get(1)?))),
     )?;
     let ids: Vec<i64> = group.results.iter().map(|r| r.delivery.0).collect();
+    // `status <= 0`: found by id, never through the due index (see `write_rows`).
     let leases: HashMap<i64, i64> = c
         .query(
             &format!(
                 "SELECT id, lease FROM deliveries
-                 WHERE {} AND status = 0 AND lease IS NOT NULL",
+                 WHERE {} AND status <= 0 AND lease IS NOT NULL",
                 c.in_ids("id", 1)
             ),
             &vals![Conn::id_list(&ids)],
@@ -142,13 +143,17 @@ fn write_rows(
             })
         })
         .collect();
+    // `status <= 0` is `status = 0` (a status is 0, 1 or 2) written so that the planner finds
+    // the rows by their ids, never through the due index: statistics taken while little was
+    // pending make that index look tiny during a backlog, and a plan through it read the whole
+    // backlog for every batch (9.6 ms for one result at 78,000 pending, where by id is 0.2 ms).
     written.extend(c.query(
         "UPDATE deliveries d SET status = x.status, next_attempt_at = x.next_attempt_at,
             lease_until = NULL, lease = NULL, replay_return = NULL, resume_at = NULL,
             was_exhausted = CASE WHEN x.exhausted = 1 THEN 1 ELSE d.was_exhausted END
          FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb)) AS x(id BIGINT, lease BIGINT,
             status BIGINT, next_attempt_at BIGINT, exhausted BIGINT)
-         WHERE d.id = x.id AND d.lease = x.lease AND d.status = 0
+         WHERE d.id = x.id AND d.lease = x.lease AND d.status <= 0
          RETURNING d.id",
         &vals![json(deliveries)],
         |r| r.get::<i64>(0),
