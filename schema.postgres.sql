@@ -414,3 +414,8 @@ CREATE TABLE hookd_gone_writers (id BIGINT PRIMARY KEY);
 -- few (SQLite's indexes end in the rowid already).
 DROP INDEX deliveries_due;
 CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at, id) WHERE status = 0;
+
+-- migration: 17
+-- An event's W3C trace context, as in schema.sql (migration 17).
+ALTER TABLE events ADD COLUMN traceparent TEXT;
+ALTER TABLE events ADD COLUMN tracestate TEXT;

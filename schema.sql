@@ -484,3 +484,9 @@ INSERT INTO tenant_usage_by_writer (tenant_id, day, events)
     SELECT tenant_id, day, events FROM tenant_usage;
 DROP TABLE tenant_usage;
 ALTER TABLE tenant_usage_by_writer RENAME TO tenant_usage;
+
+-- migration: 17
+-- An event's W3C trace context (the publisher's `traceparent`, as version 00, and its
+-- `tracestate`), passed on to every attempt.
+ALTER TABLE events ADD COLUMN traceparent TEXT;
+ALTER TABLE events ADD COLUMN tracestate TEXT;

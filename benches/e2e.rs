@@ -702,6 +702,7 @@ async fn store_costs(store: &hookd::store::Store, tenant: hookd::model::TenantId
                 data: format!("{{\"i\":{i}}}"),
                 idempotency_key: None,
                 channels: Vec::new(),
+                trace: None,
             })
             .collect()
     };

@@ -44,6 +44,7 @@ fn events(n: usize) -> Vec<NewEvent> {
             data: format!("{{\"i\":{i},\"body\":\"{}\"}}", "x".repeat(200)),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         })
         .collect()
 }

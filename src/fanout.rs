@@ -277,6 +277,7 @@ mod tests {
             data: data.into(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The delivery log: one endpoint's deliveries, and one delivery with its attempts.
 
+use crate::model::trace::TraceContext;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
@@ -98,6 +99,8 @@ pub(super) async fn get(
         .await
         .map_err(not_found("delivery"))?;
     let mut out = summary_json(&detail.summary);
+    // Every attempt was a span of its event's trace (when it has one).
+    let trace_id = detail.event_trace.as_ref().map(TraceContext::trace_id_hex);
     out["attempts"] = detail
         .attempts
         .iter()
@@ -105,6 +108,7 @@ pub(super) async fn get(
             let o = &a.outcome;
             json!({
                 "number": a.number,
+                "traceId": trace_id,
                 "at": rfc3339(o.at),
                 "responseCode": o.response_code,
                 "latencyMs": o.latency_ms,

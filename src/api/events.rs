@@ -3,7 +3,7 @@
 use crate::model::Invalid;
 use axum::Json;
 use axum::extract::State;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -16,6 +16,7 @@ use super::{ApiError, AppState};
 use crate::model::event::check_channels;
 use crate::model::publish::StoredEvent;
 use crate::model::publish::{NewEvent, Published};
+use crate::model::trace::TraceContext;
 use crate::model::{EventId, EventName, Role, rfc3339};
 use crate::service::publish;
 
@@ -57,6 +58,7 @@ impl EventIn {
             data: data.get().to_owned(),
             idempotency_key: self.idempotency_key,
             channels,
+            trace: None,
         })
     }
 }
@@ -74,17 +76,40 @@ fn event_json(e: &StoredEvent) -> Value {
     let mut out = published_json(&e.published);
     out["data"] = serde_json::from_str(&e.data).unwrap_or(Value::Null);
     out["channels"] = json!(e.channels);
+    out["traceparent"] = json!(e.trace.as_ref().map(TraceContext::to_string));
+    out["tracestate"] = json!(e.trace.as_ref().and_then(|t| t.state.as_deref()));
     out
+}
+
+/// The W3C trace context a request carries (`traceparent`, with its `tracestate`); `None`
+/// without a `traceparent` (or with an empty one, or an all-zero id). A malformed `traceparent` is refused; a
+/// `tracestate` that is not printable ASCII is dropped, as any malformed one is.
+pub(super) fn trace_context(headers: &HeaderMap) -> Result<Option<TraceContext>, Invalid> {
+    // An empty `traceparent` is as good as none.
+    let Some(parent) = headers
+        .get("traceparent")
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+    else {
+        return Ok(None);
+    };
+    let parent = parent
+        .to_str()
+        .map_err(|_| Invalid("traceparent must be printable ASCII".into()))?;
+    let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
+    TraceContext::parse(parent, state)
 }
 
 pub(super) async fn publish(
     State(state): State<AppState>,
     auth: Auth,
+    headers: HeaderMap,
     body: JsonBody<EventIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
+    let trace = trace_context(&headers).map_err(ApiError::invalid)?;
     let body = body.parse().await?;
-    let event = body.parse().map_err(ApiError::invalid)?;
+    let mut event = body.parse().map_err(ApiError::invalid)?;
+    event.trace = trace;
     let published = publish::publish(&state.store, tenant, vec![event]).await?;
     state.metrics.published(1);
     let first = published.first().ok_or_else(ApiError::internal)?;
@@ -94,9 +119,11 @@ pub(super) async fn publish(
 pub(super) async fn publish_batch(
     State(state): State<AppState>,
     auth: Auth,
+    headers: HeaderMap,
     body: JsonBody<BatchIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
+    let trace = trace_context(&headers).map_err(ApiError::invalid)?;
     let body = body.parse().await?;
     let events = body
         .events
@@ -112,10 +139,13 @@ pub(super) async fn publish_batch(
         .into_iter()
         .enumerate()
         .map(|(i, Object(e))| {
-            e.parse()
-                .map_err(|m| ApiError::invalid(format!("events[{i}]: {m}")))
+            let mut event = e
+                .parse()
+                .map_err(|m| ApiError::invalid(format!("events[{i}]: {m}")))?;
+            event.trace = trace.clone();
+            Ok(event)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let published = publish::publish(&state.store, tenant, events).await?;
     state.metrics.published(published.len() as u64);
     Ok((

@@ -264,6 +264,9 @@ pub(super) async fn receive(
                     data: event_data(value).to_string(),
                     idempotency_key: None,
                     channels: Vec::new(),
+                    // A sender's trace is kept when it is well formed; a malformed one is no
+                    // reason to refuse a webhook hookd does not control.
+                    trace: super::events::trace_context(&headers).ok().flatten(),
                 }),
                 IncomingAction::Store => None,
             };

@@ -37,6 +37,7 @@ pub(super) async fn send_sample(
             Message {
                 id: &msg_id,
                 body: &body,
+                trace: None,
             },
         )
         .await)

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::model::claim::{Claim, ClaimedEvent};
+use crate::model::trace::SpanId;
 use crate::model::{AttemptOutcome, ErrorClass, EventId, Format, now_ms, rfc3339};
 use crate::outbound::{Message, Outbound};
 use crate::render::{EventView, render};
@@ -52,8 +53,26 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim, body: &Bytes) -> Attemp
             }
         };
         let id = claim.event_id.to_string();
+        // The attempt is a span of the event's trace: the receiver's spans join it under it.
+        let event = &claim.event;
+        let traceparent = event
+            .trace
+            .as_ref()
+            .map(|t| t.child(SpanId::from_random(rand::random())));
+        let trace = traceparent
+            .as_deref()
+            .zip(event.trace.as_ref())
+            .map(|(parent, t)| (parent, t.state.as_deref()));
         let outcome = outbound
-            .send(endpoint, &signer, Message { id: &id, body })
+            .send(
+                endpoint,
+                &signer,
+                Message {
+                    id: &id,
+                    body,
+                    trace,
+                },
+            )
             .await;
         tracing::debug!(
             status = ?outcome.response_code,

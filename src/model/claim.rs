@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::delivery::DeliveryFacts;
+use super::trace::TraceContext;
 use super::{DeliveryId, Endpoint, EndpointId, EventId, UnixMs};
 
 /// What the dispatcher asks for.
@@ -75,4 +76,6 @@ pub struct ClaimedEvent {
     pub data: String,
     /// When it was published.
     pub created_at: UnixMs,
+    /// The trace it belongs to: each attempt sends a `traceparent` of it.
+    pub trace: Option<TraceContext>,
 }

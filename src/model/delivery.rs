@@ -208,6 +208,8 @@ pub struct DeliveryDetail {
     pub event_data: String,
     /// When its event was published.
     pub event_created_at: UnixMs,
+    /// Its event's trace: each attempt was a span of it.
+    pub event_trace: Option<super::trace::TraceContext>,
 }
 
 /// An extra attempt asked for by hand (a retry), and where the delivery goes if it fails.

@@ -40,6 +40,7 @@ pub mod schedule;
 pub mod series;
 pub mod tenant;
 pub mod timing;
+pub mod trace;
 
 pub use delivery::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryFilter, DeliveryStatus, DeliverySummary,

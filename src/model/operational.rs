@@ -42,6 +42,7 @@ impl Announcement {
             data: self.data.to_string(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use super::ids::{EndpointId, EventId, ScheduleId, TenantId};
 use super::plan::Plan;
+use super::trace::TraceContext;
 use super::{DeliverySummary, EventName, UnixMs};
 
 /// An event to publish.
@@ -18,6 +19,8 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     /// The channels it is published on (checked with `check_channels`).
     pub channels: Vec<String>,
+    /// The trace it belongs to (a publisher's `traceparent`), passed on to every attempt.
+    pub trace: Option<TraceContext>,
 }
 
 /// What a publish answers for one event.
@@ -100,6 +103,8 @@ pub struct StoredEvent {
     pub data: String,
     /// The channels it was published on.
     pub channels: Vec<String>,
+    /// The trace it belongs to, when it was published with one.
+    pub trace: Option<TraceContext>,
 }
 
 /// An event with its deliveries.

@@ -143,6 +143,8 @@ pub struct Message<'a> {
     pub id: &'a str,
     /// The request body.
     pub body: &'a Bytes,
+    /// The `traceparent` (and `tracestate`) of the attempt's span, when its event has a trace.
+    pub trace: Option<(&'a str, Option<&'a str>)>,
 }
 
 impl Outbound {
@@ -452,6 +454,12 @@ impl Outbound {
         }
         if let Some(authorization) = authorization {
             builder = builder.header(http::header::AUTHORIZATION, authorization);
+        }
+        if let Some((traceparent, tracestate)) = msg.trace {
+            builder = builder.header("traceparent", traceparent);
+            if let Some(tracestate) = tracestate {
+                builder = builder.header("tracestate", tracestate);
+            }
         }
         if let Some(proxy) = self.forwarded(&settings.url) {
             builder = builder.header(http::header::PROXY_AUTHORIZATION, proxy.clone());

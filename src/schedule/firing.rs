@@ -156,6 +156,7 @@ async fn plan_digest(
         data: data.to_owned(),
         idempotency_key: None,
         channels: Vec::new(),
+        trace: None,
     };
     let audience = store.audience(tenant).await?;
     let digest = audience.plan(

@@ -154,7 +154,7 @@ fn claimed_events(
     let list = Conn::id_list(ids);
     let rows = c.query(
         &format!(
-            "SELECT id, type, data, created_at FROM events WHERE {}",
+            "SELECT id, type, data, created_at, traceparent, tracestate FROM events WHERE {}",
             c.in_ids("id", 1)
         ),
         &vals![list],
@@ -163,6 +163,7 @@ fn claimed_events(
                 name: r.get(1)?,
                 data: r.get(2)?,
                 created_at: r.get(3)?,
+                trace: super::rows::trace(r.get(4)?, r.get(5)?)?,
             };
             Ok((r.get::<i64>(0)?, Arc::new(event)))
         },

@@ -317,16 +317,20 @@ impl Store {
                     })
                 },
             )?;
-            let (event_data, event_created_at) = c.query_one(
-                "SELECT data, created_at FROM events WHERE id = ?1",
+            let (event_data, event_created_at, event_trace) = c.query_one(
+                "SELECT data, created_at, traceparent, tracestate FROM events WHERE id = ?1",
                 &vals![summary.event_id.0],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    let trace = super::rows::trace(r.get(2)?, r.get(3)?)?;
+                    Ok((r.get(0)?, r.get(1)?, trace))
+                },
             )?;
             Ok(DeliveryDetail {
                 summary,
                 attempts,
                 event_data,
                 event_created_at,
+                event_trace,
             })
         })
         .await

@@ -19,6 +19,7 @@ fn event_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
         },
         data: r.get(2)?,
         channels: super::rows::channels(r.get(5)?, "events.channels")?.unwrap_or_default(),
+        trace: super::rows::trace(r.get(6)?, r.get(7)?)?,
     })
 }
 
@@ -38,12 +39,14 @@ impl Store {
             };
             let query = match name {
                 None => {
-                    "SELECT id, type, data, created_at, deliveries, channels FROM events
+                    "SELECT id, type, data, created_at, deliveries, channels, traceparent, tracestate
+                     FROM events
                          WHERE tenant_id = ?1 AND id < ?3
                          ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 }
                 Some(_) => {
-                    "SELECT id, type, data, created_at, deliveries, channels FROM events
+                    "SELECT id, type, data, created_at, deliveries, channels, traceparent, tracestate
+                     FROM events
                             WHERE tenant_id = ?1 AND type = ?2 AND id < ?3
                             ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 }
@@ -67,7 +70,8 @@ impl Store {
         self.read(move |c| {
             let event = c
                 .query_opt(
-                    "SELECT id, type, data, created_at, deliveries, channels FROM events
+                    "SELECT id, type, data, created_at, deliveries, channels, traceparent, tracestate
+                     FROM events
                      WHERE id = ?1 AND tenant_id = ?2",
                     &vals![id.0, tenant_id.0],
                     event_row,

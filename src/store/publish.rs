@@ -73,6 +73,7 @@ pub(super) fn write_plan(
                 targets.len() as i64,
                 super::rows::channels_text(&event.channels),
             );
+            let (traceparent, tracestate) = super::rows::trace_columns(&event.trace);
             let row = vals![
                 tenant_id.0,
                 name,
@@ -80,13 +81,15 @@ pub(super) fn write_plan(
                 event.idempotency_key,
                 deliveries,
                 now,
-                channels
+                channels,
+                traceparent,
+                tracestate
             ];
             let event_id = match &event.idempotency_key {
                 None => c.insert(
                     "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
-                        created_at, channels)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        created_at, channels, traceparent, tracestate)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     &row,
                 )?,
                 // Another process may publish the same key at the same moment (PostgreSQL): the
@@ -94,8 +97,8 @@ pub(super) fn write_plan(
                 Some(key) => {
                     let inserted = c.query_opt(
                         "INSERT INTO events (tenant_id, type, data, idempotency_key, deliveries,
-                            created_at, channels)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                            created_at, channels, traceparent, tracestate)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                          DO NOTHING RETURNING id",
                         &row,
@@ -193,9 +196,11 @@ fn insert_together(
         .map(|p| (&p.event, &p.targets))
         .enumerate()
         .map(|(i, (e, to))| {
+            let (traceparent, tracestate) = super::rows::trace_columns(&e.trace);
             serde_json::json!({
                 "ord": i, "type": e.name.as_str(), "data": e.data, "deliveries": to.len(),
                 "channels": super::rows::channels_text(&e.channels),
+                "traceparent": traceparent, "tracestate": tracestate,
             })
         })
         .collect();
@@ -203,10 +208,12 @@ fn insert_together(
         "WITH x AS MATERIALIZED (
              SELECT r.*, nextval(pg_get_serial_sequence('events', 'id')) AS id
              FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb))
-                 AS r(ord BIGINT, type TEXT, data TEXT, deliveries BIGINT, channels TEXT)),
+                 AS r(ord BIGINT, type TEXT, data TEXT, deliveries BIGINT, channels TEXT,
+                      traceparent TEXT, tracestate TEXT)),
          ins AS (
-             INSERT INTO events (id, tenant_id, type, data, deliveries, created_at, channels)
-             SELECT id, ?2, type, data, deliveries, ?3, channels FROM x)
+             INSERT INTO events (id, tenant_id, type, data, deliveries, created_at, channels,
+                 traceparent, tracestate)
+             SELECT id, ?2, type, data, deliveries, ?3, channels, traceparent, tracestate FROM x)
          SELECT id FROM x ORDER BY ord",
         &vals![json(rows), tenant_id.0, now],
         |r| r.get(0),

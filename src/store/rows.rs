@@ -9,6 +9,7 @@ use crate::db::sql::{Conn, Row};
 use crate::model::delivery::Replay;
 use crate::model::endpoint::{EndpointCounters, HeaderSetting, Sealed};
 use crate::model::filter::Filter;
+use crate::model::trace::TraceContext;
 use crate::model::{
     DeliveryId, DeliveryStatus, DeliverySummary, DisableReason, Endpoint, EndpointId,
     EndpointSettings, EventId, EventPattern, Format, Ordering, SignatureScheme, TenantId, UnixMs,
@@ -183,6 +184,28 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
 }
 
 /// Channels as stored: a JSON array, or NULL for none.
+/// An event's trace context as its two columns: the `traceparent` (version 00) and the
+/// `tracestate`.
+pub(super) fn trace_columns(trace: &Option<TraceContext>) -> (Option<String>, Option<String>) {
+    match trace {
+        Some(t) => (Some(t.to_string()), t.state.clone()),
+        None => (None, None),
+    }
+}
+
+/// An event's trace context from its two columns, as [`trace_columns`] wrote them.
+pub(super) fn trace(
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+) -> Result<Option<TraceContext>, StoreError> {
+    match traceparent {
+        Some(t) => {
+            TraceContext::parse(&t, tracestate.as_deref()).map_err(|_| corrupt("traceparent"))
+        }
+        None => Ok(None),
+    }
+}
+
 pub(super) fn channels_text(channels: &[String]) -> Option<String> {
     (!channels.is_empty()).then(|| serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
 }

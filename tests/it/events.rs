@@ -238,6 +238,7 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
              ALTER TABLE tenants DROP COLUMN limit_events_per_day;
              ALTER TABLE endpoints DROP COLUMN filter;
              ALTER TABLE endpoints DROP COLUMN channels; ALTER TABLE events DROP COLUMN channels;
+             ALTER TABLE events DROP COLUMN traceparent; ALTER TABLE events DROP COLUMN tracestate;
              DROP TABLE list_blocks; DROP TABLE portal_links;
              DROP TRIGGER deliveries_uncounted; DROP TRIGGER events_uncounted;
              DROP TRIGGER incoming_requests_counted; DROP TRIGGER incoming_requests_uncounted;

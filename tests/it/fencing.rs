@@ -82,6 +82,7 @@ async fn fenced_attempts_ignore_stale_workers() {
         data: "{}".into(),
         idempotency_key: None,
         channels: Vec::new(),
+        trace: None,
     };
     hookd::service::publish::publish(&store, tenant.id, vec![event])
         .await
@@ -155,6 +156,7 @@ async fn a_claim_never_takes_more_than_the_free_slots_or_the_endpoint_cap() {
             data: "{}".into(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         })
         .collect();
     hookd::service::publish::publish(&store, tenant.id, events)
@@ -237,6 +239,7 @@ async fn a_claim_paces_a_rate_limit_to_a_tenth_of_it_per_100_ms() {
             data: "{}".into(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         })
         .collect();
     hookd::service::publish::publish(&store, tenant.id, events)

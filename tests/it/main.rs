@@ -31,3 +31,4 @@ mod schedules;
 mod series;
 mod support;
 mod tls;
+mod trace_context;

@@ -27,6 +27,7 @@ fn event() -> NewEvent {
         data: "{}".into(),
         idempotency_key: None,
         channels: Vec::new(),
+        trace: None,
     }
 }
 
@@ -341,6 +342,7 @@ async fn a_digest_planned_before_its_endpoint_was_paused_is_handed_back_and_plan
             data: "{}".into(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         }],
         Fanout::Only(ep.id),
         Metering::Internal,

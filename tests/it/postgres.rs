@@ -589,6 +589,7 @@ fn event_a_b() -> hookd::model::publish::NewEvent {
         data: "{}".into(),
         idempotency_key: None,
         channels: Vec::new(),
+        trace: None,
     }
 }
 

@@ -433,6 +433,24 @@ impl Api {
         (status, value)
     }
 
+    /// POST of a JSON body with these headers besides the token and content type.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: Value,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut headers = vec![
+            ("authorization", format!("Bearer {}", self.token)),
+            ("content-type", "application/json".to_owned()),
+        ];
+        headers.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let (status, _, value) = self
+            .raw_with_headers("POST", path, &headers, body.to_string().into_bytes())
+            .await;
+        (status, value)
+    }
+
     /// GET.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.json("GET", path, None).await

@@ -299,6 +299,35 @@ pub(super) fn required_query(name: &str, schema: Value, description: &str) -> Va
     json!({"name": name, "in": "query", "required": true, "schema": schema, "description": description})
 }
 
+/// A W3C `traceparent` as the API answers it: version 00.
+pub(super) fn traceparent() -> Value {
+    json!({"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"})
+}
+
+/// A W3C `traceparent` as a publish takes it: version 00, or a later one (not `ff`), which may
+/// have more fields after the four (read as version 00); empty is as good as none (HTTP trims
+/// the blanks around a header's value).
+fn traceparent_in() -> Value {
+    json!({"type": "string", "pattern": "^[ \\t]*(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}|(0[1-9a-f]|[1-9a-e][0-9a-f]|f[0-9a-e])-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?)?[ \\t]*$"})
+}
+
+/// A trace id: 32 lower-case hex digits.
+pub(super) fn trace_id() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
+}
+
+/// The W3C trace context headers a publish takes: the event keeps them, and each attempt
+/// sends the receiver a `traceparent` of the event's trace with a span of its own.
+pub(super) fn trace_headers() -> Vec<Value> {
+    vec![
+        json!({"name": "traceparent", "in": "header", "required": false, "schema": traceparent_in(),
+               "description": "The W3C trace context of the publishing span; a malformed one is refused (422), one with an all-zero id is taken as none"}),
+        json!({"name": "tracestate", "in": "header", "required": false,
+               "schema": {"type": "string"},
+               "description": "Vendors' trace state, kept with a traceparent; never refused: dropped when it is not key=value members of printable ASCII, or over 32 members or 512 characters"}),
+    ]
+}
+
 pub(super) fn paging() -> Vec<Value> {
     vec![
         query(

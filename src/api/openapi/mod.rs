@@ -31,7 +31,7 @@ struct Op {
     id: &'static str,
     summary: &'static str,
     access: Access,
-    /// Query parameters.
+    /// Query and header parameters.
     query: Vec<Value>,
     /// The JSON request body's schema, and whether it may be left out (action routes).
     body: Option<(Value, bool)>,

@@ -61,6 +61,7 @@ pub(super) fn schemas() -> Value {
     let attempt = object(
         &[
             ("number", integer(1)),
+            ("traceId", nullable(trace_id())),
             ("at", time()),
             ("responseCode", nullable(integer(100))),
             ("latencyMs", nullable(integer(0))),
@@ -99,6 +100,8 @@ pub(super) fn schemas() -> Value {
             ("type", string()),
             ("data", json!({})),
             ("channels", channels()),
+            ("traceparent", nullable(traceparent())),
+            ("tracestate", nullable(string())),
             ("createdAt", time()),
             ("deliveries", integer(0)),
         ],
@@ -111,6 +114,8 @@ pub(super) fn schemas() -> Value {
             ("type", string()),
             ("data", json!({})),
             ("channels", channels()),
+            ("traceparent", nullable(traceparent())),
+            ("tracestate", nullable(string())),
             ("createdAt", time()),
             ("deliveryCount", integer(0)),
             (

@@ -112,6 +112,7 @@ async fn a_failed_write_leaves_nothing_it_undid_in_the_fanout_cache() {
         data: "{}".into(),
         idempotency_key: None,
         channels: Vec::new(),
+        trace: None,
     };
     let published = crate::service::publish::publish(&store, tenant.id, vec![event()])
         .await
@@ -175,6 +176,7 @@ async fn a_claim_never_hands_out_what_its_own_batch_rolls_back() {
             data: "{}".into(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         };
         async move { crate::service::publish::publish(&store, tenant.id, vec![event]).await }
     });
@@ -227,6 +229,7 @@ async fn a_lease_from_a_rolled_back_batch_is_never_handed_out_again() {
         data: "{}".into(),
         idempotency_key: None,
         channels: Vec::new(),
+        trace: None,
     };
     crate::service::publish::publish(&store, tenant.id, vec![event])
         .await
@@ -315,6 +318,7 @@ async fn results_recorded_together_count_in_order() {
             data: "{}".into(),
             idempotency_key: None,
             channels: Vec::new(),
+            trace: None,
         })
         .collect();
     crate::service::publish::publish(&store, tenant.id, events)

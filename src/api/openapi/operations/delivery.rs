@@ -268,6 +268,7 @@ pub(super) fn operations() -> Vec<Op> {
             )
         },
         Op {
+            query: trace_headers(),
             body: Some((event_in(), false)),
             ok: vec![(202, named("Published"))],
             errors: &[409, 429],
@@ -295,6 +296,7 @@ pub(super) fn operations() -> Vec<Op> {
             )
         },
         Op {
+            query: trace_headers(),
             body: Some((
                 object(
                     &[(
