@@ -260,9 +260,10 @@ async function deliveryPanel(id) {
     h("h2", {}, `Delivery ${d.id} `, status(d.status)),
     isAdmin() ? h("div", { class: "actions" }, h("button", { id: "retry", type: "button", onclick: action(() => api("POST", `/v1/deliveries/${id}/retry`)) }, "Retry now")) : null,
     d.attempts.length
-      ? table(["#", "At", "Response", "Latency", "Error", "Response body"],
+      ? table(["#", "At", "Response", "Latency", "Error", "Response body", "Trace"],
         d.attempts.map((a) => ({ cells: [a.number, when(a.at), a.responseCode ?? "—", a.latencyMs === null ? "—" : `${a.latencyMs} ms`,
-          a.error ? h("span", { title: a.error }, a.errorMessage || ERRORS[a.error] || a.error) : "—", a.responseBody ? h("pre", {}, a.responseBody) : "—"] })))
+          a.error ? h("span", { title: a.error }, a.errorMessage || ERRORS[a.error] || a.error) : "—", a.responseBody ? h("pre", {}, a.responseBody) : "—",
+          a.traceId ? h("code", { class: "trace", title: "the event's trace id (W3C traceparent)" }, a.traceId) : "—"] })))
       : h("p", { class: "empty" }, "Not attempted yet."),
     requestView(d.request));
 }

@@ -184,6 +184,9 @@ impl Drop for Browser {
     }
 }
 
+/// The trace the failed delivery's event is published in.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 /// A tenant with an endpoint whose receiver fails the first request and accepts the rest,
 /// and one published event whose delivery failed for good (no retries).
 async fn failed_delivery(server: &Server) -> (Tenant, Receiver, String) {
@@ -200,7 +203,16 @@ async fn failed_delivery(server: &Server) -> (Tenant, Receiver, String) {
         .endpoint(json!({"name": "orders", "url": receiver.url, "events": ["*"], "retrySchedule": [], "disableAfter": 0,
             "auth": {"type": "basic", "username": "shop", "password": "pw-never-shown"}}))
         .await;
-    t.publish("order.paid", json!({"orderId": 42})).await;
+    // Published in a trace: the delivery panel shows each attempt's trace id.
+    let (status, body) = t
+        .admin
+        .post_with_headers(
+            "/v1/events",
+            json!({"type": "order.paid", "data": {"orderId": 42}}),
+            &[("traceparent", &format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))],
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::ACCEPTED, "{body}");
     receiver.wait_for(1).await;
     let id = ep["id"].as_str().expect("id").to_owned();
     let admin = t.admin.clone();
@@ -252,6 +264,7 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
     browser
         .wait_text("#delivery", "the endpoint answered 500")
         .await;
+    browser.wait_text("#delivery", TRACE_ID).await;
     let panel = browser
         .element("#delivery")
         .await
