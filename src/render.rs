@@ -20,22 +20,71 @@ pub struct EventView<'a> {
     pub data: &'a str,
 }
 
+/// The `source` of the CloudEvents hookd sends: the events API they were published through.
+pub const CLOUDEVENTS_SOURCE: &str = "/v1/events";
+
 /// Renders the request body for `format`.
 pub fn render(format: Format, event: EventView<'_>) -> String {
     match format {
         Format::Json => json_body(event),
         Format::Slack => slack(&message(event)).to_string(),
         Format::Discord => discord(&message(event)).to_string(),
+        Format::CloudEvents => cloudevent(event),
+        Format::CloudEventsBinary => event.data.to_owned(),
     }
+}
+
+/// The headers a body of `format` goes with, beyond the signature's: its content type, and in
+/// CloudEvents' binary mode the event's attributes as `ce-*` headers.
+pub fn format_headers(format: Format, event: EventView<'_>) -> Vec<(&'static str, String)> {
+    match format {
+        Format::Json | Format::Slack | Format::Discord => {
+            vec![("content-type", "application/json".to_owned())]
+        }
+        Format::CloudEvents => vec![(
+            "content-type",
+            "application/cloudevents+json; charset=utf-8".to_owned(),
+        )],
+        Format::CloudEventsBinary => vec![
+            ("content-type", "application/json".to_owned()),
+            ("ce-specversion", "1.0".to_owned()),
+            ("ce-id", event.id.to_owned()),
+            ("ce-source", CLOUDEVENTS_SOURCE.to_owned()),
+            ("ce-type", event.name.to_owned()),
+            ("ce-time", event.timestamp.to_owned()),
+        ],
+    }
+}
+
+/// A CloudEvents 1.0 event in structured mode, with `data` spliced in as stored.
+fn cloudevent(e: EventView<'_>) -> String {
+    let head = json!({
+        "specversion": "1.0",
+        "id": e.id,
+        "source": CLOUDEVENTS_SOURCE,
+        "type": e.name,
+        "time": e.timestamp,
+        "datacontenttype": "application/json",
+    });
+    with_data(head, e.data)
 }
 
 /// `{id, event, timestamp, data}` with `data` spliced in as stored (never parsed again).
 fn json_body(e: EventView<'_>) -> String {
-    let head = json!({"id": e.id, "event": e.name, "timestamp": e.timestamp}).to_string();
-    let mut body = String::with_capacity(head.len() + e.data.len() + 10);
+    with_data(
+        json!({"id": e.id, "event": e.name, "timestamp": e.timestamp}),
+        e.data,
+    )
+}
+
+/// The JSON object `head` with a last field `data`: the event's stored JSON text, spliced in
+/// as it is (never parsed again).
+fn with_data(head: Value, data: &str) -> String {
+    let head = head.to_string();
+    let mut body = String::with_capacity(head.len() + data.len() + 10);
     body.push_str(&head[..head.len() - 1]);
     body.push_str(",\"data\":");
-    body.push_str(e.data);
+    body.push_str(data);
     body.push('}');
     body
 }
@@ -59,15 +108,18 @@ pub struct ShownRequest {
 /// The request an attempt of `event` to an endpoint with `settings` sends; `outbound` builds
 /// the real one with the same headers (a test holds the two to the same names).
 pub fn shown_request(settings: &EndpointSettings, event: EventView<'_>) -> ShownRequest {
-    let mut headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
+    let mut headers: Vec<(String, String)> = format_headers(settings.format, event)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    headers.extend([
         ("user-agent".to_owned(), USER_AGENT.to_owned()),
         ("webhook-id".to_owned(), event.id.to_owned()),
         (
             "webhook-timestamp".to_owned(),
             "(the attempt's time, in seconds)".to_owned(),
         ),
-    ];
+    ]);
     for (name, value) in &settings.headers {
         if settings.auth.is_some() && name == "authorization" {
             continue;
@@ -304,6 +356,8 @@ fn discord(m: &Message) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::model::endpoint::Sealed;
 
@@ -377,6 +431,33 @@ mod tests {
             v,
             json!({"id": "evt_1", "event": "a.b", "timestamp": "2026-11-23T10:00:00.000Z", "data": {"x": [1, 2]}})
         );
+    }
+
+    #[test]
+    fn cloudevents_carry_the_event_as_attributes_in_either_mode() {
+        let data = r#"{"x": [1, 2]}"#;
+        let structured: Value =
+            serde_json::from_str(&render(Format::CloudEvents, view("a.b", data))).unwrap();
+        assert_eq!(
+            structured,
+            json!({"specversion": "1.0", "id": "evt_1", "source": "/v1/events", "type": "a.b",
+                   "time": "2026-11-23T10:00:00.000Z", "datacontenttype": "application/json",
+                   "data": {"x": [1, 2]}})
+        );
+        let headers = format_headers(Format::CloudEvents, view("a.b", data));
+        assert_eq!(headers[0].0, "content-type");
+        assert!(headers[0].1.starts_with("application/cloudevents+json"));
+
+        assert_eq!(render(Format::CloudEventsBinary, view("a.b", data)), data);
+        let binary: HashMap<_, _> = format_headers(Format::CloudEventsBinary, view("a.b", data))
+            .into_iter()
+            .collect();
+        assert_eq!(binary["content-type"], "application/json");
+        assert_eq!(binary["ce-specversion"], "1.0");
+        assert_eq!(binary["ce-id"], "evt_1");
+        assert_eq!(binary["ce-source"], CLOUDEVENTS_SOURCE);
+        assert_eq!(binary["ce-type"], "a.b");
+        assert_eq!(binary["ce-time"], "2026-11-23T10:00:00.000Z");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{ApiError, AppState};
 use crate::model::{Endpoint, now_ms, rfc3339};
 use crate::outbound::Message;
-use crate::render::{EventView, render};
+use crate::render::{EventView, format_headers, render};
 use crate::signing::Signer;
 
 /// Signs and sends a sample event (not stored) to `endpoint` in its format, now.
@@ -29,6 +29,7 @@ pub(super) async fn send_sample(
         data: &data,
     };
     let body = Bytes::from(render(endpoint.settings.format, view));
+    let format_headers = format_headers(endpoint.settings.format, view);
     Ok(state
         .outbound
         .send(
@@ -37,6 +38,7 @@ pub(super) async fn send_sample(
             Message {
                 id: &msg_id,
                 body: &body,
+                format_headers: &format_headers,
                 trace: None,
             },
         )

@@ -10,13 +10,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::held::Held;
 use super::slots::Slots;
 use super::transition::after_attempt;
-use super::worker::render_body;
+use super::worker::{Rendered, render_body};
 use crate::metrics::Metrics;
 use crate::model::claim::{Claim, ClaimRequest, EndpointLoad};
 use crate::model::results::Recorded;
@@ -245,14 +244,14 @@ impl Dispatcher {
             let claims = self.not_held(claims);
             let n = claims.len();
             // Rendered once per event and format, whatever the number of endpoints.
-            let mut bodies: HashMap<(EventId, Format), Bytes> = HashMap::new();
+            let mut rendered: HashMap<(EventId, Format), Rendered> = HashMap::new();
             for claim in claims {
                 let format = claim.endpoint.0.settings.format;
-                let body = bodies
+                let this = rendered
                     .entry((claim.event_id, format))
                     .or_insert_with(|| render_body(claim.event_id, &claim.event, format))
                     .clone();
-                self.start(claim, body);
+                self.start(claim, this);
             }
             started += n;
             // Fewer than asked for: none left due, or some were held (claimed again at once
@@ -285,7 +284,7 @@ impl Dispatcher {
             .collect()
     }
 
-    fn start(&self, claim: Claim, body: Bytes) {
+    fn start(&self, claim: Claim, rendered: Rendered) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             // Unreachable: only this task takes permits, and it claimed no more than were free.
             tracing::error!(delivery_id = %claim.delivery_id, "no free slot for a claimed delivery");
@@ -298,7 +297,7 @@ impl Dispatcher {
         self.metrics.attempt_started();
         tokio::spawn(async move {
             let outcome = tokio::select! {
-                outcome = super::attempt(&this.outbound, &claim, &body) => outcome,
+                outcome = super::attempt(&this.outbound, &claim, &rendered) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
             this.finished(endpoint_id, outcome.response_code.is_some());

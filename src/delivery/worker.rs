@@ -1,6 +1,8 @@
 //! One attempt of one claimed delivery: sign, POST, classify. The step, kept apart from the
 //! dispatcher's loop so it can be driven directly.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tracing::Instrument;
 
@@ -8,12 +10,22 @@ use crate::model::claim::{Claim, ClaimedEvent};
 use crate::model::trace::SpanId;
 use crate::model::{AttemptOutcome, ErrorClass, EventId, Format, now_ms, rfc3339};
 use crate::outbound::{Message, Outbound};
-use crate::render::{EventView, render};
+use crate::render::{EventView, format_headers, render};
 use crate::signing::Signer;
 
-/// The request body of an event in an endpoint's format (the dispatcher renders it once per
-/// event and format, whatever the number of endpoints).
-pub fn render_body(event_id: EventId, event: &ClaimedEvent, format: Format) -> Bytes {
+/// An event rendered in one endpoint format: the request body and the headers the format
+/// goes with (the dispatcher renders it once per event and format, whatever the number of
+/// endpoints).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The request body.
+    pub body: Bytes,
+    /// The content type, and CloudEvents' `ce-*` attributes in binary mode.
+    pub headers: Arc<[(&'static str, String)]>,
+}
+
+/// An event in an endpoint's format.
+pub fn render_body(event_id: EventId, event: &ClaimedEvent, format: Format) -> Rendered {
     let id = event_id.to_string();
     let timestamp = rfc3339(event.created_at);
     let view = EventView {
@@ -22,12 +34,15 @@ pub fn render_body(event_id: EventId, event: &ClaimedEvent, format: Format) -> B
         timestamp: &timestamp,
         data: &event.data,
     };
-    Bytes::from(render(format, view))
+    Rendered {
+        body: Bytes::from(render(format, view)),
+        headers: format_headers(format, view).into(),
+    }
 }
 
 /// Makes one attempt of a claimed delivery with its rendered `body` and returns its outcome
 /// (never an error: a failure is an outcome too).
-pub async fn attempt(outbound: &Outbound, claim: &Claim, body: &Bytes) -> AttemptOutcome {
+pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) -> AttemptOutcome {
     let (endpoint, secrets) = &*claim.endpoint;
     let span = tracing::debug_span!(
         "attempt",
@@ -63,17 +78,13 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim, body: &Bytes) -> Attemp
             .as_deref()
             .zip(event.trace.as_ref())
             .map(|(parent, t)| (parent, t.state.as_deref()));
-        let outcome = outbound
-            .send(
-                endpoint,
-                &signer,
-                Message {
-                    id: &id,
-                    body,
-                    trace,
-                },
-            )
-            .await;
+        let msg = Message {
+            id: &id,
+            body: &rendered.body,
+            format_headers: &rendered.headers,
+            trace,
+        };
+        let outcome = outbound.send(endpoint, &signer, msg).await;
         tracing::debug!(
             status = ?outcome.response_code,
             error = ?outcome.error,

@@ -26,6 +26,10 @@ pub enum Format {
     Slack,
     /// A Discord webhook message.
     Discord,
+    /// A CloudEvents 1.0 event in structured mode (`application/cloudevents+json`).
+    CloudEvents,
+    /// A CloudEvents 1.0 event in binary mode: `ce-*` headers, the body is the event's `data`.
+    CloudEventsBinary,
 }
 
 impl Format {
@@ -57,7 +61,13 @@ pub enum Ordering {
 }
 
 text_enum!(SignatureScheme { Standard => "standard", Github => "github", Ed25519 => "ed25519" });
-text_enum!(Format { Json => "json", Slack => "slack", Discord => "discord" });
+text_enum!(Format {
+    Json => "json",
+    Slack => "slack",
+    Discord => "discord",
+    CloudEvents => "cloudevents",
+    CloudEventsBinary => "cloudevents-binary"
+});
 text_enum!(Ordering { None => "none", Fifo => "fifo" });
 text_enum!(DisableReason {
     ConsecutiveFailures => "consecutive_failures",

@@ -143,6 +143,8 @@ pub struct Message<'a> {
     pub id: &'a str,
     /// The request body.
     pub body: &'a Bytes,
+    /// The headers its format goes with: the content type (and CloudEvents' `ce-*`).
+    pub format_headers: &'a [(&'static str, String)],
     /// The `traceparent` (and `tracestate`) of the attempt's span, when its event has a trace.
     pub trace: Option<(&'a str, Option<&'a str>)>,
 }
@@ -432,8 +434,11 @@ impl Outbound {
             None => settings.url.as_str().to_owned(),
             Some(sealed) => self.opened(sealed, "URL")?,
         };
-        let mut builder = Request::post(target.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
+        let mut builder = Request::post(target.as_str());
+        for (name, value) in msg.format_headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        builder = builder
             .header(http::header::USER_AGENT, self.user_agent.clone())
             .header("webhook-id", msg.id)
             .header("webhook-timestamp", timestamp.to_string());

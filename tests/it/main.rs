@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod browser;
+mod cloudevents;
 mod delivery;
 mod endpoint_auth;
 mod endpoints;
