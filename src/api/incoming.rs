@@ -13,6 +13,7 @@ use super::error::not_found;
 use super::extract::{Auth, JsonBody, Object, Path, Query, check_name, read_limited};
 use super::page::page_json;
 use super::{ApiError, AppState};
+use crate::incoming::cloudevents;
 use crate::incoming::payload::{self, PayloadError, decode, event_data};
 use crate::incoming::request_log::{header, logged_body, logged_headers};
 use crate::incoming::verify::verify;
@@ -256,11 +257,11 @@ pub(super) async fn receive(
             record_incoming(&state.store, &hook, log, None).await?;
             Ok(Json(json!({"challenge": challenge})).into_response())
         }
-        Ok(Checked::Payload(value)) => {
+        Ok(Checked::Payload { value, name }) => {
             log.accepted = true;
             let publish = match &hook.action {
-                IncomingAction::Publish(name) => Some(NewEvent {
-                    name: name.clone(),
+                IncomingAction::Publish(configured) => Some(NewEvent {
+                    name: name.unwrap_or_else(|| configured.clone()),
                     data: event_data(value).to_string(),
                     idempotency_key: None,
                     channels: Vec::new(),
@@ -283,14 +284,46 @@ pub(super) async fn receive(
 enum Checked {
     /// Slack's `url_verification` handshake.
     Challenge(String),
-    /// A body to act on.
-    Payload(Value),
+    /// A body to act on, and the type a CloudEvent (either mode) carries: a publish hook
+    /// publishes it with that type instead of its own.
+    Payload {
+        value: Value,
+        name: Option<EventName>,
+    },
+}
+
+/// The hook's signature check, when it has one.
+fn check_signature(hook: &IncomingHook, headers: &HeaderMap, body: &[u8]) -> Result<(), Verdict> {
+    if let Some((scheme, secret)) = &hook.verify {
+        verify(*scheme, secret, headers, body, now_ms() / 1000)
+            .map_err(|why| reject(ApiError::signature(why.to_string()), why.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Content type, body shape and signature, in that order; a refusal carries its answer and
 /// what the log says.
 fn check(hook: &IncomingHook, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Verdict> {
-    let value = decode(header(headers, "content-type"), body).map_err(|e| match e {
+    let content_type = header(headers, "content-type");
+    if let Some(mode) = cloudevents::mode(content_type, header(headers, "ce-specversion")) {
+        let event = match mode {
+            cloudevents::Mode::Structured => cloudevents::structured(body),
+            cloudevents::Mode::Binary => {
+                cloudevents::binary(|name| header(headers, name), content_type, body)
+            }
+        }
+        .map_err(|e| reject(ApiError::invalid(e.to_string()), e.to_string()))?;
+        let name = EventName::parse(&event.kind).map_err(|e| {
+            let why = format!("the CloudEvent's type '{}': {e}", event.kind);
+            reject(ApiError::invalid(why.clone()), why)
+        })?;
+        check_signature(hook, headers, body)?;
+        return Ok(Checked::Payload {
+            value: event.data,
+            name: Some(name),
+        });
+    }
+    let value = decode(content_type, body).map_err(|e| match e {
         PayloadError::UnsupportedType(_) => reject(
             ApiError::unsupported_media_type_of(
                 "application/json or application/x-www-form-urlencoded",
@@ -302,12 +335,9 @@ fn check(hook: &IncomingHook, headers: &HeaderMap, body: &[u8]) -> Result<Checke
             "malformed JSON",
         ),
     })?;
-    if let Some((scheme, secret)) = &hook.verify {
-        verify(*scheme, secret, headers, body, now_ms() / 1000)
-            .map_err(|why| reject(ApiError::signature(why.to_string()), why.to_string()))?;
-    }
+    check_signature(hook, headers, body)?;
     if let Some(challenge) = payload::challenge(&value) {
         return Ok(Checked::Challenge(challenge.to_owned()));
     }
-    Ok(Checked::Payload(value))
+    Ok(Checked::Payload { value, name: None })
 }

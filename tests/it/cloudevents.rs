@@ -175,3 +175,86 @@ async fn both_cloudevents_modes_are_read_by_the_sdk_and_signed_as_sent() {
     assert_eq!(modes, ["binary", "structured"]);
     server.stop().await;
 }
+
+/// Sends a CloudEvent made by the SDK in `mode`; answers the status hookd gave.
+async fn sdk_send(python: &PathBuf, url: &str, mode: &str, kind: &str, data: Value) -> u16 {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/py/cloudevents_sender.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args([url, mode, kind, &data.to_string()])
+        .output()
+        .await
+        .expect("run the Python sender");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a status")
+}
+
+#[tokio::test]
+async fn an_incoming_hook_publishes_cloudevents_of_either_mode_with_their_type() {
+    let Some(python) = python() else {
+        return;
+    };
+    let server = Server::start().await;
+    let t = server.tenant("acme").await;
+    let receiver = crate::support::Receiver::ok().await;
+    t.endpoint(json!({"url": receiver.url, "events": ["shop.*"]}))
+        .await;
+    let (status, hook) = t
+        .admin
+        .post(
+            "/v1/incoming",
+            json!({"name": "shop", "action": {"type": "publish", "eventType": "shop.unknown"}}),
+        )
+        .await;
+    assert_eq!(status, http::StatusCode::CREATED, "{hook}");
+    let url = format!("{}{}", server.base, hook["url"].as_str().expect("url"));
+    for (mode, kind) in [
+        ("structured", "shop.order_paid"),
+        ("binary", "shop.order_shipped"),
+    ] {
+        let status = sdk_send(&python, &url, mode, kind, json!({"mode": mode})).await;
+        assert_eq!(status, 202, "{mode}");
+    }
+    // A type hookd does not take is refused, and logged as such.
+    let status = sdk_send(&python, &url, "structured", "Shop.Order-Paid", json!({})).await;
+    assert_eq!(status, 422);
+
+    let got = receiver.wait_for(2).await;
+    let mut seen: Vec<(String, Value)> = got
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (
+                body["event"].as_str().expect("event").to_owned(),
+                body["data"].clone(),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            ("shop.order_paid".to_owned(), json!({"mode": "structured"})),
+            ("shop.order_shipped".to_owned(), json!({"mode": "binary"})),
+        ]
+    );
+    let id = hook["id"].as_str().expect("id");
+    let (_, log) = t.admin.get(&format!("/v1/incoming/{id}/requests")).await;
+    assert_eq!(log["totalElements"], 3, "{log}");
+    let refused = &log["content"][0];
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Shop.Order-Paid")),
+        "{refused}"
+    );
+    server.stop().await;
+}

@@ -214,9 +214,23 @@ fn operation(op: &Op) -> Value {
     }
     if let Some((schema, optional)) = &op.body {
         let content = if op.id == "receiveIncoming" {
+            // A CloudEvent in structured mode is published with its own type (binary mode:
+            // `ce-*` headers over a JSON or form body).
+            let cloudevent = json!({
+                "type": "object",
+                "properties": {
+                    "specversion": {"const": "1.0"},
+                    "id": {"type": "string", "pattern": "\\S"},
+                    "source": {"type": "string", "pattern": "\\S"},
+                    "type": event_name(),
+                },
+                "required": ["specversion", "id", "source", "type"],
+                "not": {"required": ["data_base64"]},
+            });
             json!({
                 "application/json": {"schema": {}},
                 "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "application/cloudevents+json": {"schema": cloudevent},
             })
         } else {
             let mut json_body = json!({"schema": schema});
