@@ -313,14 +313,18 @@ fn check(hook: &IncomingHook, headers: &HeaderMap, body: &[u8]) -> Result<Checke
             }
         }
         .map_err(|e| reject(ApiError::invalid(e.to_string()), e.to_string()))?;
-        let name = EventName::parse(&event.kind).map_err(|e| {
-            let why = format!("the CloudEvent's type '{}': {e}", event.kind);
-            reject(ApiError::invalid(why.clone()), why)
-        })?;
+        // Its type is what a publish hook publishes it as (a store hook only keeps the call).
+        let name = match hook.action {
+            IncomingAction::Publish(_) => Some(EventName::parse(&event.kind).map_err(|e| {
+                let why = format!("the CloudEvent's type '{}': {e}", event.kind);
+                reject(ApiError::invalid(why.clone()), why)
+            })?),
+            IncomingAction::Store => None,
+        };
         check_signature(hook, headers, body)?;
         return Ok(Checked::Payload {
             value: event.data,
-            name: Some(name),
+            name,
         });
     }
     let value = decode(content_type, body).map_err(|e| match e {

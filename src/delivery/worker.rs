@@ -40,8 +40,8 @@ pub fn render_body(event_id: EventId, event: &ClaimedEvent, format: Format) -> R
     }
 }
 
-/// Makes one attempt of a claimed delivery with its rendered `body` and returns its outcome
-/// (never an error: a failure is an outcome too).
+/// Makes one attempt of a claimed delivery, `rendered` in its endpoint's format, and returns
+/// its outcome (never an error: a failure is an outcome too).
 pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) -> AttemptOutcome {
     let (endpoint, secrets) = &*claim.endpoint;
     let span = tracing::debug_span!(

@@ -226,6 +226,17 @@ async fn an_incoming_hook_publishes_cloudevents_of_either_mode_with_their_type()
     // A type hookd does not take is refused, and logged as such.
     let status = sdk_send(&python, &url, "structured", "Shop.Order-Paid", json!({})).await;
     assert_eq!(status, 422);
+    // A store hook keeps any CloudEvent: it publishes nothing, so the type is not read.
+    let (_, store) = t
+        .admin
+        .post(
+            "/v1/incoming",
+            json!({"name": "kept", "action": {"type": "store"}}),
+        )
+        .await;
+    let kept = format!("{}{}", server.base, store["url"].as_str().expect("url"));
+    let status = sdk_send(&python, &kept, "binary", "Shop.Order-Paid", json!({})).await;
+    assert_eq!(status, 202);
 
     let got = receiver.wait_for(2).await;
     let mut seen: Vec<(String, Value)> = got
