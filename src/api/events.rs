@@ -82,8 +82,9 @@ fn event_json(e: &StoredEvent) -> Value {
 }
 
 /// The W3C trace context a request carries (`traceparent`, with its `tracestate`); `None`
-/// without a `traceparent` (or with an empty one, or an all-zero id). A malformed `traceparent` is refused; a
-/// `tracestate` that is not printable ASCII is dropped, as any malformed one is.
+/// without a `traceparent` (or with an empty one, or an all-zero id). A malformed
+/// `traceparent` is refused; a `tracestate` that is not printable ASCII is dropped, as any
+/// malformed one is.
 pub(super) fn trace_context(headers: &HeaderMap) -> Result<Option<TraceContext>, Invalid> {
     // An empty `traceparent` is as good as none.
     let Some(parent) = headers

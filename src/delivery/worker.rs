@@ -70,19 +70,17 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) ->
         let id = claim.event_id.to_string();
         // The attempt is a span of the event's trace: the receiver's spans join it under it.
         let event = &claim.event;
-        let traceparent = event
-            .trace
-            .as_ref()
-            .map(|t| t.child(SpanId::from_random(rand::random())));
-        let trace = traceparent
-            .as_deref()
-            .zip(event.trace.as_ref())
-            .map(|(parent, t)| (parent, t.state.as_deref()));
+        let trace = event.trace.as_ref().map(|t| {
+            let parent = t.child(SpanId::from_random(rand::random()));
+            (parent, t.state.as_deref())
+        });
         let msg = Message {
             id: &id,
             body: &rendered.body,
             format_headers: &rendered.headers,
-            trace,
+            trace: trace
+                .as_ref()
+                .map(|(parent, state)| (parent.as_str(), *state)),
         };
         let outcome = outbound.send(endpoint, &signer, msg).await;
         tracing::debug!(

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::payload::{PayloadError, decode};
+use super::payload::{PayloadError, decode, mime};
 
 /// How a call carries a CloudEvent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +52,7 @@ pub enum CloudEventError {
 /// The mode a call with this content type and `ce-specversion` header carries a CloudEvent in;
 /// `None` for any other call.
 pub fn mode(content_type: Option<&str>, specversion: Option<&str>) -> Option<Mode> {
-    let mime = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase());
-    if mime.as_deref() == Some("application/cloudevents+json") {
+    if mime(content_type) == "application/cloudevents+json" {
         Some(Mode::Structured)
     } else if specversion.is_some() {
         Some(Mode::Binary)

@@ -14,10 +14,9 @@ pub enum PayloadError {
     MalformedJson(#[source] serde_json::Error),
 }
 
-/// The body as a JSON value: parsed for `application/json`, decoded into an object of strings
-/// for `application/x-www-form-urlencoded`.
-pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Value, PayloadError> {
-    let mime = content_type
+/// A content type's media type, lower case, without its parameters (`""` when there is none).
+pub fn mime(content_type: Option<&str>) -> String {
+    content_type
         .map(|ct| {
             ct.split(';')
                 .next()
@@ -25,8 +24,13 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Value, PayloadE
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_default();
-    match mime.as_str() {
+        .unwrap_or_default()
+}
+
+/// The body as a JSON value: parsed for `application/json`, decoded into an object of strings
+/// for `application/x-www-form-urlencoded`.
+pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Value, PayloadError> {
+    match mime(content_type).as_str() {
         "application/json" => serde_json::from_slice(body).map_err(PayloadError::MalformedJson),
         "application/x-www-form-urlencoded" => Ok(Value::Object(
             url::form_urlencoded::parse(body)

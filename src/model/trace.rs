@@ -44,9 +44,8 @@ impl SpanId {
 impl TraceContext {
     /// Parses a `traceparent` header and the `tracestate` that came with it (kept when well
     /// formed). A version above `00` is read as `00` (its first four fields), as the
-    /// specification asks.
-    /// An all-zero trace or parent id is none at all (the specification calls it invalid and
-    /// has a vendor go on without it): `Ok(None)`.
+    /// specification asks. An all-zero trace or parent id is none at all (the specification
+    /// calls it invalid and has a vendor go on without it): `Ok(None)`.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Result<Option<Self>, Invalid> {
         let refused = |why: &str| {
             Invalid(format!(
@@ -86,22 +85,6 @@ impl TraceContext {
             flags,
             state,
         }))
-    }
-
-    /// A trace that starts at hookd (an event published without one, while tracing is on):
-    /// sampled, with hookd's publish span as its parent.
-    pub fn root(trace_id: [u8; 16], span: SpanId) -> Self {
-        let trace_id = if trace_id == [0; 16] {
-            1u128.to_be_bytes()
-        } else {
-            trace_id
-        };
-        Self {
-            trace_id,
-            parent_id: span.0,
-            flags: 1,
-            state: None,
-        }
     }
 
     /// The trace id as 32 lower-case hex digits (how tracing tools show it).
@@ -263,13 +246,5 @@ mod tests {
         for text in [zero_trace, zero_parent] {
             assert_eq!(TraceContext::parse(&text, Some("a=b")), Ok(None), "{text}");
         }
-    }
-
-    #[test]
-    fn a_root_trace_is_sampled_and_never_all_zeros() {
-        let t = TraceContext::root([0; 16], SpanId([2; 8]));
-        assert_eq!(t.flags, 1);
-        assert_ne!(t.trace_id, [0; 16]);
-        assert!(TraceContext::parse(&t.to_string(), None).is_ok_and(|t| t.is_some()));
     }
 }

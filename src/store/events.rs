@@ -9,6 +9,10 @@ use crate::model::publish::Published;
 use crate::model::publish::{EventDetail, StoredEvent};
 use crate::model::{EventId, Page, PageRequest, TenantId};
 
+/// The columns [`event_row`] reads, in its order.
+const EVENT_SELECT: &str = "SELECT id, type, data, created_at, deliveries, channels, traceparent,
+        tracestate FROM events";
+
 fn event_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         published: Published {
@@ -37,22 +41,15 @@ impl Store {
             let Some(seek) = seek else {
                 return Ok(page.page(Vec::new(), total));
             };
-            let query = match name {
-                None => {
-                    "SELECT id, type, data, created_at, deliveries, channels, traceparent, tracestate
-                     FROM events
-                         WHERE tenant_id = ?1 AND id < ?3
-                         ORDER BY id DESC LIMIT ?4 OFFSET ?5"
-                }
-                Some(_) => {
-                    "SELECT id, type, data, created_at, deliveries, channels, traceparent, tracestate
-                     FROM events
-                            WHERE tenant_id = ?1 AND type = ?2 AND id < ?3
-                            ORDER BY id DESC LIMIT ?4 OFFSET ?5"
-                }
+            let of_type = match name {
+                None => "",
+                Some(_) => "AND type = ?2",
             };
             let rows = c.query(
-                query,
+                &format!(
+                    "{EVENT_SELECT} WHERE tenant_id = ?1 {of_type} AND id < ?3
+                     ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+                ),
                 &vals![tenant_id.0, name, seek.below, page.size, seek.skip],
                 event_row,
             )?;
@@ -70,9 +67,7 @@ impl Store {
         self.read(move |c| {
             let event = c
                 .query_opt(
-                    "SELECT id, type, data, created_at, deliveries, channels, traceparent, tracestate
-                     FROM events
-                     WHERE id = ?1 AND tenant_id = ?2",
+                    &format!("{EVENT_SELECT} WHERE id = ?1 AND tenant_id = ?2"),
                     &vals![id.0, tenant_id.0],
                     event_row,
                 )?
