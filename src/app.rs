@@ -14,6 +14,7 @@ use crate::outbound::{Outbound, OutboundConfig};
 use crate::sealing::{SealingKey, default_key_path};
 use crate::store::{Store, StoreError};
 use crate::target::TargetPolicy;
+use crate::telemetry::{Telemetry, TelemetryError};
 
 /// Why hookd could not run.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum AppError {
     /// A `--ca-file` certificate is not a usable root.
     #[error("a --ca-file certificate cannot be trusted as a root")]
     CaFile(#[source] rustls::Error),
+    /// Trace export cannot start.
+    #[error("cannot start trace export")]
+    Telemetry(#[from] TelemetryError),
     /// The credentials key cannot be read or made.
     #[error("cannot use the credentials key")]
     Sealing(#[from] crate::sealing::SealError),
@@ -119,11 +123,19 @@ pub async fn run(
         sealing: sealing.clone(),
     })
     .map_err(AppError::CaFile)?;
-    let metrics = crate::metrics::Metrics::new();
+    let metrics = crate::metrics::Metrics::new(config.metrics_top);
+    let telemetry = match &config.otlp {
+        Some(settings) => {
+            tracing::info!(endpoint = %settings.endpoint, "exporting traces over OTLP");
+            Telemetry::start(settings, metrics.otlp())?
+        }
+        None => Telemetry::default(),
+    };
     let dispatcher = Dispatcher::new(
         store.clone(),
         outbound.clone(),
         metrics.clone(),
+        telemetry.clone(),
         DispatcherConfig {
             max_in_flight: config.max_in_flight,
             max_in_flight_per_endpoint: config.max_in_flight_per_endpoint,
@@ -150,6 +162,7 @@ pub async fn run(
 
     let scheduler = tokio::spawn(crate::schedule::run(
         store.clone(),
+        telemetry.clone(),
         config.poll_interval,
         stopped(stop_rx.clone()),
     ));
@@ -168,6 +181,7 @@ pub async fn run(
         policy,
         operator_hash,
         metrics,
+        telemetry: telemetry.clone(),
         incoming_limiter: api::IncomingLimiter::new(config.incoming_rate_limit),
         email_enabled: config.smtp.is_some(),
         max_body_bytes: config.max_body_bytes,
@@ -193,6 +207,7 @@ pub async fn run(
     if let Some(mailer) = mailer {
         let _ = mailer.await;
     }
+    telemetry.shutdown().await;
     drop(store);
     tokio::task::spawn_blocking(move || handle.close())
         .await

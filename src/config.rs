@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::telemetry::OtlpSettings;
+
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +77,11 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// Delays before each retry of a failed email send.
     pub email_retry_schedule: Vec<Duration>,
+    /// Where traces are exported (OTLP over HTTP); `None`: no spans are made.
+    pub otlp: Option<OtlpSettings>,
+    /// The busiest endpoints, and the tenants with the deepest queues, that get series of
+    /// their own in `/metrics` (the rest are summed as `other`).
+    pub metrics_top: usize,
 }
 
 /// How TLS is used to reach the SMTP server.
@@ -136,6 +143,8 @@ impl Default for Config {
             incoming_rate_limit: 100,
             smtp: None,
             email_retry_schedule: crate::model::endpoint::DEFAULT_RETRY_SCHEDULE.to_vec(),
+            otlp: None,
+            metrics_top: crate::metrics::DEFAULT_TOP,
         }
     }
 }
@@ -156,7 +165,8 @@ fn setting_name(key: &str, file: Option<&Path>) -> String {
         | "tls_key"
         | "ca_file"
         | "proxy"
-        | "credentials_key_file" => {
+        | "credentials_key_file"
+        | "otlp_endpoint" => {
             format!("--{} ({})", key.replace('_', "-"), in_file(key))
         }
         other => in_file(other),
@@ -235,6 +245,11 @@ pub struct ServeArgs {
     /// [default: <db>.credentials-key beside a SQLite file; made when missing].
     #[arg(long, env = "HOOKD_CREDENTIALS_KEY_FILE")]
     pub credentials_key_file: Option<PathBuf>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. http://127.0.0.1:4318
+    /// (/v1/traces is added) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
+    /// OTEL_EXPORTER_OTLP_ENDPOINT; none set: no traces].
+    #[arg(long, env = "HOOKD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Config file [default: ./hookd.toml when present].
     #[arg(long, env = "HOOKD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -270,6 +285,128 @@ struct FileConfig {
     incoming_rate_limit: Option<u32>,
     smtp: Option<SmtpConfig>,
     email_retry_schedule: Option<Vec<String>>,
+    otlp_endpoint: Option<String>,
+    metrics_top: Option<usize>,
+}
+
+/// The standard OpenTelemetry variables hookd reads (`OTEL_*`), as they were set.
+#[derive(Debug, Clone, Default)]
+pub struct OtelEnv {
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the traces URL, used as it is.
+    pub traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL (`/v1/traces` is added).
+    pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`: `k=v,k2=v2`.
+    pub headers: Option<String>,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`: `k=v,k2=v2`, values percent-encoded.
+    pub resource_attributes: Option<String>,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: spans waiting for export at most.
+    pub max_queue_size: Option<String>,
+    /// `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`: no traces, whatever is set.
+    pub disabled: bool,
+}
+
+impl OtelEnv {
+    /// Reads the variables from the environment (an empty one counts as unset).
+    pub fn read() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            traces_endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            headers: var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS")),
+            service_name: var("OTEL_SERVICE_NAME"),
+            resource_attributes: var("OTEL_RESOURCE_ATTRIBUTES"),
+            max_queue_size: var("OTEL_BSP_MAX_QUEUE_SIZE"),
+            disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim() == "true")
+                || var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none"),
+        }
+    }
+}
+
+/// Spans waiting for export at most, unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise (the
+/// specification's default).
+const OTLP_QUEUE: usize = 2048;
+
+/// Where traces go: `--otlp-endpoint` (or `otlp_endpoint` in the file) as a base URL, else the
+/// standard variables; `None` when none is set or the variables turn the SDK off.
+pub fn otlp_settings(
+    setting: Option<String>,
+    env: &OtelEnv,
+) -> Result<Option<OtlpSettings>, Invalid> {
+    let (given, add_path) = match (&setting, &env.traces_endpoint, &env.endpoint) {
+        _ if env.disabled && setting.is_none() => return Ok(None),
+        (Some(base), _, _) => (base.trim(), true),
+        (None, Some(url), _) => (url.trim(), false),
+        (None, None, Some(base)) => (base.trim(), true),
+        (None, None, None) => return Ok(None),
+    };
+    let refused = || {
+        Invalid(format!(
+            "'{given}' must be an http:// or https:// URL with a host, like http://127.0.0.1:4318"
+        ))
+    };
+    let url = url::Url::parse(given).map_err(|_| refused())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(refused());
+    }
+    let base = given.trim_end_matches('/');
+    let endpoint = match add_path && !base.ends_with("/v1/traces") {
+        true => format!("{base}/v1/traces"),
+        false => given.to_owned(),
+    };
+    let pairs = |name: &str, text: Option<&String>| -> Result<Vec<(String, String)>, Invalid> {
+        let Some(text) = text else {
+            return Ok(Vec::new());
+        };
+        text.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    Invalid(format!("{name} holds '{pair}': use key=value,key2=value2"))
+                })?;
+                let decode = |t: &str| {
+                    percent_encoding::percent_decode_str(t.trim())
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                Ok((decode(k), decode(v)))
+            })
+            .collect()
+    };
+    let queue = match &env.max_queue_size {
+        Some(n) => n
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "OTEL_BSP_MAX_QUEUE_SIZE is '{n}': use a number from 1 to 1000000"
+                ))
+            })?,
+        None => OTLP_QUEUE,
+    };
+    let resource = pairs("OTEL_RESOURCE_ATTRIBUTES", env.resource_attributes.as_ref())?;
+    let service_name = env
+        .service_name
+        .clone()
+        .or_else(|| {
+            resource
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| "hookd".to_owned());
+    Ok(Some(OtlpSettings {
+        endpoint,
+        headers: pairs("OTEL_EXPORTER_OTLP_HEADERS", env.headers.as_ref())?,
+        service_name,
+        resource,
+        queue,
+    }))
 }
 
 /// An address to listen on: `IP:PORT`, or `host:port` with a host name that resolves
@@ -369,7 +506,7 @@ impl Config {
             Some(p) => read_file(p, named_by)?,
             None => FileConfig::default(),
         };
-        Self::build(args, file).map_err(|e| match e {
+        Self::build(args, file, &OtelEnv::read()).map_err(|e| match e {
             ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
                 key,
                 message,
@@ -380,7 +517,7 @@ impl Config {
     }
 
     /// The configuration from flags and the file's keys, checked.
-    fn build(args: ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+    fn build(args: ServeArgs, file: FileConfig, otel: &OtelEnv) -> Result<Self, ConfigError> {
         let d = Config::default();
         let duration = |key: &'static str, v: Option<String>, default: Duration| match v {
             Some(s) => crate::model::duration::parse(&s).map_err(|message| ConfigError::Invalid {
@@ -469,6 +606,14 @@ impl Config {
                         })?,
                     None => d.email_retry_schedule,
                 },
+                metrics_top: file.metrics_top.unwrap_or(d.metrics_top),
+                otlp: otlp_settings(args.otlp_endpoint.or(file.otlp_endpoint), otel).map_err(
+                    |message| ConfigError::Invalid {
+                        key: "otlp_endpoint",
+                        message: message.to_string(),
+                        file: None,
+                    },
+                )?,
             };
         config.validate()?;
         Ok(config)
@@ -528,6 +673,9 @@ impl Config {
         }
         if self.poll_interval < Duration::from_millis(10) {
             return invalid("poll_interval", "must be at least 10ms");
+        }
+        if self.metrics_top > 1000 {
+            return invalid("metrics_top", "must be between 0 and 1000");
         }
         Ok(())
     }

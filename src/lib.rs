@@ -48,12 +48,13 @@
 //!   `hookd receive` (a receiver that verifies signatures).
 //! - [`signing`]: Standard Webhooks and GitHub signatures, signing and verifying.
 //! - [`target`]: which delivery addresses are allowed (no private targets by default).
+//! - [`telemetry`]: OpenTelemetry spans, exported over OTLP when a collector is set.
 //!
 //! # Dependency rule
 //! `main → {app, demo, copy} → app → {api, delivery, housekeeping, schedule} → service → store → db
 //! → rusqlite` (a service is skipped where a route only reads or writes one row).
-//! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `render`,
-//! `outbound`, `sealing`, `report` and `incoming` (which use only `model` and `signing`).
+//! Everyone may use `model`, `config`, `fanout`, `signing`, `target`, `metrics`, `telemetry`,
+//! `render`, `outbound`, `sealing`, `report` and `incoming` (which use only `model` and `signing`).
 //! The services under `app` never import each other, with one exception: the API's trigger
 //! runs `schedule::firing`, the same step as the timer. Neither the store nor the services
 //! import `delivery`: the dispatcher hands the recording service the after-attempt rule as a
@@ -80,3 +81,4 @@ pub mod service;
 pub mod signing;
 pub mod store;
 pub mod target;
+pub mod telemetry;

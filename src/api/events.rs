@@ -1,8 +1,8 @@
 //! Publishing and reading events.
 
 use crate::model::Invalid;
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -12,6 +12,7 @@ use super::deliveries::summary_json;
 use super::error::not_found;
 use super::extract::{Auth, JsonBody, Object, Path, Query};
 use super::page::page_json;
+use super::traced::{RequestSpan, trace_context};
 use super::{ApiError, AppState};
 use crate::model::event::check_channels;
 use crate::model::publish::StoredEvent;
@@ -19,6 +20,7 @@ use crate::model::publish::{NewEvent, Published};
 use crate::model::trace::TraceContext;
 use crate::model::{EventId, EventName, Role, rfc3339};
 use crate::service::publish;
+use crate::telemetry::Under;
 
 /// Most events in one batch publish.
 const MAX_BATCH: usize = 1000;
@@ -81,37 +83,32 @@ fn event_json(e: &StoredEvent) -> Value {
     out
 }
 
-/// The W3C trace context a request carries (`traceparent`, with its `tracestate`); `None`
-/// without a `traceparent` (or with an empty one, or an all-zero id). A malformed
-/// `traceparent` is refused; a `tracestate` that is not printable ASCII is dropped, as any
-/// malformed one is.
-pub(super) fn trace_context(headers: &HeaderMap) -> Result<Option<TraceContext>, Invalid> {
-    // An empty `traceparent` is as good as none.
-    let Some(parent) = headers
-        .get("traceparent")
-        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
-    else {
-        return Ok(None);
-    };
-    let parent = parent
-        .to_str()
-        .map_err(|_| Invalid("traceparent must be printable ASCII".into()))?;
-    let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
-    TraceContext::parse(parent, state)
+/// The trace events published by a request keep: the request's span when traces are
+/// exported (their attempts become its children), else the caller's `traceparent` as it came.
+/// A malformed `traceparent` is refused.
+fn published_trace(
+    headers: &HeaderMap,
+    span: Option<&RequestSpan>,
+) -> Result<Option<TraceContext>, ApiError> {
+    let caller = trace_context(headers).map_err(ApiError::invalid)?;
+    Ok(span.map(RequestSpan::context).or(caller))
 }
 
 pub(super) async fn publish(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
+    span: Option<Extension<RequestSpan>>,
     body: JsonBody<EventIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
-    let trace = trace_context(&headers).map_err(ApiError::invalid)?;
+    let span = span.map(|Extension(s)| s);
+    let trace = published_trace(&headers, span.as_ref())?;
     let body = body.parse().await?;
     let mut event = body.parse().map_err(ApiError::invalid)?;
     event.trace = trace;
-    let published = publish::publish(&state.store, tenant, vec![event]).await?;
+    let under = Under::new(&state.telemetry, span.map(|s| s.place));
+    let published = publish::publish_under(&state.store, tenant, vec![event], under).await?;
     state.metrics.published(1);
     let first = published.first().ok_or_else(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(published_json(first))))
@@ -121,10 +118,12 @@ pub(super) async fn publish_batch(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
+    span: Option<Extension<RequestSpan>>,
     body: JsonBody<BatchIn>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Publisher)?;
-    let trace = trace_context(&headers).map_err(ApiError::invalid)?;
+    let span = span.map(|Extension(s)| s);
+    let trace = published_trace(&headers, span.as_ref())?;
     let body = body.parse().await?;
     let events = body
         .events
@@ -147,7 +146,8 @@ pub(super) async fn publish_batch(
             Ok(event)
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let published = publish::publish(&state.store, tenant, events).await?;
+    let under = Under::new(&state.telemetry, span.map(|s| s.place));
+    let published = publish::publish_under(&state.store, tenant, events, under).await?;
     state.metrics.published(published.len() as u64);
     Ok((
         StatusCode::ACCEPTED,

@@ -40,7 +40,10 @@ pub(super) async fn metrics(
     use axum::response::IntoResponse;
     auth.operator()?;
     let pending = state.store.pending_total().await?;
-    let body = state.metrics.render(pending);
+    let queues = state.store.queues().await?;
+    let body = state
+        .metrics
+        .render(pending, queues, crate::model::now_ms());
     // Prometheus asks for OpenMetrics; anyone else (curl, a generated client) gets the same
     // text as plain text, which the classic exposition format parses too.
     let openmetrics = headers

@@ -25,6 +25,7 @@ use crate::model::{
 };
 use crate::service::publish::record_incoming;
 use crate::signing;
+use crate::telemetry::Under;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -226,6 +227,11 @@ pub(super) async fn receive(
         return Err(ApiError::rate_limited(secs));
     }
     let headers = request.headers().clone();
+    let span = request
+        .extensions()
+        .get::<super::traced::RequestSpan>()
+        .cloned();
+    let under = Under::new(&state.telemetry, span.as_ref().map(|s| s.place));
     let mut log = IncomingRequest {
         id: IncomingRequestId(0),
         received_at: now_ms(),
@@ -241,7 +247,7 @@ pub(super) async fn receive(
         Ok(b) => b,
         Err(e) => {
             log.error = Some(e.message().to_owned());
-            record_incoming(&state.store, &hook, log, None).await?;
+            record_incoming(&state.store, &hook, log, None, under).await?;
             return Err(e);
         }
     };
@@ -249,12 +255,12 @@ pub(super) async fn receive(
     match check(&hook, &headers, &body) {
         Err(verdict) => {
             log.error = Some(verdict.logged);
-            record_incoming(&state.store, &hook, log, None).await?;
+            record_incoming(&state.store, &hook, log, None, under).await?;
             Err(verdict.error)
         }
         Ok(Checked::Challenge(challenge)) => {
             log.accepted = true;
-            record_incoming(&state.store, &hook, log, None).await?;
+            record_incoming(&state.store, &hook, log, None, under).await?;
             Ok(Json(json!({"challenge": challenge})).into_response())
         }
         Ok(Checked::Payload { value, name }) => {
@@ -265,13 +271,17 @@ pub(super) async fn receive(
                     data: event_data(value).to_string(),
                     idempotency_key: None,
                     channels: Vec::new(),
-                    // A sender's trace is kept when it is well formed; a malformed one is no
-                    // reason to refuse a webhook hookd does not control.
-                    trace: super::events::trace_context(&headers).ok().flatten(),
+                    // The request's span when traces are exported, else a sender's trace
+                    // when it is well formed: a malformed one is no reason to refuse a webhook
+                    // hookd does not control.
+                    trace: match &span {
+                        Some(span) => Some(span.context()),
+                        None => super::traced::trace_context(&headers).ok().flatten(),
+                    },
                 }),
                 IncomingAction::Store => None,
             };
-            let (id, published) = record_incoming(&state.store, &hook, log, publish).await?;
+            let (id, published) = record_incoming(&state.store, &hook, log, publish, under).await?;
             if published.is_some() {
                 state.metrics.published(1);
             }

@@ -20,6 +20,7 @@ mod sample;
 mod schedules;
 mod series;
 mod tenants;
+mod traced;
 mod ui;
 
 use std::future::Future;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub operator_hash: [u8; 32],
     /// Process metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Span export (off unless a collector is set).
+    pub telemetry: crate::telemetry::Telemetry,
     /// Per-hook rate limit of incoming webhooks.
     pub incoming_limiter: IncomingLimiter,
     /// Whether SMTP is configured (email schedules are refused without it).
@@ -67,8 +70,20 @@ pub struct AppState {
     pub sealing: Option<crate::sealing::SealingKey>,
 }
 
-/// The one route list.
+/// The one route list; each request is a span when traces are exported.
 pub fn router(state: AppState) -> Router {
+    let telemetry = state.telemetry.clone();
+    let router = routes(state);
+    match telemetry.is_on() {
+        true => router.layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            traced::request,
+        )),
+        false => router,
+    }
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(ui::root))
         .route("/ui/", get(ui::index))

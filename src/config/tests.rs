@@ -91,7 +91,7 @@ fn a_postgres_url_is_a_valid_database() {
 fn the_example_config_holds_every_setting_at_its_default_and_its_commented_ones_parse() {
     let example = include_str!("../../examples/hookd.toml");
     let shipped: FileConfig = toml::from_str(example).expect("the example parses");
-    let config = Config::build(ServeArgs::default(), shipped).expect("valid");
+    let config = Config::build(ServeArgs::default(), shipped, &OtelEnv::default()).expect("valid");
     assert_eq!(
         format!("{config:?}"),
         format!("{:?}", Config::default()),
@@ -108,7 +108,7 @@ fn the_example_config_holds_every_setting_at_its_default_and_its_commented_ones_
         .collect();
     let all: FileConfig = toml::from_str(&uncommented).expect("every setting parses");
     assert!(all.smtp.is_some() && all.proxy.is_some() && all.admin_token.is_some());
-    Config::build(ServeArgs::default(), all).expect("every setting is valid");
+    Config::build(ServeArgs::default(), all, &OtelEnv::default()).expect("every setting is valid");
     // Every key hookd takes is in the example.
     let keys = [
         "listen",
@@ -136,6 +136,8 @@ fn the_example_config_holds_every_setting_at_its_default_and_its_commented_ones_
         "housekeeping_interval",
         "incoming_rate_limit",
         "email_retry_schedule",
+        "otlp_endpoint",
+        "metrics_top",
         "[smtp]",
     ];
     for key in keys {
@@ -144,4 +146,51 @@ fn the_example_config_holds_every_setting_at_its_default_and_its_commented_ones_
             "{key} is in the example"
         );
     }
+}
+
+#[test]
+fn traces_go_to_the_flag_then_the_standard_variables_and_nowhere_by_default() {
+    let none = OtelEnv::default();
+    assert_eq!(otlp_settings(None, &none), Ok(None));
+    let flag = otlp_settings(Some("http://127.0.0.1:4318/".into()), &none)
+        .expect("valid")
+        .expect("on");
+    assert_eq!(flag.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!((flag.service_name.as_str(), flag.queue), ("hookd", 2048));
+    let env = OtelEnv {
+        endpoint: Some("http://127.0.0.1:4318".into()),
+        headers: Some("api-key=s%20cret".into()),
+        resource_attributes: Some("service.name=relay,deployment.environment=prod".into()),
+        max_queue_size: Some("64".into()),
+        ..OtelEnv::default()
+    };
+    let from_env = otlp_settings(None, &env).expect("valid").expect("on");
+    assert_eq!(from_env.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(from_env.headers, [("api-key".into(), "s cret".into())]);
+    assert_eq!(
+        (from_env.service_name.as_str(), from_env.queue),
+        ("relay", 64)
+    );
+    let traces = OtelEnv {
+        traces_endpoint: Some("http://127.0.0.1:9999/custom".into()),
+        service_name: Some("named".into()),
+        ..env.clone()
+    };
+    let exact = otlp_settings(None, &traces).expect("valid").expect("on");
+    assert_eq!(exact.endpoint, "http://127.0.0.1:9999/custom");
+    assert_eq!(exact.service_name, "named");
+    let disabled = OtelEnv {
+        disabled: true,
+        ..env
+    };
+    assert_eq!(otlp_settings(None, &disabled), Ok(None));
+    for bad in ["127.0.0.1:4318", "ftp://collector", "http://"] {
+        assert!(otlp_settings(Some(bad.into()), &none).is_err(), "{bad}");
+    }
+    let bad_queue = OtelEnv {
+        max_queue_size: Some("lots".into()),
+        ..OtelEnv::default()
+    };
+    let e = otlp_settings(Some("http://127.0.0.1:4318".into()), &bad_queue).expect_err("queue");
+    assert!(e.0.contains("OTEL_BSP_MAX_QUEUE_SIZE"), "{}", e.0);
 }

@@ -24,6 +24,7 @@ use crate::outbound::Outbound;
 use crate::report::ErrorChain;
 use crate::service::record::record;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 
 /// The window a `rateLimit` counts starts in.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -118,6 +119,7 @@ pub struct Dispatcher {
     store: Store,
     outbound: Outbound,
     metrics: Metrics,
+    telemetry: Telemetry,
     config: DispatcherConfig,
     slots: Arc<Semaphore>,
     busy: Arc<Mutex<HashMap<EndpointId, Load>>>,
@@ -138,6 +140,7 @@ impl Dispatcher {
         store: Store,
         outbound: Outbound,
         metrics: Metrics,
+        telemetry: Telemetry,
         config: DispatcherConfig,
     ) -> Self {
         let wake = store.work_added();
@@ -151,6 +154,7 @@ impl Dispatcher {
             store,
             outbound,
             metrics,
+            telemetry,
             config,
             wake,
             abandon: Arc::new(watch::channel(false).0),
@@ -297,11 +301,13 @@ impl Dispatcher {
         self.metrics.attempt_started();
         tokio::spawn(async move {
             let outcome = tokio::select! {
-                outcome = super::attempt(&this.outbound, &claim, &rendered) => outcome,
+                outcome = super::attempt(&this.outbound, &claim, &rendered, &this.telemetry) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
             this.finished(endpoint_id, outcome.response_code.is_some());
-            this.metrics.attempt_finished(&outcome);
+            let tenant = claim.endpoint.0.tenant_id;
+            this.metrics
+                .attempt_finished((endpoint_id, tenant), &outcome);
             this.wake.notify_one();
             let done = Done {
                 claim,

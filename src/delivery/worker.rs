@@ -1,17 +1,20 @@
 //! One attempt of one claimed delivery: sign, POST, classify. The step, kept apart from the
 //! dispatcher's loop so it can be driven directly.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::model::claim::{Claim, ClaimedEvent};
-use crate::model::trace::SpanId;
+use crate::model::trace::{SpanId, SpanPlace};
 use crate::model::{AttemptOutcome, ErrorClass, EventId, Format, now_ms, rfc3339};
 use crate::outbound::{Message, Outbound};
 use crate::render::{EventView, format_headers, render};
 use crate::signing::Signer;
+use crate::telemetry::{Span, Telemetry};
 
 /// An event rendered in one endpoint format: the request body and the headers the format
 /// goes with (the dispatcher renders it once per event and format, whatever the number of
@@ -41,8 +44,14 @@ pub fn render_body(event_id: EventId, event: &ClaimedEvent, format: Format) -> R
 }
 
 /// Makes one attempt of a claimed delivery, `rendered` in its endpoint's format, and returns
-/// its outcome (never an error: a failure is an outcome too).
-pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) -> AttemptOutcome {
+/// its outcome (never an error: a failure is an outcome too). With `telemetry` on, the
+/// attempt is a span, exported.
+pub async fn attempt(
+    outbound: &Outbound,
+    claim: &Claim,
+    rendered: &Rendered,
+    telemetry: &Telemetry,
+) -> AttemptOutcome {
     let (endpoint, secrets) = &*claim.endpoint;
     let span = tracing::debug_span!(
         "attempt",
@@ -69,11 +78,15 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) ->
         };
         let id = claim.event_id.to_string();
         // The attempt is a span of the event's trace: the receiver's spans join it under it.
+        // With tracing on, an event without a trace has its attempt start one.
         let event = &claim.event;
-        let trace = event.trace.as_ref().map(|t| {
-            let parent = t.child(SpanId::from_random(rand::random()));
-            (parent, t.state.as_deref())
-        });
+        let started = SystemTime::now();
+        let place = match &event.trace {
+            Some(t) => Some(SpanPlace::under(t, SpanId::from_random(rand::random()))),
+            None => telemetry.begin(None),
+        };
+        let state = event.trace.as_ref().and_then(|t| t.state.as_deref());
+        let trace = place.map(|p| (p.context(None).to_string(), state));
         let msg = Message {
             id: &id,
             body: &rendered.body,
@@ -83,6 +96,9 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) ->
                 .map(|(parent, state)| (parent.as_str(), *state)),
         };
         let outcome = outbound.send(endpoint, &signer, msg).await;
+        if let Some(place) = place.filter(|_| telemetry.is_on()) {
+            telemetry.record(attempt_span(place, claim, started, &outcome));
+        }
         tracing::debug!(
             status = ?outcome.response_code,
             error = ?outcome.error,
@@ -93,4 +109,44 @@ pub async fn attempt(outbound: &Outbound, claim: &Claim, rendered: &Rendered) ->
     }
     .instrument(span)
     .await
+}
+
+/// An attempt as a span: a client span under the event's, with what an operator filters on.
+fn attempt_span(
+    place: SpanPlace,
+    claim: &Claim,
+    start: SystemTime,
+    outcome: &AttemptOutcome,
+) -> Span {
+    use opentelemetry::KeyValue;
+    let endpoint = &claim.endpoint.0;
+    let mut attributes = vec![
+        KeyValue::new("hookd.tenant.id", endpoint.tenant_id.to_string()),
+        KeyValue::new("hookd.endpoint.id", endpoint.id.to_string()),
+        KeyValue::new("hookd.event.id", claim.event_id.to_string()),
+        KeyValue::new("hookd.event.type", claim.event.name.clone()),
+        KeyValue::new("hookd.delivery.id", claim.delivery_id.to_string()),
+        KeyValue::new("hookd.attempt", i64::from(claim.attempt)),
+        KeyValue::new("http.request.method", "POST"),
+    ];
+    if let Some(code) = outcome.response_code {
+        attributes.push(KeyValue::new("http.response.status_code", i64::from(code)));
+    }
+    if let Some(class) = outcome.error {
+        attributes.push(KeyValue::new("error.type", class.as_str()));
+    }
+    Span {
+        place,
+        name: Cow::Borrowed("hookd.attempt"),
+        kind: opentelemetry::trace::SpanKind::Client,
+        start,
+        end: SystemTime::now(),
+        attributes,
+        error: outcome.error.map(|class| {
+            outcome
+                .error_message
+                .clone()
+                .unwrap_or_else(|| class.as_str().to_owned())
+        }),
+    }
 }

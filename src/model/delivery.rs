@@ -9,7 +9,7 @@
 //! A claim leases a pending row (its `next_attempt_at` moves to the lease's end and its
 //! attempt number goes up); only the holder of that attempt number can record a result.
 
-use super::{DeliveryId, EndpointId, EventId, UnixMs};
+use super::{DeliveryId, EndpointId, EventId, TenantId, UnixMs};
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,4 +296,15 @@ mod tests {
         assert_eq!(next_retry_delay(&s, 1, 1.0, Some(600_000)), Some(60_000));
         assert_eq!(next_retry_delay(&s, 1, 1.0, Some(10)), Some(1000));
     }
+}
+
+/// A tenant's queue, as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantQueue {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its deliveries waiting for an attempt.
+    pub pending: u64,
+    /// When its oldest pending delivery was made; `None` when none is pending.
+    pub oldest_created_at: Option<UnixMs>,
 }

@@ -44,7 +44,7 @@ pub mod trace;
 
 pub use delivery::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryFilter, DeliveryStatus, DeliverySummary,
-    ErrorClass,
+    ErrorClass, TenantQueue,
 };
 pub use endpoint::{DisableReason, Endpoint, EndpointSettings, Format, Ordering, SignatureScheme};
 pub use event::{EventName, EventPattern};

@@ -104,6 +104,74 @@ impl TraceContext {
     }
 }
 
+/// Where a span hookd makes sits in its trace: the trace, its own id, its parent's (none for
+/// the first span of a trace) and the trace's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanPlace {
+    /// The trace's id.
+    pub trace_id: [u8; 16],
+    /// The span's own id.
+    pub span_id: SpanId,
+    /// The parent span's id; `None` at the root of a trace.
+    pub parent: Option<SpanId>,
+    /// The trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl SpanPlace {
+    /// The first span of a new trace, sampled; an all-zero (invalid) trace id becomes 1.
+    pub fn root(trace_id: [u8; 16], span: SpanId) -> Self {
+        let trace_id = if trace_id == [0; 16] {
+            1u128.to_be_bytes()
+        } else {
+            trace_id
+        };
+        Self {
+            trace_id,
+            span_id: span,
+            parent: None,
+            flags: 1,
+        }
+    }
+
+    /// A span under a context that came from elsewhere: a caller's `traceparent`, or the one an
+    /// event was stored with.
+    pub fn under(parent: &TraceContext, span: SpanId) -> Self {
+        Self {
+            trace_id: parent.trace_id,
+            span_id: span,
+            parent: Some(SpanId(parent.parent_id)),
+            flags: parent.flags,
+        }
+    }
+
+    /// A span under this one.
+    pub fn child(&self, span: SpanId) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: span,
+            parent: Some(self.span_id),
+            flags: self.flags,
+        }
+    }
+
+    /// Whether the trace is sampled (flag bit 0): only sampled spans are exported.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
+    /// The context this span hands on, to an event (its attempts become its children) or to
+    /// a receiver: its trace, itself as the parent, and the vendors' `state`.
+    pub fn context(&self, state: Option<String>) -> TraceContext {
+        TraceContext {
+            trace_id: self.trace_id,
+            parent_id: self.span_id.0,
+            flags: self.flags,
+            state,
+        }
+    }
+}
+
 /// The stored form: the `traceparent` as version `00`.
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -184,6 +252,32 @@ mod tests {
             t.trace_id
         );
         assert_eq!(SpanId::from_random([0; 8]), SpanId(1u64.to_be_bytes()));
+    }
+
+    #[test]
+    fn spans_hand_their_trace_down_with_themselves_as_the_parent() {
+        let caller = TraceContext::parse(GOOD, Some("a=b"))
+            .expect("valid")
+            .expect("a trace");
+        let request = SpanPlace::under(&caller, SpanId([2; 8]));
+        assert_eq!(request.trace_id, caller.trace_id);
+        assert_eq!(request.parent, Some(SpanId(caller.parent_id)));
+        assert!(request.sampled());
+        let step = request.child(SpanId([3; 8]));
+        assert_eq!(step.parent, Some(SpanId([2; 8])));
+        let stored = request.context(caller.state.clone());
+        assert_eq!(
+            stored.to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0202020202020202-01"
+        );
+        assert_eq!(stored.state.as_deref(), Some("a=b"));
+        let root = SpanPlace::root([0; 16], SpanId([4; 8]));
+        assert_eq!(root.trace_id, 1u128.to_be_bytes());
+        assert_eq!((root.parent, root.sampled()), (None, true));
+        let unsampled = TraceContext::parse(&GOOD.replace("-01", "-00"), None)
+            .expect("valid")
+            .expect("a trace");
+        assert!(!SpanPlace::under(&unsampled, SpanId([5; 8])).sampled());
     }
 
     #[test]

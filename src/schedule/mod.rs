@@ -14,13 +14,18 @@ pub mod documents;
 pub mod firing;
 pub mod mail;
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 use crate::model::now_ms;
 use crate::model::run::RunCommit;
 use crate::report::ErrorChain;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{Span, Telemetry};
 use firing::{FireError, Slot, fire};
 
 /// Most schedules read per look.
@@ -28,8 +33,14 @@ const FIRE_BATCH: usize = 20;
 /// Most looks per tick, so a schedule that keeps changing cannot hold the timer.
 const MAX_ROUNDS: usize = 50;
 
-/// Looks for due schedules every `interval` until `shutdown` resolves.
-pub async fn run(store: Store, interval: Duration, shutdown: impl Future<Output = ()>) {
+/// Looks for due schedules every `interval` until `shutdown` resolves; each run is a span
+/// when `telemetry` is on.
+pub async fn run(
+    store: Store,
+    telemetry: Telemetry,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -39,7 +50,7 @@ pub async fn run(store: Store, interval: Duration, shutdown: impl Future<Output 
         if !store.leads() {
             continue;
         }
-        if let Err(e) = fire_due(&store).await {
+        if let Err(e) = fire_due(&store, &telemetry).await {
             tracing::warn!(error = %ErrorChain(&e), "firing schedules failed; will try again");
         }
     }
@@ -47,7 +58,7 @@ pub async fn run(store: Store, interval: Duration, shutdown: impl Future<Output 
 
 /// Fires everything due now, in batches; returns how many runs it made. Each due schedule
 /// runs once for its slot, however many slots were missed while hookd was down.
-pub async fn fire_due(store: &Store) -> Result<usize, FireError> {
+pub async fn fire_due(store: &Store, telemetry: &Telemetry) -> Result<usize, FireError> {
     let mut total = 0;
     for _ in 0..MAX_ROUNDS {
         let now = now_ms();
@@ -58,7 +69,33 @@ pub async fn fire_due(store: &Store) -> Result<usize, FireError> {
         let mut moved = 0;
         for schedule in due {
             let slot = Slot::Timed(schedule.next_run_at.unwrap_or(now));
-            match fire(store, schedule, slot, now).await {
+            let span = telemetry
+                .begin(None)
+                .map(|place| (place, SystemTime::now()));
+            let (id, tenant) = (schedule.id, schedule.tenant_id);
+            let fired = fire(store, schedule, slot, now).await;
+            if let Some((place, start)) = span {
+                let (outcome, error) = match &fired {
+                    Ok(RunCommit::Written(_)) => ("ran", None),
+                    Ok(RunCommit::AlreadyRan) => ("already ran", None),
+                    Ok(RunCommit::Changed | RunCommit::StaleDigest) => ("changed meanwhile", None),
+                    Err(e) => ("failed", Some(ErrorChain(e).to_string())),
+                };
+                telemetry.record(Span {
+                    place,
+                    name: Cow::Borrowed("hookd.schedule.run"),
+                    kind: SpanKind::Internal,
+                    start,
+                    end: SystemTime::now(),
+                    attributes: vec![
+                        KeyValue::new("hookd.tenant.id", tenant.to_string()),
+                        KeyValue::new("hookd.schedule.id", id.to_string()),
+                        KeyValue::new("hookd.schedule.outcome", outcome),
+                    ],
+                    error,
+                });
+            }
+            match fired {
                 Ok(RunCommit::Written(_)) => {
                     total += 1;
                     moved += 1;

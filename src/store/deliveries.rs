@@ -19,7 +19,7 @@ use crate::model::results::{Recorded, ResultsApplied, ResultsPlan};
 use crate::model::series::{Tally, bucket, hour_of};
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryStatus,
-    DeliverySummary, EndpointId, Page, PageRequest, TenantId,
+    DeliverySummary, EndpointId, Page, PageRequest, TenantId, TenantQueue,
 };
 
 /// A result's delivery row as written: pending with the claim's lease, or nothing is written.
@@ -385,6 +385,30 @@ impl Store {
                 summary_row,
             )?;
             Ok(page.page(rows, total))
+        })
+        .await
+    }
+
+    /// Each tenant's queue: its pending deliveries (from the ledger) and when its oldest
+    /// pending one was made (read per endpoint from the status index, oldest by id).
+    pub async fn queues(&self) -> Result<Vec<TenantQueue>, StoreError> {
+        self.read(|c| {
+            c.query(
+                "SELECT e.tenant_id,
+                        CAST(sum(e.pending + coalesce((SELECT sum(k.pending) FROM endpoint_counts k
+                                                       WHERE k.endpoint_id = e.id), 0)) AS BIGINT),
+                        min((SELECT d.created_at FROM deliveries d
+                             WHERE d.endpoint_id = e.id AND d.status = 0 ORDER BY d.id LIMIT 1))
+                 FROM endpoints e GROUP BY e.tenant_id",
+                &[],
+                |r| {
+                    Ok(TenantQueue {
+                        tenant: TenantId(r.get(0)?),
+                        pending: count(r.get(1)?),
+                        oldest_created_at: r.get(2)?,
+                    })
+                },
+            )
         })
         .await
     }

@@ -4,76 +4,31 @@
 //! fail under `CI=true` and are skipped, with a note, elsewhere.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{Received, Server, verify_standard, wait_until};
+use crate::support::{PyServer, Received, Server, verify_standard, wait_until};
 
 /// A Python with the CloudEvents SDK; `None` (outside CI) when there is none.
 fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("HOOKD_TEST_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/python"),
-        PathBuf::from,
-    );
-    let has_sdk = std::process::Command::new(&python)
-        .args(["-c", "import cloudevents.v1.http"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if has_sdk {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} has no CloudEvents SDK: run `bash .ci/venv`",
-        python.display()
-    );
-    eprintln!(
-        "skipped: no CloudEvents SDK at {} (bash .ci/venv)",
-        python.display()
-    );
-    None
+    crate::support::python_with("cloudevents.v1.http", "the CloudEvents SDK")
 }
 
 /// The Python receiver: its URL and what it printed for each request.
 struct SdkReceiver {
     url: String,
-    seen: Arc<Mutex<Vec<Value>>>,
-    _child: tokio::process::Child,
+    server: PyServer,
 }
 
 impl SdkReceiver {
-    async fn start(python: &PathBuf) -> Self {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/py/cloudevents_receiver.py");
-        let mut child = tokio::process::Command::new(python)
-            .arg(script)
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Python receiver");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let port = lines
-            .next_line()
-            .await
-            .expect("read")
-            .expect("the receiver prints its port");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let kept = seen.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let value: Value = serde_json::from_str(&line).expect("a JSON line");
-                kept.lock().expect("seen").push(value);
-            }
-        });
+    async fn start(python: &Path) -> Self {
+        let server = PyServer::start(python, "cloudevents_receiver.py").await;
         Self {
-            url: format!("http://127.0.0.1:{port}/ce"),
-            seen,
-            _child: child,
+            url: format!("http://127.0.0.1:{}/ce", server.port),
+            server,
         }
     }
 
@@ -82,12 +37,12 @@ impl SdkReceiver {
             &format!("{n} requests read by the SDK"),
             Duration::from_secs(20),
             || {
-                let seen = self.seen.clone();
-                async move { seen.lock().expect("seen").len() >= n }
+                let enough = self.server.seen().len() >= n;
+                async move { enough }
             },
         )
         .await;
-        self.seen.lock().expect("seen").clone()
+        self.server.seen()
     }
 }
 

@@ -22,6 +22,81 @@ use hookd::config::Config;
 /// The operator token every test server uses.
 pub const ADMIN: &str = "test-operator-token-0123456789";
 
+/// The Python of the venv `.ci/venv` makes (`target/ci-venv`, or `HOOKD_TEST_PYTHON`), when it
+/// can import `module`; `None` outside CI when it cannot (the test is skipped, with a note).
+/// Under `CI=true` a missing package fails the test.
+pub fn python_with(module: &str, what: &str) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("HOOKD_TEST_PYTHON").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/python"),
+        std::path::PathBuf::from,
+    );
+    let has = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} has no {what}: run `bash .ci/venv`",
+        python.display()
+    );
+    eprintln!("skipped: no {what} at {} (bash .ci/venv)", python.display());
+    None
+}
+
+/// A Python test server (`tests/it/py/<script>`) that prints its port, then one JSON line per
+/// thing it saw: its port, the lines so far, and the process (killed when dropped).
+pub struct PyServer {
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// What it printed after its port.
+    pub lines: Arc<Mutex<Vec<Value>>>,
+    _child: tokio::process::Child,
+}
+
+impl PyServer {
+    /// Starts `script` with `python` and reads its port.
+    pub async fn start(python: &std::path::Path, script: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/py")
+            .join(script);
+        let mut child = tokio::process::Command::new(python)
+            .arg(path)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let port = out
+            .next_line()
+            .await
+            .expect("read")
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{script} prints its port first"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let value: Value = serde_json::from_str(&line).expect("a JSON line");
+                kept.lock().expect("lines").push(value);
+            }
+        });
+        Self {
+            port,
+            lines,
+            _child: child,
+        }
+    }
+
+    /// What it printed so far.
+    pub fn seen(&self) -> Vec<Value> {
+        self.lines.lock().expect("lines").clone()
+    }
+}
+
 /// The most arrivals in any one-second window starting at an arrival.
 pub fn busiest_second(times: &[std::time::Instant]) -> usize {
     times

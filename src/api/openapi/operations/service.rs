@@ -81,7 +81,7 @@ pub(super) fn operations() -> Vec<Op> {
                 "get",
                 "/metrics",
                 "metrics",
-                "Prometheus metrics (OpenMetrics text)",
+                "Prometheus metrics (OpenMetrics text): totals, attempts by endpoint for the busiest endpoints and each tenant's queue for the deepest queues (the rest summed as other), and trace export",
                 Access::Operator,
             )
         },
