@@ -414,11 +414,14 @@ pub(super) async fn trigger(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    span: Option<axum::Extension<super::traced::RequestSpan>>,
     body: OptionalJson<super::extract::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = auth.tenant(Role::Admin)?;
     body.parse().await?;
-    let run = crate::schedule::firing::trigger(&state.store, tenant, schedule_id(&id)?)
+    let parent = span.map(|axum::Extension(s)| s.place);
+    let id = schedule_id(&id)?;
+    let run = crate::schedule::firing::trigger(&state.store, tenant, id, &state.telemetry, parent)
         .await
         .map_err(|e| match e {
             FireError::Store(e) => not_found("schedule")(e),

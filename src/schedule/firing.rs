@@ -5,12 +5,21 @@
 //! they were read, and hands it back otherwise (the plan is made again). The scheduler's
 //! timer and the API's trigger run this same step.
 
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+
 use crate::fanout::Fanout;
 use crate::model::publish::{Metering, NewEvent};
 use crate::model::run::{NewRun, RunCommit, RunOutput};
 use crate::model::schedule::{DIGEST_EVENT, Schedule, ScheduleTarget, covers, digest_outcome};
+use crate::model::trace::{SpanId, SpanPlace};
 use crate::model::{EndpointId, EventName, RunId, TenantId, UnixMs, rfc3339};
+use crate::report::ErrorChain;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{Span, Telemetry};
 
 use super::digest::Digest;
 use super::documents::{self, DocumentError};
@@ -179,18 +188,64 @@ async fn plan_digest(
     })
 }
 
+/// [`fire`], as a `hookd.schedule.run` span when `telemetry` is on: under `parent` (the API
+/// request of a trigger), or the first of a new trace (a timed run).
+pub async fn fire_traced(
+    store: &Store,
+    schedule: Schedule,
+    slot: Slot,
+    now: UnixMs,
+    telemetry: &Telemetry,
+    parent: Option<SpanPlace>,
+) -> Result<RunCommit, FireError> {
+    let place = match parent {
+        Some(parent) if telemetry.is_on() => {
+            Some(parent.child(SpanId::from_random(rand::random())))
+        }
+        _ => telemetry.begin(None),
+    };
+    let Some(place) = place else {
+        return fire(store, schedule, slot, now).await;
+    };
+    let start = SystemTime::now();
+    let (id, tenant) = (schedule.id, schedule.tenant_id);
+    let fired = fire(store, schedule, slot, now).await;
+    let (outcome, error) = match &fired {
+        Ok(RunCommit::Written(_)) => ("ran", None),
+        Ok(RunCommit::AlreadyRan) => ("already ran", None),
+        Ok(RunCommit::Changed | RunCommit::StaleDigest) => ("changed meanwhile", None),
+        Err(e) => ("failed", Some(ErrorChain(e).to_string())),
+    };
+    telemetry.record(Span {
+        place,
+        name: Cow::Borrowed("hookd.schedule.run"),
+        kind: SpanKind::Internal,
+        start,
+        end: SystemTime::now(),
+        attributes: vec![
+            KeyValue::new("hookd.tenant.id", tenant.to_string()),
+            KeyValue::new("hookd.schedule.id", id.to_string()),
+            KeyValue::new("hookd.schedule.outcome", outcome),
+        ],
+        error,
+    });
+    fired
+}
+
 /// Runs a schedule now, outside its timing (the API's trigger); answers once the run and its
-/// digest are committed.
+/// digest are committed. The run is a span under `parent` when `telemetry` is on.
 pub async fn trigger(
     store: &Store,
     tenant_id: crate::model::TenantId,
     id: crate::model::ScheduleId,
+    telemetry: &Telemetry,
+    parent: Option<SpanPlace>,
 ) -> Result<RunId, FireError> {
     for _ in 0..TRIGGER_TRIES {
         let schedule = store.get_schedule(tenant_id, id).await?;
         // Two manual runs in the same millisecond would share a slot: the second waits one.
         let now = crate::model::now_ms();
-        match fire(store, schedule, Slot::Manual, now).await? {
+        match fire_traced(store, schedule, Slot::Manual, now, telemetry, parent).await? {
             RunCommit::Written(run) => return Ok(run),
             RunCommit::AlreadyRan | RunCommit::Changed | RunCommit::StaleDigest => {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;

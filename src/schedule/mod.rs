@@ -14,19 +14,15 @@ pub mod documents;
 pub mod firing;
 pub mod mail;
 
-use std::borrow::Cow;
 use std::future::Future;
-use std::time::{Duration, SystemTime};
-
-use opentelemetry::KeyValue;
-use opentelemetry::trace::SpanKind;
+use std::time::Duration;
 
 use crate::model::now_ms;
 use crate::model::run::RunCommit;
 use crate::report::ErrorChain;
 use crate::store::{Store, StoreError};
-use crate::telemetry::{Span, Telemetry};
-use firing::{FireError, Slot, fire};
+use crate::telemetry::Telemetry;
+use firing::{FireError, Slot, fire_traced};
 
 /// Most schedules read per look.
 const FIRE_BATCH: usize = 20;
@@ -69,32 +65,7 @@ pub async fn fire_due(store: &Store, telemetry: &Telemetry) -> Result<usize, Fir
         let mut moved = 0;
         for schedule in due {
             let slot = Slot::Timed(schedule.next_run_at.unwrap_or(now));
-            let span = telemetry
-                .begin(None)
-                .map(|place| (place, SystemTime::now()));
-            let (id, tenant) = (schedule.id, schedule.tenant_id);
-            let fired = fire(store, schedule, slot, now).await;
-            if let Some((place, start)) = span {
-                let (outcome, error) = match &fired {
-                    Ok(RunCommit::Written(_)) => ("ran", None),
-                    Ok(RunCommit::AlreadyRan) => ("already ran", None),
-                    Ok(RunCommit::Changed | RunCommit::StaleDigest) => ("changed meanwhile", None),
-                    Err(e) => ("failed", Some(ErrorChain(e).to_string())),
-                };
-                telemetry.record(Span {
-                    place,
-                    name: Cow::Borrowed("hookd.schedule.run"),
-                    kind: SpanKind::Internal,
-                    start,
-                    end: SystemTime::now(),
-                    attributes: vec![
-                        KeyValue::new("hookd.tenant.id", tenant.to_string()),
-                        KeyValue::new("hookd.schedule.id", id.to_string()),
-                        KeyValue::new("hookd.schedule.outcome", outcome),
-                    ],
-                    error,
-                });
-            }
+            let fired = fire_traced(store, schedule, slot, now, telemetry, None).await;
             match fired {
                 Ok(RunCommit::Written(_)) => {
                     total += 1;

@@ -177,7 +177,7 @@ async fn spans_chain_from_the_publish_request_to_each_attempt_at_a_real_otlp_rec
 }
 
 #[tokio::test]
-async fn an_event_published_without_a_trace_starts_one_and_a_schedule_run_is_a_span() {
+async fn an_event_published_without_a_trace_starts_one_and_each_schedule_run_is_a_span() {
     let Some((collector, server)) = traced_server().await else {
         return;
     };
@@ -231,6 +231,35 @@ async fn an_event_published_without_a_trace_starts_one_and_a_schedule_run_is_a_s
     assert_eq!(run["attributes"]["hookd.schedule.outcome"], "ran");
     assert_eq!(run["attributes"]["hookd.tenant.id"], t.id);
     assert_eq!(run["parentSpanId"], "");
+    // A run triggered by hand is a span under its API request.
+    let (status, weekly) = t
+        .admin
+        .post(
+            "/v1/schedules",
+            json!({"scheduleType": "custom_cron", "cronExpression": "0 9 * * 1", "timezone": "UTC",
+                   "format": "markdown", "deliveryMethod": "webhook", "endpointId": ep["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{weekly}");
+    let weekly_id = weekly["id"].as_str().expect("id");
+    let (status, _) = t
+        .admin
+        .post_empty(&format!("/v1/schedules/{weekly_id}/trigger"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let spans = collector
+        .wait("the triggered run", |s| {
+            named(s, "hookd.schedule.run").len() >= 2
+                && !named(s, "POST /v1/schedules/{id}/trigger").is_empty()
+        })
+        .await;
+    let request = named(&spans, "POST /v1/schedules/{id}/trigger")[0];
+    let triggered = named(&spans, "hookd.schedule.run")
+        .into_iter()
+        .find(|r| r["attributes"]["hookd.schedule.id"] == weekly_id)
+        .expect("the triggered run's span");
+    assert_eq!(triggered["parentSpanId"], request["spanId"]);
+    assert_eq!(triggered["traceId"], request["traceId"]);
     server.stop().await;
 }
 
