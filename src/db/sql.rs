@@ -77,11 +77,13 @@ impl PgClient {
     }
 }
 
-/// How hookd connects to PostgreSQL: `url`'s settings, and every statement planned for its
-/// values (`plan_cache_mode`). Statements stay prepared on a client, but a generic plan is made
-/// once, from the statistics of that moment: one made while little was pending read the whole
-/// backlog for every claim and every batch of results once a backlog built up (a claim's
-/// per-endpoint rooms and its LIMIT from a subquery are slower still in a generic plan).
+/// How the read pool connects to PostgreSQL: `url`'s settings, and every statement planned
+/// for its values (`plan_cache_mode`). Statements stay prepared on a client, but a generic plan
+/// is made once, from the statistics of that moment: one made while little was pending read
+/// the whole backlog for every claim once a backlog built up (a claim's per-endpoint rooms and
+/// its LIMIT from a subquery are slower still in a generic plan). The writer's connection
+/// keeps PostgreSQL's default (a publish's inserts gain nothing from being planned again
+/// each time) and asks for this only around the results ([`Conn::plan_each_execution`]).
 pub fn pg_config(url: &str) -> Result<postgres::Config, postgres::Error> {
     let mut config: postgres::Config = url.parse()?;
     config.options("-c plan_cache_mode=force_custom_plan");
@@ -145,6 +147,20 @@ impl<'c> Conn<'c> {
     /// Whether this is PostgreSQL (for the few statements written twice).
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
+    }
+
+    /// On PostgreSQL, has the rest of this transaction plan each execution of a prepared
+    /// statement for its values (`plan_cache_mode`), as [`pg_config`]'s connections do: for a
+    /// write on the writer's connection whose statements read among the pending deliveries,
+    /// where a generic plan made while little was pending would read the whole backlog once
+    /// one builds up. Nothing on SQLite.
+    pub fn plan_each_execution(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(()),
+            Self::Postgres(_) => self
+                .execute("SET LOCAL plan_cache_mode = force_custom_plan", &[])
+                .map(drop),
+        }
     }
 
     /// Runs a statement; returns how many rows it changed.

@@ -199,6 +199,8 @@ fn write_results(
     batch: &mut Batch,
     plan: ResultsPlan,
 ) -> Result<ResultsApplied, StoreError> {
+    // The lease checks and updates read among the pending deliveries: planned for their ids.
+    c.plan_each_execution()?;
     let mut out = ResultsApplied::default();
     let mut writing = Vec::with_capacity(plan.len());
     for mut group in plan {
