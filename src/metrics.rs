@@ -201,6 +201,10 @@ struct EndpointBook {
     queues: Vec<QueueLine>,
 }
 
+/// The score under which an endpoint that is not among the busiest is forgotten: one attempt,
+/// halved ten times.
+const FORGOTTEN_BELOW: f64 = 1.0 / 1024.0;
+
 #[derive(Debug)]
 struct EndpointEntry {
     tenant: TenantId,
@@ -256,6 +260,11 @@ impl EndpointBook {
             entry.member = chosen.contains(id);
             self.members += usize::from(entry.member);
         }
+        // An endpoint idle for about ten rankings (or deleted) is forgotten, so the book stays
+        // as long as the busy set: should it be among the busiest again, its series starts
+        // again from zero, as after a restart.
+        self.endpoints
+            .retain(|_, e| e.member || e.score >= FORGOTTEN_BELOW);
     }
 }
 
@@ -429,6 +438,20 @@ mod tests {
             [EndpointId(4)]
         );
         assert!(busiest(vec![(EndpointId(9), 0.0)], 1).is_empty());
+        // Idle, A (score 4) is forgotten once its score is below one attempt halved ten
+        // times; B stays among the busiest, idle or not, until another is busier.
+        for _ in 0..12 {
+            book.rank(1);
+        }
+        assert!(book.endpoints.contains_key(&A.0));
+        book.rank(1);
+        let kept: Vec<EndpointId> = book.endpoints.keys().copied().collect();
+        assert_eq!(kept, [B.0]);
+        assert_eq!(
+            book.other.get("success"),
+            Some(&5),
+            "what other counted stays"
+        );
     }
 
     #[test]

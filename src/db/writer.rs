@@ -297,7 +297,10 @@ fn run<B: BatchState>(
             let mut rx = rx;
             let mut pause = Duration::from_millis(100);
             loop {
-                match url.parse::<postgres::Config>().and_then(|c| c.connect(postgres::NoTls)) {
+                match url
+                    .parse::<postgres::Config>()
+                    .and_then(|c| c.connect(postgres::NoTls))
+                {
                     Ok(client) => {
                         pause = Duration::from_millis(100);
                         // Connected: the outage it reported is over.
