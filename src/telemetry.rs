@@ -251,7 +251,7 @@ fn span_data(span: Span, scope: InstrumentationScope) -> SpanData {
         parent_span_id: place.parent.map_or(opentelemetry::SpanId::INVALID, |p| {
             opentelemetry::SpanId::from_bytes(p.0)
         }),
-        parent_span_is_remote: false,
+        parent_span_is_remote: place.parent_remote,
         span_kind: span.kind,
         name: span.name,
         start_time: span.start,

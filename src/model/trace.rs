@@ -114,6 +114,9 @@ pub struct SpanPlace {
     pub span_id: SpanId,
     /// The parent span's id; `None` at the root of a trace.
     pub parent: Option<SpanId>,
+    /// Whether the parent came from elsewhere (a caller's `traceparent`, an event's stored
+    /// context), not from a span of this process.
+    pub parent_remote: bool,
     /// The trace flags (bit 0: sampled).
     pub flags: u8,
 }
@@ -130,6 +133,7 @@ impl SpanPlace {
             trace_id,
             span_id: span,
             parent: None,
+            parent_remote: false,
             flags: 1,
         }
     }
@@ -141,6 +145,7 @@ impl SpanPlace {
             trace_id: parent.trace_id,
             span_id: span,
             parent: Some(SpanId(parent.parent_id)),
+            parent_remote: true,
             flags: parent.flags,
         }
     }
@@ -151,6 +156,7 @@ impl SpanPlace {
             trace_id: self.trace_id,
             span_id: span,
             parent: Some(self.span_id),
+            parent_remote: false,
             flags: self.flags,
         }
     }
@@ -262,9 +268,10 @@ mod tests {
         let request = SpanPlace::under(&caller, SpanId([2; 8]));
         assert_eq!(request.trace_id, caller.trace_id);
         assert_eq!(request.parent, Some(SpanId(caller.parent_id)));
-        assert!(request.sampled());
+        assert!(request.sampled() && request.parent_remote);
         let step = request.child(SpanId([3; 8]));
         assert_eq!(step.parent, Some(SpanId([2; 8])));
+        assert!(!step.parent_remote);
         let stored = request.context(caller.state.clone());
         assert_eq!(
             stored.to_string(),

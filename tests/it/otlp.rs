@@ -111,6 +111,8 @@ async fn spans_chain_from_the_publish_request_to_each_attempt_at_a_real_otlp_rec
     assert_eq!(request["traceId"], TRACE_ID);
     assert_eq!(request["parentSpanId"], PUBLISHER_SPAN);
     assert_eq!(request["kind"], 2, "a server span");
+    // OTLP's span flags: the parent is remote (bits 8 and 9 set), sampled (bit 0).
+    assert_eq!(request["flags"].as_i64().map(|f| f & 0x301), Some(0x301));
     assert_eq!(request["attributes"]["http.route"], "/v1/events");
     assert_eq!(request["attributes"]["http.response.status_code"], 202);
     let request_span = request["spanId"].as_str().expect("span id");
@@ -120,6 +122,11 @@ async fn spans_chain_from_the_publish_request_to_each_attempt_at_a_real_otlp_rec
         assert_eq!(found.len(), 1, "{step}: {spans:?}");
         assert_eq!(found[0]["traceId"], TRACE_ID, "{step}");
         assert_eq!(found[0]["parentSpanId"], request_span, "{step}");
+        assert_eq!(
+            found[0]["flags"].as_i64().map(|f| f & 0x300),
+            Some(0x100),
+            "{step}"
+        );
     }
     assert_eq!(
         named(&spans, "hookd.fanout")[0]["attributes"]["hookd.deliveries"],

@@ -51,6 +51,7 @@ class Handler(BaseHTTPRequestHandler):
                         "traceId": span.trace_id.hex(),
                         "spanId": span.span_id.hex(),
                         "parentSpanId": span.parent_span_id.hex(),
+                        "flags": span.flags,
                         "name": span.name,
                         "kind": span.kind,
                         "attributes": attributes(span.attributes),
