@@ -15,7 +15,7 @@ use crate::fanout::Fanout;
 use crate::model::publish::{Metering, NewEvent};
 use crate::model::run::{NewRun, RunCommit, RunOutput};
 use crate::model::schedule::{DIGEST_EVENT, Schedule, ScheduleTarget, covers, digest_outcome};
-use crate::model::trace::{SpanId, SpanPlace};
+use crate::model::trace::{SpanId, SpanPlace, TraceContext};
 use crate::model::{EndpointId, EventName, RunId, TenantId, UnixMs, rfc3339};
 use crate::report::ErrorChain;
 use crate::store::{Store, StoreError};
@@ -68,12 +68,14 @@ pub fn subject_of(schedule: &Schedule) -> String {
         .unwrap_or_else(|| "hookd digest".into())
 }
 
-/// Makes one run of `schedule` as read. Returns what the commit did.
+/// Makes one run of `schedule` as read; its digest event keeps `trace` (the run's span, so the
+/// digest's attempts join the run's trace). Returns what the commit did.
 pub async fn fire(
     store: &Store,
     schedule: Schedule,
     slot: Slot,
     now: UnixMs,
+    trace: Option<TraceContext>,
 ) -> Result<RunCommit, FireError> {
     let spec = schedule.spec.clone();
     let patterns = spec.event_types.clone();
@@ -141,7 +143,7 @@ pub async fn fire(
     .to_string();
     let tenant = schedule.tenant_id;
     for _ in 0..DIGEST_PLANS {
-        let output = plan_digest(store, tenant, endpoint, &data, now).await?;
+        let output = plan_digest(store, tenant, endpoint, &data, now, trace.clone()).await?;
         match store.commit_run(run(output)).await? {
             RunCommit::StaleDigest => store.forget_audience(tenant),
             done => return Ok(done),
@@ -159,13 +161,14 @@ async fn plan_digest(
     endpoint: EndpointId,
     data: &str,
     now: UnixMs,
+    trace: Option<TraceContext>,
 ) -> Result<RunOutput, StoreError> {
     let event = NewEvent {
         name: EventName::parse(DIGEST_EVENT).map_err(StoreError::invalid_name)?,
         data: data.to_owned(),
         idempotency_key: None,
         channels: Vec::new(),
-        trace: None,
+        trace,
     };
     let audience = store.audience(tenant).await?;
     let digest = audience.plan(
@@ -205,11 +208,11 @@ pub async fn fire_traced(
         _ => telemetry.begin(None),
     };
     let Some(place) = place else {
-        return fire(store, schedule, slot, now).await;
+        return fire(store, schedule, slot, now, None).await;
     };
     let start = SystemTime::now();
     let (id, tenant) = (schedule.id, schedule.tenant_id);
-    let fired = fire(store, schedule, slot, now).await;
+    let fired = fire(store, schedule, slot, now, Some(place.context(None))).await;
     let (outcome, error) = match &fired {
         Ok(RunCommit::Written(_)) => ("ran", None),
         Ok(RunCommit::AlreadyRan) => ("already ran", None),

@@ -191,7 +191,7 @@ async fn an_event_published_without_a_trace_starts_one_and_each_schedule_run_is_
     let t = server.tenant("acme").await;
     let receiver = Receiver::ok().await;
     let ep = t
-        .endpoint(json!({"url": receiver.url, "events": ["order.paid", "x.y"]}))
+        .endpoint(json!({"url": receiver.url, "events": ["order.paid"]}))
         .await;
     let published = publish_with(&t, &[]).await;
     let got = receiver.wait_for(1).await;
@@ -238,6 +238,20 @@ async fn an_event_published_without_a_trace_starts_one_and_each_schedule_run_is_
     assert_eq!(run["attributes"]["hookd.schedule.outcome"], "ran");
     assert_eq!(run["attributes"]["hookd.tenant.id"], t.id);
     assert_eq!(run["parentSpanId"], "");
+    // Its digest's attempt joins the run's trace, under the run.
+    let spans = collector
+        .wait("the digest's attempt", |s| {
+            named(s, "hookd.attempt")
+                .iter()
+                .any(|a| a["attributes"]["hookd.event.type"] == "schedule.digest")
+        })
+        .await;
+    let digest = named(&spans, "hookd.attempt")
+        .into_iter()
+        .find(|a| a["attributes"]["hookd.event.type"] == "schedule.digest")
+        .expect("the digest's attempt");
+    assert_eq!(digest["traceId"], run["traceId"]);
+    assert_eq!(digest["parentSpanId"], run["spanId"]);
     // A run triggered by hand is a span under its API request.
     let (status, weekly) = t
         .admin

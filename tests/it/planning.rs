@@ -372,7 +372,7 @@ async fn a_digest_planned_before_its_endpoint_was_paused_is_handed_back_and_plan
 
     // Fired again, the digest is planned from the tenant as it is now: to no endpoint (it is
     // paused), so the run is logged as failed, saying why.
-    let fired = fire(&store, schedule, Slot::Manual, now_ms())
+    let fired = fire(&store, schedule, Slot::Manual, now_ms(), None)
         .await
         .expect("fire");
     assert!(matches!(fired, RunCommit::Written(_)), "{fired:?}");
