@@ -364,8 +364,11 @@ pub fn otlp_settings(
         text.split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|pair| {
+                // The pair is not echoed: a header's value may be a collector's API key.
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
-                    Invalid(format!("{name} holds '{pair}': use key=value,key2=value2"))
+                    Invalid(format!(
+                        "{name} holds a member without '=': use key=value,key2=value2"
+                    ))
                 })?;
                 let decode = |t: &str| {
                     percent_encoding::percent_decode_str(t.trim())

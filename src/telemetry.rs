@@ -32,7 +32,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where and how spans are exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OtlpSettings {
     /// The collector's traces URL (`…/v1/traces`).
     pub endpoint: String,
@@ -44,6 +44,20 @@ pub struct OtlpSettings {
     pub resource: Vec<(String, String)>,
     /// Spans waiting for export at most; more are dropped.
     pub queue: usize,
+}
+
+/// The headers' values are left out: they are often a collector's API key.
+impl std::fmt::Debug for OtlpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("OtlpSettings")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &headers)
+            .field("service_name", &self.service_name)
+            .field("resource", &self.resource)
+            .field("queue", &self.queue)
+            .finish()
+    }
 }
 
 /// Why export could not start.

@@ -167,6 +167,10 @@ fn traces_go_to_the_flag_then_the_standard_variables_and_nowhere_by_default() {
     let from_env = otlp_settings(None, &env).expect("valid").expect("on");
     assert_eq!(from_env.endpoint, "http://127.0.0.1:4318/v1/traces");
     assert_eq!(from_env.headers, [("api-key".into(), "s cret".into())]);
+    assert!(
+        !format!("{from_env:?}").contains("s cret"),
+        "a header's value is never shown"
+    );
     assert_eq!(
         (from_env.service_name.as_str(), from_env.queue),
         ("relay", 64)
@@ -193,4 +197,10 @@ fn traces_go_to_the_flag_then_the_standard_variables_and_nowhere_by_default() {
     };
     let e = otlp_settings(Some("http://127.0.0.1:4318".into()), &bad_queue).expect_err("queue");
     assert!(e.0.contains("OTEL_BSP_MAX_QUEUE_SIZE"), "{}", e.0);
+    let bad_headers = OtelEnv {
+        headers: Some("Authorization Bearer s3cret".into()),
+        ..OtelEnv::default()
+    };
+    let e = otlp_settings(Some("http://127.0.0.1:4318".into()), &bad_headers).expect_err("pair");
+    assert!(!e.0.contains("s3cret"), "{}", e.0);
 }
