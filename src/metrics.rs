@@ -340,7 +340,7 @@ impl Collector for ByEndpoint {
         }
         let family = encoder.encode_descriptor(
             "hookd_endpoint_attempts",
-            "Delivery attempts by endpoint and result, for the busiest endpoints (the rest as endpoint=\"other\")",
+            "Delivery attempts by endpoint and result, for the busiest endpoints (the rest summed under endpoint other)",
             None,
             MetricType::Counter,
         )?;
@@ -357,7 +357,7 @@ impl Collector for ByEndpoint {
         };
         let mut depth = encoder.encode_descriptor(
             "hookd_tenant_pending",
-            "Deliveries waiting for an attempt, for the tenants with the deepest queues (the rest as tenant=\"other\")",
+            "Deliveries waiting for an attempt, for the tenants with the deepest queues (the rest summed under tenant other)",
             None,
             MetricType::Gauge,
         )?;

@@ -82,6 +82,10 @@ async fn only_the_busiest_endpoints_have_series_and_the_rest_are_summed_as_other
         7.0,
         "{text}"
     );
+    // Help texts hold no double quote: OpenMetrics allows none unescaped there.
+    for help in text.lines().filter(|l| l.starts_with("# HELP")) {
+        assert!(!help.contains('"'), "{help}");
+    }
     // Those scrapes ranked them: from now on the busy endpoint has the one series of its own
     // (it stays the busier whatever the scrapes in between: 4 new attempts against 1).
     publish_n(&t, "busy.x", 4).await;
