@@ -80,7 +80,6 @@ pub async fn attempt(
         // The attempt is a span of the event's trace: the receiver's spans join it under it.
         // With tracing on, an event without a trace has its attempt start one.
         let event = &claim.event;
-        let started = SystemTime::now();
         let place = match &event.trace {
             Some(t) => Some(SpanPlace::under(t, SpanId::from_random(rand::random()))),
             None => telemetry.begin(None),
@@ -97,7 +96,7 @@ pub async fn attempt(
         };
         let outcome = outbound.send(endpoint, &signer, msg).await;
         if let Some(place) = place.filter(|_| telemetry.is_on()) {
-            telemetry.record(attempt_span(place, claim, started, &outcome));
+            telemetry.record(attempt_span(place, claim, &outcome));
         }
         tracing::debug!(
             status = ?outcome.response_code,
@@ -112,12 +111,7 @@ pub async fn attempt(
 }
 
 /// An attempt as a span: a client span under the event's, with what an operator filters on.
-fn attempt_span(
-    place: SpanPlace,
-    claim: &Claim,
-    start: SystemTime,
-    outcome: &AttemptOutcome,
-) -> Span {
+fn attempt_span(place: SpanPlace, claim: &Claim, outcome: &AttemptOutcome) -> Span {
     use opentelemetry::KeyValue;
     let endpoint = &claim.endpoint.0;
     let mut attributes = vec![
@@ -139,7 +133,9 @@ fn attempt_span(
         place,
         name: Cow::Borrowed("hookd.attempt"),
         kind: opentelemetry::trace::SpanKind::Client,
-        start,
+        // The outcome's start: no clock is read for a span when export is off.
+        start: SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(outcome.at).unwrap_or(0)),
         end: SystemTime::now(),
         attributes,
         error: outcome.error.map(|class| {
