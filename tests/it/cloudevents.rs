@@ -162,14 +162,11 @@ async fn an_incoming_hook_publishes_cloudevents_of_either_mode_with_their_type()
     let receiver = crate::support::Receiver::ok().await;
     t.endpoint(json!({"url": receiver.url, "events": ["shop.*"]}))
         .await;
-    let (status, hook) = t
-        .admin
-        .post(
-            "/v1/incoming",
-            json!({"name": "shop", "action": {"type": "publish", "eventType": "shop.unknown"}}),
-        )
-        .await;
-    assert_eq!(status, http::StatusCode::CREATED, "{hook}");
+    let hook = crate::incoming::hook(
+        &t,
+        json!({"name": "shop", "action": {"type": "publish", "eventType": "shop.unknown"}}),
+    )
+    .await;
     let url = format!("{}{}", server.base, hook["url"].as_str().expect("url"));
     for (mode, kind) in [
         ("structured", "shop.order_paid"),
@@ -182,13 +179,8 @@ async fn an_incoming_hook_publishes_cloudevents_of_either_mode_with_their_type()
     let status = sdk_send(&python, &url, "structured", "Shop.Order-Paid", json!({})).await;
     assert_eq!(status, 422);
     // A store hook keeps any CloudEvent: it publishes nothing, so the type is not read.
-    let (_, store) = t
-        .admin
-        .post(
-            "/v1/incoming",
-            json!({"name": "kept", "action": {"type": "store"}}),
-        )
-        .await;
+    let store =
+        crate::incoming::hook(&t, json!({"name": "kept", "action": {"type": "store"}})).await;
     let kept = format!("{}{}", server.base, store["url"].as_str().expect("url"));
     let status = sdk_send(&python, &kept, "binary", "Shop.Order-Paid", json!({})).await;
     assert_eq!(status, 202);

@@ -455,22 +455,17 @@ async fn metrics_count_events_and_attempts_for_the_operator() {
     ok.wait_for(1).await;
     bad.wait_for(1).await;
     let op = server.operator();
-    let scrape = |op: crate::support::Api| async move {
-        let (status, _, body) = op.raw("GET", "/metrics", None, Vec::new()).await;
-        assert_eq!(status, StatusCode::OK);
-        body.as_str().unwrap_or_default().to_owned()
-    };
     wait_until("both outcomes counted", Duration::from_secs(20), || {
-        let op = op.clone();
+        let server = &server;
         async move {
-            let text = scrape(op).await;
+            let text = server.metrics_text().await;
             text.contains("result=\"http_status\"")
                 && text.contains("result=\"success\"")
                 && text.contains("hookd_deliveries_pending 0")
         }
     })
     .await;
-    let text = scrape(op.clone()).await;
+    let text = server.metrics_text().await;
     assert!(text.contains("hookd_events_published_total 1"), "{text}");
     assert!(
         text.contains("hookd_delivery_attempts_total{result=\"success\"} 1"),
@@ -492,7 +487,7 @@ async fn metrics_count_events_and_attempts_for_the_operator() {
     let before = statements(&text);
     assert!(before > 0, "{text}");
     t.publish("a.b", json!({})).await;
-    assert!(statements(&scrape(op.clone()).await) > before);
+    assert!(statements(&server.metrics_text().await) > before);
     // Plain text by default (curl, generated clients); OpenMetrics for a scraper that asks.
     let (_, headers, _) = op.raw("GET", "/metrics", None, Vec::new()).await;
     assert!(

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::support::{Api, Receiver, Server, Tenant, wait_until};
 
-async fn hook(t: &Tenant, body: Value) -> Value {
+/// Creates an incoming webhook for `t`; answers it as created (with its `url`).
+pub(crate) async fn hook(t: &Tenant, body: Value) -> Value {
     let (status, created) = t.admin.post("/v1/incoming", body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     created

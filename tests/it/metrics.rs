@@ -6,19 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{Receiver, Server, wait_until};
-
-async fn scrape(server: &Server) -> String {
-    let (status, _, body) = server
-        .operator()
-        .raw("GET", "/metrics", None, Vec::new())
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    body.as_str().unwrap_or_default().to_owned()
-}
 
 /// Every sample of `name` whose labels hold each of `labels`, with its value.
 fn samples(text: &str, name: &str, labels: &[&str]) -> Vec<(String, f64)> {
@@ -35,10 +25,10 @@ fn samples(text: &str, name: &str, labels: &[&str]) -> Vec<(String, f64)> {
 /// Scrapes until `done` holds of the text, and once more (for what only grows, as much).
 async fn scrape_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
     wait_until(what, Duration::from_secs(20), || async {
-        done(&scrape(server).await)
+        done(&server.metrics_text().await)
     })
     .await;
-    scrape(server).await
+    server.metrics_text().await
 }
 
 fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
@@ -148,13 +138,13 @@ async fn each_tenants_queue_depth_and_oldest_pending_age_are_exported() {
         "beta's backlog and its age",
         Duration::from_secs(20),
         || async {
-            let text = scrape(&server).await;
+            let text = server.metrics_text().await;
             sum(&text, "hookd_tenant_pending", &[&beta]) == 3.0
                 && sum(&text, "hookd_tenant_oldest_pending_age_seconds", &[&beta]) > 0.0
         },
     )
     .await;
-    let text = scrape(&server).await;
+    let text = server.metrics_text().await;
     // Only the deepest queue has a series; acme's empty one is summed into other.
     let acme = format!("tenant=\"{}\"", quiet.id);
     assert!(
@@ -180,7 +170,7 @@ async fn each_tenants_queue_depth_and_oldest_pending_age_are_exported() {
         "beta's backlog drained",
         Duration::from_secs(20),
         || async {
-            let text = scrape(&server).await;
+            let text = server.metrics_text().await;
             sum(&text, "hookd_tenant_pending", &[]) == 0.0
                 && sum(&text, "hookd_tenant_oldest_pending_age_seconds", &[]) == 0.0
         },

@@ -300,12 +300,7 @@ async fn silent_collector() -> (u16, tokio::task::JoinHandle<()>) {
 }
 
 async fn metric(server: &Server, name: &str) -> u64 {
-    let (status, _, body) = server
-        .operator()
-        .raw("GET", "/metrics", None, Vec::new())
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let text = body.as_str().unwrap_or_default().to_owned();
+    let text = server.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())

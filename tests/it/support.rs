@@ -250,6 +250,16 @@ impl Server {
         Api::new(&self.base, ADMIN)
     }
 
+    /// `GET /metrics` with the operator token: the exposition text.
+    pub async fn metrics_text(&self) -> String {
+        let (status, _, body) = self
+            .operator()
+            .raw("GET", "/metrics", None, Vec::new())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        body.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Creates a tenant and an admin key for it.
     pub async fn tenant(&self, name: &str) -> Tenant {
         let op = self.operator();
