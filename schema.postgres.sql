@@ -419,3 +419,7 @@ CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at, id) WHER
 -- An event's W3C trace context, as in schema.sql (migration 17).
 ALTER TABLE events ADD COLUMN traceparent TEXT;
 ALTER TABLE events ADD COLUMN tracestate TEXT;
+
+-- migration: 18
+-- Where an endpoint's deliveries go, as in schema.sql (migration 18).
+ALTER TABLE endpoints ADD COLUMN destination TEXT;

@@ -490,3 +490,8 @@ ALTER TABLE tenant_usage_by_writer RENAME TO tenant_usage;
 -- `tracestate`), passed on to every attempt.
 ALTER TABLE events ADD COLUMN traceparent TEXT;
 ALTER TABLE events ADD COLUMN tracestate TEXT;
+
+-- migration: 18
+-- Where an endpoint's deliveries go, when it is not an HTTP URL: a broker's destination as JSON
+-- (`{"type": "redis", "stream": …}`), its address in `url`. NULL: HTTP.
+ALTER TABLE endpoints ADD COLUMN destination TEXT;

@@ -74,6 +74,37 @@ def positive(case):
 
 
 def endpoint_body(case, body):
+    # The url must fit the destination (an HTTP URL, or a broker's address), and a broker
+    # destination takes no Slack or Discord format, no client certificate and no OAuth2. The
+    # body alone decides (not the stored endpoint, which other cases change meanwhile).
+    destination = body.get("destination")
+    url = body.get("url")
+    kind = destination.get("type") if isinstance(destination, dict) else None
+    if kind is None and url is not None:
+        kind = "redis" if str(url).startswith("redis") else "http"
+    http_only = (
+        body.get("format") in ("slack", "discord")
+        or body.get("clientCertificate") is not None
+        or isinstance(body.get("auth"), dict) and body["auth"].get("type") != "basic"
+    )
+    if kind is None and http_only:
+        kind = "http"
+    if kind is not None:
+        if not isinstance(destination, dict):
+            body["destination"] = {"type": "http"} if kind == "http" else {"type": kind, "stream": "s"}
+        if url is None or not str(url).startswith("http" if kind == "http" else kind):
+            body["url"] = "http://127.0.0.1:9/hook" if kind == "http" else "redis://127.0.0.1:9"
+    if kind not in (None, "http"):
+        # What the endpoint has stored must go too (a PATCH keeps what it leaves out).
+        if body.get("format") in (None, "slack", "discord"):
+            body["format"] = "json"
+        body["clientCertificate"] = None
+        if isinstance(body.get("auth"), dict) and body["auth"].get("type") != "basic":
+            body["auth"] = {"type": "basic", "username": "u", "password": "p"}
+    # A test send waits up to the endpoint's timeout (an OAuth2 token endpoint that never
+    # answers, say): keep it under the response-time limit of the checks.
+    if case.method == "POST" and body.get("timeoutMs") is None or (body.get("timeoutMs") or 0) > 3000:
+        body["timeoutMs"] = 3000
     # The certificate and key must parse and match: use a real pair.
     if body.get("clientCertificate") is not None:
         body["clientCertificate"] = dict(CERT)

@@ -9,6 +9,7 @@
 //! cargo bench --bench e2e -- --quick                     # a tenth of the size
 //! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
+//! cargo bench --bench e2e -- redis-stream                # to a redis-server started here
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres [--processes 2]
 //! ```
@@ -329,6 +330,102 @@ async fn throughput_1(o: &Options) {
             ("statements/delivery", format!("{per_delivery:.2}")),
         ],
         json!({"scenario": "throughput-1", "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round(), "statementsPerDelivery": per_delivery}),
+    );
+    Arc::try_unwrap(hookd)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+}
+
+/// A `redis-server` (Debian's package) on a free loopback port, nothing saved to disk.
+struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let server = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    /// The stream's length.
+    async fn len(&self, conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
+        redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(conn)
+            .await
+            .expect("XLEN")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deliveries to a Redis stream (`XADD`, acknowledged) on this machine: the broker
+/// destination's throughput, beside `throughput-1`'s HTTP receiver.
+async fn redis_stream(o: &Options) {
+    let events = scaled(100_000, o);
+    let redis = RedisServer::start().await;
+    let hookd = Arc::new(Hookd::start().await);
+    hookd
+        .endpoint(
+            &format!("redis://127.0.0.1:{}", redis.port),
+            json!({"destination": {"type": "redis", "stream": "bench"}}),
+        )
+        .await;
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let accepted = hookd.publish(events, 100, 4).await;
+    while redis.len(&mut conn, "bench").await < events as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "the stream did not fill"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let delivered = events as f64 / started.elapsed().as_secs_f64();
+    report(
+        "redis-stream",
+        &[
+            ("events", events.to_string()),
+            ("accepted/s", format!("{accepted:.0}")),
+            ("deliveries/s", format!("{delivered:.0}")),
+        ],
+        json!({"scenario": "redis-stream", "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
     );
     Arc::try_unwrap(hookd)
         .ok()
@@ -757,6 +854,7 @@ async fn big_log(o: &Options) {
     let settings = hookd::model::EndpointSettings {
         name: "bench".into(),
         url: url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+        destination: Default::default(),
         events: vec![hookd::model::EventPattern::All],
         signature_scheme: hookd::model::SignatureScheme::Standard,
         signature_header_name: None,
@@ -1224,6 +1322,7 @@ async fn main() {
             "start" => start(&options).await,
             "paging" => paging(&options).await,
             "processes" => processes(&options).await,
+            "redis-stream" => redis_stream(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }

@@ -18,6 +18,7 @@ fn settings() -> EndpointSettings {
     EndpointSettings {
         name: "bench".into(),
         url: url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+        destination: Default::default(),
         events: vec![EventPattern::All],
         signature_scheme: SignatureScheme::Standard,
         signature_header_name: None,

@@ -25,6 +25,11 @@ pub enum TargetError {
         "url must use https:// (this server does not allow plain http; start hookd with --allow-http to allow it)"
     )]
     PlainHttp,
+    /// A broker's address without TLS (`redis://`) where only encrypted targets are allowed.
+    #[error(
+        "url uses {0}://, which is not encrypted (use its TLS form), and this server does not allow unencrypted targets (start hookd with --allow-http to allow them)"
+    )]
+    Unencrypted(String),
     /// The host is, or resolves to, a private address.
     #[error(
         "url points at a private, loopback, link-local or metadata address ({0}), which this server does not allow (start hookd with --allow-private-targets to allow it)"
@@ -58,6 +63,9 @@ impl TargetPolicy {
         if url.scheme() == "http" && !self.allow_http {
             return Err(TargetError::PlainHttp);
         }
+        if crate::model::destination::is_plaintext(url.scheme()) && !self.allow_http {
+            return Err(TargetError::Unencrypted(url.scheme().to_owned()));
+        }
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
@@ -76,6 +84,23 @@ impl TargetPolicy {
             Ok(ip) => self.check_ip(ip),
             Err(_) => resolve(bare, port, *self).await.map(|_| ()),
         }
+    }
+
+    /// The addresses of `host` a connection may use: the literal itself, or what the name
+    /// resolves to less the addresses the policy refuses (for clients that connect
+    /// themselves, such as brokers').
+    pub async fn addresses(
+        &self,
+        host: &url::Host<&str>,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, TargetError> {
+        let literal = match host {
+            url::Host::Ipv4(ip) => IpAddr::V4(*ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(*ip),
+            url::Host::Domain(name) => return resolve(name, port, *self).await,
+        };
+        self.check_ip(literal)?;
+        Ok(vec![SocketAddr::new(literal, port)])
     }
 
     /// Refuses a blocked address unless private targets are allowed.

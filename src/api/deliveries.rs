@@ -135,7 +135,7 @@ pub(super) async fn get(
         },
     );
     out["request"] = json!({
-        "method": "POST",
+        "method": endpoint.settings.destination.verb(),
         "url": shown.url,
         "headers": shown.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
         "body": shown.body,

@@ -18,8 +18,9 @@ use super::{ApiError, AppState};
 
 mod shown;
 use crate::model::credentials::{ClientCertificate, EndpointAuth};
+use crate::model::destination::Destination;
 use crate::model::endpoint::NewEndpoint;
-use crate::model::endpoint::{HeaderSetting, Sealed, check_header_value, parse_url};
+use crate::model::endpoint::{HeaderSetting, Sealed, check_header_value, parse_target, parse_url};
 use crate::model::event::check_channels;
 use crate::model::filter::Filter;
 use crate::model::{
@@ -36,6 +37,7 @@ pub(super) use shown::{protect_url, shown_url};
 pub(super) struct EndpointIn {
     name: Option<String>,
     url: Option<String>,
+    destination: Option<Value>,
     events: Option<Vec<String>>,
     secret: Option<String>,
     is_active: Option<bool>,
@@ -70,6 +72,8 @@ struct SealedCredentials {
     client_certificate: Option<Option<Sealed>>,
     /// The custom headers a body sets, values sealed (plain when hookd has no key).
     headers: Option<BTreeMap<String, HeaderSetting>>,
+    /// Whether the `auth` a body sets is OAuth2's (which only HTTP endpoints take).
+    oauth2: bool,
 }
 
 /// Seals a credential for storage; refused when hookd has no credentials key.
@@ -118,6 +122,7 @@ impl EndpointIn {
                 Some(value) => {
                     let auth = EndpointAuth::parse(&value).map_err(ApiError::invalid)?;
                     if let EndpointAuth::Oauth2 { token_url, .. } = &auth {
+                        self.sealed.oauth2 = true;
                         let url = parse_url(token_url).map_err(ApiError::invalid)?;
                         state
                             .policy
@@ -166,8 +171,18 @@ impl EndpointIn {
             s.name = name;
         }
         if let Some(url) = self.url {
-            s.url = parse_url(&url)?;
+            s.url = parse_target(&url)?;
             s.url_sealed = None;
+        }
+        if let Some(destination) = self.destination {
+            s.destination = Destination::parse(&destination)?;
+        }
+        if self.sealed.oauth2 && !s.destination.is_http() {
+            return Err(format!(
+                "auth for a '{}' destination is basic (the broker's username and password), not oauth2",
+                s.destination.kind()
+            )
+            .into());
         }
         if let Some(events) = self.events {
             s.events = events
@@ -288,7 +303,7 @@ pub(super) async fn create(
         .url
         .take()
         .ok_or_else(|| ApiError::invalid("url is required"))?;
-    let url = parse_url(&url).map_err(ApiError::invalid)?;
+    let url = parse_target(&url).map_err(ApiError::invalid)?;
     let events = body
         .events
         .take()
@@ -382,7 +397,7 @@ pub(super) async fn patch(
         ));
     }
     if let Some(url) = &body.url {
-        let url = parse_url(url).map_err(ApiError::invalid)?;
+        let url = parse_target(url).map_err(ApiError::invalid)?;
         state
             .policy
             .check_url(&url)

@@ -304,7 +304,7 @@ impl Dispatcher {
                 outcome = super::attempt(&this.outbound, &claim, &rendered, &this.telemetry) => outcome,
                 _ = abandon.wait_for(|a| *a) => return,
             };
-            this.finished(endpoint_id, outcome.response_code.is_some());
+            this.finished(endpoint_id, outcome.answered());
             let tenant = claim.endpoint.0.tenant_id;
             this.metrics
                 .attempt_finished((endpoint_id, tenant), &outcome);

@@ -126,6 +126,7 @@ mod tests {
             settings: EndpointSettings {
                 name: "e".into(),
                 url: url::Url::parse("https://example.com/h").expect("url"),
+                destination: Default::default(),
                 events: vec![EventPattern::All],
                 signature_scheme: SignatureScheme::Standard,
                 signature_header_name: None,

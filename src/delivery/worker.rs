@@ -121,8 +121,20 @@ fn attempt_span(place: SpanPlace, claim: &Claim, outcome: &AttemptOutcome) -> Sp
         KeyValue::new("hookd.event.type", claim.event.name.clone()),
         KeyValue::new("hookd.delivery.id", claim.delivery_id.to_string()),
         KeyValue::new("hookd.attempt", i64::from(claim.attempt)),
-        KeyValue::new("http.request.method", "POST"),
     ];
+    // A broker's message follows OpenTelemetry's messaging conventions; a request, HTTP's.
+    let kind = match endpoint.settings.destination.broker() {
+        None => {
+            attributes.push(KeyValue::new("http.request.method", "POST"));
+            opentelemetry::trace::SpanKind::Client
+        }
+        Some((system, name)) => {
+            attributes.push(KeyValue::new("messaging.system", system));
+            attributes.push(KeyValue::new("messaging.destination.name", name.to_owned()));
+            attributes.push(KeyValue::new("messaging.operation.type", "send"));
+            opentelemetry::trace::SpanKind::Producer
+        }
+    };
     if let Some(code) = outcome.response_code {
         attributes.push(KeyValue::new("http.response.status_code", i64::from(code)));
     }
@@ -132,7 +144,7 @@ fn attempt_span(place: SpanPlace, claim: &Claim, outcome: &AttemptOutcome) -> Sp
     Span {
         place,
         name: Cow::Borrowed("hookd.attempt"),
-        kind: opentelemetry::trace::SpanKind::Client,
+        kind,
         // The outcome's start: no clock is read for a span when export is off.
         start: SystemTime::UNIX_EPOCH
             + std::time::Duration::from_millis(u64::try_from(outcome.at).unwrap_or(0)),

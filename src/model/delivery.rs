@@ -85,6 +85,9 @@ pub enum ErrorClass {
     /// The endpoint's credentials could not be used: its OAuth2 token endpoint failed or
     /// answered no token, or its stored credentials cannot be opened.
     Auth,
+    /// A broker took the message and refused it (an error reply, a negative acknowledgement):
+    /// it was not stored.
+    BrokerRefused,
 }
 
 impl ErrorClass {
@@ -100,6 +103,7 @@ impl ErrorClass {
             Self::Incomplete,
             Self::BlockedTarget,
             Self::Auth,
+            Self::BrokerRefused,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -117,6 +121,7 @@ impl ErrorClass {
             Self::Incomplete => "incomplete",
             Self::BlockedTarget => "blocked_target",
             Self::Auth => "auth",
+            Self::BrokerRefused => "broker_refused",
         }
     }
 }
@@ -144,6 +149,12 @@ impl AttemptOutcome {
     /// Whether the attempt succeeded.
     pub fn is_success(&self) -> bool {
         self.error.is_none()
+    }
+
+    /// Whether the target answered: an HTTP status, or a broker's acknowledgement or refusal
+    /// (not a timeout, nor a connection that failed or broke).
+    pub fn answered(&self) -> bool {
+        self.response_code.is_some() || matches!(self.error, None | Some(ErrorClass::BrokerRefused))
     }
 }
 
@@ -271,6 +282,24 @@ pub struct Pruned {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_broker_acknowledgement_or_refusal_is_an_answer_a_lost_connection_is_not() {
+        let outcome = |response_code, error| AttemptOutcome {
+            at: 0,
+            response_code,
+            latency_ms: 0,
+            error,
+            error_message: None,
+            response_body: None,
+            retry_after_ms: None,
+        };
+        assert!(outcome(Some(500), Some(ErrorClass::HttpStatus)).answered());
+        assert!(outcome(None, None).answered());
+        assert!(outcome(None, Some(ErrorClass::BrokerRefused)).answered());
+        assert!(!outcome(None, Some(ErrorClass::Connect)).answered());
+        assert!(!outcome(None, Some(ErrorClass::Timeout)).answered());
+    }
 
     #[test]
     fn retries_follow_the_schedule_then_stop() {

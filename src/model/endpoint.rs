@@ -1,6 +1,7 @@
 //! Outgoing endpoints: their settings (validated once, here) and their stored state.
 
 use super::Invalid;
+use super::destination::Destination;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -131,8 +132,10 @@ pub const RESERVED_HEADERS: [&str; 14] = [
 pub struct EndpointSettings {
     /// Display name.
     pub name: String,
-    /// Where deliveries are POSTed.
+    /// Where deliveries are POSTed, or the broker's address.
     pub url: url::Url,
+    /// What deliveries are: HTTP requests (the default) or messages to a broker.
+    pub destination: Destination,
     /// What it subscribes to (at least one).
     pub events: Vec<EventPattern>,
     /// Signing scheme.
@@ -197,6 +200,7 @@ impl EndpointSettings {
         Self {
             name,
             url,
+            destination: Destination::Http,
             events,
             signature_scheme: SignatureScheme::Standard,
             signature_header_name: None,
@@ -249,6 +253,27 @@ impl EndpointSettings {
         }
         if self.rate_limit == Some(0) || self.rate_limit.is_some_and(|r| r > 100_000) {
             return Err("rateLimit must be between 1 and 100000 deliveries per second".into());
+        }
+        self.destination.check_url(&self.url)?;
+        if !self.destination.is_http() {
+            if !matches!(
+                self.format,
+                Format::Json | Format::CloudEvents | Format::CloudEventsBinary
+            ) {
+                return Err(format!(
+                    "format '{}' is for HTTP endpoints; a '{}' destination takes 'json', 'cloudevents' or 'cloudevents-binary'",
+                    self.format.as_str(),
+                    self.destination.kind()
+                )
+                .into());
+            }
+            if self.client_certificate.is_some() {
+                return Err(format!(
+                    "clientCertificate is not supported for a '{}' destination yet",
+                    self.destination.kind()
+                )
+                .into());
+            }
         }
         if let Some(name) = &self.signature_header_name {
             check_header_name(name)?;
@@ -305,6 +330,20 @@ pub fn check_header_name(name: &str) -> Result<(), Invalid> {
 
 /// Parses a user-supplied URL: absolute `http(s)://host…`, at most 2048 bytes, no credentials.
 pub fn parse_url(s: &str) -> Result<url::Url, Invalid> {
+    let url = parse_target(s)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url '{s}' must be an https:// (or, where allowed, http://) URL, not {}://",
+            url.scheme()
+        )
+        .into());
+    }
+    Ok(url)
+}
+
+/// Parses an endpoint's URL: as [`parse_url`], or a broker's address (`redis://host:port`)
+/// for a destination that is one (its settings' `check` ties the two together).
+pub fn parse_target(s: &str) -> Result<url::Url, Invalid> {
     if s.len() > 2048 {
         return Err("url must be at most 2048 characters".into());
     }
@@ -314,9 +353,9 @@ pub fn parse_url(s: &str) -> Result<url::Url, Invalid> {
         }
         e => format!("url '{s}' is not a valid URL: {e}"),
     })?;
-    if !matches!(url.scheme(), "http" | "https") {
+    if !super::destination::is_known_scheme(url.scheme()) {
         return Err(format!(
-            "url '{s}' must be an https:// (or, where allowed, http://) URL, not {}://",
+            "url '{s}' must be an https:// (or, where allowed, http://) URL, or a broker's address (redis://), not {}://",
             url.scheme()
         )
         .into());
@@ -325,7 +364,7 @@ pub fn parse_url(s: &str) -> Result<url::Url, Invalid> {
         return Err(format!("url '{s}' has no host").into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("url must not carry credentials; use headers instead".into());
+        return Err("url must not carry credentials; use auth (or headers) instead".into());
     }
     if url.fragment().is_some() {
         return Err("url must not have a #fragment".into());

@@ -23,6 +23,7 @@ pub mod claim;
 pub mod counts;
 pub mod credentials;
 pub mod delivery;
+pub mod destination;
 pub mod duration;
 pub mod endpoint;
 pub mod event;

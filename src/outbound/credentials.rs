@@ -94,6 +94,11 @@ pub enum CredentialError {
     /// The token is not a header value.
     #[error("the token endpoint {0} answered a token that is not a header value")]
     TokenNotHeader(String),
+    /// A broker destination's auth is not a username and password.
+    #[error(
+        "a broker destination authenticates with basic auth (username and password), not oauth2"
+    )]
+    NotBasic,
     /// A token was asked for an endpoint without OAuth2.
     #[error("not an OAuth2 endpoint")]
     NotOAuth2,
@@ -105,6 +110,19 @@ pub enum CredentialError {
         /// The attempt's timeout.
         timeout_ms: u32,
     },
+}
+
+/// A broker destination's username and password, opened from its sealed `auth`.
+pub(super) fn login(
+    key: Option<&SealingKey>,
+    auth: &Sealed,
+) -> Result<(String, String), CredentialError> {
+    let key = key.ok_or(CredentialError::NoKey)?;
+    let opened = key.open(auth).map_err(CredentialError::Unseal)?;
+    match serde_json::from_slice(&opened).map_err(CredentialError::StoredAuth)? {
+        EndpointAuth::Basic { username, password } => Ok((username, password)),
+        EndpointAuth::Oauth2 { .. } => Err(CredentialError::NotBasic),
+    }
 }
 
 /// How an endpoint's requests authenticate.

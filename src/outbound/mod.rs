@@ -3,6 +3,7 @@
 //! with the endpoint's credentials and classifies what came back. Used by the dispatcher's
 //! workers and by the synchronous test send.
 
+mod brokers;
 mod connect;
 mod credentials;
 
@@ -64,6 +65,8 @@ pub struct Outbound {
     sealing: Option<SealingKey>,
     /// Endpoints' credentials, opened.
     in_use: Arc<Mutex<HashMap<EndpointId, Arc<InUse>>>>,
+    /// Connections to broker destinations.
+    brokers: brokers::Brokers,
     /// The proxy's `Proxy-Authorization`, sent with requests it forwards (`http://` targets;
     /// tunnels carry it in their `CONNECT`).
     proxy_authorization: Option<HeaderValue>,
@@ -174,6 +177,7 @@ impl Outbound {
             roots,
             sealing: config.sealing,
             in_use: Arc::default(),
+            brokers: brokers::Brokers::default(),
             proxy_authorization,
         })
     }
@@ -222,7 +226,7 @@ impl Outbound {
         Ok(Some(opened))
     }
 
-    /// Signs `msg` for `endpoint` and POSTs it once, with the endpoint's credentials (an
+    /// Signs `msg` for `endpoint` and POSTs it (or publishes it to its broker) once, with the endpoint's credentials (an
     /// OAuth2 endpoint that answers 401 gets one more try with a new token); never fails, the
     /// outcome says how it went.
     pub async fn send(
@@ -239,6 +243,11 @@ impl Outbound {
         let fail = |class, message| failed(at, started, class, message);
         if let Err(e) = self.policy.check_literal(&settings.url) {
             return fail(ErrorClass::BlockedTarget, e.to_string());
+        }
+        if !settings.destination.is_http() {
+            return self
+                .publish(endpoint, signer, msg, deadline, at, started)
+                .await;
         }
         let credentials = match self.credentials(endpoint) {
             Ok(c) => c,
@@ -413,6 +422,52 @@ impl Outbound {
             .map_err(|e| (ErrorClass::Auth, format!("{what}: {e}")))
     }
 
+    /// What every delivery carries, as HTTP headers or as a broker message's headers or
+    /// fields: the format's headers, `webhook-id` and `webhook-timestamp`, the endpoint's own
+    /// headers (opened; an `authorization` among them is left out when `auth` replaces it),
+    /// the trace context, and the signature under the endpoint's header name.
+    fn signed_fields(
+        &self,
+        endpoint: &Endpoint,
+        signer: &Signer,
+        msg: Message<'_>,
+        auth_replaces: bool,
+    ) -> Result<Vec<(String, String)>, (ErrorClass, String)> {
+        let settings = &endpoint.settings;
+        let timestamp = now_ms() / 1000;
+        let signature = signer.sign(msg.id, timestamp, msg.body);
+        let mut fields: Vec<(String, String)> = msg
+            .format_headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        fields.push(("webhook-id".into(), msg.id.to_owned()));
+        fields.push(("webhook-timestamp".into(), timestamp.to_string()));
+        for (name, value) in &settings.headers {
+            if auth_replaces && name == "authorization" {
+                continue;
+            }
+            let value = match value {
+                HeaderSetting::Plain(value) => value.clone(),
+                HeaderSetting::Sealed(sealed) => {
+                    let opened = self.opened(sealed, &format!("header '{name}'"))?;
+                    HeaderValue::try_from(opened.as_str())
+                        .map_err(|e| (ErrorClass::Auth, format!("header '{name}': {e}")))?;
+                    opened
+                }
+            };
+            fields.push((name.clone(), value));
+        }
+        if let Some((traceparent, tracestate)) = msg.trace {
+            fields.push(("traceparent".into(), traceparent.to_owned()));
+            if let Some(tracestate) = tracestate {
+                fields.push(("tracestate".into(), tracestate.to_owned()));
+            }
+        }
+        fields.push((settings.signature_header().to_owned(), signature));
+        Ok(fields)
+    }
+
     fn build(
         &self,
         endpoint: &Endpoint,
@@ -427,54 +482,24 @@ impl Outbound {
             )
         };
         let settings = &endpoint.settings;
-        let timestamp = now_ms() / 1000;
-        let signature = signer.sign(msg.id, timestamp, msg.body);
         // A URL that is a credential (Slack, Discord) is stored sealed: opened for the request.
         let target = match &settings.url_sealed {
             None => settings.url.as_str().to_owned(),
             Some(sealed) => self.opened(sealed, "URL")?,
         };
-        let mut builder = Request::post(target.as_str());
-        for (name, value) in msg.format_headers {
-            builder = builder.header(*name, value.as_str());
-        }
-        builder = builder
-            .header(http::header::USER_AGENT, self.user_agent.clone())
-            .header("webhook-id", msg.id)
-            .header("webhook-timestamp", timestamp.to_string());
-        for (name, value) in &settings.headers {
-            // The endpoint's `auth` replaces an `authorization` among its headers.
-            if authorization.is_some() && name == "authorization" {
-                continue;
-            }
-            builder = match value {
-                HeaderSetting::Plain(value) => builder.header(name.as_str(), value.as_str()),
-                HeaderSetting::Sealed(sealed) => {
-                    let opened = self.opened(sealed, &format!("header '{name}'"))?;
-                    let value = HeaderValue::try_from(opened)
-                        .map_err(|e| (ErrorClass::Auth, format!("header '{name}': {e}")))?;
-                    builder.header(name.as_str(), value)
-                }
-            };
+        let mut builder = Request::post(target.as_str())
+            .header(http::header::USER_AGENT, self.user_agent.clone());
+        for (name, value) in self.signed_fields(endpoint, signer, msg, authorization.is_some())? {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| unbuilt(e.into()))?;
+            builder = builder.header(name, value);
         }
         if let Some(authorization) = authorization {
             builder = builder.header(http::header::AUTHORIZATION, authorization);
         }
-        if let Some((traceparent, tracestate)) = msg.trace {
-            builder = builder.header("traceparent", traceparent);
-            if let Some(tracestate) = tracestate {
-                builder = builder.header("tracestate", tracestate);
-            }
-        }
         if let Some(proxy) = self.forwarded(&settings.url) {
             builder = builder.header(http::header::PROXY_AUTHORIZATION, proxy.clone());
         }
-        let name = HeaderName::from_bytes(settings.signature_header().as_bytes())
-            .map_err(|e| unbuilt(e.into()))?;
-        builder
-            .header(name, signature)
-            .body(Full::new(msg.body.clone()))
-            .map_err(unbuilt)
+        builder.body(Full::new(msg.body.clone())).map_err(unbuilt)
     }
 }
 

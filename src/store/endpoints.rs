@@ -41,9 +41,10 @@ pub(super) fn insert(
         "INSERT INTO endpoints (tenant_id, name, url, events, secret, signature_scheme,
                 signature_header, format, headers, retry_schedule, disable_after,
                 timeout_ms, rate_limit, ordering, is_active, disabled_at, disabled_reason,
-                created_at, updated_at, filter, channels, auth, client_certificate, url_sealed)
+                created_at, updated_at, filter, channels, auth, client_certificate, url_sealed,
+                destination)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23)",
+                ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         &vals![
             tenant_id.0,
             s.name,
@@ -68,6 +69,7 @@ pub(super) fn insert(
             s.auth.as_ref().map(|a| a.0.as_str()),
             s.client_certificate.as_ref().map(|c| c.0.as_str()),
             s.url_sealed.as_ref().map(|u| u.0.as_str()),
+            cols.destination,
         ],
     )?;
     Ok(EndpointId(id))
@@ -203,7 +205,7 @@ impl Store {
                         signature_header = ?6, format = ?7, headers = ?8, retry_schedule = ?9,
                         disable_after = ?10, timeout_ms = ?11, rate_limit = ?12, ordering = ?13,
                         updated_at = ?14, filter = ?15, channels = ?16, auth = ?17,
-                        client_certificate = ?18, url_sealed = ?19
+                        client_certificate = ?18, url_sealed = ?19, destination = ?20
                      WHERE id = ?1",
                     &vals![
                         id.0,
@@ -225,6 +227,7 @@ impl Store {
                         s.auth.as_ref().map(|a| a.0.as_str()),
                         s.client_certificate.as_ref().map(|c| c.0.as_str()),
                         s.url_sealed.as_ref().map(|u| u.0.as_str()),
+                        cols.destination,
                     ],
                 )?;
                 if s.is_active != before.settings.is_active {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{StoreError, count};
 use crate::db::sql::{Conn, Row};
 use crate::model::delivery::Replay;
+use crate::model::destination::Destination;
 use crate::model::endpoint::{EndpointCounters, HeaderSetting, Sealed};
 use crate::model::filter::Filter;
 use crate::model::trace::TraceContext;
@@ -98,7 +99,7 @@ macro_rules! endpoint_settings {
 /// The columns [`endpoint_row`] reads after the counters.
 macro_rules! endpoint_credentials {
     () => {
-        ", filter, channels, auth, client_certificate, url_sealed"
+        ", filter, channels, auth, client_certificate, url_sealed, destination"
     };
 }
 
@@ -154,6 +155,13 @@ pub(super) fn endpoint_row(r: &Row<'_>) -> Result<Endpoint, StoreError> {
         auth: r.get::<Option<String>>(28)?.map(Sealed),
         client_certificate: r.get::<Option<String>>(29)?.map(Sealed),
         url_sealed: r.get::<Option<String>>(30)?.map(Sealed),
+        destination: match r.get::<Option<String>>(31)? {
+            None => Destination::Http,
+            Some(text) => serde_json::from_str(&text)
+                .ok()
+                .and_then(|v| Destination::parse(&v).ok())
+                .ok_or_else(|| corrupt("destination"))?,
+        },
     };
     let last_at: Option<i64> = r.get(23)?;
     let counters = EndpointCounters {
@@ -278,6 +286,7 @@ pub(super) struct Columns {
     pub(super) retry: String,
     pub(super) filter: Option<String>,
     pub(super) channels: Option<String>,
+    pub(super) destination: Option<String>,
 }
 
 /// The JSON text columns of an endpoint's settings.
@@ -294,6 +303,7 @@ pub(super) fn columns(s: &EndpointSettings) -> Columns {
         retry: serde_json::to_string(&retry).unwrap_or_else(|_| "[]".into()),
         filter: s.filter.as_ref().map(|f| f.source().to_string()),
         channels: s.channels.as_deref().and_then(channels_text),
+        destination: (!s.destination.is_http()).then(|| s.destination.to_json().to_string()),
     }
 }
 

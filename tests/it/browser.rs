@@ -11,7 +11,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::support::{Receiver, Server, Tenant, wait_until};
+use crate::support::{Receiver, Server, Tenant, wait_listening, wait_until};
 
 /// A headless Chromium session through its own chromedriver, both stopped on drop.
 struct Browser {
@@ -46,16 +46,7 @@ impl Browser {
             driver,
         };
         let url = format!("http://127.0.0.1:{port}");
-        wait_until(
-            "chromedriver listens",
-            Duration::from_secs(20),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        wait_listening("chromedriver", port).await;
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),

@@ -227,7 +227,7 @@ async fn pages_of_long_lists_are_exact_slices_across_id_blocks() {
         }
         c.execute_batch(
             "DROP TABLE endpoint_counts; DROP TABLE endpoint_hours;
-             ALTER TABLE endpoints DROP COLUMN url_sealed;
+             ALTER TABLE endpoints DROP COLUMN url_sealed; ALTER TABLE endpoints DROP COLUMN destination;
              ALTER TABLE endpoints DROP COLUMN auth;
              ALTER TABLE endpoints DROP COLUMN client_certificate;
              DROP TABLE tenant_usage;

@@ -16,6 +16,7 @@ fn settings(timeout_ms: u32) -> EndpointSettings {
     EndpointSettings {
         name: "e".into(),
         url: url::Url::parse("http://127.0.0.1:9/h").expect("url"),
+        destination: Default::default(),
         events: vec![EventPattern::All],
         signature_scheme: SignatureScheme::Standard,
         signature_header_name: None,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod brokers;
 mod browser;
 mod cloudevents;
 mod delivery;

@@ -126,7 +126,7 @@ pub(crate) async fn tenant_key(api: &Api) -> String {
 /// A client publishing batches of 20 events (their data tagged with `tag`) for each of
 /// `rounds`, noting every accepted event's id, until a request fails or is refused (its
 /// hookd was killed).
-fn publish_batches(
+pub(crate) fn publish_batches(
     api: Api,
     accepted: Arc<Mutex<HashSet<String>>>,
     tag: serde_json::Value,
@@ -171,6 +171,40 @@ async fn sigterm_stops_hookd_with_exit_code_zero() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Four clients publish batches to `hookd` until at least `at_least` events are accepted, and
+/// it is killed (`SIGKILL`) under them; returns the ids of every event it accepted.
+pub(crate) async fn kill_mid_burst(
+    hookd: &mut Hookd,
+    api: &Api,
+    at_least: usize,
+) -> HashSet<String> {
+    let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            publish_batches(
+                api.clone(),
+                accepted.clone(),
+                json!({"c": c}),
+                0..usize::MAX,
+            )
+        })
+        .collect();
+    wait_until("some events accepted", Duration::from_secs(20), || {
+        let n = accepted.lock().expect("set").len();
+        async move { n >= at_least }
+    })
+    .await;
+    signal(&hookd.child, "-KILL");
+    let _ = hookd.child.wait();
+    // Clients see connection errors now; the api.raw panic is caught by the task boundary.
+    for c in clients {
+        let _ = c.await;
+    }
+    let accepted = accepted.lock().expect("set").clone();
+    assert!(accepted.len() >= at_least);
+    accepted
+}
+
 #[tokio::test]
 async fn kill_during_burst_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
@@ -189,31 +223,7 @@ async fn kill_during_burst_loses_nothing() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
 
-    // Four clients publish batches until the process dies under them.
-    let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            publish_batches(
-                api.clone(),
-                accepted.clone(),
-                json!({"c": c}),
-                0..usize::MAX,
-            )
-        })
-        .collect();
-    wait_until("some events accepted", Duration::from_secs(20), || {
-        let n = accepted.lock().expect("set").len();
-        async move { n >= 4000 }
-    })
-    .await;
-    signal(&hookd.child, "-KILL");
-    let _ = hookd.child.wait();
-    // Clients see connection errors now; the api.raw panic is caught by the task boundary.
-    for c in clients {
-        let _ = c.await;
-    }
-    let accepted = accepted.lock().expect("set").clone();
-    assert!(accepted.len() >= 4000);
+    let accepted = kill_mid_burst(&mut hookd, &api, 4000).await;
 
     let mut restarted = spawn(&db, Some(ADMIN));
     wait_until(

@@ -145,6 +145,20 @@ pub async fn test_db(dir: &std::path::Path) -> std::path::PathBuf {
     url.into()
 }
 
+/// Waits until a server started by the test (`what`) accepts connections on `port`.
+pub async fn wait_listening(what: &str, port: u16) {
+    wait_until(
+        &format!("{what} listening on {port}"),
+        Duration::from_secs(20),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}
+
 /// Opens the store a test in `dir` uses directly (see [`test_db`]).
 pub async fn open_store(
     dir: &std::path::Path,

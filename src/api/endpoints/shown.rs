@@ -97,6 +97,7 @@ pub(super) fn endpoint_json(e: &Endpoint, sealing: Option<&SealingKey>) -> Value
         "id": e.id,
         "name": s.name,
         "url": shown_url(s, sealing),
+        "destination": s.destination.to_json(),
         "events": s.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "isActive": s.is_active,
         "signatureScheme": s.signature_scheme.as_str(),

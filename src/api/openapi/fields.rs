@@ -221,6 +221,27 @@ pub(super) fn url_text() -> Value {
     json!({"type": "string", "format": "uri", "maxLength": 2048, "pattern": "^https?://[^/?#@]+([/?#][^@]*)?$"})
 }
 
+/// An endpoint's URL: an HTTP URL, or a broker's address for a broker destination.
+pub(super) fn endpoint_url_text() -> Value {
+    json!({
+        "type": "string", "format": "uri", "maxLength": 2048,
+        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|rediss?://[^/?#@]+/?)$",
+        "description": "an http(s):// URL for an 'http' destination; the broker's address (redis://host:port, rediss:// with TLS) for a 'redis' one",
+    })
+}
+
+/// Where an endpoint's deliveries go (`http`: the default).
+pub(super) fn destination_schema() -> Value {
+    json!({"oneOf": [
+        object(&[("type", json!({"const": "http"}))], &["type"], true),
+        object(&[
+            ("type", json!({"const": "redis"})),
+            ("stream", json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$"})),
+            ("maxLen", nullable(json!({"type": "integer", "minimum": 1}))),
+        ], &["type", "stream"], true),
+    ], "description": "'http' POSTs to the url; 'redis' XADDs each delivery to a stream on the server at the url (format json or cloudevents, auth basic, no clientCertificate)"})
+}
+
 /// A header name as hookd takes one: a lowercase HTTP token of at most 100 characters.
 pub(super) fn header_name() -> Value {
     json!({"type": "string", "pattern": "^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$"})
@@ -434,7 +455,16 @@ pub(super) fn endpoint_settings() -> [(&'static str, Value); 11] {
             "signatureScheme",
             one_of(&["standard", "github", "ed25519"]),
         ),
-        ("format", one_of(&["json", "slack", "discord"])),
+        (
+            "format",
+            one_of(&[
+                "json",
+                "slack",
+                "discord",
+                "cloudevents",
+                "cloudevents-binary",
+            ]),
+        ),
         (
             "headers",
             json!({
@@ -474,7 +504,8 @@ pub(super) fn endpoint_settings() -> [(&'static str, Value); 11] {
 pub(super) fn endpoint_in(create: bool) -> Value {
     let mut fields = vec![
         ("name", name_text()),
-        ("url", url_text()),
+        ("url", endpoint_url_text()),
+        ("destination", destination_schema()),
         (
             "events",
             json!({"type": "array", "items": event_pattern(), "minItems": 1, "maxItems": 100}),

@@ -10,6 +10,7 @@ pub(super) fn schemas() -> Value {
         ("id", id(EndpointId::PREFIX)),
         ("name", string()),
         ("url", string()),
+        ("destination", destination_schema()),
         ("events", strings()),
         ("signatureHeaderName", string()),
         ("authConfigured", json!({"type": "boolean"})),
@@ -31,6 +32,7 @@ pub(super) fn schemas() -> Value {
             "id",
             "name",
             "url",
+            "destination",
             "events",
             "isActive",
             "signatureScheme",
@@ -79,7 +81,10 @@ pub(super) fn schemas() -> Value {
     // are named in parentheses, not shown.
     delivery_detail["properties"]["request"] = object(
         &[
-            ("method", json!({"const": "POST"})),
+            (
+                "method",
+                json!({"enum": ["POST", "XADD"], "description": "POST for an HTTP endpoint; XADD for a 'redis' destination (the headers are the entry's fields, the body its `body` field)"}),
+            ),
             ("url", string()),
             (
                 "headers",

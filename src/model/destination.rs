@@ -1,0 +1,262 @@
+//! Where an endpoint's deliveries go: an HTTP URL (the default), or a broker at the endpoint's
+//! `url` (`redis://…`). Each is checked here once, when it is set; what reaches the outbound
+//! client is valid.
+
+use serde_json::{Value, json};
+
+use super::Invalid;
+
+/// An endpoint's destination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Destination {
+    /// A `POST` to the endpoint's `http(s)://` URL.
+    #[default]
+    Http,
+    /// An `XADD` to a Redis stream on the server at the endpoint's `redis(s)://` URL.
+    Redis {
+        /// The stream's key.
+        stream: String,
+        /// Trims the stream to about this many entries (`MAXLEN ~`); `None` keeps every one.
+        max_len: Option<u64>,
+    },
+}
+
+/// The destination types the API names, built or not: what a `type` may say.
+const TYPES: &str = "'http' or 'redis'";
+
+impl Destination {
+    /// Parses the API form (also the stored form): `{"type": "redis", "stream": …}`.
+    pub fn parse(v: &Value) -> Result<Self, Invalid> {
+        let Some(fields) = v.as_object() else {
+            return Err(format!("destination must be an object with a type ({TYPES})").into());
+        };
+        let kind = fields
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Invalid(format!("destination.type is required: {TYPES}")))?;
+        let allowed: &[&str] = match kind {
+            "http" => &["type"],
+            "redis" => &["type", "stream", "maxLen"],
+            "kafka" | "nats" | "amqp" => {
+                return Err(format!(
+                    "destination.type '{kind}' is not built yet in this hookd: use {TYPES}"
+                )
+                .into());
+            }
+            other => return Err(format!("destination.type '{other}' is not one of {TYPES}").into()),
+        };
+        if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(format!(
+                "destination has no field '{unknown}' for type '{kind}' (it takes {})",
+                allowed.join(", ")
+            )
+            .into());
+        }
+        match kind {
+            "redis" => {
+                let stream = required_text(fields, "stream")?;
+                check_key(&stream, "destination.stream")?;
+                let max_len = match fields.get("maxLen") {
+                    None | Some(Value::Null) => None,
+                    // A whole number, written `5` or `5.0` (JSON does not tell them apart).
+                    Some(v) => Some(
+                        v.as_u64()
+                            .or_else(|| {
+                                v.as_f64()
+                                    .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < 1e15)
+                                    .map(|f| f as u64)
+                            })
+                            .filter(|n| *n >= 1)
+                            .ok_or(
+                                "destination.maxLen must be a whole number of entries, at least 1",
+                            )?,
+                    ),
+                };
+                Ok(Self::Redis { stream, max_len })
+            }
+            _ => Ok(Self::Http),
+        }
+    }
+
+    /// The API and stored form.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Http => json!({"type": "http"}),
+            Self::Redis { stream, max_len } => {
+                let mut v = json!({"type": "redis", "stream": stream});
+                if let Some(n) = max_len {
+                    v["maxLen"] = json!(n);
+                }
+                v
+            }
+        }
+    }
+
+    /// The `type` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Redis { .. } => "redis",
+        }
+    }
+
+    /// What an attempt does, as the delivery's request shows it: `POST`, `XADD`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Http => "POST",
+            Self::Redis { .. } => "XADD",
+        }
+    }
+
+    /// The broker and the name messages go to (`redis`, the stream), for a broker destination.
+    pub fn broker(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Self::Http => None,
+            Self::Redis { stream, .. } => Some(("redis", stream)),
+        }
+    }
+
+    /// Whether deliveries are HTTP requests.
+    pub fn is_http(&self) -> bool {
+        matches!(self, Self::Http)
+    }
+
+    /// The URL schemes the endpoint's `url` may have: the plain one, then the TLS one.
+    pub fn schemes(&self) -> [&'static str; 2] {
+        match self {
+            Self::Http => ["http", "https"],
+            Self::Redis { .. } => ["redis", "rediss"],
+        }
+    }
+
+    /// The port of a URL without one.
+    pub fn default_port(&self, url: &url::Url) -> u16 {
+        url.port_or_known_default().unwrap_or(match self {
+            Self::Http => 443,
+            Self::Redis { .. } => 6379,
+        })
+    }
+
+    /// Checks that `url` is one for this destination.
+    pub fn check_url(&self, url: &url::Url) -> Result<(), Invalid> {
+        let [plain, tls] = self.schemes();
+        if url.scheme() != plain && url.scheme() != tls {
+            return Err(format!(
+                "url must be a {tls}:// (or {plain}://) URL for a '{}' destination, not {}://",
+                self.kind(),
+                url.scheme()
+            )
+            .into());
+        }
+        if !self.is_http() && (url.path() != "" && url.path() != "/" || url.query().is_some()) {
+            return Err(format!(
+                "url for a '{}' destination is the broker's address alone ({plain}://host:port), with no path or query",
+                self.kind()
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// The URL schemes some destination takes.
+const SCHEMES: [&str; 4] = ["http", "https", "redis", "rediss"];
+
+/// A URL scheme that some destination takes.
+pub fn is_known_scheme(scheme: &str) -> bool {
+    SCHEMES.contains(&scheme)
+}
+
+/// Whether a URL's scheme carries no TLS (`http`, `redis`): allowed only where plain HTTP is.
+pub fn is_plaintext(scheme: &str) -> bool {
+    matches!(scheme, "http" | "redis")
+}
+
+fn required_text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<String, Invalid> {
+    match fields.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(format!("destination.{name} is required, as a string").into()),
+    }
+}
+
+/// A key, subject or queue name: 1 to 256 bytes, no whitespace or control characters.
+fn check_key(key: &str, field: &str) -> Result<(), Invalid> {
+    if key.is_empty() || key.len() > 256 {
+        return Err(format!("{field} must be 1 to 256 bytes").into());
+    }
+    // As the document's pattern says: no white space (U+FEFF counts, as in ECMAScript's
+    // `\s`), no control characters.
+    if key
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
+    {
+        return Err(format!("{field} must not hold spaces or control characters").into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_shows_each_type() {
+        let redis = json!({"type": "redis", "stream": "orders", "maxLen": 1000});
+        let parsed = Destination::parse(&redis).expect("redis");
+        assert_eq!(
+            parsed,
+            Destination::Redis {
+                stream: "orders".into(),
+                max_len: Some(1000)
+            }
+        );
+        assert_eq!(parsed.to_json(), redis);
+        let written_as_float = json!({"type": "redis", "stream": "orders", "maxLen": 1000.0});
+        assert_eq!(Destination::parse(&written_as_float), Ok(parsed));
+        assert_eq!(
+            Destination::parse(&json!({"type": "http"})),
+            Ok(Destination::Http)
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_valid_with_a_reason() {
+        for (v, says) in [
+            (json!("redis"), "must be an object"),
+            (json!({}), "type is required"),
+            (json!({"type": "sqs"}), "not one of"),
+            (json!({"type": "kafka", "topic": "t"}), "not built yet"),
+            (json!({"type": "redis"}), "stream is required"),
+            (json!({"type": "redis", "stream": ""}), "1 to 256"),
+            (json!({"type": "redis", "stream": "a b"}), "spaces"),
+            (
+                json!({"type": "redis", "stream": "s", "maxLen": 0}),
+                "maxLen",
+            ),
+            (
+                json!({"type": "redis", "stream": "s", "topic": "t"}),
+                "no field 'topic'",
+            ),
+            (json!({"type": "http", "stream": "s"}), "no field 'stream'"),
+        ] {
+            let err = Destination::parse(&v).expect_err(&v.to_string());
+            assert!(err.0.contains(says), "{v}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn a_url_must_fit_its_destination() {
+        let redis = Destination::Redis {
+            stream: "s".into(),
+            max_len: None,
+        };
+        let url = |s: &str| url::Url::parse(s).expect("url");
+        assert!(redis.check_url(&url("redis://127.0.0.1:6379")).is_ok());
+        assert!(redis.check_url(&url("rediss://cache.example")).is_ok());
+        assert!(redis.check_url(&url("https://example.com")).is_err());
+        assert!(redis.check_url(&url("redis://h/0?x=1")).is_err());
+        assert!(Destination::Http.check_url(&url("redis://h")).is_err());
+        assert_eq!(redis.default_port(&url("redis://h")), 6379);
+        assert!(is_known_scheme("rediss") && !is_known_scheme("ftp"));
+    }
+}

@@ -1,0 +1,291 @@
+//! Deliveries to brokers: one pooled connection per endpoint (made again when its settings
+//! change or the connection breaks), made to an address the target policy allows, and the
+//! signed message published on it. A delivery succeeds when the broker acknowledged it.
+//!
+//! Redis Streams: `XADD <stream> [MAXLEN ~ n] * <field> <value> …`, one field per header an
+//! HTTP delivery has (`webhook-id`, `webhook-timestamp`, the signature, `content-type`, …)
+//! and the body as `body`. The entry's id is kept as the attempt's response.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use redis::aio::MultiplexedConnection;
+
+use crate::model::destination::Destination;
+use crate::model::{AttemptOutcome, Endpoint, EndpointId, ErrorClass, UnixMs};
+use crate::report::ErrorChain;
+use crate::target::TargetError;
+
+use super::{Message, Outbound, credentials, failed};
+
+/// Endpoints whose broker connections are kept; past this many, all are made afresh.
+const MAX_KEPT_CONNECTIONS: usize = 10_000;
+
+/// A connection to an endpoint's broker.
+#[derive(Clone)]
+enum Connection {
+    Redis(MultiplexedConnection),
+}
+
+/// The broker connections in use, by endpoint, each with the settings' version it was made
+/// for (`updated_at`).
+#[derive(Clone, Default)]
+pub(super) struct Brokers {
+    kept: Arc<Mutex<HashMap<EndpointId, (UnixMs, Connection)>>>,
+}
+
+/// Why a broker connection could not be made; the sentence is what the attempt log shows.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    /// The URL has no host.
+    #[error("the url has no host")]
+    NoHost,
+    /// The target policy refused the broker's address, or its name did not resolve.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// No address took the connection.
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Tcp {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with {host} failed: {source}")]
+    Tls {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host is not a name TLS can check.
+    #[error("'{0}' is not a host name TLS can check")]
+    ServerName(String),
+    /// The stored credentials cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialError),
+    /// The broker refused the handshake (a wrong password, say).
+    #[error("the broker refused the connection: {0}")]
+    Refused(#[source] redis::RedisError),
+}
+
+impl ConnectError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Target(TargetError::Dns(_)) => ErrorClass::Dns,
+            Self::Target(_) => ErrorClass::BlockedTarget,
+            Self::NoHost | Self::Tcp { .. } => ErrorClass::Connect,
+            Self::Tls { .. } | Self::ServerName(_) => ErrorClass::Tls,
+            Self::Credentials(_) => ErrorClass::Auth,
+            Self::Refused(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                ErrorClass::Auth
+            }
+            Self::Refused(e) if e.is_io_error() => ErrorClass::Connect,
+            Self::Refused(_) => ErrorClass::BrokerRefused,
+        }
+    }
+}
+
+/// A stream to a broker: plain TCP, or TLS over it.
+trait BrokerStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> BrokerStream for T {}
+
+impl Outbound {
+    /// Publishes `msg` to `endpoint`'s broker once, by `deadline`; never fails, the outcome
+    /// says how it went.
+    pub(super) async fn publish(
+        &self,
+        endpoint: &Endpoint,
+        signer: &crate::signing::Signer,
+        msg: Message<'_>,
+        deadline: tokio::time::Instant,
+        at: UnixMs,
+        started: Instant,
+    ) -> AttemptOutcome {
+        let fail = |class, message| failed(at, started, class, message);
+        let fields = match self.signed_fields(endpoint, signer, msg, false) {
+            Ok(f) => f,
+            Err((class, message)) => return fail(class, message),
+        };
+        let attempt = async {
+            let connection = self
+                .broker_connection(endpoint)
+                .await
+                .map_err(|e| (e.class(), e.to_string()))?;
+            match (&endpoint.settings.destination, connection) {
+                (Destination::Redis { stream, max_len }, Connection::Redis(mut conn)) => {
+                    let mut xadd = redis::cmd("XADD");
+                    xadd.arg(stream);
+                    if let Some(n) = max_len {
+                        xadd.arg("MAXLEN").arg("~").arg(*n);
+                    }
+                    xadd.arg("*");
+                    for (name, value) in &fields {
+                        xadd.arg(name).arg(value);
+                    }
+                    xadd.arg("body").arg(msg.body.as_ref());
+                    xadd.query_async::<String>(&mut conn)
+                        .await
+                        .map_err(|e| self.redis_failed(endpoint.id, stream, e))
+                }
+                (destination, _) => Err((
+                    ErrorClass::Connect,
+                    format!(
+                        "a '{}' destination has no broker client",
+                        destination.kind()
+                    ),
+                )),
+            }
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Err(_) => {
+                // The connection may hold a command that never finished: make a new one.
+                self.forget_broker(endpoint.id);
+                fail(
+                    ErrorClass::Timeout,
+                    format!(
+                        "the broker did not acknowledge within {}ms",
+                        endpoint.settings.timeout_ms
+                    ),
+                )
+            }
+            Ok(Err((class, message))) => fail(class, message),
+            Ok(Ok(entry)) => AttemptOutcome {
+                at,
+                response_code: None,
+                latency_ms: started.elapsed().as_millis() as u32,
+                error: None,
+                error_message: None,
+                response_body: Some(entry),
+                retry_after_ms: None,
+            },
+        }
+    }
+
+    /// An `XADD` that failed: the broker's error reply, or a connection that broke (which is
+    /// then made again on the next attempt).
+    fn redis_failed(
+        &self,
+        endpoint: EndpointId,
+        stream: &str,
+        e: redis::RedisError,
+    ) -> (ErrorClass, String) {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+            self.forget_broker(endpoint);
+            return (
+                ErrorClass::Incomplete,
+                format!(
+                    "the connection to redis broke before the XADD was acknowledged: {}",
+                    ErrorChain(&e)
+                ),
+            );
+        }
+        (
+            ErrorClass::BrokerRefused,
+            format!("redis refused the XADD to stream '{stream}': {e}"),
+        )
+    }
+
+    fn forget_broker(&self, endpoint: EndpointId) {
+        let mut kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.remove(&endpoint);
+    }
+
+    /// The endpoint's broker connection: the one kept for its settings, or a new one.
+    async fn broker_connection(&self, endpoint: &Endpoint) -> Result<Connection, ConnectError> {
+        {
+            let kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((version, conn)) = kept.get(&endpoint.id)
+                && *version == endpoint.updated_at
+            {
+                return Ok(conn.clone());
+            }
+        }
+        let conn = self.connect_broker(endpoint).await?;
+        let mut kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= MAX_KEPT_CONNECTIONS {
+            kept.clear();
+        }
+        kept.insert(endpoint.id, (endpoint.updated_at, conn.clone()));
+        Ok(conn)
+    }
+
+    async fn connect_broker(&self, endpoint: &Endpoint) -> Result<Connection, ConnectError> {
+        let settings = &endpoint.settings;
+        let url = &settings.url;
+        let stream = self.broker_stream(url, &settings.destination).await?;
+        let login = match &settings.auth {
+            None => None,
+            Some(sealed) => Some(credentials::login(self.sealing.as_ref(), sealed)?),
+        };
+        match settings.destination {
+            Destination::Redis { .. } | Destination::Http => {
+                let mut info = redis::RedisConnectionInfo::default();
+                if let Some((username, password)) = login {
+                    info = info.set_username(username).set_password(password);
+                }
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    &info,
+                    stream,
+                    redis::AsyncConnectionConfig::new().set_response_timeout(None),
+                )
+                .await
+                .map_err(ConnectError::Refused)?;
+                tokio::spawn(driver);
+                Ok(Connection::Redis(conn))
+            }
+        }
+    }
+
+    /// A stream to the broker at `url`: TCP to the first allowed address that answers, with
+    /// TLS (the same roots as HTTPS) when the scheme is the destination's TLS one.
+    async fn broker_stream(
+        &self,
+        url: &url::Url,
+        destination: &Destination,
+    ) -> Result<Box<dyn BrokerStream>, ConnectError> {
+        let host = url.host().ok_or(ConnectError::NoHost)?;
+        let host_text = url.host_str().unwrap_or_default().to_owned();
+        let port = destination.default_port(url);
+        let mut last = None;
+        let mut tcp = None;
+        for addr in self.policy.addresses(&host, port).await? {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| ConnectError::Tcp {
+            host: host_text.clone(),
+            port,
+            source: last.unwrap_or_else(|| std::io::Error::other("no address")),
+        })?;
+        let _ = tcp.set_nodelay(true);
+        if url.scheme() == destination.schemes()[0] {
+            return Ok(Box::new(tcp));
+        }
+        let tls = super::tls_config(self.roots.clone(), None).map_err(|e| ConnectError::Tls {
+            host: host_text.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(
+            host_text
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .map_err(|_| ConnectError::ServerName(host_text.clone()))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ConnectError::Tls {
+                host: host_text,
+                source,
+            })?;
+        Ok(Box::new(stream))
+    }
+}
