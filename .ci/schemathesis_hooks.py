@@ -80,8 +80,9 @@ def endpoint_body(case, body):
     destination = body.get("destination")
     url = body.get("url")
     kind = destination.get("type") if isinstance(destination, dict) else None
+    schemes = {"http": ("http",), "redis": ("redis",), "nats": ("nats", "tls")}
     if kind is None and url is not None:
-        kind = "redis" if str(url).startswith("redis") else "http"
+        kind = next((k for k, prefixes in schemes.items() if str(url).startswith(prefixes)), "http")
     http_only = (
         body.get("format") in ("slack", "discord")
         or body.get("clientCertificate") is not None
@@ -91,9 +92,17 @@ def endpoint_body(case, body):
         kind = "http"
     if kind is not None:
         if not isinstance(destination, dict):
-            body["destination"] = {"type": "http"} if kind == "http" else {"type": kind, "stream": "s"}
-        if url is None or not str(url).startswith("http" if kind == "http" else kind):
-            body["url"] = "http://127.0.0.1:9/hook" if kind == "http" else "redis://127.0.0.1:9"
+            body["destination"] = {
+                "http": {"type": "http"},
+                "redis": {"type": "redis", "stream": "s"},
+                "nats": {"type": "nats", "subject": "s"},
+            }[kind]
+        if url is None or not str(url).startswith(schemes[kind]):
+            body["url"] = {
+                "http": "http://127.0.0.1:9/hook",
+                "redis": "redis://127.0.0.1:9",
+                "nats": "nats://127.0.0.1:9",
+            }[kind]
     if kind not in (None, "http"):
         # What the endpoint has stored must go too (a PATCH keeps what it leaves out).
         if body.get("format") in (None, "slack", "discord"):

@@ -9,7 +9,7 @@
 //! cargo bench --bench e2e -- --quick                     # a tenth of the size
 //! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
-//! cargo bench --bench e2e -- redis-stream                # to a redis-server started here
+//! cargo bench --bench e2e -- redis-stream nats-jetstream # to a broker started here
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres [--processes 2]
 //! ```
@@ -338,100 +338,137 @@ async fn throughput_1(o: &Options) {
         .await;
 }
 
-/// A `redis-server` (Debian's package) on a free loopback port, nothing saved to disk.
-struct RedisServer {
+/// A broker (from Debian's packages) on a free loopback port, nothing kept after it ends.
+struct Broker {
     port: u16,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
-impl RedisServer {
-    async fn start() -> Self {
+impl Broker {
+    /// Starts `program` with `args`, then the port and the temp dir as `port` and `dir` say.
+    async fn start(program: &str, args: &[&str], port_flag: &str, dir_flag: &str) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--port", &port.to_string()])
-            .arg("--dir")
+        let child = std::process::Command::new(program)
+            .args(args)
+            .args([port_flag, &port.to_string(), dir_flag])
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        let server = Self {
-            port,
-            child,
-            _dir: dir,
-        };
+            .unwrap_or_else(|e| panic!("{program} (apt-get install {program}): {e}"));
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_err()
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        server
-    }
-
-    /// The stream's length.
-    async fn len(&self, conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
-        redis::cmd("XLEN")
-            .arg(stream)
-            .query_async(conn)
-            .await
-            .expect("XLEN")
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
     }
 }
 
-impl Drop for RedisServer {
+impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Deliveries to a Redis stream (`XADD`, acknowledged) on this machine: the broker
-/// destination's throughput, beside `throughput-1`'s HTTP receiver.
-async fn redis_stream(o: &Options) {
+/// Deliveries to one broker destination on this machine, publishing as `throughput-1` does,
+/// until `stored` (the broker's own count) reaches every event.
+async fn broker_throughput<F, Fut>(
+    name: &str,
+    o: &Options,
+    url: String,
+    destination: Value,
+    stored: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
     let events = scaled(100_000, o);
-    let redis = RedisServer::start().await;
     let hookd = Arc::new(Hookd::start().await);
     hookd
-        .endpoint(
-            &format!("redis://127.0.0.1:{}", redis.port),
-            json!({"destination": {"type": "redis", "stream": "bench"}}),
-        )
+        .endpoint(&url, json!({"destination": destination}))
         .await;
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port))
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
     let started = Instant::now();
     let accepted = hookd.publish(events, 100, 4).await;
-    while redis.len(&mut conn, "bench").await < events as u64 {
+    while stored().await < events as u64 {
         assert!(
             started.elapsed() < Duration::from_secs(900),
-            "the stream did not fill"
+            "the broker did not get every message"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let delivered = events as f64 / started.elapsed().as_secs_f64();
     report(
-        "redis-stream",
+        name,
         &[
             ("events", events.to_string()),
             ("accepted/s", format!("{accepted:.0}")),
             ("deliveries/s", format!("{delivered:.0}")),
         ],
-        json!({"scenario": "redis-stream", "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
+        json!({"scenario": name, "events": events, "acceptedPerSec": accepted.round(), "deliveriesPerSec": delivered.round()}),
     );
     Arc::try_unwrap(hookd)
         .ok()
         .expect("sole owner")
         .stop()
         .await;
+}
+
+/// Deliveries to a Redis stream (`XADD`, acknowledged; `redis-server` without persistence).
+async fn redis_stream(o: &Options) {
+    let args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let redis = Broker::start("redis-server", &args, "--port", "--dir").await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let conn = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let stored = || {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("XLEN")
+                .arg("bench")
+                .query_async(&mut conn)
+                .await
+                .expect("XLEN")
+        }
+    };
+    let destination = json!({"type": "redis", "stream": "bench"});
+    broker_throughput("redis-stream", o, url, destination, stored).await;
+}
+
+/// Deliveries to a NATS JetStream subject (acknowledged by a file-backed stream).
+async fn nats_jetstream(o: &Options) {
+    let nats = Broker::start("nats-server", &["-js", "-a", "127.0.0.1"], "-p", "-sd").await;
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "bench".into(),
+            subjects: vec!["bench.events".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let stored = || {
+        let mut stream = stream.clone();
+        async move { stream.info().await.expect("info").state.messages }
+    };
+    let destination = json!({"type": "nats", "subject": "bench.events"});
+    broker_throughput("nats-jetstream", o, url, destination, stored).await;
 }
 
 /// Throughput with 1, 2 and 3 hookd processes on one PostgreSQL database (`--db`): each count
@@ -1323,6 +1360,7 @@ async fn main() {
             "paging" => paging(&options).await,
             "processes" => processes(&options).await,
             "redis-stream" => redis_stream(&options).await,
+            "nats-jetstream" => nats_jetstream(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }

@@ -1,5 +1,5 @@
 //! Where an endpoint's deliveries go: an HTTP URL (the default), or a broker at the endpoint's
-//! `url` (`redis://…`). Each is checked here once, when it is set; what reaches the outbound
+//! `url` (`redis://…`, `nats://…`). Each is checked here once, when it is set; what reaches the outbound
 //! client is valid.
 
 use serde_json::{Value, json};
@@ -19,10 +19,16 @@ pub enum Destination {
         /// Trims the stream to about this many entries (`MAXLEN ~`); `None` keeps every one.
         max_len: Option<u64>,
     },
+    /// A JetStream publish to a subject on the NATS server at the endpoint's `nats://` (or
+    /// `tls://`) URL, acknowledged by the stream that holds the subject.
+    Nats {
+        /// The subject (no wildcards).
+        subject: String,
+    },
 }
 
 /// The destination types the API names, built or not: what a `type` may say.
-const TYPES: &str = "'http' or 'redis'";
+const TYPES: &str = "'http', 'redis' or 'nats'";
 
 impl Destination {
     /// Parses the API form (also the stored form): `{"type": "redis", "stream": …}`.
@@ -37,7 +43,8 @@ impl Destination {
         let allowed: &[&str] = match kind {
             "http" => &["type"],
             "redis" => &["type", "stream", "maxLen"],
-            "kafka" | "nats" | "amqp" => {
+            "nats" => &["type", "subject"],
+            "kafka" | "amqp" => {
                 return Err(format!(
                     "destination.type '{kind}' is not built yet in this hookd: use {TYPES}"
                 )
@@ -74,6 +81,17 @@ impl Destination {
                 };
                 Ok(Self::Redis { stream, max_len })
             }
+            "nats" => {
+                let subject = required_text(fields, "subject")?;
+                check_key(&subject, "destination.subject")?;
+                if subject
+                    .split('.')
+                    .any(|token| token.is_empty() || token.contains(['*', '>']))
+                {
+                    return Err("destination.subject must be tokens separated by dots, none empty and no wildcards (* or >)".into());
+                }
+                Ok(Self::Nats { subject })
+            }
             _ => Ok(Self::Http),
         }
     }
@@ -89,6 +107,7 @@ impl Destination {
                 }
                 v
             }
+            Self::Nats { subject } => json!({"type": "nats", "subject": subject}),
         }
     }
 
@@ -97,6 +116,7 @@ impl Destination {
         match self {
             Self::Http => "http",
             Self::Redis { .. } => "redis",
+            Self::Nats { .. } => "nats",
         }
     }
 
@@ -105,6 +125,7 @@ impl Destination {
         match self {
             Self::Http => "POST",
             Self::Redis { .. } => "XADD",
+            Self::Nats { .. } => "PUB",
         }
     }
 
@@ -113,6 +134,7 @@ impl Destination {
         match self {
             Self::Http => None,
             Self::Redis { stream, .. } => Some(("redis", stream)),
+            Self::Nats { subject } => Some(("nats", subject)),
         }
     }
 
@@ -126,6 +148,7 @@ impl Destination {
         match self {
             Self::Http => ["http", "https"],
             Self::Redis { .. } => ["redis", "rediss"],
+            Self::Nats { .. } => ["nats", "tls"],
         }
     }
 
@@ -134,6 +157,7 @@ impl Destination {
         url.port_or_known_default().unwrap_or(match self {
             Self::Http => 443,
             Self::Redis { .. } => 6379,
+            Self::Nats { .. } => 4222,
         })
     }
 
@@ -160,7 +184,7 @@ impl Destination {
 }
 
 /// The URL schemes some destination takes.
-const SCHEMES: [&str; 4] = ["http", "https", "redis", "rediss"];
+const SCHEMES: [&str; 6] = ["http", "https", "redis", "rediss", "nats", "tls"];
 
 /// A URL scheme that some destination takes.
 pub fn is_known_scheme(scheme: &str) -> bool {
@@ -169,7 +193,7 @@ pub fn is_known_scheme(scheme: &str) -> bool {
 
 /// Whether a URL's scheme carries no TLS (`http`, `redis`): allowed only where plain HTTP is.
 pub fn is_plaintext(scheme: &str) -> bool {
-    matches!(scheme, "http" | "redis")
+    matches!(scheme, "http" | "redis" | "nats")
 }
 
 fn required_text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<String, Invalid> {
@@ -217,6 +241,8 @@ mod tests {
             Destination::parse(&json!({"type": "http"})),
             Ok(Destination::Http)
         );
+        let nats = json!({"type": "nats", "subject": "orders.paid"});
+        assert_eq!(Destination::parse(&nats).expect("nats").to_json(), nats);
     }
 
     #[test]
@@ -226,6 +252,9 @@ mod tests {
             (json!({}), "type is required"),
             (json!({"type": "sqs"}), "not one of"),
             (json!({"type": "kafka", "topic": "t"}), "not built yet"),
+            (json!({"type": "nats", "subject": "a.*"}), "no wildcards"),
+            (json!({"type": "nats", "subject": "a..b"}), "none empty"),
+            (json!({"type": "nats"}), "subject is required"),
             (json!({"type": "redis"}), "stream is required"),
             (json!({"type": "redis", "stream": ""}), "1 to 256"),
             (json!({"type": "redis", "stream": "a b"}), "spaces"),

@@ -5,6 +5,12 @@
 //! Redis Streams: `XADD <stream> [MAXLEN ~ n] * <field> <value> …`, one field per header an
 //! HTTP delivery has (`webhook-id`, `webhook-timestamp`, the signature, `content-type`, …)
 //! and the body as `body`. The entry's id is kept as the attempt's response.
+//!
+//! NATS JetStream: a publish to the subject with those headers as NATS headers and the body
+//! as the payload, acknowledged by the stream that holds the subject; the stream and sequence
+//! are kept as the attempt's response. The client reconnects by itself no more: a connection
+//! that is not up is made again on the next attempt, and servers a cluster announces are
+//! never used (only the address the target policy checked).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +32,19 @@ const MAX_KEPT_CONNECTIONS: usize = 10_000;
 #[derive(Clone)]
 enum Connection {
     Redis(MultiplexedConnection),
+    Nats(async_nats::jetstream::Context),
+}
+
+impl Connection {
+    /// Whether it can take a message now (a NATS client that lost its server is not).
+    fn is_up(&self) -> bool {
+        match self {
+            Self::Redis(_) => true,
+            Self::Nats(js) => {
+                js.client().connection_state() == async_nats::connection::State::Connected
+            }
+        }
+    }
 }
 
 /// The broker connections in use, by endpoint, each with the settings' version it was made
@@ -65,9 +84,12 @@ enum ConnectError {
     /// The stored credentials cannot be used.
     #[error(transparent)]
     Credentials(#[from] credentials::CredentialError),
-    /// The broker refused the handshake (a wrong password, say).
-    #[error("the broker refused the connection: {0}")]
-    Refused(#[source] redis::RedisError),
+    /// Redis refused the handshake (a wrong password, say).
+    #[error("redis refused the connection: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// The NATS connection failed or was refused.
+    #[error("cannot connect to nats: {0}")]
+    Nats(#[source] async_nats::ConnectError),
 }
 
 impl ConnectError {
@@ -78,11 +100,21 @@ impl ConnectError {
             Self::NoHost | Self::Tcp { .. } => ErrorClass::Connect,
             Self::Tls { .. } | Self::ServerName(_) => ErrorClass::Tls,
             Self::Credentials(_) => ErrorClass::Auth,
-            Self::Refused(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+            Self::Redis(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
                 ErrorClass::Auth
             }
-            Self::Refused(e) if e.is_io_error() => ErrorClass::Connect,
-            Self::Refused(_) => ErrorClass::BrokerRefused,
+            Self::Redis(e) if e.is_io_error() => ErrorClass::Connect,
+            Self::Redis(_) => ErrorClass::BrokerRefused,
+            Self::Nats(e) => {
+                use async_nats::ConnectErrorKind as Kind;
+                match e.kind() {
+                    Kind::Authentication | Kind::AuthorizationViolation => ErrorClass::Auth,
+                    Kind::Tls => ErrorClass::Tls,
+                    Kind::Dns => ErrorClass::Dns,
+                    Kind::TimedOut => ErrorClass::Timeout,
+                    _ => ErrorClass::Connect,
+                }
+            }
         }
     }
 }
@@ -128,6 +160,21 @@ impl Outbound {
                     xadd.query_async::<String>(&mut conn)
                         .await
                         .map_err(|e| self.redis_failed(endpoint.id, stream, e))
+                }
+                (Destination::Nats { subject }, Connection::Nats(js)) => {
+                    let mut headers = async_nats::HeaderMap::new();
+                    for (name, value) in &fields {
+                        headers.insert(name.as_str(), value.as_str());
+                    }
+                    let published = async {
+                        js.publish_with_headers(subject.clone(), headers, msg.body.clone())
+                            .await?
+                            .await
+                    };
+                    published
+                        .await
+                        .map(|ack| format!("stream {} sequence {}", ack.stream, ack.sequence))
+                        .map_err(|e| self.nats_failed(endpoint.id, subject, e))
                 }
                 (destination, _) => Err((
                     ErrorClass::Connect,
@@ -187,6 +234,36 @@ impl Outbound {
         )
     }
 
+    /// A JetStream publish that failed: no stream holds the subject, or the stream refused it
+    /// (its limits), or the connection broke (made again on the next attempt).
+    fn nats_failed(
+        &self,
+        endpoint: EndpointId,
+        subject: &str,
+        e: async_nats::jetstream::context::PublishError,
+    ) -> (ErrorClass, String) {
+        use async_nats::jetstream::context::PublishErrorKind as Kind;
+        match e.kind() {
+            Kind::StreamNotFound => (
+                ErrorClass::BrokerRefused,
+                format!("nats has no JetStream stream for subject '{subject}': {e}"),
+            ),
+            Kind::BrokenPipe | Kind::TimedOut => {
+                self.forget_broker(endpoint);
+                (
+                    ErrorClass::Incomplete,
+                    format!(
+                        "the connection to nats broke before the publish to '{subject}' was acknowledged: {e}"
+                    ),
+                )
+            }
+            _ => (
+                ErrorClass::BrokerRefused,
+                format!("nats refused the publish to '{subject}': {e}"),
+            ),
+        }
+    }
+
     fn forget_broker(&self, endpoint: EndpointId) {
         let mut kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.remove(&endpoint);
@@ -198,6 +275,7 @@ impl Outbound {
             let kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((version, conn)) = kept.get(&endpoint.id)
                 && *version == endpoint.updated_at
+                && conn.is_up()
             {
                 return Ok(conn.clone());
             }
@@ -213,14 +291,19 @@ impl Outbound {
 
     async fn connect_broker(&self, endpoint: &Endpoint) -> Result<Connection, ConnectError> {
         let settings = &endpoint.settings;
-        let url = &settings.url;
-        let stream = self.broker_stream(url, &settings.destination).await?;
         let login = match &settings.auth {
             None => None,
             Some(sealed) => Some(credentials::login(self.sealing.as_ref(), sealed)?),
         };
         match settings.destination {
+            Destination::Nats { .. } => {
+                let timeout = std::time::Duration::from_millis(u64::from(settings.timeout_ms));
+                self.connect_nats(&settings.url, login, timeout).await
+            }
             Destination::Redis { .. } | Destination::Http => {
+                let stream = self
+                    .broker_stream(&settings.url, &settings.destination)
+                    .await?;
                 let mut info = redis::RedisConnectionInfo::default();
                 if let Some((username, password)) = login {
                     info = info.set_username(username).set_password(password);
@@ -231,11 +314,54 @@ impl Outbound {
                     redis::AsyncConnectionConfig::new().set_response_timeout(None),
                 )
                 .await
-                .map_err(ConnectError::Refused)?;
+                .map_err(ConnectError::Redis)?;
                 tokio::spawn(driver);
                 Ok(Connection::Redis(conn))
             }
         }
+    }
+
+    /// A NATS client connected to the address the target policy allows (for `tls://`, the
+    /// host name, checked first, which TLS needs to verify the server), announcing no others.
+    async fn connect_nats(
+        &self,
+        url: &url::Url,
+        login: Option<(String, String)>,
+        ack_timeout: std::time::Duration,
+    ) -> Result<Connection, ConnectError> {
+        let host = url.host().ok_or(ConnectError::NoHost)?;
+        let port = url.port().unwrap_or(4222);
+        let addrs = self.policy.addresses(&host, port).await?;
+        let tls = url.scheme() == "tls";
+        let target = if tls {
+            format!("tls://{}:{port}", url.host_str().unwrap_or_default())
+        } else {
+            format!("nats://{}", addrs[0])
+        };
+        let mut options = async_nats::ConnectOptions::new()
+            .name("hookd")
+            .ignore_discovered_servers()
+            .retain_servers_order()
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .max_reconnects(Some(1));
+        if tls {
+            let config =
+                super::tls_config(self.roots.clone(), None).map_err(|e| ConnectError::Tls {
+                    host: url.host_str().unwrap_or_default().to_owned(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            options = options.require_tls(true).tls_client_config(config);
+        }
+        if let Some((user, password)) = login {
+            options = options.user_and_password(user, password);
+        }
+        let client = options
+            .connect(target.as_str())
+            .await
+            .map_err(ConnectError::Nats)?;
+        let mut js = async_nats::jetstream::new(client);
+        js.set_timeout(ack_timeout);
+        Ok(Connection::Nats(js))
     }
 
     /// A stream to the broker at `url`: TCP to the first allowed address that answers, with

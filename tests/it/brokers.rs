@@ -1,6 +1,7 @@
 //! Broker destinations against real brokers started here from Debian's packages: Redis
-//! Streams (`redis-server`). Under `CI=true` a missing broker fails the test; elsewhere the
-//! test is skipped with a note.
+//! Streams (`redis-server`) and NATS JetStream (`nats-server`). Each scenario runs against
+//! each broker. Under `CI=true` a missing broker fails the test; elsewhere the test is skipped
+//! with a note.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -15,26 +16,72 @@ use crate::support::{
     ADMIN, Api, Received, Server, test_db, verify_standard, wait_listening, wait_until,
 };
 
-/// A `redis-server` on 127.0.0.1 with nothing saved to disk, killed when dropped.
-pub(crate) struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-    password: Option<String>,
-    _dir: tempfile::TempDir,
+/// A broker the tests start, deliver to and read back.
+pub(crate) trait TestBroker: Sized {
+    /// The destination's `type`.
+    const KIND: &'static str;
+    /// What the broker's refusal says (the error reply the refusal test provokes).
+    const REFUSAL: &'static str;
+    /// Starts one (with `password` for a user `hookd` when given); `None` when skipped.
+    async fn start(password: Option<&str>) -> Option<Self>;
+    /// Its address, as an endpoint's `url`.
+    fn url(&self) -> String;
+    /// The endpoint's `destination` for messages to `name`.
+    fn destination(&self, name: &str) -> Value;
+    /// Sets up what a consumer sets up before messages to `name` can be stored (a JetStream
+    /// stream); nothing for Redis.
+    async fn prepare(&self, name: &str);
+    /// Makes the broker refuse messages to `name` (Redis: a key of another type; NATS: no
+    /// stream holds the subject, as before `prepare`).
+    async fn refuse(&self, name: &str);
+    /// The messages stored for `name`, oldest first: where each is (entry id, stream sequence)
+    /// and its headers and body as a received request.
+    async fn entries(&self, name: &str) -> Vec<(String, Received)>;
+    /// Its process.
+    fn process(&mut self) -> &mut BrokerProcess;
+
+    /// Kills it (`SIGKILL`).
+    fn kill(&mut self) {
+        self.process().kill();
+    }
+
+    /// Starts it again on the same port (Redis comes back empty; NATS keeps its streams).
+    async fn restart(&mut self) {
+        let process = self.process();
+        process.kill();
+        process.run().await;
+    }
+
+    /// Waits until `name` holds `n` messages; returns them.
+    async fn wait_entries(&self, name: &str, n: usize) -> Vec<(String, Received)> {
+        wait_until(
+            &format!("{n} messages for {name}"),
+            Duration::from_secs(30),
+            || async move { self.entries(name).await.len() >= n },
+        )
+        .await;
+        self.entries(name).await
+    }
 }
 
-/// Whether Debian's `redis-server` is here; under `CI=true` its absence fails the test.
-fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
+/// Where `binary` (from Debian's package of that name) is: on the `PATH`, or where Debian
+/// puts it (`nats-server` is in `/usr/sbin`, which a user's `PATH` may lack). Under `CI=true`
+/// its absence fails the test.
+fn find(binary: &str) -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = on_path
+        .into_iter()
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|dir| dir.join(binary))
+        .find(|path| path.is_file());
+    if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "redis-server is not installed (Debian's redis-server package; .ci/run installs it)"
+            "{binary} is not installed (Debian's {binary} package; .ci/run installs it)"
         );
-        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+        eprintln!("skipped: {binary} is not installed (apt-get install {binary})");
     }
     found
 }
@@ -47,81 +94,139 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl RedisServer {
-    /// Starts one, with `password` for its default user when given; `None` when skipped.
-    pub(crate) async fn start(password: Option<&str>) -> Option<Self> {
-        if !have_redis() {
-            return None;
-        }
-        let mut server = Self {
+/// A received message made of named fields or headers and a body.
+fn received(headers: HashMap<String, String>, body: Bytes) -> Received {
+    Received {
+        headers,
+        body,
+        path: String::new(),
+        at: std::time::Instant::now(),
+    }
+}
+
+/// A broker's process on a free port, with a temp dir for its data, killed when dropped.
+pub(crate) struct BrokerProcess {
+    program: std::path::PathBuf,
+    /// Its arguments, from its port, data dir and password.
+    args: fn(u16, &std::path::Path, Option<&str>) -> Vec<String>,
+    port: u16,
+    password: Option<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl BrokerProcess {
+    /// Starts `program` (a Debian package of that name); `None` when it is not here.
+    async fn start(
+        program: &'static str,
+        args: fn(u16, &std::path::Path, Option<&str>) -> Vec<String>,
+        password: Option<&str>,
+    ) -> Option<Self> {
+        let mut process = Self {
+            program: find(program)?,
+            args,
             port: free_port(),
-            child: None,
             password: password.map(str::to_owned),
-            _dir: tempfile::tempdir().expect("dir"),
+            dir: tempfile::tempdir().expect("dir"),
+            child: None,
         };
-        server.run().await;
-        Some(server)
+        process.run().await;
+        Some(process)
     }
 
     async fn run(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--port", &self.port.to_string()])
-            .arg("--dir")
-            .arg(self._dir.path())
+        let args = (self.args)(self.port, self.dir.path(), self.password.as_deref());
+        let child = Command::new(&self.program)
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(password) = &self.password {
-            cmd.args(["--requirepass", password]);
-        }
-        self.child = Some(cmd.spawn().expect("start redis-server"));
-        wait_listening("redis-server", self.port).await;
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.program.display()));
+        self.child = Some(child);
+        wait_listening(&self.program.display().to_string(), self.port).await;
     }
 
-    /// Kills it (`SIGKILL`): its data is gone.
-    pub(crate) fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
 
-    /// Starts it again on the same port, empty.
-    pub(crate) async fn restart(&mut self) {
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
         self.kill();
-        self.run().await;
     }
+}
 
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+/// A `redis-server` on 127.0.0.1 with nothing saved to disk. With a password, its user
+/// `hookd` has it, and the tests read as the user `tester`.
+pub(crate) struct RedisServer(BrokerProcess);
+
+impl RedisServer {
+    fn args(port: u16, dir: &std::path::Path, password: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--port".into(), port.to_string()]);
+        args.extend(["--dir".into(), dir.display().to_string()]);
+        if let Some(password) = password {
+            let password = format!(">{password}");
+            args.extend(
+                ["--user", "hookd", "on", &password, "~*", "&*", "+@all"].map(String::from),
+            );
+            args.extend(
+                ["--user", "tester", "on", "nopass", "~*", "&*", "+@all"].map(String::from),
+            );
+        }
+        args
     }
 
     async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        let url = match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => self.url(),
+        let user = if self.0.password.is_some() {
+            "tester@"
+        } else {
+            ""
         };
-        redis::Client::open(url)
+        redis::Client::open(format!("redis://{user}127.0.0.1:{}", self.0.port))
             .expect("client")
             .get_multiplexed_async_connection()
             .await
             .expect("connect to redis")
     }
+}
 
-    /// Runs one command.
-    pub(crate) async fn command(&self, args: &[&str]) -> redis::Value {
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query_async(&mut self.connection().await)
+impl TestBroker for RedisServer {
+    const KIND: &'static str = "redis";
+    const REFUSAL: &'static str = "WRONGTYPE";
+
+    async fn start(password: Option<&str>) -> Option<Self> {
+        BrokerProcess::start("redis-server", Self::args, password)
             .await
-            .expect("redis command")
+            .map(Self)
     }
 
-    /// The stream's entries, oldest first: each its id and its fields as a received request
-    /// (the fields as headers, `body` as the body).
-    pub(crate) async fn entries(&self, stream: &str) -> Vec<(String, Received)> {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.0.port)
+    }
+
+    fn destination(&self, name: &str) -> Value {
+        json!({"type": "redis", "stream": name})
+    }
+
+    async fn prepare(&self, _: &str) {}
+
+    async fn refuse(&self, name: &str) {
+        let _: () = redis::cmd("SET")
+            .arg(name)
+            .arg("not a stream")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("SET");
+    }
+
+    async fn entries(&self, stream: &str) -> Vec<(String, Received)> {
         let raw: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
             .arg(stream)
             .arg("-")
@@ -141,110 +246,119 @@ impl RedisServer {
                         headers.insert(name, String::from_utf8_lossy(&pair[1]).into_owned());
                     }
                 }
-                let received = Received {
-                    headers,
-                    body,
-                    path: String::new(),
-                    at: std::time::Instant::now(),
-                };
-                (id, received)
+                (id, received(headers, body))
             })
             .collect()
     }
 
-    /// Waits until the stream holds `n` entries; returns them.
-    pub(crate) async fn wait_entries(&self, stream: &str, n: usize) -> Vec<(String, Received)> {
-        wait_until(
-            &format!("{n} entries in stream {stream}"),
-            Duration::from_secs(30),
-            || async move { self.entries(stream).await.len() >= n },
-        )
-        .await;
-        self.entries(stream).await
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.0
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
+/// A `nats-server` with JetStream on 127.0.0.1, its store in the temp dir (kept across a
+/// restart). With a password, its user `hookd` has it.
+pub(crate) struct NatsServer(BrokerProcess);
+
+impl NatsServer {
+    fn args(port: u16, dir: &std::path::Path, password: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = ["-js", "-a", "127.0.0.1", "-p"].map(String::from).to_vec();
+        args.push(port.to_string());
+        args.extend(["-sd".into(), dir.display().to_string()]);
+        if let Some(password) = password {
+            args.extend(["--user", "hookd", "--pass", password].map(String::from));
+        }
+        args
+    }
+
+    async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(password) = &self.0.password {
+            options = options.user_and_password("hookd".into(), password.clone());
+        }
+        let client = options
+            .connect(format!("127.0.0.1:{}", self.0.port))
+            .await
+            .expect("connect to nats");
+        async_nats::jetstream::new(client)
+    }
+
+    /// The stream that holds `subject` (named after it).
+    fn stream_name(subject: &str) -> String {
+        subject.replace('.', "_")
     }
 }
 
-fn redis_endpoint(redis: &RedisServer, stream: &str) -> Value {
+impl TestBroker for NatsServer {
+    const KIND: &'static str = "nats";
+    const REFUSAL: &'static str = "no JetStream stream";
+
+    async fn start(password: Option<&str>) -> Option<Self> {
+        BrokerProcess::start("nats-server", Self::args, password)
+            .await
+            .map(Self)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.0.port)
+    }
+
+    fn destination(&self, name: &str) -> Value {
+        json!({"type": "nats", "subject": name})
+    }
+
+    async fn prepare(&self, subject: &str) {
+        self.jetstream()
+            .await
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: Self::stream_name(subject),
+                subjects: vec![subject.to_owned()],
+                ..Default::default()
+            })
+            .await
+            .expect("create the stream");
+    }
+
+    async fn refuse(&self, _: &str) {}
+
+    async fn entries(&self, subject: &str) -> Vec<(String, Received)> {
+        let js = self.jetstream().await;
+        let Ok(mut stream) = js.get_stream(Self::stream_name(subject)).await else {
+            return Vec::new();
+        };
+        let last = stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence;
+        let mut out = Vec::new();
+        for sequence in 1..=last {
+            let m = stream.get_raw_message(sequence).await.expect("message");
+            let headers = m
+                .headers
+                .iter()
+                .map(|(name, values)| (name.to_string(), values[0].to_string()))
+                .collect();
+            let position = format!("stream {} sequence {sequence}", Self::stream_name(subject));
+            out.push((position, received(headers, m.payload)));
+        }
+        out
+    }
+
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.0
+    }
+}
+
+/// An endpoint to `broker`'s `name`, retrying every second.
+fn broker_endpoint<B: TestBroker>(broker: &B, name: &str) -> Value {
     json!({
-        "url": redis.url(),
-        "destination": {"type": "redis", "stream": stream},
+        "url": broker.url(),
+        "destination": broker.destination(name),
         "events": ["*"],
         "retrySchedule": ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"],
     })
-}
-
-#[tokio::test]
-async fn a_redis_stream_gets_every_delivery_signed_as_an_http_one_is() {
-    let Some(redis) = RedisServer::start(Some("s3cret-pass")).await else {
-        return;
-    };
-    let server = Server::start().await;
-    let t = server.tenant("redis").await;
-    let mut body = redis_endpoint(&redis, "orders");
-    body["auth"] = json!({"type": "basic", "username": "default", "password": "s3cret-pass"});
-    body["destination"]["maxLen"] = json!(1000);
-    body["headers"] = json!({"x-team": "billing"});
-    body["events"] = json!(["order.*"]);
-    let ep = t.endpoint(body).await;
-    assert_eq!(
-        ep["destination"],
-        json!({"type": "redis", "stream": "orders", "maxLen": 1000})
-    );
-    assert_eq!(ep["url"], redis.url());
-    assert_eq!(ep["authConfigured"], true);
-    let secret = ep["secret"].as_str().expect("secret");
-
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        ids.push(t.publish("order.paid", json!({"n": i})).await["id"].clone());
-    }
-    let entries = redis.wait_entries("orders", 3).await;
-    for (id, (entry, received)) in ids.iter().zip(&entries) {
-        assert_eq!(received.header("webhook-id"), id.as_str().expect("id"));
-        assert!(verify_standard(secret, received), "{received:?}");
-        assert_eq!(received.header("content-type"), "application/json");
-        assert_eq!(received.header("x-team"), "billing");
-        assert!(!received.header("webhook-timestamp").is_empty());
-        let event = received.json();
-        assert_eq!(event["event"], "order.paid");
-        assert_eq!(event["id"], *id);
-        // The attempt log names the entry the message became.
-        let delivery = t
-            .wait_delivery_status(id.as_str().expect("id"), "succeeded")
-            .await;
-        assert_eq!(delivery["attempts"][0]["responseBody"], entry.as_str());
-        assert_eq!(delivery["attempts"][0]["error"], Value::Null);
-        assert_eq!(delivery["request"]["method"], "XADD");
-    }
-    let stats = t.stats(ep["id"].as_str().expect("id")).await;
-    assert_eq!(stats["succeeded"], 3, "{stats}");
-
-    // A wrong password is an `auth` failure of the attempt, with Redis's reason.
-    let mut wrong = redis_endpoint(&redis, "orders");
-    wrong["auth"] = json!({"type": "basic", "username": "default", "password": "nope"});
-    wrong["events"] = json!(["wrong.*"]);
-    t.endpoint(wrong).await;
-    let event = t.publish("wrong.password", json!({})).await;
-    let id = event["id"].as_str().expect("id");
-    wait_until("an auth failure", Duration::from_secs(20), || {
-        let api = t.admin.clone();
-        async move {
-            let (_, e) = api.get(&format!("/v1/events/{id}")).await;
-            let Some(dlv) = e["deliveries"][0]["id"].as_str() else {
-                return false;
-            };
-            let (_, d) = api.get(&format!("/v1/deliveries/{dlv}")).await;
-            d["attempts"][0]["error"] == "auth"
-        }
-    })
-    .await;
-    server.stop().await;
 }
 
 /// The attempts of an event's first delivery.
@@ -257,50 +371,114 @@ async fn attempts(api: &Api, event: &str) -> Vec<Value> {
     d["attempts"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits until an attempt of `event`'s first delivery failed with one of `classes`.
+async fn wait_attempt_failed(api: &Api, event: &str, classes: &[&str]) {
+    wait_until(
+        &format!("an attempt of {event} failing with one of {classes:?}"),
+        Duration::from_secs(30),
+        || async move {
+            attempts(api, event)
+                .await
+                .iter()
+                .any(|a| classes.iter().any(|c| a["error"] == *c))
+        },
+    )
+    .await;
+}
+
+async fn every_delivery_is_signed_as_an_http_one_is<B: TestBroker>() {
+    let Some(broker) = B::start(Some("s3cret-pass")).await else {
+        return;
+    };
+    broker.prepare("orders.paid").await;
+    let server = Server::start().await;
+    let t = server.tenant(B::KIND).await;
+    let mut body = broker_endpoint(&broker, "orders.paid");
+    body["auth"] = json!({"type": "basic", "username": "hookd", "password": "s3cret-pass"});
+    body["headers"] = json!({"x-team": "billing"});
+    body["events"] = json!(["order.*"]);
+    let ep = t.endpoint(body).await;
+    assert_eq!(ep["destination"], broker.destination("orders.paid"));
+    assert_eq!(ep["url"], broker.url());
+    assert_eq!(ep["authConfigured"], true);
+    let secret = ep["secret"].as_str().expect("secret");
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(t.publish("order.paid", json!({"n": i})).await["id"].clone());
+    }
+    // Without `fifo` they may be stored in any order: each is found by its `webhook-id`.
+    let entries = broker.wait_entries("orders.paid", 3).await;
+    assert_eq!(entries.len(), 3);
+    for id in &ids {
+        let (position, received) = entries
+            .iter()
+            .find(|(_, r)| r.header("webhook-id") == id.as_str().expect("id"))
+            .expect("the event's message");
+        assert!(verify_standard(secret, received), "{received:?}");
+        assert_eq!(received.header("content-type"), "application/json");
+        assert_eq!(received.header("x-team"), "billing");
+        assert!(!received.header("webhook-timestamp").is_empty());
+        let event = received.json();
+        assert_eq!(event["event"], "order.paid");
+        assert_eq!(event["id"], *id);
+        // The attempt log names where the message is.
+        let delivery = t
+            .wait_delivery_status(id.as_str().expect("id"), "succeeded")
+            .await;
+        assert_eq!(delivery["attempts"][0]["responseBody"], position.as_str());
+        assert_eq!(delivery["attempts"][0]["error"], Value::Null);
+    }
+    let stats = t.stats(ep["id"].as_str().expect("id")).await;
+    assert_eq!(stats["succeeded"], 3, "{stats}");
+
+    // A wrong password is an `auth` failure of the attempt.
+    let mut wrong = broker_endpoint(&broker, "orders.paid");
+    wrong["auth"] = json!({"type": "basic", "username": "hookd", "password": "nope"});
+    wrong["events"] = json!(["wrong.*"]);
+    t.endpoint(wrong).await;
+    let event = t.publish("wrong.password", json!({})).await;
+    wait_attempt_failed(&t.admin, event["id"].as_str().expect("id"), &["auth"]).await;
+    server.stop().await;
+}
+
 #[tokio::test]
-async fn a_refusing_or_stopped_redis_gets_retries_until_it_takes_the_message() {
-    let Some(mut redis) = RedisServer::start(None).await else {
+async fn a_redis_stream_gets_every_delivery_signed_as_an_http_one_is() {
+    every_delivery_is_signed_as_an_http_one_is::<RedisServer>().await;
+}
+
+#[tokio::test]
+async fn a_nats_subject_gets_every_delivery_signed_as_an_http_one_is() {
+    every_delivery_is_signed_as_an_http_one_is::<NatsServer>().await;
+}
+
+async fn a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message<B: TestBroker>() {
+    let Some(mut broker) = B::start(None).await else {
         return;
     };
     let server = Server::start().await;
-    let t = server.tenant("redis").await;
-    t.endpoint(redis_endpoint(&redis, "jobs")).await;
-    // The stream's key holds a string: Redis answers WRONGTYPE.
-    redis.command(&["SET", "jobs", "not a stream"]).await;
+    let t = server.tenant(B::KIND).await;
+    t.endpoint(broker_endpoint(&broker, "jobs.queued")).await;
+    broker.refuse("jobs.queued").await;
     let event = t.publish("job.queued", json!({"k": 1})).await;
     let id = event["id"].as_str().expect("id").to_owned();
-    let has = |class: &'static str| {
-        let (api, id) = (t.admin.clone(), id.clone());
-        move || {
-            let (api, id) = (api.clone(), id.clone());
-            async move {
-                attempts(&api, &id)
-                    .await
-                    .iter()
-                    .any(|a| a["error"] == class)
-            }
-        }
-    };
-    wait_until(
-        "a refused attempt",
-        Duration::from_secs(20),
-        has("broker_refused"),
-    )
-    .await;
+    wait_attempt_failed(&t.admin, &id, &["broker_refused"]).await;
     let refused = attempts(&t.admin, &id).await;
     assert!(
         refused[0]["errorMessage"]
             .as_str()
-            .is_some_and(|m| m.contains("WRONGTYPE")),
+            .is_some_and(|m| m.contains(B::REFUSAL)),
         "{refused:?}"
     );
-    // Down: the attempts cannot connect.
-    redis.kill();
-    wait_until("a connect failure", Duration::from_secs(20), has("connect")).await;
-    // Back, empty: the next retry is stored.
-    redis.restart().await;
+    // Down: the attempts cannot connect (or lose the connection they had).
+    broker.kill();
+    let lost = ["connect", "incomplete", "timeout"];
+    wait_attempt_failed(&t.admin, &id, &lost).await;
+    // Back: the next retry is stored.
+    broker.restart().await;
+    broker.prepare("jobs.queued").await;
     let delivery = t.wait_delivery_status(&id, "succeeded").await;
-    let entries = redis.wait_entries("jobs", 1).await;
+    let entries = broker.wait_entries("jobs.queued", 1).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].1.header("webhook-id"), id);
     let classes: Vec<&str> = delivery["attempts"]
@@ -309,20 +487,31 @@ async fn a_refusing_or_stopped_redis_gets_retries_until_it_takes_the_message() {
         .iter()
         .map(|a| a["error"].as_str().unwrap_or("ok"))
         .collect();
-    let first = |c: &str| classes.iter().position(|x| *x == c).expect(c);
-    assert!(first("broker_refused") < first("connect"), "{classes:?}");
+    let refused_at = classes.iter().position(|c| *c == "broker_refused");
+    let lost_at = classes.iter().position(|c| lost.contains(c));
+    assert!(refused_at < lost_at, "{classes:?}");
     assert_eq!(classes.last(), Some(&"ok"), "{classes:?}");
     server.stop().await;
 }
 
 #[tokio::test]
-async fn a_fifo_redis_endpoint_gets_events_in_publish_order() {
-    let Some(redis) = RedisServer::start(None).await else {
+async fn a_refusing_or_stopped_redis_gets_retries_until_it_takes_the_message() {
+    a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message::<RedisServer>().await;
+}
+
+#[tokio::test]
+async fn a_refusing_or_stopped_nats_gets_retries_until_it_takes_the_message() {
+    a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message::<NatsServer>().await;
+}
+
+async fn a_fifo_endpoint_gets_events_in_publish_order<B: TestBroker>() {
+    let Some(broker) = B::start(None).await else {
         return;
     };
+    broker.prepare("seq.steps").await;
     let server = Server::start().await;
-    let t = server.tenant("redis").await;
-    let mut body = redis_endpoint(&redis, "ordered");
+    let t = server.tenant(B::KIND).await;
+    let mut body = broker_endpoint(&broker, "seq.steps");
     body["ordering"] = json!("fifo");
     t.endpoint(body).await;
     let mut published = Vec::new();
@@ -335,7 +524,7 @@ async fn a_fifo_redis_endpoint_gets_events_in_publish_order() {
             published.push(e["id"].as_str().expect("id").to_owned());
         }
     }
-    let entries = redis.wait_entries("ordered", published.len()).await;
+    let entries = broker.wait_entries("seq.steps", published.len()).await;
     let streamed: Vec<String> = entries
         .iter()
         .map(|(_, r)| r.header("webhook-id").to_owned())
@@ -345,17 +534,27 @@ async fn a_fifo_redis_endpoint_gets_events_in_publish_order() {
 }
 
 #[tokio::test]
-async fn killing_hookd_mid_burst_loses_no_message_to_redis() {
-    let Some(redis) = RedisServer::start(None).await else {
+async fn a_fifo_redis_endpoint_gets_events_in_publish_order() {
+    a_fifo_endpoint_gets_events_in_publish_order::<RedisServer>().await;
+}
+
+#[tokio::test]
+async fn a_fifo_nats_endpoint_gets_events_in_publish_order() {
+    a_fifo_endpoint_gets_events_in_publish_order::<NatsServer>().await;
+}
+
+async fn killing_hookd_mid_burst_loses_no_message<B: TestBroker>() {
+    let Some(broker) = B::start(None).await else {
         return;
     };
+    broker.prepare("burst.events").await;
     let dir = tempfile::tempdir().expect("dir");
     let db = test_db(dir.path()).await;
     let mut hookd = spawn(&db, Some(ADMIN));
     wait_health(&hookd.base).await;
     let op = Api::new(&hookd.base, ADMIN);
     let api = op.with_token(&tenant_key(&op).await);
-    let mut body = redis_endpoint(&redis, "burst");
+    let mut body = broker_endpoint(&broker, "burst.events");
     body["name"] = json!("r");
     let (status, ep) = api.post("/v1/endpoints", body).await;
     assert_eq!(status, StatusCode::CREATED, "{ep}");
@@ -364,13 +563,13 @@ async fn killing_hookd_mid_burst_loses_no_message_to_redis() {
 
     let mut restarted = spawn(&db, Some(ADMIN));
     wait_until(
-        "every accepted event in the stream after the restart",
+        "every accepted event stored by the broker after the restart",
         Duration::from_secs(60),
         || {
-            let (redis, accepted) = (&redis, &accepted);
+            let (broker, accepted) = (&broker, &accepted);
             async move {
-                let seen: HashSet<String> = redis
-                    .entries("burst")
+                let seen: HashSet<String> = broker
+                    .entries("burst.events")
                     .await
                     .into_iter()
                     .map(|(_, r)| r.header("webhook-id").to_owned())
@@ -382,6 +581,16 @@ async fn killing_hookd_mid_burst_loses_no_message_to_redis() {
     .await;
     signal(&restarted.child, "-TERM");
     let _ = tokio::task::spawn_blocking(move || restarted.child.wait()).await;
+}
+
+#[tokio::test]
+async fn killing_hookd_mid_burst_loses_no_message_to_redis() {
+    killing_hookd_mid_burst_loses_no_message::<RedisServer>().await;
+}
+
+#[tokio::test]
+async fn killing_hookd_mid_burst_loses_no_message_to_nats() {
+    killing_hookd_mid_burst_loses_no_message::<NatsServer>().await;
 }
 
 #[tokio::test]
