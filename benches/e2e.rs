@@ -9,7 +9,7 @@
 //! cargo bench --bench e2e -- --quick                     # a tenth of the size
 //! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
-//! cargo bench --bench e2e -- redis-stream nats-jetstream # to a broker started here
+//! cargo bench --bench e2e -- redis-stream nats-jetstream amqp-rabbitmq   # to a broker started here
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres [--processes 2]
 //! ```
@@ -469,6 +469,103 @@ async fn nats_jetstream(o: &Options) {
     };
     let destination = json!({"type": "nats", "subject": "bench.events"});
     broker_throughput("nats-jetstream", o, url, destination, stored).await;
+}
+
+/// Deliveries to a RabbitMQ exchange (persistent messages, publisher confirms) bound to one
+/// durable queue; RabbitMQ is started as the tests start it (its own temp dir, its own node).
+async fn amqp_rabbitmq(o: &Options) {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    std::fs::write(dir.path().join("rabbitmq.conf"), "").expect("conf");
+    std::fs::write(dir.path().join("enabled_plugins"), "[].").expect("plugins");
+    let dist = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("HOME", dir.path())
+            .env("RABBITMQ_NODENAME", format!("hookdbench{port}@localhost"))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.path().join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.path().join("log"))
+            .env("RABBITMQ_CONFIG_FILE", dir.path().join("rabbitmq"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                dir.path().join("enabled_plugins"),
+            )
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server (apt-get install rabbitmq-server)")
+    };
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}");
+    let connection = loop {
+        match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let channel = connection.create_channel().await.expect("channel");
+    let durable = lapin::options::ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            "bench".into(),
+            lapin::ExchangeKind::Fanout,
+            durable,
+            Default::default(),
+        )
+        .await
+        .expect("exchange");
+    let queue = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare("bench".into(), queue, Default::default())
+        .await
+        .expect("queue");
+    channel
+        .queue_bind(
+            "bench".into(),
+            "bench".into(),
+            "".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .expect("bind");
+    let stored = || {
+        let channel = channel.clone();
+        async move {
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let q = channel
+                .queue_declare("bench".into(), passive, Default::default())
+                .await
+                .expect("queue");
+            u64::from(q.message_count())
+        }
+    };
+    let destination = json!({"type": "amqp", "exchange": "bench"});
+    let target = format!("amqp://127.0.0.1:{port}");
+    broker_throughput("amqp-rabbitmq", o, target, destination, stored).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
 }
 
 /// Throughput with 1, 2 and 3 hookd processes on one PostgreSQL database (`--db`): each count
@@ -1361,6 +1458,7 @@ async fn main() {
             "processes" => processes(&options).await,
             "redis-stream" => redis_stream(&options).await,
             "nats-jetstream" => nats_jetstream(&options).await,
+            "amqp-rabbitmq" => amqp_rabbitmq(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }

@@ -37,6 +37,7 @@ pub(super) async fn send_sample(
             &signer,
             Message {
                 id: &msg_id,
+                event_type: name,
                 body: &body,
                 format_headers: &format_headers,
                 trace: None,

@@ -88,6 +88,7 @@ pub async fn attempt(
         let trace = place.map(|p| (p.context(None).to_string(), state));
         let msg = Message {
             id: &id,
+            event_type: &event.name,
             body: &rendered.body,
             format_headers: &rendered.headers,
             trace: trace

@@ -1,5 +1,5 @@
 //! Where an endpoint's deliveries go: an HTTP URL (the default), or a broker at the endpoint's
-//! `url` (`redis://…`, `nats://…`). Each is checked here once, when it is set; what reaches the outbound
+//! `url` (`redis://…`, `nats://…`, `amqp://…`). Each is checked here once, when it is set; what reaches the outbound
 //! client is valid.
 
 use serde_json::{Value, json};
@@ -25,10 +25,19 @@ pub enum Destination {
         /// The subject (no wildcards).
         subject: String,
     },
+    /// A persistent, mandatory `basic.publish` to an exchange on the AMQP 0.9.1 server
+    /// (RabbitMQ) at the endpoint's `amqp://host:port/vhost` URL, confirmed by the broker.
+    Amqp {
+        /// The exchange (`""`: the default exchange, which routes to the queue the routing key
+        /// names).
+        exchange: String,
+        /// A fixed routing key; `None`: each event's type.
+        routing_key: Option<String>,
+    },
 }
 
 /// The destination types the API names, built or not: what a `type` may say.
-const TYPES: &str = "'http', 'redis' or 'nats'";
+const TYPES: &str = "'http', 'redis', 'nats' or 'amqp'";
 
 impl Destination {
     /// Parses the API form (also the stored form): `{"type": "redis", "stream": …}`.
@@ -44,7 +53,8 @@ impl Destination {
             "http" => &["type"],
             "redis" => &["type", "stream", "maxLen"],
             "nats" => &["type", "subject"],
-            "kafka" | "amqp" => {
+            "amqp" => &["type", "exchange", "routingKey"],
+            "kafka" => {
                 return Err(format!(
                     "destination.type '{kind}' is not built yet in this hookd: use {TYPES}"
                 )
@@ -92,6 +102,28 @@ impl Destination {
                 }
                 Ok(Self::Nats { subject })
             }
+            "amqp" => {
+                let exchange = required_text(fields, "exchange")?;
+                let name = |b: u8| b.is_ascii_alphanumeric() || b"-_.:".contains(&b);
+                if exchange.len() > 127 || !exchange.bytes().all(name) {
+                    return Err("destination.exchange must be at most 127 letters, digits, '-', '_', '.' or ':' (\"\": the default exchange)".into());
+                }
+                let routing_key = match fields.get("routingKey") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(key)) => {
+                        check_key(key, "destination.routingKey")?;
+                        Some(key.clone())
+                    }
+                    Some(_) => return Err(
+                        "destination.routingKey must be a string, or null for each event's type"
+                            .into(),
+                    ),
+                };
+                Ok(Self::Amqp {
+                    exchange,
+                    routing_key,
+                })
+            }
             _ => Ok(Self::Http),
         }
     }
@@ -108,6 +140,16 @@ impl Destination {
                 v
             }
             Self::Nats { subject } => json!({"type": "nats", "subject": subject}),
+            Self::Amqp {
+                exchange,
+                routing_key,
+            } => {
+                let mut v = json!({"type": "amqp", "exchange": exchange});
+                if let Some(key) = routing_key {
+                    v["routingKey"] = json!(key);
+                }
+                v
+            }
         }
     }
 
@@ -117,6 +159,7 @@ impl Destination {
             Self::Http => "http",
             Self::Redis { .. } => "redis",
             Self::Nats { .. } => "nats",
+            Self::Amqp { .. } => "amqp",
         }
     }
 
@@ -126,6 +169,7 @@ impl Destination {
             Self::Http => "POST",
             Self::Redis { .. } => "XADD",
             Self::Nats { .. } => "PUB",
+            Self::Amqp { .. } => "basic.publish",
         }
     }
 
@@ -135,6 +179,7 @@ impl Destination {
             Self::Http => None,
             Self::Redis { stream, .. } => Some(("redis", stream)),
             Self::Nats { subject } => Some(("nats", subject)),
+            Self::Amqp { exchange, .. } => Some(("rabbitmq", exchange)),
         }
     }
 
@@ -149,6 +194,7 @@ impl Destination {
             Self::Http => ["http", "https"],
             Self::Redis { .. } => ["redis", "rediss"],
             Self::Nats { .. } => ["nats", "tls"],
+            Self::Amqp { .. } => ["amqp", "amqps"],
         }
     }
 
@@ -158,6 +204,8 @@ impl Destination {
             Self::Http => 443,
             Self::Redis { .. } => 6379,
             Self::Nats { .. } => 4222,
+            Self::Amqp { .. } if url.scheme() == "amqps" => 5671,
+            Self::Amqp { .. } => 5672,
         })
     }
 
@@ -172,7 +220,11 @@ impl Destination {
             )
             .into());
         }
-        if !self.is_http() && (url.path() != "" && url.path() != "/" || url.query().is_some()) {
+        // An AMQP URL's path is its virtual host; other brokers' URLs have none.
+        let vhost = matches!(self, Self::Amqp { .. });
+        if !self.is_http()
+            && (!vhost && url.path() != "" && url.path() != "/" || url.query().is_some())
+        {
             return Err(format!(
                 "url for a '{}' destination is the broker's address alone ({plain}://host:port), with no path or query",
                 self.kind()
@@ -184,7 +236,9 @@ impl Destination {
 }
 
 /// The URL schemes some destination takes.
-const SCHEMES: [&str; 6] = ["http", "https", "redis", "rediss", "nats", "tls"];
+const SCHEMES: [&str; 8] = [
+    "http", "https", "redis", "rediss", "nats", "tls", "amqp", "amqps",
+];
 
 /// A URL scheme that some destination takes.
 pub fn is_known_scheme(scheme: &str) -> bool {
@@ -193,7 +247,7 @@ pub fn is_known_scheme(scheme: &str) -> bool {
 
 /// Whether a URL's scheme carries no TLS (`http`, `redis`): allowed only where plain HTTP is.
 pub fn is_plaintext(scheme: &str) -> bool {
-    matches!(scheme, "http" | "redis" | "nats")
+    matches!(scheme, "http" | "redis" | "nats" | "amqp")
 }
 
 fn required_text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<String, Invalid> {
@@ -241,6 +295,13 @@ mod tests {
             Destination::parse(&json!({"type": "http"})),
             Ok(Destination::Http)
         );
+        let amqp = json!({"type": "amqp", "exchange": "hookd", "routingKey": "all"});
+        assert_eq!(Destination::parse(&amqp).expect("amqp").to_json(), amqp);
+        let by_type = json!({"type": "amqp", "exchange": ""});
+        assert_eq!(
+            Destination::parse(&by_type).expect("amqp").to_json(),
+            by_type
+        );
         let nats = json!({"type": "nats", "subject": "orders.paid"});
         assert_eq!(Destination::parse(&nats).expect("nats").to_json(), nats);
     }
@@ -255,6 +316,12 @@ mod tests {
             (json!({"type": "nats", "subject": "a.*"}), "no wildcards"),
             (json!({"type": "nats", "subject": "a..b"}), "none empty"),
             (json!({"type": "nats"}), "subject is required"),
+            (json!({"type": "amqp"}), "exchange is required"),
+            (json!({"type": "amqp", "exchange": "a b"}), "at most 127"),
+            (
+                json!({"type": "amqp", "exchange": "x", "routingKey": 5}),
+                "routingKey",
+            ),
             (json!({"type": "redis"}), "stream is required"),
             (json!({"type": "redis", "stream": ""}), "1 to 256"),
             (json!({"type": "redis", "stream": "a b"}), "spaces"),

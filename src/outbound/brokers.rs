@@ -6,6 +6,12 @@
 //! HTTP delivery has (`webhook-id`, `webhook-timestamp`, the signature, `content-type`, …)
 //! and the body as `body`. The entry's id is kept as the attempt's response.
 //!
+//! AMQP 0.9.1 (RabbitMQ): a persistent, mandatory `basic.publish` to the exchange with the
+//! routing key (fixed, or the event's type), those fields as message headers, `content-type`
+//! and `message-id` (the `webhook-id`) as its properties, on a channel in confirm mode. It
+//! succeeds on the broker's confirm; a message no queue took (returned) or a negative
+//! confirm is a refusal.
+//!
 //! NATS JetStream: a publish to the subject with those headers as NATS headers and the body
 //! as the payload, acknowledged by the stream that holds the subject; the stream and sequence
 //! are kept as the attempt's response. The client reconnects by itself no more: a connection
@@ -33,6 +39,13 @@ const MAX_KEPT_CONNECTIONS: usize = 10_000;
 enum Connection {
     Redis(MultiplexedConnection),
     Nats(async_nats::jetstream::Context),
+    Amqp(Arc<AmqpLink>),
+}
+
+/// An AMQP connection and its channel in confirm mode (the connection closes when dropped).
+struct AmqpLink {
+    _connection: lapin::Connection,
+    channel: lapin::Channel,
 }
 
 impl Connection {
@@ -43,6 +56,7 @@ impl Connection {
             Self::Nats(js) => {
                 js.client().connection_state() == async_nats::connection::State::Connected
             }
+            Self::Amqp(link) => link.channel.status().connected(),
         }
     }
 }
@@ -90,6 +104,9 @@ enum ConnectError {
     /// The NATS connection failed or was refused.
     #[error("cannot connect to nats: {0}")]
     Nats(#[source] async_nats::ConnectError),
+    /// The AMQP connection or its channel failed or was refused.
+    #[error("cannot connect to the AMQP broker: {0}")]
+    Amqp(#[source] lapin::Error),
 }
 
 impl ConnectError {
@@ -115,6 +132,7 @@ impl ConnectError {
                     _ => ErrorClass::Connect,
                 }
             }
+            Self::Amqp(e) => amqp_class(e),
         }
     }
 }
@@ -175,6 +193,17 @@ impl Outbound {
                         .await
                         .map(|ack| format!("stream {} sequence {}", ack.stream, ack.sequence))
                         .map_err(|e| self.nats_failed(endpoint.id, subject, e))
+                }
+                (
+                    Destination::Amqp {
+                        exchange,
+                        routing_key,
+                    },
+                    Connection::Amqp(link),
+                ) => {
+                    let key = routing_key.as_deref().unwrap_or(msg.event_type);
+                    self.amqp_publish(endpoint.id, &link, exchange, key, &fields, msg)
+                        .await
                 }
                 (destination, _) => Err((
                     ErrorClass::Connect,
@@ -264,6 +293,77 @@ impl Outbound {
         }
     }
 
+    /// One confirmed publish on the endpoint's channel.
+    async fn amqp_publish(
+        &self,
+        endpoint: EndpointId,
+        link: &AmqpLink,
+        exchange: &str,
+        routing_key: &str,
+        fields: &[(String, String)],
+        msg: Message<'_>,
+    ) -> Result<String, (ErrorClass, String)> {
+        use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+        let mut headers = FieldTable::default();
+        let mut content_type = None;
+        for (name, value) in fields {
+            if name == "content-type" {
+                content_type = Some(ShortString::from(value.as_str()));
+            }
+            headers.insert(
+                ShortString::from(name.as_str()),
+                AMQPValue::LongString(LongString::from(value.as_str())),
+            );
+        }
+        let mut properties = lapin::BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(ShortString::from(msg.id))
+            .with_headers(headers);
+        if let Some(content_type) = content_type {
+            properties = properties.with_content_type(content_type);
+        }
+        let options = lapin::options::BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let sent = async {
+            link.channel
+                .basic_publish(
+                    ShortString::from(exchange),
+                    ShortString::from(routing_key),
+                    options,
+                    msg.body,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        let target = format!("exchange '{exchange}' with routing key '{routing_key}'");
+        match sent.await {
+            Ok(lapin::Confirmation::Ack(None)) => Ok(format!("confirmed by {target}")),
+            Ok(lapin::Confirmation::Ack(Some(returned))) => Err((
+                ErrorClass::BrokerRefused,
+                format!(
+                    "the broker returned the message: no queue took it from {target} ({} {})",
+                    returned.reply_code, returned.reply_text
+                ),
+            )),
+            Ok(confirmation) => Err((
+                ErrorClass::BrokerRefused,
+                format!("the broker did not confirm the message to {target}: {confirmation:?}"),
+            )),
+            Err(e) => {
+                // The channel (or the connection) is closed after an error: made again.
+                self.forget_broker(endpoint);
+                let class = match amqp_class(&e) {
+                    ErrorClass::Connect => ErrorClass::Incomplete,
+                    class => class,
+                };
+                Err((class, format!("the publish to {target} failed: {e}")))
+            }
+        }
+    }
+
     fn forget_broker(&self, endpoint: EndpointId) {
         let mut kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.remove(&endpoint);
@@ -296,6 +396,7 @@ impl Outbound {
             Some(sealed) => Some(credentials::login(self.sealing.as_ref(), sealed)?),
         };
         match settings.destination {
+            Destination::Amqp { .. } => self.connect_amqp(&settings.url, login).await,
             Destination::Nats { .. } => {
                 let timeout = std::time::Duration::from_millis(u64::from(settings.timeout_ms));
                 self.connect_nats(&settings.url, login, timeout).await
@@ -364,6 +465,44 @@ impl Outbound {
         Ok(Connection::Nats(js))
     }
 
+    /// An AMQP connection to the address the target policy allows (for `amqps://`, the host
+    /// name, which TLS needs), with one channel in confirm mode.
+    async fn connect_amqp(
+        &self,
+        url: &url::Url,
+        login: Option<(String, String)>,
+    ) -> Result<Connection, ConnectError> {
+        let host = url.host().ok_or(ConnectError::NoHost)?;
+        let tls = url.scheme() == "amqps";
+        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
+        let addrs = self.policy.addresses(&host, port).await?;
+        let mut target = url.clone();
+        if !tls {
+            let _ = target.set_ip_host(addrs[0].ip());
+        }
+        let _ = target.set_port(Some(port));
+        if let Some((username, password)) = &login {
+            let _ = target.set_username(username);
+            let _ = target.set_password(Some(password));
+        }
+        let connection =
+            lapin::Connection::connect(target.as_str(), lapin::ConnectionProperties::default())
+                .await
+                .map_err(ConnectError::Amqp)?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(ConnectError::Amqp)?;
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .map_err(ConnectError::Amqp)?;
+        Ok(Connection::Amqp(Arc::new(AmqpLink {
+            _connection: connection,
+            channel,
+        })))
+    }
+
     /// A stream to the broker at `url`: TCP to the first allowed address that answers, with
     /// TLS (the same roots as HTTPS) when the scheme is the destination's TLS one.
     async fn broker_stream(
@@ -413,5 +552,19 @@ impl Outbound {
                 source,
             })?;
         Ok(Box::new(stream))
+    }
+}
+
+/// The class of an AMQP failure: the network's, a refused login, or the broker's refusal (a
+/// channel or connection closed with an error: no such exchange, no access, …).
+fn amqp_class(e: &lapin::Error) -> ErrorClass {
+    match e.kind() {
+        lapin::ErrorKind::IOError(_) | lapin::ErrorKind::MissingHeartbeatError => {
+            ErrorClass::Connect
+        }
+        lapin::ErrorKind::AuthProviderError(_) => ErrorClass::Auth,
+        lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 403 => ErrorClass::Auth,
+        _ if e.to_string().contains("ACCESS_REFUSED") => ErrorClass::Auth,
+        _ => ErrorClass::BrokerRefused,
     }
 }

@@ -144,6 +144,8 @@ fn client(connect: Connect, tls: rustls::ClientConfig) -> HttpClient {
 pub struct Message<'a> {
     /// The `webhook-id` (the event id).
     pub id: &'a str,
+    /// The event's type (an AMQP destination's routing key, unless it names a fixed one).
+    pub event_type: &'a str,
     /// The request body.
     pub body: &'a Bytes,
     /// The headers its format goes with: the content type (and CloudEvents' `ce-*`).

@@ -1,5 +1,5 @@
 //! Broker destinations against real brokers started here from Debian's packages: Redis
-//! Streams (`redis-server`) and NATS JetStream (`nats-server`). Each scenario runs against
+//! Streams (`redis-server`), NATS JetStream (`nats-server`) and AMQP (`rabbitmq-server`). Each scenario runs against
 //! each broker. Under `CI=true` a missing broker fails the test; elsewhere the test is skipped
 //! with a note.
 
@@ -77,13 +77,19 @@ fn find(binary: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(binary))
         .find(|path| path.is_file());
     if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{binary} is not installed (Debian's {binary} package; .ci/run installs it)"
-        );
-        eprintln!("skipped: {binary} is not installed (apt-get install {binary})");
+        missing(binary);
     }
     found
+}
+
+/// Says that Debian's `package` is not installed: fails the test under `CI=true`, else notes
+/// that it is skipped.
+fn missing(package: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{package} is not installed (Debian's {package} package; .ci/run installs it)"
+    );
+    eprintln!("skipped: {package} is not installed (apt-get install {package})");
 }
 
 fn free_port() -> u16 {
@@ -104,11 +110,15 @@ fn received(headers: HashMap<String, String>, body: Bytes) -> Received {
     }
 }
 
-/// A broker's process on a free port, with a temp dir for its data, killed when dropped.
+/// Sets a broker's command up from its port, data dir and password.
+type Setup = fn(&mut Command, u16, &std::path::Path, Option<&str>);
+
+/// A broker's process on a free port, with a temp dir for its data, killed (with what it
+/// started: RabbitMQ's script starts Erlang) when dropped.
 pub(crate) struct BrokerProcess {
     program: std::path::PathBuf,
-    /// Its arguments, from its port, data dir and password.
-    args: fn(u16, &std::path::Path, Option<&str>) -> Vec<String>,
+    /// Sets its arguments (and environment) from its port, data dir and password.
+    setup: Setup,
     port: u16,
     password: Option<String>,
     dir: tempfile::TempDir,
@@ -117,14 +127,10 @@ pub(crate) struct BrokerProcess {
 
 impl BrokerProcess {
     /// Starts `program` (a Debian package of that name); `None` when it is not here.
-    async fn start(
-        program: &'static str,
-        args: fn(u16, &std::path::Path, Option<&str>) -> Vec<String>,
-        password: Option<&str>,
-    ) -> Option<Self> {
+    async fn start(program: &'static str, setup: Setup, password: Option<&str>) -> Option<Self> {
         let mut process = Self {
             program: find(program)?,
-            args,
+            setup,
             port: free_port(),
             password: password.map(str::to_owned),
             dir: tempfile::tempdir().expect("dir"),
@@ -135,9 +141,16 @@ impl BrokerProcess {
     }
 
     async fn run(&mut self) {
-        let args = (self.args)(self.port, self.dir.path(), self.password.as_deref());
-        let child = Command::new(&self.program)
-            .args(args)
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(&self.program);
+        (self.setup)(
+            &mut cmd,
+            self.port,
+            self.dir.path(),
+            self.password.as_deref(),
+        );
+        let child = cmd
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -148,6 +161,9 @@ impl BrokerProcess {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -165,22 +181,16 @@ impl Drop for BrokerProcess {
 pub(crate) struct RedisServer(BrokerProcess);
 
 impl RedisServer {
-    fn args(port: u16, dir: &std::path::Path, password: Option<&str>) -> Vec<String> {
-        let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            .map(String::from)
-            .to_vec();
-        args.extend(["--port".into(), port.to_string()]);
-        args.extend(["--dir".into(), dir.display().to_string()]);
+    fn setup(cmd: &mut Command, port: u16, dir: &std::path::Path, password: Option<&str>) {
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir);
         if let Some(password) = password {
             let password = format!(">{password}");
-            args.extend(
-                ["--user", "hookd", "on", &password, "~*", "&*", "+@all"].map(String::from),
-            );
-            args.extend(
-                ["--user", "tester", "on", "nopass", "~*", "&*", "+@all"].map(String::from),
-            );
+            cmd.args(["--user", "hookd", "on", &password, "~*", "&*", "+@all"])
+                .args(["--user", "tester", "on", "nopass", "~*", "&*", "+@all"]);
         }
-        args
     }
 
     async fn connection(&self) -> redis::aio::MultiplexedConnection {
@@ -202,7 +212,7 @@ impl TestBroker for RedisServer {
     const REFUSAL: &'static str = "WRONGTYPE";
 
     async fn start(password: Option<&str>) -> Option<Self> {
-        BrokerProcess::start("redis-server", Self::args, password)
+        BrokerProcess::start("redis-server", Self::setup, password)
             .await
             .map(Self)
     }
@@ -261,14 +271,12 @@ impl TestBroker for RedisServer {
 pub(crate) struct NatsServer(BrokerProcess);
 
 impl NatsServer {
-    fn args(port: u16, dir: &std::path::Path, password: Option<&str>) -> Vec<String> {
-        let mut args: Vec<String> = ["-js", "-a", "127.0.0.1", "-p"].map(String::from).to_vec();
-        args.push(port.to_string());
-        args.extend(["-sd".into(), dir.display().to_string()]);
+    fn setup(cmd: &mut Command, port: u16, dir: &std::path::Path, password: Option<&str>) {
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir);
         if let Some(password) = password {
-            args.extend(["--user", "hookd", "--pass", password].map(String::from));
+            cmd.args(["--user", "hookd", "--pass", password]);
         }
-        args
     }
 
     async fn jetstream(&self) -> async_nats::jetstream::Context {
@@ -294,7 +302,7 @@ impl TestBroker for NatsServer {
     const REFUSAL: &'static str = "no JetStream stream";
 
     async fn start(password: Option<&str>) -> Option<Self> {
-        BrokerProcess::start("nats-server", Self::args, password)
+        BrokerProcess::start("nats-server", Self::setup, password)
             .await
             .map(Self)
     }
@@ -348,6 +356,151 @@ impl TestBroker for NatsServer {
 
     fn process(&mut self) -> &mut BrokerProcess {
         &mut self.0
+    }
+}
+
+/// A RabbitMQ node (Debian's `rabbitmq-server`) on 127.0.0.1, its data in the temp dir (kept
+/// across a restart), named after its port. Its user is `guest`, or `hookd` with a password.
+/// The tests read with a queue named after the exchange, bound to it for every key; what they
+/// take from it is kept, so reading again sees every message so far.
+pub(crate) struct RabbitServer {
+    process: BrokerProcess,
+    taken: tokio::sync::Mutex<Vec<(String, Received)>>,
+}
+
+impl RabbitServer {
+    fn setup(cmd: &mut Command, port: u16, dir: &std::path::Path, password: Option<&str>) {
+        let config = match password {
+            Some(p) => format!("default_user = hookd\ndefault_pass = {p}\n"),
+            None => String::new(),
+        };
+        std::fs::write(dir.join("rabbitmq.conf"), config).expect("rabbitmq.conf");
+        std::fs::write(dir.join("enabled_plugins"), "[].").expect("enabled_plugins");
+        let distribution = free_port();
+        cmd.env("HOME", dir)
+            .env("RABBITMQ_NODENAME", format!("hookd{port}@localhost"))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", distribution.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"));
+    }
+
+    async fn channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let login = match &self.process.password {
+            Some(p) => format!("hookd:{p}"),
+            None => "guest:guest".into(),
+        };
+        let url = format!("amqp://{login}@127.0.0.1:{}", self.process.port);
+        let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .expect("connect to rabbitmq");
+        let channel = connection.create_channel().await.expect("channel");
+        (connection, channel)
+    }
+}
+
+impl TestBroker for RabbitServer {
+    const KIND: &'static str = "amqp";
+    const REFUSAL: &'static str = "NOT_FOUND";
+
+    async fn start(password: Option<&str>) -> Option<Self> {
+        // `rabbitmq-server` in /usr/sbin runs this as the rabbitmq user; the tests run it
+        // themselves, as whoever they are.
+        let program = std::path::PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server");
+        if !program.is_file() {
+            missing("rabbitmq-server");
+            return None;
+        }
+        let process = BrokerProcess {
+            program,
+            setup: Self::setup,
+            port: free_port(),
+            password: password.map(str::to_owned),
+            dir: tempfile::tempdir().expect("dir"),
+            child: None,
+        };
+        let mut server = Self {
+            process,
+            taken: Default::default(),
+        };
+        server.process.run().await;
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://127.0.0.1:{}", self.process.port)
+    }
+
+    fn destination(&self, name: &str) -> Value {
+        json!({"type": "amqp", "exchange": name})
+    }
+
+    async fn prepare(&self, name: &str) {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        let (_connection, channel) = self.channel().await;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                name.into(),
+                lapin::ExchangeKind::Topic,
+                durable,
+                Default::default(),
+            )
+            .await
+            .expect("exchange");
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(name.into(), queue, Default::default())
+            .await
+            .expect("queue");
+        channel
+            .queue_bind(
+                name.into(),
+                name.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                Default::default(),
+            )
+            .await
+            .expect("bind");
+    }
+
+    async fn refuse(&self, _: &str) {}
+
+    async fn entries(&self, name: &str) -> Vec<(String, Received)> {
+        let mut taken = self.taken.lock().await;
+        let (_connection, channel) = self.channel().await;
+        let take = lapin::options::BasicGetOptions { no_ack: true };
+        while let Ok(Some(m)) = channel.basic_get(name.into(), take).await {
+            let mut headers: HashMap<String, String> = HashMap::new();
+            if let Some(table) = m.delivery.properties.headers() {
+                for (key, value) in table.inner() {
+                    if let lapin::types::AMQPValue::LongString(v) = value {
+                        headers.insert(key.to_string(), v.to_string());
+                    }
+                }
+            }
+            let position = format!(
+                "confirmed by exchange '{name}' with routing key '{}'",
+                m.delivery.routing_key
+            );
+            let body = Bytes::from(m.delivery.data.clone());
+            taken.push((position, received(headers, body)));
+        }
+        taken.clone()
+    }
+
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.process
     }
 }
 
@@ -452,6 +605,11 @@ async fn a_nats_subject_gets_every_delivery_signed_as_an_http_one_is() {
     every_delivery_is_signed_as_an_http_one_is::<NatsServer>().await;
 }
 
+#[tokio::test]
+async fn an_amqp_exchange_gets_every_delivery_signed_as_an_http_one_is() {
+    every_delivery_is_signed_as_an_http_one_is::<RabbitServer>().await;
+}
+
 async fn a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message<B: TestBroker>() {
     let Some(mut broker) = B::start(None).await else {
         return;
@@ -504,6 +662,11 @@ async fn a_refusing_or_stopped_nats_gets_retries_until_it_takes_the_message() {
     a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message::<NatsServer>().await;
 }
 
+#[tokio::test]
+async fn a_refusing_or_stopped_rabbitmq_gets_retries_until_it_takes_the_message() {
+    a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message::<RabbitServer>().await;
+}
+
 async fn a_fifo_endpoint_gets_events_in_publish_order<B: TestBroker>() {
     let Some(broker) = B::start(None).await else {
         return;
@@ -541,6 +704,11 @@ async fn a_fifo_redis_endpoint_gets_events_in_publish_order() {
 #[tokio::test]
 async fn a_fifo_nats_endpoint_gets_events_in_publish_order() {
     a_fifo_endpoint_gets_events_in_publish_order::<NatsServer>().await;
+}
+
+#[tokio::test]
+async fn a_fifo_amqp_endpoint_gets_events_in_publish_order() {
+    a_fifo_endpoint_gets_events_in_publish_order::<RabbitServer>().await;
 }
 
 async fn killing_hookd_mid_burst_loses_no_message<B: TestBroker>() {
@@ -591,6 +759,11 @@ async fn killing_hookd_mid_burst_loses_no_message_to_redis() {
 #[tokio::test]
 async fn killing_hookd_mid_burst_loses_no_message_to_nats() {
     killing_hookd_mid_burst_loses_no_message::<NatsServer>().await;
+}
+
+#[tokio::test]
+async fn killing_hookd_mid_burst_loses_no_message_to_rabbitmq() {
+    killing_hookd_mid_burst_loses_no_message::<RabbitServer>().await;
 }
 
 #[tokio::test]

@@ -225,8 +225,8 @@ pub(super) fn url_text() -> Value {
 pub(super) fn endpoint_url_text() -> Value {
     json!({
         "type": "string", "format": "uri", "maxLength": 2048,
-        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|(rediss?|nats|tls)://[^/?#@]+/?)$",
-        "description": "an http(s):// URL for an 'http' destination; the broker's address for a broker: redis://host:port (rediss:// with TLS) for 'redis', nats://host:port (tls:// with TLS) for 'nats'",
+        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|(rediss?|nats|tls)://[^/?#@]+/?|amqps?://[^/?#@]+(/[^/?#@]*)?)$",
+        "description": "an http(s):// URL for an 'http' destination; the broker's address for a broker: redis://host:port (rediss:// with TLS) for 'redis', nats://host:port (tls:// with TLS) for 'nats', amqp://host:port/vhost (amqps:// with TLS) for 'amqp'",
     })
 }
 
@@ -243,7 +243,12 @@ pub(super) fn destination_schema() -> Value {
             ("type", json!({"const": "nats"})),
             ("subject", json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f.*>]+(\\.[^\\s\\u0000-\\u001f\\u007f-\\u009f.*>]+)*$"})),
         ], &["type", "subject"], true),
-    ], "description": "'http' POSTs to the url; 'redis' XADDs each delivery to a stream on the server at the url; 'nats' publishes it to a JetStream subject on the server at the url (broker destinations: format json or cloudevents, auth basic, no clientCertificate)"})
+        object(&[
+            ("type", json!({"const": "amqp"})),
+            ("exchange", json!({"type": "string", "maxLength": 127, "pattern": "^[A-Za-z0-9._:-]*$", "description": "\"\": the default exchange"})),
+            ("routingKey", nullable(json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$", "description": "null: each event's type"}))),
+        ], &["type", "exchange"], true),
+    ], "description": "'http' POSTs to the url; 'redis' XADDs each delivery to a stream on the server at the url; 'nats' publishes it to a JetStream subject on the server at the url; 'amqp' publishes it to an exchange on the AMQP 0.9.1 server (RabbitMQ) at the url, with publisher confirms (broker destinations: format json or cloudevents, auth basic, no clientCertificate)"})
 }
 
 /// A header name as hookd takes one: a lowercase HTTP token of at most 100 characters.

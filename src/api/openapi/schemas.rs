@@ -83,7 +83,7 @@ pub(super) fn schemas() -> Value {
         &[
             (
                 "method",
-                json!({"enum": ["POST", "XADD", "PUB"], "description": "POST for an HTTP endpoint; XADD for a 'redis' destination (the headers are the entry's fields, the body its `body` field); PUB for a 'nats' one (the headers are the message's)"}),
+                json!({"enum": ["POST", "XADD", "PUB", "basic.publish"], "description": "POST for an HTTP endpoint; XADD for a 'redis' destination (the headers are the entry's fields, the body its `body` field); PUB for a 'nats' one and basic.publish for an 'amqp' one (the headers are the message's)"}),
             ),
             ("url", string()),
             (
