@@ -66,6 +66,9 @@ impl Connection {
 #[derive(Clone, Default)]
 pub(super) struct Brokers {
     kept: Arc<Mutex<HashMap<EndpointId, (UnixMs, Connection)>>>,
+    /// One gate per endpoint that is connecting: its concurrent attempts wait for the one
+    /// connection instead of each making their own.
+    connecting: Arc<Mutex<HashMap<EndpointId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Why a broker connection could not be made; the sentence is what the attempt log shows.
@@ -164,35 +167,13 @@ impl Outbound {
                 .await
                 .map_err(|e| (e.class(), e.to_string()))?;
             match (&endpoint.settings.destination, connection) {
-                (Destination::Redis { stream, max_len }, Connection::Redis(mut conn)) => {
-                    let mut xadd = redis::cmd("XADD");
-                    xadd.arg(stream);
-                    if let Some(n) = max_len {
-                        xadd.arg("MAXLEN").arg("~").arg(*n);
-                    }
-                    xadd.arg("*");
-                    for (name, value) in &fields {
-                        xadd.arg(name).arg(value);
-                    }
-                    xadd.arg("body").arg(msg.body.as_ref());
-                    xadd.query_async::<String>(&mut conn)
+                (Destination::Redis { stream, max_len }, Connection::Redis(conn)) => {
+                    self.redis_xadd(endpoint.id, conn, (stream, *max_len), &fields, msg)
                         .await
-                        .map_err(|e| self.redis_failed(endpoint.id, stream, e))
                 }
                 (Destination::Nats { subject }, Connection::Nats(js)) => {
-                    let mut headers = async_nats::HeaderMap::new();
-                    for (name, value) in &fields {
-                        headers.insert(name.as_str(), value.as_str());
-                    }
-                    let published = async {
-                        js.publish_with_headers(subject.clone(), headers, msg.body.clone())
-                            .await?
-                            .await
-                    };
-                    published
+                    self.nats_publish(endpoint.id, &js, subject, &fields, msg)
                         .await
-                        .map(|ack| format!("stream {} sequence {}", ack.stream, ack.sequence))
-                        .map_err(|e| self.nats_failed(endpoint.id, subject, e))
                 }
                 (
                     Destination::Amqp {
@@ -237,6 +218,54 @@ impl Outbound {
                 retry_after_ms: None,
             },
         }
+    }
+
+    /// One `XADD` of the message's fields and body; the entry's id.
+    async fn redis_xadd(
+        &self,
+        endpoint: EndpointId,
+        mut conn: MultiplexedConnection,
+        (stream, max_len): (&str, Option<u64>),
+        fields: &[(String, String)],
+        msg: Message<'_>,
+    ) -> Result<String, (ErrorClass, String)> {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(stream);
+        if let Some(n) = max_len {
+            xadd.arg("MAXLEN").arg("~").arg(n);
+        }
+        xadd.arg("*");
+        for (name, value) in fields {
+            xadd.arg(name).arg(value);
+        }
+        xadd.arg("body").arg(msg.body.as_ref());
+        xadd.query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| self.redis_failed(endpoint, stream, e))
+    }
+
+    /// One JetStream publish of the message, its fields as headers; where the stream put it.
+    async fn nats_publish(
+        &self,
+        endpoint: EndpointId,
+        js: &async_nats::jetstream::Context,
+        subject: &str,
+        fields: &[(String, String)],
+        msg: Message<'_>,
+    ) -> Result<String, (ErrorClass, String)> {
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in fields {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        let published = async {
+            js.publish_with_headers(subject.to_owned(), headers, msg.body.clone())
+                .await?
+                .await
+        };
+        published
+            .await
+            .map(|ack| format!("stream {} sequence {}", ack.stream, ack.sequence))
+            .map_err(|e| self.nats_failed(endpoint, subject, e))
     }
 
     /// An `XADD` that failed: the broker's error reply, or a connection that broke (which is
@@ -369,18 +398,39 @@ impl Outbound {
         kept.remove(&endpoint);
     }
 
-    /// The endpoint's broker connection: the one kept for its settings, or a new one.
+    /// The connection kept for the endpoint's settings, when it is up.
+    fn kept_broker(&self, endpoint: &Endpoint) -> Option<Connection> {
+        let kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get(&endpoint.id)
+            .filter(|(version, conn)| *version == endpoint.updated_at && conn.is_up())
+            .map(|(_, conn)| conn.clone())
+    }
+
+    /// The endpoint's broker connection: the one kept for its settings, or a new one (made
+    /// once for the attempts that wait on it together).
     async fn broker_connection(&self, endpoint: &Endpoint) -> Result<Connection, ConnectError> {
-        {
-            let kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((version, conn)) = kept.get(&endpoint.id)
-                && *version == endpoint.updated_at
-                && conn.is_up()
-            {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = self.kept_broker(endpoint) {
+            return Ok(conn);
         }
-        let conn = self.connect_broker(endpoint).await?;
+        let gate = {
+            let mut connecting = self
+                .brokers
+                .connecting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            connecting.entry(endpoint.id).or_default().clone()
+        };
+        let _turn = gate.lock().await;
+        if let Some(conn) = self.kept_broker(endpoint) {
+            return Ok(conn);
+        }
+        let made = self.connect_broker(endpoint).await;
+        self.brokers
+            .connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&endpoint.id);
+        let conn = made?;
         let mut kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= MAX_KEPT_CONNECTIONS {
             kept.clear();
