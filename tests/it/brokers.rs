@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::process::{kill_mid_burst, signal, spawn, tenant_key, wait_health};
 use crate::support::{
-    ADMIN, Api, Received, Server, test_db, verify_standard, wait_listening, wait_until,
+    ADMIN, Api, Received, Server, python_with, test_db, verify_standard, wait_listening, wait_until,
 };
 
 /// A broker the tests start, deliver to and read back.
@@ -524,6 +524,41 @@ async fn attempts(api: &Api, event: &str) -> Vec<Value> {
     d["attempts"].as_array().cloned().unwrap_or_default()
 }
 
+/// What the Standard Webhooks library (`tests/it/py/verify_standard.py`) says of each
+/// message: `{id, verified, error}`.
+fn verify_with_library(
+    python: &std::path::Path,
+    secret: &str,
+    messages: &[(String, Received)],
+) -> Vec<Value> {
+    use std::io::Write;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/py/verify_standard.py"
+    );
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the verifier");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for (_, m) in messages {
+        let line = json!({
+            "secret": secret,
+            "headers": m.headers,
+            "body": String::from_utf8_lossy(&m.body),
+        });
+        writeln!(stdin, "{line}").expect("write");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("verifier output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a verdict"))
+        .collect()
+}
+
 /// Waits until an attempt of `event`'s first delivery failed with one of `classes`.
 async fn wait_attempt_failed(api: &Api, event: &str, classes: &[&str]) {
     wait_until(
@@ -584,6 +619,22 @@ async fn every_delivery_is_signed_as_an_http_one_is<B: TestBroker>() {
     }
     let stats = t.stats(ep["id"].as_str().expect("id")).await;
     assert_eq!(stats["succeeded"], 3, "{stats}");
+    // A consumer's Standard Webhooks library verifies each message as it would a request.
+    if let Some(python) = python_with("standardwebhooks", "the Standard Webhooks library") {
+        let verdicts = verify_with_library(&python, secret, &entries);
+        assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+        for verdict in &verdicts {
+            assert_eq!(verdict["verified"], true, "{verdict}");
+        }
+    }
+    // The synchronous test send reaches the broker too.
+    let path = format!("/v1/endpoints/{}/test", ep["id"].as_str().expect("id"));
+    let (status, sent) = t.admin.post_empty(&path).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(sent["delivered"], true, "{sent}");
+    let after = broker.wait_entries("orders.paid", 4).await;
+    let test_event = &after.last().expect("the test message").1;
+    assert_eq!(test_event.json()["event"], "webhook.test");
 
     // A wrong password is an `auth` failure of the attempt.
     let mut wrong = broker_endpoint(&broker, "orders.paid");
