@@ -103,7 +103,7 @@ async function endpointPage(id, params) {
     ["", "pending", "succeeded", "failed"].map((v) => h("option", { value: v, selected: v === filter }, v || "all")));
   return [
     h("h1", {}, e.name, " ", e.isActive ? status("active") : disabled(e.disabledReason)),
-    h("p", {}, e.url, " · events ", e.events.join(", ")),
+    h("p", {}, e.url, destinationText(e.destination), " · events ", e.events.join(", ")),
     h("p", { id: "guards" }, [
       `signed: ${e.signatureScheme}`,
       e.authConfigured ? "auth configured (write-only)" : null,
@@ -163,6 +163,15 @@ function charts(id, series, kept) {
       figure([series.window === "7d" ? "Attempts per six hours: " : "Attempts per hour: ", h("span", { class: "key ok" }, "succeeded"), " and ", h("span", { class: "key bad" }, "failed")], deliveriesChart(series.points, series.stepSeconds, words)),
       figure("Success rate", rateChart(series.points, series.stepSeconds, words)),
       figure(["Latency: ", h("span", { class: "key p50" }, "p50"), " and ", h("span", { class: "key p99" }, "p99")], latencyChart(series.points, series.stepSeconds, words))));
+}
+
+// Where a broker endpoint's messages go, after its address ("" for an HTTP endpoint).
+function destinationText(d) {
+  if (!d || d.type === "http") return "";
+  if (d.type === "redis") return ` → Redis stream ${d.stream}`;
+  if (d.type === "nats") return ` → NATS subject ${d.subject}`;
+  const key = d.routingKey ? `routing key ${d.routingKey}` : "the event type as routing key";
+  return ` → AMQP exchange ${d.exchange || "(default)"}, ${key}`;
 }
 
 // The settings an operator changes most, in one form; empty means "none" where a setting may

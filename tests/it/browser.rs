@@ -297,6 +297,19 @@ async fn an_admin_sees_a_failed_delivery_retries_it_and_watches_it_succeed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     browser.screenshot("delivery-retried").await;
+    // A broker endpoint's page says where its messages go.
+    let stream = t
+        .endpoint(json!({
+            "url": "redis://127.0.0.1:9",
+            "destination": {"type": "redis", "stream": "orders-stream"},
+            "events": ["order.*"],
+        }))
+        .await;
+    let path = format!("#/endpoints/{}", stream["id"].as_str().expect("id"));
+    browser.goto(&format!("{}/ui/{path}", server.base)).await;
+    browser
+        .wait_text("main", "redis://127.0.0.1:9 → Redis stream orders-stream")
+        .await;
     // Deep links and the other pages.
     for (path, name, text) in [
         ("#/events", "events", "order.paid"),
