@@ -817,6 +817,73 @@ async fn killing_hookd_mid_burst_loses_no_message_to_rabbitmq() {
     killing_hookd_mid_burst_loses_no_message::<RabbitServer>().await;
 }
 
+/// A `redis-server` that speaks TLS alone, with a certificate for `localhost` from `ca`.
+fn tls_redis_setup(cmd: &mut Command, port: u16, dir: &std::path::Path, _: Option<&str>) {
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--port", "0"])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--dir")
+        .arg(dir);
+}
+
+#[tokio::test]
+async fn a_rediss_destination_checks_the_server_certificate_against_the_trusted_roots() {
+    let Some(program) = find("redis-server") else {
+        return;
+    };
+    let ca = crate::tls::new_ca();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &*ca)
+        .expect("server cert");
+    let mut redis = BrokerProcess {
+        program,
+        setup: tls_redis_setup,
+        port: free_port(),
+        password: None,
+        dir: tempfile::tempdir().expect("dir"),
+        child: None,
+    };
+    std::fs::write(redis.dir.path().join("server.pem"), cert.pem()).expect("cert");
+    std::fs::write(redis.dir.path().join("server.key"), key.serialize_pem()).expect("key");
+    redis.run().await;
+    let body = json!({
+        "url": format!("rediss://localhost:{}", redis.port),
+        "destination": {"type": "redis", "stream": "secure"},
+        "events": ["*"],
+        "retrySchedule": ["1s"],
+    });
+
+    // Trusting the internal CA (`--ca-file`): delivered over TLS.
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("ca file");
+    let trusting = Server::start_with(|c| c.ca_file = Some(ca_file)).await;
+    let t = trusting.tenant("tls").await;
+    t.endpoint(body.clone()).await;
+    let event = t.publish("secure.thing", json!({})).await;
+    let delivery = t
+        .wait_delivery_status(event["id"].as_str().expect("id"), "succeeded")
+        .await;
+    let entry = delivery["attempts"][0]["responseBody"]
+        .as_str()
+        .unwrap_or("");
+    assert!(entry.contains('-'), "a stream entry id: {delivery}");
+    trusting.stop().await;
+
+    // Without it, the certificate is refused: a `tls` failure.
+    let plain = Server::start().await;
+    let t = plain.tenant("tls").await;
+    t.endpoint(body).await;
+    let event = t.publish("secure.thing", json!({})).await;
+    wait_attempt_failed(&t.admin, event["id"].as_str().expect("id"), &["tls"]).await;
+    plain.stop().await;
+}
+
 #[tokio::test]
 async fn a_broker_destination_is_checked_when_it_is_set() {
     let server = Server::start().await;

@@ -24,7 +24,7 @@ pub struct InternalCa {
 }
 
 /// A CA made here.
-fn new_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+pub(crate) fn new_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
