@@ -338,7 +338,16 @@ async fn throughput_1(o: &Options) {
         .await;
 }
 
-/// A broker (from Debian's packages) on a free loopback port, nothing kept after it ends.
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A broker (from Debian's packages) on a free loopback port with a temp dir for its data,
+/// killed with what it started (RabbitMQ's script starts Erlang) when dropped.
 struct Broker {
     port: u16,
     child: std::process::Child,
@@ -346,21 +355,23 @@ struct Broker {
 }
 
 impl Broker {
-    /// Starts `program` with `args`, then the port and the temp dir as `port` and `dir` say.
-    async fn start(program: &str, args: &[&str], port_flag: &str, dir_flag: &str) -> Self {
+    /// Starts `program`, its command set up by `setup` from its port and data dir, and waits
+    /// until it listens.
+    async fn start(
+        program: &str,
+        setup: impl FnOnce(&mut std::process::Command, u16, &std::path::Path),
+    ) -> Self {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = std::process::Command::new(program)
-            .args(args)
-            .args([port_flag, &port.to_string(), dir_flag])
-            .arg(dir.path())
+        let port = free_port();
+        let mut command = std::process::Command::new(program);
+        setup(&mut command, port, dir.path());
+        let child = command
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{program} (apt-get install {program}): {e}"));
+            .unwrap_or_else(|e| panic!("{program} (apt-get install it): {e}"));
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_err()
@@ -377,6 +388,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -427,8 +441,12 @@ async fn broker_throughput<F, Fut>(
 
 /// Deliveries to a Redis stream (`XADD`, acknowledged; `redis-server` without persistence).
 async fn redis_stream(o: &Options) {
-    let args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-    let redis = Broker::start("redis-server", &args, "--port", "--dir").await;
+    let redis = Broker::start("redis-server", |c, port, dir| {
+        c.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir);
+    })
+    .await;
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let conn = redis::Client::open(url.as_str())
         .expect("client")
@@ -451,7 +469,11 @@ async fn redis_stream(o: &Options) {
 
 /// Deliveries to a NATS JetStream subject (acknowledged by a file-backed stream).
 async fn nats_jetstream(o: &Options) {
-    let nats = Broker::start("nats-server", &["-js", "-a", "127.0.0.1"], "-p", "-sd").await;
+    let nats = Broker::start("nats-server", |c, port, dir| {
+        c.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir);
+    })
+    .await;
     let url = format!("nats://127.0.0.1:{}", nats.port);
     let client = async_nats::connect(url.as_str()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
@@ -474,38 +496,21 @@ async fn nats_jetstream(o: &Options) {
 /// Deliveries to a RabbitMQ exchange (persistent messages, publisher confirms) bound to one
 /// durable queue; RabbitMQ is started as the tests start it (its own temp dir, its own node).
 async fn amqp_rabbitmq(o: &Options) {
-    let dir = tempfile::tempdir().expect("dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    std::fs::write(dir.path().join("rabbitmq.conf"), "").expect("conf");
-    std::fs::write(dir.path().join("enabled_plugins"), "[].").expect("plugins");
-    let dist = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
-            .env("HOME", dir.path())
+    let rabbit = Broker::start("/usr/lib/rabbitmq/bin/rabbitmq-server", |c, port, dir| {
+        std::fs::write(dir.join("rabbitmq.conf"), "").expect("conf");
+        std::fs::write(dir.join("enabled_plugins"), "[].").expect("plugins");
+        c.env("HOME", dir)
             .env("RABBITMQ_NODENAME", format!("hookdbench{port}@localhost"))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", port.to_string())
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
-            .env("RABBITMQ_MNESIA_BASE", dir.path().join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.path().join("log"))
-            .env("RABBITMQ_CONFIG_FILE", dir.path().join("rabbitmq"))
-            .env(
-                "RABBITMQ_ENABLED_PLUGINS_FILE",
-                dir.path().join("enabled_plugins"),
-            )
-            .process_group(0)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("rabbitmq-server (apt-get install rabbitmq-server)")
-    };
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"));
+    })
+    .await;
+    let port = rabbit.port;
     let url = format!("amqp://guest:guest@127.0.0.1:{port}");
     let connection = loop {
         match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
@@ -562,10 +567,6 @@ async fn amqp_rabbitmq(o: &Options) {
     let destination = json!({"type": "amqp", "exchange": "bench"});
     let target = format!("amqp://127.0.0.1:{port}");
     broker_throughput("amqp-rabbitmq", o, target, destination, stored).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
-        .status();
-    let _ = child.wait();
 }
 
 /// Throughput with 1, 2 and 3 hookd processes on one PostgreSQL database (`--db`): each count
@@ -1155,11 +1156,7 @@ async fn spawn_hookd(
     db: &std::path::Path,
     config: Option<&std::path::Path>,
 ) -> (Running, String, f64) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let started = Instant::now();
     let binary = hookd_binary();
     let mut command = std::process::Command::new(binary);

@@ -190,12 +190,12 @@ impl Destination {
 
     /// The URL schemes the endpoint's `url` may have: the plain one, then the TLS one.
     pub fn schemes(&self) -> [&'static str; 2] {
-        match self {
-            Self::Http => ["http", "https"],
-            Self::Redis { .. } => ["redis", "rediss"],
-            Self::Nats { .. } => ["nats", "tls"],
-            Self::Amqp { .. } => ["amqp", "amqps"],
-        }
+        SCHEMES[match self {
+            Self::Http => 0,
+            Self::Redis { .. } => 1,
+            Self::Nats { .. } => 2,
+            Self::Amqp { .. } => 3,
+        }]
     }
 
     /// The port of a URL without one.
@@ -235,19 +235,22 @@ impl Destination {
     }
 }
 
-/// The URL schemes some destination takes.
-const SCHEMES: [&str; 8] = [
-    "http", "https", "redis", "rediss", "nats", "tls", "amqp", "amqps",
+/// Each destination's URL schemes: the plain one, then the TLS one.
+const SCHEMES: [[&str; 2]; 4] = [
+    ["http", "https"],
+    ["redis", "rediss"],
+    ["nats", "tls"],
+    ["amqp", "amqps"],
 ];
 
 /// A URL scheme that some destination takes.
 pub fn is_known_scheme(scheme: &str) -> bool {
-    SCHEMES.contains(&scheme)
+    SCHEMES.iter().any(|pair| pair.contains(&scheme))
 }
 
 /// Whether a URL's scheme carries no TLS (`http`, `redis`): allowed only where plain HTTP is.
 pub fn is_plaintext(scheme: &str) -> bool {
-    matches!(scheme, "http" | "redis" | "nats" | "amqp")
+    SCHEMES.iter().any(|[plain, _]| *plain == scheme)
 }
 
 fn required_text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<String, Invalid> {
@@ -354,5 +357,7 @@ mod tests {
         assert!(Destination::Http.check_url(&url("redis://h")).is_err());
         assert_eq!(redis.default_port(&url("redis://h")), 6379);
         assert!(is_known_scheme("rediss") && !is_known_scheme("ftp"));
+        assert!(is_plaintext("amqp") && is_plaintext("http"));
+        assert!(!is_plaintext("amqps") && !is_plaintext("tls"));
     }
 }

@@ -24,7 +24,8 @@ use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
 
-use crate::model::destination::Destination;
+use crate::model::EndpointSettings;
+use crate::model::destination::{Destination, is_plaintext};
 use crate::model::{AttemptOutcome, Endpoint, EndpointId, ErrorClass, UnixMs};
 use crate::report::ErrorChain;
 use crate::target::TargetError;
@@ -446,11 +447,8 @@ impl Outbound {
             Some(sealed) => Some(credentials::login(self.sealing.as_ref(), sealed)?),
         };
         match settings.destination {
-            Destination::Amqp { .. } => self.connect_amqp(&settings.url, login).await,
-            Destination::Nats { .. } => {
-                let timeout = std::time::Duration::from_millis(u64::from(settings.timeout_ms));
-                self.connect_nats(&settings.url, login, timeout).await
-            }
+            Destination::Amqp { .. } => self.connect_amqp(settings, login).await,
+            Destination::Nats { .. } => self.connect_nats(settings, login).await,
             Destination::Redis { .. } | Destination::Http => {
                 let stream = self
                     .broker_stream(&settings.url, &settings.destination)
@@ -476,14 +474,12 @@ impl Outbound {
     /// host name, checked first, which TLS needs to verify the server), announcing no others.
     async fn connect_nats(
         &self,
-        url: &url::Url,
+        settings: &EndpointSettings,
         login: Option<(String, String)>,
-        ack_timeout: std::time::Duration,
     ) -> Result<Connection, ConnectError> {
-        let host = url.host().ok_or(ConnectError::NoHost)?;
-        let port = url.port().unwrap_or(4222);
-        let addrs = self.policy.addresses(&host, port).await?;
-        let tls = url.scheme() == "tls";
+        let url = &settings.url;
+        let (port, addrs) = self.allowed(url, &settings.destination).await?;
+        let tls = !is_plaintext(url.scheme());
         let target = if tls {
             format!("tls://{}:{port}", url.host_str().unwrap_or_default())
         } else {
@@ -496,12 +492,9 @@ impl Outbound {
             .connection_timeout(std::time::Duration::from_secs(5))
             .max_reconnects(Some(1));
         if tls {
-            let config =
-                super::tls_config(self.roots.clone(), None).map_err(|e| ConnectError::Tls {
-                    host: url.host_str().unwrap_or_default().to_owned(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-            options = options.require_tls(true).tls_client_config(config);
+            options = options
+                .require_tls(true)
+                .tls_client_config(self.broker_tls(url)?);
         }
         if let Some((user, password)) = login {
             options = options.user_and_password(user, password);
@@ -511,7 +504,9 @@ impl Outbound {
             .await
             .map_err(ConnectError::Nats)?;
         let mut js = async_nats::jetstream::new(client);
-        js.set_timeout(ack_timeout);
+        js.set_timeout(std::time::Duration::from_millis(u64::from(
+            settings.timeout_ms,
+        )));
         Ok(Connection::Nats(js))
     }
 
@@ -519,15 +514,13 @@ impl Outbound {
     /// name, which TLS needs), with one channel in confirm mode.
     async fn connect_amqp(
         &self,
-        url: &url::Url,
+        settings: &EndpointSettings,
         login: Option<(String, String)>,
     ) -> Result<Connection, ConnectError> {
-        let host = url.host().ok_or(ConnectError::NoHost)?;
-        let tls = url.scheme() == "amqps";
-        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
-        let addrs = self.policy.addresses(&host, port).await?;
+        let url = &settings.url;
+        let (port, addrs) = self.allowed(url, &settings.destination).await?;
         let mut target = url.clone();
-        if !tls {
+        if is_plaintext(url.scheme()) {
             let _ = target.set_ip_host(addrs[0].ip());
         }
         let _ = target.set_port(Some(port));
@@ -553,6 +546,26 @@ impl Outbound {
         })))
     }
 
+    /// The broker's port (the destination's default when the URL has none) and the addresses
+    /// of its host the target policy allows.
+    async fn allowed(
+        &self,
+        url: &url::Url,
+        destination: &Destination,
+    ) -> Result<(u16, Vec<std::net::SocketAddr>), ConnectError> {
+        let host = url.host().ok_or(ConnectError::NoHost)?;
+        let port = destination.default_port(url);
+        Ok((port, self.policy.addresses(&host, port).await?))
+    }
+
+    /// The TLS settings of a connection to the broker at `url`: the same roots as HTTPS.
+    fn broker_tls(&self, url: &url::Url) -> Result<rustls::ClientConfig, ConnectError> {
+        super::tls_config(self.roots.clone(), None).map_err(|e| ConnectError::Tls {
+            host: url.host_str().unwrap_or_default().to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
     /// A stream to the broker at `url`: TCP to the first allowed address that answers, with
     /// TLS (the same roots as HTTPS) when the scheme is the destination's TLS one.
     async fn broker_stream(
@@ -560,12 +573,11 @@ impl Outbound {
         url: &url::Url,
         destination: &Destination,
     ) -> Result<Box<dyn BrokerStream>, ConnectError> {
-        let host = url.host().ok_or(ConnectError::NoHost)?;
         let host_text = url.host_str().unwrap_or_default().to_owned();
-        let port = destination.default_port(url);
+        let (port, addrs) = self.allowed(url, destination).await?;
         let mut last = None;
         let mut tcp = None;
-        for addr in self.policy.addresses(&host, port).await? {
+        for addr in addrs {
             match tokio::net::TcpStream::connect(addr).await {
                 Ok(s) => {
                     tcp = Some(s);
@@ -580,13 +592,10 @@ impl Outbound {
             source: last.unwrap_or_else(|| std::io::Error::other("no address")),
         })?;
         let _ = tcp.set_nodelay(true);
-        if url.scheme() == destination.schemes()[0] {
+        if is_plaintext(url.scheme()) {
             return Ok(Box::new(tcp));
         }
-        let tls = super::tls_config(self.roots.clone(), None).map_err(|e| ConnectError::Tls {
-            host: host_text.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let tls = self.broker_tls(url)?;
         let name = rustls::pki_types::ServerName::try_from(
             host_text
                 .trim_start_matches('[')
