@@ -80,7 +80,7 @@ def endpoint_body(case, body):
     destination = body.get("destination")
     url = body.get("url")
     kind = destination.get("type") if isinstance(destination, dict) else None
-    schemes = {"http": ("http",), "redis": ("redis",), "nats": ("nats", "tls"), "amqp": ("amqp",)}
+    schemes = {"http": ("http",), "redis": ("redis",), "nats": ("nats", "tls"), "amqp": ("amqp",), "kafka": ("kafka",)}
     if kind is None and url is not None:
         kind = next((k for k, prefixes in schemes.items() if str(url).startswith(prefixes)), "http")
     http_only = (
@@ -97,6 +97,7 @@ def endpoint_body(case, body):
                 "redis": {"type": "redis", "stream": "s"},
                 "nats": {"type": "nats", "subject": "s"},
                 "amqp": {"type": "amqp", "exchange": "x"},
+                "kafka": {"type": "kafka", "topic": "t"},
             }[kind]
         if url is None or not str(url).startswith(schemes[kind]):
             body["url"] = {
@@ -104,6 +105,7 @@ def endpoint_body(case, body):
                 "redis": "redis://127.0.0.1:9",
                 "nats": "nats://127.0.0.1:9",
                 "amqp": "amqp://127.0.0.1:9",
+                "kafka": "kafka://127.0.0.1:9",
             }[kind]
     if kind not in (None, "http"):
         # What the endpoint has stored must go too (a PATCH keeps what it leaves out).

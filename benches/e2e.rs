@@ -9,7 +9,7 @@
 //! cargo bench --bench e2e -- --quick                     # a tenth of the size
 //! cargo bench --bench e2e -- latency fanout-100          # chosen scenarios
 //! cargo bench --bench e2e -- backlog big-log             # the heavy ones (not in the default set)
-//! cargo bench --bench e2e -- redis-stream nats-jetstream amqp-rabbitmq   # to a broker started here
+//! cargo bench --bench e2e -- redis-stream nats-jetstream amqp-rabbitmq kafka-tansu   # to a broker started here
 //! cargo bench --bench e2e -- throughput-1 --target http://127.0.0.1:9000/hook
 //! cargo bench --bench e2e -- processes --db postgres://postgres@127.0.0.1:5432/postgres [--processes 2]
 //! ```
@@ -491,6 +491,59 @@ async fn nats_jetstream(o: &Options) {
     };
     let destination = json!({"type": "nats", "subject": "bench.events"});
     broker_throughput("nats-jetstream", o, url, destination, stored).await;
+}
+
+/// Deliveries to a Kafka topic of one partition (`acks=all`) on the Kafka-compatible broker
+/// the tests use (tansu on SQLite, `tools/test-kafka`, which `.ci/run` builds).
+async fn kafka_tansu(o: &Options) {
+    use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+    let program = std::env::var("HOOKD_TEST_KAFKA").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/test-kafka/release/hookd-test-kafka"
+        )
+        .to_owned()
+    });
+    let kafka = Broker::start(&program, |c, port, dir| {
+        c.arg(format!("127.0.0.1:{port}")).arg(dir);
+    })
+    .await;
+    let address = format!("127.0.0.1:{}", kafka.port);
+    let client = rskafka::client::ClientBuilder::new(vec![address.clone()])
+        .build()
+        .await
+        .expect("connect");
+    client
+        .controller_client()
+        .expect("controller")
+        .create_topic("bench", 1, 1, 5_000)
+        .await
+        .expect("topic");
+    let partition = Arc::new(
+        client
+            .partition_client("bench", 0, UnknownTopicHandling::Retry)
+            .await
+            .expect("partition"),
+    );
+    let stored = || {
+        let partition = partition.clone();
+        async move {
+            let next = partition
+                .get_offset(OffsetAt::Latest)
+                .await
+                .expect("offset");
+            u64::try_from(next).unwrap_or(0)
+        }
+    };
+    let destination = json!({"type": "kafka", "topic": "bench"});
+    broker_throughput(
+        "kafka-tansu",
+        o,
+        format!("kafka://{address}"),
+        destination,
+        stored,
+    )
+    .await;
 }
 
 /// Deliveries to a RabbitMQ exchange (persistent messages, publisher confirms) bound to one
@@ -1456,6 +1509,7 @@ async fn main() {
             "redis-stream" => redis_stream(&options).await,
             "nats-jetstream" => nats_jetstream(&options).await,
             "amqp-rabbitmq" => amqp_rabbitmq(&options).await,
+            "kafka-tansu" => kafka_tansu(&options).await,
             other => eprintln!("unknown scenario {other}"),
         }
     }

@@ -170,6 +170,7 @@ function destinationText(d) {
   if (!d || d.type === "http") return "";
   if (d.type === "redis") return ` → Redis stream ${d.stream}`;
   if (d.type === "nats") return ` → NATS subject ${d.subject}`;
+  if (d.type === "kafka") return ` → Kafka topic ${d.topic}, keyed by ${d.key === "eventId" ? "the event id" : d.key}`;
   const key = d.routingKey ? `routing key ${d.routingKey}` : "the event type as routing key";
   return ` → AMQP exchange ${d.exchange || "(default)"}, ${key}`;
 }

@@ -1,5 +1,5 @@
 //! Where an endpoint's deliveries go: an HTTP URL (the default), or a broker at the endpoint's
-//! `url` (`redis://…`, `nats://…`, `amqp://…`). Each is checked here once, when it is set; what reaches the outbound
+//! `url` (`redis://…`, `nats://…`, `amqp://…`, `kafka://…`). Each is checked here once, when it is set; what reaches the outbound
 //! client is valid.
 
 use serde_json::{Value, json};
@@ -34,10 +34,116 @@ pub enum Destination {
         /// A fixed routing key; `None`: each event's type.
         routing_key: Option<String>,
     },
+    /// A produce to a Kafka topic on the cluster at the endpoint's `kafka://` (or
+    /// `kafka+ssl://`) URL, acknowledged by every in-sync replica (`acks=all`).
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// What each record's key is (and so which partition it goes to).
+        key: KafkaKey,
+        /// How hookd logs in when the endpoint has `auth`.
+        sasl: Sasl,
+    },
+}
+
+/// A Kafka record's key: what keeps one entity's events on one partition, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KafkaKey {
+    /// The event's id (`webhook-id`).
+    #[default]
+    EventId,
+    /// The value at this JSON Pointer (RFC 6901) in the delivered body, e.g.
+    /// `/data/customerId`: its text for a string, its JSON for anything else; a record has
+    /// no key when the body has nothing there.
+    Field(String),
+}
+
+impl KafkaKey {
+    /// The key of a record whose body is `body`, for the event `id`.
+    pub fn of(&self, id: &str, body: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Self::EventId => Some(id.as_bytes().to_vec()),
+            Self::Field(pointer) => {
+                let doc: Value = serde_json::from_slice(body).ok()?;
+                match doc.pointer(pointer)? {
+                    Value::Null => None,
+                    Value::String(text) => Some(text.as_bytes().to_vec()),
+                    other => Some(other.to_string().into_bytes()),
+                }
+            }
+        }
+    }
+}
+
+/// The SASL mechanism of a Kafka login (the endpoint's `auth` gives the user and password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sasl {
+    /// `PLAIN`: the password as it is (over TLS, or where plain connections are allowed).
+    Plain,
+    /// `SCRAM-SHA-256`.
+    ScramSha256,
+    /// `SCRAM-SHA-512`, the default.
+    #[default]
+    ScramSha512,
+}
+
+impl Sasl {
+    const NAMES: [(Self, &'static str); 3] = [
+        (Self::Plain, "plain"),
+        (Self::ScramSha256, "scram-sha-256"),
+        (Self::ScramSha512, "scram-sha-512"),
+    ];
+
+    /// The API name: `plain`, `scram-sha-256`, `scram-sha-512`.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map_or("", |(_, name)| name)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(m, _)| *m)
+    }
+}
+
+/// Kafka's partitioner: the partition of a record with key `key` among `partitions`, as
+/// Kafka's own clients choose it (murmur2 of the key, made positive, modulo the count), so
+/// hookd's records land where a Java or librdkafka producer's with the same key would.
+pub fn kafka_partition(key: &[u8], partitions: usize) -> usize {
+    (murmur2(key) & 0x7fff_ffff) as usize % partitions.max(1)
+}
+
+/// Kafka's murmur2 (seed `0x9747b28c`), as `org.apache.kafka.common.utils.Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, byte) in tail.iter().enumerate() {
+            h ^= u32::from(*byte) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
 }
 
 /// The destination types the API names, built or not: what a `type` may say.
-const TYPES: &str = "'http', 'redis', 'nats' or 'amqp'";
+const TYPES: &str = "'http', 'redis', 'nats', 'amqp' or 'kafka'";
 
 impl Destination {
     /// Parses the API form (also the stored form): `{"type": "redis", "stream": …}`.
@@ -54,12 +160,7 @@ impl Destination {
             "redis" => &["type", "stream", "maxLen"],
             "nats" => &["type", "subject"],
             "amqp" => &["type", "exchange", "routingKey"],
-            "kafka" => {
-                return Err(format!(
-                    "destination.type '{kind}' is not built yet in this hookd: use {TYPES}"
-                )
-                .into());
-            }
+            "kafka" => &["type", "topic", "key", "sasl"],
             other => return Err(format!("destination.type '{other}' is not one of {TYPES}").into()),
         };
         if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -124,6 +225,40 @@ impl Destination {
                     routing_key,
                 })
             }
+            "kafka" => {
+                let topic = required_text(fields, "topic")?;
+                let name = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+                if topic.is_empty()
+                    || topic.len() > 249
+                    || !topic.bytes().all(name)
+                    || topic == "."
+                    || topic == ".."
+                {
+                    return Err("destination.topic must be 1 to 249 letters, digits, '-', '_' or '.' (not '.' or '..')".into());
+                }
+                let key = match fields.get("key") {
+                    None | Some(Value::Null) => KafkaKey::EventId,
+                    Some(Value::String(k)) if k == "eventId" => KafkaKey::EventId,
+                    Some(Value::String(pointer))
+                        if pointer.starts_with('/')
+                            && pointer.chars().count() <= 256
+                            && !pointer.chars().any(char::is_control) =>
+                    {
+                        KafkaKey::Field(pointer.clone())
+                    }
+                    Some(_) => return Err("destination.key must be \"eventId\" or a JSON Pointer into the delivered body (\"/data/customerId\"), at most 256 bytes".into()),
+                };
+                let sasl = match fields.get("sasl") {
+                    None | Some(Value::Null) => Sasl::default(),
+                    Some(Value::String(name)) => Sasl::parse(name).ok_or_else(|| {
+                        Invalid(format!(
+                            "destination.sasl '{name}' is not one of 'plain', 'scram-sha-256' or 'scram-sha-512'"
+                        ))
+                    })?,
+                    Some(_) => return Err("destination.sasl must be 'plain', 'scram-sha-256' or 'scram-sha-512'".into()),
+                };
+                Ok(Self::Kafka { topic, key, sasl })
+            }
             _ => Ok(Self::Http),
         }
     }
@@ -150,6 +285,13 @@ impl Destination {
                 }
                 v
             }
+            Self::Kafka { topic, key, sasl } => {
+                let key = match key {
+                    KafkaKey::EventId => "eventId",
+                    KafkaKey::Field(pointer) => pointer,
+                };
+                json!({"type": "kafka", "topic": topic, "key": key, "sasl": sasl.name()})
+            }
         }
     }
 
@@ -160,6 +302,7 @@ impl Destination {
             Self::Redis { .. } => "redis",
             Self::Nats { .. } => "nats",
             Self::Amqp { .. } => "amqp",
+            Self::Kafka { .. } => "kafka",
         }
     }
 
@@ -170,6 +313,7 @@ impl Destination {
             Self::Redis { .. } => "XADD",
             Self::Nats { .. } => "PUB",
             Self::Amqp { .. } => "basic.publish",
+            Self::Kafka { .. } => "PRODUCE",
         }
     }
 
@@ -180,6 +324,7 @@ impl Destination {
             Self::Redis { stream, .. } => Some(("redis", stream)),
             Self::Nats { subject } => Some(("nats", subject)),
             Self::Amqp { exchange, .. } => Some(("rabbitmq", exchange)),
+            Self::Kafka { topic, .. } => Some(("kafka", topic)),
         }
     }
 
@@ -195,6 +340,7 @@ impl Destination {
             Self::Redis { .. } => 1,
             Self::Nats { .. } => 2,
             Self::Amqp { .. } => 3,
+            Self::Kafka { .. } => 4,
         }]
     }
 
@@ -206,6 +352,7 @@ impl Destination {
             Self::Nats { .. } => 4222,
             Self::Amqp { .. } if url.scheme() == "amqps" => 5671,
             Self::Amqp { .. } => 5672,
+            Self::Kafka { .. } => 9092,
         })
     }
 
@@ -236,11 +383,12 @@ impl Destination {
 }
 
 /// Each destination's URL schemes: the plain one, then the TLS one.
-const SCHEMES: [[&str; 2]; 4] = [
+const SCHEMES: [[&str; 2]; 5] = [
     ["http", "https"],
     ["redis", "rediss"],
     ["nats", "tls"],
     ["amqp", "amqps"],
+    ["kafka", "kafka+ssl"],
 ];
 
 /// A URL scheme that some destination takes.
@@ -260,10 +408,10 @@ fn required_text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<
     }
 }
 
-/// A key, subject or queue name: 1 to 256 bytes, no whitespace or control characters.
+/// A key, subject or queue name: 1 to 256 characters (as the API document counts them), no whitespace or control characters.
 fn check_key(key: &str, field: &str) -> Result<(), Invalid> {
-    if key.is_empty() || key.len() > 256 {
-        return Err(format!("{field} must be 1 to 256 bytes").into());
+    if key.is_empty() || key.chars().count() > 256 {
+        return Err(format!("{field} must be 1 to 256 characters").into());
     }
     // As the document's pattern says: no white space (U+FEFF counts, as in ECMAScript's
     // `\s`), no control characters.
@@ -307,6 +455,51 @@ mod tests {
         );
         let nats = json!({"type": "nats", "subject": "orders.paid"});
         assert_eq!(Destination::parse(&nats).expect("nats").to_json(), nats);
+        let kafka =
+            json!({"type": "kafka", "topic": "orders", "key": "/data/customer", "sasl": "plain"});
+        assert_eq!(Destination::parse(&kafka).expect("kafka").to_json(), kafka);
+        let defaults = Destination::parse(&json!({"type": "kafka", "topic": "orders"}));
+        assert_eq!(
+            defaults.expect("kafka").to_json(),
+            json!({"type": "kafka", "topic": "orders", "key": "eventId", "sasl": "scram-sha-512"})
+        );
+    }
+
+    #[test]
+    fn a_kafka_key_is_the_event_id_or_a_field_of_the_body() {
+        let body = br#"{"data": {"customer": "c_1", "n": 7, "gone": null}}"#;
+        assert_eq!(KafkaKey::EventId.of("evt_1", body), Some(b"evt_1".to_vec()));
+        let field = |p: &str| KafkaKey::Field(p.into()).of("evt_1", body);
+        assert_eq!(field("/data/customer"), Some(b"c_1".to_vec()));
+        assert_eq!(field("/data/n"), Some(b"7".to_vec()));
+        assert_eq!(field("/data/gone"), None);
+        assert_eq!(field("/data/missing"), None);
+    }
+
+    #[test]
+    fn the_partition_of_a_key_is_the_one_kafka_clients_choose() {
+        // Kafka's own test vectors for its murmur2 (UtilsTest.testMurmur2).
+        for (key, hash) in [
+            (&b"21"[..], -973_932_308_i32),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107),
+        ] {
+            assert_eq!(
+                murmur2(key) as i32,
+                hash,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+        assert_eq!(kafka_partition(b"abc", 1), 0);
+        assert_eq!(kafka_partition(b"abc", 10), 479_470_107 % 10);
+        assert!((0..100).all(|i| kafka_partition(format!("k{i}").as_bytes(), 3) < 3));
     }
 
     #[test]
@@ -315,7 +508,17 @@ mod tests {
             (json!("redis"), "must be an object"),
             (json!({}), "type is required"),
             (json!({"type": "sqs"}), "not one of"),
-            (json!({"type": "kafka", "topic": "t"}), "not built yet"),
+            (json!({"type": "kafka"}), "topic is required"),
+            (json!({"type": "kafka", "topic": "a b"}), "1 to 249"),
+            (json!({"type": "kafka", "topic": ".."}), "1 to 249"),
+            (
+                json!({"type": "kafka", "topic": "t", "key": "id"}),
+                "JSON Pointer",
+            ),
+            (
+                json!({"type": "kafka", "topic": "t", "sasl": "gssapi"}),
+                "not one of",
+            ),
             (json!({"type": "nats", "subject": "a.*"}), "no wildcards"),
             (json!({"type": "nats", "subject": "a..b"}), "none empty"),
             (json!({"type": "nats"}), "subject is required"),

@@ -355,7 +355,7 @@ pub fn parse_target(s: &str) -> Result<url::Url, Invalid> {
     })?;
     if !super::destination::is_known_scheme(url.scheme()) {
         return Err(format!(
-            "url '{s}' must be an https:// (or, where allowed, http://) URL, or a broker's address (redis://, nats://, amqp://), not {}://",
+            "url '{s}' must be an https:// (or, where allowed, http://) URL, or a broker's address (redis://, nats://, amqp://, kafka://), not {}://",
             url.scheme()
         )
         .into());

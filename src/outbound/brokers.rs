@@ -17,6 +17,12 @@
 //! are kept as the attempt's response. The client reconnects by itself no more: a connection
 //! that is not up is made again on the next attempt, and servers a cluster announces are
 //! never used (only the address the target policy checked).
+//!
+//! Kafka: one record to the topic's partition for the record's key (Kafka's own partitioner:
+//! murmur2 of the key), acknowledged by every in-sync replica (`acks=all`); the fields are the
+//! record's headers, the body its value, and the topic, partition and offset are kept as the
+//! attempt's response. The bootstrap address is the one the target policy checked; the
+//! brokers the cluster's metadata names (the partitions' leaders) are connected as named.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +31,7 @@ use std::time::Instant;
 use redis::aio::MultiplexedConnection;
 
 use crate::model::EndpointSettings;
-use crate::model::destination::{Destination, is_plaintext};
+use crate::model::destination::{Destination, Sasl, is_plaintext, kafka_partition};
 use crate::model::{AttemptOutcome, Endpoint, EndpointId, ErrorClass, UnixMs};
 use crate::report::ErrorChain;
 use crate::target::TargetError;
@@ -41,6 +47,14 @@ enum Connection {
     Redis(MultiplexedConnection),
     Nats(async_nats::jetstream::Context),
     Amqp(Arc<AmqpLink>),
+    Kafka(Arc<KafkaLink>),
+}
+
+/// A Kafka client, the topic's partitions, and a client per partition, made when first used.
+struct KafkaLink {
+    client: rskafka::client::Client,
+    partitions: Vec<i32>,
+    producers: tokio::sync::Mutex<HashMap<i32, Arc<rskafka::client::partition::PartitionClient>>>,
 }
 
 /// An AMQP connection and its channel in confirm mode (the connection closes when dropped).
@@ -58,6 +72,8 @@ impl Connection {
                 js.client().connection_state() == async_nats::connection::State::Connected
             }
             Self::Amqp(link) => link.channel.status().connected(),
+            // The client reconnects by itself; a failed produce drops it.
+            Self::Kafka(_) => true,
         }
     }
 }
@@ -111,6 +127,12 @@ enum ConnectError {
     /// The AMQP connection or its channel failed or was refused.
     #[error("cannot connect to the AMQP broker: {0}")]
     Amqp(#[source] lapin::Error),
+    /// The Kafka cluster could not be reached, refused the login, or has no such topic.
+    #[error("cannot connect to kafka: {0}")]
+    Kafka(#[source] rskafka::client::error::Error),
+    /// The cluster has no such topic (hookd does not create topics).
+    #[error("kafka has no topic '{0}'")]
+    NoTopic(String),
 }
 
 impl ConnectError {
@@ -137,6 +159,8 @@ impl ConnectError {
                 }
             }
             Self::Amqp(e) => amqp_class(e),
+            Self::Kafka(e) => kafka_class(e, ErrorClass::Connect),
+            Self::NoTopic(_) => ErrorClass::BrokerRefused,
         }
     }
 }
@@ -185,6 +209,11 @@ impl Outbound {
                 ) => {
                     let key = routing_key.as_deref().unwrap_or(msg.event_type);
                     self.amqp_publish(endpoint.id, &link, exchange, key, &fields, msg)
+                        .await
+                }
+                (Destination::Kafka { topic, key, .. }, Connection::Kafka(link)) => {
+                    let key = key.of(msg.id, msg.body);
+                    self.kafka_produce(endpoint.id, &link, topic, key, &fields, msg)
                         .await
                 }
                 (destination, _) => Err((
@@ -394,6 +423,79 @@ impl Outbound {
         }
     }
 
+    /// One record to the partition of its key (or of the event's id, for a record without
+    /// one), acknowledged by every in-sync replica; where it is.
+    async fn kafka_produce(
+        &self,
+        endpoint: EndpointId,
+        link: &KafkaLink,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        fields: &[(String, String)],
+        msg: Message<'_>,
+    ) -> Result<String, (ErrorClass, String)> {
+        let by = key.as_deref().unwrap_or(msg.id.as_bytes());
+        let partition = link.partitions[kafka_partition(by, link.partitions.len())];
+        let producer = {
+            let mut producers = link.producers.lock().await;
+            match producers.get(&partition) {
+                Some(p) => p.clone(),
+                None => {
+                    let made = link
+                        .client
+                        .partition_client(
+                            topic,
+                            partition,
+                            rskafka::client::partition::UnknownTopicHandling::Error,
+                        )
+                        .await
+                        .map_err(|e| self.kafka_failed(endpoint, topic, &e))?;
+                    let made = Arc::new(made);
+                    producers.insert(partition, made.clone());
+                    made
+                }
+            }
+        };
+        let record = rskafka::record::Record {
+            key,
+            value: Some(msg.body.to_vec()),
+            headers: fields
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
+                .collect(),
+            timestamp: rskafka::chrono::Utc::now(),
+        };
+        let offsets = producer
+            .produce(
+                vec![record],
+                rskafka::client::partition::Compression::NoCompression,
+            )
+            .await
+            .map_err(|e| self.kafka_failed(endpoint, topic, &e))?;
+        let offset = offsets.first().copied().unwrap_or(-1);
+        Ok(format!(
+            "topic {topic} partition {partition} offset {offset}"
+        ))
+    }
+
+    /// A produce that failed: the broker's refusal, or a connection that broke (the client
+    /// is made again on the next attempt).
+    fn kafka_failed(
+        &self,
+        endpoint: EndpointId,
+        topic: &str,
+        e: &rskafka::client::error::Error,
+    ) -> (ErrorClass, String) {
+        let class = kafka_class(e, ErrorClass::Incomplete);
+        if class != ErrorClass::BrokerRefused {
+            self.forget_broker(endpoint);
+        }
+        (
+            class,
+            format!("the produce to topic '{topic}' failed: {}", ErrorChain(e)),
+        )
+    }
+
     fn forget_broker(&self, endpoint: EndpointId) {
         let mut kept = self.brokers.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.remove(&endpoint);
@@ -449,6 +551,9 @@ impl Outbound {
         match settings.destination {
             Destination::Amqp { .. } => self.connect_amqp(settings, login).await,
             Destination::Nats { .. } => self.connect_nats(settings, login).await,
+            Destination::Kafka {
+                ref topic, sasl, ..
+            } => self.connect_kafka(settings, topic, sasl, login).await,
             Destination::Redis { .. } | Destination::Http => {
                 let stream = self
                     .broker_stream(&settings.url, &settings.destination)
@@ -478,13 +583,8 @@ impl Outbound {
         login: Option<(String, String)>,
     ) -> Result<Connection, ConnectError> {
         let url = &settings.url;
-        let (port, addrs) = self.allowed(url, &settings.destination).await?;
-        let tls = !is_plaintext(url.scheme());
-        let target = if tls {
-            format!("tls://{}:{port}", url.host_str().unwrap_or_default())
-        } else {
-            format!("nats://{}", addrs[0])
-        };
+        let (address, tls) = self.dial_address(url, &settings.destination).await?;
+        let target = format!("{}://{address}", if tls { "tls" } else { "nats" });
         let mut options = async_nats::ConnectOptions::new()
             .name("hookd")
             .ignore_discovered_servers()
@@ -544,6 +644,75 @@ impl Outbound {
             _connection: connection,
             channel,
         })))
+    }
+
+    /// A Kafka client bootstrapped from the address the target policy allows (for
+    /// `kafka+ssl://`, the host name, which TLS needs), and the topic's partitions.
+    async fn connect_kafka(
+        &self,
+        settings: &EndpointSettings,
+        topic: &str,
+        sasl: Sasl,
+        login: Option<(String, String)>,
+    ) -> Result<Connection, ConnectError> {
+        use rskafka::client::{ClientBuilder, Credentials, SaslConfig};
+        let url = &settings.url;
+        let (bootstrap, tls) = self.dial_address(url, &settings.destination).await?;
+        // Retries inside the client stop well before the attempt's deadline, so the attempt
+        // says what failed rather than only that it timed out.
+        let patience = std::time::Duration::from_millis(u64::from(settings.timeout_ms) / 2);
+        let mut builder = ClientBuilder::new(vec![bootstrap])
+            .client_id("hookd")
+            .backoff_config(rskafka::BackoffConfig {
+                init_backoff: std::time::Duration::from_millis(50),
+                max_backoff: std::time::Duration::from_millis(500),
+                base: 2.0,
+                deadline: Some(patience),
+            });
+        if tls {
+            builder = builder.tls_config(Arc::new(self.broker_tls(url)?));
+        }
+        if let Some((username, password)) = login {
+            let credentials = Credentials::new(username, password);
+            builder = builder.sasl_config(match sasl {
+                Sasl::Plain => SaslConfig::Plain(credentials),
+                Sasl::ScramSha256 => SaslConfig::ScramSha256(credentials),
+                Sasl::ScramSha512 => SaslConfig::ScramSha512(credentials),
+            });
+        }
+        let client = builder.build().await.map_err(ConnectError::Kafka)?;
+        let topics = client.list_topics().await.map_err(ConnectError::Kafka)?;
+        let mut partitions: Vec<i32> = topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.partitions.into_iter().collect())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            return Err(ConnectError::NoTopic(topic.to_owned()));
+        }
+        partitions.sort_unstable();
+        Ok(Connection::Kafka(Arc::new(KafkaLink {
+            client,
+            partitions,
+            producers: Default::default(),
+        })))
+    }
+
+    /// Where a client that dials by itself connects, and whether with TLS: the first address
+    /// the target policy allows, or for TLS the host name (checked first), which TLS needs
+    /// to verify the server; `host:port` either way.
+    async fn dial_address(
+        &self,
+        url: &url::Url,
+        destination: &Destination,
+    ) -> Result<(String, bool), ConnectError> {
+        let (port, addrs) = self.allowed(url, destination).await?;
+        if is_plaintext(url.scheme()) {
+            Ok((addrs[0].to_string(), false))
+        } else {
+            let host = url.host_str().unwrap_or_default();
+            Ok((format!("{host}:{port}"), true))
+        }
     }
 
     /// The broker's port (the destination's default when the URL has none) and the addresses
@@ -626,4 +795,32 @@ fn amqp_class(e: &lapin::Error) -> ErrorClass {
         _ if e.to_string().contains("ACCESS_REFUSED") => ErrorClass::Auth,
         _ => ErrorClass::BrokerRefused,
     }
+}
+
+/// The class of a Kafka failure: a refused login, the broker's refusal (an error code in its
+/// answer), or the network's (`network`: `connect` while connecting, `incomplete` after).
+fn kafka_class(e: &rskafka::client::error::Error, network: ErrorClass) -> ErrorClass {
+    use rskafka::client::error::{Error, ProtocolError};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(rskafka::ConnectionError::SaslFailed(_)) = err.downcast_ref() {
+            return ErrorClass::Auth;
+        }
+        if let Some(Error::ServerError { protocol_error, .. }) = err.downcast_ref::<Error>() {
+            return match protocol_error {
+                ProtocolError::SaslAuthenticationFailed
+                | ProtocolError::TopicAuthorizationFailed
+                | ProtocolError::ClusterAuthorizationFailed => ErrorClass::Auth,
+                ProtocolError::RequestTimedOut => ErrorClass::Timeout,
+                _ => ErrorClass::BrokerRefused,
+            };
+        }
+        cause = err.source();
+    }
+    // A login the broker refused may come wrapped where no `source` reaches it (a retry that
+    // ran out of time keeps its errors in a list): its debug form still names it.
+    if format!("{e:?}").contains("SaslFailed") {
+        return ErrorClass::Auth;
+    }
+    network
 }

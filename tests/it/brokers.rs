@@ -128,8 +128,23 @@ pub(crate) struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `program` (a Debian package of that name); `None` when it is not here.
     async fn start(program: &'static str, setup: Setup, password: Option<&str>) -> Option<Self> {
+        Self::start_at(find(program)?, program, setup, password).await
+    }
+
+    /// Starts the program at `path`; `None` (having said that `package` is missing) when it
+    /// is not there.
+    async fn start_at(
+        path: std::path::PathBuf,
+        package: &str,
+        setup: Setup,
+        password: Option<&str>,
+    ) -> Option<Self> {
+        if !path.is_file() {
+            missing(package);
+            return None;
+        }
         let mut process = Self {
-            program: find(program)?,
+            program: path,
             setup,
             port: free_port(),
             password: password.map(str::to_owned),
@@ -410,24 +425,12 @@ impl TestBroker for RabbitServer {
         // `rabbitmq-server` in /usr/sbin runs this as the rabbitmq user; the tests run it
         // themselves, as whoever they are.
         let program = std::path::PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server");
-        if !program.is_file() {
-            missing("rabbitmq-server");
-            return None;
-        }
-        let process = BrokerProcess {
-            program,
-            setup: Self::setup,
-            port: free_port(),
-            password: password.map(str::to_owned),
-            dir: tempfile::tempdir().expect("dir"),
-            child: None,
-        };
-        let mut server = Self {
+        let process =
+            BrokerProcess::start_at(program, "rabbitmq-server", Self::setup, password).await?;
+        Some(Self {
             process,
             taken: Default::default(),
-        };
-        server.process.run().await;
-        Some(server)
+        })
     }
 
     fn url(&self) -> String {
@@ -501,6 +504,138 @@ impl TestBroker for RabbitServer {
 
     fn process(&mut self) -> &mut BrokerProcess {
         &mut self.process
+    }
+}
+
+/// A Kafka-compatible broker: tansu's, from crates.io, on SQLite storage in the temp dir (kept
+/// across a restart), built by `.ci/run` (`tools/test-kafka`). With a password, its user
+/// `hookd` has it (SCRAM). Topics have one partition unless a test makes more.
+pub(crate) struct KafkaServer(BrokerProcess);
+
+impl KafkaServer {
+    /// Where `.ci/run` builds the broker.
+    fn program() -> std::path::PathBuf {
+        std::env::var_os("HOOKD_TEST_KAFKA")
+            .map(Into::into)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/test-kafka/release/hookd-test-kafka")
+            })
+    }
+
+    fn setup(cmd: &mut Command, port: u16, dir: &std::path::Path, password: Option<&str>) {
+        cmd.arg(format!("127.0.0.1:{port}")).arg(dir);
+        if let Some(password) = password {
+            cmd.args(["hookd", password]);
+        }
+    }
+
+    async fn client(&self) -> rskafka::client::Client {
+        use rskafka::client::{Credentials, SaslConfig};
+        let mut builder =
+            rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{}", self.0.port)])
+                .backoff_config(rskafka::BackoffConfig {
+                    deadline: Some(Duration::from_secs(5)),
+                    ..Default::default()
+                });
+        if let Some(password) = &self.0.password {
+            let login = Credentials::new("hookd".into(), password.clone());
+            builder = builder.sasl_config(SaslConfig::ScramSha512(login));
+        }
+        tokio::time::timeout(Duration::from_secs(10), builder.build())
+            .await
+            .expect("kafka answers within 10s")
+            .expect("connect to kafka")
+    }
+
+    /// Makes `topic` with `partitions` partitions.
+    pub(crate) async fn create_topic(&self, topic: &str, partitions: i32) {
+        self.client()
+            .await
+            .controller_client()
+            .expect("controller")
+            .create_topic(topic, partitions, 1, 5_000)
+            .await
+            .expect("create the topic");
+    }
+
+    /// Each record of `topic`'s `partition`, oldest first, as (offset, record).
+    pub(crate) async fn records(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Vec<rskafka::record::RecordAndOffset> {
+        use rskafka::client::partition::UnknownTopicHandling;
+        let client = self.client().await;
+        let Ok(reader) = client
+            .partition_client(topic, partition, UnknownTopicHandling::Error)
+            .await
+        else {
+            return Vec::new();
+        };
+        let mut records = Vec::new();
+        loop {
+            let offset = records
+                .last()
+                .map_or(0, |r: &rskafka::record::RecordAndOffset| r.offset + 1);
+            let Ok((batch, high_watermark)) = reader.fetch_records(offset, 1..1_000_000, 100).await
+            else {
+                return records;
+            };
+            records.extend(batch);
+            let next = records.last().map_or(0, |r| r.offset + 1);
+            if next >= high_watermark || next == offset {
+                return records;
+            }
+        }
+    }
+}
+
+impl TestBroker for KafkaServer {
+    const KIND: &'static str = "kafka";
+    const REFUSAL: &'static str = "no topic";
+
+    async fn start(password: Option<&str>) -> Option<Self> {
+        let package = "hookd-test-kafka (tools/test-kafka, which .ci/run builds)";
+        BrokerProcess::start_at(Self::program(), package, Self::setup, password)
+            .await
+            .map(Self)
+    }
+
+    fn url(&self) -> String {
+        format!("kafka://127.0.0.1:{}", self.0.port)
+    }
+
+    fn destination(&self, name: &str) -> Value {
+        json!({"type": "kafka", "topic": name, "key": "eventId", "sasl": "scram-sha-512"})
+    }
+
+    async fn prepare(&self, name: &str) {
+        self.create_topic(name, 1).await;
+    }
+
+    async fn refuse(&self, _: &str) {}
+
+    async fn entries(&self, topic: &str) -> Vec<(String, Received)> {
+        self.records(topic, 0)
+            .await
+            .into_iter()
+            .map(|r| {
+                let headers = r
+                    .record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                let body = Bytes::from(r.record.value.unwrap_or_default());
+                let position = format!("topic {topic} partition 0 offset {}", r.offset);
+                (position, received(headers, body))
+            })
+            .collect()
+    }
+
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.0
     }
 }
 
@@ -661,6 +796,11 @@ async fn an_amqp_exchange_gets_every_delivery_signed_as_an_http_one_is() {
     every_delivery_is_signed_as_an_http_one_is::<RabbitServer>().await;
 }
 
+#[tokio::test]
+async fn a_kafka_topic_gets_every_delivery_signed_as_an_http_one_is() {
+    every_delivery_is_signed_as_an_http_one_is::<KafkaServer>().await;
+}
+
 async fn a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message<B: TestBroker>() {
     let Some(mut broker) = B::start(None).await else {
         return;
@@ -718,6 +858,11 @@ async fn a_refusing_or_stopped_rabbitmq_gets_retries_until_it_takes_the_message(
     a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message::<RabbitServer>().await;
 }
 
+#[tokio::test]
+async fn a_refusing_or_stopped_kafka_gets_retries_until_it_takes_the_message() {
+    a_refusing_or_stopped_broker_gets_retries_until_it_takes_the_message::<KafkaServer>().await;
+}
+
 async fn a_fifo_endpoint_gets_events_in_publish_order<B: TestBroker>() {
     let Some(broker) = B::start(None).await else {
         return;
@@ -760,6 +905,11 @@ async fn a_fifo_nats_endpoint_gets_events_in_publish_order() {
 #[tokio::test]
 async fn a_fifo_amqp_endpoint_gets_events_in_publish_order() {
     a_fifo_endpoint_gets_events_in_publish_order::<RabbitServer>().await;
+}
+
+#[tokio::test]
+async fn a_fifo_kafka_endpoint_gets_events_in_publish_order() {
+    a_fifo_endpoint_gets_events_in_publish_order::<KafkaServer>().await;
 }
 
 async fn killing_hookd_mid_burst_loses_no_message<B: TestBroker>() {
@@ -815,6 +965,93 @@ async fn killing_hookd_mid_burst_loses_no_message_to_nats() {
 #[tokio::test]
 async fn killing_hookd_mid_burst_loses_no_message_to_rabbitmq() {
     killing_hookd_mid_burst_loses_no_message::<RabbitServer>().await;
+}
+
+#[tokio::test]
+async fn killing_hookd_mid_burst_loses_no_message_to_kafka() {
+    killing_hookd_mid_burst_loses_no_message::<KafkaServer>().await;
+}
+
+/// A Kafka record's key is the field the destination names, and the partition is the one
+/// Kafka's own partitioner gives that key: one customer's events stay on one partition, in
+/// order. An event without the field has no key (and goes by its id).
+#[tokio::test]
+async fn kafka_records_are_keyed_and_partitioned_by_a_payload_field() {
+    use hookd::model::destination::kafka_partition;
+    let Some(broker) = KafkaServer::start(None).await else {
+        return;
+    };
+    broker.create_topic("orders.keyed", 3).await;
+    let server = Server::start().await;
+    let t = server.tenant("kafka-keys").await;
+    let mut body = broker_endpoint(&broker, "orders.keyed");
+    body["destination"]["key"] = json!("/data/customer");
+    body["ordering"] = json!("fifo");
+    t.endpoint(body).await;
+    let customers = ["c_ada", "c_bob", "c_cy", "c_dee", "c_eve"];
+    let mut published: HashMap<&str, Vec<String>> = HashMap::new();
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"type": "order.paid", "data": {"customer": customers[i % 5], "i": i}}))
+        .collect();
+    let answer = t.publish_batch(events).await;
+    for (i, e) in answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .enumerate()
+    {
+        let id = e["id"].as_str().expect("id").to_owned();
+        published.entry(customers[i % 5]).or_default().push(id);
+    }
+    let unkeyed = t.publish("order.paid", json!({"i": "none"})).await;
+    let unkeyed = unkeyed["id"].as_str().expect("id").to_owned();
+
+    wait_until("31 records", Duration::from_secs(30), || async {
+        let mut n = 0;
+        for p in 0..3 {
+            n += broker.records("orders.keyed", p).await.len();
+        }
+        n == 31
+    })
+    .await;
+    let mut used = HashSet::new();
+    let mut streamed: HashMap<String, Vec<String>> = HashMap::new();
+    for partition in 0..3 {
+        for r in broker.records("orders.keyed", partition).await {
+            let id = String::from_utf8_lossy(&r.record.headers["webhook-id"]).into_owned();
+            let body: Value =
+                serde_json::from_slice(r.record.value.as_deref().expect("a value")).expect("json");
+            let Some(key) = r.record.key.clone() else {
+                assert_eq!(id, unkeyed, "only the event without a customer has no key");
+                let by_id = kafka_partition(id.as_bytes(), 3);
+                assert_eq!(
+                    partition as usize, by_id,
+                    "an unkeyed record goes by its event id"
+                );
+                continue;
+            };
+            let key = String::from_utf8(key).expect("utf-8");
+            assert_eq!(key, body["data"]["customer"], "{body}");
+            assert_eq!(
+                partition as usize,
+                kafka_partition(key.as_bytes(), 3),
+                "{key}"
+            );
+            used.insert(partition);
+            streamed.entry(key).or_default().push(id);
+        }
+    }
+    for customer in customers {
+        assert_eq!(
+            streamed[customer], published[customer],
+            "{customer}'s events in order"
+        );
+    }
+    assert!(
+        used.len() > 1,
+        "five keys spread over more than one partition: {used:?}"
+    );
+    server.stop().await;
 }
 
 /// A `redis-server` that speaks TLS alone, with a certificate for `localhost` from `ca`.
@@ -906,7 +1143,11 @@ async fn a_broker_destination_is_checked_when_it_is_set() {
         ),
         (
             json!({"url": "redis://127.0.0.1:6379", "destination": {"type": "kafka", "topic": "t"}}),
-            "not built yet",
+            "(or kafka://) URL for a 'kafka' destination",
+        ),
+        (
+            json!({"url": "kafka://127.0.0.1:9092", "destination": {"type": "kafka", "topic": "t", "key": "customer"}}),
+            "JSON Pointer",
         ),
         (
             json!({"url": "redis://127.0.0.1:6379"}),

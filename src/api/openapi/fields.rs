@@ -225,8 +225,8 @@ pub(super) fn url_text() -> Value {
 pub(super) fn endpoint_url_text() -> Value {
     json!({
         "type": "string", "format": "uri", "maxLength": 2048,
-        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|(rediss?|nats|tls)://[^/?#@]+/?|amqps?://[^/?#@]+(/[^/?#@]*)?)$",
-        "description": "an http(s):// URL for an 'http' destination; the broker's address for a broker: redis://host:port (rediss:// with TLS) for 'redis', nats://host:port (tls:// with TLS) for 'nats', amqp://host:port/vhost (amqps:// with TLS) for 'amqp'",
+        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|(rediss?|nats|tls|kafka(\\+ssl)?)://[^/?#@]+/?|amqps?://[^/?#@]+(/[^/?#@]*)?)$",
+        "description": "an http(s):// URL for an 'http' destination; the broker's address for a broker: redis://host:port (rediss:// with TLS) for 'redis', nats://host:port (tls:// with TLS) for 'nats', amqp://host:port/vhost (amqps:// with TLS) for 'amqp', kafka://host:port (kafka+ssl:// with TLS), a bootstrap broker, for 'kafka'",
     })
 }
 
@@ -248,7 +248,13 @@ pub(super) fn destination_schema() -> Value {
             ("exchange", json!({"type": "string", "maxLength": 127, "pattern": "^[A-Za-z0-9._:-]*$", "description": "\"\": the default exchange"})),
             ("routingKey", nullable(json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$", "description": "null: each event's type"}))),
         ], &["type", "exchange"], true),
-    ], "description": "'http' POSTs to the url; 'redis' XADDs each delivery to a stream on the server at the url; 'nats' publishes it to a JetStream subject on the server at the url; 'amqp' publishes it to an exchange on the AMQP 0.9.1 server (RabbitMQ) at the url, with publisher confirms (broker destinations: format json or cloudevents, auth basic, no clientCertificate)"})
+        object(&[
+            ("type", json!({"const": "kafka"})),
+            ("topic", json!({"type": "string", "minLength": 1, "maxLength": 249, "pattern": "^([A-Za-z0-9_-][A-Za-z0-9._-]*|\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.[A-Za-z0-9._-]+)$"})),
+            ("key", nullable(json!({"type": "string", "maxLength": 256, "pattern": "^(eventId|/[^\\u0000-\\u001f\\u007f-\\u009f]*)$", "description": "each record's key: 'eventId' (the default), or a JSON Pointer into the delivered body ('/data/customerId'); a record has no key when the body has nothing there"}))),
+            ("sasl", nullable(json!({"enum": ["plain", "scram-sha-256", "scram-sha-512"], "description": "the SASL mechanism of the login the endpoint's auth gives (default scram-sha-512)"}))),
+        ], &["type", "topic"], true),
+    ], "description": "'http' POSTs to the url; 'redis' XADDs each delivery to a stream on the server at the url; 'nats' publishes it to a JetStream subject on the server at the url; 'amqp' publishes it to an exchange on the AMQP 0.9.1 server (RabbitMQ) at the url, with publisher confirms; 'kafka' produces a record to a topic of the cluster at the url, with acks=all (broker destinations: format json or cloudevents, auth basic, no clientCertificate)"})
 }
 
 /// A header name as hookd takes one: a lowercase HTTP token of at most 100 characters.

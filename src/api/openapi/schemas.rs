@@ -83,7 +83,7 @@ pub(super) fn schemas() -> Value {
         &[
             (
                 "method",
-                json!({"enum": ["POST", "XADD", "PUB", "basic.publish"], "description": "POST for an HTTP endpoint; XADD for a 'redis' destination (the headers are the entry's fields, the body its `body` field); PUB for a 'nats' one and basic.publish for an 'amqp' one (the headers are the message's)"}),
+                json!({"enum": ["POST", "XADD", "PUB", "basic.publish", "PRODUCE"], "description": "POST for an HTTP endpoint; XADD for a 'redis' destination (the headers are the entry's fields, the body its `body` field); PUB for a 'nats' one, basic.publish for an 'amqp' one and PRODUCE for a 'kafka' one (the headers are the message's or record's)"}),
             ),
             ("url", string()),
             (
