@@ -367,6 +367,13 @@ impl Destination {
             )
             .into());
         }
+        // The Kafka client splits `host:port` at the first colon.
+        if matches!(self, Self::Kafka { .. }) && matches!(url.host(), Some(url::Host::Ipv6(_))) {
+            return Err(
+                "url for a 'kafka' destination must name its host, or give an IPv4 address: an IPv6 literal is not supported"
+                    .into(),
+            );
+        }
         // An AMQP URL's path is its virtual host; other brokers' URLs have none.
         let vhost = matches!(self, Self::Amqp { .. });
         if !self.is_http()
@@ -559,6 +566,14 @@ mod tests {
         assert!(redis.check_url(&url("redis://h/0?x=1")).is_err());
         assert!(Destination::Http.check_url(&url("redis://h")).is_err());
         assert_eq!(redis.default_port(&url("redis://h")), 6379);
+        let kafka = Destination::parse(&json!({"type": "kafka", "topic": "t"})).expect("kafka");
+        assert!(
+            kafka
+                .check_url(&url("kafka+ssl://kafka.internal:9093"))
+                .is_ok()
+        );
+        assert!(kafka.check_url(&url("kafka://[::1]:9092")).is_err());
+        assert_eq!(kafka.default_port(&url("kafka://h")), 9092);
         assert!(is_known_scheme("rediss") && !is_known_scheme("ftp"));
         assert!(is_plaintext("amqp") && is_plaintext("http"));
         assert!(!is_plaintext("amqps") && !is_plaintext("tls"));

@@ -21,8 +21,9 @@
 //! Kafka: one record to the topic's partition for the record's key (Kafka's own partitioner:
 //! murmur2 of the key), acknowledged by every in-sync replica (`acks=all`); the fields are the
 //! record's headers, the body its value, and the topic, partition and offset are kept as the
-//! attempt's response. The bootstrap address is the one the target policy checked; the
-//! brokers the cluster's metadata names (the partitions' leaders) are connected as named.
+//! attempt's response. Every connection the Kafka client makes, to the bootstrap address and
+//! to the brokers the cluster's metadata names (the partitions' leaders), goes through a
+//! guarded door (`guard.rs`) that makes it only to an address the target policy allows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,9 +51,11 @@ enum Connection {
     Kafka(Arc<KafkaLink>),
 }
 
-/// A Kafka client, the topic's partitions, and a client per partition, made when first used.
+/// A Kafka client, the door its connections go through, the topic's partitions, and a client
+/// per partition, made when first used.
 struct KafkaLink {
     client: rskafka::client::Client,
+    guard: super::guard::Guard,
     partitions: Vec<i32>,
     producers: tokio::sync::Mutex<HashMap<i32, Arc<rskafka::client::partition::PartitionClient>>>,
 }
@@ -130,6 +133,9 @@ enum ConnectError {
     /// The Kafka cluster could not be reached, refused the login, or has no such topic.
     #[error("cannot connect to kafka: {0}")]
     Kafka(#[source] rskafka::client::error::Error),
+    /// The guarded door for a client's connections could not be opened.
+    #[error("cannot open the guarded door for the broker connections on loopback: {0}")]
+    Guard(#[source] std::io::Error),
     /// The cluster has no such topic (hookd does not create topics).
     #[error("kafka has no topic '{0}'")]
     NoTopic(String),
@@ -140,7 +146,7 @@ impl ConnectError {
         match self {
             Self::Target(TargetError::Dns(_)) => ErrorClass::Dns,
             Self::Target(_) => ErrorClass::BlockedTarget,
-            Self::NoHost | Self::Tcp { .. } => ErrorClass::Connect,
+            Self::NoHost | Self::Tcp { .. } | Self::Guard(_) => ErrorClass::Connect,
             Self::Tls { .. } | Self::ServerName(_) => ErrorClass::Tls,
             Self::Credentials(_) => ErrorClass::Auth,
             Self::Redis(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
@@ -449,7 +455,7 @@ impl Outbound {
                             rskafka::client::partition::UnknownTopicHandling::Error,
                         )
                         .await
-                        .map_err(|e| self.kafka_failed(endpoint, topic, &e))?;
+                        .map_err(|e| self.kafka_failed(endpoint, link, topic, &e))?;
                     let made = Arc::new(made);
                     producers.insert(partition, made.clone());
                     made
@@ -471,7 +477,7 @@ impl Outbound {
                 rskafka::client::partition::Compression::NoCompression,
             )
             .await
-            .map_err(|e| self.kafka_failed(endpoint, topic, &e))?;
+            .map_err(|e| self.kafka_failed(endpoint, link, topic, &e))?;
         let offset = offsets.first().copied().unwrap_or(-1);
         Ok(format!(
             "topic {topic} partition {partition} offset {offset}"
@@ -483,9 +489,20 @@ impl Outbound {
     fn kafka_failed(
         &self,
         endpoint: EndpointId,
+        link: &KafkaLink,
         topic: &str,
         e: &rskafka::client::error::Error,
     ) -> (ErrorClass, String) {
+        if let Some(refusal) = link.guard.refusal() {
+            self.forget_broker(endpoint);
+            let class = ConnectError::Target(refusal.clone()).class();
+            return (
+                class,
+                format!(
+                    "the cluster named a broker for topic '{topic}' that hookd may not reach: {refusal}"
+                ),
+            );
+        }
         let class = kafka_class(e, ErrorClass::Incomplete);
         if class != ErrorClass::BrokerRefused {
             self.forget_broker(endpoint);
@@ -657,19 +674,24 @@ impl Outbound {
     ) -> Result<Connection, ConnectError> {
         use rskafka::client::{ClientBuilder, Credentials, SaslConfig};
         let url = &settings.url;
-        let (bootstrap, tls) = self.dial_address(url, &settings.destination).await?;
+        let host = url.host_str().ok_or(ConnectError::NoHost)?;
+        let bootstrap = format!("{host}:{}", settings.destination.default_port(url));
+        let guard = super::guard::Guard::open(self.policy)
+            .await
+            .map_err(ConnectError::Guard)?;
         // Retries inside the client stop well before the attempt's deadline, so the attempt
         // says what failed rather than only that it timed out.
         let patience = std::time::Duration::from_millis(u64::from(settings.timeout_ms) / 2);
         let mut builder = ClientBuilder::new(vec![bootstrap])
             .client_id("hookd")
+            .socks5_proxy(guard.proxy())
             .backoff_config(rskafka::BackoffConfig {
                 init_backoff: std::time::Duration::from_millis(50),
                 max_backoff: std::time::Duration::from_millis(500),
                 base: 2.0,
                 deadline: Some(patience),
             });
-        if tls {
+        if !is_plaintext(url.scheme()) {
             builder = builder.tls_config(Arc::new(self.broker_tls(url)?));
         }
         if let Some((username, password)) = login {
@@ -680,8 +702,13 @@ impl Outbound {
                 Sasl::ScramSha512 => SaslConfig::ScramSha512(credentials),
             });
         }
-        let client = builder.build().await.map_err(ConnectError::Kafka)?;
-        let topics = client.list_topics().await.map_err(ConnectError::Kafka)?;
+        // A connection the door refused is told as the policy's refusal.
+        let failed = |e| match guard.refusal() {
+            Some(refusal) => ConnectError::Target(refusal),
+            None => ConnectError::Kafka(e),
+        };
+        let client = builder.build().await.map_err(failed)?;
+        let topics = client.list_topics().await.map_err(failed)?;
         let mut partitions: Vec<i32> = topics
             .into_iter()
             .find(|t| t.name == topic)
@@ -693,6 +720,7 @@ impl Outbound {
         partitions.sort_unstable();
         Ok(Connection::Kafka(Arc::new(KafkaLink {
             client,
+            guard,
             partitions,
             producers: Default::default(),
         })))
@@ -806,6 +834,9 @@ fn kafka_class(e: &rskafka::client::error::Error, network: ErrorClass) -> ErrorC
         if let Some(rskafka::ConnectionError::SaslFailed(_)) = err.downcast_ref() {
             return ErrorClass::Auth;
         }
+        if let Some(Error::Timeout) = err.downcast_ref::<Error>() {
+            return ErrorClass::Timeout;
+        }
         if let Some(Error::ServerError { protocol_error, .. }) = err.downcast_ref::<Error>() {
             return match protocol_error {
                 ProtocolError::SaslAuthenticationFailed
@@ -823,4 +854,49 @@ fn kafka_class(e: &rskafka::client::error::Error, network: ErrorClass) -> ErrorC
         return ErrorClass::Auth;
     }
     network
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rskafka::client::error::{Error, ProtocolError, RequestContext};
+
+    fn server_error(protocol_error: ProtocolError) -> Error {
+        Error::ServerError {
+            protocol_error,
+            error_message: None,
+            request: RequestContext::Topic("t".into()),
+            response: None,
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn a_kafka_failure_is_the_brokers_refusal_a_login_or_the_networks() {
+        let refused = server_error(ProtocolError::UnknownTopicOrPartition);
+        assert_eq!(
+            kafka_class(&refused, ErrorClass::Incomplete),
+            ErrorClass::BrokerRefused
+        );
+        let too_big = server_error(ProtocolError::MessageTooLarge);
+        assert_eq!(
+            kafka_class(&too_big, ErrorClass::Incomplete),
+            ErrorClass::BrokerRefused
+        );
+        let login = server_error(ProtocolError::SaslAuthenticationFailed);
+        assert_eq!(kafka_class(&login, ErrorClass::Connect), ErrorClass::Auth);
+        let slow = server_error(ProtocolError::RequestTimedOut);
+        assert_eq!(kafka_class(&slow, ErrorClass::Connect), ErrorClass::Timeout);
+        let broken = Error::Request(rskafka::client::error::RequestError::IO(
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        ));
+        assert_eq!(
+            kafka_class(&broken, ErrorClass::Incomplete),
+            ErrorClass::Incomplete
+        );
+        assert_eq!(
+            kafka_class(&Error::Timeout, ErrorClass::Connect),
+            ErrorClass::Timeout
+        );
+    }
 }

@@ -6,6 +6,7 @@
 mod brokers;
 mod connect;
 mod credentials;
+mod guard;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -540,7 +540,9 @@ impl KafkaServer {
                 });
         if let Some(password) = &self.0.password {
             let login = Credentials::new("hookd".into(), password.clone());
-            builder = builder.sasl_config(SaslConfig::ScramSha512(login));
+            // hookd logs in with SCRAM-SHA-512 (the destination's default); the reader with
+            // SHA-256, so the broker is seen to take both.
+            builder = builder.sasl_config(SaslConfig::ScramSha256(login));
         }
         tokio::time::timeout(Duration::from_secs(10), builder.build())
             .await

@@ -225,8 +225,8 @@ pub(super) fn url_text() -> Value {
 pub(super) fn endpoint_url_text() -> Value {
     json!({
         "type": "string", "format": "uri", "maxLength": 2048,
-        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|(rediss?|nats|tls|kafka(\\+ssl)?)://[^/?#@]+/?|amqps?://[^/?#@]+(/[^/?#@]*)?)$",
-        "description": "an http(s):// URL for an 'http' destination; the broker's address for a broker: redis://host:port (rediss:// with TLS) for 'redis', nats://host:port (tls:// with TLS) for 'nats', amqp://host:port/vhost (amqps:// with TLS) for 'amqp', kafka://host:port (kafka+ssl:// with TLS), a bootstrap broker, for 'kafka'",
+        "pattern": "^(https?://[^/?#@]+([/?#][^@]*)?|(rediss?|nats|tls)://[^/?#@]+/?|kafka(\\+ssl)?://[^/?#@\\[]+/?|amqps?://[^/?#@]+(/[^/?#@]*)?)$",
+        "description": "an http(s):// URL for an 'http' destination; the broker's address for a broker: redis://host:port (rediss:// with TLS) for 'redis', nats://host:port (tls:// with TLS) for 'nats', amqp://host:port/vhost (amqps:// with TLS) for 'amqp', kafka://host:port (kafka+ssl:// with TLS; a name or an IPv4 address), a bootstrap broker, for 'kafka'",
     })
 }
 
