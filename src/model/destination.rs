@@ -142,7 +142,7 @@ fn murmur2(data: &[u8]) -> u32 {
     h ^ (h >> 15)
 }
 
-/// The destination types the API names, built or not: what a `type` may say.
+/// The destination types: what a `type` may say.
 const TYPES: &str = "'http', 'redis', 'nats', 'amqp' or 'kafka'";
 
 impl Destination {

@@ -1,7 +1,8 @@
-//! Broker destinations against real brokers started here from Debian's packages: Redis
-//! Streams (`redis-server`), NATS JetStream (`nats-server`) and AMQP (`rabbitmq-server`). Each scenario runs against
-//! each broker. Under `CI=true` a missing broker fails the test; elsewhere the test is skipped
-//! with a note.
+//! Broker destinations against real brokers started here: from Debian's packages, Redis
+//! Streams (`redis-server`), NATS JetStream (`nats-server`) and AMQP (`rabbitmq-server`); from
+//! crates.io, Kafka (tansu's Kafka-compatible broker, `tools/test-kafka`, which `.ci/run`
+//! builds). Each scenario runs against each broker. Under `CI=true` a missing broker fails the
+//! test; elsewhere the test is skipped with a note.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -29,10 +30,10 @@ pub(crate) trait TestBroker: Sized {
     /// The endpoint's `destination` for messages to `name`.
     fn destination(&self, name: &str) -> Value;
     /// Sets up what a consumer sets up before messages to `name` can be stored (a JetStream
-    /// stream); nothing for Redis.
+    /// stream, a Kafka topic); nothing for Redis.
     async fn prepare(&self, name: &str);
-    /// Makes the broker refuse messages to `name` (Redis: a key of another type; NATS: no
-    /// stream holds the subject, as before `prepare`).
+    /// Makes the broker refuse messages to `name` (Redis: a key of another type; NATS and
+    /// Kafka: nothing, as before `prepare`, no stream holds the subject and no topic exists).
     async fn refuse(&self, name: &str);
     /// The messages stored for `name`, oldest first: where each is (entry id, stream sequence)
     /// and its headers and body as a received request.
