@@ -18,6 +18,8 @@ use crate::target::{TargetError, TargetPolicy};
 
 /// How long a client has to say where it wants to go.
 const HANDSHAKE: Duration = Duration::from_secs(5);
+/// How long the door tries each allowed address (the client gives up on its own too).
+const CONNECT: Duration = Duration::from_secs(10);
 
 /// The SOCKS5 replies the door gives.
 const SUCCEEDED: u8 = 0x00;
@@ -113,7 +115,7 @@ async fn pass(
     };
     let mut upstream = None;
     for address in addresses {
-        if let Ok(stream) = TcpStream::connect(address).await {
+        if let Ok(Ok(stream)) = tokio::time::timeout(CONNECT, TcpStream::connect(address)).await {
             upstream = Some(stream);
             break;
         }
