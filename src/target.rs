@@ -18,7 +18,7 @@ pub struct TargetPolicy {
 }
 
 /// Why a target was refused.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
     /// `http://` where only `https://` is allowed.
     #[error(

@@ -495,13 +495,10 @@ impl Outbound {
     ) -> (ErrorClass, String) {
         if let Some(refusal) = link.guard.refusal() {
             self.forget_broker(endpoint);
-            let class = ConnectError::Target(refusal.clone()).class();
-            return (
-                class,
-                format!(
-                    "the cluster named a broker for topic '{topic}' that hookd may not reach: {refusal}"
-                ),
+            let message = format!(
+                "the cluster named a broker for topic '{topic}' that hookd may not reach: {refusal}"
             );
+            return (ConnectError::Target(refusal).class(), message);
         }
         let class = kafka_class(e, ErrorClass::Incomplete);
         if class != ErrorClass::BrokerRefused {
@@ -600,8 +597,13 @@ impl Outbound {
         login: Option<(String, String)>,
     ) -> Result<Connection, ConnectError> {
         let url = &settings.url;
-        let (address, tls) = self.dial_address(url, &settings.destination).await?;
-        let target = format!("{}://{address}", if tls { "tls" } else { "nats" });
+        let (port, addrs) = self.allowed(url, &settings.destination).await?;
+        let tls = !is_plaintext(url.scheme());
+        let target = if tls {
+            format!("tls://{}:{port}", url.host_str().unwrap_or_default())
+        } else {
+            format!("nats://{}", addrs[0])
+        };
         let mut options = async_nats::ConnectOptions::new()
             .name("hookd")
             .ignore_discovered_servers()
@@ -663,8 +665,9 @@ impl Outbound {
         })))
     }
 
-    /// A Kafka client bootstrapped from the address the target policy allows (for
-    /// `kafka+ssl://`, the host name, which TLS needs), and the topic's partitions.
+    /// A Kafka client bootstrapped from the url's host, every connection of which goes through
+    /// a guarded door of its own (the target policy's check, made there), and the topic's
+    /// partitions.
     async fn connect_kafka(
         &self,
         settings: &EndpointSettings,
@@ -726,23 +729,6 @@ impl Outbound {
         })))
     }
 
-    /// Where a client that dials by itself connects, and whether with TLS: the first address
-    /// the target policy allows, or for TLS the host name (checked first), which TLS needs
-    /// to verify the server; `host:port` either way.
-    async fn dial_address(
-        &self,
-        url: &url::Url,
-        destination: &Destination,
-    ) -> Result<(String, bool), ConnectError> {
-        let (port, addrs) = self.allowed(url, destination).await?;
-        if is_plaintext(url.scheme()) {
-            Ok((addrs[0].to_string(), false))
-        } else {
-            let host = url.host_str().unwrap_or_default();
-            Ok((format!("{host}:{port}"), true))
-        }
-    }
-
     /// The broker's port (the destination's default when the URL has none) and the addresses
     /// of its host the target policy allows.
     async fn allowed(
@@ -772,23 +758,13 @@ impl Outbound {
     ) -> Result<Box<dyn BrokerStream>, ConnectError> {
         let host_text = url.host_str().unwrap_or_default().to_owned();
         let (port, addrs) = self.allowed(url, destination).await?;
-        let mut last = None;
-        let mut tcp = None;
-        for addr in addrs {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| ConnectError::Tcp {
-            host: host_text.clone(),
-            port,
-            source: last.unwrap_or_else(|| std::io::Error::other("no address")),
-        })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = super::guard::connect_first(&addrs)
+            .await
+            .map_err(|source| ConnectError::Tcp {
+                host: host_text.clone(),
+                port,
+                source,
+            })?;
         if is_plaintext(url.scheme()) {
             return Ok(Box::new(tcp));
         }

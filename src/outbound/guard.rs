@@ -18,7 +18,7 @@ use crate::target::{TargetError, TargetPolicy};
 
 /// How long a client has to say where it wants to go.
 const HANDSHAKE: Duration = Duration::from_secs(5);
-/// How long the door tries each allowed address (the client gives up on its own too).
+/// How long the door tries the allowed addresses (the client gives up on its own too).
 const CONNECT: Duration = Duration::from_secs(10);
 
 /// The SOCKS5 replies the door gives.
@@ -113,21 +113,29 @@ async fn pass(
             return reply(&mut client, NOT_ALLOWED).await;
         }
     };
-    let mut upstream = None;
-    for address in addresses {
-        if let Ok(Ok(stream)) = tokio::time::timeout(CONNECT, TcpStream::connect(address)).await {
-            upstream = Some(stream);
-            break;
-        }
-    }
-    let Some(mut upstream) = upstream else {
+    let Ok(Ok(mut upstream)) = tokio::time::timeout(CONNECT, connect_first(&addresses)).await
+    else {
         return reply(&mut client, REFUSED).await;
     };
-    let _ = upstream.set_nodelay(true);
     let _ = client.set_nodelay(true);
     reply(&mut client, SUCCEEDED).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
+}
+
+/// TCP (no delay) to the first of `addresses` that answers; the last failure when none does.
+pub(super) async fn connect_first(addresses: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::other("no address");
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Reads the greeting (answering "no authentication") and the request; the host (a name,
